@@ -1,0 +1,466 @@
+//! One typed configuration, layered: built-in defaults, then the TOML file (`--config`), then
+//! `CALLPUSH_` environment variables (`__` separates levels: `CALLPUSH_REDIS__URL`,
+//! `CALLPUSH_CREDENTIALS__0__ENDPOINT`). It is validated once at start; every error names the
+//! key. Secrets are never in this struct as text: only the paths of the files that hold them,
+//! or the name of an environment variable.
+
+mod env;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use validate::ConfigError;
+
+/// The whole configuration of the daemon and the CLI.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where Redis is and how callpush names its keys.
+    #[serde(default)]
+    pub redis: RedisSettings,
+    /// The public listener that mobile apps reach.
+    #[serde(default)]
+    pub api: ApiSettings,
+    /// The admin listener for operators, metrics and call servers.
+    #[serde(default)]
+    pub admin: AdminSettings,
+    /// Access-token verification.
+    #[serde(default)]
+    pub auth: AuthSettings,
+    /// Push credentials: one per app and platform.
+    #[serde(default)]
+    pub credentials: Vec<CredentialSettings>,
+    /// Consuming the calls stream.
+    #[serde(default)]
+    pub stream: StreamSettings,
+    /// The worker pool.
+    #[serde(default)]
+    pub workers: WorkerSettings,
+    /// Retries of transient provider failures.
+    #[serde(default)]
+    pub retry: RetrySettings,
+    /// Rate limits.
+    #[serde(default)]
+    pub limits: LimitSettings,
+    /// Device bindings.
+    #[serde(default)]
+    pub bindings: BindingSettings,
+    /// The results stream.
+    #[serde(default)]
+    pub results: ResultsSettings,
+    /// The dead-letter stream.
+    #[serde(default)]
+    pub dead_letters: DeadLetterSettings,
+    /// Graceful shutdown.
+    #[serde(default)]
+    pub shutdown: ShutdownSettings,
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS).
+    pub url: String,
+    /// Prefix of every key callpush owns (streams, bindings, markers).
+    pub key_prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "callpush:".into(),
+        }
+    }
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Address of the public listener.
+    pub listen: String,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            listen: "0.0.0.0:8080".into(),
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Address of the admin listener (keep it private).
+    pub listen: String,
+    /// File holding the admin bearer token (or set `CALLPUSH_ADMIN_TOKEN`).
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            listen: "127.0.0.1:9090".into(),
+            token_file: None,
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// The account SID (`AC…`) every access token's `sub` must name.
+    pub account_sid: Option<String>,
+    /// The longest lifetime an access token may have, in seconds.
+    pub max_token_ttl_secs: u64,
+    /// API keys that sign access tokens; several at once allow rotation.
+    pub api_keys: Vec<ApiKeySettings>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            account_sid: None,
+            max_token_ttl_secs: 86_400,
+            api_keys: Vec::new(),
+        }
+    }
+}
+
+/// One `[[auth.api_keys]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySettings {
+    /// The API key SID (`SK…`), the token's `iss`.
+    pub sid: String,
+    /// File holding the key's secret.
+    pub secret_file: Option<PathBuf>,
+    /// Name of an environment variable holding the key's secret (instead of a file).
+    pub secret_env: Option<String>,
+}
+
+/// One `[[credentials]]` entry: the push credential of one app on one platform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "platform", rename_all = "lowercase")]
+pub enum CredentialSettings {
+    /// An APNs VoIP credential (token-based, .p8 key).
+    Apns(ApnsCredential),
+    /// An FCM HTTP v1 credential (service account).
+    Fcm(FcmCredential),
+}
+
+impl CredentialSettings {
+    /// The credential SID (`CR…`), what `push_credential_sid` names.
+    pub fn sid(&self) -> &str {
+        match self {
+            CredentialSettings::Apns(c) => &c.sid,
+            CredentialSettings::Fcm(c) => &c.sid,
+        }
+    }
+
+    /// The platform of this credential.
+    pub fn platform(&self) -> crate::providers::Platform {
+        match self {
+            CredentialSettings::Apns(_) => crate::providers::Platform::Apns,
+            CredentialSettings::Fcm(_) => crate::providers::Platform::Fcm,
+        }
+    }
+}
+
+/// APNs environment: which of Apple's hosts to use when no `endpoint` is set.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ApnsEnvironment {
+    /// `https://api.push.apple.com`
+    #[default]
+    Production,
+    /// `https://api.sandbox.push.apple.com` (development builds).
+    Sandbox,
+}
+
+/// An APNs credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApnsCredential {
+    /// Credential SID (`CR…`).
+    pub sid: String,
+    /// The app's bundle id; pushes go to topic `<bundle_id>.voip`.
+    pub bundle_id: String,
+    /// Apple developer team id (the provider token's `iss`).
+    pub team_id: String,
+    /// Id of the .p8 signing key (the provider token's `kid`).
+    pub key_id: String,
+    /// Path of the .p8 key (PKCS#8 PEM, P-256).
+    pub key_file: PathBuf,
+    /// `production` or `sandbox`.
+    #[serde(default)]
+    pub environment: ApnsEnvironment,
+    /// Override of Apple's host (staging, a proxy, a test double); `http://` means h2c.
+    pub endpoint: Option<String>,
+    /// An extra root certificate (PEM) for the endpoint.
+    pub ca_file: Option<PathBuf>,
+    /// Send `cancel` events as VoIP pushes too (off: iOS 13+ kills an app that gets a VoIP
+    /// push and reports no call to CallKit).
+    #[serde(default)]
+    pub send_cancel: bool,
+    /// HTTP/2 connections kept to Apple for this credential.
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+    /// How long one push request may take, in milliseconds.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Pushes per second allowed for this credential (none: unlimited).
+    #[serde(default)]
+    pub rate_limit_per_sec: Option<u32>,
+}
+
+impl ApnsCredential {
+    /// The endpoint to use: the override, or Apple's host for the environment.
+    pub fn endpoint(&self) -> &str {
+        match (&self.endpoint, self.environment) {
+            (Some(e), _) => e,
+            (None, ApnsEnvironment::Production) => "https://api.push.apple.com",
+            (None, ApnsEnvironment::Sandbox) => "https://api.sandbox.push.apple.com",
+        }
+    }
+}
+
+/// An FCM HTTP v1 credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcmCredential {
+    /// Credential SID (`CR…`).
+    pub sid: String,
+    /// Google's service-account JSON (`project_id`, `client_email`, `private_key`, `token_uri`).
+    pub service_account_file: PathBuf,
+    /// Override of `https://fcm.googleapis.com`; `http://` means h2c.
+    pub base_url: Option<String>,
+    /// Override of the service account's `token_uri`.
+    pub token_uri: Option<String>,
+    /// Override of the service account's `project_id`.
+    pub project_id: Option<String>,
+    /// An extra root certificate (PEM) for `base_url` and `token_uri`.
+    pub ca_file: Option<PathBuf>,
+    /// HTTP/2 connections kept to FCM for this credential.
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+    /// How long one push request may take, in milliseconds.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Pushes per second allowed for this credential (none: unlimited).
+    #[serde(default)]
+    pub rate_limit_per_sec: Option<u32>,
+}
+
+fn default_connections() -> usize {
+    2
+}
+
+fn default_request_timeout_ms() -> u64 {
+    5_000
+}
+
+/// `[stream]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamSettings {
+    /// Consumer group name.
+    pub group: String,
+    /// This consumer's name (default: host name and process id).
+    pub consumer: Option<String>,
+    /// Entries read per XREADGROUP.
+    pub batch_size: usize,
+    /// How long one XREADGROUP blocks waiting for entries, in milliseconds.
+    pub block_ms: u64,
+    /// Reclaim entries another consumer left pending this long, in milliseconds.
+    pub claim_idle_ms: u64,
+    /// Approximate cap of the calls stream's length (XADD MAXLEN ~) for entries callpush adds.
+    pub max_len: u64,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            group: "callpush".into(),
+            consumer: None,
+            batch_size: 256,
+            block_ms: 2_000,
+            claim_idle_ms: 10_000,
+            max_len: 1_000_000,
+        }
+    }
+}
+
+/// `[workers]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Pushes in flight at once; reading the stream pauses while all are taken.
+    pub max_in_flight: usize,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            max_in_flight: 4096,
+        }
+    }
+}
+
+/// `[retry]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// First backoff, in milliseconds (full jitter: a random wait up to this).
+    pub base_ms: u64,
+    /// Longest backoff, in milliseconds.
+    pub max_ms: u64,
+    /// Attempts per device, the first included.
+    pub max_attempts: u32,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            base_ms: 100,
+            max_ms: 2_000,
+            max_attempts: 6,
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Call events per callee per minute; the excess is dead-lettered as `rate_limited`.
+    pub calls_per_identity_per_min: u32,
+    /// Registrations per identity per minute.
+    pub registrations_per_identity_per_min: u32,
+    /// Registrations per client address per minute.
+    pub registrations_per_address_per_min: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            calls_per_identity_per_min: 60,
+            registrations_per_identity_per_min: 30,
+            registrations_per_address_per_min: 600,
+        }
+    }
+}
+
+/// `[bindings]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BindingSettings {
+    /// A binding nobody refreshed for this many days is gone.
+    pub ttl_days: u32,
+    /// Bindings per identity; registering one more evicts the least recently updated.
+    pub max_per_identity: usize,
+}
+
+impl Default for BindingSettings {
+    fn default() -> Self {
+        BindingSettings {
+            ttl_days: 365,
+            max_per_identity: 20,
+        }
+    }
+}
+
+/// `[results]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResultsSettings {
+    /// Write one entry per event to `<prefix>results`.
+    pub enabled: bool,
+    /// Approximate cap of the results stream's length.
+    pub max_len: u64,
+}
+
+impl Default for ResultsSettings {
+    fn default() -> Self {
+        ResultsSettings {
+            enabled: true,
+            max_len: 100_000,
+        }
+    }
+}
+
+/// `[dead_letters]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterSettings {
+    /// Approximate cap of the dead-letter stream's length.
+    pub max_len: u64,
+}
+
+impl Default for DeadLetterSettings {
+    fn default() -> Self {
+        DeadLetterSettings { max_len: 1_000_000 }
+    }
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownSettings {
+    /// How long in-flight work may take to finish after SIGTERM, in milliseconds.
+    pub grace_ms: u64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings { grace_ms: 10_000 }
+    }
+}
+
+impl Settings {
+    /// Load the file (when given), apply `CALLPUSH_` variables from the process environment, and
+    /// validate.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// [`Settings::load`] with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })?,
+            None => String::new(),
+        };
+        Self::from_toml_with_env(&text, vars)
+    }
+
+    /// Parse TOML text, apply `CALLPUSH_` variables, and validate.
+    pub fn from_toml_with_env(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut value: toml::Value =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_string()))?;
+        env::apply(&mut value, vars)?;
+        let settings: Settings = serde_path_to_error::deserialize(value).map_err(|e| {
+            ConfigError::Invalid {
+                key: e.path().to_string(),
+                reason: e.inner().message().to_string(),
+            }
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+}

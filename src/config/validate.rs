@@ -1,0 +1,194 @@
+//! Checks that serde cannot express, run once at start. Every message names the key.
+
+use std::collections::HashSet;
+
+use super::{CredentialSettings, Settings};
+
+/// A configuration that cannot be used, with the key and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Read {
+        /// The path given with `--config`.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The file is not valid TOML.
+    #[error("config file is not valid TOML: {0}")]
+    Parse(String),
+    /// A `CALLPUSH_` variable could not be applied.
+    #[error("environment variable {var}: {reason}")]
+    Env {
+        /// The variable's name.
+        var: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A key has a wrong type or value.
+    #[error("config key `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key, e.g. `credentials[0].bundle_id`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Settings {
+    /// Check the values serde accepted but callpush cannot run with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://")) {
+            return Err(invalid(
+                "redis.url",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        if self.redis.key_prefix.contains(['{', '}']) {
+            return Err(invalid(
+                "redis.key_prefix",
+                "must not contain `{` or `}` (callpush adds its own cluster hash tags)",
+            ));
+        }
+        if self.workers.max_in_flight == 0 {
+            return Err(invalid("workers.max_in_flight", "must be at least 1"));
+        }
+        if self.stream.batch_size == 0 {
+            return Err(invalid("stream.batch_size", "must be at least 1"));
+        }
+        if self.stream.group.is_empty() {
+            return Err(invalid("stream.group", "must not be empty"));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(invalid("retry.max_attempts", "must be at least 1"));
+        }
+        if self.retry.base_ms == 0 || self.retry.max_ms < self.retry.base_ms {
+            return Err(invalid(
+                "retry.max_ms",
+                "retry.base_ms must be at least 1 and retry.max_ms at least retry.base_ms",
+            ));
+        }
+        if self.bindings.max_per_identity == 0 {
+            return Err(invalid("bindings.max_per_identity", "must be at least 1"));
+        }
+        if self.bindings.ttl_days == 0 {
+            return Err(invalid("bindings.ttl_days", "must be at least 1"));
+        }
+        let mut sids = HashSet::new();
+        for (i, cred) in self.credentials.iter().enumerate() {
+            let key = |field: &str| format!("credentials[{i}].{field}");
+            if cred.sid().is_empty() {
+                return Err(invalid(key("sid"), "must not be empty"));
+            }
+            if !sids.insert(cred.sid()) {
+                return Err(invalid(
+                    key("sid"),
+                    format!("{:?} is used by another credential", cred.sid()),
+                ));
+            }
+            match cred {
+                CredentialSettings::Apns(c) => {
+                    for (field, value) in [
+                        ("bundle_id", &c.bundle_id),
+                        ("team_id", &c.team_id),
+                        ("key_id", &c.key_id),
+                    ] {
+                        if value.is_empty() {
+                            return Err(invalid(key(field), "must not be empty"));
+                        }
+                    }
+                    if c.bundle_id.ends_with(".voip") {
+                        return Err(invalid(
+                            key("bundle_id"),
+                            "give the app's bundle id without `.voip`; callpush adds it",
+                        ));
+                    }
+                    check_url(&key("endpoint"), c.endpoint.as_deref())?;
+                    if c.connections == 0 {
+                        return Err(invalid(key("connections"), "must be at least 1"));
+                    }
+                }
+                CredentialSettings::Fcm(c) => {
+                    check_url(&key("base_url"), c.base_url.as_deref())?;
+                    check_url(&key("token_uri"), c.token_uri.as_deref())?;
+                    if c.connections == 0 {
+                        return Err(invalid(key("connections"), "must be at least 1"));
+                    }
+                }
+            }
+        }
+        if self.auth.max_token_ttl_secs == 0 {
+            return Err(invalid("auth.max_token_ttl_secs", "must be at least 1"));
+        }
+        for (i, k) in self.auth.api_keys.iter().enumerate() {
+            if k.secret_file.is_none() && k.secret_env.is_none() {
+                return Err(invalid(
+                    format!("auth.api_keys[{i}]"),
+                    "needs secret_file or secret_env",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_url(key: &str, url: Option<&str>) -> Result<(), ConfigError> {
+    match url {
+        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => Err(invalid(
+            key,
+            format!("{u:?} must start with https:// (or http:// for h2c)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Settings;
+
+    fn load(text: &str) -> Result<Settings, super::ConfigError> {
+        Settings::from_toml_with_env(text, Vec::new())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = load("").unwrap();
+        assert_eq!(s.redis.key_prefix, "callpush:");
+        assert_eq!(s.workers.max_in_flight, 4096);
+        assert_eq!(s.bindings.max_per_identity, 20);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load("[redis]\nurl = \"redis://x\"\nurll = 1\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("urll"), "{msg}");
+    }
+
+    #[test]
+    fn credential_errors_name_the_key() {
+        let err = load(
+            "[[credentials]]\nsid=\"CR1\"\nplatform=\"apns\"\nbundle_id=\"a.voip\"\nteam_id=\"T\"\nkey_id=\"K\"\nkey_file=\"/k\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("credentials[0].bundle_id"), "{err}");
+        let err = load("[[credentials]]\nsid=\"CR1\"\nplatform=\"apns\"\n").unwrap_err();
+        assert!(err.to_string().contains("credentials[0]"), "{err}");
+        let err = load("[[credentials]]\nsid=\"CR1\"\nplatform=\"gcm\"\n").unwrap_err();
+        assert!(err.to_string().contains("credentials[0]"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = load("[workers]\nmax_in_flight = \"many\"\n").unwrap_err();
+        assert!(err.to_string().contains("workers.max_in_flight"), "{err}");
+    }
+}

@@ -1,0 +1,283 @@
+//! Call events as they arrive on the calls stream (SPEC §5), parsed and validated.
+//!
+//! Parsing never fails silently: a malformed entry yields a [`Malformed`] naming the field,
+//! which the dispatcher dead-letters as `malformed` with every original field kept.
+
+use std::sync::Arc;
+
+use crate::providers::{CallContent, PushKind};
+
+/// Default `ttl_ms` of `incoming` and `cancel` events.
+pub const DEFAULT_TTL_MS: u64 = 30_000;
+/// Largest `ttl_ms` accepted (one day).
+pub const MAX_TTL_MS: u64 = 86_400_000;
+/// Largest `params` JSON, in bytes.
+pub const MAX_PARAMS_BYTES: usize = 2048;
+/// Longest identity, in UTF-8 bytes (SPEC §2).
+pub const MAX_IDENTITY_BYTES: usize = 121;
+/// Longest `call_sid` accepted, in bytes.
+pub const MAX_CALL_SID_BYTES: usize = 256;
+/// Longest `from` accepted, in bytes.
+pub const MAX_FROM_BYTES: usize = 256;
+
+/// A stream entry as read from Redis: its id and its fields in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEntry {
+    /// The stream id (`<ms>-<seq>`).
+    pub id: String,
+    /// The fields, as the call server wrote them.
+    pub fields: Vec<(String, String)>,
+}
+
+impl StreamEntry {
+    /// The value of the first field named `name`.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A valid call event.
+#[derive(Debug, Clone)]
+pub struct CallEvent {
+    /// The stream id of the entry.
+    pub id: String,
+    /// What to send, shared by every device of the event.
+    pub call: Arc<CallContent>,
+    /// Restrict the fan-out to this credential.
+    pub credential: Option<String>,
+    /// When the entry was added (the stream id's time), ms since the Unix epoch.
+    pub enqueued_at_ms: u64,
+    /// The event's `ttl_ms`.
+    pub ttl_ms: u64,
+}
+
+impl CallEvent {
+    /// The callee's identity.
+    pub fn to(&self) -> &str {
+        &self.call.callee
+    }
+    /// The call's id.
+    pub fn call_sid(&self) -> &str {
+        &self.call.call_sid
+    }
+    /// `incoming` or `cancel`.
+    pub fn kind(&self) -> PushKind {
+        self.call.kind
+    }
+    /// When the event stops being useful, ms since the Unix epoch.
+    pub fn deadline_ms(&self) -> u64 {
+        self.call.deadline_ms
+    }
+}
+
+/// Why an entry is not a valid call event. The message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {problem}")]
+pub struct Malformed {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+fn malformed(field: &'static str, problem: impl Into<String>) -> Malformed {
+    Malformed {
+        field,
+        problem: problem.into(),
+    }
+}
+
+/// The time part of a stream id, in ms since the Unix epoch.
+pub fn stream_id_ms(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
+}
+
+/// Check an identity against SPEC §2: non-empty, at most 121 UTF-8 bytes, no control characters.
+pub fn check_identity(identity: &str) -> Result<(), String> {
+    if identity.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if identity.len() > MAX_IDENTITY_BYTES {
+        return Err(format!(
+            "is {} bytes long; at most {MAX_IDENTITY_BYTES} are allowed",
+            identity.len()
+        ));
+    }
+    if identity.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Check `params`: a JSON object of string → string, at most 2048 bytes. Returns its compact
+/// JSON text.
+pub fn check_params(raw: &str) -> Result<String, String> {
+    if raw.len() > MAX_PARAMS_BYTES {
+        return Err(format!(
+            "is {} bytes; at most {MAX_PARAMS_BYTES} are allowed",
+            raw.len()
+        ));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| format!("is not valid JSON: {e}"))?;
+    let serde_json::Value::Object(map) = &value else {
+        return Err("must be a JSON object of string values".into());
+    };
+    if let Some((k, _)) = map.iter().find(|(_, v)| !v.is_string()) {
+        return Err(format!("value of {k:?} must be a string"));
+    }
+    Ok(value.to_string())
+}
+
+impl CallEvent {
+    /// Parse and validate a stream entry. Unknown fields are ignored (they stay in the entry,
+    /// and so in any dead letter made from it).
+    pub fn parse(entry: &StreamEntry) -> Result<CallEvent, Malformed> {
+        let enqueued_at_ms =
+            stream_id_ms(&entry.id).ok_or_else(|| malformed("id", "is not a stream id"))?;
+        let kind = match entry.field("type") {
+            None => return Err(malformed("type", "is missing")),
+            Some("incoming") => PushKind::Incoming,
+            Some("cancel") => PushKind::Cancel,
+            Some(other) => {
+                return Err(malformed(
+                    "type",
+                    format!("{other:?} is not one of \"incoming\", \"cancel\""),
+                ))
+            }
+        };
+        let to = entry.field("to").ok_or_else(|| malformed("to", "is missing"))?;
+        check_identity(to).map_err(|p| malformed("to", p))?;
+        let call_sid = entry
+            .field("call_sid")
+            .ok_or_else(|| malformed("call_sid", "is missing"))?;
+        if call_sid.is_empty() {
+            return Err(malformed("call_sid", "must not be empty"));
+        }
+        if call_sid.len() > MAX_CALL_SID_BYTES || call_sid.chars().any(char::is_control) {
+            return Err(malformed(
+                "call_sid",
+                format!("must be at most {MAX_CALL_SID_BYTES} bytes without control characters"),
+            ));
+        }
+        let caller = match entry.field("from") {
+            None | Some("") => None,
+            Some(f) if f.len() > MAX_FROM_BYTES || f.chars().any(char::is_control) => {
+                return Err(malformed(
+                    "from",
+                    format!("must be at most {MAX_FROM_BYTES} bytes without control characters"),
+                ))
+            }
+            Some(f) => Some(Arc::from(f)),
+        };
+        let ttl_ms = match entry.field("ttl_ms") {
+            None => DEFAULT_TTL_MS,
+            Some(raw) => {
+                let ttl: u64 = raw.parse().map_err(|_| {
+                    malformed("ttl_ms", format!("{raw:?} is not a whole number of milliseconds"))
+                })?;
+                if ttl == 0 || ttl > MAX_TTL_MS {
+                    return Err(malformed(
+                        "ttl_ms",
+                        format!("{ttl} is outside 1..={MAX_TTL_MS}"),
+                    ));
+                }
+                ttl
+            }
+        };
+        let credential = match entry.field("credential") {
+            None | Some("") => None,
+            Some(c) => Some(c.to_string()),
+        };
+        let params = match entry.field("params") {
+            None | Some("") => None,
+            Some(raw) => Some(Arc::from(
+                check_params(raw).map_err(|p| malformed("params", p))?,
+            )),
+        };
+        Ok(CallEvent {
+            id: entry.id.clone(),
+            call: Arc::new(CallContent {
+                kind,
+                call_sid: Arc::from(call_sid),
+                caller,
+                callee: Arc::from(to),
+                params,
+                deadline_ms: enqueued_at_ms.saturating_add(ttl_ms),
+            }),
+            credential,
+            enqueued_at_ms,
+            ttl_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fields: &[(&str, &str)]) -> StreamEntry {
+        StreamEntry {
+            id: "1700000000000-0".into(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn parses_a_full_event() {
+        let e = CallEvent::parse(&entry(&[
+            ("type", "incoming"),
+            ("to", "alice"),
+            ("call_sid", "CA1"),
+            ("from", "+15551234567"),
+            ("ttl_ms", "5000"),
+            ("params", r#"{"a": "b"}"#),
+            ("extra", "kept"),
+        ]))
+        .unwrap();
+        assert_eq!(e.to(), "alice");
+        assert_eq!(e.kind(), PushKind::Incoming);
+        assert_eq!(e.deadline_ms(), 1_700_000_005_000);
+        assert_eq!(e.call.params.as_deref(), Some(r#"{"a":"b"}"#));
+        assert_eq!(e.call.caller.as_deref(), Some("+15551234567"));
+    }
+
+    #[test]
+    fn default_ttl() {
+        let e = CallEvent::parse(&entry(&[("type", "cancel"), ("to", "a"), ("call_sid", "C")]))
+            .unwrap();
+        assert_eq!(e.ttl_ms, DEFAULT_TTL_MS);
+    }
+
+    #[test]
+    fn malformed_names_the_field() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("to", "a"), ("call_sid", "C")], "type"),
+            (&[("type", "ring"), ("to", "a"), ("call_sid", "C")], "type"),
+            (&[("type", "incoming"), ("call_sid", "C")], "to"),
+            (&[("type", "incoming"), ("to", ""), ("call_sid", "C")], "to"),
+            (&[("type", "incoming"), ("to", "a\u{7}"), ("call_sid", "C")], "to"),
+            (&[("type", "incoming"), ("to", "a")], "call_sid"),
+            (&[("type", "incoming"), ("to", "a"), ("call_sid", "C"), ("ttl_ms", "x")], "ttl_ms"),
+            (&[("type", "incoming"), ("to", "a"), ("call_sid", "C"), ("ttl_ms", "86400001")], "ttl_ms"),
+            (&[("type", "incoming"), ("to", "a"), ("call_sid", "C"), ("params", "{")], "params"),
+            (&[("type", "incoming"), ("to", "a"), ("call_sid", "C"), ("params", "[1]")], "params"),
+            (&[("type", "incoming"), ("to", "a"), ("call_sid", "C"), ("params", r#"{"a":1}"#)], "params"),
+        ];
+        for (fields, field) in cases {
+            let err = CallEvent::parse(&entry(fields)).unwrap_err();
+            assert_eq!(err.field, *field, "{fields:?}: {err}");
+            assert!(err.to_string().contains(field));
+        }
+        let long = "x".repeat(122);
+        let err = CallEvent::parse(&entry(&[("type", "incoming"), ("to", &long), ("call_sid", "C")]))
+            .unwrap_err();
+        assert_eq!(err.field, "to");
+    }
+}

@@ -1,0 +1,1 @@
+//! Redis call queue (placeholder)

@@ -1,0 +1,133 @@
+//! Outcomes: the one result every event ends in (SPEC §5), and dead letters (SPEC §7).
+
+use std::fmt;
+
+/// The outcome of one call event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventOutcome {
+    /// At least one device accepted the push.
+    Delivered,
+    /// The callee has no live binding that this event could go to.
+    NoBindings,
+    /// The deadline passed before any device accepted.
+    Expired,
+    /// No device accepted and the event went to the dead-letter stream.
+    DeadLettered,
+    /// The entry was not a valid call event (dead-lettered too).
+    Malformed,
+    /// A redelivered event whose devices had all been pushed already.
+    Duplicate,
+}
+
+impl EventOutcome {
+    /// The wire name, as in the results stream and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Delivered => "delivered",
+            EventOutcome::NoBindings => "no_bindings",
+            EventOutcome::Expired => "expired",
+            EventOutcome::DeadLettered => "dead_lettered",
+            EventOutcome::Malformed => "malformed",
+            EventOutcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+impl fmt::Display for EventOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of the results stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventResult {
+    /// The event's `call_sid` (empty when the entry had none).
+    pub call_sid: String,
+    /// The event's `to` (empty when the entry had none).
+    pub to: String,
+    /// The outcome.
+    pub outcome: EventOutcome,
+    /// Devices the event was sent to.
+    pub devices: usize,
+    /// Devices that accepted.
+    pub delivered: usize,
+}
+
+impl EventResult {
+    /// The fields of the results-stream entry.
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("call_sid", self.call_sid.clone()),
+            ("to", self.to.clone()),
+            ("outcome", self.outcome.as_str().to_string()),
+            ("devices", self.devices.to_string()),
+            ("delivered", self.delivered.to_string()),
+        ]
+    }
+}
+
+/// Why an event was dead-lettered (`reason` of SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadReason {
+    /// The deadline passed.
+    Expired,
+    /// The entry was not a valid call event.
+    Malformed,
+    /// Transient failures until `retry.max_attempts`.
+    RetriesExhausted,
+    /// The provider refused the push for good (bad topic, bad credentials, …).
+    ProviderRejected,
+    /// The callee's call rate limit was exceeded.
+    RateLimited,
+}
+
+impl DeadReason {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::Expired => "expired",
+            DeadReason::Malformed => "malformed",
+            DeadReason::RetriesExhausted => "retries_exhausted",
+            DeadReason::ProviderRejected => "provider_rejected",
+            DeadReason::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// A dead letter: the original entry plus why it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Why.
+    pub reason: DeadReason,
+    /// The provider's status and reason, or the malformed field's message.
+    pub detail: String,
+    /// Push attempts made (over all devices).
+    pub attempts: u32,
+    /// When it failed, ms since the Unix epoch.
+    pub failed_at_ms: u64,
+}
+
+impl DeadLetter {
+    /// The fields of the dead-letter entry: the original fields (minus any earlier dead-letter
+    /// bookkeeping fields) then `reason`, `detail`, `attempts`, `failed_at` (RFC 3339) and
+    /// `source_id`.
+    pub fn fields(&self, original: &crate::event::StreamEntry) -> Vec<(String, String)> {
+        const OWN: [&str; 5] = ["reason", "detail", "attempts", "failed_at", "source_id"];
+        let mut out: Vec<(String, String)> = original
+            .fields
+            .iter()
+            .filter(|(k, _)| !OWN.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        let failed_at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(self.failed_at_ms as i64)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        out.push(("reason".into(), self.reason.as_str().into()));
+        out.push(("detail".into(), self.detail.clone()));
+        out.push(("attempts".into(), self.attempts.to_string()));
+        out.push(("failed_at".into(), failed_at));
+        out.push(("source_id".into(), original.id.clone()));
+        out
+    }
+}
