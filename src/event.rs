@@ -149,7 +149,9 @@ impl CallEvent {
                 ))
             }
         };
-        let to = entry.field("to").ok_or_else(|| malformed("to", "is missing"))?;
+        let to = entry
+            .field("to")
+            .ok_or_else(|| malformed("to", "is missing"))?;
         check_identity(to).map_err(|p| malformed("to", p))?;
         let call_sid = entry
             .field("call_sid")
@@ -177,7 +179,10 @@ impl CallEvent {
             None => DEFAULT_TTL_MS,
             Some(raw) => {
                 let ttl: u64 = raw.parse().map_err(|_| {
-                    malformed("ttl_ms", format!("{raw:?} is not a whole number of milliseconds"))
+                    malformed(
+                        "ttl_ms",
+                        format!("{raw:?} is not a whole number of milliseconds"),
+                    )
                 })?;
                 if ttl == 0 || ttl > MAX_TTL_MS {
                     return Err(malformed(
@@ -250,8 +255,12 @@ mod tests {
 
     #[test]
     fn default_ttl() {
-        let e = CallEvent::parse(&entry(&[("type", "cancel"), ("to", "a"), ("call_sid", "C")]))
-            .unwrap();
+        let e = CallEvent::parse(&entry(&[
+            ("type", "cancel"),
+            ("to", "a"),
+            ("call_sid", "C"),
+        ]))
+        .unwrap();
         assert_eq!(e.ttl_ms, DEFAULT_TTL_MS);
     }
 
@@ -262,13 +271,56 @@ mod tests {
             (&[("type", "ring"), ("to", "a"), ("call_sid", "C")], "type"),
             (&[("type", "incoming"), ("call_sid", "C")], "to"),
             (&[("type", "incoming"), ("to", ""), ("call_sid", "C")], "to"),
-            (&[("type", "incoming"), ("to", "a\u{7}"), ("call_sid", "C")], "to"),
+            (
+                &[("type", "incoming"), ("to", "a\u{7}"), ("call_sid", "C")],
+                "to",
+            ),
             (&[("type", "incoming"), ("to", "a")], "call_sid"),
-            (&[("type", "incoming"), ("to", "a"), ("call_sid", "C"), ("ttl_ms", "x")], "ttl_ms"),
-            (&[("type", "incoming"), ("to", "a"), ("call_sid", "C"), ("ttl_ms", "86400001")], "ttl_ms"),
-            (&[("type", "incoming"), ("to", "a"), ("call_sid", "C"), ("params", "{")], "params"),
-            (&[("type", "incoming"), ("to", "a"), ("call_sid", "C"), ("params", "[1]")], "params"),
-            (&[("type", "incoming"), ("to", "a"), ("call_sid", "C"), ("params", r#"{"a":1}"#)], "params"),
+            (
+                &[
+                    ("type", "incoming"),
+                    ("to", "a"),
+                    ("call_sid", "C"),
+                    ("ttl_ms", "x"),
+                ],
+                "ttl_ms",
+            ),
+            (
+                &[
+                    ("type", "incoming"),
+                    ("to", "a"),
+                    ("call_sid", "C"),
+                    ("ttl_ms", "86400001"),
+                ],
+                "ttl_ms",
+            ),
+            (
+                &[
+                    ("type", "incoming"),
+                    ("to", "a"),
+                    ("call_sid", "C"),
+                    ("params", "{"),
+                ],
+                "params",
+            ),
+            (
+                &[
+                    ("type", "incoming"),
+                    ("to", "a"),
+                    ("call_sid", "C"),
+                    ("params", "[1]"),
+                ],
+                "params",
+            ),
+            (
+                &[
+                    ("type", "incoming"),
+                    ("to", "a"),
+                    ("call_sid", "C"),
+                    ("params", r#"{"a":1}"#),
+                ],
+                "params",
+            ),
         ];
         for (fields, field) in cases {
             let err = CallEvent::parse(&entry(fields)).unwrap_err();
@@ -276,8 +328,12 @@ mod tests {
             assert!(err.to_string().contains(field));
         }
         let long = "x".repeat(122);
-        let err = CallEvent::parse(&entry(&[("type", "incoming"), ("to", &long), ("call_sid", "C")]))
-            .unwrap_err();
+        let err = CallEvent::parse(&entry(&[
+            ("type", "incoming"),
+            ("to", &long),
+            ("call_sid", "C"),
+        ]))
+        .unwrap_err();
         assert_eq!(err.field, "to");
     }
 }

@@ -88,11 +88,7 @@ pub trait BindingStore: Send + Sync + 'static {
 
     /// Race-safe pruning after a provider said the token is dead: remove the binding only if it
     /// still holds `device_token` and was not updated after `judged_at_ms`. True when removed.
-    async fn prune(
-        &self,
-        binding: &Binding,
-        judged_at_ms: u64,
-    ) -> Result<bool, StoreError>;
+    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, StoreError>;
 }
 
 /// The binding id for a fresh binding: `BS` and 32 random hex digits.

@@ -12,7 +12,12 @@ use super::ConfigError;
 
 const PREFIX: &str = "CALLPUSH_";
 /// Variables with the prefix that are not configuration keys.
-const NOT_KEYS: &[&str] = &["CALLPUSH_ADMIN_TOKEN", "CALLPUSH_CONFIG", "CALLPUSH_LOG", "CALLPUSH_LOG_FORMAT"];
+const NOT_KEYS: &[&str] = &[
+    "CALLPUSH_ADMIN_TOKEN",
+    "CALLPUSH_CONFIG",
+    "CALLPUSH_LOG",
+    "CALLPUSH_LOG_FORMAT",
+];
 
 /// Apply every `CALLPUSH_…` variable of `vars` to `root`.
 pub(super) fn apply(
@@ -146,6 +151,9 @@ mod tests {
     #[test]
     fn skipping_an_index_is_an_error_naming_the_variable() {
         let err = applied("", &[("CALLPUSH_CREDENTIALS__3__SID", "CR1")]).unwrap_err();
-        assert!(err.to_string().contains("CALLPUSH_CREDENTIALS__3__SID"), "{err}");
+        assert!(
+            err.to_string().contains("CALLPUSH_CREDENTIALS__3__SID"),
+            "{err}"
+        );
     }
 }

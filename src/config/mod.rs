@@ -454,12 +454,11 @@ impl Settings {
         let mut value: toml::Value =
             toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_string()))?;
         env::apply(&mut value, vars)?;
-        let settings: Settings = serde_path_to_error::deserialize(value).map_err(|e| {
-            ConfigError::Invalid {
+        let settings: Settings =
+            serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Invalid {
                 key: e.path().to_string(),
                 reason: e.inner().message().to_string(),
-            }
-        })?;
+            })?;
         settings.validate()?;
         Ok(settings)
     }

@@ -179,7 +179,10 @@ mod tests {
             "[[credentials]]\nsid=\"CR1\"\nplatform=\"apns\"\nbundle_id=\"a.voip\"\nteam_id=\"T\"\nkey_id=\"K\"\nkey_file=\"/k\"\n",
         )
         .unwrap_err();
-        assert!(err.to_string().contains("credentials[0].bundle_id"), "{err}");
+        assert!(
+            err.to_string().contains("credentials[0].bundle_id"),
+            "{err}"
+        );
         let err = load("[[credentials]]\nsid=\"CR1\"\nplatform=\"apns\"\n").unwrap_err();
         assert!(err.to_string().contains("credentials[0]"), "{err}");
         let err = load("[[credentials]]\nsid=\"CR1\"\nplatform=\"gcm\"\n").unwrap_err();

@@ -120,9 +120,10 @@ impl DeadLetter {
             .filter(|(k, _)| !OWN.contains(&k.as_str()))
             .cloned()
             .collect();
-        let failed_at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(self.failed_at_ms as i64)
-            .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let failed_at =
+            chrono::DateTime::<chrono::Utc>::from_timestamp_millis(self.failed_at_ms as i64)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         out.push(("reason".into(), self.reason.as_str().into()));
         out.push(("detail".into(), self.detail.clone()));
         out.push(("attempts".into(), self.attempts.to_string()));

@@ -40,7 +40,9 @@ impl std::str::FromStr for Platform {
         match s {
             "apns" => Ok(Platform::Apns),
             "fcm" => Ok(Platform::Fcm),
-            other => Err(format!("unknown platform {other:?} (expected \"apns\" or \"fcm\")")),
+            other => Err(format!(
+                "unknown platform {other:?} (expected \"apns\" or \"fcm\")"
+            )),
         }
     }
 }

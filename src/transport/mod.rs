@@ -134,7 +134,10 @@ pub struct H2Pool {
 impl std::fmt::Debug for H2Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H2Pool")
-            .field("origin", &format_args!("{}://{}", self.scheme, self.authority))
+            .field(
+                "origin",
+                &format_args!("{}://{}", self.scheme, self.authority),
+            )
             .field("connections", &self.options.connections)
             .finish()
     }
@@ -150,10 +153,7 @@ impl H2Pool {
         };
         let uri: Uri = endpoint.parse().map_err(|_| invalid("not a URL"))?;
         let scheme = uri.scheme().cloned().ok_or_else(|| invalid("no scheme"))?;
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| invalid("no host"))?;
+        let authority = uri.authority().cloned().ok_or_else(|| invalid("no host"))?;
         let tls = if scheme == http::uri::Scheme::HTTPS {
             Some(tls_connector(options.ca_file.as_deref())?)
         } else if scheme == http::uri::Scheme::HTTP {
@@ -271,7 +271,10 @@ impl H2Pool {
 
     async fn forget(&self, slot: usize, failed: &SendRequest<Full<Bytes>>) {
         let mut guard = self.slots[slot].lock().await;
-        if guard.as_ref().is_some_and(|s| s.is_closed() || !failed.is_ready()) {
+        if guard
+            .as_ref()
+            .is_some_and(|s| s.is_closed() || !failed.is_ready())
+        {
             *guard = None;
         }
     }
