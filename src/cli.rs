@@ -1,1 +1,313 @@
-//! (placeholder)
+//! The `callpush` command line: `serve`, plus operator commands that work on the same Redis
+//! (`bindings add|list|delete`, `enqueue`). `main.rs` only parses and calls [`run`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::bindings::{normalize_device_token, BindingStore, NewBinding};
+use crate::config::{ConfigError, Settings};
+use crate::daemon::{self, DaemonError};
+use crate::event::{check_identity, check_params, CallEvent, StreamEntry};
+use crate::ingest::CallQueue;
+use crate::providers::{now_ms, Platform};
+
+/// callpush: push notification gateway for incoming calls.
+#[derive(Debug, Parser)]
+#[command(name = "callpush", version, about)]
+pub struct Cli {
+    /// Log format: json (default when stderr is not a terminal) or pretty.
+    #[arg(long, global = true, value_enum, env = "CALLPUSH_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// The configuration file option, shared by every command.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// TOML configuration file (every key can be overridden with CALLPUSH_ variables).
+    #[arg(long, short = 'c', env = "CALLPUSH_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: consume call events and push to devices until SIGINT/SIGTERM.
+    Serve(ConfigArg),
+    /// Inspect and change device bindings.
+    #[command(subcommand)]
+    Bindings(BindingsCommand),
+    /// Add a call event to the calls stream (what a call server does with XADD).
+    Enqueue(EnqueueArgs),
+}
+
+/// `callpush bindings …`
+#[derive(Debug, Subcommand)]
+pub enum BindingsCommand {
+    /// Register a device for an identity (as an app would), printing the binding.
+    Add(BindingAddArgs),
+    /// List the live bindings of an identity as JSON.
+    List(BindingListArgs),
+    /// Delete one binding of an identity.
+    Delete(BindingDeleteArgs),
+}
+
+/// `callpush bindings add`
+#[derive(Debug, Args)]
+pub struct BindingAddArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The identity (who the device belongs to).
+    #[arg(long)]
+    identity: String,
+    /// apns or fcm.
+    #[arg(long)]
+    platform: Platform,
+    /// The device token (APNs: hex; FCM: registration token).
+    #[arg(long)]
+    device_token: String,
+    /// The push credential SID; default: the single credential of the platform.
+    #[arg(long)]
+    credential: Option<String>,
+}
+
+/// `callpush bindings list`
+#[derive(Debug, Args)]
+pub struct BindingListArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The identity.
+    #[arg(long)]
+    identity: String,
+}
+
+/// `callpush bindings delete`
+#[derive(Debug, Args)]
+pub struct BindingDeleteArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The identity.
+    #[arg(long)]
+    identity: String,
+    /// The binding id (`BS…`, from `bindings list`).
+    #[arg(long)]
+    binding_id: String,
+}
+
+/// `callpush enqueue`
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The callee's identity.
+    #[arg(long)]
+    to: String,
+    /// incoming or cancel.
+    #[arg(long = "type", default_value = "incoming")]
+    kind: String,
+    /// The call's id (the idempotency key).
+    #[arg(long)]
+    call_sid: String,
+    /// The caller, shown to the callee.
+    #[arg(long)]
+    from: Option<String>,
+    /// How long the push stays useful, in milliseconds.
+    #[arg(long)]
+    ttl_ms: Option<u64>,
+    /// Restrict the fan-out to one push credential.
+    #[arg(long)]
+    credential: Option<String>,
+    /// A JSON object of string values passed through to the device.
+    #[arg(long)]
+    params: Option<String>,
+}
+
+/// Why a command failed; `main` prints it as one line and exits non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The daemon could not start.
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    /// A Redis command failed.
+    #[error("redis: {0}")]
+    Store(#[from] crate::bindings::StoreError),
+    /// A Redis command failed.
+    #[error("redis: {0}")]
+    Queue(#[from] crate::ingest::QueueError),
+    /// An argument is invalid.
+    #[error("{0}")]
+    Usage(String),
+    /// Nothing matched.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = Settings::load(args.config.as_deref())?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            daemon::run(settings, shutdown).await?;
+            Ok(())
+        }
+        Command::Bindings(cmd) => bindings(cmd).await,
+        Command::Enqueue(args) => enqueue(args).await,
+    }
+}
+
+/// Cancel `shutdown` on SIGINT or SIGTERM.
+pub async fn stop_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutdown signal received");
+    shutdown.cancel();
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+async fn bindings(cmd: BindingsCommand) -> Result<(), CliError> {
+    match cmd {
+        BindingsCommand::Add(a) => {
+            let settings = Settings::load(a.config.config.as_deref())?;
+            check_identity(&a.identity).map_err(|p| CliError::Usage(format!("--identity {p}")))?;
+            let device_token = normalize_device_token(a.platform, &a.device_token)
+                .map_err(|p| CliError::Usage(format!("--device-token: {p}")))?;
+            let credential = pick_credential(&settings, a.platform, a.credential.as_deref())?;
+            let (_, store) = daemon::redis_backends(&settings).await?;
+            let registered = store
+                .register(
+                    NewBinding {
+                        identity: a.identity,
+                        platform: a.platform,
+                        credential,
+                        device_token,
+                    },
+                    now_ms(),
+                )
+                .await?;
+            print_json(&registered.binding.view());
+            Ok(())
+        }
+        BindingsCommand::List(a) => {
+            let settings = Settings::load(a.config.config.as_deref())?;
+            let (_, store) = daemon::redis_backends(&settings).await?;
+            let list: Vec<_> = store
+                .list(&a.identity)
+                .await?
+                .iter()
+                .map(|b| b.view())
+                .collect();
+            print_json(&serde_json::Value::Array(list));
+            Ok(())
+        }
+        BindingsCommand::Delete(a) => {
+            let settings = Settings::load(a.config.config.as_deref())?;
+            let (_, store) = daemon::redis_backends(&settings).await?;
+            if store.delete(&a.identity, &a.binding_id).await? {
+                Ok(())
+            } else {
+                Err(CliError::NotFound(format!(
+                    "identity {:?} has no binding {}",
+                    a.identity, a.binding_id
+                )))
+            }
+        }
+    }
+}
+
+/// The credential a binding goes to: the one named (which must exist and be of the platform), or
+/// the single configured credential of the platform.
+pub fn pick_credential(
+    settings: &Settings,
+    platform: Platform,
+    named: Option<&str>,
+) -> Result<String, CliError> {
+    let of_platform: Vec<&str> = settings
+        .credentials
+        .iter()
+        .filter(|c| c.platform() == platform)
+        .map(|c| c.sid())
+        .collect();
+    match named {
+        Some(sid) if of_platform.contains(&sid) => Ok(sid.to_string()),
+        Some(sid) => Err(CliError::Usage(format!(
+            "--credential {sid} is not a configured {platform} credential (configured: {})",
+            of_platform.join(", ")
+        ))),
+        None => match of_platform.as_slice() {
+            [one] => Ok(one.to_string()),
+            [] => Err(CliError::Usage(format!(
+                "no {platform} credential is configured"
+            ))),
+            _ => Err(CliError::Usage(format!(
+                "several {platform} credentials are configured; name one with --credential ({})",
+                of_platform.join(", ")
+            ))),
+        },
+    }
+}
+
+async fn enqueue(a: EnqueueArgs) -> Result<(), CliError> {
+    let settings = Settings::load(a.config.config.as_deref())?;
+    let mut fields = vec![
+        ("type".to_string(), a.kind),
+        ("to".to_string(), a.to),
+        ("call_sid".to_string(), a.call_sid),
+    ];
+    if let Some(from) = a.from {
+        fields.push(("from".into(), from));
+    }
+    if let Some(ttl) = a.ttl_ms {
+        fields.push(("ttl_ms".into(), ttl.to_string()));
+    }
+    if let Some(credential) = a.credential {
+        fields.push(("credential".into(), credential));
+    }
+    if let Some(params) = a.params {
+        check_params(&params).map_err(|p| CliError::Usage(format!("--params {p}")))?;
+        fields.push(("params".into(), params));
+    }
+    // The same validation the consumer applies, so a typo fails here and not as a dead letter.
+    let probe = StreamEntry {
+        id: format!("{}-0", now_ms()),
+        fields: fields.clone(),
+    };
+    CallEvent::parse(&probe)
+        .map_err(|e| CliError::Usage(format!("--{} {}", e.field.replace('_', "-"), e.problem)))?;
+    let (queue, _) = daemon::redis_backends(&settings).await?;
+    let id = queue.enqueue(&fields).await?;
+    println!("{id}");
+    Ok(())
+}

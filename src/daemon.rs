@@ -1,1 +1,154 @@
-//! (placeholder)
+//! Wiring and lifecycle: build the providers, the Redis queue and store from the settings, and
+//! run the worker pool until shutdown. The binary and the integration tests call the same
+//! [`run`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::apns::ApnsProvider;
+use crate::bindings::redis::RedisBindingStore;
+use crate::bindings::BindingStore;
+use crate::config::{CredentialSettings, Settings};
+use crate::dispatch::retry::RetryPolicy;
+use crate::dispatch::{DispatchOptions, Dispatcher};
+use crate::fcm::FcmProvider;
+use crate::ingest::redis::RedisCallQueue;
+use crate::ingest::CallQueue;
+use crate::providers::Provider;
+use crate::redis_conn::{self, Keys};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// An APNs credential could not be loaded.
+    #[error("credential {sid}: {source}")]
+    Apns {
+        /// The credential SID.
+        sid: String,
+        /// What went wrong.
+        #[source]
+        source: crate::apns::ApnsError,
+    },
+    /// An FCM credential could not be loaded.
+    #[error("credential {sid}: {source}")]
+    Fcm {
+        /// The credential SID.
+        sid: String,
+        /// What went wrong.
+        #[source]
+        source: crate::fcm::FcmError,
+    },
+    /// Redis could not be reached at start.
+    #[error("redis at {url}: {source}")]
+    Redis {
+        /// The configured URL without credentials.
+        url: String,
+        /// What went wrong.
+        #[source]
+        source: ::redis::RedisError,
+    },
+}
+
+/// One provider per configured credential, keyed by credential SID.
+pub fn build_providers(
+    credentials: &[CredentialSettings],
+) -> Result<HashMap<String, Arc<dyn Provider>>, DaemonError> {
+    let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+    for cred in credentials {
+        let provider: Arc<dyn Provider> = match cred {
+            CredentialSettings::Apns(c) => {
+                Arc::new(ApnsProvider::new(c).map_err(|source| DaemonError::Apns {
+                    sid: c.sid.clone(),
+                    source,
+                })?)
+            }
+            CredentialSettings::Fcm(c) => {
+                Arc::new(FcmProvider::new(c).map_err(|source| DaemonError::Fcm {
+                    sid: c.sid.clone(),
+                    source,
+                })?)
+            }
+        };
+        providers.insert(cred.sid().to_string(), provider);
+    }
+    Ok(providers)
+}
+
+/// The Redis URL without a password, for messages.
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// This consumer's name in the group: the configured one, or host name and process id.
+pub fn consumer_name(settings: &Settings) -> String {
+    if let Some(name) = &settings.stream.consumer {
+        return name.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "callpush".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The Redis-backed queue and binding store of the settings.
+pub async fn redis_backends(
+    settings: &Settings,
+) -> Result<(Arc<RedisCallQueue>, Arc<RedisBindingStore>), DaemonError> {
+    let redis_err = |source| DaemonError::Redis {
+        url: redacted_url(&settings.redis.url),
+        source,
+    };
+    let keys = Keys::new(&settings.redis.key_prefix);
+    let conn = redis_conn::connect(&settings.redis)
+        .await
+        .map_err(redis_err)?;
+    let store = RedisBindingStore::new(
+        conn.clone(),
+        keys.clone(),
+        settings.bindings.ttl_days,
+        settings.bindings.max_per_identity,
+    );
+    let queue = RedisCallQueue::new(settings, conn, consumer_name(settings))
+        .await
+        .map_err(redis_err)?;
+    Ok((Arc::new(queue), Arc::new(store)))
+}
+
+/// Run the daemon until `shutdown` is cancelled; returns when in-flight work has finished (or
+/// the grace period ran out).
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    let providers = build_providers(&settings.credentials)?;
+    let (queue, store) = redis_backends(&settings).await?;
+    let options = DispatchOptions {
+        max_in_flight: settings.workers.max_in_flight,
+        batch_size: settings.stream.batch_size,
+        block: Duration::from_millis(settings.stream.block_ms),
+        claim_idle: Duration::from_millis(settings.stream.claim_idle_ms),
+        grace: Duration::from_millis(settings.shutdown.grace_ms),
+        retry: RetryPolicy::new(&settings.retry),
+    };
+    info!(
+        credentials = providers.len(),
+        redis = %redacted_url(&settings.redis.url),
+        "callpush serving"
+    );
+    let queue: Arc<dyn CallQueue> = queue;
+    let store: Arc<dyn BindingStore> = store;
+    Dispatcher::new(queue, store, providers, options)
+        .run(shutdown)
+        .await;
+    info!("callpush stopped");
+    Ok(())
+}

@@ -96,3 +96,110 @@ pub fn new_binding_id() -> String {
     let bytes: [u8; 16] = rand::random();
     format!("BS{}", hex::encode(bytes))
 }
+
+/// Check a device token against SPEC §3 and normalise it: APNs tokens are 64 to 200 hex digits
+/// (stored lower-case); FCM tokens are 1 to 4096 characters of `[A-Za-z0-9_:.-]`.
+pub fn normalize_device_token(platform: Platform, token: &str) -> Result<String, String> {
+    match platform {
+        Platform::Apns => {
+            if !(64..=200).contains(&token.len()) {
+                return Err(format!(
+                    "an APNs device token is 64 to 200 hex digits; this one has {} characters",
+                    token.len()
+                ));
+            }
+            if !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err("an APNs device token has only hex digits (0-9, a-f)".into());
+            }
+            Ok(token.to_ascii_lowercase())
+        }
+        Platform::Fcm => {
+            if token.is_empty() || token.len() > 4096 {
+                return Err(format!(
+                    "an FCM registration token is 1 to 4096 characters; this one has {}",
+                    token.len()
+                ));
+            }
+            if !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'.' | b'-'))
+            {
+                return Err(
+                    "an FCM registration token has only letters, digits and `_ : . -`".into(),
+                );
+            }
+            Ok(token.to_string())
+        }
+    }
+}
+
+/// A device token as shown in responses and logs: the first 8 characters and an ellipsis.
+pub fn mask_device_token(token: &str) -> String {
+    let head: String = token.chars().take(8).collect();
+    format!("{head}…")
+}
+
+fn rfc3339(ms: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Binding {
+    /// The binding as the API and the CLI show it (SPEC §4): RFC 3339 times, device token masked.
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "binding_id": self.binding_id,
+            "identity": self.identity,
+            "platform": self.platform,
+            "credential": self.credential,
+            "device_token": mask_device_token(&self.device_token),
+            "created_at": rfc3339(self.created_at_ms),
+            "updated_at": rfc3339(self.updated_at_ms),
+            "expires_at": rfc3339(self.expires_at_ms),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apns_tokens_are_hex_and_lower_cased() {
+        let upper = "AB".repeat(32);
+        assert_eq!(
+            normalize_device_token(Platform::Apns, &upper).unwrap(),
+            "ab".repeat(32)
+        );
+        assert!(normalize_device_token(Platform::Apns, &"a".repeat(63)).is_err());
+        assert!(normalize_device_token(Platform::Apns, &"a".repeat(201)).is_err());
+        assert!(normalize_device_token(Platform::Apns, &"g".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn fcm_tokens_have_a_restricted_alphabet() {
+        assert!(normalize_device_token(Platform::Fcm, "abc:DEF_1.2-3").is_ok());
+        assert!(normalize_device_token(Platform::Fcm, "").is_err());
+        assert!(normalize_device_token(Platform::Fcm, "a b").is_err());
+        assert!(normalize_device_token(Platform::Fcm, &"a".repeat(4097)).is_err());
+    }
+
+    #[test]
+    fn view_masks_the_token() {
+        let b = Binding {
+            binding_id: new_binding_id(),
+            identity: "alice".into(),
+            platform: Platform::Fcm,
+            credential: "CR1".into(),
+            device_token: "0123456789abcdef".into(),
+            created_at_ms: 0,
+            updated_at_ms: 1_000,
+            expires_at_ms: 2_000,
+        };
+        let v = b.view();
+        assert_eq!(v["device_token"], "01234567…");
+        assert_eq!(v["updated_at"], "1970-01-01T00:00:01.000Z");
+        assert!(v["binding_id"].as_str().unwrap().starts_with("BS"));
+    }
+}

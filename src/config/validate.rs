@@ -190,6 +190,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let s = load(include_str!("../../deploy/callpush.example.toml")).unwrap();
+        assert_eq!(s.credentials.len(), 2);
+        assert_eq!(
+            s.credentials[0].platform(),
+            crate::providers::Platform::Apns
+        );
+        let err = load(
+            "[[credentials]]\nsid=\"CR1\"\nplatform=\"fcm\"\nservice_account_file=\"/f\"\nbundle_id=\"x\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("bundle_id"), "{err}");
+    }
+
+    #[test]
     fn wrong_type_is_named() {
         let err = load("[workers]\nmax_in_flight = \"many\"\n").unwrap_err();
         assert!(err.to_string().contains("workers.max_in_flight"), "{err}");

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::retry::NextAttempt;
 use super::Shared;
-use crate::bindings::Binding;
+use crate::bindings::{mask_device_token as mask_token, Binding};
 use crate::event::{CallEvent, StreamEntry};
 use crate::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
 use crate::providers::{now_ms, Failure, Outcome, Provider, Push, PushKind};
@@ -35,12 +35,6 @@ pub(super) enum Resolution {
     Final(EventResult, Option<DeadLetter>),
     /// Leave the entry pending (store unavailable, stopping): it is reclaimed later.
     LeavePending,
-}
-
-/// A short, safe form of a device token for logs and dead letters.
-pub fn mask_token(token: &str) -> String {
-    let head: String = token.chars().take(8).collect();
-    format!("{head}…")
 }
 
 pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution {

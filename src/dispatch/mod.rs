@@ -12,8 +12,6 @@
 mod event;
 pub mod retry;
 
-pub use event::mask_token;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -233,3 +231,6 @@ async fn handle(shared: Arc<Shared>, entry: StreamEntry, _slot: OwnedSemaphorePe
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
