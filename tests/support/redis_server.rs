@@ -61,7 +61,10 @@ impl RedisServer {
             if server.spawn_and_wait().await {
                 return server;
             }
-            eprintln!("redis-server did not start on port {} (attempt {attempt})", server.port);
+            eprintln!(
+                "redis-server did not start on port {} (attempt {attempt})",
+                server.port
+            );
         }
         panic!(
             "redis-server did not start after {START_ATTEMPTS} attempts; log:\n{}",
