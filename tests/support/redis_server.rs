@@ -97,7 +97,7 @@ impl RedisServer {
 
     /// A connection the way the daemon makes it.
     pub async fn conn(&self) -> redis::aio::ConnectionManager {
-        callpush::redis_conn::connect(&self.settings("unused:"))
+        callpush::redis_conn::connect(&self.settings(""))
             .await
             .expect("connect to the test redis-server")
     }

@@ -8,6 +8,9 @@
 //! - `<p>dev:{<credential>:<device_token>}` — string `<identity>\n<binding_id>`: which identity
 //!   owns the device token under that credential. This key is the authority on ownership.
 //!
+//! An identity or token holding `}` only shortens the tag; both keys of one identity still share
+//! it, so they still share a slot.
+//!
 //! All three get a PEXPIRE of `bindings.ttl_days` on every registration; a binding also carries
 //! its own `expires_at_ms`, and expired bindings are never listed and are dropped by the next
 //! registration of that identity. Every script touches one slot, so the layout works on Redis
