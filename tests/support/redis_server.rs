@@ -1,1 +1,225 @@
-//! (placeholder)
+//! A real `redis-server` per test: started on a free port in its own temp dir, killed on drop.
+//!
+//! ```ignore
+//! let redis = RedisServer::start().await;
+//! let settings = redis.settings(&unique_prefix());
+//! let conn = redis.conn().await;
+//! ```
+//! `start_with(RedisOptions { appendonly: true })` keeps data across [`RedisServer::restart`].
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+/// How long a freshly started server may take to answer PING.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts at finding a free port before giving up.
+const START_ATTEMPTS: usize = 5;
+
+/// How to run the server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedisOptions {
+    /// Append-only file on (fsync always), so [`RedisServer::restart`] keeps the data.
+    pub appendonly: bool,
+}
+
+/// A running `redis-server`, killed when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    options: RedisOptions,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Start a server with no persistence.
+    pub async fn start() -> RedisServer {
+        Self::start_with(RedisOptions::default()).await
+    }
+
+    /// Start a server with the given options.
+    pub async fn start_with(options: RedisOptions) -> RedisServer {
+        assert!(
+            Path::new(REDIS_SERVER).exists(),
+            "{REDIS_SERVER} is missing: the integration tests need a real Redis \
+             (apt-get install redis-server)"
+        );
+        let dir = tempfile::tempdir().expect("temp dir for redis-server");
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            options,
+            dir,
+        };
+        for attempt in 1..=START_ATTEMPTS {
+            server.port = free_port();
+            if server.spawn_and_wait().await {
+                return server;
+            }
+            eprintln!(
+                "redis-server did not start on port {} (attempt {attempt})",
+                server.port
+            );
+        }
+        panic!(
+            "redis-server did not start after {START_ATTEMPTS} attempts; log:\n{}",
+            server.log()
+        );
+    }
+
+    /// `redis://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The `[redis]` settings pointing at this server with the given key prefix.
+    pub fn settings(&self, key_prefix: &str) -> callpush::config::RedisSettings {
+        callpush::config::RedisSettings {
+            url: self.url(),
+            key_prefix: key_prefix.to_string(),
+        }
+    }
+
+    /// A client for this server.
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("redis client")
+    }
+
+    /// A connection the way the daemon makes it.
+    pub async fn conn(&self) -> redis::aio::ConnectionManager {
+        callpush::redis_conn::connect(&self.settings(""))
+            .await
+            .expect("connect to the test redis-server")
+    }
+
+    /// Stop the server (gracefully, so the append-only file is complete). Idempotent.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SHUTDOWN flushes the AOF; a kill is the fallback when the server does not answer.
+        let _ = raw_command(self.port, "SHUTDOWN NOSAVE\r\n").await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Stop and start again on the same port and directory (data kept with `appendonly`).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        // The old socket may linger for a moment; the port is ours, so retry rather than move.
+        for _ in 0..START_ATTEMPTS {
+            if self.spawn_and_wait().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "redis-server did not restart on port {}; log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Spawn on `self.port` and wait for PING; false when the server exited (port taken) or
+    /// never answered.
+    async fn spawn_and_wait(&mut self) -> bool {
+        let mut cmd = Command::new(REDIS_SERVER);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path());
+        if self.options.appendonly {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if let Ok(reply) = raw_command(self.port, "PING\r\n").await {
+                if reply.starts_with("+PONG") {
+                    self.child = Some(child);
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A port nobody listens on right now (the kernel's pick for port 0).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Send one inline command and read the first reply chunk, without a Redis client (a PING
+/// that must not reconnect or retry).
+async fn raw_command(port: u16, command: &str) -> std::io::Result<String> {
+    let io = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(command.as_bytes()).await?;
+        let mut buf = [0u8; 64];
+        let n = stream.read(&mut buf).await?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(1), io)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
+/// A key prefix no other test uses, so tests never see each other's keys even on one server.
+pub fn unique_prefix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let salt: u32 = rand::random();
+    format!("t{}-{n}-{salt:08x}:", std::process::id())
+}

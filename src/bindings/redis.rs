@@ -1,1 +1,0 @@
-//! Redis binding store (placeholder)

@@ -1,0 +1,350 @@
+//! The Redis binding store.
+//!
+//! Keys (`<p>` is `redis.key_prefix`, which holds no braces, so the `{…}` below is always the
+//! cluster hash tag):
+//! - `<p>id:{<identity>}:b` — hash: binding_id → the binding as JSON (`bindings::Binding`).
+//! - `<p>id:{<identity>}:u` — sorted set: binding_id scored by `updated_at_ms`; picks whom the
+//!   cap evicts. Same hash tag as the hash, so one identity is one slot.
+//! - `<p>dev:{<credential>:<device_token>}` — string `<identity>\n<binding_id>`: which identity
+//!   owns the device token under that credential. This key is the authority on ownership.
+//!
+//! An identity or token holding `}` only shortens the tag; both keys of one identity still share
+//! it, so they still share a slot.
+//!
+//! All three get a PEXPIRE of `bindings.ttl_days` on every registration; a binding also carries
+//! its own `expires_at_ms`, and expired bindings are never listed and are dropped by the next
+//! registration of that identity. Every script touches one slot, so the layout works on Redis
+//! Cluster; a registration is therefore a short sequence of scripts:
+//!
+//! 1. claim the device key for the identity (keeping its binding id when it already owned it);
+//! 2. upsert the binding on the identity's keys, dropping expired entries and evicting the least
+//!    recently updated past `bindings.max_per_identity`;
+//! 3. when the token moved from another identity, remove it there (only while that binding still
+//!    holds this token);
+//! 4. release the device keys of evicted bindings (only while they still name that binding).
+//!
+//! What a crash between steps leaves behind, and why it is harmless:
+//! - after 1: the device key names a binding the identity's hash lacks. Nothing pushes to it;
+//!   the app's next registration keeps that binding id and step 2 creates it.
+//! - after 2 (token moved): the old identity still holds the token. [`RedisBindingStore::list`]
+//!   checks each binding against its device key and skips (and removes) the ones whose device key
+//!   names someone else, so the old owner's calls never reach the new owner's phone.
+//! - after 3 (eviction): the evicted binding's device key outlives it. It expires with its TTL,
+//!   and the next registration of that token by anyone simply overwrites or reuses it.
+//!
+//! Deletes (prune, delete, unregister) remove the binding first and release its device key
+//! second; a crash between leaves a device key naming a binding that no longer exists, the case
+//! of "after 3" above.
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+use tracing::warn;
+
+use super::{Binding, BindingStore, NewBinding, Registered, StoreError};
+use crate::redis_conn::Keys;
+
+const DAY_MS: u64 = 86_400_000;
+
+/// The store's scripts, loaded once per server (EVALSHA, with a load on NOSCRIPT).
+struct Scripts {
+    claim_device: Script,
+    upsert: Script,
+    remove_if_token: Script,
+    remove: Script,
+    release_device: Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            claim_device: Script::new(include_str!("claim_device.lua")),
+            upsert: Script::new(include_str!("upsert.lua")),
+            remove_if_token: Script::new(include_str!("remove_if_token.lua")),
+            remove: Script::new(include_str!("remove.lua")),
+            release_device: Script::new(include_str!("release_device.lua")),
+        }
+    }
+}
+
+/// Bindings in Redis (see the module docs for the keys).
+pub struct RedisBindingStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    ttl_ms: u64,
+    max_per_identity: usize,
+    scripts: Scripts,
+}
+
+/// The stored JSON of a binding minus `created_at_ms`, which the upsert script prepends (it keeps
+/// the stored one on a refresh) so Lua never re-encodes a number.
+#[derive(serde::Serialize)]
+struct StoredTail<'a> {
+    binding_id: &'a str,
+    identity: &'a str,
+    platform: crate::providers::Platform,
+    credential: &'a str,
+    device_token: &'a str,
+    updated_at_ms: u64,
+    expires_at_ms: u64,
+}
+
+impl RedisBindingStore {
+    /// A store on `conn` with the given key names, `bindings.ttl_days` and
+    /// `bindings.max_per_identity`.
+    pub fn new(
+        conn: ConnectionManager,
+        keys: Keys,
+        ttl_days: u32,
+        max_per_identity: usize,
+    ) -> RedisBindingStore {
+        RedisBindingStore {
+            conn,
+            keys,
+            ttl_ms: u64::from(ttl_days) * DAY_MS,
+            max_per_identity: max_per_identity.max(1),
+            scripts: Scripts::new(),
+        }
+    }
+
+    /// The key names this store uses.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    fn identity_keys(&self, identity: &str) -> Vec<String> {
+        vec![
+            self.keys.identity_bindings(identity),
+            self.keys.identity_updated(identity),
+        ]
+    }
+
+    /// Step 3, prune, and clean-up: remove a binding by id while it holds the token.
+    async fn remove_if_token(
+        &self,
+        identity: &str,
+        binding_id: &str,
+        credential: &str,
+        device_token: &str,
+        judged_at_ms: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let removed: i64 = self
+            .scripts
+            .remove_if_token
+            .key(self.identity_keys(identity))
+            .arg(binding_id)
+            .arg(credential)
+            .arg(device_token)
+            .arg(judged_at_ms.map(|t| t.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(removed == 1)
+    }
+
+    /// Release the device keys of bindings that are gone, in one round trip.
+    async fn release_devices(&self, gone: &[Binding]) -> Result<(), StoreError> {
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        // The pipeline sends EVALSHA without the NOSCRIPT fallback, so load the script first.
+        pipe.load_script(&self.scripts.release_device).ignore();
+        for b in gone {
+            let mut invocation = self.scripts.release_device.prepare_invoke();
+            invocation
+                .key(self.keys.device(&b.credential, &b.device_token))
+                .arg(owner_value(&b.identity, &b.binding_id));
+            pipe.invoke_script(&invocation).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Remove by id or by token, then release the device keys; true when a live binding went.
+    async fn remove_where(&self, identity: &str, by: [&str; 3]) -> Result<bool, StoreError> {
+        let removed: Vec<String> = self
+            .scripts
+            .remove
+            .key(self.identity_keys(identity))
+            .arg(&by[..])
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let removed = removed
+            .iter()
+            .map(|json| decode(json))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.release_devices(&removed).await?;
+        let now = crate::providers::now_ms();
+        Ok(removed.iter().any(|b| b.expires_at_ms > now))
+    }
+}
+
+/// The device key's value: `<identity>\n<binding_id>` (identities hold no control characters).
+fn owner_value(identity: &str, binding_id: &str) -> String {
+    format!("{identity}\n{binding_id}")
+}
+
+fn decode(json: &str) -> Result<Binding, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[async_trait::async_trait]
+impl BindingStore for RedisBindingStore {
+    async fn register(&self, new: NewBinding, now_ms: u64) -> Result<Registered, StoreError> {
+        let mut conn = self.conn.clone();
+        let device_key = self.keys.device(&new.credential, &new.device_token);
+
+        // Step 1: the device key says who owns the token from now on.
+        let (binding_id, prev_owner, prev_binding): (String, String, String) = self
+            .scripts
+            .claim_device
+            .key(&device_key)
+            .arg(&new.identity)
+            .arg(super::new_binding_id())
+            .arg(self.ttl_ms)
+            .invoke_async(&mut conn)
+            .await?;
+
+        // Step 2: upsert on the identity's keys.
+        let expires_at_ms = now_ms + self.ttl_ms;
+        let tail = serde_json::to_string(&StoredTail {
+            binding_id: &binding_id,
+            identity: &new.identity,
+            platform: new.platform,
+            credential: &new.credential,
+            device_token: &new.device_token,
+            updated_at_ms: now_ms,
+            expires_at_ms,
+        })
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (created, created_at, evicted): (i64, String, Vec<String>) = self
+            .scripts
+            .upsert
+            .key(self.identity_keys(&new.identity))
+            .arg(&binding_id)
+            .arg(&new.credential)
+            .arg(&new.device_token)
+            .arg(now_ms)
+            .arg(self.ttl_ms)
+            .arg(self.max_per_identity)
+            .arg(format!(",{}", &tail[1..]))
+            .invoke_async(&mut conn)
+            .await?;
+        let evicted = evicted
+            .iter()
+            .map(|json| decode(json))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        // Step 3: the token left its previous owner.
+        let moved_from =
+            (!prev_owner.is_empty() && prev_owner != new.identity).then_some(prev_owner);
+        if let Some(old) = &moved_from {
+            self.remove_if_token(old, &prev_binding, &new.credential, &new.device_token, None)
+                .await?;
+        }
+
+        // Step 4: evicted bindings give up their device keys.
+        self.release_devices(&evicted).await?;
+
+        let binding = Binding {
+            binding_id,
+            identity: new.identity,
+            platform: new.platform,
+            credential: new.credential,
+            device_token: new.device_token,
+            created_at_ms: created_at
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("created_at_ms {created_at:?}")))?,
+            updated_at_ms: now_ms,
+            expires_at_ms,
+        };
+        Ok(Registered {
+            binding,
+            created: created == 1,
+            moved_from,
+            evicted,
+        })
+    }
+
+    async fn list(&self, identity: &str) -> Result<Vec<Binding>, StoreError> {
+        let mut conn = self.conn.clone();
+        let stored: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.keys.identity_bindings(identity))
+            .query_async(&mut conn)
+            .await?;
+        let now = crate::providers::now_ms();
+        let mut live = Vec::with_capacity(stored.len());
+        for (_, json) in &stored {
+            let b = decode(json)?;
+            if b.expires_at_ms > now {
+                live.push(b);
+            }
+        }
+        if live.is_empty() {
+            return Ok(live);
+        }
+        live.sort_by(|a, b| {
+            b.updated_at_ms
+                .cmp(&a.updated_at_ms)
+                .then_with(|| a.binding_id.cmp(&b.binding_id))
+        });
+
+        // The device keys are the authority on ownership: skip bindings whose token moved on
+        // (left behind by an interrupted registration, see the module docs).
+        let mut pipe = redis::pipe();
+        for b in &live {
+            pipe.get(self.keys.device(&b.credential, &b.device_token));
+        }
+        let owners: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        let (kept, moved): (Vec<_>, Vec<_>) =
+            live.into_iter().zip(owners).partition(|(b, owner)| {
+                owner
+                    .as_deref()
+                    .is_none_or(|o| o == owner_value(&b.identity, &b.binding_id))
+            });
+        for (b, _) in moved {
+            if let Err(e) = self
+                .remove_if_token(
+                    identity,
+                    &b.binding_id,
+                    &b.credential,
+                    &b.device_token,
+                    None,
+                )
+                .await
+            {
+                warn!(error = %e, binding_id = %b.binding_id, "could not remove a binding whose token moved on");
+            }
+        }
+        Ok(kept.into_iter().map(|(b, _)| b).collect())
+    }
+
+    async fn delete(&self, identity: &str, binding_id: &str) -> Result<bool, StoreError> {
+        self.remove_where(identity, ["id", binding_id, ""]).await
+    }
+
+    async fn unregister(
+        &self,
+        identity: &str,
+        credential: &str,
+        device_token: &str,
+    ) -> Result<bool, StoreError> {
+        self.remove_where(identity, ["token", credential, device_token])
+            .await
+    }
+
+    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, StoreError> {
+        let removed = self
+            .remove_if_token(
+                &binding.identity,
+                &binding.binding_id,
+                &binding.credential,
+                &binding.device_token,
+                Some(judged_at_ms),
+            )
+            .await?;
+        if removed {
+            self.release_devices(std::slice::from_ref(binding)).await?;
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,51 @@
+-- Register step 2, on one identity's keys only.
+-- KEYS[1] bindings hash, KEYS[2] updated zset.
+-- ARGV[1] binding id, ARGV[2] credential, ARGV[3] device token, ARGV[4] now (ms),
+-- ARGV[5] ttl (ms), ARGV[6] max bindings, ARGV[7] the binding's JSON without its opening
+-- brace and created_at_ms (",\"binding_id\":…}"), so numbers are never re-encoded by Lua.
+-- Returns {created (1/0), created_at_ms, {evicted binding JSON…}}.
+local id, cred, token = ARGV[1], ARGV[2], ARGV[3]
+local now = tonumber(ARGV[4])
+local created_at, created = ARGV[4], 1
+
+-- Drop expired and undecodable entries, and any other entry holding this token (left behind
+-- when an earlier registration was interrupted), keeping created_at of a live same-id entry.
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local bid = all[i]
+  local ok, b = pcall(cjson.decode, all[i + 1])
+  local live = ok and type(b) == 'table' and tonumber(b.expires_at_ms) ~= nil
+    and tonumber(b.expires_at_ms) > now
+  local same_token = live and b.credential == cred and b.device_token == token
+  if bid == id and same_token then
+    created_at = string.format('%.0f', tonumber(b.created_at_ms) or now)
+    created = 0
+  elseif bid ~= id and (not live or same_token) then
+    redis.call('HDEL', KEYS[1], bid)
+    redis.call('ZREM', KEYS[2], bid)
+  end
+end
+
+redis.call('HSET', KEYS[1], id, '{"created_at_ms":' .. created_at .. ARGV[7])
+redis.call('ZADD', KEYS[2], ARGV[4], id)
+
+-- Evict the least recently updated past the cap; never the binding just registered.
+local evicted = {}
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[6])
+if excess > 0 then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, excess)
+  for _, bid in ipairs(oldest) do
+    if excess <= 0 then break end
+    if bid ~= id then
+      local json = redis.call('HGET', KEYS[1], bid)
+      if json then table.insert(evicted, json) end
+      redis.call('HDEL', KEYS[1], bid)
+      redis.call('ZREM', KEYS[2], bid)
+      excess = excess - 1
+    end
+  end
+end
+
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return {created, created_at, evicted}

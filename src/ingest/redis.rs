@@ -1,1 +1,0 @@
-//! Redis call queue (placeholder)

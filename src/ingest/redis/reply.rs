@@ -1,0 +1,173 @@
+//! Decoding stream replies (XREADGROUP, XAUTOCLAIM, XRANGE) from raw values, because the
+//! typed replies of the `redis` crate cannot represent what the queue must see: entries that
+//! were deleted while pending come back with nil fields (XREADGROUP … 0, XAUTOCLAIM before
+//! Redis 7) or as a list of ids (XAUTOCLAIM since Redis 7), and both must be acknowledged.
+//! RESP2 arrays and RESP3 maps are both accepted.
+
+use redis::{ErrorKind, RedisError, Value};
+
+use crate::event::StreamEntry;
+
+/// One entry of a reply: its id and its fields, `None` when the entry was deleted.
+pub(super) type RawEntry = (String, Option<Vec<(String, String)>>);
+
+fn unexpected(what: &str, value: &Value) -> RedisError {
+    RedisError::from((
+        ErrorKind::UnexpectedReturnType,
+        "unexpected stream reply",
+        format!("{what}: {value:?}"),
+    ))
+}
+
+/// A scalar as text (stream ids, field names and values are bulk strings).
+pub(super) fn text(value: &Value) -> Result<String, RedisError> {
+    match value {
+        Value::BulkString(bytes) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(s) => Ok(s.clone()),
+        Value::VerbatimString { text, .. } => Ok(text.clone()),
+        Value::Int(i) => Ok(i.to_string()),
+        other => Err(unexpected("expected a string", other)),
+    }
+}
+
+/// Field/value pairs, flat (`[f, v, f, v]`) or as a RESP3 map; `None` for nil (deleted).
+fn fields(value: &Value) -> Result<Option<Vec<(String, String)>>, RedisError> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::Array(items) => {
+            if items.len() % 2 != 0 {
+                return Err(unexpected("odd number of field items", value));
+            }
+            let pairs = items
+                .chunks(2)
+                .map(|kv| Ok((text(&kv[0])?, text(&kv[1])?)))
+                .collect::<Result<Vec<_>, RedisError>>()?;
+            Ok(Some(pairs))
+        }
+        Value::Map(pairs) => {
+            let pairs = pairs
+                .iter()
+                .map(|(k, v)| Ok((text(k)?, text(v)?)))
+                .collect::<Result<Vec<_>, RedisError>>()?;
+            Ok(Some(pairs))
+        }
+        other => Err(unexpected("expected fields", other)),
+    }
+}
+
+/// A list of `[id, fields]` entries.
+pub(super) fn entries(value: &Value) -> Result<Vec<RawEntry>, RedisError> {
+    let items = match value {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        other => return Err(unexpected("expected a list of entries", other)),
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Array(pair) if pair.len() == 2 => Ok((text(&pair[0])?, fields(&pair[1])?)),
+            other => Err(unexpected("expected an [id, fields] entry", other)),
+        })
+        .collect()
+}
+
+/// The entries of an XREADGROUP reply for one stream; nil (BLOCK timed out) is empty.
+pub(super) fn read_reply(value: &Value) -> Result<Vec<RawEntry>, RedisError> {
+    match value {
+        Value::Nil => Ok(Vec::new()),
+        Value::Array(streams) => match streams.first() {
+            None => Ok(Vec::new()),
+            Some(Value::Array(pair)) if pair.len() == 2 => entries(&pair[1]),
+            Some(other) => Err(unexpected("expected a [stream, entries] pair", other)),
+        },
+        Value::Map(streams) => match streams.first() {
+            None => Ok(Vec::new()),
+            Some((_, list)) => entries(list),
+        },
+        other => Err(unexpected("expected an XREADGROUP reply", other)),
+    }
+}
+
+/// An XAUTOCLAIM reply: the next cursor, the claimed entries, and the ids of entries that were
+/// deleted while pending (Redis 7 lists them; Redis 6.2 returns them with nil fields).
+pub(super) fn autoclaim_reply(
+    value: &Value,
+) -> Result<(String, Vec<RawEntry>, Vec<String>), RedisError> {
+    let Value::Array(parts) = value else {
+        return Err(unexpected("expected an XAUTOCLAIM reply", value));
+    };
+    let cursor = text(
+        parts
+            .first()
+            .ok_or_else(|| unexpected("missing cursor", value))?,
+    )?;
+    let claimed = match parts.get(1) {
+        Some(list) => entries(list)?,
+        None => Vec::new(),
+    };
+    let deleted = match parts.get(2) {
+        Some(Value::Array(ids)) => ids.iter().map(text).collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    };
+    Ok((cursor, claimed, deleted))
+}
+
+/// Split raw entries into live ones and the ids of deleted ones.
+pub(super) fn split(raw: Vec<RawEntry>) -> (Vec<StreamEntry>, Vec<String>) {
+    let mut live = Vec::with_capacity(raw.len());
+    let mut deleted = Vec::new();
+    for (id, fields) in raw {
+        match fields {
+            Some(fields) => live.push(StreamEntry { id, fields }),
+            None => deleted.push(id),
+        }
+    }
+    (live, deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn pending_entries_with_nil_fields_are_deleted_ones() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("calls"),
+            Value::Array(vec![
+                Value::Array(vec![bulk("1-0"), Value::Array(vec![bulk("to"), bulk("a")])]),
+                Value::Array(vec![bulk("2-0"), Value::Nil]),
+            ]),
+        ])]);
+        let (live, deleted) = split(read_reply(&reply).unwrap());
+        assert_eq!(
+            live,
+            vec![StreamEntry {
+                id: "1-0".into(),
+                fields: vec![("to".into(), "a".into())]
+            }]
+        );
+        assert_eq!(deleted, vec!["2-0".to_string()]);
+    }
+
+    #[test]
+    fn a_timed_out_read_is_empty() {
+        assert!(read_reply(&Value::Nil).unwrap().is_empty());
+    }
+
+    #[test]
+    fn autoclaim_lists_deleted_ids() {
+        let reply = Value::Array(vec![
+            bulk("0-0"),
+            Value::Array(vec![]),
+            Value::Array(vec![bulk("3-0")]),
+        ]);
+        let (cursor, claimed, deleted) = autoclaim_reply(&reply).unwrap();
+        assert_eq!(cursor, "0-0");
+        assert!(claimed.is_empty());
+        assert_eq!(deleted, vec!["3-0".to_string()]);
+    }
+}

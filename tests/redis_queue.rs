@@ -1,0 +1,361 @@
+//! The Redis call queue against a real redis-server: the consumer group, reading, recovering
+//! after a crash, claiming from a dead consumer, finishing, and long blocking reads.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use callpush::event::StreamEntry;
+use callpush::ingest::redis::{read_stream, QueueOptions, RedisCallQueue};
+use callpush::ingest::CallQueue;
+use callpush::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
+use callpush::redis_conn::{connect_blocking, Keys};
+use redis::aio::ConnectionManager;
+use support::redis_server::{unique_prefix, RedisOptions, RedisServer};
+
+const GROUP: &str = "callpush";
+const SHORT_BLOCK: Duration = Duration::from_millis(100);
+
+struct Fixture {
+    redis: RedisServer,
+    prefix: String,
+    keys: Keys,
+    conn: ConnectionManager,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let redis = RedisServer::start().await;
+        let prefix = unique_prefix();
+        let keys = Keys::new(&prefix).unwrap();
+        let conn = redis.conn().await;
+        Fixture {
+            redis,
+            prefix,
+            keys,
+            conn,
+        }
+    }
+
+    /// A queue object as a (re)started process makes it, under the consumer name given.
+    async fn queue_with(&self, consumer: &str, results_enabled: bool) -> RedisCallQueue {
+        let settings = self.redis.settings(&self.prefix);
+        let blocking = connect_blocking(&settings, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let options = QueueOptions {
+            group: GROUP.into(),
+            consumer: consumer.into(),
+            results_enabled,
+            results_max_len: 1000,
+            dead_max_len: 1000,
+            calls_max_len: 1000,
+        };
+        RedisCallQueue::new(self.conn.clone(), blocking, self.keys.clone(), options)
+    }
+
+    async fn queue(&self, consumer: &str) -> RedisCallQueue {
+        self.queue_with(consumer, true).await
+    }
+
+    async fn pending(&self) -> i64 {
+        let summary: (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+            .arg(&self.keys.calls)
+            .arg(GROUP)
+            .query_async(&mut self.conn.clone())
+            .await
+            .unwrap();
+        summary.0
+    }
+
+    async fn run(&self, cmd: &mut redis::Cmd) {
+        cmd.query_async::<redis::Value>(&mut self.conn.clone())
+            .await
+            .unwrap();
+    }
+
+    async fn stream(&self, key: &str) -> Vec<StreamEntry> {
+        read_stream(&mut self.conn.clone(), key, "-", 100)
+            .await
+            .unwrap()
+    }
+}
+
+fn call(sid: &str) -> Vec<(String, String)> {
+    [
+        ("type", "incoming"),
+        ("to", "alice"),
+        ("call_sid", sid),
+        ("from", "+15551234567"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[tokio::test]
+async fn ensure_group_is_idempotent() {
+    let f = Fixture::start().await;
+    let q = f.queue("c1").await;
+    q.ensure_group().await.unwrap();
+    q.ensure_group().await.unwrap();
+    let groups: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&f.keys.calls)
+        .query_async(&mut f.conn.clone())
+        .await
+        .unwrap();
+    assert_eq!(groups.len(), 1);
+}
+
+#[tokio::test]
+async fn enqueued_events_are_read_with_their_fields_in_order() {
+    let f = Fixture::start().await;
+    let q = f.queue("c1").await;
+    q.ensure_group().await.unwrap();
+    let id1 = q.enqueue(&call("CA1")).await.unwrap();
+    let id2 = q.enqueue(&call("CA2")).await.unwrap();
+
+    let read = q.read_new(10, SHORT_BLOCK).await.unwrap();
+    assert_eq!(
+        read,
+        vec![
+            StreamEntry {
+                id: id1,
+                fields: call("CA1")
+            },
+            StreamEntry {
+                id: id2,
+                fields: call("CA2")
+            },
+        ]
+    );
+    assert!(q.read_new(10, SHORT_BLOCK).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn finish_writes_the_result_and_the_dead_letter_then_acknowledges() {
+    let f = Fixture::start().await;
+    let q = f.queue("c1").await;
+    q.ensure_group().await.unwrap();
+    q.enqueue(&call("CA1")).await.unwrap();
+    let entry = q.read_new(10, SHORT_BLOCK).await.unwrap().remove(0);
+    assert_eq!(f.pending().await, 1);
+
+    let result = EventResult {
+        call_sid: "CA1".into(),
+        to: "alice".into(),
+        outcome: EventOutcome::DeadLettered,
+        devices: 2,
+        delivered: 0,
+    };
+    let dead = DeadLetter {
+        reason: DeadReason::RetriesExhausted,
+        detail: "503 ServiceUnavailable".into(),
+        attempts: 6,
+        failed_at_ms: 1_700_000_000_000,
+    };
+    q.finish(&entry, &result, Some(&dead)).await.unwrap();
+
+    assert_eq!(f.pending().await, 0);
+    let results = f.stream(&f.keys.results).await;
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].field("outcome"), Some("dead_lettered"));
+    assert_eq!(results[0].field("call_sid"), Some("CA1"));
+    assert_eq!(results[0].field("devices"), Some("2"));
+    let dead_letters = f.stream(&f.keys.dead).await;
+    assert_eq!(dead_letters.len(), 1);
+    assert_eq!(dead_letters[0].fields, dead.fields(&entry));
+    assert_eq!(dead_letters[0].field("source_id"), Some(entry.id.as_str()));
+}
+
+#[tokio::test]
+async fn with_results_disabled_finish_only_acknowledges() {
+    let f = Fixture::start().await;
+    let q = f.queue_with("c1", false).await;
+    q.ensure_group().await.unwrap();
+    q.enqueue(&call("CA1")).await.unwrap();
+    let entry = q.read_new(10, SHORT_BLOCK).await.unwrap().remove(0);
+    let result = EventResult {
+        call_sid: "CA1".into(),
+        to: "alice".into(),
+        outcome: EventOutcome::Delivered,
+        devices: 1,
+        delivered: 1,
+    };
+    q.finish(&entry, &result, None).await.unwrap();
+    assert_eq!(f.pending().await, 0);
+    assert!(f.stream(&f.keys.results).await.is_empty());
+    assert!(f.stream(&f.keys.dead).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_restarted_consumer_gets_its_unfinished_entries_back() {
+    let f = Fixture::start().await;
+    let q = f.queue("worker-a").await;
+    q.ensure_group().await.unwrap();
+    let id1 = q.enqueue(&call("CA1")).await.unwrap();
+    let id2 = q.enqueue(&call("CA2")).await.unwrap();
+    assert_eq!(q.read_new(10, SHORT_BLOCK).await.unwrap().len(), 2);
+    drop(q); // the "crash": read, never finished
+
+    // The second entry is deleted from the stream meanwhile: skipped and acknowledged.
+    f.run(redis::cmd("XDEL").arg(&f.keys.calls).arg(&id2)).await;
+
+    let restarted = f.queue("worker-a").await;
+    let pending = restarted.read_own_pending(10).await.unwrap();
+    assert_eq!(
+        pending,
+        vec![StreamEntry {
+            id: id1,
+            fields: call("CA1")
+        }]
+    );
+    assert_eq!(f.pending().await, 1);
+    assert!(restarted
+        .read_new(10, SHORT_BLOCK)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn another_consumer_claims_entries_left_idle() {
+    let f = Fixture::start().await;
+    let dead = f.queue("worker-a").await;
+    dead.ensure_group().await.unwrap();
+    let id1 = dead.enqueue(&call("CA1")).await.unwrap();
+    let id2 = dead.enqueue(&call("CA2")).await.unwrap();
+    assert_eq!(dead.read_new(10, SHORT_BLOCK).await.unwrap().len(), 2);
+    f.run(redis::cmd("XDEL").arg(&f.keys.calls).arg(&id2)).await;
+
+    let alive = f.queue("worker-b").await;
+    assert!(
+        alive
+            .claim_stale(Duration::from_secs(60), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "entries idle for less than min_idle stay with their consumer"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let claimed = alive
+        .claim_stale(Duration::from_millis(100), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed,
+        vec![StreamEntry {
+            id: id1.clone(),
+            fields: call("CA1")
+        }]
+    );
+    // The deleted entry is acknowledged; the claimed one is now worker-b's.
+    assert_eq!(f.pending().await, 1);
+    let mine = alive.read_own_pending(10).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].id, id1);
+}
+
+#[tokio::test]
+async fn read_new_recovers_when_the_group_or_stream_is_deleted() {
+    let f = Fixture::start().await;
+    let q = f.queue("c1").await;
+    q.ensure_group().await.unwrap();
+
+    f.run(
+        redis::cmd("XGROUP")
+            .arg("DESTROY")
+            .arg(&f.keys.calls)
+            .arg(GROUP),
+    )
+    .await;
+    let id = q.enqueue(&call("CA1")).await.unwrap();
+    let read = q.read_new(10, SHORT_BLOCK).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].id, id);
+
+    f.run(redis::cmd("DEL").arg(&f.keys.calls)).await;
+    assert!(q.read_new(10, SHORT_BLOCK).await.unwrap().is_empty());
+    q.enqueue(&call("CA2")).await.unwrap();
+    assert_eq!(q.read_new(10, SHORT_BLOCK).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_two_second_blocking_read_is_not_cut_short_by_the_client() {
+    let f = Fixture::start().await;
+    let q = f.queue("c1").await;
+    q.ensure_group().await.unwrap();
+
+    let started = Instant::now();
+    let read = q.read_new(10, Duration::from_millis(2_000)).await.unwrap();
+    assert!(read.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_500),
+        "the server, not the client, ended the read"
+    );
+
+    // An entry added while a read blocks is returned by that read.
+    let writer = f.queue("writer").await;
+    let add = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        writer.enqueue(&call("CA1")).await.unwrap()
+    });
+    let read = q.read_new(10, Duration::from_millis(2_000)).await.unwrap();
+    let id = add.await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].id, id);
+
+    // Short commands are not stuck behind a blocking read.
+    let q = std::sync::Arc::new(q);
+    let reader = {
+        let q = q.clone();
+        tokio::spawn(async move { q.read_new(10, Duration::from_millis(2_000)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let quick = Instant::now();
+    let _ = f.stream(&f.keys.results).await;
+    assert!(quick.elapsed() < Duration::from_millis(1_000));
+    reader.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_queue_carries_on_after_redis_restarts() {
+    let mut redis = RedisServer::start_with(RedisOptions { appendonly: true }).await;
+    let prefix = unique_prefix();
+    let settings = redis.settings(&prefix);
+    let keys = Keys::new(&prefix).unwrap();
+    let conn = callpush::redis_conn::connect(&settings).await.unwrap();
+    let blocking = connect_blocking(&settings, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let options = QueueOptions {
+        group: GROUP.into(),
+        consumer: "c1".into(),
+        results_enabled: true,
+        results_max_len: 1000,
+        dead_max_len: 1000,
+        calls_max_len: 1000,
+    };
+    let q = RedisCallQueue::new(conn, blocking, keys, options);
+    q.ensure_group().await.unwrap();
+    let id = q.enqueue(&call("CA1")).await.unwrap();
+
+    redis.restart().await;
+
+    // The first command after the restart may fail while the connections are re-made, as the
+    // dispatcher's retry loop expects; within a few seconds the queue works again, data intact.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let read = loop {
+        match q.read_new(10, SHORT_BLOCK).await {
+            Ok(read) => break read,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("while Redis restarts: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the queue did not recover: {e}"),
+        }
+    };
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].id, id);
+}

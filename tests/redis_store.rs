@@ -1,0 +1,303 @@
+//! The Redis binding store against a real redis-server: registration, token moves, the cap,
+//! race-safe pruning, expiry, unregistering, and the key layout.
+
+mod support;
+
+use callpush::bindings::redis::RedisBindingStore;
+use callpush::bindings::{Binding, BindingStore, NewBinding};
+use callpush::providers::{now_ms, Platform};
+use callpush::redis_conn::Keys;
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use support::redis_server::{unique_prefix, RedisServer};
+
+const DAY_MS: u64 = 86_400_000;
+const CRED: &str = "CR00000000000000000000000000000001";
+
+struct Fixture {
+    // Kept alive for the test's duration; the server dies with it.
+    _redis: RedisServer,
+    store: RedisBindingStore,
+    keys: Keys,
+    conn: ConnectionManager,
+}
+
+async fn fixture(ttl_days: u32, max_per_identity: usize) -> Fixture {
+    let redis = RedisServer::start().await;
+    let keys = Keys::new(&unique_prefix()).unwrap();
+    let conn = redis.conn().await;
+    let store = RedisBindingStore::new(conn.clone(), keys.clone(), ttl_days, max_per_identity);
+    Fixture {
+        _redis: redis,
+        store,
+        keys,
+        conn,
+    }
+}
+
+fn token(n: u32) -> String {
+    format!("{n:064x}")
+}
+
+fn apns(identity: &str, device_token: &str) -> NewBinding {
+    NewBinding {
+        identity: identity.into(),
+        platform: Platform::Apns,
+        credential: CRED.into(),
+        device_token: device_token.into(),
+    }
+}
+
+fn tokens(bindings: &[Binding]) -> Vec<String> {
+    bindings.iter().map(|b| b.device_token.clone()).collect()
+}
+
+#[tokio::test]
+async fn registering_twice_refreshes_the_same_binding() {
+    let f = fixture(365, 20).await;
+    let t0 = now_ms();
+
+    let first = f
+        .store
+        .register(apns("alice", &token(1)), t0)
+        .await
+        .unwrap();
+    assert!(first.created);
+    assert!(first.binding.binding_id.starts_with("BS"));
+    assert_eq!(first.binding.created_at_ms, t0);
+    assert_eq!(first.binding.updated_at_ms, t0);
+    assert_eq!(first.binding.expires_at_ms, t0 + 365 * DAY_MS);
+    assert_eq!(first.moved_from, None);
+
+    let t1 = t0 + 1_000;
+    let again = f
+        .store
+        .register(apns("alice", &token(1)), t1)
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.binding.binding_id, first.binding.binding_id);
+    assert_eq!(again.binding.created_at_ms, t0);
+    assert_eq!(again.binding.updated_at_ms, t1);
+    assert_eq!(again.binding.expires_at_ms, t1 + 365 * DAY_MS);
+
+    let listed = f.store.list("alice").await.unwrap();
+    assert_eq!(listed, vec![again.binding]);
+}
+
+#[tokio::test]
+async fn a_token_registered_for_bob_is_gone_from_alice() {
+    let f = fixture(365, 20).await;
+    let t0 = now_ms();
+    f.store
+        .register(apns("alice", &token(1)), t0)
+        .await
+        .unwrap();
+    f.store
+        .register(apns("alice", &token(2)), t0)
+        .await
+        .unwrap();
+
+    let bob = f
+        .store
+        .register(apns("bob", &token(1)), t0 + 10)
+        .await
+        .unwrap();
+    assert!(bob.created);
+    assert_eq!(bob.moved_from.as_deref(), Some("alice"));
+
+    assert_eq!(
+        tokens(&f.store.list("alice").await.unwrap()),
+        vec![token(2)]
+    );
+    assert_eq!(tokens(&f.store.list("bob").await.unwrap()), vec![token(1)]);
+}
+
+#[tokio::test]
+async fn the_cap_evicts_the_least_recently_updated() {
+    let f = fixture(365, 3).await;
+    let t0 = now_ms();
+    for (i, n) in [1, 2, 3].into_iter().enumerate() {
+        f.store
+            .register(apns("alice", &token(n)), t0 + i as u64)
+            .await
+            .unwrap();
+    }
+    // Refreshing token 1 makes token 2 the least recently updated.
+    f.store
+        .register(apns("alice", &token(1)), t0 + 10)
+        .await
+        .unwrap();
+
+    let fourth = f
+        .store
+        .register(apns("alice", &token(4)), t0 + 20)
+        .await
+        .unwrap();
+    assert_eq!(tokens(&fourth.evicted), vec![token(2)]);
+    assert_eq!(
+        tokens(&f.store.list("alice").await.unwrap()),
+        vec![token(4), token(1), token(3)]
+    );
+
+    let mut conn = f.conn.clone();
+    let evicted_key: bool = conn.exists(f.keys.device(CRED, &token(2))).await.unwrap();
+    assert!(!evicted_key, "the evicted binding's device key is released");
+    let kept_key: bool = conn.exists(f.keys.device(CRED, &token(3))).await.unwrap();
+    assert!(kept_key);
+
+    // The evicted token can come back, as a new binding.
+    let back = f
+        .store
+        .register(apns("alice", &token(2)), t0 + 30)
+        .await
+        .unwrap();
+    assert!(back.created);
+    assert_eq!(tokens(&back.evicted), vec![token(3)]);
+}
+
+#[tokio::test]
+async fn pruning_spares_a_binding_re_registered_after_the_verdict() {
+    let f = fixture(365, 20).await;
+    let t0 = now_ms();
+    let first = f
+        .store
+        .register(apns("alice", &token(1)), t0)
+        .await
+        .unwrap();
+    f.store
+        .register(apns("alice", &token(1)), t0 + 1_000)
+        .await
+        .unwrap();
+
+    // The provider judged the token dead before the app registered it again: keep it.
+    let pruned = f.store.prune(&first.binding, t0 + 500).await.unwrap();
+    assert!(!pruned);
+    assert_eq!(f.store.list("alice").await.unwrap().len(), 1);
+
+    // A binding with the same id but another token is never touched.
+    let mut other = first.binding.clone();
+    other.device_token = token(9);
+    assert!(!f.store.prune(&other, t0 + 5_000).await.unwrap());
+
+    // Judged dead after the last registration: removed, device key released.
+    assert!(f.store.prune(&first.binding, t0 + 1_500).await.unwrap());
+    assert!(f.store.list("alice").await.unwrap().is_empty());
+    let mut conn = f.conn.clone();
+    let device_key: bool = conn.exists(f.keys.device(CRED, &token(1))).await.unwrap();
+    assert!(!device_key);
+    assert!(!f.store.prune(&first.binding, t0 + 1_500).await.unwrap());
+}
+
+#[tokio::test]
+async fn expired_bindings_are_not_listed_and_are_dropped_on_the_next_registration() {
+    let f = fixture(1, 20).await;
+    let long_ago = now_ms() - 2 * DAY_MS;
+    f.store
+        .register(apns("alice", &token(1)), long_ago)
+        .await
+        .unwrap();
+    assert!(f.store.list("alice").await.unwrap().is_empty());
+
+    f.store
+        .register(apns("alice", &token(2)), now_ms())
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens(&f.store.list("alice").await.unwrap()),
+        vec![token(2)]
+    );
+    let mut conn = f.conn.clone();
+    let stored: usize = conn.hlen(f.keys.identity_bindings("alice")).await.unwrap();
+    assert_eq!(stored, 1, "the expired binding is dropped from the hash");
+
+    // Registering the expired token again creates a fresh binding.
+    let again = f
+        .store
+        .register(apns("alice", &token(1)), now_ms())
+        .await
+        .unwrap();
+    assert!(again.created);
+}
+
+#[tokio::test]
+async fn unregister_and_delete_only_remove_the_callers_own_binding() {
+    let f = fixture(365, 20).await;
+    let t0 = now_ms();
+    let alice = f
+        .store
+        .register(apns("alice", &token(1)), t0)
+        .await
+        .unwrap();
+    f.store.register(apns("bob", &token(2)), t0).await.unwrap();
+
+    assert!(!f.store.unregister("alice", CRED, &token(2)).await.unwrap());
+    assert_eq!(tokens(&f.store.list("bob").await.unwrap()), vec![token(2)]);
+
+    assert!(f.store.unregister("alice", CRED, &token(1)).await.unwrap());
+    assert!(f.store.list("alice").await.unwrap().is_empty());
+    assert!(!f.store.unregister("alice", CRED, &token(1)).await.unwrap());
+    let mut conn = f.conn.clone();
+    let device_key: bool = conn.exists(f.keys.device(CRED, &token(1))).await.unwrap();
+    assert!(!device_key);
+
+    let bob = f.store.list("bob").await.unwrap().remove(0);
+    assert!(!f.store.delete("alice", &bob.binding_id).await.unwrap());
+    assert!(f.store.delete("bob", &bob.binding_id).await.unwrap());
+    assert!(!f.store.delete("bob", &bob.binding_id).await.unwrap());
+    assert!(!f
+        .store
+        .delete("alice", &alice.binding.binding_id)
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn keys_are_hash_tagged_by_identity_and_device_and_expire() {
+    let f = fixture(365, 20).await;
+    let reg = f
+        .store
+        .register(apns("alice", &token(1)), now_ms())
+        .await
+        .unwrap();
+    let p = f.keys.prefix();
+
+    let mut conn = f.conn.clone();
+    let mut found: Vec<String> = conn.keys(format!("{p}*")).await.unwrap();
+    found.sort();
+    let device_key = format!("{p}dev:{{{CRED}:{}}}", token(1));
+    let mut expected = vec![
+        device_key.clone(),
+        format!("{p}id:{{alice}}:b"),
+        format!("{p}id:{{alice}}:u"),
+    ];
+    expected.sort();
+    assert_eq!(found, expected);
+
+    for key in &expected {
+        let ttl: i64 = conn.pttl(key).await.unwrap();
+        assert!(ttl > 364 * DAY_MS as i64, "{key} has the binding TTL");
+    }
+    let owner: String = conn.get(&device_key).await.unwrap();
+    assert_eq!(owner, format!("alice\n{}", reg.binding.binding_id));
+}
+
+#[tokio::test]
+async fn list_skips_a_binding_whose_device_key_names_another_identity() {
+    // What a registration interrupted between its steps leaves behind: the device key already
+    // names bob, alice's hash still holds the token.
+    let f = fixture(365, 20).await;
+    f.store
+        .register(apns("alice", &token(1)), now_ms())
+        .await
+        .unwrap();
+    let mut conn = f.conn.clone();
+    let _: () = conn
+        .set(f.keys.device(CRED, &token(1)), "bob\nBS0")
+        .await
+        .unwrap();
+
+    assert!(f.store.list("alice").await.unwrap().is_empty());
+    let stored: usize = conn.hlen(f.keys.identity_bindings("alice")).await.unwrap();
+    assert_eq!(stored, 0, "the stale binding is cleaned up");
+}
