@@ -16,7 +16,7 @@ use crate::config::{CredentialSettings, Settings};
 use crate::dispatch::retry::RetryPolicy;
 use crate::dispatch::{DispatchOptions, Dispatcher};
 use crate::fcm::FcmProvider;
-use crate::ingest::redis::RedisCallQueue;
+use crate::ingest::redis::{QueueOptions, RedisCallQueue};
 use crate::ingest::CallQueue;
 use crate::providers::Provider;
 use crate::redis_conn::{self, Keys};
@@ -42,6 +42,9 @@ pub enum DaemonError {
         #[source]
         source: crate::fcm::FcmError,
     },
+    /// The key prefix cannot be used.
+    #[error("redis.key_prefix: {0}")]
+    Prefix(String),
     /// Redis could not be reached at start.
     #[error("redis at {url}: {source}")]
     Redis {
@@ -88,20 +91,6 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
-/// This consumer's name in the group: the configured one, or host name and process id.
-pub fn consumer_name(settings: &Settings) -> String {
-    if let Some(name) = &settings.stream.consumer {
-        return name.clone();
-    }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "callpush".into());
-    format!("{host}-{}", std::process::id())
-}
-
 /// The Redis-backed queue and binding store of the settings.
 pub async fn redis_backends(
     settings: &Settings,
@@ -120,9 +109,13 @@ pub async fn redis_backends(
         settings.bindings.ttl_days,
         settings.bindings.max_per_identity,
     );
-    let queue = RedisCallQueue::new(settings, conn, consumer_name(settings))
-        .await
-        .map_err(redis_err)?;
+    let blocking = redis_conn::connect_blocking(
+        &settings.redis,
+        Duration::from_millis(settings.stream.block_ms),
+    )
+    .await
+    .map_err(redis_err)?;
+    let queue = RedisCallQueue::new(conn, blocking, keys, QueueOptions::from_settings(settings));
     Ok((Arc::new(queue), Arc::new(store)))
 }
 

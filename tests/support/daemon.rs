@@ -1,0 +1,112 @@
+//! Running the daemon inside a test: the same `callpush::daemon::run` the binary calls, on a
+//! tokio task, stopped through its cancellation token; plus readers of the results and
+//! dead-letter streams.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use callpush::config::Settings;
+use callpush::daemon::{self, DaemonError};
+use redis::AsyncCommands;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A daemon running in this test's runtime.
+pub struct TestDaemon {
+    shutdown: CancellationToken,
+    handle: JoinHandle<Result<(), DaemonError>>,
+}
+
+impl TestDaemon {
+    /// Start the daemon with `settings`.
+    pub fn start(settings: Settings) -> Self {
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(daemon::run(settings, shutdown.clone()));
+        TestDaemon { shutdown, handle }
+    }
+
+    /// Stop it as SIGTERM would, and wait until it returned.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("daemon stops within 30 s")
+            .expect("daemon task does not panic")
+            .expect("daemon returns Ok");
+    }
+}
+
+/// Settings from TOML text (as a user would write them) with test-friendly timing.
+pub fn settings(redis_url: &str, prefix: &str, credentials_toml: &str) -> Settings {
+    let text = format!(
+        r#"
+[redis]
+url = "{redis_url}"
+key_prefix = "{prefix}"
+
+[stream]
+block_ms = 200
+claim_idle_ms = 2000
+
+[retry]
+base_ms = 20
+max_ms = 200
+max_attempts = 4
+
+[shutdown]
+grace_ms = 5000
+
+{credentials_toml}
+"#
+    );
+    Settings::from_toml_with_env(&text, Vec::new()).expect("test settings are valid")
+}
+
+/// One stream entry as a field map, plus its id.
+pub type Entry = (String, HashMap<String, String>);
+
+/// Every entry of a stream, oldest first.
+pub async fn read_all(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<Entry> {
+    let reply: redis::streams::StreamRangeReply = conn.xrange_all(key).await.expect("XRANGE");
+    reply
+        .ids
+        .into_iter()
+        .map(|id| {
+            let fields = id
+                .map
+                .iter()
+                .map(|(k, v)| (k.clone(), redis::from_redis_value_ref::<String>(v).unwrap()))
+                .collect();
+            (id.id, fields)
+        })
+        .collect()
+}
+
+/// Wait until the stream `key` holds at least `n` entries (or `timeout` passes), and return
+/// them all.
+pub async fn wait_entries(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<Entry> {
+    let start = Instant::now();
+    loop {
+        let entries = read_all(conn, key).await;
+        if entries.len() >= n || start.elapsed() > timeout {
+            return entries;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// XADD an event to the calls stream.
+pub async fn xadd(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    fields: &[(&str, &str)],
+) -> String {
+    conn.xadd(format!("{prefix}calls"), "*", fields)
+        .await
+        .expect("XADD")
+}
