@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use callpush::apns::ApnsProvider;
-use callpush::providers::{now_ms, CallContent, Outcome, Provider, Push, PushKind};
+use callpush::providers::{now_ms, CallContent, Failure, Outcome, Provider, Push, PushKind};
 use serde_json::json;
 use support::apns_double::{Answer, ApnsDouble, DoubleOptions};
 
@@ -39,6 +39,23 @@ async fn double_and_provider() -> (ApnsDouble, ApnsProvider) {
     let apns = ApnsDouble::start(DoubleOptions::default()).await;
     let provider = ApnsProvider::new(&apns.credential("CRapns")).expect("provider");
     (apns, provider)
+}
+
+fn invalid_token(outcome: Outcome) -> (Failure, u64) {
+    match outcome {
+        Outcome::InvalidToken {
+            failure,
+            judged_at_ms,
+        } => (failure, judged_at_ms),
+        other => panic!("expected InvalidToken, got {other:?}"),
+    }
+}
+
+fn rejected(outcome: Outcome) -> Failure {
+    match outcome {
+        Outcome::Rejected(failure) => failure,
+        other => panic!("expected Rejected, got {other:?}"),
+    }
 }
 
 fn retry_reason(outcome: &Outcome) -> (&str, Option<Duration>) {
@@ -169,13 +186,7 @@ async fn unregistered_token_is_invalid_as_of_apples_timestamp() {
     let (apns, provider) = double_and_provider().await;
     apns.set_unregistered(&device(5), 1_458_114_061_260);
     let outcome = provider.send(&push(call("CA0005"), &device(5))).await;
-    let Outcome::InvalidToken {
-        failure,
-        judged_at_ms,
-    } = outcome
-    else {
-        panic!("expected InvalidToken, got {outcome:?}");
-    };
+    let (failure, judged_at_ms) = invalid_token(outcome);
     assert_eq!(failure.reason, "Unregistered");
     assert_eq!(failure.detail, "APNs 410 Unregistered");
     assert_eq!(judged_at_ms, 1_458_114_061_260);
@@ -186,13 +197,7 @@ async fn bad_device_token_is_invalid_as_of_now() {
     let (_apns, provider) = double_and_provider().await;
     let before = now_ms();
     let outcome = provider.send(&push(call("CA0006"), &"ab".repeat(16))).await;
-    let Outcome::InvalidToken {
-        failure,
-        judged_at_ms,
-    } = outcome
-    else {
-        panic!("expected InvalidToken, got {outcome:?}");
-    };
+    let (failure, judged_at_ms) = invalid_token(outcome);
     assert_eq!(failure.reason, "BadDeviceToken");
     assert!(judged_at_ms >= before && judged_at_ms <= now_ms());
 }
@@ -204,9 +209,7 @@ async fn wrong_topic_is_rejected_with_apples_reason() {
     cred.bundle_id = "com.example.other".into();
     let provider = ApnsProvider::new(&cred).unwrap();
     let outcome = provider.send(&push(call("CA0007"), &device(7))).await;
-    let Outcome::Rejected(failure) = outcome else {
-        panic!("expected Rejected, got {outcome:?}");
-    };
+    let failure = rejected(outcome);
     assert_eq!(failure.reason, "TopicDisallowed");
     assert_eq!(failure.detail, "APNs 400 TopicDisallowed");
 }
@@ -251,9 +254,7 @@ async fn oversized_payload_is_rejected_without_a_request() {
     let mut c = call("CA0010");
     c.params = Some(format!(r#"{{"blob":"{}"}}"#, "x".repeat(6000)).into());
     let outcome = provider.send(&push(c, &device(10))).await;
-    let Outcome::Rejected(failure) = outcome else {
-        panic!("expected Rejected, got {outcome:?}");
-    };
+    let failure = rejected(outcome);
     assert_eq!(failure.reason, "PayloadTooLarge");
     assert_eq!(apns.count(), 0);
 }
@@ -352,9 +353,7 @@ async fn wrong_key_id_or_team_is_an_invalid_provider_token() {
         cred.team_id = team_id.into();
         let provider = ApnsProvider::new(&cred).unwrap();
         let outcome = provider.send(&push(call("CA0016"), &device(16))).await;
-        let Outcome::Rejected(failure) = outcome else {
-            panic!("expected Rejected, got {outcome:?}");
-        };
+        let failure = rejected(outcome);
         assert_eq!(failure.detail, "APNs 403 InvalidProviderToken");
     }
 }
