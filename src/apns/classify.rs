@@ -1,0 +1,260 @@
+//! The one place that reads Apple's answers: status, headers and body in, an [`Outcome`] out
+//! (SPEC §6). Nothing else in callpush looks at an APNs status code.
+
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+
+use crate::providers::{Failure, Outcome};
+use crate::transport::TransportError;
+
+/// What an answer means: the outcome for the dispatcher, and whether the provider token that
+/// request carried must be re-signed first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// What the dispatcher does next.
+    pub outcome: Outcome,
+    /// Apple said `ExpiredProviderToken`: re-sign before the retry.
+    pub resign_token: bool,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct ErrorBody {
+    reason: Option<String>,
+    /// When Apple judged the token dead (410 only), in ms since the epoch.
+    timestamp: Option<u64>,
+}
+
+/// Classify Apple's answer to one push. `now_ms` stands in for Apple's timestamp when a dead
+/// token comes without one.
+pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], now_ms: u64) -> Verdict {
+    let verdict = |outcome| Verdict {
+        outcome,
+        resign_token: false,
+    };
+    if status.is_success() {
+        return verdict(Outcome::Delivered);
+    }
+    let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    let reason = parsed
+        .reason
+        .filter(|r| is_label(r))
+        .unwrap_or_else(|| format!("http_{}", status.as_u16()));
+    let detail = format!("APNs {} {}", status.as_u16(), reason);
+    let failure = Failure::new(reason, detail);
+    let code = status.as_u16();
+    match code {
+        410 => verdict(Outcome::InvalidToken {
+            failure,
+            judged_at_ms: parsed.timestamp.unwrap_or(now_ms),
+        }),
+        400 if failure.reason == "BadDeviceToken" => verdict(Outcome::InvalidToken {
+            failure,
+            judged_at_ms: now_ms,
+        }),
+        403 if failure.reason == "ExpiredProviderToken" => Verdict {
+            outcome: Outcome::Retry {
+                failure,
+                retry_after: Some(Duration::ZERO),
+            },
+            resign_token: true,
+        },
+        429 | 500..=599 => verdict(Outcome::Retry {
+            failure,
+            retry_after: retry_after(headers),
+        }),
+        _ => verdict(Outcome::Rejected(failure)),
+    }
+}
+
+/// A request that got no answer from Apple: always worth another try.
+pub fn transport_failure(error: &TransportError) -> Outcome {
+    Outcome::Retry {
+        failure: Failure::new(error.reason(), format!("APNs unreachable: {error}")),
+        retry_after: None,
+    }
+}
+
+/// `Retry-After` in seconds (the only form Apple and proxies in front of it send for pushes).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse().ok().map(Duration::from_secs)
+}
+
+/// Apple's reasons are short CamelCase words; anything else (an HTML error page from a proxy, a
+/// garbled body) must not become a metric label.
+fn is_label(reason: &str) -> bool {
+    (1..=64).contains(&reason.len()) && reason.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn answer(status: u16, body: &str) -> Verdict {
+        answer_with(status, &[], body)
+    }
+
+    fn answer_with(status: u16, headers: &[(&str, &str)], body: &str) -> Verdict {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        classify(
+            StatusCode::from_u16(status).unwrap(),
+            &map,
+            body.as_bytes(),
+            NOW,
+        )
+    }
+
+    fn failure(status: u16, reason: &str) -> Failure {
+        Failure::new(reason, format!("APNs {status} {reason}"))
+    }
+
+    #[test]
+    fn ok_is_delivered() {
+        let v = answer_with(
+            200,
+            &[("apns-id", "EC1BF194-B3B2-424A-89A9-5A918A6E6B5B")],
+            "",
+        );
+        assert_eq!(v.outcome, Outcome::Delivered);
+        assert!(!v.resign_token);
+    }
+
+    #[test]
+    fn gone_is_a_dead_token_judged_at_apples_timestamp() {
+        for reason in ["Unregistered", "ExpiredToken"] {
+            let body = format!(r#"{{"reason":"{reason}","timestamp":1458114061260}}"#);
+            assert_eq!(
+                answer(410, &body).outcome,
+                Outcome::InvalidToken {
+                    failure: failure(410, reason),
+                    judged_at_ms: 1_458_114_061_260,
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn gone_without_timestamp_is_judged_now() {
+        assert_eq!(
+            answer(410, r#"{"reason":"Unregistered"}"#).outcome,
+            Outcome::InvalidToken {
+                failure: failure(410, "Unregistered"),
+                judged_at_ms: NOW,
+            }
+        );
+    }
+
+    #[test]
+    fn bad_device_token_is_a_dead_token() {
+        assert_eq!(
+            answer(400, r#"{"reason":"BadDeviceToken"}"#).outcome,
+            Outcome::InvalidToken {
+                failure: failure(400, "BadDeviceToken"),
+                judged_at_ms: NOW,
+            }
+        );
+    }
+
+    #[test]
+    fn expired_provider_token_is_resigned_and_retried_at_once() {
+        let v = answer(403, r#"{"reason":"ExpiredProviderToken"}"#);
+        assert!(v.resign_token);
+        assert_eq!(
+            v.outcome,
+            Outcome::Retry {
+                failure: failure(403, "ExpiredProviderToken"),
+                retry_after: Some(Duration::ZERO),
+            }
+        );
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_retried_with_retry_after() {
+        for (status, reason) in [
+            (429, "TooManyRequests"),
+            (429, "TooManyProviderTokenUpdates"),
+            (500, "InternalServerError"),
+            (503, "ServiceUnavailable"),
+            (503, "Shutdown"),
+        ] {
+            let body = format!(r#"{{"reason":"{reason}"}}"#);
+            let v = answer_with(status, &[("retry-after", "7")], &body);
+            assert!(!v.resign_token);
+            assert_eq!(
+                v.outcome,
+                Outcome::Retry {
+                    failure: failure(status, reason),
+                    retry_after: Some(Duration::from_secs(7)),
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn other_server_errors_without_body_are_retried() {
+        assert_eq!(
+            answer(502, "<html>Bad Gateway</html>").outcome,
+            Outcome::Retry {
+                failure: failure(502, "http_502"),
+                retry_after: None,
+            }
+        );
+    }
+
+    #[test]
+    fn other_client_errors_are_rejected_with_apples_reason() {
+        for (status, reason) in [
+            (400, "BadTopic"),
+            (400, "TopicDisallowed"),
+            (400, "DeviceTokenNotForTopic"),
+            (400, "BadCollapseId"),
+            (400, "InvalidPushType"),
+            (403, "InvalidProviderToken"),
+            (403, "MissingProviderToken"),
+            (403, "BadCertificateEnvironment"),
+            (405, "MethodNotAllowed"),
+            (413, "PayloadTooLarge"),
+        ] {
+            let body = format!(r#"{{"reason":"{reason}"}}"#);
+            assert_eq!(
+                answer(status, &body).outcome,
+                Outcome::Rejected(failure(status, reason))
+            );
+        }
+    }
+
+    #[test]
+    fn client_error_without_reason_is_named_by_status() {
+        assert_eq!(
+            answer(404, "").outcome,
+            Outcome::Rejected(failure(404, "http_404"))
+        );
+        assert_eq!(
+            answer(400, r#"{"reason":"not a label, an essay"}"#).outcome,
+            Outcome::Rejected(failure(400, "http_400"))
+        );
+    }
+
+    #[test]
+    fn transport_errors_are_retried_with_their_reason() {
+        let outcome = transport_failure(&TransportError::Timeout(Duration::from_secs(5)));
+        let Outcome::Retry {
+            failure,
+            retry_after,
+        } = outcome
+        else {
+            panic!("not a retry: {outcome:?}");
+        };
+        assert_eq!(failure.reason, "timeout");
+        assert_eq!(retry_after, None);
+    }
+}

@@ -1,0 +1,109 @@
+//! What a VoIP push carries: its JSON body and its collapse id.
+//!
+//! The body is `{"aps":{},"callpush":{"type","call_sid","caller","callee","params"}}`; the app's
+//! PushKit handler reads `callpush` to report the call to CallKit. It is written straight into
+//! one buffer (strings escaped by serde_json), and `params` — already validated by the event
+//! parser as a compact JSON object — is copied in as it is, not parsed again per device.
+
+use sha2::{Digest, Sha256};
+
+use crate::providers::CallContent;
+
+/// Apple's limit for a VoIP push payload, in bytes.
+pub const MAX_VOIP_PAYLOAD: usize = 5120;
+
+/// Apple's limit for `apns-collapse-id`, in bytes.
+pub const MAX_COLLAPSE_ID: usize = 64;
+
+/// The JSON body of the push for `call`.
+pub fn body(call: &CallContent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        96 + call.call_sid.len()
+            + call.callee.len()
+            + call.caller.as_deref().map_or(0, str::len)
+            + call.params.as_deref().map_or(0, str::len),
+    );
+    out.extend_from_slice(br#"{"aps":{},"callpush":{"type":"#);
+    string(&mut out, call.kind.as_str());
+    out.extend_from_slice(br#","call_sid":"#);
+    string(&mut out, &call.call_sid);
+    if let Some(caller) = &call.caller {
+        out.extend_from_slice(br#","caller":"#);
+        string(&mut out, caller);
+    }
+    out.extend_from_slice(br#","callee":"#);
+    string(&mut out, &call.callee);
+    if let Some(params) = &call.params {
+        out.extend_from_slice(br#","params":"#);
+        out.extend_from_slice(params.as_bytes());
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing a string to a Vec cannot fail");
+}
+
+/// The `apns-collapse-id` for a call: its sid, or, when that is longer than Apple allows, the
+/// hex SHA-256 of it (exactly 64 hex digits), so every push of one call still collapses.
+pub fn collapse_id(call_sid: &str) -> String {
+    if call_sid.len() <= MAX_COLLAPSE_ID {
+        call_sid.to_string()
+    } else {
+        hex::encode(Sha256::digest(call_sid.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::PushKind;
+    use serde_json::json;
+
+    fn call(caller: Option<&str>, params: Option<&str>) -> CallContent {
+        CallContent {
+            kind: PushKind::Incoming,
+            call_sid: "CA123".into(),
+            caller: caller.map(Into::into),
+            callee: "alice \"the\" caller\n".into(),
+            params: params.map(Into::into),
+            deadline_ms: 0,
+        }
+    }
+
+    #[test]
+    fn body_has_every_field_escaped() {
+        let b = body(&call(Some("+15551234567"), Some(r#"{"a":"1","b":"x\"y"}"#)));
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(
+            v,
+            json!({"aps": {}, "callpush": {"type": "incoming", "call_sid": "CA123",
+                "caller": "+15551234567", "callee": "alice \"the\" caller\n",
+                "params": {"a": "1", "b": "x\"y"}}})
+        );
+    }
+
+    #[test]
+    fn body_omits_absent_caller_and_params() {
+        let mut c = call(None, None);
+        c.kind = PushKind::Cancel;
+        let v: serde_json::Value = serde_json::from_slice(&body(&c)).unwrap();
+        assert_eq!(
+            v,
+            json!({"aps": {}, "callpush": {"type": "cancel", "call_sid": "CA123",
+                "callee": "alice \"the\" caller\n"}})
+        );
+    }
+
+    #[test]
+    fn collapse_id_is_hashed_only_past_64_bytes() {
+        let sid64 = "C".repeat(64);
+        assert_eq!(collapse_id(&sid64), sid64);
+        let long = "C".repeat(65);
+        let id = collapse_id(&long);
+        assert_eq!(id.len(), 64);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(id, hex::encode(Sha256::digest(long.as_bytes())));
+    }
+}
