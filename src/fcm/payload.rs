@@ -1,0 +1,126 @@
+//! The FCM HTTP v1 message for one push (SPEC §6).
+//!
+//! Everything goes in `data` (not `notification`) so the app's messaging service runs even in
+//! the background and can show its own incoming-call UI. FCM rejects the data keys `from`,
+//! `message_type`, `google…` and `gcm…`, hence `caller`/`callee`; and FCM counts data keys and
+//! values together against a 4096-byte limit, checked here so an oversized push is rejected
+//! without a request.
+
+use serde_json::{json, Map, Value};
+
+use crate::providers::Push;
+
+/// FCM's limit on the data payload: keys and values together, in bytes.
+pub const MAX_DATA_BYTES: usize = 4096;
+
+/// The data payload is larger than FCM accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooBig {
+    /// The size of keys and values together, in bytes.
+    pub bytes: usize,
+}
+
+/// The `messages:send` request body for `push`, with `ttl` counted from `now_ms` to the deadline.
+pub fn message(push: &Push, now_ms: u64) -> Result<Vec<u8>, TooBig> {
+    let call = &push.call;
+    let mut data = Map::new();
+    data.insert("type".into(), call.kind.as_str().into());
+    data.insert("call_sid".into(), call.call_sid.as_ref().into());
+    if let Some(caller) = &call.caller {
+        data.insert("caller".into(), caller.as_ref().into());
+    }
+    data.insert("callee".into(), call.callee.as_ref().into());
+    if let Some(params) = &call.params {
+        // FCM data values are strings only: the params object travels as its JSON text.
+        data.insert("params".into(), params.as_ref().into());
+    }
+    let bytes: usize = data
+        .iter()
+        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+        .sum();
+    if bytes > MAX_DATA_BYTES {
+        return Err(TooBig { bytes });
+    }
+    let body = json!({
+        "message": {
+            "token": push.device_token.as_ref(),
+            "data": Value::Object(data),
+            "android": {"priority": "HIGH", "ttl": ttl(call.deadline_ms, now_ms)},
+        }
+    });
+    Ok(serde_json::to_vec(&body).expect("a JSON value always serialises"))
+}
+
+/// Whole seconds left until the deadline, as FCM's duration string; at least `1s`, since `0s`
+/// would mean "deliver now or never" and the dispatcher never sends past the deadline anyway.
+fn ttl(deadline_ms: u64, now_ms: u64) -> String {
+    let secs = deadline_ms.saturating_sub(now_ms) / 1000;
+    format!("{}s", secs.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::providers::{CallContent, PushKind};
+
+    fn push(caller: Option<&str>, params: Option<&str>, deadline_ms: u64) -> Push {
+        Push {
+            call: Arc::new(CallContent {
+                kind: PushKind::Incoming,
+                call_sid: "CA123".into(),
+                caller: caller.map(Into::into),
+                callee: "alice".into(),
+                params: params.map(Into::into),
+                deadline_ms,
+            }),
+            device_token: "tok:abc".into(),
+        }
+    }
+
+    fn parse(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn full_message_matches_the_spec() {
+        let body = parse(
+            &message(
+                &push(Some("+15551234567"), Some(r#"{"k":"v"}"#), 31_500),
+                1_000,
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            body,
+            json!({"message": {
+                "token": "tok:abc",
+                "data": {"type": "incoming", "call_sid": "CA123", "caller": "+15551234567",
+                         "callee": "alice", "params": "{\"k\":\"v\"}"},
+                "android": {"priority": "HIGH", "ttl": "30s"},
+            }})
+        );
+    }
+
+    #[test]
+    fn absent_caller_and_params_are_omitted() {
+        let body = parse(&message(&push(None, None, 10_000), 0).unwrap());
+        let data = body["message"]["data"].as_object().unwrap();
+        assert!(!data.contains_key("caller"));
+        assert!(!data.contains_key("params"));
+    }
+
+    #[test]
+    fn ttl_is_at_least_one_second() {
+        let body = parse(&message(&push(None, None, 1_000), 5_000).unwrap());
+        assert_eq!(body["message"]["android"]["ttl"], "1s");
+    }
+
+    #[test]
+    fn data_over_the_limit_is_refused() {
+        let big = format!(r#"{{"k":"{}"}}"#, "x".repeat(4096));
+        let err = message(&push(None, Some(&big), 10_000), 0).unwrap_err();
+        assert!(err.bytes > MAX_DATA_BYTES);
+    }
+}
