@@ -99,7 +99,8 @@ pub async fn redis_backends(
         url: redacted_url(&settings.redis.url),
         source,
     };
-    let keys = Keys::new(&settings.redis.key_prefix);
+    let keys =
+        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
     let conn = redis_conn::connect(&settings.redis)
         .await
         .map_err(redis_err)?;

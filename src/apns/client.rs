@@ -12,8 +12,8 @@ use super::classify::{classify, transport_failure};
 use super::payload::{self, MAX_VOIP_PAYLOAD};
 use super::token::ProviderToken;
 use super::ApnsError;
+use crate::bindings::mask_device_token as mask_token;
 use crate::config::ApnsCredential;
-use crate::dispatch::mask_token;
 use crate::providers::{now_ms, Failure, Outcome, Platform, Provider, Push};
 use crate::transport::{H2Pool, PoolOptions};
 

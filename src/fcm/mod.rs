@@ -17,8 +17,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request};
 use tracing::{debug, info, warn};
 
+use crate::bindings::mask_device_token as mask_token;
 use crate::config::FcmCredential;
-use crate::dispatch::mask_token;
 use crate::providers::{now_ms, Failure, Outcome, Platform, Provider, Push};
 use crate::transport::{H2Pool, PoolOptions, TransportError};
 use account::ServiceAccount;

@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod apns_double;
+pub mod daemon;
 pub mod fcm_double;
 pub mod redis_server;

@@ -1,0 +1,460 @@
+//! End to end: call events on a real Redis stream, the daemon, and the APNs and FCM HTTP/2 test
+//! doubles. Each test asserts what a call server or a callee would notice: the pushes that
+//! arrived, the outcome on the results stream, the dead letters, the bindings left.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callpush::bindings::redis::RedisBindingStore;
+use callpush::bindings::{BindingStore, NewBinding};
+use callpush::config::{CredentialSettings, Settings};
+use callpush::providers::{now_ms, Platform};
+use support::apns_double::{self, ApnsDouble, DoubleOptions};
+use support::daemon::{settings, wait_entries, xadd, TestDaemon};
+use support::fcm_double::{FcmDouble, FcmDoubleOptions};
+use support::redis_server::{unique_prefix, RedisServer};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A Redis, both doubles, settings with one APNs (`CRapns`) and one FCM (`CRfcm`) credential.
+struct World {
+    _redis: RedisServer,
+    apns: ApnsDouble,
+    fcm: FcmDouble,
+    prefix: String,
+    settings: Settings,
+    conn: redis::aio::MultiplexedConnection,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new() -> World {
+        Self::with(|_| {}).await
+    }
+
+    async fn with(tweak: impl FnOnce(&mut Settings)) -> World {
+        let redis = RedisServer::start().await;
+        let apns = ApnsDouble::start(DoubleOptions::default()).await;
+        let fcm = FcmDouble::start(FcmDoubleOptions::default()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let sa = fcm.write_service_account(dir.path());
+        let prefix = unique_prefix();
+        let mut settings = settings(&redis.url(), &prefix, "");
+        settings
+            .credentials
+            .push(CredentialSettings::Apns(apns.credential("CRapns")));
+        settings
+            .credentials
+            .push(CredentialSettings::Fcm(fcm.credential("CRfcm", &sa)));
+        tweak(&mut settings);
+        let conn = redis
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        World {
+            _redis: redis,
+            apns,
+            fcm,
+            prefix,
+            settings,
+            conn,
+            _dir: dir,
+        }
+    }
+
+    async fn store(&self) -> Arc<RedisBindingStore> {
+        callpush::daemon::redis_backends(&self.settings)
+            .await
+            .unwrap()
+            .1
+    }
+
+    async fn register(&self, identity: &str, platform: Platform, token: &str) {
+        let credential = match platform {
+            Platform::Apns => "CRapns",
+            Platform::Fcm => "CRfcm",
+        };
+        self.register_at(identity, platform, credential, token, now_ms())
+            .await;
+    }
+
+    async fn register_at(
+        &self,
+        identity: &str,
+        platform: Platform,
+        credential: &str,
+        token: &str,
+        at_ms: u64,
+    ) {
+        self.store()
+            .await
+            .register(
+                NewBinding {
+                    identity: identity.into(),
+                    platform,
+                    credential: credential.into(),
+                    device_token: token.into(),
+                },
+                at_ms,
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn call(&mut self, fields: &[(&str, &str)]) -> String {
+        xadd(&mut self.conn, &self.prefix, fields).await
+    }
+
+    async fn results(&mut self, n: usize) -> Vec<HashMap<String, String>> {
+        let key = format!("{}results", self.prefix);
+        let entries = wait_entries(&mut self.conn, &key, n, WAIT).await;
+        assert_eq!(entries.len(), n, "results: {entries:?}");
+        entries.into_iter().map(|(_, f)| f).collect()
+    }
+
+    async fn dead(&mut self, n: usize) -> Vec<HashMap<String, String>> {
+        let key = format!("{}dead", self.prefix);
+        let entries = wait_entries(&mut self.conn, &key, n, WAIT).await;
+        assert_eq!(entries.len(), n, "dead letters: {entries:?}");
+        entries.into_iter().map(|(_, f)| f).collect()
+    }
+
+    async fn pending(&mut self) -> usize {
+        let reply: redis::Value = redis::cmd("XPENDING")
+            .arg(format!("{}calls", self.prefix))
+            .arg("callpush")
+            .query_async(&mut self.conn)
+            .await
+            .unwrap();
+        match reply {
+            redis::Value::Array(items) => match items.first() {
+                Some(redis::Value::Int(n)) => *n as usize,
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+}
+
+fn apns_token(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+#[tokio::test]
+async fn incoming_call_rings_every_device_with_the_spec_requests() {
+    let mut w = World::new().await;
+    w.register("alice", Platform::Apns, &apns_token(1)).await;
+    w.register("alice", Platform::Apns, &apns_token(2)).await;
+    w.register("alice", Platform::Fcm, "fcm-token-alice").await;
+    let daemon = TestDaemon::start(w.settings.clone());
+    let id = w
+        .call(&[
+            ("type", "incoming"),
+            ("to", "alice"),
+            ("call_sid", "CA0001"),
+            ("from", "+15551234567"),
+            ("params", r#"{"display":"Bob"}"#),
+        ])
+        .await;
+    let results = w.results(1).await;
+    assert_eq!(results[0]["outcome"], "delivered");
+    assert_eq!(results[0]["call_sid"], "CA0001");
+    assert_eq!(results[0]["to"], "alice");
+    assert_eq!(results[0]["devices"], "3");
+    assert_eq!(results[0]["delivered"], "3");
+    assert_eq!(w.apns.count(), 2, "two APNs pushes");
+    assert_eq!(w.fcm.count(), 1, "one FCM push");
+
+    let deadline_secs = (id.split('-').next().unwrap().parse::<u64>().unwrap() + 30_000) / 1000;
+    let mut tokens: Vec<String> = w.apns.requests().iter().map(|r| r.token.clone()).collect();
+    tokens.sort();
+    assert_eq!(tokens, vec![apns_token(1), apns_token(2)]);
+    for push in w.apns.requests() {
+        assert_eq!(push.answer.status, 200);
+        assert_eq!(push.header("apns-push-type"), Some("voip"));
+        assert_eq!(push.header("apns-topic"), Some("com.example.app.voip"));
+        assert_eq!(push.header("apns-priority"), Some("10"));
+        assert_eq!(push.header("apns-collapse-id"), Some("CA0001"));
+        assert_eq!(
+            push.header("apns-expiration"),
+            Some(deadline_secs.to_string().as_str())
+        );
+        assert_eq!(
+            push.body,
+            serde_json::json!({"aps": {}, "callpush": {
+                "type": "incoming", "call_sid": "CA0001", "caller": "+15551234567",
+                "callee": "alice", "params": {"display": "Bob"}}})
+        );
+    }
+    let fcm = &w.fcm.requests()[0];
+    assert_eq!(fcm.status, 200);
+    let message = &fcm.body["message"];
+    assert_eq!(message["token"], "fcm-token-alice");
+    assert_eq!(message["android"]["priority"], "HIGH");
+    let ttl = message["android"]["ttl"].as_str().unwrap();
+    let secs: u64 = ttl.trim_end_matches('s').parse().unwrap();
+    assert!((1..=30).contains(&secs), "ttl {ttl}");
+    assert_eq!(
+        message["data"],
+        serde_json::json!({"type": "incoming", "call_sid": "CA0001", "caller": "+15551234567",
+            "callee": "alice", "params": "{\"display\":\"Bob\"}"})
+    );
+    assert_eq!(w.pending().await, 0, "the entry is acknowledged");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn nobody_registered_is_no_bindings_and_cancel_skips_apns() {
+    let mut w = World::with(|s| {
+        let CredentialSettings::Apns(loud) = s.credentials[0].clone() else {
+            unreachable!()
+        };
+        s.credentials
+            .push(CredentialSettings::Apns(callpush::config::ApnsCredential {
+                sid: "CRloud".into(),
+                send_cancel: true,
+                ..loud
+            }));
+    })
+    .await;
+    w.register("bob", Platform::Apns, &apns_token(3)).await;
+    w.register("bob", Platform::Fcm, "fcm-token-bob").await;
+    w.register_at("bob", Platform::Apns, "CRloud", &apns_token(4), now_ms())
+        .await;
+    let daemon = TestDaemon::start(w.settings.clone());
+    w.call(&[("type", "incoming"), ("to", "nobody"), ("call_sid", "CA1")])
+        .await;
+    w.call(&[("type", "cancel"), ("to", "bob"), ("call_sid", "CA2")])
+        .await;
+    let results = w.results(2).await;
+    let by_sid: HashMap<&str, &HashMap<String, String>> = results
+        .iter()
+        .map(|r| (r["call_sid"].as_str(), r))
+        .collect();
+    assert_eq!(by_sid["CA1"]["outcome"], "no_bindings");
+    assert_eq!(by_sid["CA2"]["outcome"], "delivered");
+    assert_eq!(by_sid["CA2"]["devices"], "2");
+    assert_eq!(w.fcm.count(), 1);
+    assert_eq!(
+        w.fcm.requests()[0].body["message"]["data"]["type"],
+        "cancel"
+    );
+    let apns: Vec<String> = w.apns.requests().iter().map(|r| r.token.clone()).collect();
+    assert_eq!(
+        apns,
+        vec![apns_token(4)],
+        "only the send_cancel credential gets the cancel"
+    );
+    assert!(w.dead(0).await.is_empty());
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn dead_tokens_are_pruned_unless_registered_again_after_the_verdict() {
+    let mut w = World::new().await;
+    let gone = apns_token(5);
+    let back = apns_token(6);
+    w.register("carol", Platform::Apns, &gone).await;
+    w.register("carol", Platform::Fcm, "fcm-token-gone").await;
+    w.register("dave", Platform::Apns, &back).await;
+    // Apple judged `back` dead a minute ago, but dave's app registered it again just now.
+    w.apns.set_unregistered(&gone, now_ms());
+    w.apns.set_unregistered(&back, now_ms() - 60_000);
+    w.fcm.set_unregistered("fcm-token-gone");
+    let daemon = TestDaemon::start(w.settings.clone());
+    w.call(&[("type", "incoming"), ("to", "carol"), ("call_sid", "CA1")])
+        .await;
+    w.call(&[("type", "incoming"), ("to", "dave"), ("call_sid", "CA2")])
+        .await;
+    let results = w.results(2).await;
+    assert!(
+        results.iter().all(|r| r["outcome"] == "no_bindings"),
+        "{results:?}"
+    );
+    let store = w.store().await;
+    assert!(
+        store.list("carol").await.unwrap().is_empty(),
+        "both carol's bindings pruned"
+    );
+    let dave = store.list("dave").await.unwrap();
+    assert_eq!(
+        dave.len(),
+        1,
+        "dave re-registered after Apple's timestamp: kept"
+    );
+    assert_eq!(dave[0].device_token, back);
+    assert!(
+        w.dead(0).await.is_empty(),
+        "dead tokens are not dead letters"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn permanent_errors_dead_letter_and_transient_ones_are_retried() {
+    let mut w = World::new().await;
+    let bad = apns_token(7);
+    let flaky = apns_token(8);
+    w.register("erin", Platform::Apns, &bad).await;
+    w.register("frank", Platform::Apns, &flaky).await;
+    w.apns
+        .script(&bad, vec![apns_double::Answer::error(400, "BadTopic")]);
+    w.apns.script(
+        &flaky,
+        vec![
+            apns_double::Answer::error(503, "ServiceUnavailable"),
+            apns_double::Answer::ok(),
+        ],
+    );
+    let daemon = TestDaemon::start(w.settings.clone());
+    let erin_id = w
+        .call(&[
+            ("type", "incoming"),
+            ("to", "erin"),
+            ("call_sid", "CA-bad"),
+            ("x_custom", "kept"),
+        ])
+        .await;
+    w.call(&[
+        ("type", "incoming"),
+        ("to", "frank"),
+        ("call_sid", "CA-flaky"),
+    ])
+    .await;
+    let results = w.results(2).await;
+    let outcome =
+        |sid: &str| results.iter().find(|r| r["call_sid"] == sid).unwrap()["outcome"].clone();
+    assert_eq!(outcome("CA-bad"), "dead_lettered");
+    assert_eq!(outcome("CA-flaky"), "delivered");
+    let dead = w.dead(1).await;
+    assert_eq!(dead[0]["reason"], "provider_rejected");
+    assert!(
+        dead[0]["detail"].contains("APNs 400 BadTopic"),
+        "{:?}",
+        dead[0]
+    );
+    assert_eq!(dead[0]["attempts"], "1");
+    assert_eq!(dead[0]["source_id"], erin_id);
+    assert_eq!(dead[0]["x_custom"], "kept", "unknown fields are kept");
+    assert_eq!(dead[0]["to"], "erin");
+    let pushes_to = |t: &str| w.apns.requests().iter().filter(|r| r.token == t).count();
+    assert_eq!(pushes_to(&bad), 1, "a permanent error is not retried");
+    assert_eq!(pushes_to(&flaky), 2, "503 then 200");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_entries_are_dead_lettered_and_the_stream_keeps_flowing() {
+    let mut w = World::new().await;
+    w.register("gina", Platform::Fcm, "fcm-token-gina").await;
+    let daemon = TestDaemon::start(w.settings.clone());
+    w.call(&[("type", "incoming"), ("call_sid", "CA-noto")])
+        .await;
+    w.call(&[
+        ("type", "incoming"),
+        ("to", "gina"),
+        ("call_sid", "CA-params"),
+        ("params", "{not json"),
+    ])
+    .await;
+    w.call(&[("type", "ring"), ("to", "gina"), ("call_sid", "CA-type")])
+        .await;
+    w.call(&[
+        ("type", "incoming"),
+        ("to", "gina"),
+        ("call_sid", "CA-good"),
+    ])
+    .await;
+    let results = w.results(4).await;
+    let outcomes: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| (r["call_sid"].as_str(), r["outcome"].as_str()))
+        .collect();
+    for sid in ["CA-noto", "CA-params", "CA-type"] {
+        assert!(outcomes.contains(&(sid, "malformed")), "{outcomes:?}");
+    }
+    assert!(outcomes.contains(&("CA-good", "delivered")), "{outcomes:?}");
+    let dead = w.dead(3).await;
+    let detail = |sid: &str| dead.iter().find(|d| d["call_sid"] == sid).unwrap()["detail"].clone();
+    assert!(dead.iter().all(|d| d["reason"] == "malformed"));
+    assert!(detail("CA-noto").contains("`to`"), "{}", detail("CA-noto"));
+    assert!(detail("CA-params").contains("`params`"));
+    assert!(detail("CA-type").contains("`type`"));
+    assert_eq!(w.fcm.count(), 1, "only the good event pushed");
+    assert_eq!(w.pending().await, 0);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_follows_its_new_owner_and_the_cap_evicts_the_oldest() {
+    let mut w = World::with(|s| s.bindings.max_per_identity = 2).await;
+    let t0 = now_ms() - 10_000;
+    w.register_at("alice", Platform::Fcm, "CRfcm", "shared-phone", t0)
+        .await;
+    w.register_at("bob", Platform::Fcm, "CRfcm", "shared-phone", t0 + 1)
+        .await;
+    w.register_at("hank", Platform::Fcm, "CRfcm", "hank-old", t0 + 2)
+        .await;
+    w.register_at("hank", Platform::Fcm, "CRfcm", "hank-mid", t0 + 3)
+        .await;
+    w.register_at("hank", Platform::Fcm, "CRfcm", "hank-new", t0 + 4)
+        .await;
+    let daemon = TestDaemon::start(w.settings.clone());
+    w.call(&[("type", "incoming"), ("to", "alice"), ("call_sid", "CA1")])
+        .await;
+    w.call(&[("type", "incoming"), ("to", "bob"), ("call_sid", "CA2")])
+        .await;
+    w.call(&[("type", "incoming"), ("to", "hank"), ("call_sid", "CA3")])
+        .await;
+    let results = w.results(3).await;
+    let outcome = |sid: &str| {
+        let r = results.iter().find(|r| r["call_sid"] == sid).unwrap();
+        (r["outcome"].clone(), r["devices"].clone())
+    };
+    assert_eq!(outcome("CA1"), ("no_bindings".into(), "0".into()));
+    assert_eq!(outcome("CA2"), ("delivered".into(), "1".into()));
+    assert_eq!(outcome("CA3"), ("delivered".into(), "2".into()));
+    let mut tokens: Vec<String> = w
+        .fcm
+        .requests()
+        .iter()
+        .filter_map(|r| r.token.clone())
+        .collect();
+    tokens.sort();
+    assert_eq!(tokens, vec!["hank-mid", "hank-new", "shared-phone"]);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_fcm_oauth_token_is_fetched_once_for_many_pushes() {
+    let mut w = World::new().await;
+    for i in 0..20 {
+        w.register(
+            &format!("user{i}"),
+            Platform::Fcm,
+            &format!("fcm-token-{i}"),
+        )
+        .await;
+    }
+    let daemon = TestDaemon::start(w.settings.clone());
+    for round in 0..5 {
+        for i in 0..20 {
+            let sid = format!("CA{round}-{i}");
+            let to = format!("user{i}");
+            w.call(&[("type", "incoming"), ("to", &to), ("call_sid", &sid)])
+                .await;
+        }
+    }
+    let results = w.results(100).await;
+    assert!(results.iter().all(|r| r["outcome"] == "delivered"));
+    assert_eq!(w.fcm.count(), 100);
+    assert_eq!(w.fcm.token_requests(), 1, "one OAuth token for 100 pushes");
+    let bearers: std::collections::HashSet<_> =
+        w.fcm.requests().iter().map(|r| r.bearer.clone()).collect();
+    assert_eq!(bearers.len(), 1);
+    daemon.stop().await;
+}
