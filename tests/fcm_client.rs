@@ -7,48 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use callpush::fcm::FcmProvider;
-use callpush::providers::{now_ms, CallContent, Outcome, Provider, Push, PushKind};
+use callpush::providers::{now_ms, Outcome, Provider, PushKind};
 use serde_json::json;
-use support::fcm_double::{Answer, FcmDouble, FcmDoubleOptions};
-use tempfile::TempDir;
-
-struct Setup {
-    fcm: FcmDouble,
-    provider: FcmProvider,
-    _dir: TempDir,
-}
-
-async fn setup(opts: FcmDoubleOptions) -> Setup {
-    let fcm = FcmDouble::start(opts).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sa = fcm.write_service_account(dir.path());
-    let provider = FcmProvider::new(&fcm.credential("CRfcm", &sa)).unwrap();
-    Setup {
-        fcm,
-        provider,
-        _dir: dir,
-    }
-}
-
-fn push_to(token: &str) -> Push {
-    Push {
-        call: Arc::new(CallContent {
-            kind: PushKind::Incoming,
-            call_sid: "CA0123456789abcdef".into(),
-            caller: Some("+15551234567".into()),
-            callee: "alice".into(),
-            params: Some(r#"{"display":"Bob","room":"42"}"#.into()),
-            deadline_ms: now_ms() + 30_000,
-        }),
-        device_token: token.into(),
-    }
-}
+use support::fcm_double::{
+    incoming_push, start_with_provider, Answer, FcmDouble, FcmDoubleOptions,
+};
 
 #[tokio::test]
 async fn sends_the_spec_message_with_a_bearer_token() {
-    let s = setup(FcmDoubleOptions::default()).await;
+    let s = start_with_provider(FcmDoubleOptions::default()).await;
     assert_eq!(
-        s.provider.send(&push_to("dev-token:abc_123")).await,
+        s.provider.send(&incoming_push("dev-token:abc_123")).await,
         Outcome::Delivered
     );
 
@@ -84,8 +53,8 @@ async fn sends_the_spec_message_with_a_bearer_token() {
 
 #[tokio::test]
 async fn cancel_pushes_reach_the_device() {
-    let s = setup(FcmDoubleOptions::default()).await;
-    let mut push = push_to("dev-token");
+    let s = start_with_provider(FcmDoubleOptions::default()).await;
+    let mut push = incoming_push("dev-token");
     let mut call = (*push.call).clone();
     call.kind = PushKind::Cancel;
     call.caller = None;
@@ -114,10 +83,10 @@ fn assert_invalid_token(outcome: Outcome, reason: &str, sent_between: (u64, u64)
 
 #[tokio::test]
 async fn unregistered_tokens_are_invalid() {
-    let s = setup(FcmDoubleOptions::default()).await;
+    let s = start_with_provider(FcmDoubleOptions::default()).await;
     s.fcm.set_unregistered("uninstalled");
     let before = now_ms();
-    let outcome = s.provider.send(&push_to("uninstalled")).await;
+    let outcome = s.provider.send(&incoming_push("uninstalled")).await;
     match &outcome {
         Outcome::InvalidToken { failure, .. } => {
             assert_eq!(
@@ -132,30 +101,30 @@ async fn unregistered_tokens_are_invalid() {
 
 #[tokio::test]
 async fn a_malformed_token_is_invalid() {
-    let s = setup(FcmDoubleOptions::default()).await;
+    let s = start_with_provider(FcmDoubleOptions::default()).await;
     let before = now_ms();
-    let outcome = s.provider.send(&push_to("not a token!")).await;
+    let outcome = s.provider.send(&incoming_push("not a token!")).await;
     assert_invalid_token(outcome, "INVALID_ARGUMENT", (before, now_ms()));
 }
 
 #[tokio::test]
 async fn a_token_of_another_project_is_invalid() {
-    let s = setup(FcmDoubleOptions::default()).await;
+    let s = start_with_provider(FcmDoubleOptions::default()).await;
     s.fcm
         .script("other-app", vec![Answer::sender_id_mismatch()]);
     let before = now_ms();
-    let outcome = s.provider.send(&push_to("other-app")).await;
+    let outcome = s.provider.send(&incoming_push("other-app")).await;
     assert_invalid_token(outcome, "SENDER_ID_MISMATCH", (before, now_ms()));
 }
 
 #[tokio::test]
 async fn other_bad_requests_are_rejected_with_googles_message() {
-    let s = setup(FcmDoubleOptions::default()).await;
+    let s = start_with_provider(FcmDoubleOptions::default()).await;
     s.fcm.script(
         "dev",
         vec![Answer::invalid_argument("Invalid data payload key: from")],
     );
-    let outcome = s.provider.send(&push_to("dev")).await;
+    let outcome = s.provider.send(&incoming_push("dev")).await;
     assert_eq!(
         outcome,
         Outcome::Rejected(callpush::providers::Failure::new(
@@ -167,8 +136,8 @@ async fn other_bad_requests_are_rejected_with_googles_message() {
 
 #[tokio::test]
 async fn an_oversized_push_is_rejected_without_a_request() {
-    let s = setup(FcmDoubleOptions::default()).await;
-    let mut push = push_to("dev");
+    let s = start_with_provider(FcmDoubleOptions::default()).await;
+    let mut push = incoming_push("dev");
     let mut call = (*push.call).clone();
     call.params = Some(format!(r#"{{"blob":"{}"}}"#, "x".repeat(4100)).into());
     push.call = Arc::new(call);
@@ -181,7 +150,7 @@ async fn an_oversized_push_is_rejected_without_a_request() {
 
 #[tokio::test]
 async fn outages_are_retried_after_the_advertised_delay() {
-    let s = setup(FcmDoubleOptions::default()).await;
+    let s = start_with_provider(FcmDoubleOptions::default()).await;
     s.fcm.script(
         "dev",
         vec![
@@ -197,17 +166,20 @@ async fn outages_are_retried_after_the_advertised_delay() {
         } => (failure.reason, retry_after),
         other => panic!("expected Retry, got {other:?}"),
     };
-    let first = retry(s.provider.send(&push_to("dev")).await);
+    let first = retry(s.provider.send(&incoming_push("dev")).await);
     assert_eq!(
         first,
         ("UNAVAILABLE".to_string(), Some(Duration::from_secs(7)))
     );
-    let second = retry(s.provider.send(&push_to("dev")).await);
+    let second = retry(s.provider.send(&incoming_push("dev")).await);
     assert_eq!(
         second,
         ("QUOTA_EXCEEDED".to_string(), Some(Duration::from_secs(60)))
     );
-    assert_eq!(s.provider.send(&push_to("dev")).await, Outcome::Delivered);
+    assert_eq!(
+        s.provider.send(&incoming_push("dev")).await,
+        Outcome::Delivered
+    );
 }
 
 #[tokio::test]
@@ -218,7 +190,7 @@ async fn a_wrong_project_is_rejected_and_not_taken_for_a_dead_token() {
     let mut cred = fcm.credential("CRfcm", &sa);
     cred.project_id = Some("someone-elses-project".into());
     let provider = FcmProvider::new(&cred).unwrap();
-    match provider.send(&push_to("dev")).await {
+    match provider.send(&incoming_push("dev")).await {
         Outcome::Rejected(failure) => assert_eq!(failure.reason, "PERMISSION_DENIED"),
         other => panic!("expected Rejected, got {other:?}"),
     }

@@ -5,15 +5,15 @@
 mod support;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use callpush::fcm::{FcmError, FcmProvider};
-use callpush::providers::{now_ms, CallContent, Outcome, Provider, Push, PushKind};
+use callpush::providers::{Outcome, Provider, Push};
 use futures::future::join_all;
 use serde_json::json;
-use support::fcm_double::{write_json, Answer, FcmDouble, FcmDoubleOptions};
-use tempfile::TempDir;
+use support::fcm_double::{
+    incoming_push, start_with_provider, write_json, Answer, FcmDouble, FcmDoubleOptions,
+};
 
 /// An RSA key Google never saw: a service account whose key was deleted or replaced.
 const UNKNOWN_KEY: &str = "-----BEGIN PRIVATE KEY-----
@@ -46,38 +46,6 @@ GzUcN+ucg1pKOwOVzNEjxA==
 -----END PRIVATE KEY-----
 ";
 
-struct Setup {
-    fcm: FcmDouble,
-    provider: FcmProvider,
-    _dir: TempDir,
-}
-
-async fn setup(opts: FcmDoubleOptions) -> Setup {
-    let fcm = FcmDouble::start(opts).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sa = fcm.write_service_account(dir.path());
-    let provider = FcmProvider::new(&fcm.credential("CRfcm", &sa)).unwrap();
-    Setup {
-        fcm,
-        provider,
-        _dir: dir,
-    }
-}
-
-fn push_to(token: &str) -> Push {
-    Push {
-        call: Arc::new(CallContent {
-            kind: PushKind::Incoming,
-            call_sid: "CA0123456789abcdef".into(),
-            caller: Some("+15551234567".into()),
-            callee: "alice".into(),
-            params: Some(r#"{"display":"Bob","room":"42"}"#.into()),
-            deadline_ms: now_ms() + 30_000,
-        }),
-        device_token: token.into(),
-    }
-}
-
 fn provider_for(
     fcm: &FcmDouble,
     dir: &Path,
@@ -93,8 +61,10 @@ async fn one_token_serves_many_concurrent_pushes() {
         token_delay: Duration::from_millis(200),
         ..FcmDoubleOptions::default()
     };
-    let s = setup(opts).await;
-    let pushes: Vec<Push> = (0..200).map(|i| push_to(&format!("device-{i}"))).collect();
+    let s = start_with_provider(opts).await;
+    let pushes: Vec<Push> = (0..200)
+        .map(|i| incoming_push(&format!("device-{i}")))
+        .collect();
     let outcomes = join_all(pushes.iter().map(|p| s.provider.send(p))).await;
     assert!(
         outcomes.iter().all(|o| *o == Outcome::Delivered),
@@ -108,7 +78,10 @@ async fn one_token_serves_many_concurrent_pushes() {
     let open = s.provider.open_connections();
     assert!((1..=2).contains(&open), "{open} connections open");
 
-    assert_eq!(s.provider.send(&push_to("later")).await, Outcome::Delivered);
+    assert_eq!(
+        s.provider.send(&incoming_push("later")).await,
+        Outcome::Delivered
+    );
     assert_eq!(s.fcm.token_requests(), 1);
 }
 
@@ -119,13 +92,18 @@ async fn a_short_lived_token_is_refreshed_once_before_it_expires() {
         token_delay: Duration::from_millis(100),
         ..FcmDoubleOptions::default()
     };
-    let s = setup(opts).await;
-    assert_eq!(s.provider.send(&push_to("first")).await, Outcome::Delivered);
+    let s = start_with_provider(opts).await;
+    assert_eq!(
+        s.provider.send(&incoming_push("first")).await,
+        Outcome::Delivered
+    );
     let old = s.fcm.requests()[0].bearer.clone();
 
     // Half its life gone: due for refresh, though Google would still take it.
     tokio::time::sleep(Duration::from_millis(2_300)).await;
-    let pushes: Vec<Push> = (0..100).map(|i| push_to(&format!("device-{i}"))).collect();
+    let pushes: Vec<Push> = (0..100)
+        .map(|i| incoming_push(&format!("device-{i}")))
+        .collect();
     let outcomes = join_all(pushes.iter().map(|p| s.provider.send(p))).await;
     assert!(
         outcomes.iter().all(|o| *o == Outcome::Delivered),
@@ -144,11 +122,14 @@ async fn a_short_lived_token_is_refreshed_once_before_it_expires() {
 
 #[tokio::test]
 async fn a_refused_token_is_replaced_and_the_push_retried() {
-    let s = setup(FcmDoubleOptions::default()).await;
-    assert_eq!(s.provider.send(&push_to("dev")).await, Outcome::Delivered);
+    let s = start_with_provider(FcmDoubleOptions::default()).await;
+    assert_eq!(
+        s.provider.send(&incoming_push("dev")).await,
+        Outcome::Delivered
+    );
     s.fcm.revoke_tokens();
 
-    match s.provider.send(&push_to("dev")).await {
+    match s.provider.send(&incoming_push("dev")).await {
         Outcome::Retry {
             failure,
             retry_after,
@@ -158,7 +139,10 @@ async fn a_refused_token_is_replaced_and_the_push_retried() {
         }
         other => panic!("expected Retry, got {other:?}"),
     }
-    assert_eq!(s.provider.send(&push_to("dev")).await, Outcome::Delivered);
+    assert_eq!(
+        s.provider.send(&incoming_push("dev")).await,
+        Outcome::Delivered
+    );
     assert_eq!(s.fcm.token_requests(), 2);
 }
 
@@ -169,7 +153,7 @@ async fn an_unknown_key_is_rejected_naming_the_token_endpoints_error() {
     let mut account = fcm.service_account_json();
     account["private_key"] = json!(UNKNOWN_KEY);
     let provider = provider_for(&fcm, dir.path(), &account).unwrap();
-    match provider.send(&push_to("dev")).await {
+    match provider.send(&incoming_push("dev")).await {
         Outcome::Rejected(failure) => {
             assert_eq!(failure.reason, "oauth_invalid_grant");
             assert_eq!(
@@ -185,10 +169,10 @@ async fn an_unknown_key_is_rejected_naming_the_token_endpoints_error() {
 
 #[tokio::test]
 async fn a_token_endpoint_outage_is_retried() {
-    let s = setup(FcmDoubleOptions::default()).await;
+    let s = start_with_provider(FcmDoubleOptions::default()).await;
     s.fcm
         .script_token(vec![Answer::unavailable().retry_after(2)]);
-    match s.provider.send(&push_to("dev")).await {
+    match s.provider.send(&incoming_push("dev")).await {
         Outcome::Retry {
             failure,
             retry_after,
@@ -200,7 +184,10 @@ async fn a_token_endpoint_outage_is_retried() {
     }
     // The endpoint is asked again once the failure is a second old.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    assert_eq!(s.provider.send(&push_to("dev")).await, Outcome::Delivered);
+    assert_eq!(
+        s.provider.send(&incoming_push("dev")).await,
+        Outcome::Delivered
+    );
     assert_eq!(s.fcm.token_requests(), 2);
 }
 
