@@ -259,6 +259,41 @@ impl Drop for FcmDouble {
     }
 }
 
+/// A running double and a provider signed in with its service account.
+pub struct FcmSetup {
+    /// The double.
+    pub fcm: FcmDouble,
+    /// An `FcmProvider` for credential `CRfcm`, pointed at the double.
+    pub provider: callpush::fcm::FcmProvider,
+    /// Holds the service-account file.
+    pub dir: tempfile::TempDir,
+}
+
+/// Start a double and build a provider for it.
+pub async fn start_with_provider(opts: FcmDoubleOptions) -> FcmSetup {
+    let fcm = FcmDouble::start(opts).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sa = fcm.write_service_account(dir.path());
+    let provider = callpush::fcm::FcmProvider::new(&fcm.credential("CRfcm", &sa)).unwrap();
+    FcmSetup { fcm, provider, dir }
+}
+
+/// An incoming-call push to `token` (with a caller and params), 30 s before its deadline.
+pub fn incoming_push(token: &str) -> callpush::providers::Push {
+    use callpush::providers::{now_ms, CallContent, PushKind};
+    callpush::providers::Push {
+        call: Arc::new(CallContent {
+            kind: PushKind::Incoming,
+            call_sid: "CA0123456789abcdef".into(),
+            caller: Some("+15551234567".into()),
+            callee: "alice".into(),
+            params: Some(r#"{"display":"Bob","room":"42"}"#.into()),
+            deadline_ms: now_ms() + 30_000,
+        }),
+        device_token: token.into(),
+    }
+}
+
 /// Write `value` as `dir/name`, e.g. an edited service account.
 pub fn write_json(dir: &Path, name: &str, value: &Value) -> PathBuf {
     let path = dir.join(name);
