@@ -1,0 +1,271 @@
+//! The `callpush` binary as an operator uses it (the README's walkthrough): `bindings add`,
+//! `bindings list`, `enqueue`, `serve` until SIGTERM, and clear one-line errors.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::daemon::wait_entries;
+use support::fcm_double::{FcmDouble, FcmDoubleOptions};
+use support::redis_server::{unique_prefix, RedisServer};
+
+fn callpush(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_callpush"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("CALLPUSH_LOG_FORMAT", "json")
+        .output()
+        .expect("run callpush")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn write_config(dir: &Path, redis_url: &str, prefix: &str, fcm: &FcmDouble) -> PathBuf {
+    let sa = fcm.write_service_account(dir);
+    let text = format!(
+        r#"
+[redis]
+url = "{redis_url}"
+key_prefix = "{prefix}"
+
+[stream]
+block_ms = 200
+
+[[credentials]]
+sid = "CRfcm"
+platform = "fcm"
+service_account_file = "{}"
+base_url = "{}"
+"#,
+        sa.display(),
+        fcm.url()
+    );
+    let path = dir.join("callpush.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn an_operator_registers_a_device_enqueues_a_call_and_sees_it_delivered() {
+    let redis = RedisServer::start().await;
+    let fcm = FcmDouble::start(FcmDoubleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix();
+    let config = write_config(dir.path(), &redis.url(), &prefix, &fcm);
+
+    let added = callpush(
+        &config,
+        &[
+            "bindings",
+            "add",
+            "--identity",
+            "alice",
+            "--platform",
+            "fcm",
+            "--device-token",
+            "fcm-token-alice",
+        ],
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let binding: serde_json::Value = serde_json::from_str(&stdout(&added)).unwrap();
+    assert_eq!(binding["identity"], "alice");
+    assert_eq!(binding["credential"], "CRfcm");
+    assert_eq!(binding["device_token"], "fcm-toke…", "the token is masked");
+
+    let listed = callpush(&config, &["bindings", "list", "--identity", "alice"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let list: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["binding_id"], binding["binding_id"]);
+
+    let serve = Command::new(env!("CARGO_BIN_EXE_callpush"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CALLPUSH_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let enqueued = callpush(
+        &config,
+        &[
+            "enqueue",
+            "--to",
+            "alice",
+            "--type",
+            "incoming",
+            "--call-sid",
+            "CA1",
+            "--from",
+            "+15551234567",
+            "--params",
+            r#"{"k":"v"}"#,
+        ],
+    );
+    assert!(enqueued.status.success(), "{}", stderr(&enqueued));
+    let id = stdout(&enqueued).trim().to_string();
+    assert!(id.contains('-'), "prints the stream id: {id}");
+
+    let mut conn = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let results = wait_entries(
+        &mut conn,
+        &format!("{prefix}results"),
+        1,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(results.len(), 1, "one outcome");
+    assert_eq!(results[0].1["outcome"], "delivered");
+    assert_eq!(fcm.count(), 1);
+    assert_eq!(
+        fcm.requests()[0].body["message"]["data"]["caller"],
+        "+15551234567"
+    );
+
+    // SIGTERM: a clean stop with exit status 0.
+    let pid = serve.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::task::spawn_blocking(move || serve.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "serve exits 0 on SIGTERM: {}",
+        stderr(&out)
+    );
+    let logs = stderr(&out);
+    assert!(logs.contains("callpush stopped"), "{logs}");
+    assert!(
+        !logs.contains("fcm-token-alice"),
+        "no full device token in the logs"
+    );
+
+    let bid = binding["binding_id"].as_str().unwrap();
+    let deleted = callpush(
+        &config,
+        &[
+            "bindings",
+            "delete",
+            "--identity",
+            "alice",
+            "--binding-id",
+            bid,
+        ],
+    );
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    let again = callpush(
+        &config,
+        &[
+            "bindings",
+            "delete",
+            "--identity",
+            "alice",
+            "--binding-id",
+            bid,
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("has no binding"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[tokio::test]
+async fn mistakes_get_one_clear_line_and_a_failure_status() {
+    let redis = RedisServer::start().await;
+    let fcm = FcmDouble::start(FcmDoubleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &redis.url(), &unique_prefix(), &fcm);
+
+    let bad_token = callpush(
+        &config,
+        &[
+            "bindings",
+            "add",
+            "--identity",
+            "alice",
+            "--platform",
+            "apns",
+            "--device-token",
+            "xyz",
+        ],
+    );
+    assert!(!bad_token.status.success());
+    assert!(
+        stderr(&bad_token).contains("--device-token"),
+        "{}",
+        stderr(&bad_token)
+    );
+
+    let bad_params = callpush(
+        &config,
+        &[
+            "enqueue",
+            "--to",
+            "alice",
+            "--call-sid",
+            "CA1",
+            "--params",
+            "[1]",
+        ],
+    );
+    assert!(!bad_params.status.success());
+    assert!(
+        stderr(&bad_params).contains("--params"),
+        "{}",
+        stderr(&bad_params)
+    );
+
+    let bad_type = callpush(
+        &config,
+        &[
+            "enqueue",
+            "--to",
+            "alice",
+            "--call-sid",
+            "CA1",
+            "--type",
+            "ring",
+        ],
+    );
+    assert!(!bad_type.status.success());
+    assert!(
+        stderr(&bad_type).contains("--type"),
+        "{}",
+        stderr(&bad_type)
+    );
+
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[workers]\nmax_in_flight = \"lots\"\n").unwrap();
+    let out = callpush(&broken, &["serve"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("workers.max_in_flight"), "{err}");
+
+    let unreachable = dir.path().join("unreachable.toml");
+    std::fs::write(&unreachable, "[redis]\nurl = \"redis://127.0.0.1:1\"\n").unwrap();
+    let out = callpush(&unreachable, &["bindings", "list", "--identity", "alice"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("redis"), "{}", stderr(&out));
+}
