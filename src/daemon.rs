@@ -13,6 +13,7 @@ use crate::apns::ApnsProvider;
 use crate::bindings::redis::RedisBindingStore;
 use crate::bindings::BindingStore;
 use crate::config::{CredentialSettings, Settings};
+use crate::dispatch::limits::Limits;
 use crate::dispatch::retry::RetryPolicy;
 use crate::dispatch::{DispatchOptions, Dispatcher};
 use crate::fcm::FcmProvider;
@@ -140,7 +141,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     );
     let queue: Arc<dyn CallQueue> = queue;
     let store: Arc<dyn BindingStore> = store;
-    Dispatcher::new(queue, store, providers, options)
+    let limits = Limits::new(&settings);
+    Dispatcher::new(queue, store, providers, limits, options)
         .run(shutdown)
         .await;
     info!("callpush stopped");

@@ -458,3 +458,32 @@ async fn the_fcm_oauth_token_is_fetched_once_for_many_pushes() {
     assert_eq!(bearers.len(), 1);
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_flood_of_calls_to_one_callee_is_cut_at_the_limit_but_cancels_pass() {
+    let mut w = World::with(|s| s.limits.calls_per_identity_per_min = 3).await;
+    w.register("ivy", Platform::Fcm, "fcm-token-ivy").await;
+    let daemon = TestDaemon::start(w.settings.clone());
+    for i in 0..5 {
+        let sid = format!("CA{i}");
+        w.call(&[("type", "incoming"), ("to", "ivy"), ("call_sid", &sid)])
+            .await;
+    }
+    w.call(&[("type", "cancel"), ("to", "ivy"), ("call_sid", "CA0")])
+        .await;
+    let results = w.results(6).await;
+    let count = |outcome: &str| results.iter().filter(|r| r["outcome"] == outcome).count();
+    assert_eq!(
+        count("delivered"),
+        4,
+        "three calls and the cancel: {results:?}"
+    );
+    assert_eq!(count("dead_lettered"), 2);
+    let dead = w.dead(2).await;
+    assert!(
+        dead.iter().all(|d| d["reason"] == "rate_limited"),
+        "{dead:?}"
+    );
+    assert_eq!(w.fcm.count(), 4);
+    daemon.stop().await;
+}

@@ -71,6 +71,15 @@ pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution 
             Some(dead_letter(DeadReason::Expired, detail, 0)),
         );
     }
+    if event.kind() == PushKind::Incoming && !shared.limits.allow_call(&event.call.callee) {
+        info!(stream_id = %entry.id, "callee over its call rate limit; event dead-lettered");
+        let detail =
+            "the callee received more incoming calls than limits.calls_per_identity_per_min";
+        return Resolution::Final(
+            result(EventOutcome::DeadLettered, 0, 0),
+            Some(dead_letter(DeadReason::RateLimited, detail.into(), 0)),
+        );
+    }
     let bindings = match shared.store.list(event.to()).await {
         Ok(b) => b,
         Err(err) => {
@@ -199,6 +208,19 @@ async fn push_until_final(
         let now = now_ms();
         if now >= deadline {
             return (DeviceEnd::Expired(last), attempt);
+        }
+        let turn = tokio::select! {
+            turn = shared.limits.wait_for_credential(provider.credential(), deadline) => turn,
+            _ = shared.hard_stop.cancelled() => return (DeviceEnd::Aborted, attempt),
+        };
+        if !turn {
+            let failure = last.unwrap_or_else(|| {
+                Failure::new(
+                    "rate_limited",
+                    "the credential's rate limit left no slot before the deadline",
+                )
+            });
+            return (DeviceEnd::Expired(Some(failure)), attempt);
         }
         let permit = tokio::select! {
             permit = shared.pushes.acquire() => permit.expect("the push semaphore is never closed"),

@@ -10,6 +10,7 @@
 //! consumer.
 
 mod event;
+pub mod limits;
 pub mod retry;
 
 use std::collections::HashMap;
@@ -45,6 +46,9 @@ pub struct DispatchOptions {
     pub retry: RetryPolicy,
 }
 
+/// How often idle callees are dropped from the per-callee limiter.
+const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
+
 /// What event tasks share.
 pub(crate) struct Shared {
     store: Arc<dyn BindingStore>,
@@ -52,6 +56,7 @@ pub(crate) struct Shared {
     providers: HashMap<String, Arc<dyn Provider>>,
     pushes: Semaphore,
     retry: RetryPolicy,
+    limits: limits::Limits,
     /// Cancelled when the grace period is over: tasks stop where they are.
     hard_stop: CancellationToken,
 }
@@ -94,6 +99,7 @@ impl Dispatcher {
         queue: Arc<dyn CallQueue>,
         store: Arc<dyn BindingStore>,
         providers: HashMap<String, Arc<dyn Provider>>,
+        limits: limits::Limits,
         options: DispatchOptions,
     ) -> Self {
         let shared = Arc::new(Shared {
@@ -102,6 +108,7 @@ impl Dispatcher {
             providers,
             pushes: Semaphore::new(options.max_in_flight),
             retry: options.retry,
+            limits,
             hard_stop: CancellationToken::new(),
         });
         Dispatcher {
@@ -124,6 +131,17 @@ impl Dispatcher {
         }
         outage.recovered();
         let tracker = TaskTracker::new();
+        let shared = self.shared.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FORGET_IDLE_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => shared.limits.forget_idle(),
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
         let claim_every = (self.options.claim_idle / 2).max(Duration::from_millis(500));
         let mut next_claim = Instant::now();
         let mut own_pending_done = false;
@@ -219,7 +237,16 @@ async fn handle(shared: Arc<Shared>, entry: StreamEntry, _slot: OwnedSemaphorePe
     loop {
         match shared.queue.finish(&entry, &result, dead.as_ref()).await {
             Ok(()) => {
-                info!(outcome = %result.outcome, devices = result.devices, delivered = result.delivered, "event finished");
+                // Delivered is the common case: keep it out of the default log volume.
+                if result.outcome == crate::outcome::EventOutcome::Delivered {
+                    tracing::debug!(
+                        devices = result.devices,
+                        delivered = result.delivered,
+                        "event delivered"
+                    );
+                } else {
+                    info!(outcome = %result.outcome, devices = result.devices, "event finished");
+                }
                 return;
             }
             Err(err) => {

@@ -178,6 +178,7 @@ fn shared_with_store(
             max_ms: 2_000,
             max_attempts,
         }),
+        limits: super::limits::Limits::default(),
         hard_stop: CancellationToken::new(),
     }
 }
