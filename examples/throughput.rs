@@ -11,13 +11,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use callpush::bindings::{BindingStore, NewBinding};
-use callpush::config::CredentialSettings;
-use callpush::providers::{now_ms, Platform};
-use support::apns_double::{ApnsDouble, DoubleOptions};
-use support::daemon::{settings, TestDaemon};
-use support::fcm_double::{FcmDouble, FcmDoubleOptions};
-use support::redis_server::{unique_prefix, RedisServer};
+use callpush::providers::Platform;
+use support::daemon::TestDaemon;
+use support::world::World;
 
 #[tokio::main]
 async fn main() {
@@ -27,47 +23,17 @@ async fn main() {
         .next()
         .map_or(1_000, |a| a.parse().expect("identities"));
 
-    let redis = RedisServer::start().await;
-    let apns = ApnsDouble::start(DoubleOptions::default()).await;
-    let fcm = FcmDouble::start(FcmDoubleOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sa = fcm.write_service_account(dir.path());
-    let prefix = unique_prefix();
-    let mut s = settings(&redis.url(), &prefix, "");
-    s.stream.block_ms = 100;
-    s.credentials
-        .push(CredentialSettings::Apns(apns.credential("CRapns")));
-    s.credentials
-        .push(CredentialSettings::Fcm(fcm.credential("CRfcm", &sa)));
-
-    let (_, store) = callpush::daemon::redis_backends(&s).await.unwrap();
+    let w = World::with(|s| s.stream.block_ms = 100).await;
     for i in 0..identities {
         let identity = format!("user{i}");
-        for (platform, credential, token) in [
-            (Platform::Apns, "CRapns", format!("{:064x}", i + 1)),
-            (Platform::Fcm, "CRfcm", format!("fcm-token-{i}")),
-        ] {
-            store
-                .register(
-                    NewBinding {
-                        identity: identity.clone(),
-                        platform,
-                        credential: credential.into(),
-                        device_token: token,
-                    },
-                    now_ms(),
-                )
-                .await
-                .unwrap();
-        }
+        w.register(&identity, Platform::Apns, &format!("{:064x}", i + 1))
+            .await;
+        w.register(&identity, Platform::Fcm, &format!("fcm-token-{i}"))
+            .await;
     }
 
-    let mut conn = redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let calls = format!("{prefix}calls");
+    let mut conn = w.conn.clone();
+    let calls = format!("{}calls", w.prefix);
     for chunk in (0..events).collect::<Vec<_>>().chunks(1_000) {
         let mut pipe = redis::pipe();
         for &n in chunk {
@@ -87,9 +53,9 @@ async fn main() {
         let _: () = pipe.query_async(&mut conn).await.unwrap();
     }
 
-    let results = format!("{prefix}results");
+    let results = format!("{}results", w.prefix);
     let start = Instant::now();
-    let daemon = TestDaemon::start(s);
+    let daemon = TestDaemon::start(w.settings.clone());
     loop {
         let done: usize = redis::cmd("XLEN")
             .arg(&results)
@@ -103,7 +69,7 @@ async fn main() {
     }
     let elapsed = start.elapsed();
     daemon.stop().await;
-    let pushes = apns.count() + fcm.count();
+    let pushes = w.apns.count() + w.fcm.count();
     println!(
         "{events} events, {pushes} pushes in {:.2} s: {:.0} events/s, {:.0} pushes/s",
         elapsed.as_secs_f64(),

@@ -197,63 +197,52 @@ async fn mistakes_get_one_clear_line_and_a_failure_status() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &redis.url(), &unique_prefix(), &fcm);
 
-    let bad_token = callpush(
-        &config,
-        &[
-            "bindings",
-            "add",
-            "--identity",
-            "alice",
-            "--platform",
-            "apns",
+    // Each mistake fails with a message naming the offending option.
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "bindings",
+                "add",
+                "--identity",
+                "alice",
+                "--platform",
+                "apns",
+                "--device-token",
+                "xyz",
+            ],
             "--device-token",
-            "xyz",
-        ],
-    );
-    assert!(!bad_token.status.success());
-    assert!(
-        stderr(&bad_token).contains("--device-token"),
-        "{}",
-        stderr(&bad_token)
-    );
-
-    let bad_params = callpush(
-        &config,
-        &[
-            "enqueue",
-            "--to",
-            "alice",
-            "--call-sid",
-            "CA1",
+        ),
+        (
+            &[
+                "enqueue",
+                "--to",
+                "alice",
+                "--call-sid",
+                "CA1",
+                "--params",
+                "[1]",
+            ],
             "--params",
-            "[1]",
-        ],
-    );
-    assert!(!bad_params.status.success());
-    assert!(
-        stderr(&bad_params).contains("--params"),
-        "{}",
-        stderr(&bad_params)
-    );
-
-    let bad_type = callpush(
-        &config,
-        &[
-            "enqueue",
-            "--to",
-            "alice",
-            "--call-sid",
-            "CA1",
+        ),
+        (
+            &[
+                "enqueue",
+                "--to",
+                "alice",
+                "--call-sid",
+                "CA1",
+                "--type",
+                "ring",
+            ],
             "--type",
-            "ring",
-        ],
-    );
-    assert!(!bad_type.status.success());
-    assert!(
-        stderr(&bad_type).contains("--type"),
-        "{}",
-        stderr(&bad_type)
-    );
+        ),
+        (&["enqueue", "--to", "", "--call-sid", "CA1"], "--to"),
+    ];
+    for (args, named) in cases {
+        let out = callpush(&config, args);
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(stderr(&out).contains(named), "{args:?}: {}", stderr(&out));
+    }
 
     let broken = dir.path().join("broken.toml");
     std::fs::write(&broken, "[workers]\nmax_in_flight = \"lots\"\n").unwrap();

@@ -6,3 +6,4 @@ pub mod apns_double;
 pub mod daemon;
 pub mod fcm_double;
 pub mod redis_server;
+pub mod world;

@@ -1,0 +1,142 @@
+//! A whole test world: a redis-server, the APNs and FCM doubles, and daemon settings with one
+//! APNs credential (`CRapns`) and one FCM credential (`CRfcm`) pointed at them; plus helpers to
+//! register devices, add call events and read the results and dead-letter streams.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callpush::bindings::redis::RedisBindingStore;
+use callpush::bindings::{BindingStore, NewBinding};
+use callpush::config::{CredentialSettings, Settings};
+use callpush::providers::{now_ms, Platform};
+
+use super::apns_double::{ApnsDouble, DoubleOptions};
+use super::daemon::{settings, wait_entries, xadd};
+use super::fcm_double::{FcmDouble, FcmDoubleOptions};
+use super::redis_server::{unique_prefix, RedisServer};
+
+/// How long to wait for outcomes.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A Redis, both doubles, and settings pointing at them.
+pub struct World {
+    pub redis: RedisServer,
+    pub apns: ApnsDouble,
+    pub fcm: FcmDouble,
+    pub prefix: String,
+    pub settings: Settings,
+    pub conn: redis::aio::MultiplexedConnection,
+    store: Arc<RedisBindingStore>,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn new() -> World {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(tweak: impl FnOnce(&mut Settings)) -> World {
+        let redis = RedisServer::start().await;
+        let apns = ApnsDouble::start(DoubleOptions::default()).await;
+        let fcm = FcmDouble::start(FcmDoubleOptions::default()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let sa = fcm.write_service_account(dir.path());
+        let prefix = unique_prefix();
+        let mut settings = settings(&redis.url(), &prefix, "");
+        settings
+            .credentials
+            .push(CredentialSettings::Apns(apns.credential("CRapns")));
+        settings
+            .credentials
+            .push(CredentialSettings::Fcm(fcm.credential("CRfcm", &sa)));
+        tweak(&mut settings);
+        let conn = redis
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let store = callpush::daemon::redis_backends(&settings).await.unwrap().1;
+        World {
+            store,
+            redis,
+            apns,
+            fcm,
+            prefix,
+            settings,
+            conn,
+            _dir: dir,
+        }
+    }
+
+    /// The binding store the daemon uses (same Redis, same prefix).
+    pub async fn store(&self) -> Arc<RedisBindingStore> {
+        self.store.clone()
+    }
+
+    pub async fn register(&self, identity: &str, platform: Platform, token: &str) {
+        let credential = match platform {
+            Platform::Apns => "CRapns",
+            Platform::Fcm => "CRfcm",
+        };
+        self.register_at(identity, platform, credential, token, now_ms())
+            .await;
+    }
+
+    pub async fn register_at(
+        &self,
+        identity: &str,
+        platform: Platform,
+        credential: &str,
+        token: &str,
+        at_ms: u64,
+    ) {
+        self.store()
+            .await
+            .register(
+                NewBinding {
+                    identity: identity.into(),
+                    platform,
+                    credential: credential.into(),
+                    device_token: token.into(),
+                },
+                at_ms,
+            )
+            .await
+            .unwrap();
+    }
+
+    pub async fn call(&mut self, fields: &[(&str, &str)]) -> String {
+        xadd(&mut self.conn, &self.prefix, fields).await
+    }
+
+    pub async fn results(&mut self, n: usize) -> Vec<HashMap<String, String>> {
+        let key = format!("{}results", self.prefix);
+        let entries = wait_entries(&mut self.conn, &key, n, WAIT).await;
+        assert_eq!(entries.len(), n, "results: {entries:?}");
+        entries.into_iter().map(|(_, f)| f).collect()
+    }
+
+    pub async fn dead(&mut self, n: usize) -> Vec<HashMap<String, String>> {
+        let key = format!("{}dead", self.prefix);
+        let entries = wait_entries(&mut self.conn, &key, n, WAIT).await;
+        assert_eq!(entries.len(), n, "dead letters: {entries:?}");
+        entries.into_iter().map(|(_, f)| f).collect()
+    }
+
+    pub async fn pending(&mut self) -> usize {
+        let reply: redis::Value = redis::cmd("XPENDING")
+            .arg(format!("{}calls", self.prefix))
+            .arg("callpush")
+            .query_async(&mut self.conn)
+            .await
+            .unwrap();
+        match reply {
+            redis::Value::Array(items) => match items.first() {
+                Some(redis::Value::Int(n)) => *n as usize,
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+}
