@@ -14,6 +14,7 @@
 //! lifecycle) and [`cli`] (the `callpush` command line).
 
 pub mod apns;
+pub mod auth;
 pub mod bindings;
 pub mod cli;
 pub mod config;
