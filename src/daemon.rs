@@ -139,10 +139,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         redis = %redacted_url(&settings.redis.url),
         "callpush serving"
     );
+    let ledger = Arc::new(queue.sent_ledger());
     let queue: Arc<dyn CallQueue> = queue;
     let store: Arc<dyn BindingStore> = store;
     let limits = Limits::new(&settings);
     Dispatcher::new(queue, store, providers, limits, options)
+        .with_ledger(ledger)
         .run(shutdown)
         .await;
     info!("callpush stopped");

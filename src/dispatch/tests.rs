@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::dedup::MemoryLedger;
 use super::event::{resolve, Resolution};
 use super::retry::RetryPolicy;
 use super::Shared;
@@ -18,9 +19,9 @@ use crate::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
 use crate::providers::{now_ms, Failure, Outcome, Platform, Provider, Push};
 
 #[derive(Default)]
-struct Store {
-    bindings: Vec<Binding>,
-    pruned: Mutex<Vec<(String, u64)>>,
+pub(super) struct Store {
+    pub(super) bindings: Vec<Binding>,
+    pub(super) pruned: Mutex<Vec<(String, u64)>>,
 }
 
 #[async_trait::async_trait]
@@ -51,7 +52,7 @@ impl BindingStore for Store {
     }
 }
 
-struct NoQueue;
+pub(super) struct NoQueue;
 
 #[async_trait::async_trait]
 impl CallQueue for NoQueue {
@@ -81,16 +82,16 @@ impl CallQueue for NoQueue {
 }
 
 /// Answers each device token from its script, then `Delivered`; records every send.
-struct Scripted {
+pub(super) struct Scripted {
     platform: Platform,
-    sid: String,
+    pub(super) sid: String,
     cancel: bool,
     scripts: Mutex<HashMap<String, VecDeque<Outcome>>>,
     sent: Mutex<Vec<String>>,
 }
 
 impl Scripted {
-    fn new(platform: Platform, sid: &str, cancel: bool) -> Self {
+    pub(super) fn new(platform: Platform, sid: &str, cancel: bool) -> Self {
         Scripted {
             platform,
             sid: sid.into(),
@@ -99,14 +100,14 @@ impl Scripted {
             sent: Mutex::default(),
         }
     }
-    fn script(self, token: &str, answers: Vec<Outcome>) -> Self {
+    pub(super) fn script(self, token: &str, answers: Vec<Outcome>) -> Self {
         self.scripts
             .lock()
             .unwrap()
             .insert(token.into(), answers.into());
         self
     }
-    fn sent(&self) -> Vec<String> {
+    pub(super) fn sent(&self) -> Vec<String> {
         self.sent.lock().unwrap().clone()
     }
 }
@@ -136,7 +137,12 @@ impl Provider for Scripted {
     }
 }
 
-fn binding(identity: &str, platform: Platform, credential: &str, token: &str) -> Binding {
+pub(super) fn binding(
+    identity: &str,
+    platform: Platform,
+    credential: &str,
+    token: &str,
+) -> Binding {
     Binding {
         binding_id: format!("BS{token}"),
         identity: identity.into(),
@@ -149,7 +155,11 @@ fn binding(identity: &str, platform: Platform, credential: &str, token: &str) ->
     }
 }
 
-fn shared(bindings: Vec<Binding>, providers: Vec<Arc<Scripted>>, max_attempts: u32) -> Shared {
+pub(super) fn shared(
+    bindings: Vec<Binding>,
+    providers: Vec<Arc<Scripted>>,
+    max_attempts: u32,
+) -> Shared {
     shared_with_store(
         Arc::new(Store {
             bindings,
@@ -160,18 +170,21 @@ fn shared(bindings: Vec<Binding>, providers: Vec<Arc<Scripted>>, max_attempts: u
     )
 }
 
-fn shared_with_store(
+pub(super) fn shared_with_store(
     store: Arc<Store>,
     providers: Vec<Arc<Scripted>>,
     max_attempts: u32,
 ) -> Shared {
+    let providers: HashMap<String, Arc<dyn Provider>> = providers
+        .into_iter()
+        .map(|p| (p.sid.clone(), p as Arc<dyn Provider>))
+        .collect();
     Shared {
         store,
         queue: Arc::new(NoQueue),
-        providers: providers
-            .into_iter()
-            .map(|p| (p.sid.clone(), p as Arc<dyn Provider>))
-            .collect(),
+        credential_slots: super::credential_slots(&providers, 16),
+        providers,
+        ledger: Arc::new(MemoryLedger::default()),
         pushes: tokio::sync::Semaphore::new(16),
         retry: RetryPolicy::new(&RetrySettings {
             base_ms: 100,
@@ -179,11 +192,13 @@ fn shared_with_store(
             max_attempts,
         }),
         limits: super::limits::Limits::default(),
+        outage: super::outage::Outage::default(),
+        in_flight: Default::default(),
         hard_stop: CancellationToken::new(),
     }
 }
 
-fn entry(fields: &[(&str, &str)]) -> StreamEntry {
+pub(super) fn entry(fields: &[(&str, &str)]) -> StreamEntry {
     StreamEntry {
         id: format!("{}-0", now_ms()),
         fields: fields
@@ -193,22 +208,25 @@ fn entry(fields: &[(&str, &str)]) -> StreamEntry {
     }
 }
 
-fn incoming(to: &str) -> StreamEntry {
+pub(super) fn incoming(to: &str) -> StreamEntry {
     entry(&[("type", "incoming"), ("to", to), ("call_sid", "CA1")])
 }
 
-fn fail(reason: &str) -> Failure {
+pub(super) fn fail(reason: &str) -> Failure {
     Failure::new(reason, format!("test {reason}"))
 }
 
-fn retry(reason: &str) -> Outcome {
+pub(super) fn retry(reason: &str) -> Outcome {
     Outcome::Retry {
         failure: fail(reason),
         retry_after: None,
     }
 }
 
-async fn final_of(shared: &Shared, entry: &StreamEntry) -> (EventResult, Option<DeadLetter>) {
+pub(super) async fn final_of(
+    shared: &Shared,
+    entry: &StreamEntry,
+) -> (EventResult, Option<DeadLetter>) {
     match resolve(shared, entry).await {
         Resolution::Final(r, d) => (r, d),
         Resolution::LeavePending => panic!("expected a final outcome"),

@@ -6,4 +6,5 @@ pub mod apns_double;
 pub mod daemon;
 pub mod fcm_double;
 pub mod redis_server;
+pub mod tally;
 pub mod world;
