@@ -79,3 +79,70 @@ pub fn assert_one_outcome_each(
         .map(|(k, mut v)| (k, v.remove(0)))
         .collect()
 }
+
+/// An APNs device token (64 hex digits) numbered `n`.
+pub fn apns_token(n: usize) -> String {
+    format!("{n:064x}")
+}
+
+/// Register `users` identities `user<i>`, each with one APNs and one FCM device.
+pub async fn register_users(world: &World, users: usize) {
+    use callpush::providers::Platform;
+    for i in 0..users {
+        let who = format!("user{i}");
+        world.register(&who, Platform::Apns, &apns_token(i)).await;
+        world
+            .register(&who, Platform::Fcm, &format!("fcm-{i}"))
+            .await;
+    }
+}
+
+/// Add `n` incoming calls `CA<tag>-<k>` to `user<k % users>` in one pipeline; returns the sids.
+pub async fn add_calls(world: &mut World, tag: &str, n: usize, users: usize) -> Vec<String> {
+    let key = format!("{}calls", world.prefix);
+    let mut pipe = redis::pipe();
+    let mut sids = Vec::with_capacity(n);
+    for k in 0..n {
+        let sid = format!("CA{tag}-{k}");
+        pipe.cmd("XADD")
+            .arg(&key)
+            .arg("*")
+            .arg("type")
+            .arg("incoming")
+            .arg("to")
+            .arg(format!("user{}", k % users))
+            .arg("call_sid")
+            .arg(&sid)
+            .ignore();
+        sids.push(sid);
+    }
+    let _: () = pipe.query_async(&mut world.conn).await.unwrap();
+    sids
+}
+
+/// Wait until the results stream holds at least `n` entries (polling its length), then give
+/// every result; fewer when `timeout` passed first.
+pub async fn wait_results(
+    world: &mut World,
+    n: usize,
+    timeout: std::time::Duration,
+) -> Vec<HashMap<String, String>> {
+    let key = format!("{}results", world.prefix);
+    let start = std::time::Instant::now();
+    loop {
+        let len: usize = redis::cmd("XLEN")
+            .arg(&key)
+            .query_async(&mut world.conn)
+            .await
+            .unwrap();
+        if len >= n || start.elapsed() > timeout {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    super::daemon::read_all(&mut world.conn, &key)
+        .await
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect()
+}
