@@ -54,7 +54,11 @@ impl DaemonProcess {
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_callpush"))
+        // `option_env!`: examples share this support code and have no binary path.
+        let Some(binary) = option_env!("CARGO_BIN_EXE_callpush") else {
+            panic!("only integration tests run the binary");
+        };
+        let child = Command::new(binary)
             .args(["serve", "--config"])
             .arg(&config)
             .env("RUST_LOG", "callpush=info")
