@@ -6,23 +6,29 @@ use std::collections::HashMap;
 
 use super::world::World;
 
-/// Pushes the doubles received, per (call_sid, device token), APNs and FCM together.
+/// Pushes the doubles accepted (answered 200: the device rings), per (push kind and call_sid,
+/// device token), APNs and FCM together. Refused attempts (503, 429, …) ring nothing.
 pub struct Tally {
     pub pushes: HashMap<(String, String), usize>,
 }
 
 impl Tally {
-    /// Count every push both doubles of `world` received so far.
+    /// Count the accepted pushes of both doubles of `world` so far.
     pub fn of(world: &World) -> Tally {
         let mut pushes = HashMap::new();
-        for r in world.apns.requests() {
+        for r in world
+            .apns
+            .requests()
+            .into_iter()
+            .filter(|r| r.answer.status == 200)
+        {
             let sid = r.body["callpush"]["call_sid"].as_str().unwrap_or_default();
             let kind = r.body["callpush"]["type"].as_str().unwrap_or_default();
             *pushes
                 .entry((format!("{kind}:{sid}"), r.token.clone()))
                 .or_default() += 1;
         }
-        for r in world.fcm.requests() {
+        for r in world.fcm.requests().into_iter().filter(|r| r.status == 200) {
             let data = &r.body["message"]["data"];
             let sid = data["call_sid"].as_str().unwrap_or_default();
             let kind = data["type"].as_str().unwrap_or_default();
