@@ -354,6 +354,8 @@ async fn handle(shared: Arc<Shared>, entry: StreamEntry, _slot: OwnedSemaphorePe
 }
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_delivery;

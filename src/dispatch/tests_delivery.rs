@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::credential_slots;
 use super::dedup::{device_key, MemoryLedger, SentLedger};
-use super::tests::{binding, entry, fail, final_of, incoming, shared, Scripted};
+use super::fixtures::{binding, entry, fail, final_of, incoming, shared, Scripted};
 use crate::outcome::{DeadReason, EventOutcome};
 use crate::providers::{Outcome, Platform, Provider, Push, PushKind};
 
@@ -153,4 +153,46 @@ async fn a_hanging_credential_leaves_push_slots_to_the_others() {
         "the hanging pushes end at the deadline"
     );
     assert_eq!(dead.unwrap().reason, DeadReason::Expired);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_push_waiting_to_retry_holds_no_slot() {
+    let fcm = Arc::new(Scripted::new(Platform::Fcm, "CRf", true).script(
+        "t1",
+        vec![Outcome::Retry {
+            failure: fail("QUOTA_EXCEEDED"),
+            retry_after: Some(Duration::from_secs(5)),
+        }],
+    ));
+    let mut s = shared(
+        vec![
+            binding("alice", Platform::Fcm, "CRf", "t1"),
+            binding("bob", Platform::Fcm, "CRf", "t2"),
+        ],
+        vec![fcm.clone()],
+        3,
+    );
+    // One push slot in all.
+    s.pushes = tokio::sync::Semaphore::new(1);
+    let s = Arc::new(s);
+    let started = tokio::time::Instant::now();
+    let waiting = {
+        let s = s.clone();
+        tokio::spawn(async move { final_of(&s, &incoming("alice")).await })
+    };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let (bob, _) = final_of(&s, &incoming("bob")).await;
+    assert_eq!(bob.outcome, EventOutcome::Delivered);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "bob did not wait for alice's retry"
+    );
+    let (alice, _) = waiting.await.unwrap();
+    assert_eq!(alice.outcome, EventOutcome::Delivered);
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "alice's retry waited for Retry-After"
+    );
 }

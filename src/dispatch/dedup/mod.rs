@@ -92,10 +92,19 @@ pub trait SentLedger: Send + Sync + 'static {
         -> Result<(), LedgerError>;
 }
 
-/// A ledger in this process's memory; claims never expire (for tests and single-process use).
+/// A ledger in this process's memory (tests, single-process use). Calls past their expiry are
+/// dropped whenever the ledger has doubled since the last sweep, so memory stays bounded.
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
-    calls: Mutex<HashMap<String, HashMap<String, Claim>>>,
+    inner: Mutex<MemoryCalls>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryCalls {
+    /// call_sid → (expire_at_ms, device → claim).
+    calls: HashMap<String, (u64, HashMap<String, Claim>)>,
+    /// Sweep expired calls when there are more than this many.
+    sweep_at: usize,
 }
 
 #[async_trait::async_trait]
@@ -104,10 +113,16 @@ impl SentLedger for MemoryLedger {
         &self,
         call_sid: &str,
         devices: &[String],
-        _expire_at_ms: u64,
+        expire_at_ms: u64,
     ) -> Result<Vec<Claim>, LedgerError> {
-        let mut calls = self.calls.lock().expect("ledger lock");
-        let call = calls.entry(call_sid.to_string()).or_default();
+        let mut inner = self.inner.lock().expect("ledger lock");
+        if inner.calls.len() >= inner.sweep_at {
+            let now = crate::providers::now_ms();
+            inner.calls.retain(|_, (expiry, _)| *expiry > now);
+            inner.sweep_at = (inner.calls.len() * 2).max(1024);
+        }
+        let (expiry, call) = inner.calls.entry(call_sid.to_string()).or_default();
+        *expiry = (*expiry).max(expire_at_ms);
         Ok(devices
             .iter()
             .map(|d| match call.get(d) {
@@ -125,8 +140,10 @@ impl SentLedger for MemoryLedger {
         call_sid: &str,
         settled: &[(String, Settle)],
     ) -> Result<(), LedgerError> {
-        let mut calls = self.calls.lock().expect("ledger lock");
-        let call = calls.entry(call_sid.to_string()).or_default();
+        let mut inner = self.inner.lock().expect("ledger lock");
+        let Some((_, call)) = inner.calls.get_mut(call_sid) else {
+            return Ok(());
+        };
         for (device, how) in settled {
             match how {
                 Settle::Sent => {
@@ -149,7 +166,7 @@ mod tests {
     async fn a_claim_is_taken_once_until_released() {
         let ledger = MemoryLedger::default();
         let devices = vec!["a".to_string(), "b".to_string()];
-        let first = ledger.claim("CA1", &devices, 0).await.unwrap();
+        let first = ledger.claim("CA1", &devices, u64::MAX).await.unwrap();
         assert_eq!(first, vec![Claim::Fresh, Claim::Fresh]);
         ledger
             .settle(
@@ -158,12 +175,23 @@ mod tests {
             )
             .await
             .unwrap();
-        let again = ledger.claim("CA1", &devices, 0).await.unwrap();
+        let again = ledger.claim("CA1", &devices, u64::MAX).await.unwrap();
         assert_eq!(again, vec![Claim::Sent, Claim::Fresh]);
-        let still = ledger.claim("CA1", &devices, 0).await.unwrap();
+        let still = ledger.claim("CA1", &devices, u64::MAX).await.unwrap();
         assert_eq!(still, vec![Claim::Sent, Claim::Sending]);
-        let other = ledger.claim("CA2", &devices, 0).await.unwrap();
+        let other = ledger.claim("CA2", &devices, u64::MAX).await.unwrap();
         assert_eq!(other, vec![Claim::Fresh, Claim::Fresh]);
+    }
+
+    #[tokio::test]
+    async fn expired_calls_are_swept() {
+        let ledger = MemoryLedger::default();
+        let device = vec!["a".to_string()];
+        for n in 0..2_000 {
+            ledger.claim(&format!("CA{n}"), &device, 1).await.unwrap();
+        }
+        let kept = ledger.inner.lock().unwrap().calls.len();
+        assert!(kept < 1_100, "{kept} calls kept");
     }
 
     #[test]
