@@ -11,6 +11,7 @@ use callpush::providers::Platform;
 use support::apns_double::{Answer, ApnsDouble, DoubleOptions};
 use support::daemon::TestDaemon;
 use support::fcm_double::Answer as FcmAnswer;
+use support::process::{DaemonProcess, Knobs};
 use support::redis_server::RedisOptions;
 use support::tally::{
     add_calls, apns_token, assert_one_outcome_each, register_users, wait_results, Tally,
@@ -21,16 +22,18 @@ use support::world::World;
 async fn redis_restarting_mid_run_leaves_no_event_without_an_outcome() {
     let mut w = World::with_redis(RedisOptions { appendonly: true }, |s| {
         s.limits.calls_per_identity_per_min = 0;
-        s.stream.claim_idle_ms = 1_000;
     })
     .await;
+    let dir = tempfile::tempdir().unwrap();
     register_users(&w, 20).await;
     w.fcm
         .set_default(FcmAnswer::ok().delayed(Duration::from_millis(30)));
-    let mut settings = w.settings.clone();
-    settings.workers.max_in_flight = 32;
-    settings.stream.batch_size = 8;
-    let daemon = TestDaemon::start(settings);
+    let knobs = Knobs {
+        max_in_flight: 32,
+        batch_size: 8,
+        ..Knobs::default()
+    };
+    let daemon = DaemonProcess::start(&w, dir.path(), "survivor", &knobs);
     let sids = add_calls(&mut w, "r", 400, 20).await;
     while w.fcm.count() < 60 {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -53,7 +56,16 @@ async fn redis_restarting_mid_run_leaves_no_event_without_an_outcome() {
     );
     Tally::of(&w).assert_no_double_ring();
     assert_eq!(w.pending().await, 0);
-    daemon.stop().await;
+    let log = daemon.log_text();
+    let outages = log.matches("retrying until Redis answers").count();
+    let duplicates = outcomes.values().filter(|o| *o == "duplicate").count();
+    eprintln!("{outages} outage(s) logged; {duplicates} duplicate outcomes");
+    assert!(
+        (1..=3).contains(&outages),
+        "one restart, logged once (not per event): {outages} times\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(daemon.sigterm(Duration::from_secs(15)).await.success());
 }
 
 #[tokio::test]

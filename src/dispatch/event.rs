@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use futures::future::join_all;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::dedup::{device_key, Claim, Settle, CLAIM_MARGIN_MS};
 use super::push::{push_until_final, DeviceEnd};
@@ -245,7 +245,7 @@ async fn settle(shared: &Shared, call_sid: &str, fresh: &[&Target], ends: &[(Dev
         Ok(()) => shared.outage.recovered(),
         Err(err) => {
             shared.outage.failed("settling device claims", &err);
-            warn!(error = %err, "cannot settle device claims; they stay `sending` until they expire");
+            debug!(error = %err, "cannot settle device claims; they stay `sending` until they expire");
         }
     }
 }
@@ -273,7 +273,8 @@ async fn prune(shared: &Shared, binding: &Binding, failure: &Failure, judged_at_
             "binding kept: re-registered after the provider's verdict"
         ),
         Err(err) => {
-            warn!(error = %err, "cannot prune binding; it will be tried again on the next push")
+            shared.outage.failed("pruning a binding", &err);
+            debug!(error = %err, "cannot prune binding; it will be tried again on the next push")
         }
     }
 }
