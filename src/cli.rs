@@ -52,6 +52,25 @@ pub enum Command {
     Bindings(BindingsCommand),
     /// Add a call event to the calls stream (what a call server does with XADD).
     Enqueue(EnqueueArgs),
+    /// Mint an access token with the first configured API key, for trying the API (real
+    /// backends mint with their own libraries).
+    Token(TokenArgs),
+}
+
+/// `callpush token`
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The identity the token proves.
+    #[arg(long)]
+    identity: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl_secs: u64,
+    /// The push credential SID for grants.voice.push_credential_sid.
+    #[arg(long)]
+    credential: Option<String>,
 }
 
 /// `callpush bindings …`
@@ -153,6 +172,9 @@ pub enum CliError {
     /// A Redis command failed.
     #[error("redis: {0}")]
     Queue(#[from] crate::ingest::QueueError),
+    /// A token cannot be minted.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthConfigError),
     /// An argument is invalid.
     #[error("{0}")]
     Usage(String),
@@ -174,6 +196,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Bindings(cmd) => bindings(cmd).await,
         Command::Enqueue(args) => enqueue(args).await,
+        Command::Token(args) => {
+            let settings = Settings::load(args.config.config.as_deref())?;
+            check_identity(&args.identity)
+                .map_err(|p| CliError::Usage(format!("--identity {p}")))?;
+            let token = crate::auth::mint(
+                &settings,
+                &args.identity,
+                args.ttl_secs,
+                args.credential.as_deref(),
+                now_ms() / 1000,
+            )?;
+            println!("{token}");
+            Ok(())
+        }
     }
 }
 
@@ -251,36 +287,19 @@ async fn bindings(cmd: BindingsCommand) -> Result<(), CliError> {
     }
 }
 
-/// The credential a binding goes to: the one named (which must exist and be of the platform), or
-/// the single configured credential of the platform.
-pub fn pick_credential(
+/// The credential a binding goes to: the one named, or the single one of the platform.
+fn pick_credential(
     settings: &Settings,
     platform: Platform,
     named: Option<&str>,
 ) -> Result<String, CliError> {
-    let of_platform: Vec<&str> = settings
+    let configured: Vec<(String, Platform)> = settings
         .credentials
         .iter()
-        .filter(|c| c.platform() == platform)
-        .map(|c| c.sid())
+        .map(|c| (c.sid().to_string(), c.platform()))
         .collect();
-    match named {
-        Some(sid) if of_platform.contains(&sid) => Ok(sid.to_string()),
-        Some(sid) => Err(CliError::Usage(format!(
-            "--credential {sid} is not a configured {platform} credential (configured: {})",
-            of_platform.join(", ")
-        ))),
-        None => match of_platform.as_slice() {
-            [one] => Ok(one.to_string()),
-            [] => Err(CliError::Usage(format!(
-                "no {platform} credential is configured"
-            ))),
-            _ => Err(CliError::Usage(format!(
-                "several {platform} credentials are configured; name one with --credential ({})",
-                of_platform.join(", ")
-            ))),
-        },
-    }
+    crate::auth::pick_credential(&configured, platform, named)
+        .map_err(|e| CliError::Usage(format!("--credential: {e}")))
 }
 
 async fn enqueue(a: EnqueueArgs) -> Result<(), CliError> {

@@ -258,3 +258,39 @@ async fn mistakes_get_one_clear_line_and_a_failure_status() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("redis"), "{}", stderr(&out));
 }
+
+#[test]
+fn token_mints_an_access_token_the_server_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sk.secret"), "s3cret\n").unwrap();
+    let config = dir.path().join("callpush.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\naccount_sid = \"AC1\"\n[[auth.api_keys]]\nsid = \"SK1\"\nsecret_file = \"{}/sk.secret\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = callpush(
+        &config,
+        &["token", "--identity", "alice", "--ttl-secs", "600"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out).trim().to_string();
+    let settings = callpush::config::Settings::load(Some(&config)).unwrap();
+    let auth = callpush::auth::Auth::from_settings(&settings).unwrap();
+    let verified = auth
+        .verify(&token, callpush::providers::now_ms() / 1000)
+        .unwrap();
+    assert_eq!(verified.identity, "alice");
+    assert!(verified.incoming_allowed);
+    assert!(!stderr(&out).contains("s3cret"));
+
+    let out = callpush(
+        &config,
+        &["token", "--identity", "alice", "--credential", "CRnope"],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("CRnope"), "{}", stderr(&out));
+}

@@ -1,0 +1,122 @@
+//! Secrets in memory: a type whose `Debug` and `Display` print `***`, loaded from a file or an
+//! environment variable (never from the command line), compared in constant time.
+
+use std::fmt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+/// A secret string. It never prints.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Why a secret could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    File {
+        /// The configured path.
+        path: String,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The environment variable is not set.
+    #[error("environment variable {0} is not set")]
+    Env(String),
+    /// The file or variable is empty.
+    #[error("{0} is empty")]
+    Empty(String),
+}
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// Read a secret file; surrounding white space (a trailing newline) is not part of it.
+    pub fn from_file(path: &Path) -> Result<Self, SecretError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SecretError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::non_empty(text.trim(), || path.display().to_string())
+    }
+
+    /// Read a secret from an environment variable.
+    pub fn from_env(var: &str) -> Result<Self, SecretError> {
+        let value = std::env::var(var).map_err(|_| SecretError::Env(var.to_string()))?;
+        Self::non_empty(value.trim(), || var.to_string())
+    }
+
+    fn non_empty(value: &str, name: impl FnOnce() -> String) -> Result<Self, SecretError> {
+        if value.is_empty() {
+            return Err(SecretError::Empty(name()));
+        }
+        Ok(Secret(value.to_string()))
+    }
+
+    /// The secret's bytes, for signing and verifying.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// Compare with `presented` in time independent of where they differ (both are hashed
+    /// first, so neither content nor length leaks through timing).
+    pub fn matches(&self, presented: &str) -> bool {
+        let a = Sha256::digest(self.0.as_bytes());
+        let b = Sha256::digest(presented.as_bytes());
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_prints() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "*** ***");
+    }
+
+    #[test]
+    fn matches_only_the_same_value() {
+        let s = Secret::new("token-123");
+        assert!(s.matches("token-123"));
+        assert!(!s.matches("token-124"));
+        assert!(!s.matches("token-1234"));
+        assert!(!s.matches(""));
+    }
+
+    #[test]
+    fn file_is_trimmed_and_empty_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        std::fs::write(&p, "abc\n").unwrap();
+        assert!(Secret::from_file(&p).unwrap().matches("abc"));
+        std::fs::write(&p, "\n").unwrap();
+        assert!(matches!(Secret::from_file(&p), Err(SecretError::Empty(_))));
+        assert!(matches!(
+            Secret::from_file(&dir.path().join("missing")),
+            Err(SecretError::File { .. })
+        ));
+    }
+}
