@@ -135,6 +135,30 @@ pub async fn redis_backends(
     Ok((Arc::new(queue), Arc::new(store)))
 }
 
+/// What the HTTP API needs, over the given queue and store: the secrets (read now), a Redis
+/// connection for `/readyz`, the metrics registry and the registration limiters.
+pub async fn api_context(
+    settings: &Settings,
+    queue: Arc<dyn CallQueue>,
+    store: Arc<dyn BindingStore>,
+) -> Result<ApiContext, DaemonError> {
+    let auth = Arc::new(Auth::from_settings(settings)?);
+    let redis = redis_conn::connect(&settings.redis)
+        .await
+        .map_err(|source| DaemonError::Redis {
+            url: redacted_url(&settings.redis.url),
+            source,
+        })?;
+    Ok(ApiContext {
+        auth,
+        store,
+        queue,
+        redis,
+        registry: api::health::base_registry()?,
+        limits: api::limits::RegistrationLimits::new(&settings.limits),
+    })
+}
+
 /// Run the daemon until `shutdown` is cancelled: the worker pool on the calls stream and the
 /// public and admin listeners. Returns when in-flight work has finished (or the grace period
 /// ran out).
@@ -144,14 +168,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     let providers = build_providers(&settings.credentials)?;
-    let auth = Arc::new(Auth::from_settings(&settings)?);
     let (queue, store) = redis_backends(&settings).await?;
-    let ping = redis_conn::connect(&settings.redis)
-        .await
-        .map_err(|source| DaemonError::Redis {
-            url: redacted_url(&settings.redis.url),
-            source,
-        })?;
+    let queue: Arc<dyn CallQueue> = queue;
+    let store: Arc<dyn BindingStore> = store;
+    let ctx = Arc::new(api_context(&settings, queue.clone(), store.clone()).await?);
     let options = DispatchOptions {
         max_in_flight: settings.workers.max_in_flight,
         batch_size: settings.stream.batch_size,
@@ -165,16 +185,6 @@ pub async fn run(
         redis = %redacted_url(&settings.redis.url),
         "callpush serving"
     );
-    let queue: Arc<dyn CallQueue> = queue;
-    let store: Arc<dyn BindingStore> = store;
-    let ctx = Arc::new(ApiContext {
-        auth,
-        store: store.clone(),
-        queue: queue.clone(),
-        redis: ping,
-        registry: api::health::base_registry()?,
-        limits: api::limits::RegistrationLimits::new(&settings.limits),
-    });
     let http = tokio::spawn(api::serve(listeners, ctx, shutdown.clone()));
     let limits = Limits::new(&settings);
     Dispatcher::new(queue, store, providers, limits, options)

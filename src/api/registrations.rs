@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::rejection::ExtensionRejection;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -55,11 +56,12 @@ impl FromRequestParts<Arc<ApiContext>> for AccessToken {
 /// Middleware: count the request against its client address's limit before any work.
 pub async fn address_limit(
     State(ctx): State<Arc<ApiContext>>,
+    peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
     request: Request,
     next: Next,
 ) -> Response {
-    // Without connection info (in-process tests) there is no address to key on.
-    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+    // Without connection info (a router driven in-process) there is no address to key on.
+    if let Ok(ConnectInfo(peer)) = peer {
         if let Err(retry_after) = ctx.limits.check_address(peer.ip()) {
             debug!(address = %peer.ip(), "registration rate limited by address");
             return ApiError::RateLimited { retry_after }.into_response();
