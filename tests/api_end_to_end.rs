@@ -25,7 +25,12 @@ async fn register_over_http_enqueue_over_http_and_the_push_arrives() {
         Some(json!({"platform": "apns", "device_token": device})),
     )
     .await;
-    assert_eq!(registered.status, StatusCode::CREATED, "{}", registered.body);
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{}",
+        registered.body
+    );
     assert_eq!(registered.body["device_token"], "5a5a5a5a…");
 
     let ready = http(Method::GET, &daemon.api_url(), "/readyz", None, None).await;
@@ -45,7 +50,9 @@ async fn register_over_http_enqueue_over_http_and_the_push_arrives() {
         &daemon.admin_url(),
         "/v1/calls",
         Some(ADMIN_TOKEN),
-        Some(json!({"type": "incoming", "to": "alice", "call_sid": "CAe2e", "from": "+15550001111"})),
+        Some(
+            json!({"type": "incoming", "to": "alice", "call_sid": "CAe2e", "from": "+15550001111"}),
+        ),
     )
     .await;
     assert_eq!(enqueued.status, StatusCode::ACCEPTED, "{}", enqueued.body);
