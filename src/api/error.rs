@@ -58,6 +58,10 @@ pub enum ApiError {
     /// The request took longer than the server allows.
     #[error("the request took longer than {} s", .0.as_secs())]
     Timeout(Duration),
+    /// `/readyz`: Redis does not answer a PING. An expected state while Redis is down, so the
+    /// readiness route logs it, as a warning, instead of every probe logging an error.
+    #[error("not ready: Redis does not answer")]
+    NotReady,
     /// Redis did not answer (or answered with an error): try again later.
     #[error("the service is temporarily unavailable; try again shortly")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -99,7 +103,9 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Timeout(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::NotReady => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -116,7 +122,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Timeout(_) | ApiError::Unavailable(_) => "unavailable",
+            ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::NotReady => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }

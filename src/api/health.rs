@@ -10,6 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+use tracing::warn;
 
 use super::error::ApiError;
 use super::ApiContext;
@@ -56,8 +57,17 @@ pub async fn readyz(
     let ping = cmd.query_async::<String>(&mut conn);
     match tokio::time::timeout(PING_TIMEOUT, ping).await {
         Ok(Ok(_)) => Ok(Json(serde_json::json!({"status": "ready"}))),
-        Ok(Err(e)) => Err(ApiError::Unavailable(Box::new(e))),
-        Err(elapsed) => Err(ApiError::Unavailable(Box::new(elapsed))),
+        Ok(Err(e)) => {
+            warn!(error = %e, "not ready: Redis PING failed");
+            Err(ApiError::NotReady)
+        }
+        Err(_) => {
+            warn!(
+                timeout_ms = PING_TIMEOUT.as_millis() as u64,
+                "not ready: Redis PING timed out"
+            );
+            Err(ApiError::NotReady)
+        }
     }
 }
 
