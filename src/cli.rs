@@ -163,6 +163,9 @@ pub enum CliError {
     /// The daemon could not start.
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Bind(#[from] crate::api::BindError),
     /// A Redis command failed.
     #[error("redis: {0}")]
     Store(#[from] crate::bindings::StoreError),
@@ -185,9 +188,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => {
             let settings = Settings::load(args.config.as_deref())?;
+            let listeners = daemon::Listeners::bind(&settings).await?;
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
-            daemon::run(settings, shutdown).await?;
+            daemon::run(settings, listeners, shutdown).await?;
             Ok(())
         }
         Command::Bindings(cmd) => bindings(cmd).await,

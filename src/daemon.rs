@@ -1,15 +1,20 @@
-//! Wiring and lifecycle: build the providers, the Redis queue and store from the settings, and
-//! run the worker pool until shutdown. The binary and the integration tests call the same
-//! [`run`].
+//! Wiring and lifecycle: build the providers, the Redis queue and store, the access-token
+//! verifier and the HTTP API from the settings, and run the worker pool and both listeners until
+//! shutdown. The binary and the integration tests call the same [`run`]; the caller binds the
+//! [`Listeners`] (the binary on the configured addresses, tests on port 0).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info};
 
+pub use crate::api::Listeners;
+
+use crate::api::{self, ApiContext};
 use crate::apns::ApnsProvider;
+use crate::auth::{Auth, AuthConfigError};
 use crate::bindings::redis::RedisBindingStore;
 use crate::bindings::BindingStore;
 use crate::config::{CredentialSettings, Settings};
@@ -46,6 +51,15 @@ pub enum DaemonError {
     /// The key prefix cannot be used.
     #[error("redis.key_prefix: {0}")]
     Prefix(String),
+    /// The access-token or admin-token settings cannot be used.
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    /// The metrics registry could not be built.
+    #[error(transparent)]
+    Metrics(#[from] api::health::RegistryError),
+    /// A listener failed while serving.
+    #[error("HTTP listener: {0}")]
+    Serve(#[source] std::io::Error),
     /// Redis could not be reached at start.
     #[error("redis at {url}: {source}")]
     Redis {
@@ -121,11 +135,44 @@ pub async fn redis_backends(
     Ok((Arc::new(queue), Arc::new(store)))
 }
 
-/// Run the daemon until `shutdown` is cancelled; returns when in-flight work has finished (or
-/// the grace period ran out).
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), DaemonError> {
+/// What the HTTP API needs, over the given queue and store: the secrets (read now), a Redis
+/// connection for `/readyz`, the metrics registry and the registration limiters.
+pub async fn api_context(
+    settings: &Settings,
+    queue: Arc<dyn CallQueue>,
+    store: Arc<dyn BindingStore>,
+) -> Result<ApiContext, DaemonError> {
+    let auth = Arc::new(Auth::from_settings(settings)?);
+    let redis = redis_conn::connect(&settings.redis)
+        .await
+        .map_err(|source| DaemonError::Redis {
+            url: redacted_url(&settings.redis.url),
+            source,
+        })?;
+    Ok(ApiContext {
+        auth,
+        store,
+        queue,
+        redis,
+        registry: api::health::base_registry()?,
+        limits: api::limits::RegistrationLimits::new(&settings.limits),
+    })
+}
+
+/// Run the daemon until `shutdown` is cancelled: the worker pool on the calls stream and the
+/// public and admin listeners. Returns when in-flight work has finished (or the grace period
+/// ran out).
+pub async fn run(
+    settings: Settings,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
     let providers = build_providers(&settings.credentials)?;
     let (queue, store) = redis_backends(&settings).await?;
+    let ledger = Arc::new(queue.sent_ledger());
+    let queue: Arc<dyn CallQueue> = queue;
+    let store: Arc<dyn BindingStore> = store;
+    let ctx = Arc::new(api_context(&settings, queue.clone(), store.clone()).await?);
     let options = DispatchOptions {
         max_in_flight: settings.workers.max_in_flight,
         batch_size: settings.stream.batch_size,
@@ -139,14 +186,26 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         redis = %redacted_url(&settings.redis.url),
         "callpush serving"
     );
-    let ledger = Arc::new(queue.sent_ledger());
-    let queue: Arc<dyn CallQueue> = queue;
-    let store: Arc<dyn BindingStore> = store;
+    let http = tokio::spawn(api::serve(listeners, ctx, shutdown.clone()));
     let limits = Limits::new(&settings);
     Dispatcher::new(queue, store, providers, limits, options)
         .with_ledger(ledger)
-        .run(shutdown)
+        .run(shutdown.clone())
         .await;
+    // The dispatcher returns on shutdown only; make sure the listeners stop too.
+    shutdown.cancel();
+    let grace = Duration::from_millis(settings.shutdown.grace_ms);
+    let served = match tokio::time::timeout(grace, http).await {
+        Ok(Ok(served)) => served.map_err(DaemonError::Serve),
+        Ok(Err(join)) => {
+            error!(error = %join, "HTTP listener task failed");
+            Ok(())
+        }
+        Err(_) => {
+            error!("HTTP requests still running after the grace period; stopping anyway");
+            Ok(())
+        }
+    };
     info!("callpush stopped");
-    Ok(())
+    served
 }

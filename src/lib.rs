@@ -10,9 +10,11 @@
 //!    [`transport`] and answer with domain outcomes;
 //! 5. [`outcome`]: the event's one result, dead letters, and the stream acknowledgement.
 //!
-//! Beside the path: [`config`] (one typed, layered configuration), [`daemon`] (wiring and
+//! Beside the path: [`api`] (the public and admin HTTP listeners), [`auth`] (access tokens),
+//! [`config`] (one typed, layered configuration), [`daemon`] (wiring and
 //! lifecycle) and [`cli`] (the `callpush` command line).
 
+pub mod api;
 pub mod apns;
 pub mod auth;
 pub mod bindings;

@@ -40,6 +40,12 @@ key_prefix = "{prefix}"
 [stream]
 block_ms = 200
 
+# `serve` binds both listeners; port 0 keeps parallel test runs from colliding.
+[api]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+
 [[credentials]]
 sid = "CRfcm"
 platform = "fcm"

@@ -3,6 +3,7 @@
 //! dead-letter streams.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use callpush::config::Settings;
@@ -11,18 +12,49 @@ use redis::AsyncCommands;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// A daemon running in this test's runtime.
+/// A daemon running in this test's runtime, its listeners on 127.0.0.1 with ports the system
+/// picked.
 pub struct TestDaemon {
     shutdown: CancellationToken,
     handle: JoinHandle<Result<(), DaemonError>>,
+    api: SocketAddr,
+    admin: SocketAddr,
+}
+
+/// A listener on 127.0.0.1 and a free port, bound synchronously so `start` needs no `.await`.
+fn local_listener() -> tokio::net::TcpListener {
+    let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    std.set_nonblocking(true).expect("non-blocking listener");
+    tokio::net::TcpListener::from_std(std).expect("tokio listener")
 }
 
 impl TestDaemon {
     /// Start the daemon with `settings`.
     pub fn start(settings: Settings) -> Self {
+        let listeners = daemon::Listeners {
+            api: local_listener(),
+            admin: local_listener(),
+        };
+        let api = listeners.api.local_addr().unwrap();
+        let admin = listeners.admin.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(daemon::run(settings, shutdown.clone()));
-        TestDaemon { shutdown, handle }
+        let handle = tokio::spawn(daemon::run(settings, listeners, shutdown.clone()));
+        TestDaemon {
+            shutdown,
+            handle,
+            api,
+            admin,
+        }
+    }
+
+    /// The public listener's base URL (`http://127.0.0.1:<port>`).
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    /// The admin listener's base URL.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
     }
 
     /// Stop it as SIGTERM would, and wait until it returned.

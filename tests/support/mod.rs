@@ -1,7 +1,9 @@
 //! Test support shared by the integration tests: a real redis-server per test, HTTP/2 test
-//! doubles of APNs and FCM (with Google's OAuth token endpoint), and key fixtures.
+//! doubles of APNs and FCM (with Google's OAuth token endpoint), key fixtures, and HTTP API
+//! helpers (independently minted access tokens, `oneshot` and real-socket requests).
 #![allow(dead_code)]
 
+pub mod api;
 pub mod apns_double;
 pub mod daemon;
 pub mod fcm_double;

@@ -148,6 +148,12 @@ max_attempts = {attempts}
 [limits]
 calls_per_identity_per_min = {per_min}
 
+# `serve` binds both listeners; port 0 lets several daemons and tests run side by side.
+[api]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+
 [shutdown]
 grace_ms = {grace}
 "#,

@@ -1,0 +1,194 @@
+//! The one error type of the HTTP API and its wire form (SPEC §3):
+//! `{"error": {"code": "snake_case_code", "message": "human sentence"}}` with the fitting status.
+//!
+//! Client mistakes (4xx) are the client's business: logged at debug level only. Server faults
+//! (5xx) are logged once, here, with their cause, and answered with an opaque message: never a
+//! stack trace, a Redis address or a secret.
+
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tracing::{debug, error};
+
+use crate::auth::TokenError;
+use crate::bindings::StoreError;
+use crate::ingest::QueueError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body or a parameter is wrong; the message names the field.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The device token does not fit its platform (SPEC §3).
+    #[error("{0}")]
+    InvalidDeviceToken(String),
+    /// The access token was rejected (401 or 403, the auth module decides).
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// No usable `Authorization: Bearer …` header.
+    #[error("{0}")]
+    MissingBearer(BearerProblem),
+    /// An admin route was called without the admin token, or with a wrong one.
+    #[error("this route needs `Authorization: Bearer <admin token>`")]
+    AdminUnauthorized,
+    /// No such route, binding or identity.
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists, the method does not.
+    #[error("this route does not accept that method")]
+    MethodNotAllowed,
+    /// The body is over the limit.
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The body is not declared as JSON.
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    /// Too many requests; try again after the given time.
+    #[error("too many registrations; retry in {} s", retry_after_secs(*.retry_after))]
+    RateLimited {
+        /// How long until one more request is allowed.
+        retry_after: Duration,
+    },
+    /// The request took longer than the server allows.
+    #[error("the request took longer than {} s", .0.as_secs())]
+    Timeout(Duration),
+    /// `/readyz`: Redis does not answer a PING. An expected state while Redis is down, so the
+    /// readiness route logs it, as a warning, instead of every probe logging an error.
+    #[error("not ready: Redis does not answer")]
+    NotReady,
+    /// Redis did not answer (or answered with an error): try again later.
+    #[error("the service is temporarily unavailable; try again shortly")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A fault of the server itself.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why no bearer token could be read from the `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BearerProblem {
+    /// No `Authorization` header.
+    #[error("the request needs an `Authorization: Bearer <token>` header")]
+    Missing,
+    /// Present, but not `Bearer <token>`.
+    #[error("the `Authorization` header must have the form `Bearer <token>`")]
+    Garbled,
+}
+
+/// Whole seconds to wait, rounded up and at least 1 (a `Retry-After: 0` invites a hot loop).
+fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) | ApiError::InvalidDeviceToken(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Token(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED)
+            }
+            ApiError::AdminUnauthorized | ApiError::MissingBearer(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::NotReady => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable `error.code` of the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::InvalidDeviceToken(_) => "invalid_device_token",
+            ApiError::Token(e) => e.code(),
+            ApiError::AdminUnauthorized | ApiError::MissingBearer(_) => "invalid_token",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::NotReady => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Redis(_) => ApiError::Unavailable(Box::new(e)),
+            StoreError::Corrupt(_) => ApiError::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        ApiError::Unavailable(Box::new(e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Unavailable(cause) | ApiError::Internal(cause) => {
+                error!(status = status.as_u16(), error = %cause, "request failed");
+            }
+            ApiError::Timeout(_) => error!(status = status.as_u16(), "request timed out"),
+            _ => debug!(
+                status = status.as_u16(),
+                code = self.code(),
+                "request rejected"
+            ),
+        }
+        let body = serde_json::json!({
+            "error": {"code": self.code(), "message": self.to_string()}
+        });
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::RateLimited { retry_after } = self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(retry_after)),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_and_is_never_zero() {
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1_001)), 2);
+        assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
+    }
+
+    #[test]
+    fn server_faults_are_opaque() {
+        let err = ApiError::Unavailable("redis://:hunter2@db:6379 refused".into());
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!err.to_string().contains("hunter2"));
+        let err = ApiError::Internal("corrupt".into());
+        assert_eq!(err.code(), "internal");
+        assert_eq!(err.to_string(), "internal error");
+    }
+}

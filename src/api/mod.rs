@@ -1,0 +1,205 @@
+//! The HTTP API (SPEC §3) on two listeners, both axum 0.8:
+//!
+//! - **public** (`api.listen`, what mobile apps reach): `POST`/`DELETE /v1/registrations`
+//!   ([`registrations`]), `/healthz`, `/readyz`;
+//! - **admin** (`admin.listen`, operators, call servers, Prometheus): `POST /v1/calls`, an
+//!   identity's bindings ([`admin`], behind the admin token), `/metrics`, `/healthz`, `/readyz`
+//!   ([`health`], open).
+//!
+//! Request hygiene is the same on both: bodies over [`BODY_LIMIT_BYTES`] get 413, bodies not
+//! declared as JSON 415, requests running past [`REQUEST_TIMEOUT`] 503, and every error —
+//! including unknown routes and methods — has the SPEC §3 JSON shape ([`error`]).
+
+pub mod admin;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod limits;
+pub mod registrations;
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use redis::aio::ConnectionManager;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::auth::Auth;
+use crate::bindings::BindingStore;
+use crate::ingest::CallQueue;
+use error::ApiError;
+use limits::RegistrationLimits;
+
+/// Largest request body accepted, in bytes.
+pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
+/// Longest a request may take, body upload included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the handlers share.
+pub struct ApiContext {
+    /// Access-token and admin-token checks.
+    pub auth: Arc<Auth>,
+    /// Where bindings live.
+    pub store: Arc<dyn BindingStore>,
+    /// The calls stream `POST /v1/calls` appends to.
+    pub queue: Arc<dyn CallQueue>,
+    /// A Redis connection for the readiness PING.
+    pub redis: ConnectionManager,
+    /// What `/metrics` shows.
+    pub registry: prometheus::Registry,
+    /// Registration rate limits.
+    pub limits: RegistrationLimits,
+}
+
+/// The two bound listeners. The caller binds them (tests on port 0, `serve` on the configured
+/// addresses), so the addresses are known before the daemon runs.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The public listener.
+    pub api: TcpListener,
+    /// The admin listener.
+    pub admin: TcpListener,
+}
+
+/// Why a listener could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("{key} = {addr:?}: {source}")]
+pub struct BindError {
+    /// The config key (`api.listen` or `admin.listen`).
+    pub key: &'static str,
+    /// The address it holds.
+    pub addr: String,
+    /// What went wrong.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl Listeners {
+    /// Bind `api.listen` and `admin.listen`.
+    pub async fn bind(settings: &crate::config::Settings) -> Result<Listeners, BindError> {
+        async fn one(key: &'static str, addr: &str) -> Result<TcpListener, BindError> {
+            TcpListener::bind(addr).await.map_err(|source| BindError {
+                key,
+                addr: addr.to_string(),
+                source,
+            })
+        }
+        Ok(Listeners {
+            api: one("api.listen", &settings.api.listen).await?,
+            admin: one("admin.listen", &settings.admin.listen).await?,
+        })
+    }
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route {method} {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+async fn time_limit(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(REQUEST_TIMEOUT).into_response(),
+    }
+}
+
+/// The hygiene every router gets: JSON 404/405, the body limit, the time limit.
+fn finish(router: Router<Arc<ApiContext>>, ctx: Arc<ApiContext>) -> Router {
+    router
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn(time_limit))
+        .with_state(ctx)
+}
+
+/// The public router (what mobile apps reach).
+pub fn public_router(ctx: Arc<ApiContext>) -> Router {
+    let registrations = Router::new()
+        .route(
+            "/v1/registrations",
+            post(registrations::register).delete(registrations::unregister),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            registrations::address_limit,
+        ));
+    finish(registrations, ctx)
+}
+
+/// The admin router (operators, call servers, Prometheus).
+pub fn admin_router(ctx: Arc<ApiContext>) -> Router {
+    let guarded = Router::new()
+        .route("/v1/calls", post(admin::enqueue_call))
+        .route(
+            "/v1/identities/{identity}/bindings",
+            get(admin::list_bindings),
+        )
+        .route(
+            "/v1/identities/{identity}/bindings/{binding_id}",
+            delete(admin::delete_binding),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            admin::require_admin,
+        ));
+    let open = Router::new().route("/metrics", get(health::metrics));
+    finish(guarded.merge(open), ctx)
+}
+
+/// Serve both routers until `shutdown` is cancelled, then stop accepting, let requests in
+/// flight finish, and return. Also prunes the rate limiters' keyed state every minute.
+pub async fn serve(
+    listeners: Listeners,
+    ctx: Arc<ApiContext>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let api_addr = listeners.api.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
+    info!(api = %api_addr, admin = %admin_addr, "HTTP listeners ready");
+    let pruning = tokio::spawn(prune_limits(ctx.clone(), shutdown.clone()));
+    let api = axum::serve(
+        listeners.api,
+        public_router(ctx.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let admin = axum::serve(
+        listeners.admin,
+        admin_router(ctx).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let served = tokio::try_join!(api.into_future(), admin.into_future());
+    // A listener that failed must not leave the other (and the pruner) running.
+    shutdown.cancel();
+    let _ = pruning.await;
+    served.map(|_| ())
+}
+
+async fn prune_limits(ctx: Arc<ApiContext>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(limits::PRUNE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                ctx.limits.prune();
+                let (identities, addresses) = ctx.limits.tracked();
+                debug!(identities, addresses, "registration limiter state pruned");
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The public registration routes (SPEC §3, §4): an app says "I am <identity> (access token),
+//! reach me at this device (device token)".
+//!
+//! Order of checks: the address limit (middleware, before any work), the access token, the
+//! body, the `incoming` grant (registration only), the identity limit, the device token, the
+//! credential; then the binding store decides between new (201) and refreshed (200), moves a
+//! device between identities and applies the cap. Logs carry the identity and the masked device
+//! token, never the access token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::ExtensionRejection;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use tracing::{debug, info};
+
+use super::error::ApiError;
+use super::extract::{bearer, ApiJson};
+use super::ApiContext;
+use crate::auth::VerifiedToken;
+use crate::bindings::{mask_device_token, normalize_device_token, NewBinding};
+use crate::providers::{now_ms, Platform};
+
+/// The body of `POST` and `DELETE /v1/registrations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationBody {
+    /// `apns` or `fcm`.
+    pub platform: Platform,
+    /// The device token as the platform handed it to the app.
+    pub device_token: String,
+}
+
+/// A verified access token from `Authorization: Bearer …`.
+pub struct AccessToken(pub VerifiedToken);
+
+impl FromRequestParts<Arc<ApiContext>> for AccessToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &Arc<ApiContext>,
+    ) -> Result<Self, Self::Rejection> {
+        let raw = bearer(&parts.headers)?;
+        let now_secs = now_ms() / 1000;
+        Ok(AccessToken(ctx.auth.verify(raw, now_secs)?))
+    }
+}
+
+/// Middleware: count the request against its client address's limit before any work.
+pub async fn address_limit(
+    State(ctx): State<Arc<ApiContext>>,
+    peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // Without connection info (a router driven in-process) there is no address to key on.
+    if let Ok(ConnectInfo(peer)) = peer {
+        if let Err(retry_after) = ctx.limits.check_address(peer.ip()) {
+            debug!(address = %peer.ip(), "registration rate limited by address");
+            return ApiError::RateLimited { retry_after }.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn device_token(body: &RegistrationBody) -> Result<String, ApiError> {
+    normalize_device_token(body.platform, &body.device_token).map_err(ApiError::InvalidDeviceToken)
+}
+
+fn check_identity_limit(ctx: &ApiContext, identity: &str) -> Result<(), ApiError> {
+    ctx.limits
+        .check_identity(identity)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })
+}
+
+/// `POST /v1/registrations`: 201 with the new binding, 200 with the refreshed one.
+pub async fn register(
+    State(ctx): State<Arc<ApiContext>>,
+    AccessToken(token): AccessToken,
+    ApiJson(body): ApiJson<RegistrationBody>,
+) -> Result<Response, ApiError> {
+    token.require_incoming()?;
+    check_identity_limit(&ctx, &token.identity)?;
+    let device_token = device_token(&body)?;
+    let credential = ctx
+        .auth
+        .credential_for(&token, body.platform)
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let registered = ctx
+        .store
+        .register(
+            NewBinding {
+                identity: token.identity.clone(),
+                platform: body.platform,
+                credential: credential.clone(),
+                device_token: device_token.clone(),
+            },
+            now_ms(),
+        )
+        .await?;
+    info!(
+        identity = %token.identity,
+        platform = %body.platform,
+        credential = %credential,
+        device_token = %mask_device_token(&device_token),
+        created = registered.created,
+        moved_from = registered.moved_from.as_deref(),
+        evicted = registered.evicted.len(),
+        "device registered"
+    );
+    let status = if registered.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(registered.binding.view())).into_response())
+}
+
+/// `DELETE /v1/registrations`: 204 when the identity's binding of that device was removed, 404
+/// when there was none.
+pub async fn unregister(
+    State(ctx): State<Arc<ApiContext>>,
+    AccessToken(token): AccessToken,
+    ApiJson(body): ApiJson<RegistrationBody>,
+) -> Result<StatusCode, ApiError> {
+    check_identity_limit(&ctx, &token.identity)?;
+    let device_token = device_token(&body)?;
+    let credential = ctx
+        .auth
+        .credential_for(&token, body.platform)
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let masked = mask_device_token(&device_token);
+    if ctx
+        .store
+        .unregister(&token.identity, &credential, &device_token)
+        .await?
+    {
+        info!(identity = %token.identity, platform = %body.platform, credential = %credential,
+            device_token = %masked, "device unregistered");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "identity {:?} has no {} registration for device token {masked} under credential {credential}",
+            token.identity, body.platform
+        )))
+    }
+}
