@@ -31,7 +31,7 @@ use crate::redis_conn::{self, Keys};
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     /// An APNs credential could not be loaded.
-    #[error("credential {sid}: {source}")]
+    #[error("{source}")]
     Apns {
         /// The credential SID.
         sid: String,
