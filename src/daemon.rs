@@ -219,6 +219,7 @@ pub async fn run(
     // Credentials first: a bad key fails the start before any connection is made.
     let probed = probed_providers(&settings.credentials)?;
     let (queue, store) = redis_backends(&settings).await?;
+    let ledger = Arc::new(queue.sent_ledger());
     let queue: Arc<dyn CallQueue> = queue;
     let store: Arc<dyn BindingStore> = store;
     let ctx = Arc::new(api_context(&settings, queue.clone(), store.clone()).await?);
@@ -249,6 +250,7 @@ pub async fn run(
     let http = tokio::spawn(api::serve(listeners, ctx, shutdown.clone()));
     let limits = Limits::new(&settings);
     Dispatcher::new(queue, store, providers, limits, options)
+        .with_ledger(ledger)
         .run(shutdown.clone())
         .await;
     // The dispatcher returns on shutdown only; make sure the listeners stop too.

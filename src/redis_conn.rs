@@ -144,6 +144,12 @@ impl Keys {
         format!("{}dev:{{{credential}:{device_token}}}", self.prefix)
     }
 
+    /// `<p>sent:{<call_sid>}`: hash device → push state of one call (the no-double-ring ledger,
+    /// `dispatch::dedup`).
+    pub fn sent(&self, call_sid: &str) -> String {
+        format!("{}sent:{{{call_sid}}}", self.prefix)
+    }
+
     /// `<p><name>`: any other key callpush owns, so its prefix is applied in one place.
     pub fn named(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
@@ -164,6 +170,7 @@ mod tests {
         assert_eq!(k.identity_updated("alice"), "cp:id:{alice}:u");
         assert_eq!(k.device("CR1", "ab:cd"), "cp:dev:{CR1:ab:cd}");
         assert_eq!(k.named("x"), "cp:x");
+        assert_eq!(k.sent("CA1"), "cp:sent:{CA1}");
     }
 
     #[test]

@@ -1,33 +1,25 @@
 //! One event from entry to outcome: parse, check the deadline, resolve the callee's bindings,
-//! fan out to every device concurrently (each with its own retries), prune dead tokens, and
-//! decide the event's single outcome.
+//! claim the devices in the ledger (`dedup`: devices an earlier attempt pushed are skipped),
+//! fan out to the rest concurrently (each with its own retries), settle the claims, prune dead
+//! tokens, and decide the event's single outcome.
+//!
+//! Outcomes beyond SPEC §5's obvious ones: `duplicate` when an earlier attempt of the same call
+//! (a redelivered entry, or the same `call_sid` added twice) had claimed every device — `devices`
+//! counts them and `delivered` the ones known to be delivered; when it claimed only some, the
+//! rest are pushed and the outcome counts the earlier deliveries too.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::join_all;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::retry::NextAttempt;
+use super::dedup::{device_key, Claim, Settle, CLAIM_MARGIN_MS};
+use super::push::{push_until_final, DeviceEnd};
 use super::Shared;
 use crate::bindings::{mask_device_token as mask_token, Binding};
 use crate::event::{CallEvent, StreamEntry};
 use crate::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
-use crate::providers::{now_ms, Failure, Outcome, Provider, Push, PushKind};
-
-/// How one device's pushes ended.
-#[derive(Debug)]
-pub(super) enum DeviceEnd {
-    Delivered,
-    /// The provider said the token is dead at the given time (ms since the epoch).
-    InvalidToken(Failure, u64),
-    Rejected(Failure),
-    Exhausted(Failure),
-    /// The deadline came first; the last failure, if any attempt was made.
-    Expired(Option<Failure>),
-    /// The daemon is stopping hard; the event stays pending for another consumer.
-    Aborted,
-}
+use crate::providers::{now_ms, Failure, Provider, Push, PushKind};
 
 /// What to do with the entry.
 pub(super) enum Resolution {
@@ -81,41 +73,94 @@ pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution 
         );
     }
     let bindings = match shared.store.list(event.to()).await {
-        Ok(b) => b,
+        Ok(b) => {
+            shared.outage.recovered();
+            b
+        }
         Err(err) => {
-            warn!(stream_id = %entry.id, error = %err, "cannot resolve bindings; event left pending");
+            shared.outage.failed("resolving bindings", &err);
+            debug!(stream_id = %entry.id, error = %err, "cannot resolve bindings; event left pending");
             return Resolution::LeavePending;
         }
     };
-    let targets: Vec<(Binding, Arc<dyn Provider>)> = bindings
+    let targets: Vec<Target> = bindings
         .into_iter()
         .filter(|b| event.credential.as_ref().is_none_or(|c| *c == b.credential))
         .filter_map(|b| {
             let provider = shared.providers.get(&b.credential)?.clone();
-            Some((b, provider))
+            let device = device_key(event.kind(), &b.credential, &b.device_token);
+            Some(Target {
+                binding: b,
+                provider,
+                device,
+            })
         })
-        .filter(|(_, p)| event.kind() == PushKind::Incoming || p.sends_cancel())
+        .filter(|t| event.kind() == PushKind::Incoming || t.provider.sends_cancel())
         .collect();
     if targets.is_empty() {
         return Resolution::Final(result(EventOutcome::NoBindings, 0, 0), None);
     }
     let devices = targets.len();
-    let ends = join_all(targets.iter().map(|(binding, provider)| {
+
+    // Claim every device before sending anything: a device an earlier attempt claimed is
+    // possibly rung already and is never pushed again for this call.
+    let keys: Vec<String> = targets.iter().map(|t| t.device.clone()).collect();
+    let claims = match shared
+        .ledger
+        .claim(
+            event.call_sid(),
+            &keys,
+            event.deadline_ms() + CLAIM_MARGIN_MS,
+        )
+        .await
+    {
+        Ok(claims) => {
+            shared.outage.recovered();
+            claims
+        }
+        Err(err) => {
+            shared.outage.failed("claiming devices", &err);
+            debug!(stream_id = %entry.id, error = %err, "cannot claim devices; event left pending");
+            return Resolution::LeavePending;
+        }
+    };
+    let earlier_sent = claims.iter().filter(|c| **c == Claim::Sent).count();
+    let fresh: Vec<&Target> = targets
+        .iter()
+        .zip(&claims)
+        .filter(|(_, c)| **c == Claim::Fresh)
+        .map(|(t, _)| t)
+        .collect();
+    let skipped = devices - fresh.len();
+    if fresh.is_empty() {
+        info!(
+            stream_id = %entry.id,
+            devices,
+            "every device was pushed by an earlier attempt; not pushed again"
+        );
+        return Resolution::Final(result(EventOutcome::Duplicate, devices, earlier_sent), None);
+    }
+    if skipped > 0 {
+        info!(stream_id = %entry.id, skipped, "devices pushed by an earlier attempt are skipped");
+    }
+    let ends = join_all(fresh.iter().map(|t| {
         let push = Push {
             call: event.call.clone(),
-            device_token: Arc::from(binding.device_token.as_str()),
+            device_token: Arc::from(t.binding.device_token.as_str()),
         };
-        push_until_final(shared, provider.as_ref(), push)
+        push_until_final(shared, t.provider.as_ref(), push)
     }))
     .await;
+    settle(shared, event.call_sid(), &fresh, &ends).await;
 
-    let mut delivered = 0;
+    let mut delivered = earlier_sent;
     let mut pruned = 0;
     let mut attempts = 0;
     let mut expired = false;
     let mut rejected = false;
     let mut details = Vec::new();
-    for ((binding, _), (end, tries)) in targets.iter().zip(ends) {
+    for (target, (end, tries)) in fresh.iter().zip(ends) {
+        let binding = &target.binding;
         attempts += tries;
         let mut note = |failure: &Failure| {
             details.push(format!(
@@ -128,7 +173,7 @@ pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution 
         };
         match end {
             DeviceEnd::Delivered => delivered += 1,
-            DeviceEnd::Aborted => return Resolution::LeavePending,
+            DeviceEnd::Aborted { .. } => return Resolution::LeavePending,
             DeviceEnd::InvalidToken(failure, judged_at_ms) => {
                 pruned += 1;
                 prune(shared, binding, &failure, judged_at_ms).await;
@@ -149,8 +194,14 @@ pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution 
     if delivered > 0 {
         return Resolution::Final(result(EventOutcome::Delivered, devices, delivered), None);
     }
-    if pruned == devices {
-        return Resolution::Final(result(EventOutcome::NoBindings, devices, 0), None);
+    if pruned == fresh.len() {
+        // Every device this attempt tried is gone; the others were pushed by an earlier one.
+        let outcome = if skipped > 0 {
+            EventOutcome::Duplicate
+        } else {
+            EventOutcome::NoBindings
+        };
+        return Resolution::Final(result(outcome, devices, 0), None);
     }
     let (outcome, reason) = if expired {
         (EventOutcome::Expired, DeadReason::Expired)
@@ -163,6 +214,40 @@ pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution 
         result(outcome, devices, 0),
         Some(dead_letter(reason, details.join("; "), attempts)),
     )
+}
+
+/// One device the event goes to.
+struct Target {
+    binding: Binding,
+    provider: Arc<dyn Provider>,
+    /// The device's key in the ledger.
+    device: String,
+}
+
+/// Promote delivered devices to `sent` and release the ones that failed for good, so a later
+/// attempt (a replayed dead letter) may push them. A device whose request was cut off in flight
+/// keeps its claim: it may have rung. If Redis fails here, the claims stay `sending`, the safe
+/// side: a missed ring on a replay rather than a double ring.
+async fn settle(shared: &Shared, call_sid: &str, fresh: &[&Target], ends: &[(DeviceEnd, u32)]) {
+    let settled: Vec<(String, Settle)> = fresh
+        .iter()
+        .zip(ends)
+        .filter_map(|(t, (end, _))| {
+            let how = match end {
+                DeviceEnd::Delivered => Settle::Sent,
+                DeviceEnd::Aborted { in_flight: true } => return None,
+                _ => Settle::Release,
+            };
+            Some((t.device.clone(), how))
+        })
+        .collect();
+    match shared.ledger.settle(call_sid, &settled).await {
+        Ok(()) => shared.outage.recovered(),
+        Err(err) => {
+            shared.outage.failed("settling device claims", &err);
+            debug!(error = %err, "cannot settle device claims; they stay `sending` until they expire");
+        }
+    }
 }
 
 fn dead_letter(reason: DeadReason, detail: String, attempts: u32) -> DeadLetter {
@@ -188,85 +273,8 @@ async fn prune(shared: &Shared, binding: &Binding, failure: &Failure, judged_at_
             "binding kept: re-registered after the provider's verdict"
         ),
         Err(err) => {
-            warn!(error = %err, "cannot prune binding; it will be tried again on the next push")
-        }
-    }
-}
-
-/// Push to one device until a final answer: delivered, dead token, rejected, out of attempts,
-/// or out of time. Holds a worker slot only while a request is in flight, never while waiting
-/// to retry. Returns how the device ended and how many attempts were made.
-async fn push_until_final(
-    shared: &Shared,
-    provider: &dyn Provider,
-    push: Push,
-) -> (DeviceEnd, u32) {
-    let deadline = push.call.deadline_ms;
-    let mut attempt = 0u32;
-    let mut last: Option<Failure> = None;
-    loop {
-        let now = now_ms();
-        if now >= deadline {
-            return (DeviceEnd::Expired(last), attempt);
-        }
-        let turn = tokio::select! {
-            turn = shared.limits.wait_for_credential(provider.credential(), deadline) => turn,
-            _ = shared.hard_stop.cancelled() => return (DeviceEnd::Aborted, attempt),
-        };
-        if !turn {
-            let failure = last.unwrap_or_else(|| {
-                Failure::new(
-                    "rate_limited",
-                    "the credential's rate limit left no slot before the deadline",
-                )
-            });
-            return (DeviceEnd::Expired(Some(failure)), attempt);
-        }
-        let permit = tokio::select! {
-            permit = shared.pushes.acquire() => permit.expect("the push semaphore is never closed"),
-            _ = shared.hard_stop.cancelled() => return (DeviceEnd::Aborted, attempt),
-        };
-        attempt += 1;
-        let left = Duration::from_millis(deadline - now);
-        let answer = tokio::select! {
-            answer = tokio::time::timeout(left, provider.send(&push)) => answer,
-            _ = shared.hard_stop.cancelled() => return (DeviceEnd::Aborted, attempt),
-        };
-        drop(permit);
-        let (failure, retry_after) = match answer {
-            Err(_) => {
-                let failure = Failure::new(
-                    "deadline",
-                    "no answer from the provider before the deadline",
-                );
-                return (DeviceEnd::Expired(Some(failure)), attempt);
-            }
-            Ok(Outcome::Delivered) => return (DeviceEnd::Delivered, attempt),
-            Ok(Outcome::InvalidToken {
-                failure,
-                judged_at_ms,
-            }) => return (DeviceEnd::InvalidToken(failure, judged_at_ms), attempt),
-            Ok(Outcome::Rejected(failure)) => return (DeviceEnd::Rejected(failure), attempt),
-            Ok(Outcome::Retry {
-                failure,
-                retry_after,
-            }) => (failure, retry_after),
-        };
-        let jitter: f64 = rand::random();
-        match shared
-            .retry
-            .next(attempt, retry_after, now_ms(), deadline, jitter)
-        {
-            NextAttempt::After(wait) => {
-                debug!(attempt, ?wait, reason = %failure.reason, "push will be retried");
-                last = Some(failure);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shared.hard_stop.cancelled() => return (DeviceEnd::Aborted, attempt),
-                }
-            }
-            NextAttempt::Exhausted => return (DeviceEnd::Exhausted(failure), attempt),
-            NextAttempt::PastDeadline => return (DeviceEnd::Expired(Some(failure)), attempt),
+            shared.outage.failed("pruning a binding", &err);
+            debug!(error = %err, "cannot prune binding; it will be tried again on the next push")
         }
     }
 }

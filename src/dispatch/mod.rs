@@ -8,25 +8,37 @@
 //! slots only while its request is in flight. An entry is acknowledged only with its final
 //! outcome ([`event::resolve`]); anything unfinished at shutdown stays pending for another
 //! consumer.
+//!
+//! Failures stay where they start: each credential also has its own cap of push slots (half the
+//! pool when there are several credentials), taken before a pool slot, so a credential that hangs
+//! or times out cannot hold every slot the others need. Entries being worked on are touched
+//! every `claim_idle / 3`, so no consumer (this one included) reclaims an event that is only
+//! slow — say, waiting out a provider's `Retry-After`. Redis outages are logged once, however
+//! many events notice them ([`outage`]).
 
+pub mod dedup;
 mod event;
 pub mod limits;
+mod outage;
+mod push;
 pub mod retry;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn, Instrument};
+use tracing::{info, warn, Instrument};
 
 use crate::bindings::BindingStore;
 use crate::event::StreamEntry;
 use crate::ingest::CallQueue;
 use crate::providers::Provider;
+use dedup::{MemoryLedger, SentLedger};
 use event::Resolution;
+use outage::{Backoff, Outage};
 use retry::RetryPolicy;
 
 /// How the worker pool runs.
@@ -54,11 +66,37 @@ pub(crate) struct Shared {
     store: Arc<dyn BindingStore>,
     queue: Arc<dyn CallQueue>,
     providers: HashMap<String, Arc<dyn Provider>>,
+    /// Which devices each call already pushed.
+    ledger: Arc<dyn SentLedger>,
+    /// Push slots of the pool.
     pushes: Semaphore,
+    /// Push slots of each credential (by SID), taken before a pool slot.
+    credential_slots: HashMap<String, Semaphore>,
     retry: RetryPolicy,
     limits: limits::Limits,
+    /// Whether Redis is failing, logged once per outage.
+    outage: Outage,
+    /// Stream ids of the entries this process is working on.
+    in_flight: Mutex<HashSet<String>>,
     /// Cancelled when the grace period is over: tasks stop where they are.
     hard_stop: CancellationToken,
+}
+
+/// Push slots of each credential: all of them with one credential, else half the pool (at least
+/// one), so one stuck credential leaves at least half the pool to the others.
+fn credential_slots(
+    providers: &HashMap<String, Arc<dyn Provider>>,
+    max_in_flight: usize,
+) -> HashMap<String, Semaphore> {
+    let cap = if providers.len() > 1 {
+        max_in_flight.div_ceil(2).max(1)
+    } else {
+        max_in_flight.max(1)
+    };
+    providers
+        .keys()
+        .map(|sid| (sid.clone(), Semaphore::new(cap)))
+        .collect()
 }
 
 /// The worker pool.
@@ -68,33 +106,10 @@ pub struct Dispatcher {
     options: DispatchOptions,
 }
 
-/// Logs a Redis outage once when it starts and once when it ends, not once per failure.
-#[derive(Default)]
-struct Outage {
-    since: Option<Instant>,
-    failures: u32,
-}
-
-impl Outage {
-    fn failed(&mut self, what: &str, err: &dyn std::fmt::Display) -> Duration {
-        self.failures += 1;
-        if self.since.is_none() {
-            self.since = Some(Instant::now());
-            error!(error = %err, "{what} failed; retrying until Redis answers");
-        }
-        Duration::from_millis((100u64 << self.failures.min(5)).min(2_000))
-    }
-
-    fn recovered(&mut self) {
-        if let Some(since) = self.since.take() {
-            info!(failures = self.failures, down_for = ?since.elapsed(), "Redis answers again");
-        }
-        self.failures = 0;
-    }
-}
-
 impl Dispatcher {
     /// A pool over `queue` and `store`, pushing through `providers` (keyed by credential SID).
+    /// Pushes are remembered in a [`MemoryLedger`] until [`Dispatcher::with_ledger`] says
+    /// otherwise (several daemons must share a ledger in Redis).
     pub fn new(
         queue: Arc<dyn CallQueue>,
         store: Arc<dyn BindingStore>,
@@ -105,10 +120,14 @@ impl Dispatcher {
         let shared = Arc::new(Shared {
             store,
             queue,
+            credential_slots: credential_slots(&providers, options.max_in_flight),
             providers,
+            ledger: Arc::new(MemoryLedger::default()),
             pushes: Semaphore::new(options.max_in_flight),
             retry: options.retry,
             limits,
+            outage: Outage::default(),
+            in_flight: Mutex::default(),
             hard_stop: CancellationToken::new(),
         });
         Dispatcher {
@@ -118,18 +137,28 @@ impl Dispatcher {
         }
     }
 
+    /// Remember pushes in `ledger` (`dedup::redis::RedisSentLedger` in production).
+    pub fn with_ledger(mut self, ledger: Arc<dyn SentLedger>) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("the pool is not running yet")
+            .ledger = ledger;
+        self
+    }
+
     /// Consume the stream until `shutdown` is cancelled, then let in-flight events finish within
     /// the grace period and return. Redis failures are retried, never returned.
     pub async fn run(self, shutdown: CancellationToken) {
         let queue = self.shared.queue.clone();
-        let mut outage = Outage::default();
+        let outage = &self.shared.outage;
+        let mut backoff = Backoff::default();
         while let Err(err) = queue.ensure_group().await {
-            let wait = outage.failed("creating the consumer group", &err);
-            if sleep_or_stop(wait, &shutdown).await {
+            outage.failed("creating the consumer group", &err);
+            if sleep_or_stop(backoff.next(), &shutdown).await {
                 return;
             }
         }
         outage.recovered();
+        backoff.reset();
         let tracker = TaskTracker::new();
         let shared = self.shared.clone();
         let stop = shutdown.clone();
@@ -142,6 +171,12 @@ impl Dispatcher {
                 }
             }
         });
+        let all_done = CancellationToken::new();
+        tokio::spawn(heartbeat(
+            self.shared.clone(),
+            self.options.claim_idle / 3,
+            all_done.clone(),
+        ));
         let claim_every = (self.options.claim_idle / 2).max(Duration::from_millis(500));
         let mut next_claim = Instant::now();
         let mut own_pending_done = false;
@@ -161,12 +196,13 @@ impl Dispatcher {
             let entries = match read {
                 Ok(entries) => {
                     outage.recovered();
+                    backoff.reset();
                     entries
                 }
                 Err(err) => {
-                    let wait = outage.failed("reading the calls stream", &err);
+                    outage.failed("reading the calls stream", &err);
                     drop(permits);
-                    if sleep_or_stop(wait, &shutdown).await {
+                    if sleep_or_stop(backoff.next(), &shutdown).await {
                         break;
                     }
                     continue;
@@ -176,6 +212,11 @@ impl Dispatcher {
                 own_pending_done = true;
             }
             for entry in entries {
+                // A reclaimed entry this process is still working on (its touches failed
+                // during an outage) must not run twice here.
+                if !self.shared.start(&entry.id) {
+                    continue;
+                }
                 let permit = permits
                     .split(1)
                     .expect("no more entries are read than slots were taken");
@@ -198,6 +239,7 @@ impl Dispatcher {
             self.shared.hard_stop.cancel();
             tracker.wait().await;
         }
+        all_done.cancel();
     }
 
     /// Wait for at least one free event slot, then take as many as are free, up to a batch.
@@ -227,16 +269,68 @@ async fn sleep_or_stop(wait: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
+impl Shared {
+    /// Note that work on `id` starts; false when it is already in flight here.
+    fn start(&self, id: &str) -> bool {
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(id.to_string())
+    }
+}
+
+/// Forgets an entry from the in-flight set however its task ends.
+struct InFlight<'a>(&'a Shared, &'a str);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .remove(self.1);
+    }
+}
+
+/// Touch the entries in flight every `every` until `done`, so they never look idle to
+/// XAUTOCLAIM while this process works on them.
+async fn heartbeat(shared: Arc<Shared>, every: Duration, done: CancellationToken) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = done.cancelled() => return,
+        }
+        let ids: Vec<String> = shared
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .iter()
+            .cloned()
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        match shared.queue.touch(&ids).await {
+            Ok(()) => shared.outage.recovered(),
+            Err(err) => shared.outage.failed("touching entries in flight", &err),
+        }
+    }
+}
+
 /// Take one event to its outcome, record it and acknowledge the entry.
 async fn handle(shared: Arc<Shared>, entry: StreamEntry, _slot: OwnedSemaphorePermit) {
+    let _in_flight = InFlight(&shared, &entry.id);
     let (result, dead) = match event::resolve(&shared, &entry).await {
         Resolution::Final(result, dead) => (result, dead),
         Resolution::LeavePending => return,
     };
-    let mut outage = Outage::default();
+    let mut backoff = Backoff::default();
     loop {
         match shared.queue.finish(&entry, &result, dead.as_ref()).await {
             Ok(()) => {
+                shared.outage.recovered();
                 // Delivered is the common case: keep it out of the default log volume.
                 if result.outcome == crate::outcome::EventOutcome::Delivered {
                     tracing::debug!(
@@ -250,8 +344,8 @@ async fn handle(shared: Arc<Shared>, entry: StreamEntry, _slot: OwnedSemaphorePe
                 return;
             }
             Err(err) => {
-                let wait = outage.failed("recording the outcome", &err);
-                if sleep_or_stop(wait, &shared.hard_stop).await {
+                shared.outage.failed("recording the outcome", &err);
+                if sleep_or_stop(backoff.next(), &shared.hard_stop).await {
                     return;
                 }
             }
@@ -260,4 +354,8 @@ async fn handle(shared: Arc<Shared>, entry: StreamEntry, _slot: OwnedSemaphorePe
 }
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_delivery;

@@ -39,8 +39,16 @@ pub trait CallQueue: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<StreamEntry>, QueueError>;
 
-    /// Record the event's outcome and acknowledge its entry, in one round trip: the result
-    /// entry (when results are enabled), the dead letter (when there is one), then XACK.
+    /// Keep entries this consumer is working on from looking idle (and being reclaimed by
+    /// another consumer). The default does nothing, for queues no one else reads.
+    async fn touch(&self, _ids: &[String]) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    /// Record the event's outcome and acknowledge its entry, atomically: the result entry (when
+    /// results are enabled), the dead letter (when there is one) and the acknowledgement — and
+    /// nothing at all when the entry was acknowledged already (another consumer finished it
+    /// first), so every entry gets exactly one outcome.
     async fn finish(
         &self,
         entry: &StreamEntry,

@@ -7,5 +7,7 @@ pub mod api;
 pub mod apns_double;
 pub mod daemon;
 pub mod fcm_double;
+pub mod process;
 pub mod redis_server;
+pub mod tally;
 pub mod world;

@@ -14,7 +14,7 @@ use callpush::providers::{now_ms, Platform};
 use super::apns_double::{ApnsDouble, DoubleOptions};
 use super::daemon::{settings, wait_entries, xadd};
 use super::fcm_double::{FcmDouble, FcmDoubleOptions};
-use super::redis_server::{unique_prefix, RedisServer};
+use super::redis_server::{unique_prefix, RedisOptions, RedisServer};
 
 /// How long to wait for outcomes.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -37,7 +37,12 @@ impl World {
     }
 
     pub async fn with(tweak: impl FnOnce(&mut Settings)) -> World {
-        let redis = RedisServer::start().await;
+        Self::with_redis(RedisOptions::default(), tweak).await
+    }
+
+    /// A world whose redis-server runs with `options` (e.g. append-only, to restart it).
+    pub async fn with_redis(options: RedisOptions, tweak: impl FnOnce(&mut Settings)) -> World {
+        let redis = RedisServer::start_with(options).await;
         let apns = ApnsDouble::start(DoubleOptions::default()).await;
         let fcm = FcmDouble::start(FcmDoubleOptions::default()).await;
         let dir = tempfile::tempdir().unwrap();

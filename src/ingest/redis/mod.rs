@@ -8,10 +8,15 @@
 //! - `<p>dead` — stream of dead letters (the original fields plus `reason`, `detail`, `attempts`,
 //!   `failed_at`, `source_id`), capped with `MAXLEN ~ dead_letters.max_len`.
 //!
-//! An entry is acknowledged only in [`CallQueue::finish`], in the same pipeline that writes its
-//! result and dead letter, after them: a crash before the XACK repeats the result at worst and
-//! never loses it. The pipeline is not a MULTI because the three streams may live in different
-//! cluster slots.
+//! An entry is acknowledged only in [`CallQueue::finish`], by one script (`finish.lua`) that
+//! checks the entry is still pending, writes its result and dead letter and acknowledges it, all
+//! at once: a crash cannot separate the outcome from the acknowledgement, and when two consumers
+//! worked on one entry (a reclaim raced a slow one) only the first records an outcome. Redis
+//! Cluster would need the three streams in one slot for that script (a hash tag in the prefix);
+//! cluster support is a later issue.
+//!
+//! While this consumer works on entries, [`CallQueue::touch`] resets their idle time (XCLAIM
+//! with JUSTID), so other consumers reclaim only entries nobody is working on.
 //!
 //! Blocking reads go over their own connection ([`BlockingConnection`]); everything else over
 //! the shared one. A blocking read that is dropped half-way (shutdown) may leave entries
@@ -23,10 +28,11 @@ mod reply;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{RedisError, Value};
+use redis::{RedisError, Script, Value};
 
 use super::{CallQueue, QueueError};
 use crate::config::Settings;
+use crate::dispatch::dedup::redis::RedisSentLedger;
 use crate::event::StreamEntry;
 use crate::outcome::{DeadLetter, EventResult};
 use crate::redis_conn::{BlockingConnection, Keys};
@@ -88,6 +94,7 @@ pub struct RedisCallQueue {
     blocking: BlockingConnection,
     keys: Keys,
     options: QueueOptions,
+    finish: Script,
 }
 
 impl RedisCallQueue {
@@ -103,7 +110,13 @@ impl RedisCallQueue {
             blocking,
             keys,
             options,
+            finish: Script::new(include_str!("finish.lua")),
         }
+    }
+
+    /// The no-double-ring ledger on this queue's Redis connection and key prefix.
+    pub fn sent_ledger(&self) -> RedisSentLedger {
+        RedisSentLedger::new(self.conn.clone(), self.keys.clone())
     }
 
     /// The key names this queue uses.
@@ -156,25 +169,6 @@ impl RedisCallQueue {
 /// The group or the stream was deleted under us (XGROUP DESTROY, DEL): create it again.
 fn is_no_group(err: &RedisError) -> bool {
     err.code() == Some("NOGROUP")
-}
-
-/// `XADD <key> MAXLEN ~ <max_len> * <fields…>` appended to a pipeline.
-fn xadd<K: AsRef<str>, V: AsRef<str>>(
-    pipe: &mut redis::Pipeline,
-    key: &str,
-    max_len: u64,
-    fields: &[(K, V)],
-) {
-    pipe.cmd("XADD")
-        .arg(key)
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(max_len)
-        .arg("*");
-    for (k, v) in fields {
-        pipe.arg(k.as_ref()).arg(v.as_ref());
-    }
-    pipe.ignore();
 }
 
 #[async_trait::async_trait]
@@ -281,37 +275,67 @@ impl CallQueue for RedisCallQueue {
         Ok(out)
     }
 
+    async fn touch(&self, ids: &[String]) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // Min idle 0 claims them for this consumer whatever their idle time; ids no longer
+        // pending are ignored by Redis.
+        let touched = redis::cmd("XCLAIM")
+            .arg(&self.keys.calls)
+            .arg(&self.options.group)
+            .arg(&self.options.consumer)
+            .arg(0)
+            .arg(ids)
+            .arg("JUSTID")
+            .query_async::<Value>(&mut self.conn.clone())
+            .await;
+        match touched {
+            Err(e) if is_no_group(&e) => self.ensure_group().await,
+            other => other.map(drop).map_err(QueueError::from),
+        }
+    }
+
     async fn finish(
         &self,
         entry: &StreamEntry,
         result: &EventResult,
         dead: Option<&DeadLetter>,
     ) -> Result<(), QueueError> {
-        let mut pipe = redis::pipe();
-        if self.options.results_enabled {
-            xadd(
-                &mut pipe,
-                &self.keys.results,
-                self.options.results_max_len,
-                &result.fields(),
-            );
-        }
-        if let Some(dead) = dead {
-            xadd(
-                &mut pipe,
-                &self.keys.dead,
-                self.options.dead_max_len,
-                &dead.fields(entry),
-            );
-        }
-        // Last, so the outcome is written before the entry stops being redelivered.
-        pipe.cmd("XACK")
-            .arg(&self.keys.calls)
+        let mut invocation = self.finish.prepare_invoke();
+        invocation
+            .key(&self.keys.calls)
+            .key(&self.keys.results)
+            .key(&self.keys.dead)
             .arg(&self.options.group)
             .arg(&entry.id)
-            .ignore();
-        pipe.query_async::<()>(&mut self.conn.clone()).await?;
-        Ok(())
+            .arg(self.options.results_max_len)
+            .arg(self.options.dead_max_len);
+        let result_fields = if self.options.results_enabled {
+            result.fields()
+        } else {
+            Vec::new()
+        };
+        invocation.arg(result_fields.len() * 2);
+        for (k, v) in &result_fields {
+            invocation.arg(*k).arg(v);
+        }
+        for (k, v) in dead.map(|d| d.fields(entry)).unwrap_or_default() {
+            invocation.arg(k).arg(v);
+        }
+        let recorded: Result<i64, RedisError> =
+            invocation.invoke_async(&mut self.conn.clone()).await;
+        match recorded {
+            Ok(0) => {
+                tracing::debug!(stream_id = %entry.id, "entry finished by another consumer first; outcome not repeated");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            // The group is gone (and with it the pending entry): once it is back, the entry is
+            // read again as new and gets its outcome then.
+            Err(e) if is_no_group(&e) => self.ensure_group().await,
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn enqueue(&self, fields: &[(String, String)]) -> Result<String, QueueError> {

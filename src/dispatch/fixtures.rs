@@ -1,0 +1,234 @@
+//! Stand-ins for the unit tests of the worker pool: an in-memory binding store, a queue that
+//! holds nothing, providers answering from a script, and a [`Shared`] built from them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::dedup::MemoryLedger;
+use super::event::{resolve, Resolution};
+use super::retry::RetryPolicy;
+use super::Shared;
+use crate::bindings::{Binding, BindingStore, NewBinding, Registered, StoreError};
+use crate::config::RetrySettings;
+use crate::event::StreamEntry;
+use crate::ingest::{CallQueue, QueueError};
+use crate::outcome::{DeadLetter, EventResult};
+use crate::providers::{now_ms, Failure, Outcome, Platform, Provider, Push};
+
+#[derive(Default)]
+pub(super) struct Store {
+    pub(super) bindings: Vec<Binding>,
+    pub(super) pruned: Mutex<Vec<(String, u64)>>,
+}
+
+#[async_trait::async_trait]
+impl BindingStore for Store {
+    async fn register(&self, _: NewBinding, _: u64) -> Result<Registered, StoreError> {
+        unreachable!("resolution never registers")
+    }
+    async fn list(&self, identity: &str) -> Result<Vec<Binding>, StoreError> {
+        Ok(self
+            .bindings
+            .iter()
+            .filter(|b| b.identity == identity)
+            .cloned()
+            .collect())
+    }
+    async fn delete(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn unregister(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, StoreError> {
+        self.pruned
+            .lock()
+            .unwrap()
+            .push((binding.device_token.clone(), judged_at_ms));
+        Ok(true)
+    }
+}
+
+pub(super) struct NoQueue;
+
+#[async_trait::async_trait]
+impl CallQueue for NoQueue {
+    async fn ensure_group(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn read_new(&self, _: usize, _: Duration) -> Result<Vec<StreamEntry>, QueueError> {
+        Ok(Vec::new())
+    }
+    async fn read_own_pending(&self, _: usize) -> Result<Vec<StreamEntry>, QueueError> {
+        Ok(Vec::new())
+    }
+    async fn claim_stale(&self, _: Duration, _: usize) -> Result<Vec<StreamEntry>, QueueError> {
+        Ok(Vec::new())
+    }
+    async fn finish(
+        &self,
+        _: &StreamEntry,
+        _: &EventResult,
+        _: Option<&DeadLetter>,
+    ) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn enqueue(&self, _: &[(String, String)]) -> Result<String, QueueError> {
+        Ok("0-1".into())
+    }
+}
+
+/// Answers each device token from its script, then `Delivered`; records every send.
+pub(super) struct Scripted {
+    platform: Platform,
+    pub(super) sid: String,
+    cancel: bool,
+    scripts: Mutex<HashMap<String, VecDeque<Outcome>>>,
+    sent: Mutex<Vec<String>>,
+}
+
+impl Scripted {
+    pub(super) fn new(platform: Platform, sid: &str, cancel: bool) -> Self {
+        Scripted {
+            platform,
+            sid: sid.into(),
+            cancel,
+            scripts: Mutex::default(),
+            sent: Mutex::default(),
+        }
+    }
+    pub(super) fn script(self, token: &str, answers: Vec<Outcome>) -> Self {
+        self.scripts
+            .lock()
+            .unwrap()
+            .insert(token.into(), answers.into());
+        self
+    }
+    pub(super) fn sent(&self) -> Vec<String> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Scripted {
+    fn platform(&self) -> Platform {
+        self.platform
+    }
+    fn credential(&self) -> &str {
+        &self.sid
+    }
+    fn sends_cancel(&self) -> bool {
+        self.cancel
+    }
+    async fn send(&self, push: &Push) -> Outcome {
+        self.sent
+            .lock()
+            .unwrap()
+            .push(push.device_token.to_string());
+        self.scripts
+            .lock()
+            .unwrap()
+            .get_mut(&*push.device_token)
+            .and_then(|q| q.pop_front())
+            .unwrap_or(Outcome::Delivered)
+    }
+}
+
+pub(super) fn binding(
+    identity: &str,
+    platform: Platform,
+    credential: &str,
+    token: &str,
+) -> Binding {
+    Binding {
+        binding_id: format!("BS{token}"),
+        identity: identity.into(),
+        platform,
+        credential: credential.into(),
+        device_token: token.into(),
+        created_at_ms: 0,
+        updated_at_ms: 0,
+        expires_at_ms: u64::MAX,
+    }
+}
+
+pub(super) fn shared(
+    bindings: Vec<Binding>,
+    providers: Vec<Arc<Scripted>>,
+    max_attempts: u32,
+) -> Shared {
+    shared_with_store(
+        Arc::new(Store {
+            bindings,
+            ..Store::default()
+        }),
+        providers,
+        max_attempts,
+    )
+}
+
+pub(super) fn shared_with_store(
+    store: Arc<Store>,
+    providers: Vec<Arc<Scripted>>,
+    max_attempts: u32,
+) -> Shared {
+    let providers: HashMap<String, Arc<dyn Provider>> = providers
+        .into_iter()
+        .map(|p| (p.sid.clone(), p as Arc<dyn Provider>))
+        .collect();
+    Shared {
+        store,
+        queue: Arc::new(NoQueue),
+        credential_slots: super::credential_slots(&providers, 16),
+        providers,
+        ledger: Arc::new(MemoryLedger::default()),
+        pushes: tokio::sync::Semaphore::new(16),
+        retry: RetryPolicy::new(&RetrySettings {
+            base_ms: 100,
+            max_ms: 2_000,
+            max_attempts,
+        }),
+        limits: super::limits::Limits::default(),
+        outage: super::outage::Outage::default(),
+        in_flight: Default::default(),
+        hard_stop: CancellationToken::new(),
+    }
+}
+
+pub(super) fn entry(fields: &[(&str, &str)]) -> StreamEntry {
+    StreamEntry {
+        id: format!("{}-0", now_ms()),
+        fields: fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+pub(super) fn incoming(to: &str) -> StreamEntry {
+    entry(&[("type", "incoming"), ("to", to), ("call_sid", "CA1")])
+}
+
+pub(super) fn fail(reason: &str) -> Failure {
+    Failure::new(reason, format!("test {reason}"))
+}
+
+pub(super) fn retry(reason: &str) -> Outcome {
+    Outcome::Retry {
+        failure: fail(reason),
+        retry_after: None,
+    }
+}
+
+pub(super) async fn final_of(
+    shared: &Shared,
+    entry: &StreamEntry,
+) -> (EventResult, Option<DeadLetter>) {
+    match resolve(shared, entry).await {
+        Resolution::Final(r, d) => (r, d),
+        Resolution::LeavePending => panic!("expected a final outcome"),
+    }
+}

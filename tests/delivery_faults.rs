@@ -1,0 +1,207 @@
+//! Faults outside callpush, with the daemon running in-process: Redis restarted mid-run
+//! (append-only), providers answering 503 and 429 `Retry-After`, a provider that never says 200,
+//! and a credential revoked (403 on every push) beside one that works.
+
+mod support;
+
+use std::time::Duration;
+
+use callpush::config::CredentialSettings;
+use callpush::providers::Platform;
+use support::apns_double::{Answer, ApnsDouble, DoubleOptions};
+use support::daemon::TestDaemon;
+use support::fcm_double::Answer as FcmAnswer;
+use support::process::{DaemonProcess, Knobs};
+use support::redis_server::RedisOptions;
+use support::tally::{
+    add_calls, apns_token, assert_one_outcome_each, register_users, wait_results, Tally,
+};
+use support::world::World;
+
+#[tokio::test]
+async fn redis_restarting_mid_run_leaves_no_event_without_an_outcome() {
+    let mut w = World::with_redis(RedisOptions { appendonly: true }, |s| {
+        s.limits.calls_per_identity_per_min = 0;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    register_users(&w, 20).await;
+    w.fcm
+        .set_default(FcmAnswer::ok().delayed(Duration::from_millis(30)));
+    let knobs = Knobs {
+        max_in_flight: 32,
+        batch_size: 8,
+        ..Knobs::default()
+    };
+    let daemon = DaemonProcess::start(&w, dir.path(), "survivor", &knobs);
+    let sids = add_calls(&mut w, "r", 400, 20).await;
+    while w.fcm.count() < 60 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    w.redis.restart().await;
+    // The test's own connection died with the server.
+    w.conn = w
+        .redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let results = wait_results(&mut w, sids.len(), Duration::from_secs(40)).await;
+    let outcomes = assert_one_outcome_each(&results, &sids);
+    assert!(
+        outcomes
+            .values()
+            .all(|o| o == "delivered" || o == "duplicate"),
+        "{outcomes:?}"
+    );
+    Tally::of(&w).assert_no_double_ring();
+    assert_eq!(w.pending().await, 0);
+    let log = daemon.log_text();
+    let outages = log.matches("retrying until Redis answers").count();
+    let duplicates = outcomes.values().filter(|o| *o == "duplicate").count();
+    eprintln!("{outages} outage(s) logged; {duplicates} duplicate outcomes");
+    assert!(
+        (1..=3).contains(&outages),
+        "one restart, logged once (not per event): {outages} times\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(daemon.sigterm(Duration::from_secs(15)).await.success());
+}
+
+#[tokio::test]
+async fn bursts_of_503_and_429_retry_after_are_delivered_after_the_wait() {
+    let mut w = World::new().await;
+    let flaky = apns_token(1);
+    w.register("ann", Platform::Apns, &flaky).await;
+    w.register("ben", Platform::Fcm, "fcm-ben").await;
+    let unavailable = Answer::error(503, "ServiceUnavailable");
+    w.apns.script(
+        &flaky,
+        vec![
+            unavailable.clone(),
+            unavailable.clone(),
+            unavailable,
+            Answer::ok(),
+        ],
+    );
+    w.fcm
+        .script("fcm-ben", vec![FcmAnswer::quota_exceeded().retry_after(1)]);
+    let daemon = TestDaemon::start(w.settings.clone());
+    w.call(&[("type", "incoming"), ("to", "ann"), ("call_sid", "CA-ann")])
+        .await;
+    w.call(&[("type", "incoming"), ("to", "ben"), ("call_sid", "CA-ben")])
+        .await;
+    let results = w.results(2).await;
+    assert!(
+        results.iter().all(|r| r["outcome"] == "delivered"),
+        "{results:?}"
+    );
+    assert_eq!(w.apns.count(), 4, "three 503 then 200");
+    let fcm = w.fcm.requests();
+    assert_eq!(fcm.len(), 2, "429 then 200");
+    assert_eq!(fcm[0].status, 429);
+    let waited = fcm[1].received_at - fcm[0].received_at;
+    assert!(
+        waited >= Duration::from_millis(950) && waited < Duration::from_secs(4),
+        "Retry-After: 1 respected: {waited:?}"
+    );
+    Tally::of(&w).assert_no_double_ring();
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_provider_that_never_says_200_expires_the_event_at_its_deadline() {
+    let mut w = World::with(|s| s.retry.max_attempts = 1_000).await;
+    w.register("cid", Platform::Apns, &apns_token(2)).await;
+    w.apns.set_default(Answer::error(503, "ServiceUnavailable"));
+    let daemon = TestDaemon::start(w.settings.clone());
+    let id = w
+        .call(&[
+            ("type", "incoming"),
+            ("to", "cid"),
+            ("call_sid", "CA-never"),
+            ("ttl_ms", "1500"),
+        ])
+        .await;
+    let deadline = stream_ms(&id) + 1_500;
+    let key = format!("{}results", w.prefix);
+    let results =
+        support::daemon::wait_entries(&mut w.conn, &key, 1, Duration::from_secs(10)).await;
+    assert_eq!(results.len(), 1);
+    let (result_id, result) = &results[0];
+    assert_eq!(result["outcome"], "expired");
+    let ended = stream_ms(result_id);
+    assert!(
+        ended + 500 >= deadline && ended <= deadline + 1_500,
+        "ended {} ms after the deadline",
+        ended as i64 - deadline as i64
+    );
+    let dead = w.dead(1).await;
+    assert_eq!(dead[0]["reason"], "expired");
+    assert!(dead[0]["detail"].contains("503"), "{:?}", dead[0]);
+    assert!(
+        w.apns.count() > 3,
+        "retried until the deadline: {}",
+        w.apns.count()
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_credential_does_not_slow_the_others() {
+    let revoked = ApnsDouble::start(DoubleOptions::default()).await;
+    revoked.set_default(Answer::error(403, "InvalidProviderToken"));
+    let mut w = World::with(|s| {
+        s.limits.calls_per_identity_per_min = 0;
+        s.credentials
+            .push(CredentialSettings::Apns(revoked.credential("CRrevoked")));
+    })
+    .await;
+    for i in 0..20 {
+        w.register_at(
+            &format!("gone{i}"),
+            Platform::Apns,
+            "CRrevoked",
+            &apns_token(100 + i),
+            callpush::providers::now_ms(),
+        )
+        .await;
+        w.register(&format!("user{i}"), Platform::Fcm, &format!("fcm-{i}"))
+            .await;
+    }
+    let daemon = TestDaemon::start(w.settings.clone());
+    let started = std::time::Instant::now();
+    let mut sids = Vec::new();
+    for k in 0..200 {
+        for who in ["gone", "user"] {
+            let sid = format!("CA-{who}-{k}");
+            let to = format!("{who}{}", k % 20);
+            w.call(&[("type", "incoming"), ("to", &to), ("call_sid", &sid)])
+                .await;
+            sids.push(sid);
+        }
+    }
+    let results = wait_results(&mut w, sids.len(), Duration::from_secs(20)).await;
+    let elapsed = started.elapsed();
+    let outcomes = assert_one_outcome_each(&results, &sids);
+    for (sid, outcome) in &outcomes {
+        let want = if sid.starts_with("CA-gone") {
+            "dead_lettered"
+        } else {
+            "delivered"
+        };
+        assert_eq!(outcome, want, "{sid}");
+    }
+    assert_eq!(w.fcm.count(), 200, "every good push went out");
+    assert_eq!(revoked.count(), 200, "a 403 is not retried");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    let dead = wait_results(&mut w, 0, Duration::ZERO).await;
+    drop(dead);
+    let letters = w.dead(200).await;
+    assert!(letters.iter().all(|d| d["reason"] == "provider_rejected"));
+    daemon.stop().await;
+}
+
+fn stream_ms(id: &str) -> u64 {
+    id.split('-').next().unwrap().parse().unwrap()
+}

@@ -1,0 +1,193 @@
+//! The real `callpush` binary as a child process (`serve --config`), for the tests that kill it:
+//! `kill -9`, SIGTERM, several daemons in one group. The config is written from a [`World`]'s
+//! settings (its Redis, prefix and both doubles) with a fixed consumer name; stderr goes to a log
+//! file beside the config, shown when a test fails.
+//!
+//! ```ignore
+//! let d = DaemonProcess::start(&w, dir.path(), "d1", &Knobs::default());
+//! d.kill9();
+//! ```
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use callpush::config::CredentialSettings;
+
+use super::world::World;
+
+/// The settings the delivery tests vary.
+#[derive(Debug, Clone)]
+pub struct Knobs {
+    pub claim_idle_ms: u64,
+    pub max_in_flight: usize,
+    pub grace_ms: u64,
+    pub batch_size: usize,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Knobs {
+            claim_idle_ms: 1_000,
+            max_in_flight: 256,
+            grace_ms: 5_000,
+            batch_size: 64,
+        }
+    }
+}
+
+/// A running `callpush serve`; killed (SIGKILL) when dropped.
+pub struct DaemonProcess {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl DaemonProcess {
+    /// Write `dir/<consumer>.toml` for `world` and start `callpush serve` with it.
+    pub fn start(world: &World, dir: &Path, consumer: &str, knobs: &Knobs) -> DaemonProcess {
+        let config = dir.join(format!("{consumer}.toml"));
+        std::fs::write(&config, config_toml(world, consumer, knobs)).unwrap();
+        let log = dir.join(format!("{consumer}.log"));
+        let stderr = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        // `option_env!`: examples share this support code and have no binary path.
+        let Some(binary) = option_env!("CARGO_BIN_EXE_callpush") else {
+            panic!("only integration tests run the binary");
+        };
+        let child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "callpush=info")
+            .env("CALLPUSH_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn callpush serve");
+        DaemonProcess {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `kill -9`: no chance to finish anything.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait (up to `timeout`) for the exit status.
+    pub async fn sigterm(mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("callpush did not exit within {timeout:?} of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The TOML a user would write for `world`, with `consumer` as the fixed consumer name.
+pub fn config_toml(world: &World, consumer: &str, knobs: &Knobs) -> String {
+    let s = &world.settings;
+    let mut text = format!(
+        r#"
+[redis]
+url = "{url}"
+key_prefix = "{prefix}"
+
+[stream]
+consumer = "{consumer}"
+block_ms = 200
+claim_idle_ms = {claim}
+batch_size = {batch}
+
+[workers]
+max_in_flight = {max}
+
+[retry]
+base_ms = {base}
+max_ms = {max_ms}
+max_attempts = {attempts}
+
+[limits]
+calls_per_identity_per_min = {per_min}
+
+# `serve` binds both listeners; port 0 lets several daemons and tests run side by side.
+[api]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+
+[shutdown]
+grace_ms = {grace}
+"#,
+        url = s.redis.url,
+        prefix = s.redis.key_prefix,
+        claim = knobs.claim_idle_ms,
+        batch = knobs.batch_size,
+        max = knobs.max_in_flight,
+        base = s.retry.base_ms,
+        max_ms = s.retry.max_ms,
+        attempts = s.retry.max_attempts,
+        per_min = s.limits.calls_per_identity_per_min,
+        grace = knobs.grace_ms,
+    );
+    for cred in &s.credentials {
+        match cred {
+            CredentialSettings::Apns(a) => text.push_str(&format!(
+                "\n[[credentials]]\nsid = \"{}\"\nplatform = \"apns\"\nbundle_id = \"{}\"\n\
+                 team_id = \"{}\"\nkey_id = \"{}\"\nkey_file = \"{}\"\nendpoint = \"{}\"\n",
+                a.sid,
+                a.bundle_id,
+                a.team_id,
+                a.key_id,
+                a.key_file.display(),
+                a.endpoint.as_deref().unwrap_or_default(),
+            )),
+            CredentialSettings::Fcm(f) => text.push_str(&format!(
+                "\n[[credentials]]\nsid = \"{}\"\nplatform = \"fcm\"\n\
+                 service_account_file = \"{}\"\nbase_url = \"{}\"\n",
+                f.sid,
+                f.service_account_file.display(),
+                f.base_url.as_deref().unwrap_or_default(),
+            )),
+        }
+    }
+    text
+}
