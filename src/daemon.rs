@@ -247,10 +247,12 @@ pub async fn run(
         redis = %redacted_url(&settings.redis.url),
         "callpush serving"
     );
+    let metrics = ctx.metrics.clone();
     let http = tokio::spawn(api::serve(listeners, ctx, shutdown.clone()));
     let limits = Limits::new(&settings);
     Dispatcher::new(queue, store, providers, limits, options)
         .with_ledger(ledger)
+        .with_metrics(metrics)
         .run(shutdown.clone())
         .await;
     // The dispatcher returns on shutdown only; make sure the listeners stop too.

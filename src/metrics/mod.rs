@@ -57,6 +57,25 @@ pub const EVENT_OUTCOMES: [&str; 6] = [
 /// What a registration request ended in.
 pub const REGISTRATION_OUTCOMES: [&str; 4] = ["created", "refreshed", "removed", "not_found"];
 
+/// The Redis operations whose failures are counted (`callpush_redis_errors_total{op}`): the
+/// sampler's, the readiness probe's and the worker pool's. Created at start so a first error
+/// shows as an increase.
+pub const REDIS_OPS: [&str; 13] = [
+    "xlen",
+    "exists",
+    "xinfo_groups",
+    "xpending",
+    "ping",
+    "create_group",
+    "read_stream",
+    "touch",
+    "finish",
+    "list_bindings",
+    "claim_devices",
+    "settle_devices",
+    "prune",
+];
+
 /// Which limit turned work away (`callpush_rate_limited_total{scope}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateScope {
@@ -246,6 +265,15 @@ impl Metrics {
                 );
             }
         }
+        let redis_errors = counter(
+            registry,
+            "callpush_redis_errors_total",
+            "Redis commands that failed, by operation.",
+            &["op"],
+        )?;
+        for op in REDIS_OPS {
+            redis_errors.with_label_values(&[op]);
+        }
         Ok(Arc::new(Metrics {
             events,
             events_vec,
@@ -299,12 +327,7 @@ impl Metrics {
                 &["listener", "route"],
                 HTTP_DURATION_BUCKETS,
             )?,
-            redis_errors: counter(
-                registry,
-                "callpush_redis_errors_total",
-                "Redis commands that failed, by operation.",
-                &["op"],
-            )?,
+            redis_errors,
             token_refreshes,
             credentials: credential_handles,
         }))
