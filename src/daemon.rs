@@ -83,6 +83,12 @@ pub fn build_providers(
         .collect())
 }
 
+/// Metered providers keyed by credential SID, and what the metrics sampler reads from them.
+pub type Metered = (
+    HashMap<String, Arc<dyn Provider>>,
+    Vec<Arc<dyn ProviderProbe>>,
+);
+
 /// Each credential's provider, plus the same provider as the sampler reads it.
 type Probed = HashMap<String, (Arc<dyn Provider>, Arc<dyn ProviderProbe>)>;
 
@@ -115,23 +121,11 @@ fn probed_providers(credentials: &[CredentialSettings]) -> Result<Probed, Daemon
 pub fn metered_providers(
     credentials: &[CredentialSettings],
     metrics: &Metrics,
-) -> Result<
-    (
-        HashMap<String, Arc<dyn Provider>>,
-        Vec<Arc<dyn ProviderProbe>>,
-    ),
-    DaemonError,
-> {
+) -> Result<Metered, DaemonError> {
     Ok(meter(probed_providers(credentials)?, metrics))
 }
 
-fn meter(
-    probed: Probed,
-    metrics: &Metrics,
-) -> (
-    HashMap<String, Arc<dyn Provider>>,
-    Vec<Arc<dyn ProviderProbe>>,
-) {
+fn meter(probed: Probed, metrics: &Metrics) -> Metered {
     let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
     let mut probes = Vec::new();
     for (sid, (provider, probe)) in probed {

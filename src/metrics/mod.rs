@@ -15,6 +15,7 @@
 //! each test has its own. Handles used per push or per event are resolved at start; the
 //! `with_label_values` lookups left are on rare paths (failures, Redis errors).
 
+mod labels;
 mod provider;
 pub mod sampler;
 
@@ -26,6 +27,7 @@ use prometheus::{
     Registry,
 };
 
+pub use labels::{RateScope, EVENT_OUTCOMES, EVENT_TYPES, REDIS_OPS, REGISTRATION_OUTCOMES};
 pub use provider::{MeteredProvider, ProviderProbe, RefreshCounter};
 
 use crate::providers::Platform;
@@ -42,71 +44,6 @@ const PUSH_DURATION_BUCKETS: &[f64] = &[
 const HTTP_DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
-
-/// The event types of SPEC §5, plus `unknown` for a malformed entry without a valid type.
-pub const EVENT_TYPES: [&str; 3] = ["incoming", "cancel", "unknown"];
-/// The event outcomes of SPEC §5.
-pub const EVENT_OUTCOMES: [&str; 6] = [
-    "delivered",
-    "no_bindings",
-    "expired",
-    "dead_lettered",
-    "malformed",
-    "duplicate",
-];
-/// What a registration request ended in.
-pub const REGISTRATION_OUTCOMES: [&str; 4] = ["created", "refreshed", "removed", "not_found"];
-
-/// The Redis operations whose failures are counted (`callpush_redis_errors_total{op}`): the
-/// sampler's, the readiness probe's and the worker pool's. Created at start so a first error
-/// shows as an increase.
-pub const REDIS_OPS: [&str; 13] = [
-    "xlen",
-    "exists",
-    "xinfo_groups",
-    "xpending",
-    "ping",
-    "create_group",
-    "read_stream",
-    "touch",
-    "finish",
-    "list_bindings",
-    "claim_devices",
-    "settle_devices",
-    "prune",
-];
-
-/// Which limit turned work away (`callpush_rate_limited_total{scope}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateScope {
-    /// A credential's pushes per second (the push waited past its deadline).
-    Credential,
-    /// A callee's incoming calls per minute.
-    Callee,
-    /// Registrations per identity per minute.
-    RegistrationIdentity,
-    /// Registrations per client address per minute.
-    RegistrationAddress,
-}
-
-impl RateScope {
-    const ALL: [RateScope; 4] = [
-        RateScope::Credential,
-        RateScope::Callee,
-        RateScope::RegistrationIdentity,
-        RateScope::RegistrationAddress,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RateScope::Credential => "credential",
-            RateScope::Callee => "callee",
-            RateScope::RegistrationIdentity => "registration_identity",
-            RateScope::RegistrationAddress => "registration_address",
-        }
-    }
-}
 
 /// The per-credential handles of the push path, resolved once at start.
 #[derive(Clone)]
