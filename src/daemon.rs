@@ -24,6 +24,8 @@ use crate::dispatch::{DispatchOptions, Dispatcher};
 use crate::fcm::FcmProvider;
 use crate::ingest::redis::{QueueOptions, RedisCallQueue};
 use crate::ingest::CallQueue;
+use crate::metrics::sampler::{self, Sampler};
+use crate::metrics::{MeteredProvider, Metrics, ProviderProbe};
 use crate::providers::Provider;
 use crate::redis_conn::{self, Keys};
 
@@ -75,25 +77,62 @@ pub enum DaemonError {
 pub fn build_providers(
     credentials: &[CredentialSettings],
 ) -> Result<HashMap<String, Arc<dyn Provider>>, DaemonError> {
-    let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+    Ok(probed_providers(credentials)?
+        .into_iter()
+        .map(|(sid, (provider, _))| (sid, provider))
+        .collect())
+}
+
+/// Metered providers keyed by credential SID, and what the metrics sampler reads from them.
+pub type Metered = (
+    HashMap<String, Arc<dyn Provider>>,
+    Vec<Arc<dyn ProviderProbe>>,
+);
+
+/// Each credential's provider, plus the same provider as the sampler reads it.
+type Probed = HashMap<String, (Arc<dyn Provider>, Arc<dyn ProviderProbe>)>;
+
+fn probed_providers(credentials: &[CredentialSettings]) -> Result<Probed, DaemonError> {
+    let mut providers = Probed::new();
     for cred in credentials {
-        let provider: Arc<dyn Provider> = match cred {
+        let provider = match cred {
             CredentialSettings::Apns(c) => {
-                Arc::new(ApnsProvider::new(c).map_err(|source| DaemonError::Apns {
+                let p = Arc::new(ApnsProvider::new(c).map_err(|source| DaemonError::Apns {
                     sid: c.sid.clone(),
                     source,
-                })?)
+                })?);
+                (p.clone() as Arc<dyn Provider>, p as Arc<dyn ProviderProbe>)
             }
             CredentialSettings::Fcm(c) => {
-                Arc::new(FcmProvider::new(c).map_err(|source| DaemonError::Fcm {
+                let p = Arc::new(FcmProvider::new(c).map_err(|source| DaemonError::Fcm {
                     sid: c.sid.clone(),
                     source,
-                })?)
+                })?);
+                (p.clone() as Arc<dyn Provider>, p as Arc<dyn ProviderProbe>)
             }
         };
         providers.insert(cred.sid().to_string(), provider);
     }
     Ok(providers)
+}
+
+/// One provider per configured credential, each wrapped in a [`MeteredProvider`], and what the
+/// metrics sampler reads from them.
+pub fn metered_providers(
+    credentials: &[CredentialSettings],
+    metrics: &Metrics,
+) -> Result<Metered, DaemonError> {
+    Ok(meter(probed_providers(credentials)?, metrics))
+}
+
+fn meter(probed: Probed, metrics: &Metrics) -> Metered {
+    let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+    let mut probes = Vec::new();
+    for (sid, (provider, probe)) in probed {
+        providers.insert(sid, Arc::new(MeteredProvider::new(provider, metrics)));
+        probes.push(probe);
+    }
+    (providers, probes)
 }
 
 /// The Redis URL without a password, for messages.
@@ -149,12 +188,16 @@ pub async fn api_context(
             url: redacted_url(&settings.redis.url),
             source,
         })?;
+    let registry = api::health::base_registry()?;
+    let credentials = settings.credentials.iter().map(|c| (c.platform(), c.sid()));
+    let metrics = Metrics::new(&registry, credentials).map_err(api::health::RegistryError::from)?;
     Ok(ApiContext {
         auth,
         store,
         queue,
         redis,
-        registry: api::health::base_registry()?,
+        registry,
+        metrics,
         limits: api::limits::RegistrationLimits::new(&settings.limits),
     })
 }
@@ -167,12 +210,24 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
-    let providers = build_providers(&settings.credentials)?;
+    // Credentials first: a bad key fails the start before any connection is made.
+    let probed = probed_providers(&settings.credentials)?;
     let (queue, store) = redis_backends(&settings).await?;
     let ledger = Arc::new(queue.sent_ledger());
     let queue: Arc<dyn CallQueue> = queue;
     let store: Arc<dyn BindingStore> = store;
     let ctx = Arc::new(api_context(&settings, queue.clone(), store.clone()).await?);
+    let (providers, probes) = meter(probed, &ctx.metrics);
+    let keys =
+        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
+    let sampler = Sampler::new(
+        ctx.metrics.clone(),
+        ctx.redis.clone(),
+        keys,
+        settings.stream.group.clone(),
+        probes,
+    );
+    let sampling = tokio::spawn(sampler.run(sampler::SAMPLE_EVERY, shutdown.clone()));
     let options = DispatchOptions {
         max_in_flight: settings.workers.max_in_flight,
         batch_size: settings.stream.batch_size,
@@ -186,10 +241,12 @@ pub async fn run(
         redis = %redacted_url(&settings.redis.url),
         "callpush serving"
     );
+    let metrics = ctx.metrics.clone();
     let http = tokio::spawn(api::serve(listeners, ctx, shutdown.clone()));
     let limits = Limits::new(&settings);
     Dispatcher::new(queue, store, providers, limits, options)
         .with_ledger(ledger)
+        .with_metrics(metrics)
         .run(shutdown.clone())
         .await;
     // The dispatcher returns on shutdown only; make sure the listeners stop too.
@@ -206,6 +263,7 @@ pub async fn run(
             Ok(())
         }
     };
+    let _ = sampling.await;
     info!("callpush stopped");
     served
 }

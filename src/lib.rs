@@ -10,7 +10,8 @@
 //!    [`transport`] and answer with domain outcomes;
 //! 5. [`outcome`]: the event's one result, dead letters, and the stream acknowledgement.
 //!
-//! Beside the path: [`api`] (the public and admin HTTP listeners), [`auth`] (access tokens),
+//! Beside the path: [`api`] (the public and admin HTTP listeners), [`metrics`] (every Prometheus
+//! metric, in one module), [`auth`] (access tokens),
 //! [`config`] (one typed, layered configuration), [`daemon`] (wiring and
 //! lifecycle) and [`cli`] (the `callpush` command line).
 
@@ -25,6 +26,7 @@ pub mod dispatch;
 pub mod event;
 pub mod fcm;
 pub mod ingest;
+pub mod metrics;
 pub mod outcome;
 pub mod providers;
 pub mod redis_conn;

@@ -58,6 +58,7 @@ pub async fn readyz(
     match tokio::time::timeout(PING_TIMEOUT, ping).await {
         Ok(Ok(_)) => Ok(Json(serde_json::json!({"status": "ready"}))),
         Ok(Err(e)) => {
+            ctx.metrics.redis_error("ping");
             warn!(error = %e, "not ready: Redis PING failed");
             Err(ApiError::NotReady)
         }

@@ -20,9 +20,9 @@ pub mod registrations;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +36,7 @@ use tracing::{debug, info};
 use crate::auth::Auth;
 use crate::bindings::BindingStore;
 use crate::ingest::CallQueue;
+use crate::metrics::Metrics;
 use error::ApiError;
 use limits::RegistrationLimits;
 
@@ -56,6 +57,8 @@ pub struct ApiContext {
     pub redis: ConnectionManager,
     /// What `/metrics` shows.
     pub registry: prometheus::Registry,
+    /// The daemon's metrics, registered on `registry`.
+    pub metrics: Arc<Metrics>,
     /// Registration rate limits.
     pub limits: RegistrationLimits,
 }
@@ -115,8 +118,31 @@ async fn time_limit(request: Request, next: Next) -> Response {
     }
 }
 
-/// The hygiene every router gets: JSON 404/405, the body limit, the time limit.
-fn finish(router: Router<Arc<ApiContext>>, ctx: Arc<ApiContext>) -> Router {
+/// Counts and times every request by listener and matched route pattern (never the raw path,
+/// which holds identities), the one place `callpush_http_*` is emitted.
+async fn track(
+    State((metrics, listener)): State<(Arc<Metrics>, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.http_request(
+        listener,
+        route.as_deref().unwrap_or("unmatched"),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// The hygiene every router gets: JSON 404/405, the body limit, the time limit, metrics.
+fn finish(router: Router<Arc<ApiContext>>, ctx: Arc<ApiContext>, listener: &'static str) -> Router {
+    let tracked = (ctx.metrics.clone(), listener);
     router
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -124,6 +150,7 @@ fn finish(router: Router<Arc<ApiContext>>, ctx: Arc<ApiContext>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::from_fn(time_limit))
+        .layer(middleware::from_fn_with_state(tracked, track))
         .with_state(ctx)
 }
 
@@ -138,7 +165,7 @@ pub fn public_router(ctx: Arc<ApiContext>) -> Router {
             ctx.clone(),
             registrations::address_limit,
         ));
-    finish(registrations, ctx)
+    finish(registrations, ctx, "public")
 }
 
 /// The admin router (operators, call servers, Prometheus).
@@ -158,7 +185,7 @@ pub fn admin_router(ctx: Arc<ApiContext>) -> Router {
             admin::require_admin,
         ));
     let open = Router::new().route("/metrics", get(health::metrics));
-    finish(guarded.merge(open), ctx)
+    finish(guarded.merge(open), ctx, "admin")
 }
 
 /// Serve both routers until `shutdown` is cancelled, then stop accepting, let requests in

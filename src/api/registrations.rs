@@ -25,6 +25,7 @@ use super::extract::{bearer, ApiJson};
 use super::ApiContext;
 use crate::auth::VerifiedToken;
 use crate::bindings::{mask_device_token, normalize_device_token, NewBinding};
+use crate::metrics::RateScope;
 use crate::providers::{now_ms, Platform};
 
 /// The body of `POST` and `DELETE /v1/registrations`.
@@ -64,6 +65,7 @@ pub async fn address_limit(
     if let Ok(ConnectInfo(peer)) = peer {
         if let Err(retry_after) = ctx.limits.check_address(peer.ip()) {
             debug!(address = %peer.ip(), "registration rate limited by address");
+            ctx.metrics.rate_limited(RateScope::RegistrationAddress);
             return ApiError::RateLimited { retry_after }.into_response();
         }
     }
@@ -75,9 +77,10 @@ fn device_token(body: &RegistrationBody) -> Result<String, ApiError> {
 }
 
 fn check_identity_limit(ctx: &ApiContext, identity: &str) -> Result<(), ApiError> {
-    ctx.limits
-        .check_identity(identity)
-        .map_err(|retry_after| ApiError::RateLimited { retry_after })
+    ctx.limits.check_identity(identity).map_err(|retry_after| {
+        ctx.metrics.rate_limited(RateScope::RegistrationIdentity);
+        ApiError::RateLimited { retry_after }
+    })
 }
 
 /// `POST /v1/registrations`: 201 with the new binding, 200 with the refreshed one.
@@ -115,11 +118,12 @@ pub async fn register(
         evicted = registered.evicted.len(),
         "device registered"
     );
-    let status = if registered.created {
-        StatusCode::CREATED
+    let (status, outcome) = if registered.created {
+        (StatusCode::CREATED, "created")
     } else {
-        StatusCode::OK
+        (StatusCode::OK, "refreshed")
     };
+    ctx.metrics.registration(body.platform, outcome);
     Ok((status, Json(registered.binding.view())).into_response())
 }
 
@@ -144,8 +148,10 @@ pub async fn unregister(
     {
         info!(identity = %token.identity, platform = %body.platform, credential = %credential,
             device_token = %masked, "device unregistered");
+        ctx.metrics.registration(body.platform, "removed");
         Ok(StatusCode::NO_CONTENT)
     } else {
+        ctx.metrics.registration(body.platform, "not_found");
         Err(ApiError::NotFound(format!(
             "identity {:?} has no {} registration for device token {masked} under credential {credential}",
             token.identity, body.platform

@@ -161,6 +161,16 @@ impl Provider for ApnsProvider {
     }
 }
 
+impl crate::metrics::ProviderProbe for ApnsProvider {
+    fn open_connections(&self) -> usize {
+        self.pool.open_connections()
+    }
+
+    fn token_refreshes(&self) -> (u64, u64) {
+        self.token.refreshes.snapshot()
+    }
+}
+
 fn log(sid: &str, push: &Push, outcome: &Outcome) {
     let device = mask_token(&push.device_token);
     let call_sid = &push.call.call_sid;

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use http::HeaderValue;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
+use crate::metrics::RefreshCounter;
+
 /// The age at which the cached token is re-signed (Apple: between 20 and 60 minutes).
 pub(crate) const REFRESH_AFTER: Duration = Duration::from_secs(40 * 60);
 
@@ -37,6 +39,8 @@ pub(crate) struct ProviderToken {
     header: Header,
     team_id: String,
     current: RwLock<Arc<Signed>>,
+    /// Re-signs since start, for `callpush_provider_token_refreshes_total`.
+    pub(crate) refreshes: RefreshCounter,
 }
 
 impl std::fmt::Debug for ProviderToken {
@@ -66,6 +70,7 @@ impl ProviderToken {
             header,
             team_id: team_id.to_string(),
             current: RwLock::new(Arc::new(first)),
+            refreshes: RefreshCounter::default(),
         })
     }
 
@@ -102,10 +107,14 @@ impl ProviderToken {
             Ok(fresh) => {
                 tracing::info!(kid = ?self.header.kid, why, "APNs provider token re-signed");
                 *current = Arc::new(fresh);
+                self.refreshes.succeeded();
             }
             // The key signed once at start, so this is not expected; keep the old token, which
             // Apple may still accept, rather than fail every push.
-            Err(e) => tracing::error!(error = %e, why, "cannot re-sign the APNs provider token"),
+            Err(e) => {
+                tracing::error!(error = %e, why, "cannot re-sign the APNs provider token");
+                self.refreshes.failed();
+            }
         }
     }
 }
@@ -173,6 +182,7 @@ mod tests {
         t.expired(&first);
         let second = t.current();
         assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(t.refreshes.snapshot(), (1, 0));
         // A late 403 for the first token must not throw away the second.
         t.expired(&first);
         assert!(Arc::ptr_eq(&second, &t.current()));

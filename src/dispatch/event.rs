@@ -8,16 +8,19 @@
 //! counts them and `delivered` the ones known to be delivered; when it claimed only some, the
 //! rest are pushed and the outcome counts the earlier deliveries too.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures::future::join_all;
+use futures::FutureExt;
 use tracing::{debug, info};
 
 use super::dedup::{device_key, Claim, Settle, CLAIM_MARGIN_MS};
 use super::push::{push_until_final, DeviceEnd};
 use super::Shared;
 use crate::bindings::{mask_device_token as mask_token, Binding};
-use crate::event::{CallEvent, StreamEntry};
+use crate::event::{stream_id_ms, CallEvent, StreamEntry};
+use crate::metrics::RateScope;
 use crate::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
 use crate::providers::{now_ms, Failure, Provider, Push, PushKind};
 
@@ -65,6 +68,7 @@ pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution 
     }
     if event.kind() == PushKind::Incoming && !shared.limits.allow_call(&event.call.callee) {
         info!(stream_id = %entry.id, "callee over its call rate limit; event dead-lettered");
+        shared.metrics.rate_limited(RateScope::Callee);
         let detail =
             "the callee received more incoming calls than limits.calls_per_identity_per_min";
         return Resolution::Final(
@@ -78,7 +82,9 @@ pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution 
             b
         }
         Err(err) => {
-            shared.outage.failed("resolving bindings", &err);
+            shared
+                .outage
+                .failed("list_bindings", "resolving bindings", &err);
             debug!(stream_id = %entry.id, error = %err, "cannot resolve bindings; event left pending");
             return Resolution::LeavePending;
         }
@@ -119,7 +125,9 @@ pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution 
             claims
         }
         Err(err) => {
-            shared.outage.failed("claiming devices", &err);
+            shared
+                .outage
+                .failed("claim_devices", "claiming devices", &err);
             debug!(stream_id = %entry.id, error = %err, "cannot claim devices; event left pending");
             return Resolution::LeavePending;
         }
@@ -143,12 +151,23 @@ pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution 
     if skipped > 0 {
         info!(stream_id = %entry.id, skipped, "devices pushed by an earlier attempt are skipped");
     }
+    // The SLO number: from the entry's stream-id time to the first device that accepted.
+    let first_accepted = AtomicBool::new(false);
+    let stream_ms = stream_id_ms(&entry.id);
     let ends = join_all(fresh.iter().map(|t| {
         let push = Push {
             call: event.call.clone(),
             device_token: Arc::from(t.binding.device_token.as_str()),
         };
-        push_until_final(shared, t.provider.as_ref(), push)
+        push_until_final(shared, t.provider.as_ref(), push).inspect(|(end, _)| {
+            if matches!(end, DeviceEnd::Delivered) && !first_accepted.swap(true, Ordering::Relaxed)
+            {
+                if let Some(at) = stream_ms {
+                    let seconds = now_ms().saturating_sub(at) as f64 / 1000.0;
+                    shared.metrics.event_latency(event.kind().as_str(), seconds);
+                }
+            }
+        })
     }))
     .await;
     settle(shared, event.call_sid(), &fresh, &ends).await;
@@ -244,7 +263,9 @@ async fn settle(shared: &Shared, call_sid: &str, fresh: &[&Target], ends: &[(Dev
     match shared.ledger.settle(call_sid, &settled).await {
         Ok(()) => shared.outage.recovered(),
         Err(err) => {
-            shared.outage.failed("settling device claims", &err);
+            shared
+                .outage
+                .failed("settle_devices", "settling device claims", &err);
             debug!(error = %err, "cannot settle device claims; they stay `sending` until they expire");
         }
     }
@@ -261,19 +282,22 @@ fn dead_letter(reason: DeadReason, detail: String, attempts: u32) -> DeadLetter 
 
 async fn prune(shared: &Shared, binding: &Binding, failure: &Failure, judged_at_ms: u64) {
     match shared.store.prune(binding, judged_at_ms).await {
-        Ok(true) => info!(
-            platform = %binding.platform,
-            credential = %binding.credential,
-            device = %mask_token(&binding.device_token),
-            reason = %failure.reason,
-            "binding pruned: the provider says the device token is dead"
-        ),
+        Ok(true) => {
+            shared.metrics.pruned(binding.platform, &failure.reason);
+            info!(
+                platform = %binding.platform,
+                credential = %binding.credential,
+                device = %mask_token(&binding.device_token),
+                reason = %failure.reason,
+                "binding pruned: the provider says the device token is dead"
+            )
+        }
         Ok(false) => debug!(
             device = %mask_token(&binding.device_token),
             "binding kept: re-registered after the provider's verdict"
         ),
         Err(err) => {
-            shared.outage.failed("pruning a binding", &err);
+            shared.outage.failed("prune", "pruning a binding", &err);
             debug!(error = %err, "cannot prune binding; it will be tried again on the next push")
         }
     }

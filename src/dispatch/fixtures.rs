@@ -179,6 +179,8 @@ pub(super) fn shared_with_store(
         .into_iter()
         .map(|p| (p.sid.clone(), p as Arc<dyn Provider>))
         .collect();
+    let metrics = crate::metrics::Metrics::new(&prometheus::Registry::new(), [])
+        .expect("a fresh registry takes every metric");
     Shared {
         store,
         queue: Arc::new(NoQueue),
@@ -192,9 +194,10 @@ pub(super) fn shared_with_store(
             max_attempts,
         }),
         limits: super::limits::Limits::default(),
-        outage: super::outage::Outage::default(),
+        outage: super::outage::Outage::new(metrics.clone()),
         in_flight: Default::default(),
         hard_stop: CancellationToken::new(),
+        metrics,
     }
 }
 

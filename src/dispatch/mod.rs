@@ -35,6 +35,7 @@ use tracing::{info, warn, Instrument};
 use crate::bindings::BindingStore;
 use crate::event::StreamEntry;
 use crate::ingest::CallQueue;
+use crate::metrics::Metrics;
 use crate::providers::Provider;
 use dedup::{MemoryLedger, SentLedger};
 use event::Resolution;
@@ -80,6 +81,8 @@ pub(crate) struct Shared {
     in_flight: Mutex<HashSet<String>>,
     /// Cancelled when the grace period is over: tasks stop where they are.
     hard_stop: CancellationToken,
+    /// Events, latency, retries, prunes, call rate limits.
+    metrics: Arc<Metrics>,
 }
 
 /// Push slots of each credential: all of them with one credential, else half the pool (at least
@@ -117,6 +120,16 @@ impl Dispatcher {
         limits: limits::Limits,
         options: DispatchOptions,
     ) -> Self {
+        // Metrics of its own until `with_metrics`: a pool always counts, whoever reads it.
+        let credentials = providers
+            .values()
+            .map(|p| (p.platform(), p.credential().to_string()))
+            .collect::<Vec<_>>();
+        let metrics = Metrics::new(
+            &prometheus::Registry::new(),
+            credentials.iter().map(|(p, c)| (*p, c.as_str())),
+        )
+        .expect("a fresh registry takes every metric");
         let shared = Arc::new(Shared {
             store,
             queue,
@@ -126,9 +139,10 @@ impl Dispatcher {
             pushes: Semaphore::new(options.max_in_flight),
             retry: options.retry,
             limits,
-            outage: Outage::default(),
+            outage: Outage::new(metrics.clone()),
             in_flight: Mutex::default(),
             hard_stop: CancellationToken::new(),
+            metrics,
         });
         Dispatcher {
             shared,
@@ -145,6 +159,14 @@ impl Dispatcher {
         self
     }
 
+    /// Count events, retries, prunes and rate limits in `metrics` (the daemon's registry).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        let shared = Arc::get_mut(&mut self.shared).expect("the pool is not running yet");
+        shared.outage = Outage::new(metrics.clone());
+        shared.metrics = metrics;
+        self
+    }
+
     /// Consume the stream until `shutdown` is cancelled, then let in-flight events finish within
     /// the grace period and return. Redis failures are retried, never returned.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -152,7 +174,7 @@ impl Dispatcher {
         let outage = &self.shared.outage;
         let mut backoff = Backoff::default();
         while let Err(err) = queue.ensure_group().await {
-            outage.failed("creating the consumer group", &err);
+            outage.failed("create_group", "creating the consumer group", &err);
             if sleep_or_stop(backoff.next(), &shutdown).await {
                 return;
             }
@@ -200,7 +222,7 @@ impl Dispatcher {
                     entries
                 }
                 Err(err) => {
-                    outage.failed("reading the calls stream", &err);
+                    outage.failed("read_stream", "reading the calls stream", &err);
                     drop(permits);
                     if sleep_or_stop(backoff.next(), &shutdown).await {
                         break;
@@ -314,7 +336,9 @@ async fn heartbeat(shared: Arc<Shared>, every: Duration, done: CancellationToken
         }
         match shared.queue.touch(&ids).await {
             Ok(()) => shared.outage.recovered(),
-            Err(err) => shared.outage.failed("touching entries in flight", &err),
+            Err(err) => shared
+                .outage
+                .failed("touch", "touching entries in flight", &err),
         }
     }
 }
@@ -331,6 +355,8 @@ async fn handle(shared: Arc<Shared>, entry: StreamEntry, _slot: OwnedSemaphorePe
         match shared.queue.finish(&entry, &result, dead.as_ref()).await {
             Ok(()) => {
                 shared.outage.recovered();
+                let kind = entry.field("type").unwrap_or("unknown");
+                shared.metrics.event(kind, result.outcome.as_str());
                 // Delivered is the common case: keep it out of the default log volume.
                 if result.outcome == crate::outcome::EventOutcome::Delivered {
                     tracing::debug!(
@@ -344,7 +370,9 @@ async fn handle(shared: Arc<Shared>, entry: StreamEntry, _slot: OwnedSemaphorePe
                 return;
             }
             Err(err) => {
-                shared.outage.failed("recording the outcome", &err);
+                shared
+                    .outage
+                    .failed("finish", "recording the outcome", &err);
                 if sleep_or_stop(backoff.next(), &shared.hard_stop).await {
                     return;
                 }

@@ -2,8 +2,10 @@
 //! once when one succeeds again — not once per event, however many events are in flight — while
 //! every caller backs off on its own.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::metrics::Metrics;
 
 use tracing::{error, info};
 
@@ -11,15 +13,26 @@ use tracing::{error, info};
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The process-wide outage state.
-#[derive(Debug, Default)]
 pub(crate) struct Outage {
     /// When the current outage started, and how many failures it has seen.
     state: Mutex<Option<(Instant, u64)>>,
+    /// Every failure counts in `callpush_redis_errors_total{op}`, though only the first logs.
+    metrics: Arc<Metrics>,
 }
 
 impl Outage {
-    /// Note a failed Redis command; logs when it starts an outage.
-    pub(crate) fn failed(&self, what: &str, err: &dyn std::fmt::Display) {
+    /// No outage yet; failures count in `metrics`.
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Outage {
+        Outage {
+            state: Mutex::default(),
+            metrics,
+        }
+    }
+
+    /// Note a failed Redis command (`op`: a short metric label; `what`: for the log); logs when
+    /// it starts an outage.
+    pub(crate) fn failed(&self, op: &'static str, what: &str, err: &dyn std::fmt::Display) {
+        self.metrics.redis_error(op);
         let mut state = self.state.lock().expect("outage lock");
         match state.as_mut() {
             Some((_, failures)) => *failures += 1,
@@ -73,10 +86,22 @@ mod tests {
 
     #[test]
     fn an_outage_is_counted_until_it_ends() {
-        let o = Outage::default();
-        o.failed("reading", &"down");
-        o.failed("finishing", &"down");
+        let registry = prometheus::Registry::new();
+        let o = Outage::new(Metrics::new(&registry, []).unwrap());
+        o.failed("read_stream", "reading", &"down");
+        o.failed("finish", "finishing", &"down");
         assert_eq!(o.state.lock().unwrap().map(|(_, n)| n), Some(2));
+        let errors: u64 = registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "callpush_redis_errors_total")
+            .flat_map(|f| {
+                f.get_metric()
+                    .iter()
+                    .map(|m| m.get_counter().get_value() as u64)
+            })
+            .sum();
+        assert_eq!(errors, 2, "every failure counts, though one logs");
         o.recovered();
         assert!(o.state.lock().unwrap().is_none());
     }

@@ -8,6 +8,7 @@ use tracing::debug;
 
 use super::retry::NextAttempt;
 use super::Shared;
+use crate::metrics::RateScope;
 use crate::providers::{now_ms, Failure, Outcome, Provider, Push};
 
 /// How one device's pushes ended.
@@ -48,6 +49,7 @@ pub(super) async fn push_until_final(
             _ = shared.hard_stop.cancelled() => return (DeviceEnd::Aborted { in_flight: false }, attempt),
         };
         if !turn {
+            shared.metrics.rate_limited(RateScope::Credential);
             let failure = last.unwrap_or_else(|| {
                 Failure::new(
                     "rate_limited",
@@ -106,6 +108,7 @@ pub(super) async fn push_until_final(
             .next(attempt, retry_after, now_ms(), deadline, jitter)
         {
             NextAttempt::After(wait) => {
+                shared.metrics.retry(provider.platform(), &failure.reason);
                 debug!(attempt, ?wait, reason = %failure.reason, "push will be retried");
                 last = Some(failure);
                 tokio::select! {

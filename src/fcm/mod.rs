@@ -177,6 +177,16 @@ impl FcmProvider {
     }
 }
 
+impl crate::metrics::ProviderProbe for FcmProvider {
+    fn open_connections(&self) -> usize {
+        FcmProvider::open_connections(self)
+    }
+
+    fn token_refreshes(&self) -> (u64, u64) {
+        self.tokens.refreshes.snapshot()
+    }
+}
+
 /// The path of `url` (without query), or `default` when it has none.
 fn path_of(url: &str, default: &str) -> String {
     url.parse::<http::Uri>()

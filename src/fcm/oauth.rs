@@ -78,6 +78,8 @@ pub(crate) struct TokenSource {
     current: StdMutex<Option<Arc<AccessToken>>>,
     /// Held while a refresh runs; keeps when the last refresh failed and how.
     refresh: Mutex<Option<(Instant, Outcome)>>,
+    /// Fetches since start, for `callpush_provider_token_refreshes_total`.
+    pub(crate) refreshes: crate::metrics::RefreshCounter,
 }
 
 impl TokenSource {
@@ -94,6 +96,7 @@ impl TokenSource {
             header,
             current: StdMutex::new(None),
             refresh: Mutex::new(None),
+            refreshes: Default::default(),
         }
     }
 
@@ -131,11 +134,13 @@ impl TokenSource {
         }
         match self.fetch().await {
             Ok(token) => {
+                self.refreshes.succeeded();
                 *last_failure = None;
                 *self.current.lock().expect("token lock") = Some(token.clone());
                 Ok(token)
             }
             Err(outcome) => {
+                self.refreshes.failed();
                 *last_failure = Some((Instant::now(), outcome.clone()));
                 // A token due for refresh may still have minutes to live: better than no push.
                 match self.unexpired() {

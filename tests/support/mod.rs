@@ -9,5 +9,6 @@ pub mod daemon;
 pub mod fcm_double;
 pub mod process;
 pub mod redis_server;
+pub mod scrape;
 pub mod tally;
 pub mod world;

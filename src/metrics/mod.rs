@@ -1,0 +1,343 @@
+//! Every Prometheus metric callpush exports, named and registered in this one module.
+//!
+//! The names are a contract with dashboards and alert rules (`dashboards/`, `deploy/prometheus/`):
+//! `callpush_<noun>_<unit>`, `_total` on counters, label values from small fixed sets (platform,
+//! credential SID, outcome, reason, scope, route) — never a device token, an identity or a call
+//! sid. Each metric is emitted from exactly one place:
+//!
+//! - pushes, push duration, pushes in flight: [`MeteredProvider`], wrapped around every provider;
+//! - provider connections, provider token refreshes, stream lag/pending, dead letters: the
+//!   [`sampler`], every few seconds;
+//! - events, event latency, retries, prunes, call rate limits: the dispatcher;
+//! - registrations, registration rate limits, HTTP requests: the API.
+//!
+//! A [`Metrics`] is built once per registry and passed around as `Arc<Metrics>` (no statics), so
+//! each test has its own. Handles used per push or per event are resolved at start; the
+//! `with_label_values` lookups left are on rare paths (failures, Redis errors).
+
+mod labels;
+mod provider;
+pub mod sampler;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+pub use labels::{RateScope, EVENT_OUTCOMES, EVENT_TYPES, REDIS_OPS, REGISTRATION_OUTCOMES};
+pub use provider::{MeteredProvider, ProviderProbe, RefreshCounter};
+
+use crate::providers::Platform;
+
+/// Event latency buckets, seconds: 1 ms to 30 s (the SLO histogram).
+const EVENT_LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// One provider request, seconds: 1 ms to 10 s.
+const PUSH_DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// One HTTP request to the API, seconds.
+const HTTP_DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// The per-credential handles of the push path, resolved once at start.
+#[derive(Clone)]
+pub(crate) struct CredentialHandles {
+    pub(crate) delivered: IntCounter,
+    pub(crate) duration: Histogram,
+    pub(crate) connections: IntGauge,
+}
+
+/// Every metric of the daemon, registered on one registry.
+pub struct Metrics {
+    events: HashMap<(&'static str, &'static str), IntCounter>,
+    events_vec: IntCounterVec,
+    event_latency: HashMap<&'static str, Histogram>,
+    pub(crate) pushes: IntCounterVec,
+    pub(crate) push_duration: HistogramVec,
+    pub(crate) in_flight: IntGauge,
+    retries: IntCounterVec,
+    pruned: IntCounterVec,
+    rate_limited: Vec<(RateScope, IntCounter)>,
+    pub(crate) stream_lag: IntGauge,
+    pub(crate) stream_pending: IntGauge,
+    pub(crate) dead_letters: IntGauge,
+    registrations: HashMap<(Platform, &'static str), IntCounter>,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    redis_errors: IntCounterVec,
+    pub(crate) token_refreshes: IntCounterVec,
+    credentials: HashMap<String, CredentialHandles>,
+}
+
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    let g = IntGauge::new(name, help)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> prometheus::Result<HistogramVec> {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )?;
+    registry.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+impl Metrics {
+    /// Register every metric on `registry`, with handles for each configured credential
+    /// (`(platform, sid)`). Label sets known in advance are created now, so their series show
+    /// 0 from the first scrape and `rate()` in alerts sees the first increase.
+    pub fn new<'a>(
+        registry: &Registry,
+        credentials: impl IntoIterator<Item = (Platform, &'a str)>,
+    ) -> prometheus::Result<Arc<Metrics>> {
+        let events_vec = counter(
+            registry,
+            "callpush_events_total",
+            "Call events by type and final outcome (SPEC §5).",
+            &["type", "outcome"],
+        )?;
+        let mut events = HashMap::new();
+        for t in EVENT_TYPES {
+            for o in EVENT_OUTCOMES {
+                events.insert((t, o), events_vec.with_label_values(&[t, o]));
+            }
+        }
+        let latency = histogram(
+            registry,
+            "callpush_event_latency_seconds",
+            "From the event's stream-id time to the first device's push accepted.",
+            &["type"],
+            EVENT_LATENCY_BUCKETS,
+        )?;
+        let event_latency = ["incoming", "cancel"]
+            .into_iter()
+            .map(|t| (t, latency.with_label_values(&[t])))
+            .collect();
+        let pushes = counter(registry, "callpush_pushes_total", "Provider requests by answer: outcome is delivered, invalid_token, retry or rejected; reason is the provider's.", &["platform", "credential", "outcome", "reason"])?;
+        let push_duration = histogram(
+            registry,
+            "callpush_push_duration_seconds",
+            "One provider request, from send to answer.",
+            &["platform", "credential"],
+            PUSH_DURATION_BUCKETS,
+        )?;
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "callpush_provider_connections",
+                "Open HTTP/2 connections to the provider, per credential.",
+            ),
+            &["platform", "credential"],
+        )?;
+        registry.register(Box::new(connections.clone()))?;
+        let token_refreshes = counter(
+            registry,
+            "callpush_provider_token_refreshes_total",
+            "APNs provider tokens re-signed and FCM OAuth tokens fetched, by outcome (ok, failed).",
+            &["platform", "outcome"],
+        )?;
+        let mut credential_handles = HashMap::new();
+        for (platform, sid) in credentials {
+            let p = platform.as_str();
+            credential_handles.insert(
+                sid.to_string(),
+                CredentialHandles {
+                    delivered: pushes.with_label_values(&[p, sid, "delivered", ""]),
+                    duration: push_duration.with_label_values(&[p, sid]),
+                    connections: connections.with_label_values(&[p, sid]),
+                },
+            );
+        }
+        for p in [Platform::Apns, Platform::Fcm] {
+            for o in ["ok", "failed"] {
+                token_refreshes.with_label_values(&[p.as_str(), o]);
+            }
+        }
+        let limited = counter(
+            registry,
+            "callpush_rate_limited_total",
+            "Work turned away by a rate limit, by scope.",
+            &["scope"],
+        )?;
+        let rate_limited = RateScope::ALL
+            .into_iter()
+            .map(|s| (s, limited.with_label_values(&[s.as_str()])))
+            .collect();
+        let registrations_vec = counter(
+            registry,
+            "callpush_registrations_total",
+            "Registration requests that reached the store, by platform and outcome.",
+            &["platform", "outcome"],
+        )?;
+        let mut registrations = HashMap::new();
+        for p in [Platform::Apns, Platform::Fcm] {
+            for o in REGISTRATION_OUTCOMES {
+                registrations.insert(
+                    (p, o),
+                    registrations_vec.with_label_values(&[p.as_str(), o]),
+                );
+            }
+        }
+        let redis_errors = counter(
+            registry,
+            "callpush_redis_errors_total",
+            "Redis commands that failed, by operation.",
+            &["op"],
+        )?;
+        for op in REDIS_OPS {
+            redis_errors.with_label_values(&[op]);
+        }
+        Ok(Arc::new(Metrics {
+            events,
+            events_vec,
+            event_latency,
+            pushes,
+            push_duration,
+            in_flight: gauge(
+                registry,
+                "callpush_pushes_in_flight",
+                "Provider requests waiting for an answer now.",
+            )?,
+            retries: counter(
+                registry,
+                "callpush_push_retries_total",
+                "Pushes retried after a transient failure, by reason.",
+                &["platform", "reason"],
+            )?,
+            pruned: counter(
+                registry,
+                "callpush_tokens_pruned_total",
+                "Bindings removed because the provider said the device token is dead.",
+                &["platform", "reason"],
+            )?,
+            rate_limited,
+            stream_lag: gauge(
+                registry,
+                "callpush_stream_lag",
+                "Calls-stream entries not yet delivered to the consumer group (XINFO GROUPS lag).",
+            )?,
+            stream_pending: gauge(
+                registry,
+                "callpush_stream_pending",
+                "Calls-stream entries delivered but not acknowledged (XPENDING).",
+            )?,
+            dead_letters: gauge(
+                registry,
+                "callpush_dead_letters",
+                "Entries in the dead-letter stream (XLEN).",
+            )?,
+            registrations,
+            http_requests: counter(
+                registry,
+                "callpush_http_requests_total",
+                "HTTP requests by listener, matched route and status.",
+                &["listener", "route", "status"],
+            )?,
+            http_duration: histogram(
+                registry,
+                "callpush_http_request_duration_seconds",
+                "HTTP request duration by listener and matched route.",
+                &["listener", "route"],
+                HTTP_DURATION_BUCKETS,
+            )?,
+            redis_errors,
+            token_refreshes,
+            credentials: credential_handles,
+        }))
+    }
+
+    /// The cached handles of one credential (None for a credential not given to [`Metrics::new`]).
+    pub(crate) fn credential(&self, sid: &str) -> Option<&CredentialHandles> {
+        self.credentials.get(sid)
+    }
+
+    /// An event reached its one outcome. `kind` and `outcome` are the SPEC §5 names.
+    pub fn event(&self, kind: &str, outcome: &str) {
+        match self.events.get(&(kind, outcome)) {
+            Some(c) => c.inc(),
+            // Not one of the fixed names: still counted, under `unknown` so labels stay bounded.
+            None => self
+                .events_vec
+                .with_label_values(&["unknown", outcome])
+                .inc(),
+        }
+    }
+
+    /// The first device of an event accepted its push, `seconds` after the stream-id time.
+    pub fn event_latency(&self, kind: &str, seconds: f64) {
+        if let Some(h) = self.event_latency.get(kind) {
+            h.observe(seconds.max(0.0));
+        }
+    }
+
+    /// A push will be retried after a transient failure.
+    pub fn retry(&self, platform: Platform, reason: &str) {
+        self.retries
+            .with_label_values(&[platform.as_str(), reason])
+            .inc();
+    }
+
+    /// A binding was removed because its device token is dead.
+    pub fn pruned(&self, platform: Platform, reason: &str) {
+        self.pruned
+            .with_label_values(&[platform.as_str(), reason])
+            .inc();
+    }
+
+    /// A rate limit turned work away.
+    pub fn rate_limited(&self, scope: RateScope) {
+        if let Some((_, c)) = self.rate_limited.iter().find(|(s, _)| *s == scope) {
+            c.inc();
+        }
+    }
+
+    /// A registration request ended in `outcome` (one of [`REGISTRATION_OUTCOMES`]).
+    pub fn registration(&self, platform: Platform, outcome: &'static str) {
+        if let Some(c) = self.registrations.get(&(platform, outcome)) {
+            c.inc();
+        }
+    }
+
+    /// One HTTP request answered. `route` is the matched route pattern (or `unmatched`).
+    pub fn http_request(&self, listener: &str, route: &str, status: u16, seconds: f64) {
+        let status = status.to_string();
+        self.http_requests
+            .with_label_values(&[listener, route, &status])
+            .inc();
+        self.http_duration
+            .with_label_values(&[listener, route])
+            .observe(seconds);
+    }
+
+    /// A Redis command failed. `op` is a fixed name (`xinfo_groups`, `xlen`, `ping`, …).
+    pub fn redis_error(&self, op: &'static str) {
+        self.redis_errors.with_label_values(&[op]).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,165 @@
+//! What the logs may never show. The real binary runs with JSON logs at debug level for
+//! callpush; an app registers two devices over HTTP, a call server enqueues calls over the
+//! admin API, pushes reach both doubles and one dead token is pruned. Its stderr must hold the
+//! device tokens only masked (first 8 characters) and none of the admin token, the API key
+//! secret, the access token or a private key — and each event's lines carry `call_sid` and the
+//! stream id.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::api::{http, token, ACCOUNT_SID, ADMIN_TOKEN, KEY_SECRET, KEY_SID};
+use support::apns_double::fixture;
+use support::process::{config_toml, Knobs};
+use support::world::{World, WAIT};
+
+/// The config of `world` plus the secrets the API needs, all in files under `dir`.
+fn config(world: &World, dir: &std::path::Path) -> std::path::PathBuf {
+    let admin = dir.join("admin-token");
+    std::fs::write(&admin, format!("{ADMIN_TOKEN}\n")).unwrap();
+    let key = dir.join("api-key.secret");
+    std::fs::write(&key, format!("{KEY_SECRET}\n")).unwrap();
+    let text = config_toml(world, "logs", &Knobs::default()).replace(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n",
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n\n[auth]\naccount_sid = \
+             \"{ACCOUNT_SID}\"\n[[auth.api_keys]]\nsid = \"{KEY_SID}\"\nsecret_file = \"{}\"\n",
+            admin.display(),
+            key.display()
+        ),
+    );
+    let path = dir.join("callpush.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The listener addresses from the daemon's "HTTP listeners ready" line.
+async fn listeners(log: &std::path::Path) -> (String, String) {
+    let until = Instant::now() + WAIT;
+    while Instant::now() < until {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("HTTP listeners ready")) {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let url = |k: &str| format!("http://{}", v[k].as_str().unwrap());
+            return (url("api"), url("admin"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "no listeners line:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// The base64 body lines of a PEM file (long enough to be worth looking for).
+fn pem_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_registration_and_a_push_never_log_a_token_or_a_secret() {
+    let mut w = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&w, dir.path());
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callpush"))
+        .args(["serve", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info,callpush=trace")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let (api, admin) = listeners(&log).await;
+
+    let apns_token = "AB12CD34".repeat(8);
+    let dead_token = "ef56".repeat(16);
+    let fcm_token = "fcm-device-token:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx";
+    let mut access_tokens = Vec::new();
+    for (identity, platform, device) in [
+        ("alice", "apns", apns_token.as_str()),
+        ("alice", "fcm", fcm_token),
+        ("bob", "apns", dead_token.as_str()),
+    ] {
+        let access = token(identity);
+        access_tokens.push(("an access token", access.clone()));
+        let reply = http(
+            Method::POST,
+            &api,
+            "/v1/registrations",
+            Some(&access),
+            Some(json!({"platform": platform, "device_token": device})),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
+    w.apns
+        .set_unregistered(&dead_token, callpush::providers::now_ms() + 1);
+    for (to, sid) in [("alice", "CAlog1"), ("bob", "CAlog2")] {
+        let reply = http(
+            Method::POST,
+            &admin,
+            "/v1/calls",
+            Some(ADMIN_TOKEN),
+            Some(json!({"type": "incoming", "to": to, "call_sid": sid})),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    }
+    w.results(2).await;
+    assert_eq!((w.apns.count(), w.fcm.count()), (2, 1));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    for line in text.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+    let mut secrets = vec![
+        ("the APNs device token", apns_token.clone()),
+        (
+            "the APNs device token (stored form)",
+            apns_token.to_lowercase(),
+        ),
+        ("the pruned device token", dead_token.clone()),
+        ("the FCM device token", fcm_token.to_string()),
+        ("the admin token", ADMIN_TOKEN.to_string()),
+        ("the API key secret", KEY_SECRET.to_string()),
+    ];
+    secrets.extend(access_tokens);
+    for pem in ["apns_auth_key.p8", "fcm_sa_key.pk8.pem"] {
+        for line in pem_lines(&fixture(pem)) {
+            secrets.push(("a private key", line));
+        }
+    }
+    for (what, secret) in &secrets {
+        assert!(
+            !text.contains(secret.as_str()),
+            "the log shows {what}:\n{text}"
+        );
+    }
+    // They were logged, masked: the first 8 characters only.
+    assert!(
+        text.contains("ab12cd34…") || text.contains("\"ab12cd34"),
+        "{text}"
+    );
+    assert!(text.contains("binding pruned"), "{text}");
+    let event_line = text
+        .lines()
+        .find(|l| l.contains("CAlog2") && l.contains("stream_id"))
+        .unwrap_or_else(|| panic!("no line of event CAlog2 with its stream id:\n{text}"));
+    assert!(event_line.contains("call_sid"), "{event_line}");
+}
