@@ -73,18 +73,8 @@ pub enum DaemonError {
     },
 }
 
-/// One provider per configured credential, keyed by credential SID.
-pub fn build_providers(
-    credentials: &[CredentialSettings],
-) -> Result<HashMap<String, Arc<dyn Provider>>, DaemonError> {
-    Ok(probed_providers(credentials)?
-        .into_iter()
-        .map(|(sid, (provider, _))| (sid, provider))
-        .collect())
-}
-
 /// Metered providers keyed by credential SID, and what the metrics sampler reads from them.
-pub type Metered = (
+type Metered = (
     HashMap<String, Arc<dyn Provider>>,
     Vec<Arc<dyn ProviderProbe>>,
 );
@@ -116,15 +106,7 @@ fn probed_providers(credentials: &[CredentialSettings]) -> Result<Probed, Daemon
     Ok(providers)
 }
 
-/// One provider per configured credential, each wrapped in a [`MeteredProvider`], and what the
-/// metrics sampler reads from them.
-pub fn metered_providers(
-    credentials: &[CredentialSettings],
-    metrics: &Metrics,
-) -> Result<Metered, DaemonError> {
-    Ok(meter(probed_providers(credentials)?, metrics))
-}
-
+/// Wrap each provider in a [`MeteredProvider`]; keep what the metrics sampler reads from them.
 fn meter(probed: Probed, metrics: &Metrics) -> Metered {
     let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
     let mut probes = Vec::new();

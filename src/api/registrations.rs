@@ -76,6 +76,22 @@ fn device_token(body: &RegistrationBody) -> Result<String, ApiError> {
     normalize_device_token(body.platform, &body.device_token).map_err(ApiError::InvalidDeviceToken)
 }
 
+/// What both methods check after the token, in order: the identity's rate limit, the device
+/// token, and the credential it belongs to. Returns (device token, credential).
+fn device_of(
+    ctx: &ApiContext,
+    token: &VerifiedToken,
+    body: &RegistrationBody,
+) -> Result<(String, String), ApiError> {
+    check_identity_limit(ctx, &token.identity)?;
+    let device_token = device_token(body)?;
+    let credential = ctx
+        .auth
+        .credential_for(token, body.platform)
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    Ok((device_token, credential))
+}
+
 fn check_identity_limit(ctx: &ApiContext, identity: &str) -> Result<(), ApiError> {
     ctx.limits.check_identity(identity).map_err(|retry_after| {
         ctx.metrics.rate_limited(RateScope::RegistrationIdentity);
@@ -90,12 +106,7 @@ pub async fn register(
     ApiJson(body): ApiJson<RegistrationBody>,
 ) -> Result<Response, ApiError> {
     token.require_incoming()?;
-    check_identity_limit(&ctx, &token.identity)?;
-    let device_token = device_token(&body)?;
-    let credential = ctx
-        .auth
-        .credential_for(&token, body.platform)
-        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let (device_token, credential) = device_of(&ctx, &token, &body)?;
     let registered = ctx
         .store
         .register(
@@ -134,12 +145,7 @@ pub async fn unregister(
     AccessToken(token): AccessToken,
     ApiJson(body): ApiJson<RegistrationBody>,
 ) -> Result<StatusCode, ApiError> {
-    check_identity_limit(&ctx, &token.identity)?;
-    let device_token = device_token(&body)?;
-    let credential = ctx
-        .auth
-        .credential_for(&token, body.platform)
-        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let (device_token, credential) = device_of(&ctx, &token, &body)?;
     let masked = mask_device_token(&device_token);
     if ctx
         .store

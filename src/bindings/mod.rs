@@ -139,12 +139,6 @@ pub fn mask_device_token(token: &str) -> String {
     format!("{head}…")
 }
 
-fn rfc3339(ms: u64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 impl Binding {
     /// The binding as the API and the CLI show it (SPEC §4): RFC 3339 times, device token masked.
     pub fn view(&self) -> serde_json::Value {
@@ -154,9 +148,9 @@ impl Binding {
             "platform": self.platform,
             "credential": self.credential,
             "device_token": mask_device_token(&self.device_token),
-            "created_at": rfc3339(self.created_at_ms),
-            "updated_at": rfc3339(self.updated_at_ms),
-            "expires_at": rfc3339(self.expires_at_ms),
+            "created_at": crate::providers::rfc3339_ms(self.created_at_ms),
+            "updated_at": crate::providers::rfc3339_ms(self.updated_at_ms),
+            "expires_at": crate::providers::rfc3339_ms(self.expires_at_ms),
         })
     }
 }
