@@ -11,7 +11,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use callpush::providers::Platform;
+use callpush::domain::Platform;
 use support::daemon::TestDaemon;
 use support::world::World;
 

@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 use crate::bindings::{normalize_device_token, BindingStore, NewBinding};
 use crate::config::{ConfigError, Settings};
 use crate::daemon::{self, DaemonError};
+use crate::domain::{now_ms, Platform};
 use crate::event::{check_identity, check_params, CallEvent, StreamEntry};
 use crate::ingest::CallQueue;
-use crate::providers::{now_ms, Platform};
 
 /// callpush: push notification gateway for incoming calls.
 #[derive(Debug, Parser)]

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::providers::{CallContent, PushKind};
+use crate::domain::{CallContent, PushKind};
 
 /// Default `ttl_ms` of `incoming` and `cancel` events.
 pub const DEFAULT_TTL_MS: u64 = 30_000;

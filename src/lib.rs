@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dispatch;
+pub mod domain;
 pub mod event;
 pub mod fcm;
 pub mod ingest;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use callpush::apns::ApnsProvider;
-use callpush::providers::{now_ms, CallContent, Failure, Outcome, Provider, Push, PushKind};
+use callpush::domain::{now_ms, CallContent, Push, PushKind};
+use callpush::providers::{Failure, Outcome, Provider};
 use serde_json::json;
 use support::apns_double::{Answer, ApnsDouble, DoubleOptions};
 

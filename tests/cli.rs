@@ -287,7 +287,7 @@ fn token_mints_an_access_token_the_server_accepts() {
     let settings = callpush::config::Settings::load(Some(&config)).unwrap();
     let auth = callpush::auth::Auth::from_settings(&settings).unwrap();
     let verified = auth
-        .verify(&token, callpush::providers::now_ms() / 1000)
+        .verify(&token, callpush::domain::now_ms() / 1000)
         .unwrap();
     assert_eq!(verified.identity, "alice");
     assert!(verified.incoming_allowed);

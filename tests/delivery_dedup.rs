@@ -4,7 +4,7 @@
 mod support;
 
 use callpush::dispatch::dedup::device_key;
-use callpush::providers::{Platform, PushKind};
+use callpush::domain::{Platform, PushKind};
 use support::daemon::TestDaemon;
 use support::tally::Tally;
 use support::world::World;

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use callpush::config::CredentialSettings;
-use callpush::providers::Platform;
+use callpush::domain::Platform;
 use support::apns_double::{Answer, ApnsDouble, DoubleOptions};
 use support::daemon::TestDaemon;
 use support::fcm_double::Answer as FcmAnswer;
@@ -163,7 +163,7 @@ async fn a_revoked_credential_does_not_slow_the_others() {
             Platform::Apns,
             "CRrevoked",
             &apns_token(100 + i),
-            callpush::providers::now_ms(),
+            callpush::domain::now_ms(),
         )
         .await;
         w.register(&format!("user{i}"), Platform::Fcm, &format!("fcm-{i}"))

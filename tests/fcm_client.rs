@@ -6,8 +6,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use callpush::domain::{now_ms, PushKind};
 use callpush::fcm::FcmProvider;
-use callpush::providers::{now_ms, Outcome, Provider, PushKind};
+use callpush::providers::{Outcome, Provider};
 use serde_json::json;
 use support::fcm_double::{
     incoming_push, start_with_provider, Answer, FcmDouble, FcmDoubleOptions,

@@ -7,8 +7,9 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
+use callpush::domain::Push;
 use callpush::fcm::{FcmError, FcmProvider};
-use callpush::providers::{Outcome, Provider, Push};
+use callpush::providers::{Outcome, Provider};
 use futures::future::join_all;
 use serde_json::json;
 use support::fcm_double::{

@@ -104,7 +104,7 @@ async fn a_registration_and_a_push_never_log_a_token_or_a_secret() {
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     }
     w.apns
-        .set_unregistered(&dead_token, callpush::providers::now_ms() + 1);
+        .set_unregistered(&dead_token, callpush::domain::now_ms() + 1);
     for (to, sid) in [("alice", "CAlog1"), ("bob", "CAlog2")] {
         let reply = http(
             Method::POST,

@@ -82,7 +82,7 @@ async fn a_scrape_after_a_run_counts_what_the_doubles_saw() {
     register(&daemon, "carol", "apns", &apns_token(3)).await;
     register(&daemon, "dave", "apns", &apns_token(4)).await;
     w.apns
-        .set_unregistered(&apns_token(2), callpush::providers::now_ms() + 1);
+        .set_unregistered(&apns_token(2), callpush::domain::now_ms() + 1);
     w.apns.script(
         &apns_token(3),
         vec![Answer::error(503, "ServiceUnavailable")],

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use callpush::bindings::BindingStore;
 use callpush::config::CredentialSettings;
-use callpush::providers::{now_ms, Platform};
+use callpush::domain::{now_ms, Platform};
 use support::apns_double;
 use support::daemon::TestDaemon;
 use support::world::World;

@@ -5,7 +5,7 @@ mod support;
 
 use callpush::bindings::redis::RedisBindingStore;
 use callpush::bindings::{Binding, BindingStore, NewBinding};
-use callpush::providers::{now_ms, Platform};
+use callpush::domain::{now_ms, Platform};
 use callpush::redis_conn::Keys;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;

@@ -15,8 +15,8 @@ use tracing::info;
 use super::error::ApiError;
 use super::extract::{bearer, ApiJson, ApiPath};
 use super::ApiContext;
+use crate::domain::now_ms;
 use crate::event::{check_identity, CallEvent, StreamEntry};
-use crate::providers::now_ms;
 
 /// Middleware: the request must carry `Authorization: Bearer <admin token>` (compared in
 /// constant time by the auth module; no admin token configured means no admin access).

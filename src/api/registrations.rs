@@ -24,9 +24,10 @@ use super::error::ApiError;
 use super::extract::{bearer, ApiJson};
 use super::ApiContext;
 use crate::auth::VerifiedToken;
-use crate::bindings::{mask_device_token, normalize_device_token, NewBinding};
+use crate::bindings::{normalize_device_token, NewBinding};
+use crate::domain::mask_device_token;
+use crate::domain::{now_ms, Platform};
 use crate::metrics::RateScope;
-use crate::providers::{now_ms, Platform};
 
 /// The body of `POST` and `DELETE /v1/registrations`.
 #[derive(Debug, Deserialize)]

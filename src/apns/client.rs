@@ -12,9 +12,10 @@ use super::classify::{classify, transport_failure};
 use super::payload::{self, MAX_VOIP_PAYLOAD};
 use super::token::ProviderToken;
 use super::ApnsError;
-use crate::bindings::mask_device_token as mask_token;
 use crate::config::ApnsCredential;
-use crate::providers::{now_ms, Failure, Outcome, Platform, Provider, Push};
+use crate::domain::mask_device_token as mask_token;
+use crate::domain::{now_ms, Platform, Push};
+use crate::providers::{Failure, Outcome, Provider};
 use crate::transport::{H2Pool, PoolOptions};
 
 const APNS_PUSH_TYPE: HeaderName = HeaderName::from_static("apns-push-type");

@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::providers::CallContent;
+use crate::domain::CallContent;
 
 /// Apple's limit for a VoIP push payload, in bytes.
 pub const MAX_VOIP_PAYLOAD: usize = 5120;
@@ -58,7 +58,7 @@ pub fn collapse_id(call_sid: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::PushKind;
+    use crate::domain::PushKind;
     use serde_json::json;
 
     fn call(caller: Option<&str>, params: Option<&str>) -> CallContent {

@@ -169,7 +169,7 @@ mod tests {
             serde_json::json!({"alg": "ES256", "kid": "KEY1234567"})
         );
         assert_eq!(claims["iss"], "TEAM123456");
-        let now = crate::providers::now_ms() / 1000;
+        let now = crate::domain::now_ms() / 1000;
         let iat = claims["iat"].as_u64().unwrap();
         assert!(iat <= now && now - iat < 60);
     }

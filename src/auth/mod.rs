@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 use crate::config::Settings;
-use crate::providers::Platform;
+use crate::domain::Platform;
 
 pub use secret::{Secret, SecretError};
 pub use token::{TokenError, VerifiedToken, CLOCK_SKEW_SECS, MAX_TOKEN_BYTES};

@@ -3,7 +3,7 @@
 
 pub mod redis;
 
-use crate::providers::Platform;
+use crate::domain::{mask_device_token, Platform};
 
 /// One device registered for one identity under one push credential.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -133,12 +133,6 @@ pub fn normalize_device_token(platform: Platform, token: &str) -> Result<String,
     }
 }
 
-/// A device token as shown in responses and logs: the first 8 characters and an ellipsis.
-pub fn mask_device_token(token: &str) -> String {
-    let head: String = token.chars().take(8).collect();
-    format!("{head}…")
-}
-
 impl Binding {
     /// The binding as the API and the CLI show it (SPEC §4): RFC 3339 times, device token masked.
     pub fn view(&self) -> serde_json::Value {
@@ -148,9 +142,9 @@ impl Binding {
             "platform": self.platform,
             "credential": self.credential,
             "device_token": mask_device_token(&self.device_token),
-            "created_at": crate::providers::rfc3339_ms(self.created_at_ms),
-            "updated_at": crate::providers::rfc3339_ms(self.updated_at_ms),
-            "expires_at": crate::providers::rfc3339_ms(self.expires_at_ms),
+            "created_at": crate::domain::rfc3339_ms(self.created_at_ms),
+            "updated_at": crate::domain::rfc3339_ms(self.updated_at_ms),
+            "expires_at": crate::domain::rfc3339_ms(self.expires_at_ms),
         })
     }
 }

@@ -26,10 +26,10 @@ impl CredentialSettings {
     }
 
     /// The platform of this credential.
-    pub fn platform(&self) -> crate::providers::Platform {
+    pub fn platform(&self) -> crate::domain::Platform {
         match self {
-            CredentialSettings::Apns(_) => crate::providers::Platform::Apns,
-            CredentialSettings::Fcm(_) => crate::providers::Platform::Fcm,
+            CredentialSettings::Apns(_) => crate::domain::Platform::Apns,
+            CredentialSettings::Fcm(_) => crate::domain::Platform::Fcm,
         }
     }
 }

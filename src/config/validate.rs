@@ -193,10 +193,7 @@ mod tests {
     fn the_shipped_example_is_valid() {
         let s = load(include_str!("../../deploy/callpush.example.toml")).unwrap();
         assert_eq!(s.credentials.len(), 2);
-        assert_eq!(
-            s.credentials[0].platform(),
-            crate::providers::Platform::Apns
-        );
+        assert_eq!(s.credentials[0].platform(), crate::domain::Platform::Apns);
         let err = load(
             "[[credentials]]\nsid=\"CR1\"\nplatform=\"fcm\"\nservice_account_file=\"/f\"\nbundle_id=\"x\"\n",
         )

@@ -18,11 +18,13 @@ use tracing::{debug, info};
 use super::dedup::{device_key, Claim, Settle, CLAIM_MARGIN_MS};
 use super::push::{push_until_final, DeviceEnd};
 use super::Shared;
-use crate::bindings::{mask_device_token as mask_token, Binding};
+use crate::bindings::Binding;
+use crate::domain::mask_device_token as mask_token;
+use crate::domain::{now_ms, Push, PushKind};
 use crate::event::{stream_id_ms, CallEvent, StreamEntry};
 use crate::metrics::RateScope;
 use crate::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
-use crate::providers::{now_ms, Failure, Provider, Push, PushKind};
+use crate::providers::{Failure, Provider};
 
 /// What to do with the entry.
 pub(super) enum Resolution {

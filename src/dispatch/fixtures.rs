@@ -13,10 +13,11 @@ use super::retry::RetryPolicy;
 use super::Shared;
 use crate::bindings::{Binding, BindingStore, NewBinding, Registered, StoreError};
 use crate::config::RetrySettings;
+use crate::domain::{now_ms, Platform, Push};
 use crate::event::StreamEntry;
 use crate::ingest::{CallQueue, QueueError};
 use crate::outcome::{DeadLetter, EventResult};
-use crate::providers::{now_ms, Failure, Outcome, Platform, Provider, Push};
+use crate::providers::{Failure, Outcome, Provider};
 
 #[derive(Default)]
 pub(super) struct Store {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::Settings;
-use crate::providers::now_ms;
+use crate::domain::now_ms;
 
 /// The limits of one dispatcher. `Limits::default()` limits nothing.
 #[derive(Default)]

@@ -8,8 +8,9 @@ use tracing::debug;
 
 use super::retry::NextAttempt;
 use super::Shared;
+use crate::domain::{now_ms, Push};
 use crate::metrics::RateScope;
-use crate::providers::{now_ms, Failure, Outcome, Provider, Push};
+use crate::providers::{Failure, Outcome, Provider};
 
 /// How one device's pushes ended.
 #[derive(Debug)]

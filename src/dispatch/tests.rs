@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::fixtures::*;
+use crate::domain::Platform;
 use crate::event::StreamEntry;
 use crate::outcome::{DeadReason, EventOutcome};
-use crate::providers::{Outcome, Platform};
+use crate::providers::Outcome;
 
 #[tokio::test(start_paused = true)]
 async fn one_good_device_is_enough_for_delivered() {

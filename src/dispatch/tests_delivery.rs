@@ -7,8 +7,9 @@ use std::time::Duration;
 use super::credential_slots;
 use super::dedup::{device_key, MemoryLedger, SentLedger};
 use super::fixtures::{binding, entry, fail, final_of, incoming, shared, Scripted};
+use crate::domain::{Platform, Push, PushKind};
 use crate::outcome::{DeadReason, EventOutcome};
-use crate::providers::{Outcome, Platform, Provider, Push, PushKind};
+use crate::providers::{Outcome, Provider};
 
 #[tokio::test(start_paused = true)]
 async fn a_redelivered_event_rings_nobody_twice() {

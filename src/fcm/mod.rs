@@ -17,9 +17,10 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request};
 use tracing::{debug, info, warn};
 
-use crate::bindings::mask_device_token as mask_token;
 use crate::config::FcmCredential;
-use crate::providers::{now_ms, Failure, Outcome, Platform, Provider, Push};
+use crate::domain::mask_device_token as mask_token;
+use crate::domain::{now_ms, Platform, Push};
+use crate::providers::{Failure, Outcome, Provider};
 use crate::transport::{H2Pool, PoolOptions, TransportError};
 use account::ServiceAccount;
 use oauth::TokenSource;

@@ -102,7 +102,7 @@ impl TokenSource {
 
     /// A signed assertion for now; fails only when the key cannot sign.
     pub fn assertion(&self) -> Result<String, jsonwebtoken::errors::Error> {
-        let iat = crate::providers::now_ms() / 1000;
+        let iat = crate::domain::now_ms() / 1000;
         let claims = Claims {
             iss: &self.client_email,
             scope: FCM_SCOPE,

@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::providers::Push;
+use crate::domain::Push;
 
 /// FCM's limit on the data payload: keys and values together, in bytes.
 pub const MAX_DATA_BYTES: usize = 4096;
@@ -63,7 +63,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::providers::{CallContent, PushKind};
+    use crate::domain::{CallContent, PushKind};
 
     fn push(caller: Option<&str>, params: Option<&str>, deadline_ms: u64) -> Push {
         Push {

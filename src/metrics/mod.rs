@@ -30,7 +30,7 @@ use prometheus::{
 pub use labels::{RateScope, EVENT_OUTCOMES, EVENT_TYPES, REDIS_OPS, REGISTRATION_OUTCOMES};
 pub use provider::{MeteredProvider, ProviderProbe, RefreshCounter};
 
-use crate::providers::Platform;
+use crate::domain::Platform;
 
 /// Event latency buckets, seconds: 1 ms to 30 s (the SLO histogram).
 const EVENT_LATENCY_BUCKETS: &[f64] = &[

@@ -11,7 +11,8 @@ use std::time::Instant;
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
 
 use super::{CredentialHandles, Metrics};
-use crate::providers::{Outcome, Platform, Provider, Push};
+use crate::domain::{Platform, Push};
+use crate::providers::{Outcome, Provider};
 
 /// Counts a provider's token refreshes (APNs re-signs, FCM OAuth fetches), read by the sampler.
 #[derive(Debug, Default)]

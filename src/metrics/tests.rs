@@ -6,7 +6,8 @@ use std::sync::Arc;
 use prometheus::{Encoder, Registry, TextEncoder};
 
 use super::*;
-use crate::providers::{CallContent, Failure, Outcome, Platform, Provider, Push, PushKind};
+use crate::domain::{CallContent, Platform, Push, PushKind};
+use crate::providers::{Failure, Outcome, Provider};
 
 fn scrape(registry: &Registry) -> String {
     let mut out = Vec::new();

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::Router;
 use callpush::api::{self, ApiContext};
 use callpush::config::{ApiKeySettings, Settings};
-use callpush::providers::now_ms;
+use callpush::domain::now_ms;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

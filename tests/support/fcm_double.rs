@@ -279,9 +279,9 @@ pub async fn start_with_provider(opts: FcmDoubleOptions) -> FcmSetup {
 }
 
 /// An incoming-call push to `token` (with a caller and params), 30 s before its deadline.
-pub fn incoming_push(token: &str) -> callpush::providers::Push {
-    use callpush::providers::{now_ms, CallContent, PushKind};
-    callpush::providers::Push {
+pub fn incoming_push(token: &str) -> callpush::domain::Push {
+    use callpush::domain::{now_ms, CallContent, PushKind};
+    callpush::domain::Push {
         call: Arc::new(CallContent {
             kind: PushKind::Incoming,
             call_sid: "CA0123456789abcdef".into(),

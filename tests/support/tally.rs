@@ -93,7 +93,7 @@ pub fn apns_token(n: usize) -> String {
 
 /// Register `users` identities `user<i>`, each with one APNs and one FCM device.
 pub async fn register_users(world: &World, users: usize) {
-    use callpush::providers::Platform;
+    use callpush::domain::Platform;
     for i in 0..users {
         let who = format!("user{i}");
         world.register(&who, Platform::Apns, &apns_token(i)).await;

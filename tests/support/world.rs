@@ -9,7 +9,7 @@ use std::time::Duration;
 use callpush::bindings::redis::RedisBindingStore;
 use callpush::bindings::{BindingStore, NewBinding};
 use callpush::config::{CredentialSettings, Settings};
-use callpush::providers::{now_ms, Platform};
+use callpush::domain::{now_ms, Platform};
 
 use super::apns_double::{ApnsDouble, DoubleOptions};
 use super::daemon::{settings, wait_entries, xadd};

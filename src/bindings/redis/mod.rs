@@ -81,7 +81,7 @@ pub struct RedisBindingStore {
 struct StoredTail<'a> {
     binding_id: &'a str,
     identity: &'a str,
-    platform: crate::providers::Platform,
+    platform: crate::domain::Platform,
     credential: &'a str,
     device_token: &'a str,
     updated_at_ms: u64,
@@ -173,7 +173,7 @@ impl RedisBindingStore {
             .map(|json| decode(json))
             .collect::<Result<Vec<_>, _>>()?;
         self.release_devices(&removed).await?;
-        let now = crate::providers::now_ms();
+        let now = crate::domain::now_ms();
         Ok(removed.iter().any(|b| b.expires_at_ms > now))
     }
 }
@@ -271,7 +271,7 @@ impl BindingStore for RedisBindingStore {
             .arg(self.keys.identity_bindings(identity))
             .query_async(&mut conn)
             .await?;
-        let now = crate::providers::now_ms();
+        let now = crate::domain::now_ms();
         let mut live = Vec::with_capacity(stored.len());
         for (_, json) in &stored {
             let b = decode(json)?;

@@ -26,7 +26,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use crate::providers::PushKind;
+use crate::domain::PushKind;
 
 /// How long a claim outlives the event's deadline: redeliveries past the deadline end `expired`
 /// without sending, and the margin covers clocks of different hosts disagreeing.
@@ -117,7 +117,7 @@ impl SentLedger for MemoryLedger {
     ) -> Result<Vec<Claim>, LedgerError> {
         let mut inner = self.inner.lock().expect("ledger lock");
         if inner.calls.len() >= inner.sweep_at {
-            let now = crate::providers::now_ms();
+            let now = crate::domain::now_ms();
             inner.calls.retain(|_, (expiry, _)| *expiry > now);
             inner.sweep_at = (inner.calls.len() * 2).max(1024);
         }

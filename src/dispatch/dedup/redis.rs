@@ -13,7 +13,7 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::{Claim, LedgerError, SentLedger, Settle};
-use crate::providers::now_ms;
+use crate::domain::now_ms;
 use crate::redis_conn::Keys;
 
 /// The Redis-backed ledger (see the module docs for its key).
