@@ -167,11 +167,8 @@ pub enum CliError {
     #[error(transparent)]
     Bind(#[from] crate::api::BindError),
     /// A Redis command failed.
-    #[error("redis: {0}")]
-    Store(#[from] crate::bindings::StoreError),
-    /// A Redis command failed.
-    #[error("redis: {0}")]
-    Queue(#[from] crate::ingest::QueueError),
+    #[error(transparent)]
+    Store(#[from] crate::backend::BackendError),
     /// A token cannot be minted.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthConfigError),

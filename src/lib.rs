@@ -18,6 +18,7 @@
 pub mod api;
 pub mod apns;
 pub mod auth;
+pub mod backend;
 pub mod bindings;
 pub mod cli;
 pub mod config;

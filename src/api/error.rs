@@ -13,8 +13,7 @@ use axum::Json;
 use tracing::{debug, error};
 
 use crate::auth::TokenError;
-use crate::bindings::StoreError;
-use crate::ingest::QueueError;
+use crate::backend::BackendError;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -128,18 +127,12 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
         match e {
-            StoreError::Redis(_) => ApiError::Unavailable(Box::new(e)),
-            StoreError::Corrupt(_) => ApiError::Internal(Box::new(e)),
+            BackendError::Redis(_) => ApiError::Unavailable(Box::new(e)),
+            BackendError::Corrupt(_) => ApiError::Internal(Box::new(e)),
         }
-    }
-}
-
-impl From<QueueError> for ApiError {
-    fn from(e: QueueError) -> Self {
-        ApiError::Unavailable(Box::new(e))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod redis;
 
+use crate::backend::BackendError;
 use crate::domain::{mask_device_token, Platform};
 
 /// One device registered for one identity under one push credential.
@@ -52,30 +53,19 @@ pub struct Registered {
     pub evicted: Vec<Binding>,
 }
 
-/// Errors of a binding store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Redis failed or could not be reached.
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
-    /// A stored binding could not be decoded.
-    #[error("corrupt binding record: {0}")]
-    Corrupt(String),
-}
-
 /// Where bindings live.
 #[async_trait::async_trait]
 pub trait BindingStore: Send + Sync + 'static {
     /// Create or refresh the binding of (credential, device token) for the identity, taking the
     /// token away from any other identity and evicting the least recently updated bindings past
     /// the cap. `now_ms` is the registration time.
-    async fn register(&self, new: NewBinding, now_ms: u64) -> Result<Registered, StoreError>;
+    async fn register(&self, new: NewBinding, now_ms: u64) -> Result<Registered, BackendError>;
 
     /// The live (unexpired) bindings of an identity, most recently updated first.
-    async fn list(&self, identity: &str) -> Result<Vec<Binding>, StoreError>;
+    async fn list(&self, identity: &str) -> Result<Vec<Binding>, BackendError>;
 
     /// Remove one binding of an identity by id. True when it existed.
-    async fn delete(&self, identity: &str, binding_id: &str) -> Result<bool, StoreError>;
+    async fn delete(&self, identity: &str, binding_id: &str) -> Result<bool, BackendError>;
 
     /// Remove the binding of (credential, device token) if it belongs to `identity` (the
     /// unregister call of an app). True when it existed.
@@ -84,11 +74,11 @@ pub trait BindingStore: Send + Sync + 'static {
         identity: &str,
         credential: &str,
         device_token: &str,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, BackendError>;
 
     /// Race-safe pruning after a provider said the token is dead: remove the binding only if it
     /// still holds `device_token` and was not updated after `judged_at_ms`. True when removed.
-    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, StoreError>;
+    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, BackendError>;
 }
 
 /// The binding id for a fresh binding: `BS` and 32 random hex digits.

@@ -11,11 +11,12 @@ use super::dedup::MemoryLedger;
 use super::event::{resolve, Resolution};
 use super::retry::RetryPolicy;
 use super::Shared;
-use crate::bindings::{Binding, BindingStore, NewBinding, Registered, StoreError};
+use crate::backend::BackendError;
+use crate::bindings::{Binding, BindingStore, NewBinding, Registered};
 use crate::config::RetrySettings;
 use crate::domain::{now_ms, Platform, Push};
 use crate::event::StreamEntry;
-use crate::ingest::{CallQueue, QueueError};
+use crate::ingest::CallQueue;
 use crate::outcome::{DeadLetter, EventResult};
 use crate::providers::{Failure, Outcome, Provider};
 
@@ -27,10 +28,10 @@ pub(super) struct Store {
 
 #[async_trait::async_trait]
 impl BindingStore for Store {
-    async fn register(&self, _: NewBinding, _: u64) -> Result<Registered, StoreError> {
+    async fn register(&self, _: NewBinding, _: u64) -> Result<Registered, BackendError> {
         unreachable!("resolution never registers")
     }
-    async fn list(&self, identity: &str) -> Result<Vec<Binding>, StoreError> {
+    async fn list(&self, identity: &str) -> Result<Vec<Binding>, BackendError> {
         Ok(self
             .bindings
             .iter()
@@ -38,13 +39,13 @@ impl BindingStore for Store {
             .cloned()
             .collect())
     }
-    async fn delete(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+    async fn delete(&self, _: &str, _: &str) -> Result<bool, BackendError> {
         Ok(false)
     }
-    async fn unregister(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
+    async fn unregister(&self, _: &str, _: &str, _: &str) -> Result<bool, BackendError> {
         Ok(false)
     }
-    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, StoreError> {
+    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, BackendError> {
         self.pruned
             .lock()
             .unwrap()
@@ -57,16 +58,16 @@ pub(super) struct NoQueue;
 
 #[async_trait::async_trait]
 impl CallQueue for NoQueue {
-    async fn ensure_group(&self) -> Result<(), QueueError> {
+    async fn ensure_group(&self) -> Result<(), BackendError> {
         Ok(())
     }
-    async fn read_new(&self, _: usize, _: Duration) -> Result<Vec<StreamEntry>, QueueError> {
+    async fn read_new(&self, _: usize, _: Duration) -> Result<Vec<StreamEntry>, BackendError> {
         Ok(Vec::new())
     }
-    async fn read_own_pending(&self, _: usize) -> Result<Vec<StreamEntry>, QueueError> {
+    async fn read_own_pending(&self, _: usize) -> Result<Vec<StreamEntry>, BackendError> {
         Ok(Vec::new())
     }
-    async fn claim_stale(&self, _: Duration, _: usize) -> Result<Vec<StreamEntry>, QueueError> {
+    async fn claim_stale(&self, _: Duration, _: usize) -> Result<Vec<StreamEntry>, BackendError> {
         Ok(Vec::new())
     }
     async fn finish(
@@ -74,10 +75,10 @@ impl CallQueue for NoQueue {
         _: &StreamEntry,
         _: &EventResult,
         _: Option<&DeadLetter>,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), BackendError> {
         Ok(())
     }
-    async fn enqueue(&self, _: &[(String, String)]) -> Result<String, QueueError> {
+    async fn enqueue(&self, _: &[(String, String)]) -> Result<String, BackendError> {
         Ok("0-1".into())
     }
 }

@@ -6,30 +6,24 @@ pub mod redis;
 
 use std::time::Duration;
 
+use crate::backend::BackendError;
 use crate::event::StreamEntry;
 use crate::outcome::{DeadLetter, EventResult};
-
-/// Errors of the call queue.
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    /// Redis failed or could not be reached.
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
-}
 
 /// The calls stream as the worker pool sees it.
 #[async_trait::async_trait]
 pub trait CallQueue: Send + Sync + 'static {
     /// Create the consumer group (and the stream) when missing. Idempotent.
-    async fn ensure_group(&self) -> Result<(), QueueError>;
+    async fn ensure_group(&self) -> Result<(), BackendError>;
 
     /// Read up to `max` entries never delivered to any consumer, blocking up to `block` when
     /// there are none. Returns an empty batch on timeout.
-    async fn read_new(&self, max: usize, block: Duration) -> Result<Vec<StreamEntry>, QueueError>;
+    async fn read_new(&self, max: usize, block: Duration)
+        -> Result<Vec<StreamEntry>, BackendError>;
 
     /// Entries this consumer already read but never acknowledged (after a restart with the same
     /// consumer name), up to `max`.
-    async fn read_own_pending(&self, max: usize) -> Result<Vec<StreamEntry>, QueueError>;
+    async fn read_own_pending(&self, max: usize) -> Result<Vec<StreamEntry>, BackendError>;
 
     /// Take over entries other consumers left pending for at least `min_idle` (XAUTOCLAIM), up
     /// to `max`. Entries deleted from the stream meanwhile are acknowledged and skipped.
@@ -37,11 +31,11 @@ pub trait CallQueue: Send + Sync + 'static {
         &self,
         min_idle: Duration,
         max: usize,
-    ) -> Result<Vec<StreamEntry>, QueueError>;
+    ) -> Result<Vec<StreamEntry>, BackendError>;
 
     /// Keep entries this consumer is working on from looking idle (and being reclaimed by
     /// another consumer). The default does nothing, for queues no one else reads.
-    async fn touch(&self, _ids: &[String]) -> Result<(), QueueError> {
+    async fn touch(&self, _ids: &[String]) -> Result<(), BackendError> {
         Ok(())
     }
 
@@ -54,9 +48,9 @@ pub trait CallQueue: Send + Sync + 'static {
         entry: &StreamEntry,
         result: &EventResult,
         dead: Option<&DeadLetter>,
-    ) -> Result<(), QueueError>;
+    ) -> Result<(), BackendError>;
 
     /// Append an event to the calls stream (the `enqueue` CLI, `POST /v1/calls`). Returns the
     /// stream id.
-    async fn enqueue(&self, fields: &[(String, String)]) -> Result<String, QueueError>;
+    async fn enqueue(&self, fields: &[(String, String)]) -> Result<String, BackendError>;
 }

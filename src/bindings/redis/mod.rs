@@ -40,7 +40,8 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 use tracing::warn;
 
-use super::{Binding, BindingStore, NewBinding, Registered, StoreError};
+use super::{Binding, BindingStore, NewBinding, Registered};
+use crate::backend::BackendError;
 use crate::redis_conn::Keys;
 
 const DAY_MS: u64 = 86_400_000;
@@ -126,7 +127,7 @@ impl RedisBindingStore {
         credential: &str,
         device_token: &str,
         judged_at_ms: Option<u64>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, BackendError> {
         let removed: i64 = self
             .scripts
             .remove_if_token
@@ -141,7 +142,7 @@ impl RedisBindingStore {
     }
 
     /// Release the device keys of bindings that are gone, in one round trip.
-    async fn release_devices(&self, gone: &[Binding]) -> Result<(), StoreError> {
+    async fn release_devices(&self, gone: &[Binding]) -> Result<(), BackendError> {
         if gone.is_empty() {
             return Ok(());
         }
@@ -160,7 +161,7 @@ impl RedisBindingStore {
     }
 
     /// Remove by id or by token, then release the device keys; true when a live binding went.
-    async fn remove_where(&self, identity: &str, by: [&str; 3]) -> Result<bool, StoreError> {
+    async fn remove_where(&self, identity: &str, by: [&str; 3]) -> Result<bool, BackendError> {
         let removed: Vec<String> = self
             .scripts
             .remove
@@ -183,13 +184,13 @@ fn owner_value(identity: &str, binding_id: &str) -> String {
     format!("{identity}\n{binding_id}")
 }
 
-fn decode(json: &str) -> Result<Binding, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))
+fn decode(json: &str) -> Result<Binding, BackendError> {
+    serde_json::from_str(json).map_err(|e| BackendError::Corrupt(e.to_string()))
 }
 
 #[async_trait::async_trait]
 impl BindingStore for RedisBindingStore {
-    async fn register(&self, new: NewBinding, now_ms: u64) -> Result<Registered, StoreError> {
+    async fn register(&self, new: NewBinding, now_ms: u64) -> Result<Registered, BackendError> {
         let mut conn = self.conn.clone();
         let device_key = self.keys.device(&new.credential, &new.device_token);
 
@@ -215,7 +216,7 @@ impl BindingStore for RedisBindingStore {
             updated_at_ms: now_ms,
             expires_at_ms,
         })
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        .map_err(|e| BackendError::Corrupt(e.to_string()))?;
         let (created, created_at, evicted): (i64, String, Vec<String>) = self
             .scripts
             .upsert
@@ -253,7 +254,7 @@ impl BindingStore for RedisBindingStore {
             device_token: new.device_token,
             created_at_ms: created_at
                 .parse()
-                .map_err(|_| StoreError::Corrupt(format!("created_at_ms {created_at:?}")))?,
+                .map_err(|_| BackendError::Corrupt(format!("created_at_ms {created_at:?}")))?,
             updated_at_ms: now_ms,
             expires_at_ms,
         };
@@ -265,7 +266,7 @@ impl BindingStore for RedisBindingStore {
         })
     }
 
-    async fn list(&self, identity: &str) -> Result<Vec<Binding>, StoreError> {
+    async fn list(&self, identity: &str) -> Result<Vec<Binding>, BackendError> {
         let mut conn = self.conn.clone();
         let stored: Vec<(String, String)> = redis::cmd("HGETALL")
             .arg(self.keys.identity_bindings(identity))
@@ -318,7 +319,7 @@ impl BindingStore for RedisBindingStore {
         Ok(kept.into_iter().map(|(b, _)| b).collect())
     }
 
-    async fn delete(&self, identity: &str, binding_id: &str) -> Result<bool, StoreError> {
+    async fn delete(&self, identity: &str, binding_id: &str) -> Result<bool, BackendError> {
         self.remove_where(identity, ["id", binding_id, ""]).await
     }
 
@@ -327,12 +328,12 @@ impl BindingStore for RedisBindingStore {
         identity: &str,
         credential: &str,
         device_token: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, BackendError> {
         self.remove_where(identity, ["token", credential, device_token])
             .await
     }
 
-    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, StoreError> {
+    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, BackendError> {
         let removed = self
             .remove_if_token(
                 &binding.identity,

@@ -26,22 +26,12 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
+use crate::backend::BackendError;
 use crate::domain::PushKind;
 
 /// How long a claim outlives the event's deadline: redeliveries past the deadline end `expired`
 /// without sending, and the margin covers clocks of different hosts disagreeing.
 pub const CLAIM_MARGIN_MS: u64 = 60_000;
-
-/// Errors of a ledger.
-#[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
-    /// Redis failed or could not be reached.
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
-    /// Redis answered something the ledger does not understand.
-    #[error("unexpected ledger reply: {0}")]
-    Reply(String),
-}
 
 /// What a claim found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,11 +75,14 @@ pub trait SentLedger: Send + Sync + 'static {
         call_sid: &str,
         devices: &[String],
         expire_at_ms: u64,
-    ) -> Result<Vec<Claim>, LedgerError>;
+    ) -> Result<Vec<Claim>, BackendError>;
 
     /// Settle claims this attempt made (see [`Settle`]).
-    async fn settle(&self, call_sid: &str, settled: &[(String, Settle)])
-        -> Result<(), LedgerError>;
+    async fn settle(
+        &self,
+        call_sid: &str,
+        settled: &[(String, Settle)],
+    ) -> Result<(), BackendError>;
 }
 
 /// A ledger in this process's memory (tests, single-process use). Calls past their expiry are
@@ -114,7 +107,7 @@ impl SentLedger for MemoryLedger {
         call_sid: &str,
         devices: &[String],
         expire_at_ms: u64,
-    ) -> Result<Vec<Claim>, LedgerError> {
+    ) -> Result<Vec<Claim>, BackendError> {
         let mut inner = self.inner.lock().expect("ledger lock");
         if inner.calls.len() >= inner.sweep_at {
             let now = crate::domain::now_ms();
@@ -139,7 +132,7 @@ impl SentLedger for MemoryLedger {
         &self,
         call_sid: &str,
         settled: &[(String, Settle)],
-    ) -> Result<(), LedgerError> {
+    ) -> Result<(), BackendError> {
         let mut inner = self.inner.lock().expect("ledger lock");
         let Some((_, call)) = inner.calls.get_mut(call_sid) else {
             return Ok(());

@@ -12,7 +12,8 @@
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use super::{Claim, LedgerError, SentLedger, Settle};
+use super::{Claim, SentLedger, Settle};
+use crate::backend::BackendError;
 use crate::domain::now_ms;
 use crate::redis_conn::Keys;
 
@@ -43,7 +44,7 @@ impl SentLedger for RedisSentLedger {
         call_sid: &str,
         devices: &[String],
         expire_at_ms: u64,
-    ) -> Result<Vec<Claim>, LedgerError> {
+    ) -> Result<Vec<Claim>, BackendError> {
         if devices.is_empty() {
             return Ok(Vec::new());
         }
@@ -55,7 +56,7 @@ impl SentLedger for RedisSentLedger {
         }
         let states: Vec<Option<String>> = invocation.invoke_async(&mut self.conn.clone()).await?;
         if states.len() != devices.len() {
-            return Err(LedgerError::Reply(format!(
+            return Err(BackendError::Corrupt(format!(
                 "{} states for {} devices",
                 states.len(),
                 devices.len()
@@ -69,7 +70,7 @@ impl SentLedger for RedisSentLedger {
                 // Released between our HSETNX and HGET cannot happen inside one script; a nil
                 // is treated like a claim in progress, the safe side.
                 Some("sending") | None => Ok(Claim::Sending),
-                Some(other) => Err(LedgerError::Reply(format!("unknown state {other:?}"))),
+                Some(other) => Err(BackendError::Corrupt(format!("unknown state {other:?}"))),
             })
             .collect()
     }
@@ -78,7 +79,7 @@ impl SentLedger for RedisSentLedger {
         &self,
         call_sid: &str,
         settled: &[(String, Settle)],
-    ) -> Result<(), LedgerError> {
+    ) -> Result<(), BackendError> {
         if settled.is_empty() {
             return Ok(());
         }

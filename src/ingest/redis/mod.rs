@@ -30,7 +30,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{RedisError, Script, Value};
 
-use super::{CallQueue, QueueError};
+use super::CallQueue;
+use crate::backend::BackendError;
 use crate::config::Settings;
 use crate::dispatch::dedup::redis::RedisSentLedger;
 use crate::event::StreamEntry;
@@ -173,7 +174,7 @@ fn is_no_group(err: &RedisError) -> bool {
 
 #[async_trait::async_trait]
 impl CallQueue for RedisCallQueue {
-    async fn ensure_group(&self) -> Result<(), QueueError> {
+    async fn ensure_group(&self) -> Result<(), BackendError> {
         let created = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.keys.calls)
@@ -188,7 +189,11 @@ impl CallQueue for RedisCallQueue {
         }
     }
 
-    async fn read_new(&self, max: usize, block: Duration) -> Result<Vec<StreamEntry>, QueueError> {
+    async fn read_new(
+        &self,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<StreamEntry>, BackendError> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -206,7 +211,7 @@ impl CallQueue for RedisCallQueue {
         Ok(reply::split(raw).0)
     }
 
-    async fn read_own_pending(&self, max: usize) -> Result<Vec<StreamEntry>, QueueError> {
+    async fn read_own_pending(&self, max: usize) -> Result<Vec<StreamEntry>, BackendError> {
         let mut out = Vec::new();
         let mut start = "0".to_string();
         while out.len() < max {
@@ -238,7 +243,7 @@ impl CallQueue for RedisCallQueue {
         &self,
         min_idle: Duration,
         max: usize,
-    ) -> Result<Vec<StreamEntry>, QueueError> {
+    ) -> Result<Vec<StreamEntry>, BackendError> {
         let mut out = Vec::new();
         let mut cursor = "0-0".to_string();
         for _ in 0..MAX_CLAIM_ROUNDS {
@@ -275,7 +280,7 @@ impl CallQueue for RedisCallQueue {
         Ok(out)
     }
 
-    async fn touch(&self, ids: &[String]) -> Result<(), QueueError> {
+    async fn touch(&self, ids: &[String]) -> Result<(), BackendError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -292,7 +297,7 @@ impl CallQueue for RedisCallQueue {
             .await;
         match touched {
             Err(e) if is_no_group(&e) => self.ensure_group().await,
-            other => other.map(drop).map_err(QueueError::from),
+            other => other.map(drop).map_err(BackendError::from),
         }
     }
 
@@ -301,7 +306,7 @@ impl CallQueue for RedisCallQueue {
         entry: &StreamEntry,
         result: &EventResult,
         dead: Option<&DeadLetter>,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), BackendError> {
         let mut invocation = self.finish.prepare_invoke();
         invocation
             .key(&self.keys.calls)
@@ -338,7 +343,7 @@ impl CallQueue for RedisCallQueue {
         }
     }
 
-    async fn enqueue(&self, fields: &[(String, String)]) -> Result<String, QueueError> {
+    async fn enqueue(&self, fields: &[(String, String)]) -> Result<String, BackendError> {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&self.keys.calls)
             .arg("MAXLEN")
@@ -360,7 +365,7 @@ pub async fn read_stream(
     key: &str,
     start: &str,
     count: usize,
-) -> Result<Vec<StreamEntry>, QueueError> {
+) -> Result<Vec<StreamEntry>, BackendError> {
     let value: Value = redis::cmd("XRANGE")
         .arg(key)
         .arg(start)
