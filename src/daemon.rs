@@ -18,12 +18,14 @@ use crate::auth::{Auth, AuthConfigError};
 use crate::bindings::redis::RedisBindingStore;
 use crate::bindings::BindingStore;
 use crate::config::{CredentialSettings, Settings};
+use crate::dispatch::ledger::redis::RedisSentLedger;
 use crate::dispatch::limits::Limits;
 use crate::dispatch::retry::RetryPolicy;
-use crate::dispatch::{DispatchOptions, Dispatcher};
+use crate::dispatch::{DispatchOptions, DispatchParts, Dispatcher};
 use crate::fcm::FcmProvider;
 use crate::ingest::redis::{QueueOptions, RedisCallQueue};
 use crate::ingest::CallQueue;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::sampler::{self, Sampler};
 use crate::metrics::{MeteredProvider, Metrics, ProviderProbe};
 use crate::providers::Provider;
@@ -185,8 +187,8 @@ pub async fn api_context(
 }
 
 /// Run the daemon until `shutdown` is cancelled: the worker pool on the calls stream and the
-/// public and admin listeners. Returns when in-flight work has finished (or the grace period
-/// ran out).
+/// public and admin listeners. Returns when in-flight work has finished, or when the grace
+/// period (one deadline for the whole stop, counted from shutdown) ran out.
 pub async fn run(
     settings: Settings,
     listeners: Listeners,
@@ -195,13 +197,14 @@ pub async fn run(
     // Credentials first: a bad key fails the start before any connection is made.
     let probed = probed_providers(&settings.credentials)?;
     let (queue, store) = redis_backends(&settings).await?;
-    let ledger = Arc::new(queue.sent_ledger());
+    let keys =
+        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
+    let ledger = Arc::new(RedisSentLedger::new(queue.connection(), keys.clone()));
     let queue: Arc<dyn CallQueue> = queue;
     let store: Arc<dyn BindingStore> = store;
     let ctx = Arc::new(api_context(&settings, queue.clone(), store.clone()).await?);
     let (providers, probes) = meter(probed, &ctx.metrics);
-    let keys =
-        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
+    let life = Lifecycle::new(shutdown, Duration::from_millis(settings.shutdown.grace_ms));
     let sampler = Sampler::new(
         ctx.metrics.clone(),
         ctx.redis.clone(),
@@ -209,43 +212,60 @@ pub async fn run(
         settings.stream.group.clone(),
         probes,
     );
-    let sampling = tokio::spawn(sampler.run(sampler::SAMPLE_EVERY, shutdown.clone()));
-    let options = DispatchOptions {
-        max_in_flight: settings.workers.max_in_flight,
-        batch_size: settings.stream.batch_size,
-        block: Duration::from_millis(settings.stream.block_ms),
-        claim_idle: Duration::from_millis(settings.stream.claim_idle_ms),
-        grace: Duration::from_millis(settings.shutdown.grace_ms),
-        retry: RetryPolicy::new(&settings.retry),
-    };
+    life.spawn(sampler.run(sampler::SAMPLE_EVERY, life.stopping()));
     info!(
         credentials = providers.len(),
         redis = %redacted_url(&settings.redis.url),
         "callpush serving"
     );
-    let metrics = ctx.metrics.clone();
-    let http = tokio::spawn(api::serve(listeners, ctx, shutdown.clone()));
-    let limits = Limits::new(&settings);
-    Dispatcher::new(queue, store, providers, limits, options)
-        .with_ledger(ledger)
-        .with_metrics(metrics)
-        .run(shutdown.clone())
-        .await;
-    // The dispatcher returns on shutdown only; make sure the listeners stop too.
-    shutdown.cancel();
-    let grace = Duration::from_millis(settings.shutdown.grace_ms);
-    let served = match tokio::time::timeout(grace, http).await {
-        Ok(Ok(served)) => served.map_err(DaemonError::Serve),
-        Ok(Err(join)) => {
+    let parts = DispatchParts {
+        queue,
+        store,
+        ledger,
+        providers,
+        limits: Limits::new(&settings),
+        metrics: ctx.metrics.clone(),
+    };
+    let http = life.spawn(serve_http(listeners, ctx, life.clone()));
+    let options = DispatchOptions {
+        max_in_flight: settings.workers.max_in_flight,
+        batch_size: settings.stream.batch_size,
+        block: Duration::from_millis(settings.stream.block_ms),
+        claim_idle: Duration::from_millis(settings.stream.claim_idle_ms),
+        retry: RetryPolicy::new(&settings.retry),
+    };
+    let dispatcher = Dispatcher::new(parts, options, life.hard_stop());
+    let pool = life.clone();
+    life.spawn(async move {
+        dispatcher.run(pool.clone()).await;
+        // The pool returns on shutdown only; make sure everything else stops too.
+        pool.shut_down();
+    });
+    life.wait().await;
+    match http.await {
+        Ok(served) => served,
+        Err(join) => {
             error!(error = %join, "HTTP listener task failed");
             Ok(())
         }
-        Err(_) => {
+    }
+}
+
+/// Both listeners until shutdown (requests in flight may finish), or until the hard stop
+/// (they are dropped). A listener that fails stops the whole daemon.
+async fn serve_http(
+    listeners: Listeners,
+    ctx: Arc<ApiContext>,
+    life: Lifecycle,
+) -> Result<(), DaemonError> {
+    let hard_stop = life.hard_stop();
+    let served = tokio::select! {
+        served = api::serve(listeners, ctx, life.stopping()) => served.map_err(DaemonError::Serve),
+        _ = hard_stop.cancelled() => {
             error!("HTTP requests still running after the grace period; stopping anyway");
             Ok(())
         }
     };
-    let _ = sampling.await;
-    info!("callpush stopped");
+    life.shut_down();
     served
 }

@@ -28,6 +28,7 @@ pub mod domain;
 pub mod event;
 pub mod fcm;
 pub mod ingest;
+pub mod lifecycle;
 pub mod metrics;
 pub mod outcome;
 pub mod providers;

@@ -145,7 +145,7 @@ impl Keys {
     }
 
     /// `<p>sent:{<call_sid>}`: hash device → push state of one call (the no-double-ring ledger,
-    /// `dispatch::dedup`).
+    /// `dispatch::ledger`).
     pub fn sent(&self, call_sid: &str) -> String {
         format!("{}sent:{{{call_sid}}}", self.prefix)
     }

@@ -1,12 +1,19 @@
 //! The real binary killed and stopped mid-burst, and two daemons sharing one group: nothing is
-//! lost (every call gets exactly one outcome) and no device is rung twice for one call.
+//! lost (every call gets exactly one outcome and rings), a push that was in flight when its
+//! daemon died is sent again, and a push a provider accepted is never sent twice.
 
 mod support;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use callpush::dispatch::ledger::device_key;
+use callpush::domain::{Platform, PushKind};
+use support::fcm_double;
 use support::process::{DaemonProcess, Knobs};
-use support::tally::{add_calls, assert_one_outcome_each, register_users, wait_results, Tally};
+use support::tally::{
+    add_calls, apns_token, assert_one_outcome_each, register_users, wait_results, Tally,
+};
 use support::world::World;
 
 /// Long enough for a few thousand events on a busy 2-core machine.
@@ -28,46 +35,193 @@ async fn wait_pushes(w: &World, n: usize) {
     }
 }
 
-#[tokio::test]
-async fn kill_9_mid_burst_then_restart_loses_nothing_and_rings_nobody_twice() {
+/// Calls to 200 identities: `both<i>` (an APNs device Apple answers at once, and an FCM device)
+/// and `fcm<i>` (an FCM device only), while Google holds every answer: the daemon is killed with
+/// about 500 FCM pushes in flight and every APNs push accepted.
+struct InFlight {
+    w: World,
+    dir: tempfile::TempDir,
+    sids: Vec<String>,
+    knobs: Knobs,
+    /// When the first daemon was dead.
+    killed_at: tokio::time::Instant,
+}
+
+const CALLS: usize = 1_000;
+const USERS: usize = 100;
+
+async fn kill_with_pushes_in_flight() -> InFlight {
     let mut w = unlimited_world().await;
     let dir = tempfile::tempdir().unwrap();
-    register_users(&w, 100).await;
-    let sids = add_calls(&mut w, "k", 2_000, 100).await;
-    let knobs = Knobs::default();
+    for i in 0..USERS {
+        w.register(&format!("both{i}"), Platform::Apns, &apns_token(i))
+            .await;
+        w.register(&format!("both{i}"), Platform::Fcm, &format!("fcm-both-{i}"))
+            .await;
+        w.register(&format!("fcm{i}"), Platform::Fcm, &format!("fcm-only-{i}"))
+            .await;
+    }
+    // Google answers nothing before the kill: every FCM push is in flight when it comes.
+    w.fcm
+        .set_default(fcm_double::Answer::ok().delayed(Duration::from_secs(3_600)));
+    let key = format!("{}calls", w.prefix);
+    let mut pipe = redis::pipe();
+    let mut sids = Vec::new();
+    for k in 0..CALLS {
+        let sid = format!("CAkill-{k}");
+        let to = match k % 2 {
+            0 => format!("both{}", (k / 2) % USERS),
+            _ => format!("fcm{}", (k / 2) % USERS),
+        };
+        pipe.cmd("XADD")
+            .arg(&key)
+            .arg("*")
+            .arg("type")
+            .arg("incoming")
+            .arg("to")
+            .arg(to)
+            .arg("call_sid")
+            .arg(&sid)
+            .ignore();
+        sids.push(sid);
+    }
+    let _: () = pipe.query_async(&mut w.conn).await.unwrap();
+    // Room for every event; FCM (one of two credentials) gets half the push slots.
+    let knobs = Knobs {
+        max_in_flight: 1_024,
+        batch_size: 256,
+        ..Knobs::default()
+    };
     let first = DaemonProcess::start(&w, dir.path(), "crashy", &knobs);
-    // Two pushes per call: kill it about a third of the way through.
-    wait_pushes(&w, 1_300).await;
+    let both_calls = CALLS / 2;
+    assert!(
+        w.apns.wait_for(both_calls, RUN).await,
+        "only {} APNs pushes",
+        w.apns.count()
+    );
+    assert!(
+        w.fcm.wait_for_received(knobs.max_in_flight / 2, RUN).await,
+        "only {} FCM pushes in flight",
+        w.fcm.received()
+    );
+    // Every accepted APNs push is recorded `sent` in the ledger before the kill.
+    let started = Instant::now();
+    while accepted_in_ledger(&mut w, &sids).await < both_calls {
+        assert!(started.elapsed() < RUN, "APNs deliveries not recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     first.kill9();
-    let killed_at = w.apns.count() + w.fcm.count();
-    assert!(
-        killed_at < 4_000,
-        "killed before the end ({killed_at} pushes)"
-    );
+    let killed_at = tokio::time::Instant::now();
+    assert_eq!(w.fcm.count(), 0, "no FCM push was answered before the kill");
+    assert!(w.fcm.received() < CALLS, "killed mid-burst");
+    // Google answers at once from now on.
+    w.fcm.set_default(fcm_double::Answer::ok());
+    InFlight {
+        w,
+        dir,
+        sids,
+        knobs,
+        killed_at,
+    }
+}
 
-    let second = DaemonProcess::start(&w, dir.path(), "crashy", &knobs);
-    let results = wait_results(&mut w, sids.len(), RUN).await;
-    let outcomes = assert_one_outcome_each(&results, &sids);
-    let tally = Tally::of(&w);
-    tally.assert_no_double_ring();
-    let duplicates = outcomes.values().filter(|o| *o == "duplicate").count();
-    let delivered = outcomes.values().filter(|o| *o == "delivered").count();
-    eprintln!(
-        "killed after {killed_at} pushes; {delivered} delivered, {duplicates} duplicate, {} rang",
-        tally.calls_rung()
-    );
-    assert_eq!(delivered + duplicates, sids.len(), "{outcomes:?}");
-    // Only events in flight at the kill can end `duplicate`, and only those may have lost a
-    // push that was claimed but never sent.
-    assert!(duplicates <= knobs.max_in_flight, "{duplicates} duplicates");
+/// How many calls' APNs devices the ledger records as accepted.
+async fn accepted_in_ledger(w: &mut World, sids: &[String]) -> usize {
+    let mut pipe = redis::pipe();
+    let mut asked = 0;
+    for (k, sid) in sids.iter().enumerate().filter(|(k, _)| k % 2 == 0) {
+        let device = device_key(PushKind::Incoming, "CRapns", &apns_token((k / 2) % USERS));
+        pipe.cmd("HGET")
+            .arg(format!("{}sent:{{{sid}}}", w.prefix))
+            .arg(device);
+        asked += 1;
+    }
+    let states: Vec<Option<String>> = pipe.query_async(&mut w.conn).await.unwrap();
+    assert_eq!(states.len(), asked);
+    states
+        .iter()
+        .filter(|s| s.as_deref() == Some("sent"))
+        .count()
+}
+
+/// After the restart or takeover: each call got one outcome and rang; the APNs pushes accepted
+/// before the kill were not sent again; every FCM push in flight at the kill was sent again by
+/// the daemon that took over, exactly once per device. (Pushes the dead daemon had on the wire
+/// may still reach Google after its death — that is the window in which a device may ring
+/// twice, and the doubles count them apart: they carry the dead daemon's OAuth token.)
+async fn assert_every_call_rang_once(run: &mut InFlight) {
+    let w = &mut run.w;
+    let results = wait_results(w, run.sids.len(), RUN).await;
+    let outcomes = assert_one_outcome_each(&results, &run.sids);
+    let not_delivered: Vec<_> = outcomes.iter().filter(|(_, o)| *o != "delivered").collect();
     assert!(
-        tally.calls_rung() >= sids.len() - knobs.max_in_flight,
-        "{} calls rang a device",
-        tally.calls_rung()
+        not_delivered.is_empty(),
+        "{} calls not delivered, e.g. {:?}",
+        not_delivered.len(),
+        &not_delivered[..not_delivered.len().min(5)]
     );
-    let status = second.sigterm(Duration::from_secs(15)).await;
-    assert!(status.success());
-    assert_eq!(w.pending().await, 0);
+    let tally = Tally::of(w);
+    assert_eq!(
+        tally.calls_rung(),
+        run.sids.len(),
+        "every call rang a device"
+    );
+    assert_eq!(
+        w.apns.count(),
+        CALLS / 2,
+        "no accepted APNs push was sent again"
+    );
+    let mut by_survivor: HashMap<(String, String), usize> = HashMap::new();
+    let mut from_the_dead = 0;
+    for r in w.fcm.requests() {
+        let issued = r.bearer.as_deref().and_then(|b| w.fcm.issued_at(b));
+        if issued.is_some_and(|at| at > run.killed_at) {
+            let sid = r.body["message"]["data"]["call_sid"].as_str().unwrap_or("");
+            *by_survivor
+                .entry((sid.to_string(), r.token.clone().unwrap_or_default()))
+                .or_default() += 1;
+        } else {
+            from_the_dead += 1;
+        }
+    }
+    let twice: Vec<_> = by_survivor.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "pushed twice after the takeover: {twice:?}"
+    );
+    assert_eq!(
+        by_survivor.len(),
+        CALLS,
+        "every FCM device was pushed again after the kill"
+    );
+    assert!(
+        w.fcm.received() >= CALLS + run.knobs.max_in_flight / 2,
+        "the pushes in flight at the kill were sent again ({} received)",
+        w.fcm.received()
+    );
+    eprintln!(
+        "{} FCM pushes in flight at the kill; {from_the_dead} of them reached Google after it",
+        run.knobs.max_in_flight / 2
+    );
+}
+
+#[tokio::test]
+async fn kill_9_with_pushes_in_flight_then_restart_rings_every_call() {
+    let mut run = kill_with_pushes_in_flight().await;
+    let second = DaemonProcess::start(&run.w, run.dir.path(), "crashy", &run.knobs);
+    assert_every_call_rang_once(&mut run).await;
+    assert!(second.sigterm(Duration::from_secs(15)).await.success());
+    assert_eq!(run.w.pending().await, 0);
+}
+
+#[tokio::test]
+async fn kill_9_with_pushes_in_flight_then_another_daemon_takes_over_and_rings_every_call() {
+    let mut run = kill_with_pushes_in_flight().await;
+    // Another consumer reclaims the dead one's entries after `claim_idle_ms`.
+    let other = DaemonProcess::start(&run.w, run.dir.path(), "other", &run.knobs);
+    assert_every_call_rang_once(&mut run).await;
+    assert!(other.sigterm(Duration::from_secs(15)).await.success());
+    assert_eq!(run.w.pending().await, 0);
 }
 
 #[tokio::test]

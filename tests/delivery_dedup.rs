@@ -1,9 +1,10 @@
 //! No double ring and one outcome per event, against a real redis-server: a call added twice,
-//! a device an earlier (crashed) attempt left `sending`, and two consumers finishing one entry.
+//! a device a dead attempt left claimed (pushed again) or a live one is pushing (not pushed
+//! twice), and two consumers finishing one entry.
 
 mod support;
 
-use callpush::dispatch::dedup::device_key;
+use callpush::dispatch::ledger::device_key;
 use callpush::domain::{Platform, PushKind};
 use support::daemon::TestDaemon;
 use support::tally::Tally;
@@ -46,21 +47,39 @@ async fn a_call_added_twice_rings_each_device_once_and_the_second_is_duplicate()
     daemon.stop().await;
 }
 
-#[tokio::test]
-async fn a_device_a_crashed_attempt_left_sending_is_not_rung_again() {
-    let mut w = World::new().await;
-    w.register("bob", Platform::Fcm, "fcm-bob-1").await;
-    w.register("bob", Platform::Fcm, "fcm-bob-2").await;
-    // What a daemon killed between claiming and settling leaves behind.
-    let key = format!("{}sent:{{CA-crash}}", w.prefix);
-    let field = device_key(PushKind::Incoming, "CRfcm", "fcm-bob-1");
+/// Write the ledger claim a daemon leaves on `token` when it dies mid-push: held by `consumer`
+/// for entry `1-0` since a second ago.
+async fn leave_claim(w: &mut World, call_sid: &str, token: &str, consumer: &str) {
+    let key = format!("{}sent:{{{call_sid}}}", w.prefix);
+    let field = device_key(PushKind::Incoming, "CRfcm", token);
+    let since = callpush::domain::now_ms() - 1_000;
     let _: () = redis::cmd("HSET")
         .arg(&key)
         .arg(&field)
-        .arg("sending")
+        .arg(format!("sending|{since}|i-dead|1-0|{consumer}"))
         .query_async(&mut w.conn)
         .await
         .unwrap();
+}
+
+fn fcm_tokens(w: &World) -> Vec<String> {
+    let mut tokens: Vec<_> = w
+        .fcm
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.token)
+        .collect();
+    tokens.sort();
+    tokens
+}
+
+#[tokio::test]
+async fn a_device_a_dead_attempt_left_claimed_is_pushed_again() {
+    let mut w = World::new().await;
+    w.register("bob", Platform::Fcm, "fcm-bob-1").await;
+    w.register("bob", Platform::Fcm, "fcm-bob-2").await;
+    // Its daemon died with entry 1-0, which is pending with nobody now.
+    leave_claim(&mut w, "CA-crash", "fcm-bob-1", "gone").await;
     let daemon = TestDaemon::start(w.settings.clone());
     w.call(&[
         ("type", "incoming"),
@@ -70,20 +89,75 @@ async fn a_device_a_crashed_attempt_left_sending_is_not_rung_again() {
     .await;
     let results = w.results(1).await;
     assert_eq!(results[0]["outcome"], "delivered");
-    assert_eq!(results[0]["devices"], "2");
-    let tokens: Vec<_> = w
-        .fcm
-        .requests()
-        .into_iter()
-        .filter_map(|r| r.token)
-        .collect();
-    assert_eq!(tokens, vec!["fcm-bob-2"]);
+    assert_eq!(
+        (&*results[0]["devices"], &*results[0]["delivered"]),
+        ("2", "2")
+    );
+    assert_eq!(
+        fcm_tokens(&w),
+        vec!["fcm-bob-1", "fcm-bob-2"],
+        "the lost ring is sent again"
+    );
+    let key = format!("{}sent:{{CA-crash}}", w.prefix);
     let ttl: i64 = redis::cmd("PTTL")
         .arg(&key)
         .query_async(&mut w.conn)
         .await
         .unwrap();
     assert!(ttl > 30_000, "the ledger lives past the deadline: {ttl}");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_a_live_daemon_is_pushing_is_not_pushed_twice() {
+    let mut w = World::new().await;
+    w.register("bob", Platform::Fcm, "fcm-bob-1").await;
+    w.register("bob", Platform::Fcm, "fcm-bob-2").await;
+    // Another daemon ("busy") holds entry 1-0 of the same call and is pushing fcm-bob-1.
+    let calls = format!("{}calls", w.prefix);
+    let _: () = redis::cmd("XADD")
+        .arg(&calls)
+        .arg("1-0")
+        .arg("type")
+        .arg("incoming")
+        .query_async(&mut w.conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&calls)
+        .arg("callpush")
+        .arg("0")
+        .query_async(&mut w.conn)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("callpush")
+        .arg("busy")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&calls)
+        .arg(">")
+        .query_async(&mut w.conn)
+        .await
+        .unwrap();
+    leave_claim(&mut w, "CA-busy", "fcm-bob-1", "busy").await;
+    let daemon = TestDaemon::start(w.settings.clone());
+    w.call(&[("type", "incoming"), ("to", "bob"), ("call_sid", "CA-busy")])
+        .await;
+    let results = w.results(1).await;
+    assert_eq!(results[0]["outcome"], "delivered");
+    assert_eq!(
+        (&*results[0]["devices"], &*results[0]["delivered"]),
+        ("2", "1")
+    );
+    assert_eq!(
+        fcm_tokens(&w),
+        vec!["fcm-bob-2"],
+        "fcm-bob-1 is being pushed by busy"
+    );
     daemon.stop().await;
 }
 

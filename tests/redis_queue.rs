@@ -203,7 +203,7 @@ async fn a_restarted_consumer_gets_its_unfinished_entries_back() {
     f.run(redis::cmd("XDEL").arg(&f.keys.calls).arg(&id2)).await;
 
     let restarted = f.queue("worker-a").await;
-    let pending = restarted.read_own_pending(10).await.unwrap();
+    let pending = restarted.read_own_pending("0", 10).await.unwrap();
     assert_eq!(
         pending,
         vec![StreamEntry {
@@ -252,7 +252,7 @@ async fn another_consumer_claims_entries_left_idle() {
     );
     // The deleted entry is acknowledged; the claimed one is now worker-b's.
     assert_eq!(f.pending().await, 1);
-    let mine = alive.read_own_pending(10).await.unwrap();
+    let mine = alive.read_own_pending("0", 10).await.unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].id, id1);
 }
@@ -279,6 +279,85 @@ async fn read_new_recovers_when_the_group_or_stream_is_deleted() {
     assert!(q.read_new(10, SHORT_BLOCK).await.unwrap().is_empty());
     q.enqueue(&call("CA2")).await.unwrap();
     assert_eq!(q.read_new(10, SHORT_BLOCK).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_group_deleted_under_a_running_daemon_comes_back_where_it_left_off() {
+    let f = Fixture::start().await;
+    let q = f.queue("c1").await;
+    q.ensure_group().await.unwrap();
+    for n in 0..5 {
+        q.enqueue(&call(&format!("CA-old-{n}"))).await.unwrap();
+    }
+    assert_eq!(q.read_new(10, SHORT_BLOCK).await.unwrap().len(), 5);
+    f.run(
+        redis::cmd("XGROUP")
+            .arg("DESTROY")
+            .arg(&f.keys.calls)
+            .arg(GROUP),
+    )
+    .await;
+    let new: Vec<String> = vec![
+        q.enqueue(&call("CA-new-1")).await.unwrap(),
+        q.enqueue(&call("CA-new-2")).await.unwrap(),
+    ];
+    let read: Vec<String> = q
+        .read_new(10, SHORT_BLOCK)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        read, new,
+        "only what came after the last entry read, not the history"
+    );
+
+    // A process that read nothing yet resumes where the group stood when it started.
+    let fresh = f.queue("c2").await;
+    fresh.ensure_group().await.unwrap();
+    f.run(
+        redis::cmd("XGROUP")
+            .arg("DESTROY")
+            .arg(&f.keys.calls)
+            .arg(GROUP),
+    )
+    .await;
+    let later = q.enqueue(&call("CA-new-3")).await.unwrap();
+    let read = fresh.read_new(10, SHORT_BLOCK).await.unwrap();
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0].id, later);
+}
+
+#[tokio::test]
+async fn a_touch_never_takes_back_an_entry_another_consumer_reclaimed() {
+    let f = Fixture::start().await;
+    let slow = f.queue("slow").await;
+    slow.ensure_group().await.unwrap();
+    let id = slow.enqueue(&call("CA1")).await.unwrap();
+    let other = slow.enqueue(&call("CA2")).await.unwrap();
+    assert_eq!(slow.read_new(10, SHORT_BLOCK).await.unwrap().len(), 2);
+    assert_eq!(
+        slow.owners(&[&id, "1-1"]).await.unwrap(),
+        vec![Some("slow".into()), None]
+    );
+    // `slow` was cut off from Redis past the idle time: `fast` reclaims its first entry.
+    let fast = f.queue("fast").await;
+    f.run(
+        redis::cmd("XCLAIM")
+            .arg(&f.keys.calls)
+            .arg(GROUP)
+            .arg("fast")
+            .arg(0)
+            .arg(&id),
+    )
+    .await;
+    let lost = slow.touch(&[id.clone(), other.clone()]).await.unwrap();
+    assert_eq!(lost, 1, "one of the two is no longer slow's");
+    assert_eq!(
+        fast.owners(&[&id, &other]).await.unwrap(),
+        vec![Some("fast".into()), Some("slow".into())]
+    );
 }
 
 #[tokio::test]

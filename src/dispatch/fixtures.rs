@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::dedup::MemoryLedger;
-use super::event::{resolve, Resolution};
+use super::ledger::MemoryLedger;
+use super::resolve::{resolve, Resolution};
 use super::retry::RetryPolicy;
 use super::Shared;
 use crate::backend::BackendError;
@@ -24,6 +24,8 @@ use crate::providers::{Failure, Outcome, Provider};
 pub(super) struct Store {
     pub(super) bindings: Vec<Binding>,
     pub(super) pruned: Mutex<Vec<(String, u64)>>,
+    /// Fail this many `list` calls first, as Redis in an outage would.
+    pub(super) failing_lists: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -32,6 +34,14 @@ impl BindingStore for Store {
         unreachable!("resolution never registers")
     }
     async fn list(&self, identity: &str) -> Result<Vec<Binding>, BackendError> {
+        use std::sync::atomic::Ordering;
+        let failing = &self.failing_lists;
+        if failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(BackendError::Corrupt("the test store is down".into()));
+        }
         Ok(self
             .bindings
             .iter()
@@ -54,17 +64,29 @@ impl BindingStore for Store {
     }
 }
 
-pub(super) struct NoQueue;
+/// A queue that reads nothing; `pending` says which consumer holds an entry (for claims of
+/// other consumers).
+#[derive(Default)]
+pub(super) struct NoQueue {
+    pub(super) pending: Mutex<HashMap<String, String>>,
+}
 
 #[async_trait::async_trait]
 impl CallQueue for NoQueue {
+    fn consumer(&self) -> &str {
+        "test"
+    }
+    async fn owners(&self, ids: &[&str]) -> Result<Vec<Option<String>>, BackendError> {
+        let pending = self.pending.lock().unwrap();
+        Ok(ids.iter().map(|id| pending.get(*id).cloned()).collect())
+    }
     async fn ensure_group(&self) -> Result<(), BackendError> {
         Ok(())
     }
     async fn read_new(&self, _: usize, _: Duration) -> Result<Vec<StreamEntry>, BackendError> {
         Ok(Vec::new())
     }
-    async fn read_own_pending(&self, _: usize) -> Result<Vec<StreamEntry>, BackendError> {
+    async fn read_own_pending(&self, _: &str, _: usize) -> Result<Vec<StreamEntry>, BackendError> {
         Ok(Vec::new())
     }
     async fn claim_stale(&self, _: Duration, _: usize) -> Result<Vec<StreamEntry>, BackendError> {
@@ -185,7 +207,9 @@ pub(super) fn shared_with_store(
         .expect("a fresh registry takes every metric");
     Shared {
         store,
-        queue: Arc::new(NoQueue),
+        queue: Arc::new(NoQueue::default()),
+        consumer: "test".into(),
+        instance: "i-test".into(),
         credential_slots: super::credential_slots(&providers, 16),
         providers,
         ledger: Arc::new(MemoryLedger::default()),

@@ -6,8 +6,8 @@
 //! `workers.max_in_flight` event slots from read to acknowledgement, so reading pauses while
 //! they are all taken (stream lag grows instead of memory), and a push holds one of as many push
 //! slots only while its request is in flight. An entry is acknowledged only with its final
-//! outcome ([`event::resolve`]); anything unfinished at shutdown stays pending for another
-//! consumer.
+//! outcome ([`resolve`], where the stages of one event live); anything unfinished when the
+//! daemon stops hard stays pending for another consumer.
 //!
 //! Failures stay where they start: each credential also has its own cap of push slots (half the
 //! pool when there are several credentials), taken before a pool slot, so a credential that hangs
@@ -16,11 +16,11 @@
 //! slow — say, waiting out a provider's `Retry-After`. Redis outages are logged once, however
 //! many events notice them ([`outage`]).
 
-pub mod dedup;
-mod event;
+pub mod ledger;
 pub mod limits;
 mod outage;
 mod push;
+mod resolve;
 pub mod retry;
 
 use std::collections::{HashMap, HashSet};
@@ -35,11 +35,13 @@ use tracing::{info, warn, Instrument};
 use crate::bindings::BindingStore;
 use crate::event::StreamEntry;
 use crate::ingest::CallQueue;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::outcome::EventOutcome;
 use crate::providers::Provider;
-use dedup::{MemoryLedger, SentLedger};
-use event::Resolution;
+use ledger::SentLedger;
 use outage::{Backoff, Outage};
+use resolve::Resolution;
 use retry::RetryPolicy;
 
 /// How the worker pool runs.
@@ -53,10 +55,24 @@ pub struct DispatchOptions {
     pub block: Duration,
     /// Reclaim entries other consumers left pending this long.
     pub claim_idle: Duration,
-    /// How long in-flight events may take to finish after shutdown starts.
-    pub grace: Duration,
     /// Retries of transient provider failures.
     pub retry: RetryPolicy,
+}
+
+/// What the worker pool works with, each built by the daemon.
+pub struct DispatchParts {
+    /// The calls stream.
+    pub queue: Arc<dyn CallQueue>,
+    /// The bindings.
+    pub store: Arc<dyn BindingStore>,
+    /// Which devices each call already pushed (shared by every daemon of the group).
+    pub ledger: Arc<dyn SentLedger>,
+    /// One provider per credential SID.
+    pub providers: HashMap<String, Arc<dyn Provider>>,
+    /// Per-credential and per-callee rate limits.
+    pub limits: limits::Limits,
+    /// Events, latency, retries, prunes, call rate limits and Redis errors are counted here.
+    pub metrics: Arc<Metrics>,
 }
 
 /// How often idle callees are dropped from the per-callee limiter.
@@ -69,6 +85,10 @@ pub(crate) struct Shared {
     providers: HashMap<String, Arc<dyn Provider>>,
     /// Which devices each call already pushed.
     ledger: Arc<dyn SentLedger>,
+    /// This process's consumer name, as its ledger claims record it.
+    consumer: String,
+    /// A random id of this process, new at every start (see [`ledger::Holder`]).
+    instance: String,
     /// Push slots of the pool.
     pushes: Semaphore,
     /// Push slots of each credential (by SID), taken before a pool slot.
@@ -102,6 +122,11 @@ fn credential_slots(
         .collect()
 }
 
+/// A random id for this process's ledger claims.
+fn new_instance() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
+}
+
 /// The worker pool.
 pub struct Dispatcher {
     shared: Arc<Shared>,
@@ -110,39 +135,27 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A pool over `queue` and `store`, pushing through `providers` (keyed by credential SID).
-    /// Pushes are remembered in a [`MemoryLedger`] until [`Dispatcher::with_ledger`] says
-    /// otherwise (several daemons must share a ledger in Redis).
+    /// A pool over `parts`, stopping hard when `hard_stop` is cancelled.
     pub fn new(
-        queue: Arc<dyn CallQueue>,
-        store: Arc<dyn BindingStore>,
-        providers: HashMap<String, Arc<dyn Provider>>,
-        limits: limits::Limits,
+        parts: DispatchParts,
         options: DispatchOptions,
+        hard_stop: CancellationToken,
     ) -> Self {
-        // Metrics of its own until `with_metrics`: a pool always counts, whoever reads it.
-        let credentials = providers
-            .values()
-            .map(|p| (p.platform(), p.credential().to_string()))
-            .collect::<Vec<_>>();
-        let metrics = Metrics::new(
-            &prometheus::Registry::new(),
-            credentials.iter().map(|(p, c)| (*p, c.as_str())),
-        )
-        .expect("a fresh registry takes every metric");
         let shared = Arc::new(Shared {
-            store,
-            queue,
-            credential_slots: credential_slots(&providers, options.max_in_flight),
-            providers,
-            ledger: Arc::new(MemoryLedger::default()),
+            consumer: parts.queue.consumer().to_string(),
+            instance: new_instance(),
+            store: parts.store,
+            queue: parts.queue,
+            credential_slots: credential_slots(&parts.providers, options.max_in_flight),
+            providers: parts.providers,
+            ledger: parts.ledger,
             pushes: Semaphore::new(options.max_in_flight),
             retry: options.retry,
-            limits,
-            outage: Outage::new(metrics.clone()),
+            limits: parts.limits,
+            outage: Outage::new(parts.metrics.clone()),
             in_flight: Mutex::default(),
-            hard_stop: CancellationToken::new(),
-            metrics,
+            hard_stop,
+            metrics: parts.metrics,
         });
         Dispatcher {
             shared,
@@ -151,25 +164,10 @@ impl Dispatcher {
         }
     }
 
-    /// Remember pushes in `ledger` (`dedup::redis::RedisSentLedger` in production).
-    pub fn with_ledger(mut self, ledger: Arc<dyn SentLedger>) -> Self {
-        Arc::get_mut(&mut self.shared)
-            .expect("the pool is not running yet")
-            .ledger = ledger;
-        self
-    }
-
-    /// Count events, retries, prunes and rate limits in `metrics` (the daemon's registry).
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        let shared = Arc::get_mut(&mut self.shared).expect("the pool is not running yet");
-        shared.outage = Outage::new(metrics.clone());
-        shared.metrics = metrics;
-        self
-    }
-
-    /// Consume the stream until `shutdown` is cancelled, then let in-flight events finish within
-    /// the grace period and return. Redis failures are retried, never returned.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Consume the stream until shutdown begins, then let in-flight events finish until the
+    /// lifecycle stops hard, and return. Redis failures are retried, never returned.
+    pub async fn run(self, life: Lifecycle) {
+        let shutdown = life.stopping();
         let queue = self.shared.queue.clone();
         let outage = &self.shared.outage;
         let mut backoff = Backoff::default();
@@ -182,33 +180,27 @@ impl Dispatcher {
         outage.recovered();
         backoff.reset();
         let tracker = TaskTracker::new();
-        let shared = self.shared.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FORGET_IDLE_EVERY);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => shared.limits.forget_idle(),
-                    _ = stop.cancelled() => return,
-                }
-            }
-        });
+        life.spawn(forget_idle_callees(self.shared.clone(), life.stopping()));
         let all_done = CancellationToken::new();
-        tokio::spawn(heartbeat(
+        life.spawn(heartbeat(
             self.shared.clone(),
             self.options.claim_idle / 3,
             all_done.clone(),
         ));
         let claim_every = (self.options.claim_idle / 2).max(Duration::from_millis(500));
         let mut next_claim = Instant::now();
+        // This consumer's pending entries are read once, oldest first, from a cursor: reading
+        // from `0` again would return entries already in flight here, and an entry that
+        // finished between the read and its start would run a second time.
         let mut own_pending_done = false;
+        let mut own_cursor = "0".to_string();
         while !shutdown.is_cancelled() {
             let Some(mut permits) = self.take_slots(&shutdown).await else {
                 break;
             };
             let want = permits.num_permits();
             let read = if !own_pending_done {
-                queue.read_own_pending(want).await
+                queue.read_own_pending(&own_cursor, want).await
             } else if Instant::now() >= next_claim {
                 next_claim = Instant::now() + claim_every;
                 queue.claim_stale(self.options.claim_idle, want).await
@@ -230,8 +222,11 @@ impl Dispatcher {
                     continue;
                 }
             };
-            if !own_pending_done && entries.len() < want {
-                own_pending_done = true;
+            if !own_pending_done {
+                own_pending_done = entries.len() < want;
+                if let Some(last) = entries.last() {
+                    own_cursor = last.id.clone();
+                }
             }
             for entry in entries {
                 // A reclaimed entry this process is still working on (its touches failed
@@ -248,19 +243,13 @@ impl Dispatcher {
         }
         tracker.close();
         if !tracker.is_empty() {
-            info!(events = tracker.len(), grace = ?self.options.grace, "stopping: finishing events in flight");
-        }
-        if tokio::time::timeout(self.options.grace, tracker.wait())
-            .await
-            .is_err()
-        {
-            warn!(
+            info!(
                 events = tracker.len(),
-                "grace period over; unfinished events stay pending for another consumer"
+                "stopping: finishing events in flight"
             );
-            self.shared.hard_stop.cancel();
-            tracker.wait().await;
         }
+        // Events watch the hard stop themselves and return at once when it comes.
+        tracker.wait().await;
         all_done.cancel();
     }
 
@@ -283,6 +272,18 @@ impl Dispatcher {
     }
 }
 
+/// Drop idle callees from the per-callee limiter every [`FORGET_IDLE_EVERY`] (governor's keyed
+/// limiters keep every key until told), until shutdown.
+async fn forget_idle_callees(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(FORGET_IDLE_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => shared.limits.forget_idle(),
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
 /// True when `shutdown` fired during the wait.
 async fn sleep_or_stop(wait: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
@@ -298,6 +299,11 @@ impl Shared {
             .lock()
             .expect("in-flight lock")
             .insert(id.to_string())
+    }
+
+    /// Whether this process is working on entry `id` now.
+    fn is_in_flight(&self, id: &str) -> bool {
+        self.in_flight.lock().expect("in-flight lock").contains(id)
     }
 }
 
@@ -335,7 +341,17 @@ async fn heartbeat(shared: Arc<Shared>, every: Duration, done: CancellationToken
             continue;
         }
         match shared.queue.touch(&ids).await {
-            Ok(()) => shared.outage.recovered(),
+            Ok(lost) => {
+                shared.outage.recovered();
+                if lost > 0 {
+                    // Cut off from Redis past `claim_idle`: another consumer took them, and
+                    // pushes devices this process may be pushing too.
+                    warn!(
+                        entries = lost,
+                        "entries in flight here were reclaimed by another consumer"
+                    );
+                }
+            }
             Err(err) => shared
                 .outage
                 .failed("touch", "touching entries in flight", &err),
@@ -346,7 +362,7 @@ async fn heartbeat(shared: Arc<Shared>, every: Duration, done: CancellationToken
 /// Take one event to its outcome, record it and acknowledge the entry.
 async fn handle(shared: Arc<Shared>, entry: StreamEntry, _slot: OwnedSemaphorePermit) {
     let _in_flight = InFlight(&shared, &entry.id);
-    let (result, dead) = match event::resolve(&shared, &entry).await {
+    let (result, dead) = match resolve::resolve(&shared, &entry).await {
         Resolution::Final(result, dead) => (result, dead),
         Resolution::LeavePending => return,
     };
@@ -358,7 +374,7 @@ async fn handle(shared: Arc<Shared>, entry: StreamEntry, _slot: OwnedSemaphorePe
                 let kind = entry.field("type").unwrap_or("unknown");
                 shared.metrics.event(kind, result.outcome.as_str());
                 // Delivered is the common case: keep it out of the default log volume.
-                if result.outcome == crate::outcome::EventOutcome::Delivered {
+                if result.outcome == EventOutcome::Delivered {
                     tracing::debug!(
                         devices = result.devices,
                         delivered = result.delivered,

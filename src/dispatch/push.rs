@@ -1,9 +1,12 @@
 //! One push to one device until a final answer: the per-credential rate limit, a push slot
 //! of the credential and of the pool while the request is in flight (never while waiting to
 //! retry), and deadline-aware retries.
+//!
+//! The call's deadline is turned into one timer instant at the start, and every wait — for a
+//! push slot, for the provider's answer — ends at that instant, however long the waits before
+//! it took: an attempt that queued for a slot never runs past the deadline.
 
-use std::time::Duration;
-
+use tokio::time::{timeout_at, Instant};
 use tracing::debug;
 
 use super::retry::NextAttempt;
@@ -38,6 +41,8 @@ pub(super) async fn push_until_final(
     push: Push,
 ) -> (DeviceEnd, u32) {
     let deadline = push.call.deadline_ms;
+    let deadline_at =
+        Instant::now() + std::time::Duration::from_millis(deadline.saturating_sub(now_ms()));
     let mut attempt = 0u32;
     let mut last: Option<Failure> = None;
     loop {
@@ -74,13 +79,18 @@ pub(super) async fn push_until_final(
             (own, pool)
         };
         let permit = tokio::select! {
-            permits = slots => permits,
+            permits = timeout_at(deadline_at, slots) => permits,
             _ = shared.hard_stop.cancelled() => return (DeviceEnd::Aborted { in_flight: false }, attempt),
         };
+        let Ok(permit) = permit else {
+            let failure = last.unwrap_or_else(|| {
+                Failure::new("deadline", "no push slot was free before the deadline")
+            });
+            return (DeviceEnd::Expired(Some(failure)), attempt);
+        };
         attempt += 1;
-        let left = Duration::from_millis(deadline - now);
         let answer = tokio::select! {
-            answer = tokio::time::timeout(left, provider.send(&push)) => answer,
+            answer = timeout_at(deadline_at, provider.send(&push)) => answer,
             _ = shared.hard_stop.cancelled() => return (DeviceEnd::Aborted { in_flight: true }, attempt),
         };
         drop(permit);

@@ -1,6 +1,8 @@
 //! Ingest: reading call events from the calls stream with a consumer group (SPEC §5), and
-//! finishing them. The trait is narrow so an in-memory queue can stand in for Redis (`callpush
-//! dev`); `redis` is the production queue (its module header documents the keys).
+//! finishing them: [`CallQueue::finish`] records an event's one outcome and acknowledges its
+//! entry in one step (the dispatcher decides the outcome; this module only stores it). The
+//! trait is narrow so an in-memory queue can stand in for Redis (`callpush dev`); `redis` is
+//! the production queue (its module header documents the keys).
 
 pub mod redis;
 
@@ -13,7 +15,11 @@ use crate::outcome::{DeadLetter, EventResult};
 /// The calls stream as the worker pool sees it.
 #[async_trait::async_trait]
 pub trait CallQueue: Send + Sync + 'static {
-    /// Create the consumer group (and the stream) when missing. Idempotent.
+    /// This process's consumer name in the group.
+    fn consumer(&self) -> &str;
+
+    /// Create the consumer group (and the stream) when missing, at the start of the stream, so
+    /// events added before the first start are processed. Idempotent.
     async fn ensure_group(&self) -> Result<(), BackendError>;
 
     /// Read up to `max` entries never delivered to any consumer, blocking up to `block` when
@@ -22,8 +28,12 @@ pub trait CallQueue: Send + Sync + 'static {
         -> Result<Vec<StreamEntry>, BackendError>;
 
     /// Entries this consumer already read but never acknowledged (after a restart with the same
-    /// consumer name), up to `max`.
-    async fn read_own_pending(&self, max: usize) -> Result<Vec<StreamEntry>, BackendError>;
+    /// consumer name), with ids after `after` (`0` for all), up to `max`, oldest first.
+    async fn read_own_pending(
+        &self,
+        after: &str,
+        max: usize,
+    ) -> Result<Vec<StreamEntry>, BackendError>;
 
     /// Take over entries other consumers left pending for at least `min_idle` (XAUTOCLAIM), up
     /// to `max`. Entries deleted from the stream meanwhile are acknowledged and skipped.
@@ -34,10 +44,16 @@ pub trait CallQueue: Send + Sync + 'static {
     ) -> Result<Vec<StreamEntry>, BackendError>;
 
     /// Keep entries this consumer is working on from looking idle (and being reclaimed by
-    /// another consumer). The default does nothing, for queues no one else reads.
-    async fn touch(&self, _ids: &[String]) -> Result<(), BackendError> {
-        Ok(())
+    /// another consumer). Only entries still pending with this consumer are touched: one that
+    /// another consumer reclaimed meanwhile stays theirs. Returns how many of `ids` were no
+    /// longer this consumer's. The default does nothing, for queues no one else reads.
+    async fn touch(&self, _ids: &[String]) -> Result<usize, BackendError> {
+        Ok(0)
     }
+
+    /// Which consumer each entry is pending with now (`None`: not pending — acknowledged,
+    /// deleted, or never read), in order. Tells a live claim from a stale one.
+    async fn owners(&self, ids: &[&str]) -> Result<Vec<Option<String>>, BackendError>;
 
     /// Record the event's outcome and acknowledge its entry, atomically: the result entry (when
     /// results are enabled), the dead letter (when there is one) and the acknowledgement — and

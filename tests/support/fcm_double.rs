@@ -94,6 +94,8 @@ pub(crate) struct State {
     scripts: Mutex<HashMap<String, VecDeque<Answer>>>,
     default: Mutex<Option<Answer>>,
     requests: Mutex<Vec<Recorded>>,
+    /// Pushes that arrived, answered or still waiting out their delay.
+    arrivals: AtomicUsize,
     pushed: Notify,
     next_id: AtomicU64,
 }
@@ -121,6 +123,7 @@ impl FcmDouble {
             scripts: Mutex::default(),
             default: Mutex::default(),
             requests: Mutex::default(),
+            arrivals: AtomicUsize::new(0),
             pushed: Notify::new(),
             next_id: AtomicU64::new(1),
         });
@@ -221,6 +224,11 @@ impl FcmDouble {
         self.state.issued.lock().unwrap().clear();
     }
 
+    /// When the double issued access token `bearer` (`None`: never, or revoked since).
+    pub fn issued_at(&self, bearer: &str) -> Option<Instant> {
+        self.state.issued.lock().unwrap().get(bearer).copied()
+    }
+
     /// How many requests reached the token endpoint.
     pub fn token_requests(&self) -> usize {
         self.state.token_requests.load(Ordering::SeqCst)
@@ -229,6 +237,25 @@ impl FcmDouble {
     /// Every request to the messages endpoint so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.requests.lock().unwrap().clone()
+    }
+
+    /// How many pushes arrived at the messages endpoint, including those still waiting out a
+    /// delayed answer (which [`Self::requests`] lists only once answered).
+    pub fn received(&self) -> usize {
+        self.state.arrivals.load(Ordering::SeqCst)
+    }
+
+    /// Wait until at least `n` pushes arrived, answered or not; false when `timeout` passed
+    /// first.
+    pub async fn wait_for_received(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.received() < n {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// How many requests reached the messages endpoint.

@@ -16,7 +16,16 @@
 //! cluster support is a later issue.
 //!
 //! While this consumer works on entries, [`CallQueue::touch`] resets their idle time (XCLAIM
-//! with JUSTID), so other consumers reclaim only entries nobody is working on.
+//! with JUSTID, by `touch.lua`, only for entries still pending with this consumer), so other
+//! consumers reclaim only entries nobody is working on, and an entry reclaimed from a
+//! consumer that was cut off from Redis is never taken back by it.
+//!
+//! The group is created at id `0` when the daemon starts and finds none, so events added before
+//! the first start are processed. A group that disappears while the daemon runs (`XGROUP
+//! DESTROY`, the stream deleted) is created again at the newest id this process has read (or,
+//! before it read anything, where the group stood when the process started): what was added
+//! since is processed, and the retained history is not delivered all over again (docs/runbook.md, "The consumer group
+//! disappeared").
 //!
 //! Blocking reads go over their own connection ([`BlockingConnection`]); everything else over
 //! the shared one. A blocking read that is dropped half-way (shutdown) may leave entries
@@ -25,6 +34,7 @@
 
 mod reply;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -33,7 +43,7 @@ use redis::{RedisError, Script, Value};
 use super::CallQueue;
 use crate::backend::BackendError;
 use crate::config::Settings;
-use crate::dispatch::dedup::redis::RedisSentLedger;
+use crate::domain::now_ms;
 use crate::event::StreamEntry;
 use crate::outcome::{DeadLetter, EventResult};
 use crate::redis_conn::{BlockingConnection, Keys};
@@ -96,6 +106,26 @@ pub struct RedisCallQueue {
     keys: Keys,
     options: QueueOptions,
     finish: Script,
+    touch: Script,
+    /// Where a group that disappeared while running is created again: the newest id read.
+    resume_from: Mutex<StreamId>,
+}
+
+/// A stream id as numbers, to keep the newest one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct StreamId(u64, u64);
+
+impl StreamId {
+    fn parse(id: &str) -> Option<StreamId> {
+        let (ms, seq) = id.split_once('-')?;
+        Some(StreamId(ms.parse().ok()?, seq.parse().ok()?))
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
 }
 
 impl RedisCallQueue {
@@ -112,22 +142,57 @@ impl RedisCallQueue {
             keys,
             options,
             finish: Script::new(include_str!("finish.lua")),
+            touch: Script::new(include_str!("touch.lua")),
+            resume_from: Mutex::new(StreamId(now_ms(), 0)),
         }
     }
 
-    /// The no-double-ring ledger on this queue's Redis connection and key prefix.
-    pub fn sent_ledger(&self) -> RedisSentLedger {
-        RedisSentLedger::new(self.conn.clone(), self.keys.clone())
+    /// The shared connection, for what lives beside the queue (the push ledger).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Remember the newest id of `entries` as where a lost group is created again.
+    fn note_read(&self, entries: &[StreamEntry]) {
+        let newest = entries.iter().filter_map(|e| StreamId::parse(&e.id)).max();
+        if let Some(newest) = newest {
+            let mut at = self.resume_from.lock().expect("resume lock");
+            *at = (*at).max(newest);
+        }
+    }
+
+    /// The group disappeared under the running daemon: create it again where this process
+    /// left off (see the module docs), not at `0`.
+    async fn recreate_group(&self) -> Result<(), BackendError> {
+        let at = *self.resume_from.lock().expect("resume lock");
+        tracing::warn!(
+            group = %self.options.group,
+            stream = %self.keys.calls,
+            from = %at,
+            "the consumer group is gone; creating it again after the newest entry this daemon read"
+        );
+        self.create_group(&at.to_string()).await
+    }
+
+    /// XGROUP CREATE at `id` (MKSTREAM); an existing group is fine.
+    async fn create_group(&self, id: &str) -> Result<(), BackendError> {
+        let created = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.keys.calls)
+            .arg(&self.options.group)
+            .arg(id)
+            .arg("MKSTREAM")
+            .query_async::<()>(&mut self.conn.clone())
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     /// The key names this queue uses.
     pub fn keys(&self) -> &Keys {
         &self.keys
-    }
-
-    /// This queue's consumer name.
-    pub fn consumer(&self) -> &str {
-        &self.options.consumer
     }
 
     /// XREADGROUP from `start` (`>` for new entries, an id for this consumer's pending ones).
@@ -174,19 +239,26 @@ fn is_no_group(err: &RedisError) -> bool {
 
 #[async_trait::async_trait]
 impl CallQueue for RedisCallQueue {
+    fn consumer(&self) -> &str {
+        &self.options.consumer
+    }
+
     async fn ensure_group(&self) -> Result<(), BackendError> {
-        let created = redis::cmd("XGROUP")
-            .arg("CREATE")
+        self.create_group("0").await?;
+        // Where the group stands now is where it would be created again if it disappeared
+        // before this process read anything.
+        let groups: Value = redis::cmd("XINFO")
+            .arg("GROUPS")
             .arg(&self.keys.calls)
-            .arg(&self.options.group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async::<()>(&mut self.conn.clone())
-            .await;
-        match created {
-            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
-            _ => Ok(()),
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if let Some(at) = reply::group_last_delivered(&groups, &self.options.group)
+            .as_deref()
+            .and_then(StreamId::parse)
+        {
+            *self.resume_from.lock().expect("resume lock") = at;
         }
+        Ok(())
     }
 
     async fn read_new(
@@ -202,24 +274,30 @@ impl CallQueue for RedisCallQueue {
         let block = (!block.is_zero()).then(|| block.min(self.blocking.max_block()));
         let raw = match self.read_group(self.blocking.conn(), max, block, ">").await {
             Err(e) if is_no_group(&e) => {
-                self.ensure_group().await?;
+                self.recreate_group().await?;
                 self.read_group(self.blocking.conn(), max, block, ">")
                     .await?
             }
             other => other?,
         };
-        Ok(reply::split(raw).0)
+        let entries = reply::split(raw).0;
+        self.note_read(&entries);
+        Ok(entries)
     }
 
-    async fn read_own_pending(&self, max: usize) -> Result<Vec<StreamEntry>, BackendError> {
+    async fn read_own_pending(
+        &self,
+        after: &str,
+        max: usize,
+    ) -> Result<Vec<StreamEntry>, BackendError> {
         let mut out = Vec::new();
-        let mut start = "0".to_string();
+        let mut start = after.to_string();
         while out.len() < max {
             let want = max - out.len();
             let raw = match self.read_group(self.conn.clone(), want, None, &start).await {
                 // A new group has no pending entries.
                 Err(e) if is_no_group(&e) => {
-                    self.ensure_group().await?;
+                    self.recreate_group().await?;
                     return Ok(out);
                 }
                 other => other?,
@@ -236,6 +314,7 @@ impl CallQueue for RedisCallQueue {
                 break;
             }
         }
+        self.note_read(&out);
         Ok(out)
     }
 
@@ -262,7 +341,7 @@ impl CallQueue for RedisCallQueue {
                 .await;
             let value = match claimed {
                 Err(e) if is_no_group(&e) => {
-                    self.ensure_group().await?;
+                    self.recreate_group().await?;
                     break;
                 }
                 other => other?,
@@ -277,28 +356,55 @@ impl CallQueue for RedisCallQueue {
             }
             cursor = next;
         }
+        self.note_read(&out);
         Ok(out)
     }
 
-    async fn touch(&self, ids: &[String]) -> Result<(), BackendError> {
+    async fn touch(&self, ids: &[String]) -> Result<usize, BackendError> {
         if ids.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        // Min idle 0 claims them for this consumer whatever their idle time; ids no longer
-        // pending are ignored by Redis.
-        let touched = redis::cmd("XCLAIM")
-            .arg(&self.keys.calls)
+        let mut invocation = self.touch.key(&self.keys.calls);
+        invocation
             .arg(&self.options.group)
-            .arg(&self.options.consumer)
-            .arg(0)
-            .arg(ids)
-            .arg("JUSTID")
-            .query_async::<Value>(&mut self.conn.clone())
-            .await;
-        match touched {
-            Err(e) if is_no_group(&e) => self.ensure_group().await,
-            other => other.map(drop).map_err(BackendError::from),
+            .arg(&self.options.consumer);
+        for id in ids {
+            invocation.arg(id);
         }
+        match invocation
+            .invoke_async::<usize>(&mut self.conn.clone())
+            .await
+        {
+            Err(e) if is_no_group(&e) => {
+                self.recreate_group().await?;
+                Ok(ids.len())
+            }
+            other => Ok(ids.len() - other?.min(ids.len())),
+        }
+    }
+
+    async fn owners(&self, ids: &[&str]) -> Result<Vec<Option<String>>, BackendError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("XPENDING")
+                .arg(&self.keys.calls)
+                .arg(&self.options.group)
+                .arg(*id)
+                .arg(*id)
+                .arg(1);
+        }
+        let replies: Vec<Value> = match pipe.query_async(&mut self.conn.clone()).await {
+            // No group, nothing pending.
+            Err(e) if is_no_group(&e) => return Ok(vec![None; ids.len()]),
+            other => other?,
+        };
+        Ok(replies
+            .iter()
+            .map(reply::pending_owner)
+            .collect::<Result<_, _>>()?)
     }
 
     async fn finish(
@@ -336,9 +442,10 @@ impl CallQueue for RedisCallQueue {
                 Ok(())
             }
             Ok(_) => Ok(()),
-            // The group is gone (and with it the pending entry): once it is back, the entry is
-            // read again as new and gets its outcome then.
-            Err(e) if is_no_group(&e) => self.ensure_group().await,
+            // The group is gone, and with it the pending entry: nothing can be acknowledged.
+            // The group is created again after the newest entry read, which includes this one:
+            // its outcome is not recorded (docs/runbook.md, "The consumer group disappeared").
+            Err(e) if is_no_group(&e) => self.recreate_group().await,
             Err(e) => Err(e.into()),
         }
     }

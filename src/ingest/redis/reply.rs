@@ -125,6 +125,47 @@ pub(super) fn split(raw: Vec<RawEntry>) -> (Vec<StreamEntry>, Vec<String>) {
     (live, deleted)
 }
 
+/// The `last-delivered-id` of `group` in an `XINFO GROUPS` reply (a list of flat field lists
+/// in RESP2, of maps in RESP3).
+pub(super) fn group_last_delivered(value: &Value, group: &str) -> Option<String> {
+    let Value::Array(groups) = value else {
+        return None;
+    };
+    groups.iter().find_map(|g| {
+        let pairs: Vec<(String, &Value)> = match g {
+            Value::Array(items) => items
+                .chunks(2)
+                .filter_map(|kv| Some((text(&kv[0]).ok()?, kv.get(1)?)))
+                .collect(),
+            Value::Map(items) => items
+                .iter()
+                .filter_map(|(k, v)| Some((text(k).ok()?, v)))
+                .collect(),
+            _ => return None,
+        };
+        let field = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| text(v).ok())
+        };
+        (field("name")? == group).then(|| field("last-delivered-id"))?
+    })
+}
+
+/// The consumer of an extended `XPENDING key group id id 1` reply: `[[id, consumer, idle,
+/// deliveries]]`, or `None` when the entry is not pending.
+pub(super) fn pending_owner(value: &Value) -> Result<Option<String>, RedisError> {
+    match value {
+        Value::Array(rows) => match rows.first() {
+            None => Ok(None),
+            Some(Value::Array(row)) if row.len() >= 2 => Ok(Some(text(&row[1])?)),
+            Some(other) => Err(unexpected("expected a pending entry", other)),
+        },
+        other => Err(unexpected("expected pending entries", other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

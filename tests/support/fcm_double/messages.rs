@@ -138,6 +138,7 @@ impl Answer {
 }
 
 pub(super) async fn send(state: &State, parts: &Parts, body: &Bytes) -> Response<Full<Bytes>> {
+    state.arrivals.fetch_add(1, Ordering::SeqCst);
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let token = parsed["message"]["token"].as_str().map(str::to_string);
     let bearer = parts

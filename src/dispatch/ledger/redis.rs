@@ -2,17 +2,20 @@
 //!
 //! Key (`<p>` is `redis.key_prefix`):
 //! - `<p>sent:{<call_sid>}` — hash: device key (`<kind>:<credential>:<token digest>`, see
-//!   [`super::device_key`]) → `sending` (claimed, push in flight or the claimer died) or `sent`
-//!   (delivered). Expires [`super::CLAIM_MARGIN_MS`] after the latest deadline of the call's
-//!   events; only lengthened, never shortened. The hash tag keeps one call in one cluster slot.
+//!   [`super::device_key`]) → `sending|<since ms>|<instance>|<entry id>|<consumer>` (claimed:
+//!   the push is in flight, or its holder died) or `sent` (a provider accepted it). Expires
+//!   [`super::CLAIM_MARGIN_MS`] after the latest deadline of the call's events; only
+//!   lengthened, never shortened. The hash tag keeps one call in one cluster slot, and both
+//!   scripts touch that key alone.
 //!
-//! Claiming is one script round trip for all devices of an event (HSETNX per device, so two
-//! attempts racing for one device never both win); settling is one more.
+//! Claiming is one script round trip for all devices of an event: a device is claimed only
+//! when it is free or still holds exactly the stale value the caller names, so two attempts
+//! racing for one device never both win. Settling is one more round trip per settle.
 
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use super::{Claim, SentLedger, Settle};
+use super::{Claim, ClaimRequest, Holder, SentLedger, Settle};
 use crate::backend::BackendError;
 use crate::domain::now_ms;
 use crate::redis_conn::Keys;
@@ -42,50 +45,45 @@ impl SentLedger for RedisSentLedger {
     async fn claim(
         &self,
         call_sid: &str,
-        devices: &[String],
+        me: &Holder,
+        requests: &[ClaimRequest<'_>],
         expire_at_ms: u64,
     ) -> Result<Vec<Claim>, BackendError> {
-        if devices.is_empty() {
+        if requests.is_empty() {
             return Ok(Vec::new());
         }
         let ttl_ms = expire_at_ms.saturating_sub(now_ms()).max(1);
         let mut invocation = self.claim.key(self.keys.sent(call_sid));
-        invocation.arg(ttl_ms);
-        for device in devices {
-            invocation.arg(device);
+        invocation.arg(ttl_ms).arg(me.encode());
+        for r in requests {
+            invocation
+                .arg(r.device)
+                .arg(r.take_over.map(Holder::encode).unwrap_or_default());
         }
-        let states: Vec<Option<String>> = invocation.invoke_async(&mut self.conn.clone()).await?;
-        if states.len() != devices.len() {
+        let states: Vec<String> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        if states.len() != requests.len() {
             return Err(BackendError::Corrupt(format!(
-                "{} states for {} devices",
+                "the claim script answered {} states for {} devices",
                 states.len(),
-                devices.len()
+                requests.len()
             )));
         }
-        states
-            .into_iter()
-            .map(|state| match state.as_deref() {
-                Some("fresh") => Ok(Claim::Fresh),
-                Some("sent") => Ok(Claim::Sent),
-                // Released between our HSETNX and HGET cannot happen inside one script; a nil
-                // is treated like a claim in progress, the safe side.
-                Some("sending") | None => Ok(Claim::Sending),
-                Some(other) => Err(BackendError::Corrupt(format!("unknown state {other:?}"))),
-            })
-            .collect()
+        Ok(states.iter().map(|s| Claim::parse(s)).collect())
     }
 
     async fn settle(
         &self,
         call_sid: &str,
-        settled: &[(String, Settle)],
+        me: &Holder,
+        settled: &[(&str, Settle)],
     ) -> Result<(), BackendError> {
         if settled.is_empty() {
             return Ok(());
         }
         let mut invocation = self.settle.key(self.keys.sent(call_sid));
+        invocation.arg(me.encode());
         for (device, how) in settled {
-            invocation.arg(device).arg(match how {
+            invocation.arg(*device).arg(match how {
                 Settle::Sent => "sent",
                 Settle::Release => "release",
             });

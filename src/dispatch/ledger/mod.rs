@@ -1,0 +1,222 @@
+//! The push ledger: which devices each call already pushed, consulted before sending, so that a
+//! crash never silently drops a ring and an accepted push is never sent twice (SPEC §5).
+//!
+//! Before the fan-out, an event *claims* every target device for its call in one round trip;
+//! only devices it claimed are pushed. A claim records its [`Holder`]: the consumer name, a
+//! random id of the process (`instance`), the stream entry it was made for, and since when.
+//! As soon as a provider accepts a device's push, its claim becomes [`Claim::Sent`] and that
+//! device is never pushed again for the call; after a final failure the claim is released so a
+//! later attempt (a replayed dead letter) may send.
+//!
+//! A claim found [`Claim::Held`] by another attempt is either *live* — its holder is still
+//! working on its entry, so it is skipped and two daemons never push one device for one call at
+//! once — or *stale*: its holder died, or lost the entry to a reclaim, and the push it had in
+//! flight counts as not delivered. The dispatcher tells the two apart ([`liveness`]) and takes
+//! stale claims over with a compare-and-set ([`ClaimRequest::take_over`]), so of several
+//! attempts racing for one stale claim exactly one wins.
+//!
+//! A device is `(push kind, credential, device token)`, not a binding id: a device deleted and
+//! registered again gets a new binding id but is the same phone; `incoming` and `cancel` of one
+//! call claim separately, so the cancel still reaches every device the call rang.
+//!
+//! [`redis::RedisSentLedger`] is the production ledger (its header documents the key);
+//! [`memory::MemoryLedger`] serves one process.
+
+pub mod memory;
+pub mod redis;
+
+use sha2::{Digest, Sha256};
+
+use crate::backend::BackendError;
+use crate::domain::PushKind;
+
+pub use memory::MemoryLedger;
+
+/// How long a claim outlives the event's deadline: redeliveries past the deadline end `expired`
+/// without sending, and the margin covers clocks of different hosts disagreeing.
+pub const CLAIM_MARGIN_MS: u64 = 60_000;
+
+/// Who holds a claim: one attempt of one stream entry, in one process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The stream consumer name of the process (`stream.consumer`).
+    pub consumer: String,
+    /// A random id of the process, new at every start: tells a restarted daemon that kept its
+    /// consumer name from the one that died.
+    pub instance: String,
+    /// The stream id of the entry the claim was made for.
+    pub entry: String,
+    /// When the claim was made, ms since the Unix epoch.
+    pub since_ms: u64,
+}
+
+/// The state word of a claim in flight; the stored value is `sending|since|instance|entry|consumer`
+/// (the consumer last, since it is the only part that may contain `|`).
+const SENDING: &str = "sending";
+/// The stored value of a device a provider accepted.
+const SENT: &str = "sent";
+
+impl Holder {
+    /// The stored form of a claim held by `self`.
+    pub fn encode(&self) -> String {
+        format!(
+            "{SENDING}|{}|{}|{}|{}",
+            self.since_ms, self.instance, self.entry, self.consumer
+        )
+    }
+
+    /// A stored claim value read back. `None` for a claim without a holder (written by callpush
+    /// before claims recorded one) or one this version cannot read.
+    fn decode(stored: &str) -> Option<Holder> {
+        let mut parts = stored.splitn(5, '|');
+        if parts.next()? != SENDING {
+            return None;
+        }
+        let since_ms = parts.next()?.parse().ok()?;
+        let instance = parts.next()?.to_string();
+        let entry = parts.next()?.to_string();
+        let consumer = parts.next()?.to_string();
+        Some(Holder {
+            consumer,
+            instance,
+            entry,
+            since_ms,
+        })
+    }
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The device is ours to push now.
+    Fresh,
+    /// Another attempt claimed it and has not settled: it is pushing, or it died mid-push.
+    /// `None`: a claim that records no holder (see [`Holder::decode`]); treated as live.
+    Held(Option<Holder>),
+    /// A provider accepted a push of this call to this device.
+    Sent,
+}
+
+impl Claim {
+    /// Read a stored value (`fresh` is what the claim script answers for a claim it made).
+    fn parse(stored: &str) -> Claim {
+        match stored {
+            "fresh" => Claim::Fresh,
+            SENT => Claim::Sent,
+            other => Claim::Held(Holder::decode(other)),
+        }
+    }
+}
+
+/// One device to claim.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    /// The device key ([`device_key`]).
+    pub device: &'a str,
+    /// Take the claim over if it is still held by exactly this (stale) holder; `None` claims
+    /// only a free device.
+    pub take_over: Option<&'a Holder>,
+}
+
+/// How a claimed device ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// The provider accepted the push: remember it until the claim expires.
+    Sent,
+    /// A final failure (or the push never left): forget the claim, if it is still ours, so a
+    /// later attempt may send.
+    Release,
+}
+
+/// Whether the attempt holding a claim still works on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// It does: skip the device.
+    Live,
+    /// It is gone: its push counts as not delivered; take the claim over.
+    Stale,
+    /// It depends on whether `entry` is still pending with `consumer` (ask the queue).
+    IfPendingWith {
+        /// The holder's entry.
+        entry: String,
+        /// The holder's consumer.
+        consumer: String,
+    },
+}
+
+/// Judge a claim held by `held`, seen by `me` (this attempt), where `mine_in_flight` says
+/// whether an entry is being worked on in this process. Pure: the table is unit-tested.
+///
+/// - a claim made for the entry `me` works on now belongs to an earlier attempt of that entry,
+///   which is over (this process holds the entry now, and one process runs an entry once at a
+///   time): stale;
+/// - a claim of this process: live while its entry is in flight here;
+/// - a claim of an earlier process with this consumer name (a restart): stale;
+/// - a claim of another consumer: live while its entry is still pending with that consumer; an
+///   entry acknowledged, or reclaimed by someone else after `stream.claim_idle_ms`, means the
+///   holder is no longer working on it;
+/// - a claim that records no holder: live (the old rule: possibly rung, not pushed again).
+pub fn liveness(
+    me: &Holder,
+    held: Option<&Holder>,
+    mine_in_flight: impl Fn(&str) -> bool,
+) -> Liveness {
+    let Some(held) = held else {
+        return Liveness::Live;
+    };
+    if held.entry == me.entry {
+        return Liveness::Stale;
+    }
+    if held.consumer == me.consumer {
+        if held.instance != me.instance {
+            return Liveness::Stale;
+        }
+        return if mine_in_flight(&held.entry) {
+            Liveness::Live
+        } else {
+            Liveness::Stale
+        };
+    }
+    Liveness::IfPendingWith {
+        entry: held.entry.clone(),
+        consumer: held.consumer.clone(),
+    }
+}
+
+/// The key of one device within a call: the push kind, the credential and a digest of the
+/// device token (the ledger never stores device tokens).
+pub fn device_key(kind: PushKind, credential: &str, device_token: &str) -> String {
+    let digest = Sha256::digest(device_token.as_bytes());
+    format!(
+        "{}:{credential}:{}",
+        kind.as_str(),
+        hex::encode(&digest[..16])
+    )
+}
+
+/// Remembers which devices each call already pushed.
+#[async_trait::async_trait]
+pub trait SentLedger: Send + Sync + 'static {
+    /// Claim each device of `requests` for `call_sid` as `me`, keeping the claims until
+    /// `expire_at_ms` (ms since the epoch) at least. Returns one [`Claim`] per request, in
+    /// order: [`Claim::Fresh`] for each device `me` holds now.
+    async fn claim(
+        &self,
+        call_sid: &str,
+        me: &Holder,
+        requests: &[ClaimRequest<'_>],
+        expire_at_ms: u64,
+    ) -> Result<Vec<Claim>, BackendError>;
+
+    /// Settle claims `me` made (see [`Settle`]). A release leaves a claim someone else took
+    /// over in place.
+    async fn settle(
+        &self,
+        call_sid: &str,
+        me: &Holder,
+        settled: &[(&str, Settle)],
+    ) -> Result<(), BackendError>;
+}
+
+#[cfg(test)]
+mod tests;

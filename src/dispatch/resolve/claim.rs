@@ -1,0 +1,187 @@
+//! Stage 3: claim every target device in the push ledger before anything is sent.
+//!
+//! One round trip claims the free devices. A device another attempt holds is judged
+//! ([`ledger::liveness`]): a live holder keeps it (it is pushing now: never two pushes of one
+//! device for one call at once), a stale one — it died, or lost its entry to a reclaim — is
+//! taken over in a second round trip, compare-and-set, so its unanswered push is sent again
+//! rather than silently dropped. Whether another consumer still holds its entry is asked of the
+//! queue (one pipelined round trip), only when such claims turn up.
+
+use tracing::{debug, info};
+
+use super::super::ledger::{self, Claim, ClaimRequest, Holder, Liveness, CLAIM_MARGIN_MS};
+use super::super::Shared;
+use super::Target;
+use crate::domain::now_ms;
+use crate::event::CallEvent;
+
+/// What the claims found.
+pub(in crate::dispatch) struct Claimed<'t> {
+    /// Who this attempt is in the ledger.
+    pub(in crate::dispatch) me: Holder,
+    /// The devices this attempt holds now and pushes.
+    pub(in crate::dispatch) fresh: Vec<&'t Target>,
+    /// Devices an earlier attempt delivered.
+    pub(in crate::dispatch) earlier_sent: usize,
+    /// Devices in all.
+    pub(in crate::dispatch) devices: usize,
+}
+
+impl Claimed<'_> {
+    /// Devices not pushed by this attempt: delivered earlier, or being pushed by a live one.
+    pub(in crate::dispatch) fn skipped(&self) -> usize {
+        self.devices - self.fresh.len()
+    }
+}
+
+/// Claim the targets for this attempt of `entry_id`; `None` when the ledger or the queue cannot
+/// be reached (the entry stays pending).
+pub(super) async fn claim<'t>(
+    shared: &Shared,
+    event: &CallEvent,
+    entry_id: &str,
+    targets: &'t [Target],
+) -> Option<Claimed<'t>> {
+    let me = Holder {
+        consumer: shared.consumer.clone(),
+        instance: shared.instance.clone(),
+        entry: entry_id.to_string(),
+        since_ms: now_ms(),
+    };
+    let expire_at = event.deadline_ms() + CLAIM_MARGIN_MS;
+    let requests: Vec<ClaimRequest> = targets
+        .iter()
+        .map(|t| ClaimRequest {
+            device: &t.device,
+            take_over: None,
+        })
+        .collect();
+    let mut claims = ledger_claim(shared, event, &me, &requests, expire_at).await?;
+
+    // Held claims: which of them are stale?
+    let held: Vec<(usize, Option<Holder>)> = claims
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match c {
+            Claim::Held(h) => Some((i, h.clone())),
+            _ => None,
+        })
+        .collect();
+    if !held.is_empty() {
+        let stale = stale_claims(shared, &me, held).await?;
+        if !stale.is_empty() {
+            let takeovers: Vec<ClaimRequest> = stale
+                .iter()
+                .map(|(i, h)| ClaimRequest {
+                    device: &targets[*i].device,
+                    take_over: Some(h),
+                })
+                .collect();
+            let taken = ledger_claim(shared, event, &me, &takeovers, expire_at).await?;
+            for ((i, h), claim) in stale.iter().zip(taken) {
+                if claim == Claim::Fresh {
+                    info!(
+                        holder = %h.consumer,
+                        held_for_ms = now_ms().saturating_sub(h.since_ms),
+                        "taking over a device claim whose holder stopped working on it; its push is sent again"
+                    );
+                }
+                claims[*i] = claim;
+            }
+        }
+    }
+    let earlier_sent = claims.iter().filter(|c| **c == Claim::Sent).count();
+    let fresh = targets
+        .iter()
+        .zip(&claims)
+        .filter(|(_, c)| **c == Claim::Fresh)
+        .map(|(t, _)| t)
+        .collect();
+    Some(Claimed {
+        me,
+        fresh,
+        earlier_sent,
+        devices: targets.len(),
+    })
+}
+
+async fn ledger_claim(
+    shared: &Shared,
+    event: &CallEvent,
+    me: &Holder,
+    requests: &[ClaimRequest<'_>],
+    expire_at: u64,
+) -> Option<Vec<Claim>> {
+    match shared
+        .ledger
+        .claim(event.call_sid(), me, requests, expire_at)
+        .await
+    {
+        Ok(claims) => {
+            shared.outage.recovered();
+            Some(claims)
+        }
+        Err(err) => {
+            shared
+                .outage
+                .failed("claim_devices", "claiming devices", &err);
+            debug!(error = %err, "cannot claim devices; event left pending");
+            None
+        }
+    }
+}
+
+/// The held claims (by index) whose holders stopped working on them.
+async fn stale_claims(
+    shared: &Shared,
+    me: &Holder,
+    held: Vec<(usize, Option<Holder>)>,
+) -> Option<Vec<(usize, Holder)>> {
+    let in_flight = |id: &str| shared.is_in_flight(id);
+    let judged: Vec<(usize, Option<Holder>, Liveness)> = held
+        .into_iter()
+        .map(|(i, h)| {
+            let live = ledger::liveness(me, h.as_ref(), in_flight);
+            (i, h, live)
+        })
+        .collect();
+    let ask: Vec<&str> = judged
+        .iter()
+        .filter_map(|(_, _, l)| match l {
+            Liveness::IfPendingWith { entry, .. } => Some(entry.as_str()),
+            _ => None,
+        })
+        .collect();
+    let owners = if ask.is_empty() {
+        Vec::new()
+    } else {
+        match shared.queue.owners(&ask).await {
+            Ok(owners) => {
+                shared.outage.recovered();
+                owners
+            }
+            Err(err) => {
+                shared
+                    .outage
+                    .failed("claim_devices", "checking who holds device claims", &err);
+                debug!(error = %err, "cannot check claim holders; event left pending");
+                return None;
+            }
+        }
+    };
+    let mut owners = owners.into_iter();
+    let mut stale = Vec::new();
+    for (i, h, live) in judged {
+        let is_stale = match live {
+            Liveness::Live => false,
+            Liveness::Stale => true,
+            Liveness::IfPendingWith { consumer, .. } => {
+                owners.next().flatten().as_deref() != Some(consumer.as_str())
+            }
+        };
+        if let (true, Some(h)) = (is_stale, h) {
+            stale.push((i, h));
+        }
+    }
+    Some(stale)
+}

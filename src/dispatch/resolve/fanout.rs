@@ -1,0 +1,95 @@
+//! Stage 5: push every claimed device at once, each until its final answer
+//! ([`push_until_final`]), and record each accepted push in the ledger the moment it is
+//! accepted — not when the whole event is done — so a crash while other devices of the call
+//! are still retrying never rings a device twice. Also the SLO number: the time from the
+//! entry's stream id to the first device that accepted.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use futures::future::join_all;
+
+use super::super::ledger::Settle;
+use super::super::outage::Backoff;
+use super::super::push::{push_until_final, DeviceEnd};
+use super::super::{sleep_or_stop, Shared};
+use super::claim::Claimed;
+use super::decide::DeviceReport;
+use crate::domain::{mask_device_token, now_ms, Push};
+use crate::event::{stream_id_ms, CallEvent};
+
+/// Push every fresh device of `claimed`; one report per device, in order.
+pub(super) async fn fan_out(
+    shared: &Shared,
+    event: &CallEvent,
+    claimed: &Claimed<'_>,
+) -> Vec<DeviceReport> {
+    let first_accepted = AtomicBool::new(false);
+    let stream_ms = stream_id_ms(&event.id);
+    join_all(claimed.fresh.iter().map(|t| {
+        let first_accepted = &first_accepted;
+        async move {
+            let push = Push {
+                call: event.call.clone(),
+                device_token: Arc::from(t.binding.device_token.as_str()),
+            };
+            let (mut end, attempts) = push_until_final(shared, t.provider.as_ref(), push).await;
+            if matches!(end, DeviceEnd::Delivered) {
+                if !first_accepted.swap(true, Ordering::Relaxed) {
+                    if let Some(at) = stream_ms {
+                        let seconds = now_ms().saturating_sub(at) as f64 / 1000.0;
+                        shared.metrics.event_latency(event.kind().as_str(), seconds);
+                    }
+                }
+                if !record_sent(shared, event, claimed, &t.device).await {
+                    // Stopping before the ledger knew: the entry stays pending, and whoever
+                    // takes it over pushes this device again (the window SPEC §5 allows).
+                    end = DeviceEnd::Aborted { in_flight: true };
+                }
+            }
+            let b = &t.binding;
+            DeviceReport {
+                end,
+                attempts,
+                label: format!(
+                    "{} {} {}",
+                    b.platform,
+                    b.credential,
+                    mask_device_token(&b.device_token)
+                ),
+            }
+        }
+    }))
+    .await
+}
+
+/// Mark `device` sent, retrying through a Redis outage; false when the daemon stops hard
+/// first. Until it lands, a reclaim of the entry would push the device again.
+async fn record_sent(
+    shared: &Shared,
+    event: &CallEvent,
+    claimed: &Claimed<'_>,
+    device: &str,
+) -> bool {
+    let mut backoff = Backoff::default();
+    loop {
+        match shared
+            .ledger
+            .settle(event.call_sid(), &claimed.me, &[(device, Settle::Sent)])
+            .await
+        {
+            Ok(()) => {
+                shared.outage.recovered();
+                return true;
+            }
+            Err(err) => {
+                shared
+                    .outage
+                    .failed("settle_devices", "recording an accepted push", &err);
+                if sleep_or_stop(backoff.next(), &shared.hard_stop).await {
+                    return false;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! One event from its stream entry to its outcome, in stages, each in its own file:
+//!
+//! 1. parse the entry and check its deadline (here);
+//! 2. [`targets`]: the callee's bindings, as the devices this event goes to;
+//! 3. [`claim`]: claim every device in the push ledger; devices another attempt delivered, or
+//!    is still pushing, are skipped, while a claim left by an attempt that died is taken over;
+//! 4. the callee's call limit, charged once the event is sure to push (here);
+//! 5. [`fanout`]: push every claimed device concurrently, each with its own retries, recording
+//!    each accepted push in the ledger the moment it is accepted;
+//! 6. [`settle`]: release the claims of devices that failed for good, prune dead tokens;
+//! 7. [`decide`]: the event's one outcome, a pure function of how the devices ended.
+//!
+//! Stages 2, 3 and 5–6 do I/O; stage 7 decides from their results alone, so its table is
+//! unit-tested without Redis or providers.
+
+mod claim;
+mod decide;
+mod fanout;
+mod settle;
+mod targets;
+
+use tracing::info;
+
+use super::Shared;
+use crate::domain::{now_ms, PushKind};
+use crate::event::{CallEvent, StreamEntry};
+use crate::metrics::RateScope;
+use crate::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
+
+pub(super) use decide::Decision;
+pub(super) use targets::Target;
+
+/// What to do with the entry.
+#[derive(Debug)]
+pub(super) enum Resolution {
+    /// Record the result (and the dead letter) and acknowledge.
+    Final(EventResult, Option<DeadLetter>),
+    /// Leave the entry pending (store unavailable, stopping): it is reclaimed later.
+    LeavePending,
+}
+
+/// Take one entry through every stage to its resolution.
+pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution {
+    let event = match CallEvent::parse(entry) {
+        Ok(event) => event,
+        Err(err) => {
+            info!(error = %err, "malformed call event dead-lettered");
+            let result = EventResult {
+                call_sid: entry.field("call_sid").unwrap_or_default().to_string(),
+                to: entry.field("to").unwrap_or_default().to_string(),
+                outcome: EventOutcome::Malformed,
+                devices: 0,
+                delivered: 0,
+            };
+            let dead = dead_letter(DeadReason::Malformed, err.to_string(), 0);
+            return Resolution::Final(result, Some(dead));
+        }
+    };
+    let now = now_ms();
+    if now >= event.deadline_ms() {
+        let detail = format!(
+            "deadline passed {} ms before the event was read",
+            now - event.deadline_ms()
+        );
+        return final_of(
+            &event,
+            Decision::dead(EventOutcome::Expired, DeadReason::Expired, detail),
+        );
+    }
+    let Some(targets) = targets::resolve(shared, &event).await else {
+        return Resolution::LeavePending;
+    };
+    if targets.is_empty() {
+        return final_of(&event, Decision::result(EventOutcome::NoBindings, 0, 0));
+    }
+    let Some(claimed) = claim::claim(shared, &event, &entry.id, &targets).await else {
+        return Resolution::LeavePending;
+    };
+    let devices = targets.len();
+    if claimed.fresh.is_empty() {
+        info!(
+            devices,
+            "every device was pushed by an earlier attempt; not pushed again"
+        );
+        let decision = Decision::result(EventOutcome::Duplicate, devices, claimed.earlier_sent);
+        return final_of(&event, decision);
+    }
+    if claimed.skipped() > 0 {
+        info!(
+            skipped = claimed.skipped(),
+            "devices an earlier attempt delivered or is pushing are skipped"
+        );
+    }
+    // Charged only now: an event left pending by an outage, a redelivery with nothing left to
+    // send and a call to nobody never count against the callee.
+    if event.kind() == PushKind::Incoming && !shared.limits.allow_call(&event.call.callee) {
+        info!("callee over its call rate limit; event dead-lettered");
+        shared.metrics.rate_limited(RateScope::Callee);
+        settle::release_all(shared, &event, &claimed).await;
+        let detail =
+            "the callee received more incoming calls than limits.calls_per_identity_per_min";
+        return final_of(
+            &event,
+            Decision::dead(
+                EventOutcome::DeadLettered,
+                DeadReason::RateLimited,
+                detail.into(),
+            ),
+        );
+    }
+    let ends = fanout::fan_out(shared, &event, &claimed).await;
+    settle::settle(shared, &event, &claimed, &ends).await;
+    let decision = decide::decide(devices, claimed.earlier_sent, claimed.skipped(), &ends);
+    final_of(&event, decision)
+}
+
+/// The resolution a decision stands for.
+fn final_of(event: &CallEvent, decision: Decision) -> Resolution {
+    match decision {
+        Decision::LeavePending => Resolution::LeavePending,
+        Decision::Final {
+            outcome,
+            devices,
+            delivered,
+            dead,
+        } => Resolution::Final(
+            EventResult {
+                call_sid: event.call_sid().to_string(),
+                to: event.to().to_string(),
+                outcome,
+                devices,
+                delivered,
+            },
+            dead.map(|(reason, detail, attempts)| dead_letter(reason, detail, attempts)),
+        ),
+    }
+}
+
+fn dead_letter(reason: DeadReason, detail: String, attempts: u32) -> DeadLetter {
+    DeadLetter {
+        reason,
+        detail,
+        attempts,
+        failed_at_ms: now_ms(),
+    }
+}
