@@ -263,6 +263,51 @@ async fn sigterm_mid_burst_exits_0_and_a_second_daemon_finishes_the_rest() {
 }
 
 #[tokio::test]
+async fn sigterm_stops_within_one_grace_period_whatever_is_still_running() {
+    use tokio::io::AsyncWriteExt;
+    let mut w = unlimited_world().await;
+    let dir = tempfile::tempdir().unwrap();
+    register_users(&w, 1).await;
+    // A push Google never answers, and an HTTP request whose body never arrives.
+    w.fcm
+        .set_default(fcm_double::Answer::ok().delayed(Duration::from_secs(3_600)));
+    let knobs = Knobs {
+        grace_ms: 3_000,
+        ..Knobs::default()
+    };
+    let daemon = DaemonProcess::start(&w, dir.path(), "stopper", &knobs);
+    w.call(&[
+        ("type", "incoming"),
+        ("to", "user0"),
+        ("call_sid", "CAhang"),
+        ("ttl_ms", "60000"),
+    ])
+    .await;
+    assert!(w.fcm.wait_for_received(1, RUN).await);
+    let (_, admin) = daemon.listeners().await;
+    let mut slow = tokio::net::TcpStream::connect(&admin).await.unwrap();
+    slow.write_all(
+        b"POST /v1/calls HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          content-length: 100\r\n\r\n{\"type\":",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = Instant::now();
+    let status = daemon.sigterm(Duration::from_secs(15)).await;
+    let took = stopping.elapsed();
+    assert!(status.success(), "{status:?}");
+    // One grace period (3 s) and the moment it takes to drop what is left; the daemon used to
+    // wait a second grace period for the HTTP request after the first for the event.
+    assert!(
+        took < Duration::from_millis(4_500),
+        "stopping took {took:?}"
+    );
+    assert_eq!(w.pending().await, 1, "the unfinished event stays pending");
+    drop(slow);
+}
+
+#[tokio::test]
 async fn two_daemons_in_one_group_share_the_work_without_duplicates() {
     let mut w = unlimited_world().await;
     let dir = tempfile::tempdir().unwrap();

@@ -14,7 +14,7 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::api::{http, token, ACCOUNT_SID, ADMIN_TOKEN, KEY_SECRET, KEY_SID};
 use support::apns_double::fixture;
-use support::process::{config_toml, Knobs};
+use support::process::{config_toml, listeners, Knobs};
 use support::world::{World, WAIT};
 
 /// The config of `world` plus the secrets the API needs, all in files under `dir`.
@@ -35,24 +35,6 @@ fn config(world: &World, dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("callpush.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// The listener addresses from the daemon's "HTTP listeners ready" line.
-async fn listeners(log: &std::path::Path) -> (String, String) {
-    let until = Instant::now() + WAIT;
-    while Instant::now() < until {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains("HTTP listeners ready")) {
-            let v: Value = serde_json::from_str(line).unwrap();
-            let url = |k: &str| format!("http://{}", v[k].as_str().unwrap());
-            return (url("api"), url("admin"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "no listeners line:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
 }
 
 /// The base64 body lines of a PEM file (long enough to be worth looking for).
@@ -81,6 +63,7 @@ async fn a_registration_and_a_push_never_log_a_token_or_a_secret() {
         .spawn()
         .unwrap();
     let (api, admin) = listeners(&log).await;
+    let (api, admin) = (format!("http://{api}"), format!("http://{admin}"));
 
     let apns_token = "AB12CD34".repeat(8);
     let dead_token = "ef56".repeat(16);

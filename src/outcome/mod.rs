@@ -1,6 +1,11 @@
-//! Outcomes: the one result every event ends in (SPEC §5), and dead letters (SPEC §7).
+//! Outcomes: the one result every event ends in (SPEC §5), and dead letters (SPEC §7), as
+//! values and as the stream fields they are written as. The dispatcher decides them; the queue
+//! ([`crate::ingest::CallQueue::finish`]) writes them together with the acknowledgement.
 
 use std::fmt;
+
+use crate::domain::rfc3339_ms;
+use crate::event::StreamEntry;
 
 /// The outcome of one call event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,7 +117,7 @@ impl DeadLetter {
     /// The fields of the dead-letter entry: the original fields (minus any earlier dead-letter
     /// bookkeeping fields) then `reason`, `detail`, `attempts`, `failed_at` (RFC 3339) and
     /// `source_id`.
-    pub fn fields(&self, original: &crate::event::StreamEntry) -> Vec<(String, String)> {
+    pub fn fields(&self, original: &StreamEntry) -> Vec<(String, String)> {
         const OWN: [&str; 5] = ["reason", "detail", "attempts", "failed_at", "source_id"];
         let mut out: Vec<(String, String)> = original
             .fields
@@ -120,10 +125,7 @@ impl DeadLetter {
             .filter(|(k, _)| !OWN.contains(&k.as_str()))
             .cloned()
             .collect();
-        let failed_at =
-            chrono::DateTime::<chrono::Utc>::from_timestamp_millis(self.failed_at_ms as i64)
-                .unwrap_or_default()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let failed_at = rfc3339_ms(self.failed_at_ms);
         out.push(("reason".into(), self.reason.as_str().into()));
         out.push(("detail".into(), self.detail.clone()));
         out.push(("attempts".into(), self.attempts.to_string()));

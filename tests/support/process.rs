@@ -107,6 +107,11 @@ impl DaemonProcess {
         }
     }
 
+    /// The public and admin listener addresses, once the daemon logged them.
+    pub async fn listeners(&self) -> (String, String) {
+        listeners(&self.log).await
+    }
+
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -190,4 +195,23 @@ grace_ms = {grace}
         }
     }
     text
+}
+
+/// The public and admin listener addresses (`host:port`) from the "HTTP listeners ready" line
+/// of a daemon's JSON log at `log`, waiting for it.
+pub async fn listeners(log: &Path) -> (String, String) {
+    let until = Instant::now() + super::world::WAIT;
+    while Instant::now() < until {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("HTTP listeners ready")) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let addr = |k: &str| v[k].as_str().unwrap().to_string();
+            return (addr("api"), addr("admin"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "no listeners line:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
