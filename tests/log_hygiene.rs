@@ -8,14 +8,13 @@
 mod support;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::api::{http, token, ACCOUNT_SID, ADMIN_TOKEN, KEY_SECRET, KEY_SID};
 use support::apns_double::fixture;
 use support::process::{config_toml, listeners, Knobs};
-use support::world::{World, WAIT};
+use support::world::World;
 
 /// The config of `world` plus the secrets the API needs, all in files under `dir`.
 fn config(world: &World, dir: &std::path::Path) -> std::path::PathBuf {
