@@ -1,22 +1,11 @@
-//! The one place that reads Apple's answers: status, headers and body in, an [`Outcome`] out
-//! (SPEC §6). Nothing else in callpush looks at an APNs status code.
-
-use std::time::Duration;
+//! The one place that reads Apple's answers: status, headers and body in, a [`Verdict`] out
+//! (SPEC §6). Nothing else in callpush looks at an APNs status code. A verdict's `renew_auth`
+//! means Apple said `ExpiredProviderToken`: re-sign the provider token before the retry.
 
 use http::{HeaderMap, StatusCode};
 
+use crate::providers::answer::{label, retry_after, Verdict};
 use crate::providers::{Failure, Outcome};
-use crate::transport::TransportError;
-
-/// What an answer means: the outcome for the dispatcher, and whether the provider token that
-/// request carried must be re-signed first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    /// What the dispatcher does next.
-    pub outcome: Outcome,
-    /// Apple said `ExpiredProviderToken`: re-sign before the retry.
-    pub resign_token: bool,
-}
 
 #[derive(serde::Deserialize, Default)]
 struct ErrorBody {
@@ -28,18 +17,12 @@ struct ErrorBody {
 /// Classify Apple's answer to one push. `now_ms` stands in for Apple's timestamp when a dead
 /// token comes without one.
 pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], now_ms: u64) -> Verdict {
-    let verdict = |outcome| Verdict {
-        outcome,
-        resign_token: false,
-    };
+    let verdict = Verdict::of;
     if status.is_success() {
         return verdict(Outcome::Delivered);
     }
     let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    let reason = parsed
-        .reason
-        .filter(|r| is_label(r))
-        .unwrap_or_else(|| format!("http_{}", status.as_u16()));
+    let reason = label(parsed.reason.as_deref(), status);
     let detail = format!("APNs {} {}", status.as_u16(), reason);
     let failure = Failure::new(reason, detail);
     let code = status.as_u16();
@@ -48,17 +31,19 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], now_ms: u6
             failure,
             judged_at_ms: parsed.timestamp.unwrap_or(now_ms),
         }),
-        400 if failure.reason == "BadDeviceToken" => verdict(Outcome::InvalidToken {
-            failure,
-            judged_at_ms: now_ms,
-        }),
-        403 if failure.reason == "ExpiredProviderToken" => Verdict {
-            outcome: Outcome::Retry {
+        // A token of another app (`DeviceTokenNotForTopic`) will never take this topic's
+        // pushes either: as dead for this credential as a malformed one (SPEC §6).
+        400 if matches!(
+            failure.reason.as_str(),
+            "BadDeviceToken" | "DeviceTokenNotForTopic"
+        ) =>
+        {
+            verdict(Outcome::InvalidToken {
                 failure,
-                retry_after: Some(Duration::ZERO),
-            },
-            resign_token: true,
-        },
+                judged_at_ms: now_ms,
+            })
+        }
+        403 if failure.reason == "ExpiredProviderToken" => Verdict::renew_and_retry(failure),
         429 | 500..=599 => verdict(Outcome::Retry {
             failure,
             retry_after: retry_after(headers),
@@ -67,28 +52,10 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], now_ms: u6
     }
 }
 
-/// A request that got no answer from Apple: always worth another try.
-pub fn transport_failure(error: &TransportError) -> Outcome {
-    Outcome::Retry {
-        failure: Failure::new(error.reason(), format!("APNs unreachable: {error}")),
-        retry_after: None,
-    }
-}
-
-/// `Retry-After` in seconds (the only form Apple and proxies in front of it send for pushes).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse().ok().map(Duration::from_secs)
-}
-
-/// Apple's reasons are short CamelCase words; anything else (an HTML error page from a proxy, a
-/// garbled body) must not become a metric label.
-fn is_label(reason: &str) -> bool {
-    (1..=64).contains(&reason.len()) && reason.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const NOW: u64 = 1_700_000_000_000;
@@ -125,7 +92,7 @@ mod tests {
             "",
         );
         assert_eq!(v.outcome, Outcome::Delivered);
-        assert!(!v.resign_token);
+        assert!(!v.renew_auth);
     }
 
     #[test]
@@ -154,20 +121,23 @@ mod tests {
     }
 
     #[test]
-    fn bad_device_token_is_a_dead_token() {
-        assert_eq!(
-            answer(400, r#"{"reason":"BadDeviceToken"}"#).outcome,
-            Outcome::InvalidToken {
-                failure: failure(400, "BadDeviceToken"),
-                judged_at_ms: NOW,
-            }
-        );
+    fn bad_or_foreign_device_tokens_are_dead_tokens() {
+        for reason in ["BadDeviceToken", "DeviceTokenNotForTopic"] {
+            let body = format!(r#"{{"reason":"{reason}"}}"#);
+            assert_eq!(
+                answer(400, &body).outcome,
+                Outcome::InvalidToken {
+                    failure: failure(400, reason),
+                    judged_at_ms: NOW,
+                }
+            );
+        }
     }
 
     #[test]
     fn expired_provider_token_is_resigned_and_retried_at_once() {
         let v = answer(403, r#"{"reason":"ExpiredProviderToken"}"#);
-        assert!(v.resign_token);
+        assert!(v.renew_auth);
         assert_eq!(
             v.outcome,
             Outcome::Retry {
@@ -188,7 +158,7 @@ mod tests {
         ] {
             let body = format!(r#"{{"reason":"{reason}"}}"#);
             let v = answer_with(status, &[("retry-after", "7")], &body);
-            assert!(!v.resign_token);
+            assert!(!v.renew_auth);
             assert_eq!(
                 v.outcome,
                 Outcome::Retry {
@@ -215,7 +185,6 @@ mod tests {
         for (status, reason) in [
             (400, "BadTopic"),
             (400, "TopicDisallowed"),
-            (400, "DeviceTokenNotForTopic"),
             (400, "BadCollapseId"),
             (400, "InvalidPushType"),
             (403, "InvalidProviderToken"),
@@ -242,19 +211,5 @@ mod tests {
             answer(400, r#"{"reason":"not a label, an essay"}"#).outcome,
             Outcome::Rejected(failure(400, "http_400"))
         );
-    }
-
-    #[test]
-    fn transport_errors_are_retried_with_their_reason() {
-        let outcome = transport_failure(&TransportError::Timeout(Duration::from_secs(5)));
-        let Outcome::Retry {
-            failure,
-            retry_after,
-        } = outcome
-        else {
-            panic!("not a retry: {outcome:?}");
-        };
-        assert_eq!(failure.reason, "timeout");
-        assert_eq!(retry_after, None);
     }
 }

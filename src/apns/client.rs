@@ -8,13 +8,14 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Method, Request};
 use tracing::{debug, info, warn};
 
-use super::classify::{classify, transport_failure};
+use super::classify::classify;
 use super::payload::{self, MAX_VOIP_PAYLOAD};
 use super::token::ProviderToken;
 use super::ApnsError;
 use crate::config::ApnsCredential;
 use crate::domain::mask_device_token as mask_token;
 use crate::domain::{now_ms, Platform, Push};
+use crate::providers::answer::unanswered;
 use crate::providers::{Failure, Outcome, Provider};
 use crate::transport::{H2Pool, PoolOptions};
 
@@ -150,12 +151,12 @@ impl Provider for ApnsProvider {
         let outcome = match self.pool.send(request).await {
             Ok(resp) => {
                 let verdict = classify(resp.status, &resp.headers, &resp.body, now_ms());
-                if verdict.resign_token {
+                if verdict.renew_auth {
                     self.token.expired(&token);
                 }
                 verdict.outcome
             }
-            Err(e) => transport_failure(&e),
+            Err(e) => unanswered("APNs", &e),
         };
         log(&self.sid, push, &outcome);
         outcome

@@ -7,11 +7,10 @@
 //! token is judged dead only on answers that name it: a 404 `NOT_FOUND` without `UNREGISTERED`
 //! (a wrong project id) is a rejected push, not a dead device.
 
-use std::time::Duration;
-
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde::Deserialize;
 
+use crate::providers::answer::{label, retry_after, Verdict};
 use crate::providers::{Failure, Outcome};
 use crate::transport::Response;
 
@@ -19,15 +18,6 @@ const FCM_ERROR_TYPE: &str = "type.googleapis.com/google.firebase.fcm.v1.FcmErro
 const BAD_REQUEST_TYPE: &str = "type.googleapis.com/google.rpc.BadRequest";
 /// How much of Google's error message goes into a dead letter's detail.
 const MAX_MESSAGE_CHARS: usize = 200;
-
-/// What FCM's answer means, for the provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Verdict {
-    /// What the dispatcher does next.
-    pub outcome: Outcome,
-    /// FCM refused the access token (401): the cached token must be dropped.
-    pub token_refused: bool,
-}
 
 #[derive(Deserialize, Default)]
 struct ErrorBody {
@@ -61,13 +51,11 @@ struct FieldViolation {
     field: String,
 }
 
-/// Classify FCM's answer to a push sent at `sent_at_ms` (ms since the epoch).
+/// Classify FCM's answer to a push sent at `sent_at_ms` (ms since the epoch). A verdict's
+/// `renew_auth` means FCM refused the access token (401): the cached token must be dropped.
 pub(crate) fn classify(response: &Response, sent_at_ms: u64) -> Verdict {
     let status = response.status;
-    let verdict = |outcome| Verdict {
-        outcome,
-        token_refused: false,
-    };
+    let verdict = Verdict::of;
     if status.is_success() {
         return verdict(Outcome::Delivered);
     }
@@ -92,13 +80,7 @@ pub(crate) fn classify(response: &Response, sent_at_ms: u64) -> Verdict {
         (StatusCode::UNAUTHORIZED, Some("THIRD_PARTY_AUTH_ERROR"), _) => {
             verdict(Outcome::Rejected(failure))
         }
-        (StatusCode::UNAUTHORIZED, _, _) => Verdict {
-            outcome: Outcome::Retry {
-                failure,
-                retry_after: Some(Duration::ZERO),
-            },
-            token_refused: true,
-        },
+        (StatusCode::UNAUTHORIZED, _, _) => Verdict::renew_and_retry(failure),
         (_, Some("UNREGISTERED" | "SENDER_ID_MISMATCH"), _) => verdict(invalid_token()),
         (StatusCode::BAD_REQUEST, _, Some("INVALID_ARGUMENT")) if names_token(&error) => {
             verdict(invalid_token())
@@ -128,11 +110,7 @@ fn names_token(error: &GoogleError) -> bool {
 }
 
 fn failure(status: StatusCode, code: Option<&str>, message: &str) -> Failure {
-    // The reason is a metric label: only Google's upper-case codes, never free text.
-    let reason = match code {
-        Some(c) if !c.is_empty() && c.len() <= 40 && c.chars().all(is_code_char) => c.to_string(),
-        _ => format!("http_{}", status.as_u16()),
-    };
+    let reason = label(code, status);
     let mut detail = format!("FCM {} {reason}", status.as_u16());
     let message: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
     if !message.is_empty() {
@@ -140,25 +118,6 @@ fn failure(status: StatusCode, code: Option<&str>, message: &str) -> Failure {
         detail.push_str(&message);
     }
     Failure::new(reason, detail)
-}
-
-fn is_code_char(c: char) -> bool {
-    c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
-}
-
-/// `Retry-After` as delay-seconds or an HTTP date, as Google and proxies send it.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.timestamp_millis() - chrono::Utc::now().timestamp_millis();
-    Some(Duration::from_millis(wait.max(0) as u64))
 }
 
 #[cfg(test)]

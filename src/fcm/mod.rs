@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use crate::config::FcmCredential;
 use crate::domain::mask_device_token as mask_token;
 use crate::domain::{now_ms, Platform, Push};
+use crate::providers::answer::unanswered;
 use crate::providers::{Failure, Outcome, Provider};
 use crate::transport::{H2Pool, PoolOptions, TransportError};
 use account::ServiceAccount;
@@ -239,14 +240,11 @@ impl Provider for FcmProvider {
             Ok(response) => response,
             Err(e) => {
                 debug!(credential = %self.sid, %device, call_sid, error = %e, "FCM request failed");
-                return Outcome::Retry {
-                    failure: Failure::new(e.reason(), format!("FCM: {e}")),
-                    retry_after: None,
-                };
+                return unanswered("FCM", &e);
             }
         };
         let verdict = classify::classify(&response, sent_at);
-        if verdict.token_refused {
+        if verdict.renew_auth {
             self.tokens.invalidate(&token);
         }
         match &verdict.outcome {

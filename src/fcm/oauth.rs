@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::account::ServiceAccount;
-use super::classify::retry_after;
+use crate::providers::answer::{label, retry_after, unanswered};
 use crate::providers::{Failure, Outcome};
 use crate::transport::{H2Pool, Response};
 
@@ -191,10 +191,11 @@ impl TokenSource {
             .body(Bytes::from(form))
             .expect("a POST with static headers is a valid request");
         let sent_at = Instant::now();
-        let response = self.pool.send(request).await.map_err(|e| Outcome::Retry {
-            failure: Failure::new(e.reason(), format!("OAuth token endpoint: {e}")),
-            retry_after: None,
-        })?;
+        let response = self
+            .pool
+            .send(request)
+            .await
+            .map_err(|e| unanswered("OAuth token endpoint", &e))?;
         let token = granted(&response, sent_at)?;
         tracing::debug!(token_uri = %self.token_uri, "fetched an FCM access token");
         Ok(Arc::new(token))
@@ -232,18 +233,8 @@ fn granted(response: &Response, sent_at: Instant) -> Result<AccessToken, Outcome
         });
     }
     let error: TokenError = serde_json::from_slice(&response.body).unwrap_or_default();
-    // A metric label: Google's snake_case error codes only, never free text.
-    let reason = if !error.error.is_empty()
-        && error.error.len() <= 40
-        && error
-            .error
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c == '_')
-    {
-        format!("oauth_{}", error.error)
-    } else {
-        format!("oauth_http_{}", status.as_u16())
-    };
+    let code = Some(error.error.as_str()).filter(|c| !c.is_empty());
+    let reason = format!("oauth_{}", label(code, status));
     let mut detail = format!("OAuth token endpoint {} {}", status.as_u16(), error.error);
     if !error.error_description.is_empty() {
         detail = format!("{}: {}", detail.trim_end(), error.error_description);

@@ -2,11 +2,17 @@
 //!
 //! Providers (`crate::apns`, `crate::fcm`) speak HTTP to Apple and Google; nothing outside them
 //! sees a status code. Each provider has exactly one function that turns a provider answer into an
-//! [`Outcome`], so the retry, prune and dead-letter decisions live in one place per provider.
+//! [`Outcome`], so the retry, prune and dead-letter decisions live in one place per provider;
+//! the pieces they share (`Retry-After`, unanswered requests, label cleaning, the [`Verdict`])
+//! are in [`answer`].
+
+pub mod answer;
 
 use std::time::Duration;
 
 use crate::domain::{Platform, Push};
+
+pub use answer::Verdict;
 
 /// Why a push did not go through, for dead letters, logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
