@@ -345,6 +345,79 @@ async fn many_concurrent_pushes_share_two_connections() {
     assert!(provider.open_connections() <= 2);
 }
 
+/// A connection dropped under a hundred requests in flight: each fails, and the first to
+/// notice opens a new connection that the others then share. Before the pool numbered its
+/// connections, every failure threw away the connection the previous one had just opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_under_load_is_replaced_once() {
+    let apns = ApnsDouble::start(DoubleOptions::default()).await;
+    let mut cred = apns.credential("CRapns");
+    cred.connections = 1;
+    let provider = Arc::new(ApnsProvider::new(&cred).unwrap());
+    assert_eq!(
+        provider.send(&push(call("CA0017"), &device(1000))).await,
+        Outcome::Delivered
+    );
+    apns.set_default(Answer::ok().delayed(Duration::from_millis(300)));
+    // Each push is sent again as soon as it fails, as the dispatcher's retries do.
+    let tasks: Vec<_> = (0..100)
+        .map(|n| {
+            let provider = provider.clone();
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    match provider.send(&push(call("CA0017"), &device(n))).await {
+                        Outcome::Delivered => return true,
+                        other => assert_eq!(retry_reason(&other).0, "connection"),
+                    }
+                }
+                false
+            })
+        })
+        .collect();
+    assert!(apns.wait_for(101, WAIT).await, "all 100 requests in flight");
+    apns.kill_connections();
+    for task in tasks {
+        assert!(task.await.unwrap(), "delivered within 5 tries");
+    }
+    // The pool's first connection and the one that replaced it, however the failures interleave
+    // (before connections were numbered, 3 to 5 here: each late failure dropped the new one).
+    assert!(
+        apns.connections_accepted() <= 2,
+        "{} connections for one drop",
+        apns.connections_accepted()
+    );
+    assert_eq!(
+        provider.send(&push(call("CA0017"), &device(1001))).await,
+        Outcome::Delivered
+    );
+}
+
+/// A connection at the peer's `SETTINGS_MAX_CONCURRENT_STREAMS` is busy, not broken: requests
+/// beyond the limit wait for a stream on it instead of opening more connections.
+#[tokio::test]
+async fn a_connection_at_its_stream_limit_is_shared_not_replaced() {
+    let apns = ApnsDouble::start(DoubleOptions {
+        max_concurrent_streams: 4,
+        ..DoubleOptions::default()
+    })
+    .await;
+    apns.set_default(Answer::ok().delayed(Duration::from_millis(50)));
+    let mut cred = apns.credential("CRapns");
+    cred.connections = 1;
+    let provider = Arc::new(ApnsProvider::new(&cred).unwrap());
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.send(&push(call("CA0018"), &device(n))).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), Outcome::Delivered);
+    }
+    assert_eq!(apns.count(), 40);
+    assert_eq!(apns.connections_accepted(), 1);
+}
+
 #[tokio::test]
 async fn wrong_key_id_or_team_is_an_invalid_provider_token() {
     let apns = ApnsDouble::start(DoubleOptions::default()).await;

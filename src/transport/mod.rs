@@ -12,7 +12,7 @@
 //! local proxies.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,7 +117,40 @@ impl Default for PoolOptions {
     }
 }
 
-/// A pool of HTTP/2 connections to one origin (scheme, host, port).
+/// One open connection of a slot, numbered so that a request that failed on it can tell
+/// whether the slot still holds it or already a newer one.
+#[derive(Clone)]
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    generation: u64,
+}
+
+/// Sends of one request: the first, one on a new connection after the old one closed, and
+/// retries of streams the peer refused.
+const MAX_SEND_ATTEMPTS: u32 = 4;
+
+/// Whether the peer reset the request's stream with REFUSED_STREAM: it did not process the
+/// request (RFC 9113 §8.7), so sending it again cannot push a device twice.
+fn is_refused_stream(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// One open connection of a slot (scheme, host, port).
+///
+/// Each slot holds at most one connection. A connection at its peer's
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` stays in its slot: hyper queues further requests on it
+/// until a stream frees up, so a busy connection is shared, never replaced. A connection is
+/// replaced only once it closed (GOAWAY, reset, keep-alive timeout), and a failed request
+/// clears its slot only if the slot still holds the connection it failed on: when a dropped
+/// connection fails a hundred requests at once, the first opens a new connection and the
+/// other ninety-nine use it, rather than each throwing away the one before (a reconnect storm).
 pub struct H2Pool {
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
@@ -125,8 +158,10 @@ pub struct H2Pool {
     port: u16,
     tls: Option<TlsConnector>,
     options: PoolOptions,
-    slots: Vec<Mutex<Option<SendRequest<Full<Bytes>>>>>,
+    slots: Vec<Mutex<Option<Conn>>>,
     next: AtomicUsize,
+    /// The generation the next connection gets.
+    generations: AtomicU64,
     /// Connections currently open, for the `callpush_provider_connections` gauge.
     open: Arc<AtomicUsize>,
 }
@@ -175,6 +210,7 @@ impl H2Pool {
             slots: (0..connections).map(|_| Mutex::new(None)).collect(),
             options,
             next: AtomicUsize::new(0),
+            generations: AtomicU64::new(0),
             open: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -217,10 +253,16 @@ impl H2Pool {
             })?;
         parts.version = http::Version::HTTP_2;
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        // A connection that closed under us (GOAWAY, reset) fails before the request is sent;
-        // one fresh attempt on a new connection is safe then.
-        for attempt in 0..2 {
-            let mut sender = self.sender(slot).await?;
+        // Two failures are safe to try again at once, because the peer did not process the
+        // request: a connection that closed under us (GOAWAY, reset) before the request was
+        // sent — once, on a new connection — and a stream the peer refused (REFUSED_STREAM),
+        // which a healthy connection does to requests sent before its
+        // SETTINGS_MAX_CONCURRENT_STREAMS arrived (APNs starts new connections at 1 stream) —
+        // on the same connection, which queues them now that it knows its limit.
+        let mut reconnected = false;
+        for attempt in 0..MAX_SEND_ATTEMPTS {
+            let conn = self.sender(slot).await?;
+            let mut sender = conn.sender.clone();
             let req = Request::from_parts(parts.clone(), Full::new(body.clone()));
             match sender.send_request(req).await {
                 Ok(resp) => {
@@ -239,24 +281,30 @@ impl H2Pool {
                         body,
                     });
                 }
+                Err(e) if is_refused_stream(&e) && attempt + 1 < MAX_SEND_ATTEMPTS => continue,
                 Err(e) => {
-                    self.forget(slot, &sender).await;
-                    if attempt == 0 && (e.is_canceled() || e.is_closed()) {
+                    self.forget(slot, conn.generation).await;
+                    if !reconnected
+                        && attempt + 1 < MAX_SEND_ATTEMPTS
+                        && (e.is_canceled() || e.is_closed())
+                    {
+                        reconnected = true;
                         continue;
                     }
                     return Err(TransportError::Connection(e));
                 }
             }
         }
-        unreachable!("the loop returns on its second attempt")
+        unreachable!("the last attempt returns")
     }
 
-    /// A ready sender on `slot`, opening a connection when there is none or it closed.
-    async fn sender(&self, slot: usize) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+    /// The connection of `slot`, opening one when there is none or it closed. Requests racing
+    /// for an empty slot wait on its lock, so they all get the one connection the first opens.
+    async fn sender(&self, slot: usize) -> Result<Conn, TransportError> {
         let mut guard = self.slots[slot].lock().await;
-        if let Some(sender) = guard.as_ref() {
-            if !sender.is_closed() && sender.is_ready() {
-                return Ok(sender.clone());
+        if let Some(conn) = guard.as_ref() {
+            if !conn.sender.is_closed() {
+                return Ok(conn.clone());
             }
         }
         let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
@@ -265,16 +313,20 @@ impl H2Pool {
                 authority: self.authority.to_string(),
                 reason: format!("no connection within {CONNECT_TIMEOUT:?}"),
             })??;
-        *guard = Some(sender.clone());
-        Ok(sender)
+        let conn = Conn {
+            sender,
+            generation: self.generations.fetch_add(1, Ordering::Relaxed),
+        };
+        *guard = Some(conn.clone());
+        Ok(conn)
     }
 
-    async fn forget(&self, slot: usize, failed: &SendRequest<Full<Bytes>>) {
+    /// A request on connection `generation` of `slot` failed: empty the slot if it still holds
+    /// that connection, so the next request opens a new one. A newer connection someone else
+    /// opened meanwhile is left alone.
+    async fn forget(&self, slot: usize, generation: u64) {
         let mut guard = self.slots[slot].lock().await;
-        if guard
-            .as_ref()
-            .is_some_and(|s| s.is_closed() || !failed.is_ready())
-        {
+        if guard.as_ref().is_some_and(|c| c.generation == generation) {
             *guard = None;
         }
     }

@@ -45,6 +45,8 @@ pub struct DoubleOptions {
     pub team_id: String,
     /// The provider token's `kid`.
     pub key_id: String,
+    /// The `SETTINGS_MAX_CONCURRENT_STREAMS` each connection advertises (Apple's is 1000).
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for DoubleOptions {
@@ -53,6 +55,7 @@ impl Default for DoubleOptions {
             topic: "com.example.app.voip".into(),
             team_id: "TEAM123456".into(),
             key_id: "KEY1234567".into(),
+            max_concurrent_streams: 1000,
         }
     }
 }
@@ -172,8 +175,10 @@ impl ApnsDouble {
     async fn start_inner(opts: DoubleOptions, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
+        let max_streams = opts.max_concurrent_streams;
         let state = Arc::new(State {
             checker: checks::Checker::new(opts),
+            max_streams,
             script: Mutex::new(Script::default()),
             count: watch::channel(0).0,
             goaway: watch::channel(0).0,

@@ -39,6 +39,8 @@ pub(super) struct State {
     pub(super) connections: Mutex<Vec<AbortHandle>>,
     pub(super) accepted: AtomicUsize,
     pub(super) ids: AtomicU64,
+    /// The `SETTINGS_MAX_CONCURRENT_STREAMS` each connection advertises (Apple: 1000).
+    pub(super) max_streams: u32,
 }
 
 pub(super) async fn accept_loop(
@@ -81,7 +83,9 @@ where
         async move { Ok::<_, Infallible>(handle(req, &state).await) }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder.timer(TokioTimer::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(state.max_streams);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     loop {
