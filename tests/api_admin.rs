@@ -7,7 +7,7 @@ mod support;
 use callpush::bindings::BindingStore;
 use http::{Method, StatusCode};
 use serde_json::json;
-use support::api::{call, ApiWorld, ADMIN_TOKEN};
+use support::api::{call, get_text, ApiWorld, ADMIN_TOKEN};
 use support::daemon::read_all;
 
 fn apns_token(n: u8) -> String {
@@ -73,19 +73,6 @@ async fn every_admin_route_needs_the_admin_token_but_metrics_and_health() {
             "{uri}"
         );
     }
-}
-
-/// `GET uri` through the router: the status and the body as text.
-async fn get_text(router: axum::Router, uri: &str) -> (StatusCode, String) {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let req = http::Request::get(uri)
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let response = router.oneshot(req).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ mod support;
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use serde_json::json;
-use support::api::{call, send, token, ApiWorld, ADMIN_TOKEN};
+use support::api::{call, get_text, send, token, ApiWorld, ADMIN_TOKEN};
 
 fn raw(
     uri: &str,
@@ -200,4 +200,31 @@ async fn readyz_follows_redis_and_healthz_does_not() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(ready, StatusCode::OK, "ready again once Redis is back");
+}
+
+/// A Redis that hangs (here: frozen with SIGSTOP) is as unready as one that is down, and the
+/// probe's timeout counts as a Redis error like a refused PING does.
+#[tokio::test]
+async fn a_hanging_redis_makes_readyz_fail_and_counts_a_ping_error() {
+    let w = ApiWorld::new().await;
+    let scrape = || async { get_text(w.admin(), "/metrics").await.1 };
+    let errors = |text: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with(r#"callpush_redis_errors_total{op="ping"}"#))
+            .unwrap_or("no ping series")
+            .to_string()
+    };
+    assert_eq!(
+        errors(&scrape().await),
+        r#"callpush_redis_errors_total{op="ping"} 0"#
+    );
+    w.world.redis.pause();
+    let ready = call(w.public(), Method::GET, "/readyz", None, None).await;
+    w.world.redis.resume();
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.code(), "unavailable");
+    assert_eq!(
+        errors(&scrape().await),
+        r#"callpush_redis_errors_total{op="ping"} 1"#
+    );
 }

@@ -63,6 +63,7 @@ pub async fn readyz(
             Err(ApiError::NotReady)
         }
         Err(_) => {
+            ctx.metrics.redis_error("ping");
             warn!(
                 timeout_ms = PING_TIMEOUT.as_millis() as u64,
                 "not ready: Redis PING timed out"

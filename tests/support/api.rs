@@ -150,6 +150,19 @@ impl Reply {
     }
 }
 
+/// `GET uri` through the router: the status and the body as text.
+pub async fn get_text(router: axum::Router, uri: &str) -> (StatusCode, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = http::Request::get(uri)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = router.oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
 /// Send one request through `router` (no socket), with a JSON body.
 pub async fn call(
     router: Router,

@@ -120,6 +120,28 @@ impl RedisServer {
         let _ = child.wait();
     }
 
+    /// Freeze the server (SIGSTOP): connections stay open and commands get no answer, as with
+    /// a Redis stuck on a slow disk or a network that drops packets. [`RedisServer::resume`]
+    /// thaws it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaw a server [`RedisServer::pause`] froze (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Stop and start again on the same port and directory (data kept with `appendonly`).
     pub async fn restart(&mut self) {
         self.stop().await;
