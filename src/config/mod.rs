@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use credentials::{ApnsCredential, ApnsEnvironment, CredentialSettings, FcmCredential};
-pub use validate::ConfigError;
+pub use validate::{ConfigError, MIN_CLAIM_IDLE_MS};
 
 /// The whole configuration of the daemon and the CLI.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -160,7 +160,8 @@ pub struct StreamSettings {
     pub batch_size: usize,
     /// How long one XREADGROUP blocks waiting for entries, in milliseconds.
     pub block_ms: u64,
-    /// Reclaim entries another consumer left pending this long, in milliseconds.
+    /// Reclaim entries another consumer left pending this long, in milliseconds (at least
+    /// [`MIN_CLAIM_IDLE_MS`]).
     pub claim_idle_ms: u64,
     /// Approximate cap of the calls stream's length (XADD MAXLEN ~) for entries callpush adds.
     pub max_len: u64,

@@ -36,6 +36,12 @@ pub enum ConfigError {
     },
 }
 
+/// The shortest `stream.claim_idle_ms`. A consumer touches the entries it works on every
+/// `claim_idle_ms / 3`; the touch is a Redis round trip from a runtime that may be busy with a
+/// burst, so a third of a second is the least slack that keeps XAUTOCLAIM from taking entries
+/// live consumers are working on (and pushing their devices a second time).
+pub const MIN_CLAIM_IDLE_MS: u64 = 1_000;
+
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -63,6 +69,16 @@ impl Settings {
         }
         if self.stream.batch_size == 0 {
             return Err(invalid("stream.batch_size", "must be at least 1"));
+        }
+        if self.stream.claim_idle_ms < MIN_CLAIM_IDLE_MS {
+            return Err(invalid(
+                "stream.claim_idle_ms",
+                format!(
+                    "{} is below the minimum of {MIN_CLAIM_IDLE_MS}: entries live consumers are \
+                     working on would be reclaimed and their devices pushed twice",
+                    self.stream.claim_idle_ms
+                ),
+            ));
         }
         if self.stream.group.is_empty() {
             return Err(invalid("stream.group", "must not be empty"));
@@ -199,6 +215,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("bundle_id"), "{err}");
+    }
+
+    #[test]
+    fn a_claim_idle_below_the_minimum_is_refused_naming_the_key() {
+        for value in [0, 1, 999] {
+            let err = load(&format!("[stream]\nclaim_idle_ms = {value}\n")).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("stream.claim_idle_ms"), "{msg}");
+            assert!(msg.contains("1000"), "{msg}");
+        }
+        assert!(load("[stream]\nclaim_idle_ms = 1000\n").is_ok());
+        let err = Settings::from_toml_with_env(
+            "",
+            vec![("CALLPUSH_STREAM__CLAIM_IDLE_MS".into(), "0".into())],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("stream.claim_idle_ms"), "{err}");
     }
 
     #[test]
