@@ -303,6 +303,40 @@ fn every_alert_names_its_runbook_section_and_the_dashboard_uses_the_datasource_v
     );
 }
 
+/// A ratio panel divides by a series that exists; its numerator may not exist yet (no 5xx so
+/// far, nothing delivered on a new instance): without `or vector(0)` the panel shows "No data"
+/// where the operator should see 0.
+#[test]
+fn every_ratio_panel_shows_zero_when_its_numerator_has_no_series() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("dashboards/callpush.json").unwrap())
+            .unwrap();
+    let mut exprs = Vec::new();
+    collect_exprs(&dashboard, &mut exprs);
+    let ratios: Vec<&String> = exprs.iter().filter(|e| e.contains(" / ")).collect();
+    assert!(ratios.len() >= 2, "ratio panels: {ratios:?}");
+    for expr in ratios {
+        let numerator = expr.split(" / ").next().unwrap().trim();
+        assert!(
+            numerator.starts_with('(') && numerator.ends_with("or vector(0))"),
+            "the numerator of {expr} is empty until its first sample"
+        );
+    }
+}
+
+fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            if let Some(expr) = map.get("expr").and_then(|e| e.as_str()) {
+                out.push(expr.to_string());
+            }
+            map.values().for_each(|x| collect_exprs(x, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|x| collect_exprs(x, out)),
+        _ => {}
+    }
+}
+
 fn collect_uids(v: &serde_json::Value, out: &mut Vec<String>) {
     match v {
         serde_json::Value::Object(map) => {

@@ -1,6 +1,8 @@
 //! The fixed label values of the metrics: known in advance so their series exist from the first
 //! scrape, and so label sets stay bounded.
 
+use crate::domain::Platform;
+
 /// The event types of SPEC §5, plus `unknown` for a malformed entry without a valid type.
 pub const EVENT_TYPES: [&str; 3] = ["incoming", "cancel", "unknown"];
 /// The event outcomes of SPEC §5.
@@ -12,6 +14,46 @@ pub const EVENT_OUTCOMES: [&str; 6] = [
     "malformed",
     "duplicate",
 ];
+/// Why a push is retried, by platform: the provider's documented transient reasons plus the
+/// transport's (`crate::transport::TransportError::reason`). Pre-created so the retry panel and
+/// alerts see 0 instead of "No data" before the first retry; other reasons still count.
+pub fn retry_reasons(platform: Platform) -> &'static [&'static str] {
+    match platform {
+        Platform::Apns => &[
+            "TooManyRequests",
+            "InternalServerError",
+            "ServiceUnavailable",
+            "Shutdown",
+            "ExpiredProviderToken",
+            "timeout",
+            "connect",
+            "connection",
+        ],
+        Platform::Fcm => &[
+            "QUOTA_EXCEEDED",
+            "UNAVAILABLE",
+            "INTERNAL",
+            "UNAUTHENTICATED",
+            "timeout",
+            "connect",
+            "connection",
+        ],
+    }
+}
+
+/// Why a device token is judged dead and its binding pruned, by platform (SPEC §6).
+pub fn prune_reasons(platform: Platform) -> &'static [&'static str] {
+    match platform {
+        Platform::Apns => &[
+            "Unregistered",
+            "ExpiredToken",
+            "BadDeviceToken",
+            "DeviceTokenNotForTopic",
+        ],
+        Platform::Fcm => &["UNREGISTERED", "SENDER_ID_MISMATCH", "INVALID_ARGUMENT"],
+    }
+}
+
 /// What a registration request ended in.
 pub const REGISTRATION_OUTCOMES: [&str; 4] = ["created", "refreshed", "removed", "not_found"];
 

@@ -27,7 +27,10 @@ use prometheus::{
     Registry,
 };
 
-pub use labels::{RateScope, EVENT_OUTCOMES, EVENT_TYPES, REDIS_OPS, REGISTRATION_OUTCOMES};
+pub use labels::{
+    prune_reasons, retry_reasons, RateScope, EVENT_OUTCOMES, EVENT_TYPES, REDIS_OPS,
+    REGISTRATION_OUTCOMES,
+};
 pub use provider::{MeteredProvider, ProviderProbe, RefreshCounter};
 
 use crate::domain::Platform;
@@ -160,9 +163,36 @@ impl Metrics {
             "APNs provider tokens re-signed and FCM OAuth tokens fetched, by outcome (ok, failed).",
             &["platform", "outcome"],
         )?;
+        let retries = counter(
+            registry,
+            "callpush_push_retries_total",
+            "Pushes retried after a transient failure, by reason.",
+            &["platform", "reason"],
+        )?;
+        let pruned = counter(
+            registry,
+            "callpush_tokens_pruned_total",
+            "Bindings removed because the provider said the device token is dead.",
+            &["platform", "reason"],
+        )?;
+        for platform in [Platform::Apns, Platform::Fcm] {
+            let p = platform.as_str();
+            for reason in retry_reasons(platform) {
+                retries.with_label_values(&[p, reason]);
+            }
+            for reason in prune_reasons(platform) {
+                pruned.with_label_values(&[p, reason]);
+            }
+        }
         let mut credential_handles = HashMap::new();
         for (platform, sid) in credentials {
             let p = platform.as_str();
+            for reason in retry_reasons(platform) {
+                pushes.with_label_values(&[p, sid, "retry", reason]);
+            }
+            for reason in prune_reasons(platform) {
+                pushes.with_label_values(&[p, sid, "invalid_token", reason]);
+            }
             credential_handles.insert(
                 sid.to_string(),
                 CredentialHandles {
@@ -222,18 +252,8 @@ impl Metrics {
                 "callpush_pushes_in_flight",
                 "Provider requests waiting for an answer now.",
             )?,
-            retries: counter(
-                registry,
-                "callpush_push_retries_total",
-                "Pushes retried after a transient failure, by reason.",
-                &["platform", "reason"],
-            )?,
-            pruned: counter(
-                registry,
-                "callpush_tokens_pruned_total",
-                "Bindings removed because the provider said the device token is dead.",
-                &["platform", "reason"],
-            )?,
+            retries,
+            pruned,
             rate_limited,
             stream_lag: gauge(
                 registry,
