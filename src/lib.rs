@@ -1,24 +1,36 @@
 //! callpush: a push notification gateway for incoming calls.
 //!
-//! The path of a call event through the crate:
+//! The binary (`src/main.rs`) parses the command line and calls [`cli`]; the daemon's tests call
+//! the same [`daemon::run`] the binary does, with listeners bound on port 0.
 //!
-//! 1. [`ingest`]: the calls stream, read with a consumer group ([`event`] parses entries);
-//! 2. [`bindings`]: the callee's identity resolved to its registered devices;
-//! 3. [`dispatch`]: the worker pool fans the event out to every device, with retries within the
-//!    call's deadline;
-//! 4. [`providers`]: the boundary to [`apns`] and [`fcm`], which speak HTTP/2 through
-//!    [`transport`] and answer with domain outcomes;
-//! 5. [`outcome`]: the event's one result, dead letters, and the stream acknowledgement.
+//! # Layout
 //!
-//! Beside the path: [`api`] (the public and admin HTTP listeners), [`metrics`] (every Prometheus
-//! metric, in one module), [`auth`] (access tokens),
-//! [`config`] (one typed, layered configuration), [`daemon`] (wiring and
-//! lifecycle) and [`cli`] (the `callpush` command line).
+//! The path of a call event through the crate, top to bottom:
+//!
+//! 1. `ingest`: the calls stream, read with a consumer group; `event` parses entries;
+//! 2. `bindings`: the callee's identity resolved to its registered devices;
+//! 3. `dispatch`: the worker pool takes each event through its stages (targets → claim →
+//!    fan-out → settle/prune → decide), with retries within the call's deadline and the push
+//!    ledger that keeps a crash from dropping or doubling a ring;
+//! 4. `providers`: the boundary to `apns` and `fcm`, which speak HTTP/2 through `transport`
+//!    and answer with domain outcomes, never HTTP;
+//! 5. `outcome`: the event's one result, its dead letter, and the stream acknowledgement.
+//!
+//! Beside the path: `api` (the public and admin HTTP listeners), `metrics` (every Prometheus
+//! metric, in one module), `auth` (access tokens and the admin token), `config` (one typed,
+//! layered configuration), `lifecycle` (one owner of tasks and of the grace deadline), `daemon`
+//! (wiring) and `cli`. At the bottom, importing nothing of callpush's: `domain` (platform, push
+//! kind, call content, push, time helpers, token masking) and `backend` (the one "store failed"
+//! error).
+//!
+//! Imports point down: a stage never imports the stage after it, and the modules only the
+//! daemon wires together (`transport`, `metrics`, `lifecycle`, the dispatcher's internals) are
+//! private to the crate, so the compiler keeps those boundaries.
 
 pub mod api;
 pub mod apns;
 pub mod auth;
-pub mod backend;
+pub(crate) mod backend;
 pub mod bindings;
 pub mod cli;
 pub mod config;
@@ -28,9 +40,13 @@ pub mod domain;
 pub mod event;
 pub mod fcm;
 pub mod ingest;
-pub mod lifecycle;
-pub mod metrics;
+pub(crate) mod lifecycle;
+pub(crate) mod metrics;
 pub mod outcome;
 pub mod providers;
 pub mod redis_conn;
-pub mod transport;
+pub(crate) mod transport;
+
+pub use backend::BackendError;
+pub use metrics::Metrics;
+pub use transport::TransportError;

@@ -10,12 +10,12 @@
 //! declared as JSON 415, requests running past [`REQUEST_TIMEOUT`] 503, and every error —
 //! including unknown routes and methods — has the SPEC §3 JSON shape ([`error`]).
 
-pub mod admin;
-pub mod error;
-pub mod extract;
+pub(crate) mod admin;
+pub(crate) mod error;
+pub(crate) mod extract;
 pub mod health;
-pub mod limits;
-pub mod registrations;
+pub(crate) mod limits;
+pub(crate) mod registrations;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;

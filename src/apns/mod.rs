@@ -8,9 +8,9 @@
 //! - [`classify`]: the one function that turns Apple's answer into an
 //!   [`Outcome`](crate::providers::Outcome).
 
-pub mod classify;
+pub(crate) mod classify;
 pub mod client;
-pub mod payload;
+pub(crate) mod payload;
 mod token;
 
 use std::path::PathBuf;

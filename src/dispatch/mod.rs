@@ -17,11 +17,11 @@
 //! many events notice them ([`outage`]).
 
 pub mod ledger;
-pub mod limits;
+pub(crate) mod limits;
 mod outage;
 mod push;
 mod resolve;
-pub mod retry;
+pub(crate) mod retry;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -17,7 +17,7 @@
 
 mod labels;
 mod provider;
-pub mod sampler;
+pub(crate) mod sampler;
 
 use std::collections::HashMap;
 use std::sync::Arc;

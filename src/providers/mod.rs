@@ -6,7 +6,7 @@
 //! the pieces they share (`Retry-After`, unanswered requests, label cleaning, the [`Verdict`])
 //! are in [`answer`].
 
-pub mod answer;
+pub(crate) mod answer;
 
 use std::time::Duration;
 
