@@ -9,10 +9,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 use support::api::{call, get_text, ApiWorld, ADMIN_TOKEN};
 use support::daemon::read_all;
-
-fn apns_token(n: u8) -> String {
-    format!("{n:02x}").repeat(32)
-}
+use support::fixtures::apns_token;
 
 #[tokio::test]
 async fn every_admin_route_needs_the_admin_token_but_metrics_and_health() {
@@ -49,12 +46,9 @@ async fn every_admin_route_needs_the_admin_token_but_metrics_and_health() {
     .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        read_all(
-            &mut w.world.conn.clone(),
-            &format!("{}calls", w.world.prefix)
-        )
-        .await
-        .len(),
+        read_all(&mut w.world.conn.clone(), &w.world.keys.calls)
+            .await
+            .len(),
         0
     );
 
@@ -91,11 +85,7 @@ async fn post_calls_enqueues_the_event_and_answers_with_its_stream_id() {
     .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
     let id = reply.body["id"].as_str().unwrap().to_string();
-    let entries = read_all(
-        &mut w.world.conn.clone(),
-        &format!("{}calls", w.world.prefix),
-    )
-    .await;
+    let entries = read_all(&mut w.world.conn.clone(), &w.world.keys.calls).await;
     assert_eq!(entries.len(), 1);
     let (entry_id, fields) = &entries[0];
     assert_eq!(entry_id, &id);
@@ -166,11 +156,7 @@ async fn post_calls_errors_name_the_field() {
             reply.message()
         );
     }
-    let entries = read_all(
-        &mut w.world.conn.clone(),
-        &format!("{}calls", w.world.prefix),
-    )
-    .await;
+    let entries = read_all(&mut w.world.conn.clone(), &w.world.keys.calls).await;
     assert!(entries.is_empty(), "nothing invalid reached the stream");
 }
 

@@ -7,7 +7,7 @@ mod support;
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use serde_json::json;
-use support::api::{call, get_text, send, token, ApiWorld, ADMIN_TOKEN};
+use support::api::{call, get_text, send, token, ApiWorld, Reply, ADMIN_TOKEN};
 
 fn raw(
     uri: &str,
@@ -22,20 +22,17 @@ fn raw(
     req.body(body.into()).unwrap()
 }
 
+/// `POST /v1/registrations` as alice, with this content type and body.
+async fn register_raw(w: &ApiWorld, content_type: Option<&str>, body: impl Into<Body>) -> Reply {
+    let req = raw("/v1/registrations", &token("alice"), content_type, body);
+    send(w.public(), req).await
+}
+
 #[tokio::test]
 async fn bodies_over_16_kib_are_413() {
     let w = ApiWorld::new().await;
     let big = json!({"platform": "fcm", "device_token": "a".repeat(17 * 1024)}).to_string();
-    let reply = send(
-        w.public(),
-        raw(
-            "/v1/registrations",
-            &token("alice"),
-            Some("application/json"),
-            big.clone(),
-        ),
-    )
-    .await;
+    let reply = register_raw(&w, Some("application/json"), big.clone()).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(reply.code(), "payload_too_large");
     let reply = send(
@@ -56,24 +53,11 @@ async fn bodies_not_declared_as_json_are_415() {
         Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
     ] {
-        let reply = send(
-            w.public(),
-            raw("/v1/registrations", &token("alice"), ct, body.clone()),
-        )
-        .await;
+        let reply = register_raw(&w, ct, body.clone()).await;
         assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
         assert_eq!(reply.code(), "unsupported_media_type");
     }
-    let ok = send(
-        w.public(),
-        raw(
-            "/v1/registrations",
-            &token("alice"),
-            Some("application/json; charset=utf-8"),
-            body,
-        ),
-    )
-    .await;
+    let ok = register_raw(&w, Some("application/json; charset=utf-8"), body).await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
 }
 
@@ -96,16 +80,7 @@ async fn malformed_bodies_and_unknown_fields_are_400_naming_the_problem() {
         ("[]", "invalid"),
     ];
     for (body, named) in cases {
-        let reply = send(
-            w.public(),
-            raw(
-                "/v1/registrations",
-                &token("alice"),
-                Some("application/json"),
-                body,
-            ),
-        )
-        .await;
+        let reply = register_raw(&w, Some("application/json"), body).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(reply.code(), "invalid_request", "{body}");
         assert!(

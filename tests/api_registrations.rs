@@ -10,10 +10,7 @@ use callpush::bindings::BindingStore;
 use http::{Method, StatusCode};
 use serde_json::json;
 use support::api::{call, claims, sign, token, ApiWorld, KEY_SECRET};
-
-fn apns_token(n: u8) -> String {
-    format!("{n:02x}").repeat(32)
-}
+use support::fixtures::apns_token;
 
 #[tokio::test]
 async fn register_creates_then_refreshes_with_the_masked_binding() {

@@ -7,12 +7,9 @@ mod support;
 use callpush::dispatch::ledger::device_key;
 use callpush::domain::{Platform, PushKind};
 use support::daemon::TestDaemon;
+use support::fixtures::apns_token;
 use support::tally::Tally;
 use support::world::World;
-
-fn apns_token(n: u8) -> String {
-    format!("{n:02x}").repeat(32)
-}
 
 #[tokio::test]
 async fn a_call_added_twice_rings_each_device_once_and_the_second_is_duplicate() {
@@ -50,7 +47,7 @@ async fn a_call_added_twice_rings_each_device_once_and_the_second_is_duplicate()
 /// Write the ledger claim a daemon leaves on `token` when it dies mid-push: held by `consumer`
 /// for entry `1-0` since a second ago.
 async fn leave_claim(w: &mut World, call_sid: &str, token: &str, consumer: &str) {
-    let key = format!("{}sent:{{{call_sid}}}", w.prefix);
+    let key = w.keys.sent(call_sid);
     let field = device_key(PushKind::Incoming, "CRfcm", token);
     let since = callpush::domain::now_ms() - 1_000;
     let _: () = redis::cmd("HSET")
@@ -63,12 +60,7 @@ async fn leave_claim(w: &mut World, call_sid: &str, token: &str, consumer: &str)
 }
 
 fn fcm_tokens(w: &World) -> Vec<String> {
-    let mut tokens: Vec<_> = w
-        .fcm
-        .requests()
-        .into_iter()
-        .filter_map(|r| r.token)
-        .collect();
+    let mut tokens: Vec<_> = w.fcm.requests().into_iter().map(|r| r.token).collect();
     tokens.sort();
     tokens
 }
@@ -98,7 +90,7 @@ async fn a_device_a_dead_attempt_left_claimed_is_pushed_again() {
         vec!["fcm-bob-1", "fcm-bob-2"],
         "the lost ring is sent again"
     );
-    let key = format!("{}sent:{{CA-crash}}", w.prefix);
+    let key = w.keys.sent("CA-crash");
     let ttl: i64 = redis::cmd("PTTL")
         .arg(&key)
         .query_async(&mut w.conn)
@@ -114,7 +106,7 @@ async fn a_device_a_live_daemon_is_pushing_is_not_pushed_twice() {
     w.register("bob", Platform::Fcm, "fcm-bob-1").await;
     w.register("bob", Platform::Fcm, "fcm-bob-2").await;
     // Another daemon ("busy") holds entry 1-0 of the same call and is pushing fcm-bob-1.
-    let calls = format!("{}calls", w.prefix);
+    let calls = w.keys.calls.clone();
     let _: () = redis::cmd("XADD")
         .arg(&calls)
         .arg("1-0")

@@ -11,11 +11,10 @@ use callpush::domain::Platform;
 use support::apns_double::{Answer, ApnsDouble, DoubleOptions};
 use support::daemon::TestDaemon;
 use support::fcm_double::Answer as FcmAnswer;
+use support::fixtures::numbered_apns_token;
 use support::process::{DaemonProcess, Knobs};
 use support::redis_server::RedisOptions;
-use support::tally::{
-    add_calls, apns_token, assert_one_outcome_each, register_users, wait_results, Tally,
-};
+use support::tally::{add_calls, assert_one_outcome_each, register_users, wait_results, Tally};
 use support::world::World;
 
 #[tokio::test]
@@ -71,7 +70,7 @@ async fn redis_restarting_mid_run_leaves_no_event_without_an_outcome() {
 #[tokio::test]
 async fn bursts_of_503_and_429_retry_after_are_delivered_after_the_wait() {
     let mut w = World::new().await;
-    let flaky = apns_token(1);
+    let flaky = numbered_apns_token(1);
     w.register("ann", Platform::Apns, &flaky).await;
     w.register("ben", Platform::Fcm, "fcm-ben").await;
     let unavailable = Answer::error(503, "ServiceUnavailable");
@@ -112,7 +111,8 @@ async fn bursts_of_503_and_429_retry_after_are_delivered_after_the_wait() {
 #[tokio::test]
 async fn a_provider_that_never_says_200_expires_the_event_at_its_deadline() {
     let mut w = World::with(|s| s.retry.max_attempts = 1_000).await;
-    w.register("cid", Platform::Apns, &apns_token(2)).await;
+    w.register("cid", Platform::Apns, &numbered_apns_token(2))
+        .await;
     w.apns.set_default(Answer::error(503, "ServiceUnavailable"));
     let daemon = TestDaemon::start(w.settings.clone());
     let id = w
@@ -124,7 +124,7 @@ async fn a_provider_that_never_says_200_expires_the_event_at_its_deadline() {
         ])
         .await;
     let deadline = stream_ms(&id) + 1_500;
-    let key = format!("{}results", w.prefix);
+    let key = w.keys.results.clone();
     let results =
         support::daemon::wait_entries(&mut w.conn, &key, 1, Duration::from_secs(10)).await;
     assert_eq!(results.len(), 1);
@@ -162,7 +162,7 @@ async fn a_revoked_credential_does_not_slow_the_others() {
             &format!("gone{i}"),
             Platform::Apns,
             "CRrevoked",
-            &apns_token(100 + i),
+            &numbered_apns_token((100 + i) as u64),
             callpush::domain::now_ms(),
         )
         .await;

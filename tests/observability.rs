@@ -12,6 +12,7 @@ use serde_json::json;
 use support::api::{add_auth, http, token};
 use support::apns_double::Answer;
 use support::daemon::TestDaemon;
+use support::fixtures::apns_token;
 use support::scrape::{self, mentioned_metrics, Scrape};
 use support::world::World;
 
@@ -39,10 +40,6 @@ const ISSUE_METRICS: &[&str] = &[
     "process_cpu_seconds_total",
     "process_open_fds",
 ];
-
-fn apns_token(n: u8) -> String {
-    format!("{n:02x}").repeat(32)
-}
 
 async fn register(daemon: &TestDaemon, identity: &str, platform: &str, device: &str) {
     let reply = http(

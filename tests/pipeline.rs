@@ -11,11 +11,8 @@ use callpush::config::CredentialSettings;
 use callpush::domain::{now_ms, Platform};
 use support::apns_double;
 use support::daemon::TestDaemon;
+use support::fixtures::apns_token;
 use support::world::World;
-
-fn apns_token(n: u8) -> String {
-    format!("{n:02x}").repeat(32)
-}
 
 #[tokio::test]
 async fn incoming_call_rings_every_device_with_the_spec_requests() {
@@ -47,7 +44,7 @@ async fn incoming_call_rings_every_device_with_the_spec_requests() {
     tokens.sort();
     assert_eq!(tokens, vec![apns_token(1), apns_token(2)]);
     for push in w.apns.requests() {
-        assert_eq!(push.answer.status, 200);
+        assert_eq!(push.status, 200);
         assert_eq!(push.header("apns-push-type"), Some("voip"));
         assert_eq!(push.header("apns-topic"), Some("com.example.app.voip"));
         assert_eq!(push.header("apns-priority"), Some("10"));
@@ -291,12 +288,7 @@ async fn a_device_follows_its_new_owner_and_the_cap_evicts_the_oldest() {
     assert_eq!(outcome("CA1"), ("no_bindings".into(), "0".into()));
     assert_eq!(outcome("CA2"), ("delivered".into(), "1".into()));
     assert_eq!(outcome("CA3"), ("delivered".into(), "2".into()));
-    let mut tokens: Vec<String> = w
-        .fcm
-        .requests()
-        .iter()
-        .filter_map(|r| r.token.clone())
-        .collect();
+    let mut tokens: Vec<String> = w.fcm.requests().iter().map(|r| r.token.clone()).collect();
     tokens.sort();
     assert_eq!(tokens, vec!["hank-mid", "hank-new", "shared-phone"]);
     daemon.stop().await;

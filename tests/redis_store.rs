@@ -9,6 +9,7 @@ use callpush::domain::{now_ms, Platform};
 use callpush::redis_conn::Keys;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
+use support::fixtures::numbered_apns_token as token;
 use support::redis_server::{unique_prefix, RedisServer};
 
 const DAY_MS: u64 = 86_400_000;
@@ -33,10 +34,6 @@ async fn fixture(ttl_days: u32, max_per_identity: usize) -> Fixture {
         keys,
         conn,
     }
-}
-
-fn token(n: u32) -> String {
-    format!("{n:064x}")
 }
 
 fn apns(identity: &str, device_token: &str) -> NewBinding {

@@ -198,6 +198,24 @@ pub async fn send(router: Router, req: Request<Body>) -> Reply {
     }
 }
 
+/// An HTTP/1.1 connection to `base` (`http://host:port`): its authority, for the `host` header,
+/// and the sender.
+pub async fn connect_http1<B>(base: &str) -> (String, hyper::client::conn::http1::SendRequest<B>)
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let authority = base.trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    (authority, sender)
+}
+
 /// One HTTP/1.1 request through a real socket to `base` (`http://host:port`).
 pub async fn http(
     method: Method,
@@ -206,13 +224,7 @@ pub async fn http(
     bearer: Option<&str>,
     body: Option<Value>,
 ) -> Reply {
-    let authority = base.trim_start_matches("http://").to_string();
-    let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let (authority, mut sender) = connect_http1(base).await;
     let mut req = Request::builder()
         .method(method)
         .uri(path)

@@ -16,25 +16,18 @@ mod checks;
 mod server;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::HeaderMap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use server::{accept_loop, tls_acceptor, Script, State};
 
-/// A file of `tests/fixtures/`.
-pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+pub use super::fixtures::fixture;
+pub use super::recorded::Recorded;
 
 /// Who the double is: the one topic, team and key it accepts.
 #[derive(Debug, Clone)]
@@ -114,35 +107,6 @@ impl Answer {
     pub fn delayed(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
-    }
-}
-
-/// One request the double received.
-#[derive(Debug, Clone)]
-pub struct ReceivedPush {
-    /// The device token from the path.
-    pub token: String,
-    /// The request's headers.
-    pub headers: HeaderMap,
-    /// The body, parsed (JSON null when it was not JSON).
-    pub body: serde_json::Value,
-    /// The body as sent.
-    pub raw_body: Bytes,
-    /// When it arrived.
-    pub received_at: Instant,
-    /// What the double answered.
-    pub answer: Answer,
-}
-
-impl ReceivedPush {
-    /// A header's value as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The provider token (JWT) of the `authorization` header.
-    pub fn jwt(&self) -> Option<&str> {
-        checks::bearer(&self.headers)
     }
 }
 
@@ -266,7 +230,7 @@ impl ApnsDouble {
     }
 
     /// Every request received so far, in arrival order.
-    pub fn requests(&self) -> Vec<ReceivedPush> {
+    pub fn requests(&self) -> Vec<Recorded> {
         self.state.script.lock().unwrap().requests.clone()
     }
 
@@ -286,7 +250,7 @@ impl ApnsDouble {
     pub fn distinct_jwts(&self) -> Vec<String> {
         let mut seen = Vec::new();
         for r in self.state.script.lock().unwrap().requests.iter() {
-            if let Some(jwt) = r.jwt() {
+            if let Some(jwt) = r.bearer.as_deref() {
                 if !seen.iter().any(|s| s == jwt) {
                     seen.push(jwt.to_string());
                 }

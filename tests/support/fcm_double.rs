@@ -14,6 +14,9 @@
 //! ```
 
 mod messages;
+
+use super::recorded::read_request;
+pub use super::recorded::Recorded;
 mod oauth;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -24,7 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
@@ -66,21 +69,6 @@ impl Default for FcmDoubleOptions {
             token_delay: Duration::ZERO,
         }
     }
-}
-
-/// One request to the messages endpoint, as received.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    /// `message.token`, when the body had one.
-    pub token: Option<String>,
-    /// The parsed body (`Value::Null` when it was not JSON).
-    pub body: Value,
-    /// The bearer of the `authorization` header.
-    pub bearer: Option<String>,
-    /// When it arrived.
-    pub received_at: Instant,
-    /// The status the double answered.
-    pub status: u16,
 }
 
 pub(crate) struct State {
@@ -355,12 +343,7 @@ async fn route(
     state: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let (parts, body) = read_request(req).await;
     let path = parts.uri.path().to_string();
     let response = if path == "/token" {
         oauth::token(&state, &parts, &body).await

@@ -23,13 +23,7 @@ pub struct Scrape {
 
 /// `GET <admin>/metrics` as Prometheus would, returning the body.
 pub async fn fetch(admin_url: &str) -> Scrape {
-    let authority = admin_url.trim_start_matches("http://").to_string();
-    let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let (authority, mut sender) = super::api::connect_http1(admin_url).await;
     let req = http::Request::get("/metrics")
         .header("host", &authority)
         .body(http_body_util::Empty::<bytes::Bytes>::new())

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use super::fixtures::numbered_apns_token;
 use super::world::World;
 
 /// Pushes the doubles accepted (answered 200: the device rings), per (push kind and call_sid,
@@ -20,7 +21,7 @@ impl Tally {
             .apns
             .requests()
             .into_iter()
-            .filter(|r| r.answer.status == 200)
+            .filter(|r| r.status == 200)
         {
             let sid = r.body["callpush"]["call_sid"].as_str().unwrap_or_default();
             let kind = r.body["callpush"]["type"].as_str().unwrap_or_default();
@@ -32,7 +33,7 @@ impl Tally {
             let data = &r.body["message"]["data"];
             let sid = data["call_sid"].as_str().unwrap_or_default();
             let kind = data["type"].as_str().unwrap_or_default();
-            let token = r.token.clone().unwrap_or_default();
+            let token = r.token.clone();
             *pushes.entry((format!("{kind}:{sid}"), token)).or_default() += 1;
         }
         Tally { pushes }
@@ -86,17 +87,14 @@ pub fn assert_one_outcome_each(
         .collect()
 }
 
-/// An APNs device token (64 hex digits) numbered `n`.
-pub fn apns_token(n: usize) -> String {
-    format!("{n:064x}")
-}
-
 /// Register `users` identities `user<i>`, each with one APNs and one FCM device.
 pub async fn register_users(world: &World, users: usize) {
     use callpush::domain::Platform;
     for i in 0..users {
         let who = format!("user{i}");
-        world.register(&who, Platform::Apns, &apns_token(i)).await;
+        world
+            .register(&who, Platform::Apns, &numbered_apns_token(i as u64))
+            .await;
         world
             .register(&who, Platform::Fcm, &format!("fcm-{i}"))
             .await;
@@ -105,7 +103,17 @@ pub async fn register_users(world: &World, users: usize) {
 
 /// Add `n` incoming calls `CA<tag>-<k>` to `user<k % users>` in one pipeline; returns the sids.
 pub async fn add_calls(world: &mut World, tag: &str, n: usize, users: usize) -> Vec<String> {
-    let key = format!("{}calls", world.prefix);
+    add_calls_to(world, tag, n, |k| format!("user{}", k % users)).await
+}
+
+/// Add `n` incoming calls `CA<tag>-<k>` to `callee(k)` in one pipeline; returns the sids.
+pub async fn add_calls_to(
+    world: &mut World,
+    tag: &str,
+    n: usize,
+    callee: impl Fn(usize) -> String,
+) -> Vec<String> {
+    let key = world.keys.calls.clone();
     let mut pipe = redis::pipe();
     let mut sids = Vec::with_capacity(n);
     for k in 0..n {
@@ -116,7 +124,7 @@ pub async fn add_calls(world: &mut World, tag: &str, n: usize, users: usize) -> 
             .arg("type")
             .arg("incoming")
             .arg("to")
-            .arg(format!("user{}", k % users))
+            .arg(callee(k))
             .arg("call_sid")
             .arg(&sid)
             .ignore();
@@ -133,7 +141,7 @@ pub async fn wait_results(
     n: usize,
     timeout: std::time::Duration,
 ) -> Vec<HashMap<String, String>> {
-    let key = format!("{}results", world.prefix);
+    let key = world.keys.results.clone();
     let start = std::time::Instant::now();
     loop {
         let len: usize = redis::cmd("XLEN")

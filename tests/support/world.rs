@@ -10,6 +10,7 @@ use callpush::bindings::redis::RedisBindingStore;
 use callpush::bindings::{BindingStore, NewBinding};
 use callpush::config::{CredentialSettings, Settings};
 use callpush::domain::{now_ms, Platform};
+use callpush::redis_conn::Keys;
 
 use super::apns_double::{ApnsDouble, DoubleOptions};
 use super::daemon::{settings, wait_entries, xadd};
@@ -25,6 +26,8 @@ pub struct World {
     pub apns: ApnsDouble,
     pub fcm: FcmDouble,
     pub prefix: String,
+    /// The key names under `prefix`, as callpush derives them.
+    pub keys: Keys,
     pub settings: Settings,
     pub conn: redis::aio::MultiplexedConnection,
     store: Arc<RedisBindingStore>,
@@ -67,6 +70,7 @@ impl World {
             redis,
             apns,
             fcm,
+            keys: Keys::new(&prefix).expect("a test prefix has no braces"),
             prefix,
             settings,
             conn,
@@ -116,14 +120,14 @@ impl World {
     }
 
     pub async fn results(&mut self, n: usize) -> Vec<HashMap<String, String>> {
-        let key = format!("{}results", self.prefix);
+        let key = self.keys.results.clone();
         let entries = wait_entries(&mut self.conn, &key, n, WAIT).await;
         assert_eq!(entries.len(), n, "results: {entries:?}");
         entries.into_iter().map(|(_, f)| f).collect()
     }
 
     pub async fn dead(&mut self, n: usize) -> Vec<HashMap<String, String>> {
-        let key = format!("{}dead", self.prefix);
+        let key = self.keys.dead.clone();
         let entries = wait_entries(&mut self.conn, &key, n, WAIT).await;
         assert_eq!(entries.len(), n, "dead letters: {entries:?}");
         entries.into_iter().map(|(_, f)| f).collect()
@@ -131,7 +135,7 @@ impl World {
 
     pub async fn pending(&mut self) -> usize {
         let reply: redis::Value = redis::cmd("XPENDING")
-            .arg(format!("{}calls", self.prefix))
+            .arg(&self.keys.calls)
             .arg("callpush")
             .query_async(&mut self.conn)
             .await

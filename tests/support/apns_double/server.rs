@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -18,7 +18,8 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio_rustls::rustls;
 
-use super::{checks, fixture, Answer, ReceivedPush};
+use super::{checks, fixture, Answer, Recorded};
+use crate::support::recorded::read_request;
 
 /// What the test scripted, and what the double received.
 #[derive(Default)]
@@ -27,7 +28,7 @@ pub(super) struct Script {
     pub(super) unregistered: HashMap<String, u64>,
     pub(super) default: Option<Answer>,
     pub(super) expire_before: u64,
-    pub(super) requests: Vec<ReceivedPush>,
+    pub(super) requests: Vec<Recorded>,
 }
 
 /// Everything the connections of one double share.
@@ -101,12 +102,7 @@ where
 
 async fn handle(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
     let received_at = Instant::now();
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let (parts, body) = read_request(req).await;
     let path = parts.uri.path();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -138,14 +134,13 @@ async fn handle(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> 
                     .unwrap_or_else(Answer::ok)
             }
         };
-        script.requests.push(ReceivedPush {
+        script.requests.push(Recorded::new(
             token,
-            headers: parts.headers.clone(),
-            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-            raw_body: body,
+            &parts.headers,
+            body,
             received_at,
-            answer: answer.clone(),
-        });
+            answer.status,
+        ));
         answer
     };
     state.count.send_modify(|c| *c += 1);

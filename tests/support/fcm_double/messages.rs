@@ -139,6 +139,7 @@ impl Answer {
 
 pub(super) async fn send(state: &State, parts: &Parts, body: &Bytes) -> Response<Full<Bytes>> {
     state.arrivals.fetch_add(1, Ordering::SeqCst);
+    let received_at = std::time::Instant::now();
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let token = parsed["message"]["token"].as_str().map(str::to_string);
     let bearer = parts
@@ -149,13 +150,13 @@ pub(super) async fn send(state: &State, parts: &Parts, body: &Bytes) -> Response
         .map(str::to_string);
     let answer = judge(state, parts, &parsed, token.as_deref(), bearer.as_deref());
     tokio::time::sleep(answer.delay).await;
-    state.requests.lock().unwrap().push(Recorded {
-        token,
-        body: parsed,
-        bearer,
-        received_at: Instant::now(),
-        status: answer.status,
-    });
+    state.requests.lock().unwrap().push(Recorded::new(
+        token.unwrap_or_default(),
+        &parts.headers,
+        body.clone(),
+        received_at,
+        answer.status,
+    ));
     state.pushed.notify_waiters();
     let body = answer.body.unwrap_or_else(|| {
         let id = state.next_id.fetch_add(1, Ordering::Relaxed);
