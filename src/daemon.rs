@@ -22,6 +22,7 @@ use crate::dispatch::ledger::redis::RedisSentLedger;
 use crate::dispatch::limits::Limits;
 use crate::dispatch::retry::RetryPolicy;
 use crate::dispatch::{DispatchOptions, DispatchParts, Dispatcher};
+use crate::dlq::DeadLetters;
 use crate::fcm::FcmProvider;
 use crate::ingest::redis::{QueueOptions, RedisCallQueue};
 use crate::ingest::CallQueue;
@@ -172,6 +173,13 @@ pub async fn api_context(
             url: redacted_url(&settings.redis.url),
             source,
         })?;
+    let keys =
+        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
+    let dead_letters = Arc::new(DeadLetters::new(
+        redis.clone(),
+        keys,
+        settings.stream.max_len,
+    ));
     let registry = api::health::base_registry()?;
     let credentials = settings.credentials.iter().map(|c| (c.platform(), c.sid()));
     let metrics = Metrics::new(&registry, credentials).map_err(api::health::RegistryError::from)?;
@@ -179,6 +187,7 @@ pub async fn api_context(
         auth,
         store,
         queue,
+        dead_letters,
         redis,
         registry,
         metrics,

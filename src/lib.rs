@@ -24,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dispatch;
+pub mod dlq;
 pub mod domain;
 pub mod event;
 pub mod fcm;

@@ -12,6 +12,16 @@ pub const EVENT_OUTCOMES: [&str; 6] = [
     "malformed",
     "duplicate",
 ];
+/// The dead-letter reasons of SPEC §7 (`callpush_dead_letters_replayed_total{reason}`), plus
+/// `other` for a reason callpush did not write.
+pub const DEAD_REASONS: [&str; 6] = [
+    "expired",
+    "malformed",
+    "retries_exhausted",
+    "provider_rejected",
+    "rate_limited",
+    "other",
+];
 /// What a registration request ended in.
 pub const REGISTRATION_OUTCOMES: [&str; 4] = ["created", "refreshed", "removed", "not_found"];
 
