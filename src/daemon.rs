@@ -159,6 +159,19 @@ pub async fn redis_backends(
     Ok((Arc::new(queue), Arc::new(store)))
 }
 
+/// The dead-letter stream of the settings (`callpush dlq`).
+pub async fn dead_letters(settings: &Settings) -> Result<DeadLetters, DaemonError> {
+    let keys =
+        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
+    let conn = redis_conn::connect(&settings.redis)
+        .await
+        .map_err(|source| DaemonError::Redis {
+            url: redacted_url(&settings.redis.url),
+            source,
+        })?;
+    Ok(DeadLetters::new(conn, keys, settings.stream.max_len))
+}
+
 /// What the HTTP API needs, over the given queue and store: the secrets (read now), a Redis
 /// connection for `/readyz`, the metrics registry and the registration limiters.
 pub async fn api_context(
