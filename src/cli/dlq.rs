@@ -3,8 +3,6 @@
 //! request; replays and purges end with a summary, ask before touching more than
 //! [`CONFIRM_OVER`] entries (purges: any), and refuse without a terminal unless `--yes`.
 
-use std::path::PathBuf;
-
 use clap::{Args, Subcommand};
 
 use super::output::{self, age, Progress, Table};
@@ -185,7 +183,7 @@ pub async fn run(cmd: DlqCommand) -> Result<(), CliError> {
 }
 
 fn config_path(c: &ConfigArg) -> Option<&std::path::Path> {
-    c.config.as_ref().map(PathBuf::as_path)
+    c.config.as_deref()
 }
 
 async fn list(a: ListArgs) -> Result<(), CliError> {
