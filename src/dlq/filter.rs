@@ -58,7 +58,7 @@ enum Bound {
 }
 
 /// A time as the stream id it bounds: a duration back from now (`90s`, `30m`, `1h`, `2d`,
-/// `1w`), an RFC 3339 time (`2026-12-03T02:00:00Z`), or a stream id (`1764727200000-0`, or
+/// `1w`), an RFC 3339 time (`2025-12-03T02:00:00Z`), or a stream id (`1764727200000-0`, or
 /// bare milliseconds).
 fn parse_bound(field: &'static str, raw: &str, bound: Bound) -> Result<String, DlqError> {
     let raw = raw.trim();
@@ -87,7 +87,7 @@ fn parse_bound(field: &'static str, raw: &str, bound: Bound) -> Result<String, D
         Ok(t) if t.timestamp_millis() >= 0 => Ok(ms_bound(t.timestamp_millis() as u64, bound)),
         _ => Err(bad(
             "is neither a duration (90s, 30m, 1h, 2d, 1w), an RFC 3339 time \
-             (2026-12-03T02:00:00Z) nor a stream id (1764727200000-0)",
+             (2025-12-03T02:00:00Z) nor a stream id (1764727200000-0)",
         )),
     }
 }
@@ -160,11 +160,11 @@ mod tests {
     #[test]
     fn times_and_ids_become_range_bounds() {
         assert_eq!(
-            parse_bound("since", "2026-12-03T02:00:00Z", Bound::Start).unwrap(),
+            parse_bound("since", "2025-12-03T02:00:00Z", Bound::Start).unwrap(),
             "1764727200000-0"
         );
         assert_eq!(
-            parse_bound("until", "2026-12-03T02:00:00Z", Bound::End).unwrap(),
+            parse_bound("until", "2025-12-03T02:00:00Z", Bound::End).unwrap(),
             "1764727200000"
         );
         assert_eq!(
