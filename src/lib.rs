@@ -10,8 +10,9 @@
 //!    [`transport`] and answer with domain outcomes;
 //! 5. [`outcome`]: the event's one result, dead letters, and the stream acknowledgement.
 //!
-//! Beside the path: [`api`] (the public and admin HTTP listeners), [`metrics`] (every Prometheus
-//! metric, in one module), [`auth`] (access tokens),
+//! Beside the path: [`api`] (the public and admin HTTP listeners), [`dlq`] (dead letters for
+//! on-call: list, replay, purge), [`metrics`] (every Prometheus metric, in one module), [`auth`]
+//! (access tokens),
 //! [`config`] (one typed, layered configuration), [`daemon`] (wiring and
 //! lifecycle) and [`cli`] (the `callpush` command line).
 
