@@ -22,6 +22,7 @@ use crate::dispatch::ledger::redis::RedisSentLedger;
 use crate::dispatch::limits::Limits;
 use crate::dispatch::retry::RetryPolicy;
 use crate::dispatch::{DispatchOptions, DispatchParts, Dispatcher};
+use crate::dlq::DeadLetters;
 use crate::fcm::FcmProvider;
 use crate::ingest::redis::{QueueOptions, RedisCallQueue};
 use crate::ingest::CallQueue;
@@ -158,6 +159,19 @@ pub async fn redis_backends(
     Ok((Arc::new(queue), Arc::new(store)))
 }
 
+/// The dead-letter stream of the settings (`callpush dlq`).
+pub async fn dead_letters(settings: &Settings) -> Result<DeadLetters, DaemonError> {
+    let keys =
+        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
+    let conn = redis_conn::connect(&settings.redis)
+        .await
+        .map_err(|source| DaemonError::Redis {
+            url: redacted_url(&settings.redis.url),
+            source,
+        })?;
+    Ok(DeadLetters::new(conn, keys, settings.stream.max_len))
+}
+
 /// What the HTTP API needs, over the given queue and store: the secrets (read now), a Redis
 /// connection for `/readyz`, the metrics registry and the registration limiters.
 pub async fn api_context(
@@ -172,6 +186,13 @@ pub async fn api_context(
             url: redacted_url(&settings.redis.url),
             source,
         })?;
+    let keys =
+        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
+    let dead_letters = Arc::new(DeadLetters::new(
+        redis.clone(),
+        keys,
+        settings.stream.max_len,
+    ));
     let registry = api::health::base_registry()?;
     let credentials = settings.credentials.iter().map(|c| (c.platform(), c.sid()));
     let metrics = Metrics::new(&registry, credentials).map_err(api::health::RegistryError::from)?;
@@ -179,6 +200,7 @@ pub async fn api_context(
         auth,
         store,
         queue,
+        dead_letters,
         redis,
         registry,
         metrics,

@@ -16,7 +16,8 @@
 //!    and answer with domain outcomes, never HTTP;
 //! 5. `outcome`: the event's one result, its dead letter, and the stream acknowledgement.
 //!
-//! Beside the path: `api` (the public and admin HTTP listeners), `metrics` (every Prometheus
+//! Beside the path: `api` (the public and admin HTTP listeners), `dlq` (dead letters for
+//! on-call: list, show, replay, purge), `metrics` (every Prometheus
 //! metric, in one module), `auth` (access tokens and the admin token), `config` (one typed,
 //! layered configuration), `lifecycle` (one owner of tasks and of the grace deadline), `daemon`
 //! (wiring) and `cli`. At the bottom, importing nothing of callpush's: `domain` (platform, push
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dispatch;
+pub mod dlq;
 pub mod domain;
 pub mod event;
 pub mod fcm;

@@ -87,11 +87,25 @@ async fn an_operator_registers_a_device_enqueues_a_call_and_sees_it_delivered() 
     assert_eq!(binding["credential"], "CRfcm");
     assert_eq!(binding["device_token"], "fcm-toke…", "the token is masked");
 
-    let listed = callpush(&config, &["bindings", "list", "--identity", "alice"]);
+    let listed = callpush(
+        &config,
+        &["bindings", "list", "--identity", "alice", "--json"],
+    );
     assert!(listed.status.success(), "{}", stderr(&listed));
     let list: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["binding_id"], binding["binding_id"]);
+    // By default, a table for people: the binding and its masked token, then a count.
+    let table = callpush(&config, &["bindings", "list", "--identity", "alice"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = stdout(&table);
+    assert!(text.starts_with("BINDING_ID"), "{text}");
+    assert!(
+        text.contains(binding["binding_id"].as_str().unwrap()),
+        "{text}"
+    );
+    assert!(text.contains("fcm-toke…") && !text.contains("fcm-token-alice"));
+    assert!(text.contains("1 binding(s) of \"alice\""), "{text}");
 
     let serve = Command::new(env!("CARGO_BIN_EXE_callpush"))
         .args(["serve", "--config"])
@@ -116,10 +130,12 @@ async fn an_operator_registers_a_device_enqueues_a_call_and_sees_it_delivered() 
             "+15551234567",
             "--params",
             r#"{"k":"v"}"#,
+            "--json",
         ],
     );
     assert!(enqueued.status.success(), "{}", stderr(&enqueued));
-    let id = stdout(&enqueued).trim().to_string();
+    let printed: serde_json::Value = serde_json::from_str(&stdout(&enqueued)).unwrap();
+    let id = printed["id"].as_str().unwrap().to_string();
     assert!(id.contains('-'), "prints the stream id: {id}");
 
     let mut conn = redis
@@ -135,6 +151,7 @@ async fn an_operator_registers_a_device_enqueues_a_call_and_sees_it_delivered() 
     )
     .await;
     assert_eq!(results.len(), 1, "one outcome");
+    assert_eq!(results[0].1["call_sid"], "CA1");
     assert_eq!(results[0].1["outcome"], "delivered");
     assert_eq!(fcm.count(), 1);
     assert_eq!(
@@ -249,6 +266,15 @@ async fn mistakes_get_one_clear_line_and_a_failure_status() {
         assert!(!out.status.success(), "{args:?} must fail");
         assert!(stderr(&out).contains(named), "{args:?}: {}", stderr(&out));
     }
+
+    // A good enqueue answers with one sentence naming the stream id and the call.
+    let out = callpush(&config, &["enqueue", "--to", "alice", "--call-sid", "CA9"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out);
+    assert!(
+        line.starts_with("enqueued ") && line.trim().ends_with(": incoming call CA9 to alice"),
+        "{line}"
+    );
 
     let broken = dir.path().join("broken.toml");
     std::fs::write(&broken, "[workers]\nmax_in_flight = \"lots\"\n").unwrap();

@@ -438,3 +438,62 @@ async fn the_queue_carries_on_after_redis_restarts() {
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].id, id);
 }
+
+#[tokio::test]
+async fn the_dead_letter_stream_is_capped_at_its_max_len() {
+    let f = Fixture::start().await;
+    let settings = f.redis.settings(&f.prefix);
+    let blocking = connect_blocking(&settings, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let options = QueueOptions {
+        group: GROUP.into(),
+        consumer: "c1".into(),
+        results_enabled: false,
+        results_max_len: 1000,
+        dead_max_len: 100,
+        calls_max_len: 10_000,
+    };
+    let q = RedisCallQueue::new(f.conn.clone(), blocking, f.keys.clone(), options);
+    q.ensure_group().await.unwrap();
+    for i in 0..1000 {
+        q.enqueue(&call(&format!("CA{i}"))).await.unwrap();
+    }
+    let entries = q.read_new(1000, SHORT_BLOCK).await.unwrap();
+    assert_eq!(entries.len(), 1000);
+    let dead = DeadLetter {
+        reason: DeadReason::ProviderRejected,
+        detail: "APNs 400 BadTopic".into(),
+        attempts: 1,
+        failed_at_ms: 1_700_000_000_000,
+    };
+    for entry in &entries {
+        let result = EventResult {
+            call_sid: entry.field("call_sid").unwrap().into(),
+            to: "alice".into(),
+            outcome: EventOutcome::DeadLettered,
+            devices: 1,
+            delivered: 0,
+        };
+        q.finish(entry, &result, Some(&dead)).await.unwrap();
+    }
+    // `MAXLEN ~` trims whole stream nodes (100 entries each by default), so the length stays
+    // within a node of the cap instead of growing with every dead letter.
+    let len: usize = redis::cmd("XLEN")
+        .arg(&f.keys.dead)
+        .query_async(&mut f.conn.clone())
+        .await
+        .unwrap();
+    assert!((100..=200).contains(&len), "dead letters: {len}");
+    // The newest are the ones kept.
+    let newest: redis::Value = redis::cmd("XREVRANGE")
+        .arg(&f.keys.dead)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut f.conn.clone())
+        .await
+        .unwrap();
+    assert!(format!("{newest:?}").contains("CA999"), "{newest:?}");
+}

@@ -3,14 +3,15 @@
 //! - **public** (`api.listen`, what mobile apps reach): `POST`/`DELETE /v1/registrations`
 //!   ([`registrations`]), `/healthz`, `/readyz`;
 //! - **admin** (`admin.listen`, operators, call servers, Prometheus): `POST /v1/calls`, an
-//!   identity's bindings ([`admin`], behind the admin token), `/metrics`, `/healthz`, `/readyz`
-//!   ([`health`], open).
+//!   identity's bindings ([`admin`]), dead letters ([`dead_letters`]), all behind the admin
+//!   token; `/metrics`, `/healthz`, `/readyz` ([`health`], open).
 //!
 //! Request hygiene is the same on both: bodies over [`BODY_LIMIT_BYTES`] get 413, bodies not
 //! declared as JSON 415, requests running past [`REQUEST_TIMEOUT`] 503, and every error —
 //! including unknown routes and methods — has the SPEC §3 JSON shape ([`error`]).
 
 pub(crate) mod admin;
+pub(crate) mod dead_letters;
 pub(crate) mod error;
 pub(crate) mod extract;
 pub mod health;
@@ -53,6 +54,8 @@ pub struct ApiContext {
     pub store: Arc<dyn BindingStore>,
     /// The calls stream `POST /v1/calls` appends to.
     pub queue: Arc<dyn CallQueue>,
+    /// The dead-letter stream, for `/v1/dead-letters…`.
+    pub dead_letters: Arc<crate::dlq::DeadLetters>,
     /// A Redis connection for the readiness PING.
     pub redis: ConnectionManager,
     /// What `/metrics` shows.
@@ -179,6 +182,13 @@ pub fn admin_router(ctx: Arc<ApiContext>) -> Router {
         .route(
             "/v1/identities/{identity}/bindings/{binding_id}",
             delete(admin::delete_binding),
+        )
+        .route("/v1/dead-letters", get(dead_letters::list))
+        .route("/v1/dead-letters/replay", post(dead_letters::replay))
+        .route("/v1/dead-letters/purge", post(dead_letters::purge))
+        .route(
+            "/v1/dead-letters/{id}",
+            get(dead_letters::show).delete(dead_letters::delete),
         )
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),

@@ -9,7 +9,9 @@
 //! - provider connections, provider token refreshes, stream lag/pending, dead letters: the
 //!   [`sampler`], every few seconds;
 //! - events, event latency, retries, prunes, call rate limits: the dispatcher;
-//! - registrations, registration rate limits, HTTP requests: the API.
+//! - registrations, registration rate limits, HTTP requests, dead letters replayed and purged:
+//!   the API (a `callpush dlq` command runs in its own process and counts in none of these; the
+//!   sampled `callpush_dead_letters` shows its effect).
 //!
 //! A [`Metrics`] is built once per registry and passed around as `Arc<Metrics>` (no statics), so
 //! each test has its own. Handles used per push or per event are resolved at start; the
@@ -28,7 +30,7 @@ use prometheus::{
 };
 
 pub use labels::{
-    prune_reasons, retry_reasons, RateScope, EVENT_OUTCOMES, EVENT_TYPES, REDIS_OPS,
+    prune_reasons, retry_reasons, RateScope, DEAD_REASONS, EVENT_OUTCOMES, EVENT_TYPES, REDIS_OPS,
     REGISTRATION_OUTCOMES,
 };
 pub use provider::{MeteredProvider, ProviderProbe, RefreshCounter};
@@ -70,6 +72,8 @@ pub struct Metrics {
     pub(crate) stream_lag: IntGauge,
     pub(crate) stream_pending: IntGauge,
     pub(crate) dead_letters: IntGauge,
+    dead_replayed: HashMap<&'static str, IntCounter>,
+    dead_purged: IntCounter,
     registrations: HashMap<(Platform, &'static str), IntCounter>,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
@@ -241,6 +245,21 @@ impl Metrics {
         for op in REDIS_OPS {
             redis_errors.with_label_values(&[op]);
         }
+        let replayed = counter(
+            registry,
+            "callpush_dead_letters_replayed_total",
+            "Dead letters put back on the calls stream through the admin API, by reason.",
+            &["reason"],
+        )?;
+        let dead_replayed = DEAD_REASONS
+            .into_iter()
+            .map(|r| (r, replayed.with_label_values(&[r])))
+            .collect();
+        let dead_purged = IntCounter::new(
+            "callpush_dead_letters_purged_total",
+            "Dead letters deleted through the admin API.",
+        )?;
+        registry.register(Box::new(dead_purged.clone()))?;
         Ok(Arc::new(Metrics {
             events,
             events_vec,
@@ -270,6 +289,8 @@ impl Metrics {
                 "callpush_dead_letters",
                 "Entries in the dead-letter stream (XLEN).",
             )?,
+            dead_replayed,
+            dead_purged,
             registrations,
             http_requests: counter(
                 registry,
@@ -340,6 +361,22 @@ impl Metrics {
         if let Some(c) = self.registrations.get(&(platform, outcome)) {
             c.inc();
         }
+    }
+
+    /// `n` dead letters of `reason` were replayed.
+    pub fn dead_letters_replayed(&self, reason: &str, n: u64) {
+        let counter = self
+            .dead_replayed
+            .get(reason)
+            .or_else(|| self.dead_replayed.get("other"));
+        if let Some(c) = counter {
+            c.inc_by(n);
+        }
+    }
+
+    /// `n` dead letters were purged.
+    pub fn dead_letters_purged(&self, n: u64) {
+        self.dead_purged.inc_by(n);
     }
 
     /// One HTTP request answered. `route` is the matched route pattern (or `unmatched`).

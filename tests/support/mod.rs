@@ -6,6 +6,7 @@
 pub mod api;
 pub mod apns_double;
 pub mod daemon;
+pub mod dead;
 pub mod fcm_double;
 pub mod fixtures;
 pub mod process;

@@ -473,10 +473,22 @@ pub async fn read_stream(
     start: &str,
     count: usize,
 ) -> Result<Vec<StreamEntry>, BackendError> {
+    read_range(conn, key, start, "+", count).await
+}
+
+/// Read up to `count` entries of any stream between `start` and `end` (XRANGE bounds: `-`,
+/// `+`, an id, `(id` exclusive), oldest first.
+pub async fn read_range(
+    conn: &mut impl ConnectionLike,
+    key: &str,
+    start: &str,
+    end: &str,
+    count: usize,
+) -> Result<Vec<StreamEntry>, BackendError> {
     let value: Value = redis::cmd("XRANGE")
         .arg(key)
         .arg(start)
-        .arg("+")
+        .arg(end)
         .arg("COUNT")
         .arg(count)
         .query_async(conn)

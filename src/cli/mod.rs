@@ -1,5 +1,10 @@
 //! The `callpush` command line: `serve`, plus operator commands that work on the same Redis
-//! (`bindings add|list|delete`, `enqueue`). `main.rs` only parses and calls [`run`].
+//! (`bindings add|list|delete`, `enqueue`, `dlq list|show|replay|purge` in [`dlq`]). Operator
+//! output is for people by default (tables, one-line answers; [`output`]) and JSON with
+//! `--json`. `main.rs` only parses and calls [`run`].
+
+pub mod dlq;
+pub mod output;
 
 use std::path::PathBuf;
 
@@ -52,6 +57,9 @@ pub enum Command {
     Bindings(BindingsCommand),
     /// Add a call event to the calls stream (what a call server does with XADD).
     Enqueue(EnqueueArgs),
+    /// Inspect, replay and purge dead letters.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Mint an access token with the first configured API key, for trying the API (real
     /// backends mint with their own libraries).
     Token(TokenArgs),
@@ -78,7 +86,7 @@ pub struct TokenArgs {
 pub enum BindingsCommand {
     /// Register a device for an identity (as an app would), printing the binding.
     Add(BindingAddArgs),
-    /// List the live bindings of an identity as JSON.
+    /// List the live bindings of an identity.
     List(BindingListArgs),
     /// Delete one binding of an identity.
     Delete(BindingDeleteArgs),
@@ -111,6 +119,9 @@ pub struct BindingListArgs {
     /// The identity.
     #[arg(long)]
     identity: String,
+    /// As a JSON array.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `callpush bindings delete`
@@ -152,6 +163,9 @@ pub struct EnqueueArgs {
     /// A JSON object of string values passed through to the device.
     #[arg(long)]
     params: Option<String>,
+    /// Print `{"id": …}` instead of a sentence.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Why a command failed; `main` prints it as one line and exits non-zero.
@@ -178,6 +192,9 @@ pub enum CliError {
     /// Nothing matched.
     #[error("{0}")]
     NotFound(String),
+    /// A dead-letter command failed.
+    #[error(transparent)]
+    Dlq(#[from] crate::dlq::DlqError),
 }
 
 /// Run a parsed command line.
@@ -193,6 +210,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Bindings(cmd) => bindings(cmd).await,
         Command::Enqueue(args) => enqueue(args).await,
+        Command::Dlq(cmd) => dlq::run(cmd).await,
         Command::Token(args) => {
             let settings = Settings::load(args.config.config.as_deref())?;
             check_identity(&args.identity)
@@ -266,7 +284,11 @@ async fn bindings(cmd: BindingsCommand) -> Result<(), CliError> {
                 .iter()
                 .map(|b| b.view())
                 .collect();
-            print_json(&serde_json::Value::Array(list));
+            if a.json {
+                print_json(&serde_json::Value::Array(list));
+            } else {
+                print_bindings(&a.identity, &list);
+            }
             Ok(())
         }
         BindingsCommand::Delete(a) => {
@@ -282,6 +304,30 @@ async fn bindings(cmd: BindingsCommand) -> Result<(), CliError> {
             }
         }
     }
+}
+
+/// Bindings as a table, most recently updated first, and a count.
+fn print_bindings(identity: &str, list: &[serde_json::Value]) {
+    let table = output::Table::new(&[
+        ("BINDING_ID", 34),
+        ("PLATFORM", 8),
+        ("CREDENTIAL", 18),
+        ("DEVICE_TOKEN", 12),
+        ("UPDATED_AT", 24),
+        ("EXPIRES_AT", 24),
+    ]);
+    let cell = |b: &serde_json::Value, k: &str| b[k].as_str().unwrap_or("-").to_string();
+    for b in list {
+        table.row(&[
+            cell(b, "binding_id"),
+            cell(b, "platform"),
+            cell(b, "credential"),
+            cell(b, "device_token"),
+            cell(b, "updated_at"),
+            cell(b, "expires_at"),
+        ]);
+    }
+    println!("\n{} binding(s) of {identity:?}", list.len());
 }
 
 /// The credential a binding goes to: the one named, or the single one of the platform.
@@ -328,6 +374,20 @@ async fn enqueue(a: EnqueueArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Usage(format!("--{} {}", e.field.replace('_', "-"), e.problem)))?;
     let (queue, _) = daemon::redis_backends(&settings).await?;
     let id = queue.enqueue(&fields).await?;
-    println!("{id}");
+    if a.json {
+        println!("{}", serde_json::json!({ "id": id }));
+    } else {
+        let event = CallEvent::parse(&StreamEntry {
+            id: id.clone(),
+            fields,
+        })
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+        println!(
+            "enqueued {id}: {} call {} to {}",
+            event.kind().as_str(),
+            event.call_sid(),
+            event.to()
+        );
+    }
     Ok(())
 }

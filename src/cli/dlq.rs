@@ -1,0 +1,409 @@
+//! `callpush dlq list|show|replay|purge`: the dead-letter stream for on-call engineers, over
+//! the same [`crate::dlq`] code as the admin routes. Tables by default, `--json` lines on
+//! request; replays and purges end with a summary, ask before touching more than
+//! [`CONFIRM_OVER`] entries (purges: any), and refuse without a terminal unless `--yes`.
+
+use clap::{Args, Subcommand};
+
+use super::output::{self, age, Progress, Table};
+use super::{CliError, ConfigArg};
+use crate::config::Settings;
+use crate::daemon;
+use crate::dlq::{
+    self, Action, ActionSummary, DeadEntry, DeadLetters, Filter, ReplayOptions, Selection, Summary,
+    OWN_FIELDS,
+};
+use crate::domain::now_ms;
+use crate::event::stream_id_ms;
+
+/// Replays of more entries than this ask first (or need `--yes`).
+pub const CONFIRM_OVER: u64 = 10;
+
+/// `callpush dlq …`
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, oldest first, with a summary (count per reason, oldest, newest).
+    List(ListArgs),
+    /// Show every field of one dead letter.
+    Show(ShowArgs),
+    /// Put dead letters back on the calls stream (atomically per entry) and remove them.
+    Replay(ReplayArgs),
+    /// Delete dead letters.
+    Purge(PurgeArgs),
+}
+
+/// The filters `list` and `replay` share.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only this reason (expired, malformed, retries_exhausted, provider_rejected, rate_limited).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Dead-lettered since: a duration back from now (30m, 1h, 2d), an RFC 3339 time or a
+    /// stream id.
+    #[arg(long)]
+    since: Option<String>,
+    /// Dead-lettered until (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
+    /// Only calls to this identity.
+    #[arg(long)]
+    to: Option<String>,
+    /// Only this call.
+    #[arg(long)]
+    call_sid: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(self) -> Result<Filter, CliError> {
+        Ok(Filter {
+            reason: self.reason,
+            to: self.to,
+            call_sid: self.call_sid,
+            ..Filter::default()
+        }
+        .with_since("--since", self.since.as_deref())?
+        .with_until("--until", self.until.as_deref())?)
+    }
+}
+
+/// `callpush dlq list`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Show at most this many (all matches are still counted in the summary).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Start after this dead-letter id (the summary's `next after`).
+    #[arg(long)]
+    after: Option<String>,
+    /// One JSON object per line, the summary last.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `callpush dlq show`
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The dead letter's id (the ID column of `dlq list`).
+    id: String,
+    /// As JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `callpush dlq replay`
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Dead-letter ids to replay (or use --reason / --all).
+    ids: Vec<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Every dead letter (narrowed by the other filters).
+    #[arg(long)]
+    all: bool,
+    /// Count what would be replayed; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The replayed events' ttl_ms (default: each event's own, else 30000).
+    #[arg(long)]
+    ttl_ms: Option<u64>,
+    /// Also replay incoming calls whose deadline passed, and malformed entries.
+    #[arg(long)]
+    force: bool,
+    /// Leave the dead letters in place.
+    #[arg(long)]
+    keep: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `callpush dlq purge`
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Dead-letter ids to delete (or use --reason / --before / --all).
+    ids: Vec<String>,
+    /// Only this reason.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Dead-lettered before this time (a duration back from now, an RFC 3339 time, a stream id).
+    #[arg(long)]
+    before: Option<String>,
+    /// Only calls to this identity.
+    #[arg(long)]
+    to: Option<String>,
+    /// Every dead letter (narrowed by the other filters).
+    #[arg(long)]
+    all: bool,
+    /// Count what would be deleted; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Delete without asking (needed without a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn open(config: Option<&std::path::Path>) -> Result<DeadLetters, CliError> {
+    let settings = Settings::load(config)?;
+    Ok(daemon::dead_letters(&settings).await?)
+}
+
+/// Run a `dlq` command.
+pub async fn run(cmd: DlqCommand) -> Result<(), CliError> {
+    match cmd {
+        DlqCommand::List(a) => list(a).await,
+        DlqCommand::Show(a) => {
+            let store = open(config_path(&a.config)).await?;
+            let entry = store.get(&a.id).await?;
+            if a.json {
+                println!("{}", entry.to_json());
+            } else {
+                print_entry(&entry);
+            }
+            Ok(())
+        }
+        DlqCommand::Replay(a) => replay(a).await,
+        DlqCommand::Purge(a) => purge(a).await,
+    }
+}
+
+fn config_path(c: &ConfigArg) -> Option<&std::path::Path> {
+    c.config.as_deref()
+}
+
+async fn list(a: ListArgs) -> Result<(), CliError> {
+    let filter = a.filter.filter()?;
+    let store = open(config_path(&a.config)).await?;
+    let now = now_ms();
+    let summary = if a.json {
+        store
+            .list(&filter, a.after.as_deref(), a.limit, &mut |e| {
+                println!("{}", e.to_json())
+            })
+            .await?
+    } else {
+        let table = Table::new(&[
+            ("ID", 15),
+            ("AGE", 4),
+            ("REASON", 17),
+            ("TYPE", 8),
+            ("TO", 14),
+            ("CALL_SID", 18),
+            ("ATT", 3),
+            ("DETAIL", 12),
+        ]);
+        store
+            .list(&filter, a.after.as_deref(), a.limit, &mut |e| {
+                table.row(&list_row(e, now))
+            })
+            .await?
+    };
+    if a.json {
+        println!("{}", serde_json::json!({ "summary": summary }));
+    } else {
+        print_list_summary(&summary);
+    }
+    Ok(())
+}
+
+fn list_row(e: &DeadEntry, now: u64) -> Vec<String> {
+    let f = |name: &str| e.field(name).unwrap_or("-").to_string();
+    vec![
+        e.id.clone(),
+        age(stream_id_ms(&e.id).unwrap_or(0), now),
+        e.reason().to_string(),
+        f("type"),
+        f("to"),
+        f("call_sid"),
+        f("attempts"),
+        e.field("detail").unwrap_or("").to_string(),
+    ]
+}
+
+fn print_list_summary(s: &Summary) {
+    let reasons: Vec<String> = s
+        .by_reason
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    println!(
+        "\n{} matched, {} shown{}",
+        s.matched,
+        s.shown,
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", reasons.join(", "))
+        }
+    );
+    if let (Some(oldest), Some(newest)) = (&s.oldest, &s.newest) {
+        println!(
+            "oldest {} ({}), newest {} ({})",
+            oldest.id, oldest.failed_at, newest.id, newest.failed_at
+        );
+    }
+    if let Some(next) = &s.next_after {
+        println!("more: --after {next}");
+    }
+}
+
+fn print_entry(e: &DeadEntry) {
+    let mut rows: Vec<(&str, &str)> = vec![("id", e.id.as_str())];
+    rows.extend(e.original().map(|(k, v)| (k.as_str(), v.as_str())));
+    rows.extend(
+        OWN_FIELDS
+            .iter()
+            .filter_map(|k| e.field(k).map(|v| (*k, v))),
+    );
+    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        println!("{k:<w$}  {v}");
+    }
+}
+
+/// Ask about `n` entries (counted by a dry run), or refuse without a terminal, when `needed`.
+/// Returns the count, for the progress bar.
+fn approve(n: u64, action: Action, needed: bool) -> Result<u64, CliError> {
+    if !needed {
+        return Ok(n);
+    }
+    let verb = match action {
+        Action::Replay => "replay",
+        Action::Purge => "purge",
+    };
+    if !output::interactive() {
+        return Err(CliError::Usage(format!(
+            "refusing to {verb} {n} dead letters without --yes (no terminal to confirm on)"
+        )));
+    }
+    if output::confirm(&format!("{verb} {n} dead letters?")) {
+        Ok(n)
+    } else {
+        Err(CliError::Usage(format!("{verb} cancelled")))
+    }
+}
+
+async fn replay(a: ReplayArgs) -> Result<(), CliError> {
+    let filter = a.filter.filter()?;
+    let selection = dlq::select(a.ids, filter, a.all)?;
+    let options = ReplayOptions {
+        dry_run: a.dry_run,
+        force: a.force,
+        keep: a.keep,
+        ttl_ms: a.ttl_ms,
+    };
+    let store = open(config_path(&a.config)).await?;
+    let total = if a.dry_run || a.yes {
+        None
+    } else {
+        let dry = ReplayOptions {
+            dry_run: true,
+            ..options
+        };
+        let n = store.replay(&selection, &dry, &mut |_| {}).await?.done;
+        Some(approve(n, Action::Replay, n > CONFIRM_OVER)?)
+    };
+    act(&store, &selection, Action::Replay, &options, total, a.json).await
+}
+
+async fn purge(a: PurgeArgs) -> Result<(), CliError> {
+    let filter = Filter {
+        reason: a.reason,
+        to: a.to,
+        ..Filter::default()
+    }
+    .with_until("--before", a.before.as_deref())?;
+    let all = a.all || filter.until.is_some();
+    let selection = dlq::select(a.ids, filter, all)?;
+    let store = open(config_path(&a.config)).await?;
+    let total = if a.dry_run || a.yes {
+        None
+    } else {
+        let n = store.purge(&selection, true, &mut |_| {}).await?.done;
+        Some(approve(n, Action::Purge, n > 0)?)
+    };
+    let options = ReplayOptions {
+        dry_run: a.dry_run,
+        ..ReplayOptions::default()
+    };
+    act(&store, &selection, Action::Purge, &options, total, a.json).await
+}
+
+async fn act(
+    store: &DeadLetters,
+    selection: &Selection,
+    action: Action,
+    options: &ReplayOptions,
+    total: Option<u64>,
+    json: bool,
+) -> Result<(), CliError> {
+    let mut progress = Progress::new(total);
+    let mut update = |s: &ActionSummary| progress.update(s);
+    let summary = match action {
+        Action::Replay => store.replay(selection, options, &mut update).await?,
+        Action::Purge => store.purge(selection, options.dry_run, &mut update).await?,
+    };
+    progress.finish();
+    if json {
+        println!("{}", summary.to_json());
+    } else {
+        println!("{}", summary_line(&summary));
+    }
+    match &summary.error {
+        Some(e) => Err(CliError::Usage(format!(
+            "stopped after {} entries: {e}",
+            summary.processed()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `replayed 12 (provider_rejected 12), skipped 3 (deadline_passed 2, malformed 1), failed 0`.
+pub fn summary_line(s: &ActionSummary) -> String {
+    let by = |pairs: Vec<String>| {
+        if pairs.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", pairs.join(", "))
+        }
+    };
+    let done: Vec<String> = s
+        .by_reason
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    let skipped: Vec<String> = s
+        .skipped
+        .iter()
+        .map(|(w, n)| format!("{} {n}", w.as_str()))
+        .collect();
+    format!(
+        "{}{} {}{}, skipped {}{}, failed {}",
+        if s.dry_run {
+            "dry run: would have "
+        } else {
+            ""
+        },
+        s.action.done_name(),
+        s.done,
+        by(done),
+        s.skipped.values().sum::<u64>(),
+        by(skipped),
+        s.failed
+    )
+}

@@ -1,0 +1,378 @@
+//! Dead letters for on-call engineers (SPEC §7, issue #9): list, show, replay and purge the
+//! entries of the dead-letter stream. One implementation serves `callpush dlq …` and the admin
+//! routes `/v1/dead-letters…`, so both select the same entries and answer with the same
+//! [`Summary`] and [`ActionSummary`].
+//!
+//! Keys (`<p>` is `redis.key_prefix`):
+//! - `<p>dead` — read with `XRANGE` in pages of [`PAGE`] (never the whole stream: it may hold a
+//!   million entries), `XDEL` by purge and replay;
+//! - `<p>calls` — replay `XADD`s the original event again (`MAXLEN ~ stream.max_len`, as
+//!   `callpush enqueue` does).
+//!
+//! Replay is atomic per entry: one Lua script (`replay.lua`) per batch of [`BATCH`] entries
+//! checks that each dead letter still exists, adds its event to the calls stream and deletes it,
+//! so a replay killed at any point leaves each entry either replayed or still dead, never both
+//! and never neither, and two replays running at once never add one entry twice. That script
+//! touches two streams, which share no hash tag: fine on one Redis, not on Redis Cluster
+//! (cluster support is a later issue, as for the outcome script).
+
+pub mod filter;
+pub mod store;
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use crate::backend::BackendError;
+use crate::domain::rfc3339_ms;
+use crate::event::{stream_id_ms, DEFAULT_TTL_MS, MAX_TTL_MS};
+
+pub use filter::Filter;
+pub use store::{DeadLetters, ReplayOptions, Selection};
+
+/// Entries read per `XRANGE` round trip.
+pub const PAGE: usize = 500;
+/// Entries replayed or purged per script call (each entry atomic; a batch saves round trips).
+pub const BATCH: usize = 50;
+
+/// The fields a dead letter adds to the original event, in the order `show` prints them.
+pub const OWN_FIELDS: [&str; 6] = [
+    "reason",
+    "detail",
+    "attempts",
+    "failed_at",
+    "source_id",
+    "replayed_from",
+];
+
+/// Why a dead-letter command failed. Each message is one line naming the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    /// Not a stream id.
+    #[error("malformed dead-letter id {0:?}: expected <ms>-<seq>, e.g. 1764727200000-0")]
+    BadId(String),
+    /// No dead letter with this id.
+    #[error("no dead letter with id {0}")]
+    NotFound(String),
+    /// A time or duration that does not parse.
+    #[error("{field} {value:?} {problem}")]
+    BadTime {
+        /// The option or parameter (`since`, `until`, `before`).
+        field: &'static str,
+        /// What was given.
+        value: String,
+        /// Why it is refused.
+        problem: String,
+    },
+    /// `ttl_ms` out of range.
+    #[error("ttl_ms {0} is out of range: 1 to {MAX_TTL_MS}")]
+    BadTtl(u64),
+    /// What to act on is missing or contradictory.
+    #[error("{0}")]
+    Selection(&'static str),
+    /// Redis failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl From<redis::RedisError> for DlqError {
+    fn from(e: redis::RedisError) -> Self {
+        DlqError::Backend(e.into())
+    }
+}
+
+/// One dead letter: its id in the dead-letter stream and its fields in stream order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadEntry {
+    /// The dead letter's stream id (its time is when the event was dead-lettered).
+    pub id: String,
+    /// The original event's fields, then the dead letter's own.
+    pub fields: Vec<(String, String)>,
+}
+
+/// Why a replay left an entry alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Skip {
+    /// An `incoming` call whose original deadline passed (needs `force`).
+    DeadlinePassed,
+    /// A `malformed` entry: replaying it fails again (needs `force`).
+    Malformed,
+    /// Replayed or purged by someone else between reading and acting.
+    Gone,
+}
+
+impl Skip {
+    /// The name in summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::DeadlinePassed => "deadline_passed",
+            Skip::Malformed => "malformed",
+            Skip::Gone => "gone",
+        }
+    }
+}
+
+impl DeadEntry {
+    /// The first value of `name`.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The original event's fields, without the dead letter's own (and without an earlier
+    /// `replayed_from`).
+    pub fn original(&self) -> impl Iterator<Item = &(String, String)> {
+        self.fields
+            .iter()
+            .filter(|(k, _)| !OWN_FIELDS.contains(&k.as_str()))
+    }
+
+    /// The `reason`, or `unknown` for an entry that has none (not written by callpush).
+    pub fn reason(&self) -> &str {
+        self.field("reason").unwrap_or("unknown")
+    }
+
+    /// When it was dead-lettered: `failed_at`, else the stream id's time.
+    pub fn failed_at(&self) -> String {
+        self.field("failed_at")
+            .map(str::to_string)
+            .unwrap_or_else(|| rfc3339_ms(stream_id_ms(&self.id).unwrap_or(0)))
+    }
+
+    /// The event's own `ttl_ms` when it is a valid one.
+    fn own_ttl_ms(&self) -> Option<u64> {
+        self.field("ttl_ms")
+            .and_then(|t| t.parse().ok())
+            .filter(|t| (1..=MAX_TTL_MS).contains(t))
+    }
+
+    /// Whether a replay at `now_ms` without `force` must leave this entry alone.
+    pub fn skip(&self, force: bool, now_ms: u64) -> Option<Skip> {
+        if force {
+            return None;
+        }
+        if self.reason() == "malformed" {
+            return Some(Skip::Malformed);
+        }
+        if self.field("type") == Some("incoming") {
+            let added = self
+                .field("source_id")
+                .and_then(stream_id_ms)
+                .or_else(|| stream_id_ms(&self.id))
+                .unwrap_or(0);
+            let deadline = added.saturating_add(self.own_ttl_ms().unwrap_or(DEFAULT_TTL_MS));
+            if deadline <= now_ms {
+                return Some(Skip::DeadlinePassed);
+            }
+        }
+        None
+    }
+
+    /// The fields a replay adds to the calls stream: the original ones with a fresh `ttl_ms`
+    /// (`ttl_ms`, else the event's own, else the default) and `replayed_from` = this id.
+    pub fn replay_fields(&self, ttl_ms: Option<u64>) -> Vec<(String, String)> {
+        let ttl = ttl_ms
+            .or_else(|| self.own_ttl_ms())
+            .unwrap_or(DEFAULT_TTL_MS);
+        let mut out: Vec<(String, String)> = self
+            .original()
+            .filter(|(k, _)| k != "ttl_ms")
+            .cloned()
+            .collect();
+        out.push(("ttl_ms".into(), ttl.to_string()));
+        out.push(("replayed_from".into(), self.id.clone()));
+        out
+    }
+
+    /// The JSON form the CLI (`--json`) and the admin API share: `id`, the original fields
+    /// under `event`, then the dead letter's own fields (`attempts` as a number).
+    pub fn to_json(&self) -> Value {
+        let mut event = Map::new();
+        for (k, v) in self.original() {
+            event
+                .entry(k.clone())
+                .or_insert_with(|| Value::from(v.clone()));
+        }
+        let mut out = Map::new();
+        out.insert("id".into(), Value::from(self.id.clone()));
+        out.insert("event".into(), Value::Object(event));
+        for name in OWN_FIELDS {
+            if let Some(v) = self.field(name) {
+                let value = match (name, v.parse::<u64>()) {
+                    ("attempts", Ok(n)) => Value::from(n),
+                    _ => Value::from(v),
+                };
+                out.insert(name.into(), value);
+            }
+        }
+        Value::Object(out)
+    }
+}
+
+/// What a replay or purge acts on, from what the operator gave: ids alone, or a filter with a
+/// reason, or `all` (which the filters may still narrow). `all` is also what a purge's
+/// `before` counts as.
+pub fn select(ids: Vec<String>, filter: Filter, all: bool) -> Result<Selection, DlqError> {
+    if !ids.is_empty() {
+        if all || filter != Filter::default() {
+            return Err(DlqError::Selection(
+                "dead-letter ids cannot be combined with a reason, all, or filters",
+            ));
+        }
+        let ids = ids
+            .iter()
+            .map(|id| filter::parse_id(id))
+            .collect::<Result<_, _>>()?;
+        return Ok(Selection::Ids(ids));
+    }
+    if filter.reason.is_none() && !all {
+        return Err(DlqError::Selection(
+            "choose the dead letters: ids, a reason, or all",
+        ));
+    }
+    Ok(Selection::Matching(filter))
+}
+
+/// Where an entry sits in time, for the oldest and newest of a summary.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stamp {
+    /// The dead letter's id.
+    pub id: String,
+    /// When it was dead-lettered (RFC 3339).
+    pub failed_at: String,
+}
+
+/// What a listing matched: how many, per reason, the oldest and the newest (over every match,
+/// not only the entries shown).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Entries that matched the filter.
+    pub matched: u64,
+    /// Entries shown (at most the limit).
+    pub shown: u64,
+    /// Matches per `reason`.
+    pub by_reason: BTreeMap<String, u64>,
+    /// The oldest match.
+    pub oldest: Option<Stamp>,
+    /// The newest match.
+    pub newest: Option<Stamp>,
+    /// Where the next page starts (`after`) when matches were left out by the limit.
+    pub next_after: Option<String>,
+}
+
+impl Summary {
+    /// Count one match (entries come oldest first).
+    pub(crate) fn add(&mut self, entry: &DeadEntry) {
+        self.matched += 1;
+        *self
+            .by_reason
+            .entry(entry.reason().to_string())
+            .or_default() += 1;
+        let stamp = Stamp {
+            id: entry.id.clone(),
+            failed_at: entry.failed_at(),
+        };
+        if self.oldest.is_none() {
+            self.oldest = Some(stamp.clone());
+        }
+        self.newest = Some(stamp);
+    }
+}
+
+/// Replay or purge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Back onto the calls stream.
+    Replay,
+    /// Deleted.
+    Purge,
+}
+
+impl Action {
+    /// The past tense, as summaries name the count.
+    pub fn done_name(self) -> &'static str {
+        match self {
+            Action::Replay => "replayed",
+            Action::Purge => "purged",
+        }
+    }
+}
+
+/// The end of a replay or purge: what matched, what was done (or would be, in a dry run),
+/// what was skipped and why, what failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionSummary {
+    /// Replay or purge.
+    pub action: Action,
+    /// Nothing was changed.
+    pub dry_run: bool,
+    /// Entries selected.
+    pub matched: u64,
+    /// Entries replayed or purged (would be, in a dry run).
+    pub done: u64,
+    /// Entries done, per `reason`.
+    pub by_reason: BTreeMap<String, u64>,
+    /// Entries left alone, per why.
+    pub skipped: BTreeMap<Skip, u64>,
+    /// Entries whose batch failed (Redis); the run stopped there.
+    pub failed: u64,
+    /// Why the run stopped early.
+    pub error: Option<String>,
+}
+
+impl ActionSummary {
+    pub(crate) fn new(action: Action, dry_run: bool) -> ActionSummary {
+        ActionSummary {
+            action,
+            dry_run,
+            matched: 0,
+            done: 0,
+            by_reason: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+            failed: 0,
+            error: None,
+        }
+    }
+
+    pub(crate) fn skip(&mut self, why: Skip) {
+        *self.skipped.entry(why).or_default() += 1;
+    }
+
+    pub(crate) fn did(&mut self, reason: &str) {
+        self.done += 1;
+        *self.by_reason.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Entries looked at so far (done, skipped or failed).
+    pub fn processed(&self) -> u64 {
+        self.done + self.skipped.values().sum::<u64>() + self.failed
+    }
+
+    /// The JSON form the CLI and the admin API share, e.g. `{"action": "replay", "dry_run":
+    /// false, "matched": 3, "replayed": 2, "skipped": {"deadline_passed": 1}, "failed": 0, …}`.
+    pub fn to_json(&self) -> Value {
+        let skipped: Map<String, Value> = self
+            .skipped
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), Value::from(*v)))
+            .collect();
+        let mut out = json!({
+            "action": match self.action { Action::Replay => "replay", Action::Purge => "purge" },
+            "dry_run": self.dry_run,
+            "matched": self.matched,
+            "skipped": skipped,
+            "failed": self.failed,
+            "by_reason": self.by_reason,
+        });
+        out[self.action.done_name()] = Value::from(self.done);
+        if let Some(e) = &self.error {
+            out["error"] = Value::from(e.clone());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,350 @@
+//! The dead-letter admin routes (`/v1/dead-letters…`) through `oneshot` against a real Redis:
+//! the admin token guards them, they select and summarise exactly as `callpush dlq` does for
+//! the same filters, errors have the SPEC §3 shape and name the field, and replays and purges
+//! done here count in the metrics.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use callpush::domain::now_ms;
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::api::{call, ApiWorld, ADMIN_TOKEN};
+use support::daemon::read_all;
+use support::dead::{self, Dead};
+use support::process::{config_toml, Knobs};
+
+/// `callpush dlq <args> --json --config <config>`: the entries and the summary.
+fn cli(config: &Path, args: &[&str]) -> (Vec<Value>, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_callpush"))
+        .args(args)
+        .arg("--json")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines.pop().unwrap();
+    (lines, last)
+}
+
+async fn seed(w: &mut ApiWorld) -> Vec<String> {
+    let now = now_ms();
+    let p = w.world.prefix.clone();
+    let mut malformed = Dead::new("malformed", "", "CA2", now - 2 * 3_600_000);
+    malformed.to = None;
+    let mut ended = Dead::new("expired", "alice", "CA5", now - 3_000);
+    ended.added_ms = now - 120_000;
+    let all = [
+        Dead::new("expired", "alice", "CA1", now - 3 * 3_600_000),
+        malformed,
+        Dead::new("provider_rejected", "bob", "CA3", now - 10_000),
+        Dead::new("retries_exhausted", "alice", "CA4", now - 5_000),
+        ended,
+    ];
+    let mut ids = Vec::new();
+    for d in &all {
+        ids.push(dead::add(&mut w.world.conn, &p, d).await);
+    }
+    ids
+}
+
+async fn get(w: &ApiWorld, uri: &str) -> support::api::Reply {
+    call(w.admin(), Method::GET, uri, Some(ADMIN_TOKEN), None).await
+}
+
+async fn post(w: &ApiWorld, uri: &str, body: Value) -> support::api::Reply {
+    call(w.admin(), Method::POST, uri, Some(ADMIN_TOKEN), Some(body)).await
+}
+
+#[tokio::test]
+async fn the_routes_need_the_admin_token() {
+    let w = ApiWorld::new().await;
+    let routes = [
+        (Method::GET, "/v1/dead-letters", None),
+        (Method::GET, "/v1/dead-letters/1-0", None),
+        (Method::DELETE, "/v1/dead-letters/1-0", None),
+        (
+            Method::POST,
+            "/v1/dead-letters/replay",
+            Some(json!({"all": true})),
+        ),
+        (
+            Method::POST,
+            "/v1/dead-letters/purge",
+            Some(json!({"all": true})),
+        ),
+    ];
+    for (method, uri, body) in routes {
+        for bearer in [None, Some("wrong-token")] {
+            let reply = call(w.admin(), method.clone(), uri, bearer, body.clone()).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+            assert_eq!(reply.code(), "invalid_token");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_api_lists_what_the_cli_lists_for_the_same_filters() {
+    let mut w = ApiWorld::new().await;
+    let ids = seed(&mut w).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("callpush.toml");
+    std::fs::write(&config, config_toml(&w.world, "cli", &Knobs::default())).unwrap();
+
+    let filters: &[(&str, &[&str])] = &[
+        ("", &[]),
+        ("?reason=expired", &["--reason", "expired"]),
+        ("?to=alice&since=1h", &["--to", "alice", "--since", "1h"]),
+        ("?until=1h", &["--until", "1h"]),
+        ("?call_sid=CA3", &["--call-sid", "CA3"]),
+        ("?limit=2", &["--limit", "2"]),
+    ];
+    for (query, args) in filters {
+        let reply = get(&w, &format!("/v1/dead-letters{query}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.body);
+        let mut argv = vec!["dlq", "list"];
+        argv.extend_from_slice(args);
+        let (entries, summary) = cli(&config, &argv);
+        assert_eq!(reply.body["dead_letters"], Value::from(entries), "{query}");
+        assert_eq!(reply.body["summary"], summary["summary"], "{query}");
+    }
+    let page = get(&w, "/v1/dead-letters?limit=2").await;
+    let next = page.body["summary"]["next_after"].as_str().unwrap();
+    assert_eq!(next, ids[1]);
+    let rest = get(&w, &format!("/v1/dead-letters?after={next}")).await;
+    assert_eq!(rest.body["dead_letters"].as_array().unwrap().len(), 3);
+
+    let one = get(&w, &format!("/v1/dead-letters/{}", ids[2])).await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.body["event"]["call_sid"], "CA3");
+    assert_eq!(one.body["reason"], "provider_rejected");
+
+    // The same replay summary as the CLI's dry run.
+    let api = post(
+        &w,
+        "/v1/dead-letters/replay",
+        json!({"all": true, "dry_run": true}),
+    )
+    .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.body);
+    let (_, cli_summary) = cli(&config, &["dlq", "replay", "--all", "--dry-run"]);
+    assert_eq!(api.body, cli_summary);
+    assert_eq!(api.body["replayed"], 2);
+    assert_eq!(api.body["skipped"]["deadline_passed"], 2);
+    assert_eq!(api.body["skipped"]["malformed"], 1);
+}
+
+#[tokio::test]
+async fn replay_purge_and_delete_act_and_count() {
+    let mut w = ApiWorld::new().await;
+    let ids = seed(&mut w).await;
+    let p = w.world.prefix.clone();
+
+    let by_id = post(&w, "/v1/dead-letters/replay", json!({"ids": [ids[2]]})).await;
+    assert_eq!(by_id.status, StatusCode::OK, "{}", by_id.body);
+    assert_eq!(by_id.body["replayed"], 1);
+    let calls = read_all(&mut w.world.conn, &format!("{p}calls")).await;
+    assert_eq!(calls[0].1["replayed_from"], ids[2]);
+    assert_eq!(calls[0].1["call_sid"], "CA3");
+
+    let by_reason = post(
+        &w,
+        "/v1/dead-letters/replay",
+        json!({"reason": "expired", "ttl_ms": 15000}),
+    )
+    .await;
+    assert_eq!(by_reason.body["replayed"], 0, "{}", by_reason.body);
+    assert_eq!(by_reason.body["skipped"]["deadline_passed"], 2);
+    let forced = post(
+        &w,
+        "/v1/dead-letters/replay",
+        json!({"reason": "expired", "force": true, "ttl_ms": 15000}),
+    )
+    .await;
+    assert_eq!(forced.body["replayed"], 2, "{}", forced.body);
+    let calls = read_all(&mut w.world.conn, &format!("{p}calls")).await;
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[2].1["ttl_ms"], "15000");
+
+    let deleted = call(
+        w.admin(),
+        Method::DELETE,
+        &format!("/v1/dead-letters/{}", ids[1]),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let again = call(
+        w.admin(),
+        Method::DELETE,
+        &format!("/v1/dead-letters/{}", ids[1]),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(again.code(), "not_found");
+
+    let dry = post(
+        &w,
+        "/v1/dead-letters/purge",
+        json!({"all": true, "dry_run": true}),
+    )
+    .await;
+    assert_eq!(dry.body["purged"], 1, "{}", dry.body);
+    assert_eq!(dead::len(&mut w.world.conn, &p, "dead").await, 1);
+    let purged = post(&w, "/v1/dead-letters/purge", json!({"before": "1s"})).await;
+    assert_eq!(purged.body["purged"], 1, "{}", purged.body);
+    assert_eq!(dead::len(&mut w.world.conn, &p, "dead").await, 0);
+
+    let metrics = call(w.admin(), Method::GET, "/metrics", None, None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics_text(&w).await;
+    for line in [
+        "callpush_dead_letters_replayed_total{reason=\"provider_rejected\"} 1",
+        "callpush_dead_letters_replayed_total{reason=\"expired\"} 2",
+        "callpush_dead_letters_replayed_total{reason=\"malformed\"} 0",
+        "callpush_dead_letters_purged_total 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+}
+
+async fn metrics_text(w: &ApiWorld) -> String {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = w.admin().oneshot(req).await.unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn mistakes_are_answered_in_the_error_shape_naming_the_field() {
+    let mut w = ApiWorld::new().await;
+    seed(&mut w).await;
+    let cases = [
+        (
+            get(&w, "/v1/dead-letters/1764727200000-0").await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "1764727200000-0",
+        ),
+        (
+            get(&w, "/v1/dead-letters/nope").await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "malformed dead-letter id",
+        ),
+        (
+            get(&w, "/v1/dead-letters?since=yesterday").await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "since",
+        ),
+        (
+            get(&w, "/v1/dead-letters?limit=5000").await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "limit",
+        ),
+        (
+            get(&w, "/v1/dead-letters?reasn=expired").await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "reasn",
+        ),
+        (
+            get(&w, "/v1/dead-letters?after=x").await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "malformed dead-letter id",
+        ),
+        (
+            post(&w, "/v1/dead-letters/replay", json!({})).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "choose the dead letters",
+        ),
+        (
+            post(
+                &w,
+                "/v1/dead-letters/replay",
+                json!({"ids": ["1-0"], "all": true}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "ids",
+        ),
+        (
+            post(
+                &w,
+                "/v1/dead-letters/replay",
+                json!({"ids": ["1764727200000-0"]}),
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "1764727200000-0",
+        ),
+        (
+            post(
+                &w,
+                "/v1/dead-letters/replay",
+                json!({"all": true, "until": "later"}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "until",
+        ),
+        (
+            post(
+                &w,
+                "/v1/dead-letters/replay",
+                json!({"all": true, "ttl_ms": 0}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "ttl_ms",
+        ),
+        (
+            post(&w, "/v1/dead-letters/replay", json!({"all": "yes"})).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "all",
+        ),
+        (
+            post(&w, "/v1/dead-letters/purge", json!({"before": "tomorrow"})).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "before",
+        ),
+    ];
+    for (reply, status, code, named) in cases {
+        assert_eq!(reply.status, status, "{}", reply.body);
+        assert_eq!(reply.code(), code, "{}", reply.body);
+        assert!(reply.message().contains(named), "{named}: {}", reply.body);
+    }
+    assert_eq!(
+        dead::len(&mut w.world.conn, &w.world.prefix.clone(), "dead").await,
+        5
+    );
+}
