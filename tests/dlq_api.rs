@@ -348,3 +348,51 @@ async fn mistakes_are_answered_in_the_error_shape_naming_the_field() {
         5
     );
 }
+
+#[tokio::test]
+async fn paging_through_many_pages_sees_every_match_once_and_counts_them_all() {
+    let mut w = ApiWorld::new().await;
+    let p = w.world.prefix.clone();
+    let reasons = ["expired", "provider_rejected", "retries_exhausted"];
+    let now = now_ms();
+    let mut pipe = redis::pipe();
+    let mut expected = Vec::new();
+    for i in 0..2_345u64 {
+        let sid = format!("CA{i}");
+        let to = format!("user{}", i % 7);
+        let d = Dead::new(reasons[(i % 3) as usize], &to, &sid, now - 3_000_000 + i);
+        if i % 3 == 0 && i % 7 == 2 {
+            expected.push(format!("{}-0", d.failed_ms));
+        }
+        pipe.cmd("XADD")
+            .arg(format!("{p}dead"))
+            .arg(format!("{}-0", d.failed_ms))
+            .arg(d.fields());
+    }
+    let _: () = pipe.query_async(&mut w.world.conn).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut uri = "/v1/dead-letters?reason=expired&to=user2&limit=9".to_string();
+        if let Some(a) = &after {
+            uri.push_str(&format!("&after={a}"));
+        }
+        let reply = get(&w, &uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let page = reply.body["dead_letters"].as_array().unwrap();
+        seen.extend(page.iter().map(|e| e["id"].as_str().unwrap().to_string()));
+        let summary = &reply.body["summary"];
+        if after.is_none() {
+            assert_eq!(summary["matched"], expected.len(), "{summary}");
+            assert_eq!(summary["by_reason"]["expired"], expected.len());
+            assert_eq!(summary["oldest"]["id"], expected[0].as_str());
+            assert_eq!(summary["newest"]["id"], expected.last().unwrap().as_str());
+        }
+        match summary["next_after"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected, "every match once, oldest first");
+}

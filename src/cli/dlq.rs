@@ -19,6 +19,14 @@ use crate::event::stream_id_ms;
 /// Replays of more entries than this ask first (or need `--yes`).
 pub const CONFIRM_OVER: u64 = 10;
 
+const REPLAY_EXAMPLES: &str = "\
+Examples (after fixing the cause, e.g. a revoked APNs key):
+  callpush dlq list --reason provider_rejected
+  callpush dlq replay --reason provider_rejected --since 1h --dry-run
+  callpush dlq replay --reason provider_rejected --since 1h
+Incoming calls whose deadline passed and malformed entries are skipped unless --force.
+A replay cut off half-way is safe to run again: each entry is replayed at most once.";
+
 /// `callpush dlq …`
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
@@ -27,6 +35,7 @@ pub enum DlqCommand {
     /// Show every field of one dead letter.
     Show(ShowArgs),
     /// Put dead letters back on the calls stream (atomically per entry) and remove them.
+    #[command(after_help = REPLAY_EXAMPLES)]
     Replay(ReplayArgs),
     /// Delete dead letters.
     Purge(PurgeArgs),
@@ -198,7 +207,7 @@ async fn list(a: ListArgs) -> Result<(), CliError> {
             .await?
     } else {
         let table = Table::new(&[
-            ("ID", 15),
+            ("ID", 20),
             ("AGE", 4),
             ("REASON", 17),
             ("TYPE", 8),

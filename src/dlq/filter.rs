@@ -4,10 +4,11 @@
 //! `since` and `until` bound the dead letter's own stream id, whose time is when the event was
 //! dead-lettered, so a time window becomes an `XRANGE` range and is never a scan.
 
-use super::{DeadEntry, DlqError};
+use super::DlqError;
 use crate::domain::now_ms;
 
-/// What to select. Every part that is set must match (they combine with "and").
+/// What to select. Every part that is set must match (they combine with "and"); the field
+/// parts are applied inside Redis by `scan.lua`, the times as the range it reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     /// Only this `reason` (`expired`, `malformed`, `provider_rejected`, …).
@@ -24,17 +25,6 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Whether `entry` passes the field filters (the id range is applied by the reads).
-    pub fn matches(&self, entry: &DeadEntry) -> bool {
-        let field_is = |name: &str, want: &Option<String>| match want {
-            Some(want) => entry.field(name) == Some(want.as_str()),
-            None => true,
-        };
-        field_is("reason", &self.reason)
-            && field_is("to", &self.to)
-            && field_is("call_sid", &self.call_sid)
-    }
-
     /// Set `since` from user input (`--since`, `?since=`); `field` names it in errors.
     pub fn with_since(mut self, field: &'static str, raw: Option<&str>) -> Result<Self, DlqError> {
         self.since = raw
@@ -194,28 +184,5 @@ mod tests {
         for bad in ["abc", "1-2-3", "-1", "1-", "", "99999999999999999999999-0"] {
             assert!(matches!(parse_id(bad), Err(DlqError::BadId(_))), "{bad}");
         }
-    }
-
-    #[test]
-    fn field_filters_combine() {
-        let entry = DeadEntry {
-            id: "1-0".into(),
-            fields: vec![
-                ("to".into(), "alice".into()),
-                ("call_sid".into(), "CA1".into()),
-                ("reason".into(), "expired".into()),
-            ],
-        };
-        let f = Filter {
-            reason: Some("expired".into()),
-            to: Some("alice".into()),
-            ..Filter::default()
-        };
-        assert!(f.matches(&entry));
-        let f = Filter {
-            call_sid: Some("CA2".into()),
-            ..f
-        };
-        assert!(!f.matches(&entry));
     }
 }

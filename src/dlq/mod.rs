@@ -4,8 +4,9 @@
 //! [`Summary`] and [`ActionSummary`].
 //!
 //! Keys (`<p>` is `redis.key_prefix`):
-//! - `<p>dead` — read with `XRANGE` in pages of [`PAGE`] (never the whole stream: it may hold a
-//!   million entries), `XDEL` by purge and replay;
+//! - `<p>dead` — read with `XRANGE` in pages of [`PAGE`], filtered inside Redis by a read-only
+//!   script (`scan.lua`; never the whole stream at once: it may hold a million entries), `XDEL`
+//!   by purge and replay;
 //! - `<p>calls` — replay `XADD`s the original event again (`MAXLEN ~ stream.max_len`, as
 //!   `callpush enqueue` does).
 //!
@@ -30,7 +31,7 @@ use crate::event::{stream_id_ms, DEFAULT_TTL_MS, MAX_TTL_MS};
 pub use filter::Filter;
 pub use store::{DeadLetters, ReplayOptions, Selection};
 
-/// Entries read per `XRANGE` round trip.
+/// Entries read (and filtered inside Redis) per round trip.
 pub const PAGE: usize = 500;
 /// Entries replayed or purged per script call (each entry atomic; a batch saves round trips).
 pub const BATCH: usize = 50;
@@ -263,6 +264,20 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Add the matches counted in `later`, which all come after those counted so far.
+    pub(crate) fn merge(&mut self, later: Summary) {
+        self.matched += later.matched;
+        for (reason, n) in later.by_reason {
+            *self.by_reason.entry(reason).or_default() += n;
+        }
+        if self.oldest.is_none() {
+            self.oldest = later.oldest;
+        }
+        if later.newest.is_some() {
+            self.newest = later.newest;
+        }
+    }
+
     /// Count one match (entries come oldest first).
     pub(crate) fn add(&mut self, entry: &DeadEntry) {
         self.matched += 1;

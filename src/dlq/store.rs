@@ -1,22 +1,27 @@
 //! The dead-letter stream in Redis: paged reads, replay (`replay.lua`) and purge. The keys are
 //! listed in the module docs of [`crate::dlq`].
 //!
-//! Paging: every read is `XRANGE <p>dead <start> <end> COUNT PAGE`, where the range comes from
-//! `since`/`until`/`after` and each next page starts after the last id read (`(id`). Field
-//! filters (reason, to, call_sid) are applied to each page as it arrives, so memory holds one
-//! page and one batch whatever the stream's length, and entries deleted behind the cursor (a
-//! replay in progress) never shift what is read next.
+//! Paging: each page is one call of `scan.lua`, which runs `XRANGE <p>dead <start> <end> COUNT
+//! PAGE` inside Redis and applies the field filters (reason, to, call_sid) there. It returns the
+//! first matches in full (as many as the caller still shows or acts on) and only counts the
+//! others (per reason, first and last id), so `dlq list --reason R` on a million entries moves
+//! a hundred entries and a few counters over the network, not the stream. The range comes from
+//! `since`/`until`/`after`, and each next page starts after the last id read (`(id`): memory
+//! holds one page and one batch whatever the stream's length, and entries deleted behind the
+//! cursor (a replay in progress) never shift what is read next. Each page is a short script
+//! (a few milliseconds for [`PAGE`] entries), so Redis is never blocked for long.
 
 use std::collections::BTreeSet;
 
 use redis::aio::ConnectionManager;
-use redis::Script;
+use redis::{Script, Value};
 
 use super::filter::{id_key, parse_id, Filter};
-use super::{Action, ActionSummary, DeadEntry, DlqError, Summary, BATCH, PAGE};
+use super::{Action, ActionSummary, DeadEntry, DlqError, Stamp, Summary, BATCH, PAGE};
+use crate::backend::BackendError;
 use crate::domain::now_ms;
 use crate::event::MAX_TTL_MS;
-use crate::ingest::redis::read_range;
+use crate::ingest::redis::{decode_entries, read_range};
 use crate::redis_conn::Keys;
 
 /// Which dead letters a replay or purge acts on.
@@ -49,6 +54,7 @@ pub struct DeadLetters {
     conn: ConnectionManager,
     keys: Keys,
     calls_max_len: u64,
+    scan: Script,
     replay: Script,
 }
 
@@ -82,6 +88,78 @@ impl Pager {
     }
 }
 
+/// What `scan.lua` answers for one page.
+#[derive(Debug, Default)]
+struct Page {
+    /// The last id read, where the next page starts after.
+    last_read: String,
+    /// Entries read (matching or not).
+    read: usize,
+    /// The first matches, in full.
+    full: Vec<DeadEntry>,
+    /// The other matches, counted.
+    others: Summary,
+}
+
+impl Page {
+    fn decode(value: &Value) -> Result<Page, DlqError> {
+        let corrupt = || DlqError::Backend(BackendError::Corrupt(format!("scan reply {value:?}")));
+        let text = |v: &Value| redis::from_redis_value_ref::<String>(v).map_err(|_| corrupt());
+        let Value::Array(parts) = value else {
+            return Err(corrupt());
+        };
+        let [last_read, read, full, counts, first, last] = parts.as_slice() else {
+            return Err(corrupt());
+        };
+        let mut others = Summary::default();
+        if let Value::Array(flat) = counts {
+            for pair in flat.chunks(2) {
+                let [reason, n] = pair else {
+                    return Err(corrupt());
+                };
+                let n = redis::from_redis_value_ref::<u64>(n).map_err(|_| corrupt())?;
+                others.matched += n;
+                others.by_reason.insert(text(reason)?, n);
+            }
+        }
+        let stamp = |v: &Value| -> Result<Option<Stamp>, DlqError> {
+            let Value::Array(pair) = v else {
+                return Ok(None);
+            };
+            let [id, failed_at] = pair.as_slice() else {
+                return Ok(None);
+            };
+            // No `failed_at` field: the entry's time stands in (DeadEntry::failed_at).
+            let fields = match text(failed_at)? {
+                f if f.is_empty() => Vec::new(),
+                f => vec![("failed_at".to_string(), f)],
+            };
+            let entry = DeadEntry {
+                id: text(id)?,
+                fields,
+            };
+            Ok(Some(Stamp {
+                failed_at: entry.failed_at(),
+                id: entry.id,
+            }))
+        };
+        others.oldest = stamp(first)?;
+        others.newest = stamp(last)?;
+        Ok(Page {
+            last_read: text(last_read)?,
+            read: redis::from_redis_value_ref::<usize>(read).map_err(|_| corrupt())?,
+            full: decode_entries(full)?
+                .into_iter()
+                .map(|e| DeadEntry {
+                    id: e.id,
+                    fields: e.fields,
+                })
+                .collect(),
+            others,
+        })
+    }
+}
+
 impl DeadLetters {
     /// The dead letters under `keys`; replays add to the calls stream with `MAXLEN ~
     /// calls_max_len` (`stream.max_len`).
@@ -90,27 +168,41 @@ impl DeadLetters {
             conn,
             keys,
             calls_max_len,
+            scan: Script::new(include_str!("scan.lua")),
             replay: Script::new(include_str!("replay.lua")),
         }
     }
 
-    async fn page(&self, pager: &mut Pager) -> Result<Vec<DeadEntry>, DlqError> {
+    /// The next page of `pager`'s range, filtered in Redis (`scan.lua`): up to `want` matches in
+    /// full, the other matches only counted.
+    async fn page(
+        &self,
+        pager: &mut Pager,
+        filter: &Filter,
+        want: usize,
+    ) -> Result<Page, DlqError> {
         if pager.done {
-            return Ok(Vec::new());
+            return Ok(Page::default());
         }
-        let mut conn = self.conn.clone();
-        let read = read_range(&mut conn, &self.keys.dead, &pager.start, &pager.end, PAGE).await?;
-        pager.done = read.len() < PAGE;
-        if let Some(last) = read.last() {
-            pager.start = format!("({}", last.id);
+        let any = |f: &Option<String>| f.clone().unwrap_or_default();
+        let value: Value = self
+            .scan
+            .key(&self.keys.dead)
+            .arg(&pager.start)
+            .arg(&pager.end)
+            .arg(PAGE)
+            .arg(want)
+            .arg(any(&filter.reason))
+            .arg(any(&filter.to))
+            .arg(any(&filter.call_sid))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let page = Page::decode(&value)?;
+        pager.done = page.read < PAGE;
+        if !page.last_read.is_empty() {
+            pager.start = format!("({}", page.last_read);
         }
-        Ok(read
-            .into_iter()
-            .map(|e| DeadEntry {
-                id: e.id,
-                fields: e.fields,
-            })
-            .collect())
+        Ok(page)
     }
 
     /// One dead letter by id.
@@ -141,21 +233,19 @@ impl DeadLetters {
         let mut pager = Pager::new(filter, after.as_deref());
         let mut summary = Summary::default();
         let mut last_shown = None;
-        loop {
-            let page = self.page(&mut pager).await?;
-            if page.is_empty() {
-                break;
-            }
-            for entry in page.iter().filter(|e| filter.matches(e)) {
+        while !pager.done {
+            let want = limit.saturating_sub(summary.shown as usize);
+            let page = self.page(&mut pager, filter, want).await?;
+            for entry in &page.full {
                 summary.add(entry);
-                if (summary.shown as usize) < limit {
-                    show(entry);
-                    summary.shown += 1;
-                    last_shown = Some(entry.id.clone());
-                } else if summary.next_after.is_none() {
-                    summary.next_after = last_shown.clone();
-                }
+                show(entry);
+                summary.shown += 1;
+                last_shown = Some(entry.id.clone());
             }
+            if page.others.matched > 0 && summary.next_after.is_none() {
+                summary.next_after = last_shown.clone();
+            }
+            summary.merge(page.others);
         }
         Ok(summary)
     }
@@ -259,15 +349,13 @@ struct Run<'s> {
 impl Run<'_> {
     async fn walk(&mut self, filter: &Filter, progress: Progress<'_>) -> Result<(), DlqError> {
         let mut pager = Pager::new(filter, None);
-        loop {
-            let page = self.store.page(&mut pager).await?;
-            if page.is_empty() {
-                return Ok(());
-            }
-            for entry in page.into_iter().filter(|e| filter.matches(e)) {
+        while !pager.done {
+            let page = self.store.page(&mut pager, filter, PAGE).await?;
+            for entry in page.full {
                 self.take(entry, progress).await?;
             }
         }
+        Ok(())
     }
 
     async fn take(&mut self, entry: DeadEntry, progress: Progress<'_>) -> Result<(), DlqError> {

@@ -495,3 +495,9 @@ pub async fn read_range(
         .await?;
     Ok(reply::split(reply::entries(&value)?).0)
 }
+
+/// Decode a list of stream entries (`[[id, [field, value, …]], …]`, as XRANGE answers, also when
+/// a script passes such a list on).
+pub fn decode_entries(value: &Value) -> Result<Vec<StreamEntry>, BackendError> {
+    Ok(reply::split(reply::entries(value)?).0)
+}
