@@ -241,13 +241,22 @@ fn approve(n: u64, action: Action, needed: bool) -> Result<u64, CliError> {
     };
     if !output::interactive() {
         return Err(CliError::Usage(format!(
-            "refusing to {verb} {n} dead letters without --yes (no terminal to confirm on)"
+            "refusing to {verb} {n} dead {} without --yes (no terminal to confirm on)",
+            letters(n)
         )));
     }
-    if output::confirm(&format!("{verb} {n} dead letters?")) {
+    if output::confirm(&format!("{verb} {n} dead {}?", letters(n))) {
         Ok(n)
     } else {
         Err(CliError::Usage(format!("{verb} cancelled")))
+    }
+}
+
+fn letters(n: u64) -> &'static str {
+    if n == 1 {
+        "letter"
+    } else {
+        "letters"
     }
 }
 
