@@ -1,7 +1,7 @@
 //! `callpush dlq` as on-call engineers use it (the real binary, a real redis-server): dead
 //! letters of several reasons listed, filtered, shown and purged; replayed ones delivered by a
 //! running daemon; dry runs that change nothing; and one clear line for every mistake. (A
-//! replay killed half-way: `dlq_interrupted.rs`.)
+//! replay killed half-way: `dlq_interrupted.rs`; on a terminal: `dlq_terminal.rs`.)
 
 mod support;
 
@@ -358,73 +358,4 @@ async fn mistakes_get_one_clear_line_and_a_failure_status() {
     std::fs::write(&unreachable, "[redis]\nurl = \"redis://127.0.0.1:1\"\n").unwrap();
     let err = fails(&callpush(&unreachable, &["dlq", "list"]));
     assert!(err.contains("redis at redis://127.0.0.1:1"), "{err}");
-}
-
-/// Run `callpush <args> --config <config>` on a pseudo-terminal (util-linux `script`), typing
-/// `answer`; the exit status and everything the terminal showed.
-fn on_a_terminal(config: &Path, args: &str, answer: &str) -> (bool, String) {
-    use std::io::{Read, Write};
-    let line = format!(
-        "{} {args} --config {}",
-        env!("CARGO_BIN_EXE_callpush"),
-        config.display()
-    );
-    let mut child = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .env("CALLPUSH_LOG_FORMAT", "json")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("util-linux `script` runs the command on a pseudo-terminal");
-    // Keep stdin open until the command is done: an early end of input would answer for us.
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(answer.as_bytes()).unwrap();
-    let mut shown = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut shown)
-        .unwrap();
-    let status = child.wait().unwrap();
-    drop(stdin);
-    (status.success(), shown)
-}
-
-#[tokio::test]
-async fn on_a_terminal_a_bulk_replay_asks_first_and_shows_its_progress() {
-    let mut w = World::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&w, dir.path());
-    let p = w.prefix.clone();
-    let now = now_ms();
-    for i in 0..12 {
-        let sid = format!("CA{i}");
-        let d = Dead::new("retries_exhausted", "alice", &sid, now - 1_000 + i);
-        dead::add(&mut w.conn, &p, &d).await;
-    }
-
-    let (ok, shown) = on_a_terminal(&config, "dlq replay --all", "n\n");
-    assert!(!ok, "{shown}");
-    assert!(shown.contains("replay 12 dead letters? [y/N]"), "{shown}");
-    assert!(shown.contains("replay cancelled"), "{shown}");
-    assert_eq!(
-        dead::len(&mut w.conn, &p, "dead").await,
-        12,
-        "nothing replayed"
-    );
-
-    let (ok, shown) = on_a_terminal(&config, "dlq replay --all", "y\n");
-    assert!(ok, "{shown}");
-    assert!(
-        shown.contains("[##############################] 12/12"),
-        "a progress bar: {shown}"
-    );
-    assert!(
-        shown.contains("replayed 12 (retries_exhausted 12), skipped 0, failed 0"),
-        "{shown}"
-    );
-    assert_eq!(dead::len(&mut w.conn, &p, "dead").await, 0);
-    assert_eq!(dead::len(&mut w.conn, &p, "calls").await, 12);
 }
