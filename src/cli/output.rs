@@ -127,8 +127,9 @@ pub fn confirm(question: &str) -> bool {
     answer.trim().to_ascii_lowercase().starts_with('y')
 }
 
-/// Progress of a bulk replay or purge on stderr: a bar redrawn in place on a terminal, a
-/// line every [`Progress::PLAIN_EVERY`] entries otherwise (logs, CI).
+/// Progress of a bulk replay or purge on stderr: a bar redrawn in place on a terminal; otherwise
+/// (logs, CI) a plain count, at most once a second and every [`Progress::PLAIN_EVERY`] entries
+/// at most, so a million entries do not flood the log.
 pub struct Progress {
     tty: bool,
     total: Option<u64>,
@@ -140,6 +141,7 @@ impl Progress {
     /// Entries between two plain progress lines.
     pub const PLAIN_EVERY: u64 = 1000;
     const REDRAW: Duration = Duration::from_millis(100);
+    const PLAIN_INTERVAL: Duration = Duration::from_secs(1);
 
     /// Progress towards `total` entries, when known.
     pub fn new(total: Option<u64>) -> Progress {
@@ -172,8 +174,13 @@ impl Progress {
             };
             eprint!("\r{bar}  {} {}", s.action.done_name(), s.done);
             let _ = std::io::stderr().flush();
-        } else if done >= self.printed + Self::PLAIN_EVERY {
-            self.printed = done - done % Self::PLAIN_EVERY;
+        } else if done >= self.printed + Self::PLAIN_EVERY
+            && self
+                .drawn
+                .is_none_or(|t| t.elapsed() >= Self::PLAIN_INTERVAL)
+        {
+            self.printed = done;
+            self.drawn = Some(Instant::now());
             eprintln!("{done} processed, {} {}", s.done, s.action.done_name());
         }
     }

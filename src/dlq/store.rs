@@ -16,12 +16,12 @@ use std::collections::BTreeSet;
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
-use super::filter::{id_key, parse_id, Filter};
-use super::{Action, ActionSummary, DeadEntry, DlqError, Stamp, Summary, BATCH, PAGE};
-use crate::backend::BackendError;
+use super::filter::{parse_id, Filter};
+use super::page::{Page, Pager};
+use super::{Action, ActionSummary, DeadEntry, DlqError, Summary, BATCH, PAGE};
 use crate::domain::now_ms;
 use crate::event::MAX_TTL_MS;
-use crate::ingest::redis::{decode_entries, read_range};
+use crate::ingest::redis::read_range;
 use crate::redis_conn::Keys;
 
 /// Which dead letters a replay or purge acts on.
@@ -63,100 +63,6 @@ impl std::fmt::Debug for DeadLetters {
         f.debug_struct("DeadLetters")
             .field("keys", &self.keys)
             .finish_non_exhaustive()
-    }
-}
-
-/// A cursor over an id range of the dead-letter stream.
-struct Pager {
-    start: String,
-    end: String,
-    done: bool,
-}
-
-impl Pager {
-    fn new(filter: &Filter, after: Option<&str>) -> Pager {
-        let since = filter.since.clone().unwrap_or_else(|| "-".into());
-        let start = match after {
-            Some(a) if filter.since.is_none() || id_key(a) >= id_key(&since) => format!("({a}"),
-            _ => since,
-        };
-        Pager {
-            start,
-            end: filter.until.clone().unwrap_or_else(|| "+".into()),
-            done: false,
-        }
-    }
-}
-
-/// What `scan.lua` answers for one page.
-#[derive(Debug, Default)]
-struct Page {
-    /// The last id read, where the next page starts after.
-    last_read: String,
-    /// Entries read (matching or not).
-    read: usize,
-    /// The first matches, in full.
-    full: Vec<DeadEntry>,
-    /// The other matches, counted.
-    others: Summary,
-}
-
-impl Page {
-    fn decode(value: &Value) -> Result<Page, DlqError> {
-        let corrupt = || DlqError::Backend(BackendError::Corrupt(format!("scan reply {value:?}")));
-        let text = |v: &Value| redis::from_redis_value_ref::<String>(v).map_err(|_| corrupt());
-        let Value::Array(parts) = value else {
-            return Err(corrupt());
-        };
-        let [last_read, read, full, counts, first, last] = parts.as_slice() else {
-            return Err(corrupt());
-        };
-        let mut others = Summary::default();
-        if let Value::Array(flat) = counts {
-            for pair in flat.chunks(2) {
-                let [reason, n] = pair else {
-                    return Err(corrupt());
-                };
-                let n = redis::from_redis_value_ref::<u64>(n).map_err(|_| corrupt())?;
-                others.matched += n;
-                others.by_reason.insert(text(reason)?, n);
-            }
-        }
-        let stamp = |v: &Value| -> Result<Option<Stamp>, DlqError> {
-            let Value::Array(pair) = v else {
-                return Ok(None);
-            };
-            let [id, failed_at] = pair.as_slice() else {
-                return Ok(None);
-            };
-            // No `failed_at` field: the entry's time stands in (DeadEntry::failed_at).
-            let fields = match text(failed_at)? {
-                f if f.is_empty() => Vec::new(),
-                f => vec![("failed_at".to_string(), f)],
-            };
-            let entry = DeadEntry {
-                id: text(id)?,
-                fields,
-            };
-            Ok(Some(Stamp {
-                failed_at: entry.failed_at(),
-                id: entry.id,
-            }))
-        };
-        others.oldest = stamp(first)?;
-        others.newest = stamp(last)?;
-        Ok(Page {
-            last_read: text(last_read)?,
-            read: redis::from_redis_value_ref::<usize>(read).map_err(|_| corrupt())?,
-            full: decode_entries(full)?
-                .into_iter()
-                .map(|e| DeadEntry {
-                    id: e.id,
-                    fields: e.fields,
-                })
-                .collect(),
-            others,
-        })
     }
 }
 

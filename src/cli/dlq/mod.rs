@@ -5,16 +5,15 @@
 
 use clap::{Args, Subcommand};
 
-use super::output::{self, age, Progress, Table};
+mod print;
+
+use super::output::{self, Progress, Table};
 use super::{CliError, ConfigArg};
 use crate::config::Settings;
 use crate::daemon;
-use crate::dlq::{
-    self, Action, ActionSummary, DeadEntry, DeadLetters, Filter, ReplayOptions, Selection, Summary,
-    OWN_FIELDS,
-};
+use crate::dlq::{self, Action, ActionSummary, DeadLetters, Filter, ReplayOptions, Selection};
 use crate::domain::now_ms;
-use crate::event::stream_id_ms;
+use print::{list_row, print_entry, print_list_summary, summary_line};
 
 /// Replays of more entries than this ask first (or need `--yes`).
 pub const CONFIRM_OVER: u64 = 10;
@@ -230,61 +229,6 @@ async fn list(a: ListArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn list_row(e: &DeadEntry, now: u64) -> Vec<String> {
-    let f = |name: &str| e.field(name).unwrap_or("-").to_string();
-    vec![
-        e.id.clone(),
-        age(stream_id_ms(&e.id).unwrap_or(0), now),
-        e.reason().to_string(),
-        f("type"),
-        f("to"),
-        f("call_sid"),
-        f("attempts"),
-        e.field("detail").unwrap_or("").to_string(),
-    ]
-}
-
-fn print_list_summary(s: &Summary) {
-    let reasons: Vec<String> = s
-        .by_reason
-        .iter()
-        .map(|(r, n)| format!("{r} {n}"))
-        .collect();
-    println!(
-        "\n{} matched, {} shown{}",
-        s.matched,
-        s.shown,
-        if reasons.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", reasons.join(", "))
-        }
-    );
-    if let (Some(oldest), Some(newest)) = (&s.oldest, &s.newest) {
-        println!(
-            "oldest {} ({}), newest {} ({})",
-            oldest.id, oldest.failed_at, newest.id, newest.failed_at
-        );
-    }
-    if let Some(next) = &s.next_after {
-        println!("more: --after {next}");
-    }
-}
-
-fn print_entry(e: &DeadEntry) {
-    let mut rows: Vec<(&str, &str)> = vec![("id", e.id.as_str())];
-    rows.extend(e.original().map(|(k, v)| (k.as_str(), v.as_str())));
-    rows.extend(
-        OWN_FIELDS
-            .iter()
-            .filter_map(|k| e.field(k).map(|v| (*k, v))),
-    );
-    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    for (k, v) in rows {
-        println!("{k:<w$}  {v}");
-    }
-}
-
 /// Ask about `n` entries (counted by a dry run), or refuse without a terminal, when `needed`.
 /// Returns the count, for the progress bar.
 fn approve(n: u64, action: Action, needed: bool) -> Result<u64, CliError> {
@@ -297,13 +241,22 @@ fn approve(n: u64, action: Action, needed: bool) -> Result<u64, CliError> {
     };
     if !output::interactive() {
         return Err(CliError::Usage(format!(
-            "refusing to {verb} {n} dead letters without --yes (no terminal to confirm on)"
+            "refusing to {verb} {n} dead {} without --yes (no terminal to confirm on)",
+            letters(n)
         )));
     }
-    if output::confirm(&format!("{verb} {n} dead letters?")) {
+    if output::confirm(&format!("{verb} {n} dead {}?", letters(n))) {
         Ok(n)
     } else {
         Err(CliError::Usage(format!("{verb} cancelled")))
+    }
+}
+
+fn letters(n: u64) -> &'static str {
+    if n == 1 {
+        "letter"
+    } else {
+        "letters"
     }
 }
 
@@ -380,39 +333,4 @@ async fn act(
         ))),
         None => Ok(()),
     }
-}
-
-/// `replayed 12 (provider_rejected 12), skipped 3 (deadline_passed 2, malformed 1), failed 0`.
-pub fn summary_line(s: &ActionSummary) -> String {
-    let by = |pairs: Vec<String>| {
-        if pairs.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", pairs.join(", "))
-        }
-    };
-    let done: Vec<String> = s
-        .by_reason
-        .iter()
-        .map(|(r, n)| format!("{r} {n}"))
-        .collect();
-    let skipped: Vec<String> = s
-        .skipped
-        .iter()
-        .map(|(w, n)| format!("{} {n}", w.as_str()))
-        .collect();
-    format!(
-        "{}{} {}{}, skipped {}{}, failed {}",
-        if s.dry_run {
-            "dry run: would have "
-        } else {
-            ""
-        },
-        s.action.done_name(),
-        s.done,
-        by(done),
-        s.skipped.values().sum::<u64>(),
-        by(skipped),
-        s.failed
-    )
 }
