@@ -71,11 +71,19 @@ impl Default for FcmDoubleOptions {
     }
 }
 
+/// One access token the double issued.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Issued {
+    pub(crate) at: Instant,
+    pub(crate) expires: Instant,
+}
+
 pub(crate) struct State {
     opts: FcmDoubleOptions,
     token_uri: String,
     expires_in: AtomicU64,
-    issued: Mutex<HashMap<String, Instant>>,
+    /// Access tokens issued: when, and until when they are valid.
+    issued: Mutex<HashMap<String, Issued>>,
     token_requests: AtomicUsize,
     token_script: Mutex<VecDeque<Answer>>,
     unregistered: Mutex<HashSet<String>>,
@@ -214,7 +222,7 @@ impl FcmDouble {
 
     /// When the double issued access token `bearer` (`None`: never, or revoked since).
     pub fn issued_at(&self, bearer: &str) -> Option<Instant> {
-        self.state.issued.lock().unwrap().get(bearer).copied()
+        self.state.issued.lock().unwrap().get(bearer).map(|i| i.at)
     }
 
     /// How many requests reached the token endpoint.

@@ -179,7 +179,7 @@ fn judge(
             .lock()
             .unwrap()
             .get(b)
-            .is_some_and(|expires| *expires > Instant::now())
+            .is_some_and(|issued| issued.expires > Instant::now())
     });
     if !authorized {
         return Answer::error(401, "UNAUTHENTICATED", None, UNAUTHENTICATED);

@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{json_response, State, SA_PUBLIC_KEY_FILE};
+use super::{json_response, Issued, State, SA_PUBLIC_KEY_FILE};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const SHORT_LIVED: &str = "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.";
@@ -62,9 +62,13 @@ pub(super) async fn token(state: &State, parts: &Parts, body: &Bytes) -> Respons
         rand::random::<u64>()
     );
     let expires_in = state.expires_in.load(Ordering::Relaxed);
+    let now = Instant::now();
     state.issued.lock().unwrap().insert(
         access_token.clone(),
-        Instant::now() + Duration::from_secs(expires_in),
+        Issued {
+            at: now,
+            expires: now + Duration::from_secs(expires_in),
+        },
     );
     let answer =
         json!({"access_token": access_token, "expires_in": expires_in, "token_type": "Bearer"});
