@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::RedisError;
+use redis::{IntoConnectionInfo, RedisError};
 
 use crate::config::RedisSettings;
 
@@ -36,11 +36,64 @@ fn manager_config(response_timeout: Duration) -> ConnectionManagerConfig {
         .set_number_of_retries(RECONNECT_ATTEMPTS)
 }
 
+/// The environment variable that may hold the Redis password instead of `redis.password_file`.
+pub const PASSWORD_ENV: &str = "CALLPUSH_REDIS_PASSWORD";
+
+/// A client for the settings: the URL, the ACL user and the password (`redis.password_file`,
+/// else `CALLPUSH_REDIS_PASSWORD`, else the URL's), and for `rediss://` the extra root of
+/// `redis.ca_file`. Secret files are read here, at connect time, so a rotated password is
+/// picked up by the next connection the daemon makes.
+pub fn client(settings: &RedisSettings) -> Result<redis::Client, RedisError> {
+    let info = settings.url.as_str().into_connection_info()?;
+    let mut redis_info = info.redis_settings().clone();
+    if let Some(user) = &settings.username {
+        redis_info = redis_info.set_username(user);
+    }
+    if let Some(password) = password(settings)? {
+        redis_info = redis_info.set_password(password);
+    }
+    let info = info.set_redis_settings(redis_info);
+    match &settings.ca_file {
+        Some(path) => {
+            let root = std::fs::read(path).map_err(|e| {
+                config_error(
+                    "cannot read redis.ca_file",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root),
+            };
+            redis::Client::build_with_tls(info, certs)
+        }
+        None => redis::Client::open(info),
+    }
+}
+
+fn password(settings: &RedisSettings) -> Result<Option<String>, RedisError> {
+    if let Some(path) = &settings.password_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            config_error(
+                "cannot read redis.password_file",
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        let first = text.lines().next().unwrap_or_default().trim().to_string();
+        return Ok(Some(first));
+    }
+    Ok(std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty()))
+}
+
+fn config_error(what: &'static str, detail: String) -> RedisError {
+    RedisError::from((redis::ErrorKind::InvalidClientConfig, what, detail))
+}
+
 /// Connect the shared connection for short commands (scripts, XADD, XACK, XRANGE, …).
 ///
 /// Fails when Redis cannot be reached now; once connected, the manager reconnects by itself.
 pub async fn connect(settings: &RedisSettings) -> Result<ConnectionManager, RedisError> {
-    let client = redis::Client::open(settings.url.as_str())?;
+    let client = client(settings)?;
     ConnectionManager::new_with_config(client, manager_config(RESPONSE_TIMEOUT)).await
 }
 
@@ -81,7 +134,7 @@ pub async fn connect_blocking(
     settings: &RedisSettings,
     max_block: Duration,
 ) -> Result<BlockingConnection, RedisError> {
-    let client = redis::Client::open(settings.url.as_str())?;
+    let client = client(settings)?;
     let conn =
         ConnectionManager::new_with_config(client, manager_config(max_block + RESPONSE_TIMEOUT))
             .await?;

@@ -19,9 +19,15 @@ use support::world::World;
 
 #[tokio::test]
 async fn redis_restarting_mid_run_leaves_no_event_without_an_outcome() {
-    let mut w = World::with_redis(RedisOptions { appendonly: true }, |s| {
-        s.limits.calls_per_identity_per_min = 0;
-    })
+    let mut w = World::with_redis(
+        RedisOptions {
+            appendonly: true,
+            ..RedisOptions::default()
+        },
+        |s| {
+            s.limits.calls_per_identity_per_min = 0;
+        },
+    )
     .await;
     let dir = tempfile::tempdir().unwrap();
     register_users(&w, 20).await;

@@ -400,7 +400,11 @@ async fn a_two_second_blocking_read_is_not_cut_short_by_the_client() {
 
 #[tokio::test]
 async fn the_queue_carries_on_after_redis_restarts() {
-    let mut redis = RedisServer::start_with(RedisOptions { appendonly: true }).await;
+    let mut redis = RedisServer::start_with(RedisOptions {
+        appendonly: true,
+        ..RedisOptions::default()
+    })
+    .await;
     let prefix = unique_prefix();
     let settings = redis.settings(&prefix);
     let keys = Keys::new(&prefix).unwrap();

@@ -64,10 +64,18 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSettings {
-    /// Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS).
+    /// Redis URL (`redis://host:port[/db]`, `rediss://` for TLS). A password may be written in
+    /// it, but `password_file` or `CALLPUSH_REDIS_PASSWORD` keeps it out of the config.
     pub url: String,
     /// Prefix of every key callpush owns (streams, bindings, markers).
     pub key_prefix: String,
+    /// ACL user name (Redis 6+), when not the `default` user.
+    pub username: Option<String>,
+    /// File holding the password (its first line), or set `CALLPUSH_REDIS_PASSWORD`.
+    pub password_file: Option<PathBuf>,
+    /// An extra root certificate (PEM) to verify a `rediss://` server by, for a private CA;
+    /// without it the system's roots are used.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisSettings {
@@ -75,6 +83,9 @@ impl Default for RedisSettings {
         RedisSettings {
             url: "redis://127.0.0.1:6379".into(),
             key_prefix: "callpush:".into(),
+            username: None,
+            password_file: None,
+            ca_file: None,
         }
     }
 }

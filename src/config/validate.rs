@@ -58,6 +58,12 @@ impl Settings {
                 "must start with redis:// or rediss://",
             ));
         }
+        if self.redis.ca_file.is_some() && !self.redis.url.starts_with("rediss://") {
+            return Err(invalid(
+                "redis.ca_file",
+                "only verifies TLS connections: use a rediss:// URL with it",
+            ));
+        }
         if self.redis.key_prefix.contains(['{', '}']) {
             return Err(invalid(
                 "redis.key_prefix",
@@ -232,6 +238,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("stream.claim_idle_ms"), "{err}");
+    }
+
+    #[test]
+    fn a_ca_file_without_tls_is_refused_naming_the_key() {
+        let err = load("[redis]\nurl = \"redis://r:6379\"\nca_file = \"/ca.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("redis.ca_file"), "{err}");
+        let ok = load("[redis]\nurl = \"rediss://r:6380\"\nca_file = \"/ca.pem\"\nusername = \"cp\"\npassword_file = \"/p\"\n");
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! let settings = redis.settings(&unique_prefix());
 //! let conn = redis.conn().await;
 //! ```
-//! `start_with(RedisOptions { appendonly: true })` keeps data across [`RedisServer::restart`].
+//! `start_with(RedisOptions { appendonly: true, .. })` keeps data across [`RedisServer::restart`];
+//! `tls: true` adds a TLS port (the fixtures' localhost certificate, signed by the test CA) and
+//! an ACL user [`TLS_USER`] with password [`TLS_PASSWORD`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,12 +28,21 @@ const START_ATTEMPTS: usize = 5;
 pub struct RedisOptions {
     /// Append-only file on (fsync always), so [`RedisServer::restart`] keeps the data.
     pub appendonly: bool,
+    /// A TLS port beside the plain one, and the ACL user [`TLS_USER`].
+    pub tls: bool,
 }
+
+/// The ACL user of a `tls` server, allowed every command on every key.
+pub const TLS_USER: &str = "callpush";
+/// Its password.
+pub const TLS_PASSWORD: &str = "correct horse battery staple";
 
 /// A running `redis-server`, killed when dropped.
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// The TLS port (`tls` servers only).
+    tls_port: u16,
     options: RedisOptions,
     dir: tempfile::TempDir,
 }
@@ -53,11 +64,15 @@ impl RedisServer {
         let mut server = RedisServer {
             child: None,
             port: 0,
+            tls_port: 0,
             options,
             dir,
         };
         for attempt in 1..=START_ATTEMPTS {
             server.port = free_port();
+            if options.tls {
+                server.tls_port = free_port();
+            }
             if server.spawn_and_wait().await {
                 return server;
             }
@@ -77,6 +92,12 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// `rediss://localhost:<tls port>` of a `tls` server.
+    pub fn tls_url(&self) -> String {
+        assert!(self.options.tls, "not a TLS server");
+        format!("rediss://localhost:{}", self.tls_port)
+    }
+
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.port
@@ -87,6 +108,7 @@ impl RedisServer {
         callpush::config::RedisSettings {
             url: self.url(),
             key_prefix: key_prefix.to_string(),
+            ..Default::default()
         }
     }
 
@@ -182,6 +204,21 @@ impl RedisServer {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
             cmd.args(["--appendonly", "no"]);
+        }
+        if self.options.tls {
+            let fixture = super::fixtures::fixture;
+            cmd.arg("--tls-port")
+                .arg(self.tls_port.to_string())
+                .arg("--tls-cert-file")
+                .arg(fixture("localhost.pem"))
+                .arg("--tls-key-file")
+                .arg(fixture("localhost.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(fixture("test_ca.pem"))
+                .args(["--tls-auth-clients", "no"])
+                .args(["--user", TLS_USER, "on"])
+                .arg(format!(">{TLS_PASSWORD}"))
+                .args(["~*", "&*", "+@all"]);
         }
         let mut child = cmd
             .stdin(Stdio::null())
