@@ -98,6 +98,13 @@ impl Settings {
         if self.bindings.ttl_days == 0 {
             return Err(invalid("bindings.ttl_days", "must be at least 1"));
         }
+        if self.twilio.ring_ttl_ms == 0 || self.twilio.ring_ttl_ms > crate::event::MAX_TTL_MS {
+            return Err(invalid(
+                "twilio.ring_ttl_ms",
+                format!("must be within 1..={}", crate::event::MAX_TTL_MS),
+            ));
+        }
+        check_url("twilio.webhook_url", self.twilio.webhook_url.as_deref())?;
         let mut sids = HashSet::new();
         for (i, cred) in self.credentials.iter().enumerate() {
             let key = |field: &str| format!("credentials[{i}].{field}");
