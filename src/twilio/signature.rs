@@ -31,19 +31,56 @@ pub fn sign(token: &Secret, url: &str, fields: &[(String, String)]) -> String {
     STANDARD.encode(hmac::sign(&key, signed_string(url, fields).as_bytes()).as_ref())
 }
 
-/// Whether `presented` is the signature of `url` and `fields` under any of `tokens`. Every
-/// token is tried (no early exit) and each comparison takes the same time wherever the
-/// strings differ, so timing tells nothing about which token or how much of it matched.
+/// The URL forms Twilio's helper libraries accept for one webhook URL: as given, without its
+/// port, and with the scheme's default port when it has none (Twilio signs the URL as it was
+/// configured in the console, which may or may not spell out `:443`).
+pub fn url_variants(url: &str) -> Vec<String> {
+    let mut out = vec![url.to_string()];
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return out;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    // A port is digits after the last `:` that is not inside an IPv6 literal's brackets.
+    let host_end = authority
+        .rfind(':')
+        .filter(|&i| i > authority.rfind(']').unwrap_or(0))
+        .filter(|&i| authority[i + 1..].bytes().all(|b| b.is_ascii_digit()));
+    match host_end {
+        Some(i) => out.push(format!("{scheme}://{}{tail}", &authority[..i])),
+        None => {
+            let port = match scheme.to_ascii_lowercase().as_str() {
+                "https" => "443",
+                "http" => "80",
+                _ => return out,
+            };
+            out.push(format!("{scheme}://{authority}:{port}{tail}"));
+        }
+    }
+    out
+}
+
+/// Whether `presented` is the signature of `url` (in any of its [`url_variants`]) and
+/// `fields` under any of `tokens`. Every token and variant is tried (no early exit) and each
+/// comparison takes the same time wherever the strings differ, so timing tells nothing about
+/// which token matched or how much of a signature was right.
 pub fn verify(tokens: &[Secret], url: &str, fields: &[(String, String)], presented: &str) -> bool {
     let Ok(presented) = STANDARD.decode(presented.trim()) else {
         return false;
     };
-    let message = signed_string(url, fields);
-    tokens.iter().fold(false, |matched, token| {
+    let messages: Vec<String> = url_variants(url)
+        .iter()
+        .map(|u| signed_string(u, fields))
+        .collect();
+    let mut matched = false;
+    for token in tokens {
         let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, token.expose());
-        // ring's verify compares in constant time.
-        hmac::verify(&key, message.as_bytes(), &presented).is_ok() | matched
-    })
+        for message in &messages {
+            // ring's verify compares in constant time.
+            matched |= hmac::verify(&key, message.as_bytes(), &presented).is_ok();
+        }
+    }
+    matched
 }
 
 #[cfg(test)]
@@ -61,6 +98,23 @@ mod tests {
     fn signed_string_sorts_by_name() {
         let f = fields(&[("b", "2"), ("a", "1"), ("c", "")]);
         assert_eq!(signed_string("https://x/y?q=1", &f), "https://x/y?q=1a1b2c");
+    }
+
+    #[test]
+    fn url_variants_add_or_drop_the_port() {
+        assert_eq!(
+            url_variants("https://h.example/p?q=1"),
+            ["https://h.example/p?q=1", "https://h.example:443/p?q=1"]
+        );
+        assert_eq!(
+            url_variants("https://h.example:8443/p"),
+            ["https://h.example:8443/p", "https://h.example/p"]
+        );
+        assert_eq!(url_variants("http://h"), ["http://h", "http://h:80"]);
+        assert_eq!(
+            url_variants("http://[::1]/p"),
+            ["http://[::1]/p", "http://[::1]:80/p"]
+        );
     }
 
     #[test]
