@@ -25,6 +25,9 @@ pub enum FormError {
     /// A name or value is not valid percent-encoded UTF-8.
     #[error("field `{0}` is not valid percent-encoded UTF-8")]
     Encoding(String),
+    /// A value holds control characters (a line break smuggled into a log line or a header).
+    #[error("field `{0}` must not contain control characters")]
+    Control(String),
     /// A field that is not one of Twilio's `twi_*` fields.
     #[error("unknown field `{0}` (only twi_* fields are accepted)")]
     Unknown(String),
@@ -95,7 +98,7 @@ impl WebhookCall {
                 return Err(FormError::Repeated(name.clone()));
             }
             if value.chars().any(char::is_control) {
-                return Err(FormError::Encoding(name.clone()));
+                return Err(FormError::Control(name.clone()));
             }
         }
         let call = WebhookCall {
