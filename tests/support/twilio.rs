@@ -171,3 +171,51 @@ pub fn request(params: &[(&str, &str)], signature: Option<&str>) -> Request<Body
 pub fn signed(params: &[(&str, &str)]) -> Request<Body> {
     request(params, Some(&signature(AUTH_TOKEN, WEBHOOK_URL, params)))
 }
+
+/// POST a signed notification to the daemon's public listener through a real socket.
+pub async fn post_signed(base: &str, params: &[(&str, &str)]) -> super::api::Reply {
+    use http_body_util::BodyExt;
+    let (authority, mut sender) = super::api::connect_http1(base).await;
+    let req = Request::post(ROUTE)
+        .header("host", &authority)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "x-twilio-signature",
+            signature(AUTH_TOKEN, WEBHOOK_URL, params),
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from(form_encode(
+            params,
+        ))))
+        .unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    super::api::Reply {
+        status,
+        headers,
+        body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+/// Add a copy of credential `from` named `sid` that sends the Twilio SDK's format.
+pub fn add_twilio_credential(settings: &mut Settings, from: &str, sid: &str) {
+    use callpush::config::{CredentialSettings, PayloadFormat};
+    let mut copy = settings
+        .credentials
+        .iter()
+        .find(|c| c.sid() == from)
+        .cloned()
+        .expect("the credential to copy");
+    match &mut copy {
+        CredentialSettings::Apns(c) => {
+            c.sid = sid.into();
+            c.payload = PayloadFormat::Twilio;
+        }
+        CredentialSettings::Fcm(c) => {
+            c.sid = sid.into();
+            c.payload = PayloadFormat::Twilio;
+        }
+    }
+    settings.credentials.push(copy);
+}
