@@ -190,6 +190,25 @@ mod tests {
     }
 
     #[test]
+    fn twilio_settings_and_payload_format() {
+        let s = load(
+            "[twilio]\nwebhook_url=\"https://h/p\"\n[[credentials]]\nsid=\"CR1\"\nplatform=\"fcm\"\nservice_account_file=\"/f\"\npayload=\"twilio\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.twilio.ring_ttl_ms, 30_000);
+        let super::CredentialSettings::Fcm(c) = &s.credentials[0] else {
+            panic!("an FCM credential");
+        };
+        assert_eq!(c.payload, crate::config::PayloadFormat::Twilio);
+        let err = load("[twilio]\nring_ttl_ms = 0\n").unwrap_err();
+        assert!(err.to_string().contains("twilio.ring_ttl_ms"), "{err}");
+        let err = load("[twilio]\nwebhook_url = \"push.example.com\"\n").unwrap_err();
+        assert!(err.to_string().contains("twilio.webhook_url"), "{err}");
+        let err = load("[[credentials]]\nsid=\"CR1\"\nplatform=\"fcm\"\nservice_account_file=\"/f\"\npayload=\"gcm\"\n").unwrap_err();
+        assert!(err.to_string().contains("credentials[0]"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = load("[redis]\nurl = \"redis://x\"\nurll = 1\n").unwrap_err();
         let msg = err.to_string();
