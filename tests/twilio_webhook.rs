@@ -144,3 +144,28 @@ async fn malformed_requests_name_the_field_and_add_nothing() {
         "nothing malformed reached the stream"
     );
 }
+
+#[tokio::test]
+async fn the_message_id_marker_expires_with_the_ring_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = ApiWorld::with(|s| {
+        add_twilio(s, dir.path(), &[support::twilio::AUTH_TOKEN]);
+        s.twilio.ring_ttl_ms = 300;
+    })
+    .await;
+    w.world
+        .register("bob", Platform::Apns, &"ab".repeat(32))
+        .await;
+    let fields = notification("CAttl", "RMttl", "bob");
+    let r = send(w.public(), signed(&pairs(&fields))).await;
+    assert_eq!(r.body["duplicate"], false);
+    let r = send(w.public(), signed(&pairs(&fields))).await;
+    assert_eq!(r.body["duplicate"], true);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let r = send(w.public(), signed(&pairs(&fields))).await;
+    assert_eq!(
+        r.body["duplicate"], false,
+        "past the ring ttl the id is new again"
+    );
+    assert_eq!(stream(&w).await.len(), 2);
+}

@@ -126,6 +126,35 @@ mod tests {
 
     use super::*;
 
+    fn settings(dir: &std::path::Path, tokens: &str, url: Option<&str>) -> Settings {
+        let file = dir.join("tokens");
+        std::fs::write(&file, tokens).unwrap();
+        let mut s = Settings::default();
+        s.twilio.auth_token_file = Some(file);
+        s.twilio.webhook_url = url.map(Into::into);
+        s.auth.account_sid = Some("AC1".into());
+        s
+    }
+
+    #[test]
+    fn tokens_one_per_line_and_the_url_is_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Webhook::from_settings(&settings(
+            dir.path(),
+            "new\n\n  old  \n",
+            Some("https://h/p"),
+        ))
+        .unwrap()
+        .expect("on with tokens");
+        assert_eq!(w.tokens.len(), 2);
+        assert!(w.tokens[1].matches("old"));
+        assert_eq!(w.account_sid.as_deref(), Some("AC1"));
+        let err = Webhook::from_settings(&settings(dir.path(), "tok\n", None)).unwrap_err();
+        assert!(matches!(err, WebhookConfigError::NoUrl), "{err}");
+        let err = Webhook::from_settings(&settings(dir.path(), "  \n", None)).unwrap_err();
+        assert!(matches!(err, WebhookConfigError::Token(_)), "{err}");
+    }
+
     #[test]
     fn one_log_line_per_address_and_minute() {
         let log = FailureLog::default();
