@@ -86,7 +86,7 @@ async fn answer(ctx: &ApiContext, peer: IpAddr, request: Request) -> Result<Resp
     check_signature(ctx, webhook, peer, presented.as_deref(), &fields)?;
     let call =
         WebhookCall::from_fields(fields).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    if webhook.account_sid.as_deref() != Some(call.field("twi_account_sid")) {
+    if webhook.account_sid != call.field("twi_account_sid") {
         return Err(ApiError::Forbidden(
             "field `twi_account_sid` is not this service's account (auth.account_sid)".into(),
         ));

@@ -35,7 +35,7 @@ pub struct Webhook {
     /// Every accepted auth token (several during a rotation).
     pub tokens: Vec<Secret>,
     /// `auth.account_sid`: the only `twi_account_sid` accepted.
-    pub account_sid: Option<String>,
+    pub account_sid: String,
     /// `twilio.ring_ttl_ms`: the call event's `ttl_ms`.
     pub ring_ttl_ms: u64,
     /// Signature failures logged recently, by source address.
@@ -51,6 +51,9 @@ pub enum WebhookConfigError {
     /// Auth tokens are configured but not the URL they sign.
     #[error("twilio.webhook_url must be set when an auth token is configured")]
     NoUrl,
+    /// Auth tokens are configured but not the account whose notifications to accept.
+    #[error("auth.account_sid must be set when a twilio auth token is configured")]
+    NoAccount,
 }
 
 fn split(text: &str, separator: char) -> Vec<Secret> {
@@ -80,10 +83,13 @@ impl Webhook {
             return Ok(None);
         }
         let url = t.webhook_url.clone().ok_or(WebhookConfigError::NoUrl)?;
+        let account_sid = (settings.auth.account_sid.clone())
+            .filter(|sid| !sid.is_empty())
+            .ok_or(WebhookConfigError::NoAccount)?;
         Ok(Some(Webhook {
             url,
             tokens,
-            account_sid: settings.auth.account_sid.clone(),
+            account_sid,
             ring_ttl_ms: t.ring_ttl_ms,
             failures: FailureLog::default(),
         }))
@@ -148,7 +154,11 @@ mod tests {
         .expect("on with tokens");
         assert_eq!(w.tokens.len(), 2);
         assert!(w.tokens[1].matches("old"));
-        assert_eq!(w.account_sid.as_deref(), Some("AC1"));
+        assert_eq!(w.account_sid, "AC1");
+        let mut no_account = settings(dir.path(), "tok\n", Some("https://h/p"));
+        no_account.auth.account_sid = None;
+        let err = Webhook::from_settings(&no_account).unwrap_err();
+        assert!(matches!(err, WebhookConfigError::NoAccount), "{err}");
         let err = Webhook::from_settings(&settings(dir.path(), "tok\n", None)).unwrap_err();
         assert!(matches!(err, WebhookConfigError::NoUrl), "{err}");
         let err = Webhook::from_settings(&settings(dir.path(), "  \n", None)).unwrap_err();
