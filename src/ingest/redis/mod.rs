@@ -109,6 +109,7 @@ pub struct RedisCallQueue {
     options: QueueOptions,
     finish: Script,
     touch: Script,
+    enqueue_once: Script,
     /// Where a group that disappeared while running is created again: the newest id read.
     resume_from: Mutex<StreamId>,
 }
@@ -145,6 +146,7 @@ impl RedisCallQueue {
             options,
             finish: Script::new(include_str!("finish.lua")),
             touch: Script::new(include_str!("touch.lua")),
+            enqueue_once: Script::new(include_str!("enqueue_once.lua")),
             resume_from: Mutex::new(StreamId(now_ms(), 0)),
         }
     }
@@ -471,8 +473,7 @@ impl CallQueue for RedisCallQueue {
         ttl_ms: u64,
         fields: &[(String, String)],
     ) -> Result<Option<String>, BackendError> {
-        let script = Script::new(include_str!("enqueue_once.lua"));
-        let mut invocation = script.key(self.keys.once(once_key));
+        let mut invocation = self.enqueue_once.key(self.keys.once(once_key));
         invocation
             .key(&self.keys.calls)
             .arg(ttl_ms.max(1))
