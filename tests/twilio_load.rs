@@ -2,7 +2,7 @@
 //! `cargo test --test twilio_load -- --ignored --nocapture`. Concurrent keep-alive HTTP/1.1
 //! clients post signed notifications (distinct call sids and message ids) for an identity with
 //! one APNs device to a real daemon on Redis; prints requests per second and the p50/p99/max
-//! answer times. Every answer must be 200.
+//! answer times. Every answer must be 200. `TWILIO_LOAD_CLIENTS` sets the concurrency.
 
 mod support;
 
@@ -18,8 +18,14 @@ use support::twilio::{
 };
 use support::world::World;
 
-const CLIENTS: usize = 32;
-const PER_CLIENT: usize = 250;
+/// Concurrent clients (`TWILIO_LOAD_CLIENTS`, default 32); 8000 requests in all.
+fn clients() -> usize {
+    std::env::var("TWILIO_LOAD_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32)
+}
+const TOTAL: usize = 8000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run explicitly"]
@@ -34,13 +40,14 @@ async fn webhook_throughput_and_p99() {
     let daemon = TestDaemon::start(w.settings.clone());
     let base = daemon.api_url();
     let started = Instant::now();
-    let mut clients = Vec::new();
-    for c in 0..CLIENTS {
+    let (n_clients, mut clients) = (clients(), Vec::new());
+    let per_client = TOTAL / n_clients;
+    for c in 0..n_clients {
         let base = base.clone();
         clients.push(tokio::spawn(async move {
             let (authority, mut sender) = connect_http1::<Full<bytes::Bytes>>(&base).await;
-            let mut latencies = Vec::with_capacity(PER_CLIENT);
-            for i in 0..PER_CLIENT {
+            let mut latencies = Vec::with_capacity(per_client);
+            for i in 0..per_client {
                 let id = format!("{c}-{i}");
                 let fields = notification(&format!("CAload{id}"), &format!("RMload{id}"), "bob");
                 let params = pairs(&fields);
@@ -72,7 +79,7 @@ async fn webhook_throughput_and_p99() {
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     println!(
-        "{} webhooks, {CLIENTS} clients: {:.0}/s; p50 {:?}, p99 {:?}, max {:?}",
+        "{} webhooks, {n_clients} clients: {:.0}/s; p50 {:?}, p99 {:?}, max {:?}",
         all.len(),
         all.len() as f64 / elapsed.as_secs_f64(),
         pct(0.50),
