@@ -79,6 +79,35 @@ pub struct CallContent {
     pub params: Option<Arc<str>>,
     /// When the push stops being useful, in milliseconds since the Unix epoch.
     pub deadline_ms: u64,
+    /// The event's `twi_*` fields (name, value), in stream order: what a `payload = "twilio"`
+    /// credential sends (SPEC §10). Empty for events without them.
+    pub twilio: Vec<(String, String)>,
+}
+
+impl CallContent {
+    /// The `twi_*` fields a `payload = "twilio"` credential sends: the event's own, or — for
+    /// an event a call server added without any (SPEC §10 leaves it open) — the least the
+    /// Twilio Voice SDK reads: `twi_message_type` (`twilio.voice.call`, or
+    /// `twilio.voice.cancel` for a cancel), `twi_call_sid`, `twi_from` (when there is a
+    /// caller) and `twi_to` (`client:<callee>`).
+    pub fn twilio_fields(&self) -> std::borrow::Cow<'_, [(String, String)]> {
+        if !self.twilio.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.twilio);
+        }
+        let message_type = match self.kind {
+            PushKind::Incoming => "twilio.voice.call",
+            PushKind::Cancel => "twilio.voice.cancel",
+        };
+        let mut fields = vec![
+            ("twi_message_type".to_string(), message_type.to_string()),
+            ("twi_call_sid".to_string(), self.call_sid.to_string()),
+        ];
+        if let Some(caller) = &self.caller {
+            fields.push(("twi_from".to_string(), caller.to_string()));
+        }
+        fields.push(("twi_to".to_string(), format!("client:{}", self.callee)));
+        std::borrow::Cow::Owned(fields)
+    }
 }
 
 /// One push to one device.

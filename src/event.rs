@@ -212,6 +212,13 @@ impl CallEvent {
                 callee: Arc::from(to),
                 params,
                 deadline_ms: enqueued_at_ms.saturating_add(ttl_ms),
+                // Twilio's fields ride along as stream fields of their own name (SPEC §10).
+                twilio: entry
+                    .fields
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("twi_"))
+                    .cloned()
+                    .collect(),
             }),
             credential,
             enqueued_at_ms,
@@ -251,6 +258,27 @@ mod tests {
         assert_eq!(e.deadline_ms(), 1_700_000_005_000);
         assert_eq!(e.call.params.as_deref(), Some(r#"{"a":"b"}"#));
         assert_eq!(e.call.caller.as_deref(), Some("+15551234567"));
+        assert!(e.call.twilio.is_empty());
+    }
+
+    #[test]
+    fn twi_fields_are_collected_in_order() {
+        let e = CallEvent::parse(&entry(&[
+            ("type", "incoming"),
+            ("to", "bob"),
+            ("call_sid", "CA1"),
+            ("twi_to", "client:bob"),
+            ("twist", "not twilio's"),
+            ("twi_call_sid", "CA1"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            e.call.twilio,
+            vec![
+                ("twi_to".to_string(), "client:bob".to_string()),
+                ("twi_call_sid".to_string(), "CA1".to_string())
+            ]
+        );
     }
 
     #[test]

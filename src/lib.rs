@@ -48,6 +48,7 @@ pub mod outcome;
 pub mod providers;
 pub mod redis_conn;
 pub(crate) mod transport;
+pub mod twilio;
 
 pub use backend::BackendError;
 pub use metrics::Metrics;

@@ -180,6 +180,12 @@ impl Keys {
         &self.prefix
     }
 
+    /// `<p>once:<key>`: the idempotency marker of an event added once
+    /// (`CallQueue::enqueue_once`).
+    pub fn once(&self, key: &str) -> String {
+        format!("{}once:{key}", self.prefix)
+    }
+
     /// `<p>id:{<identity>}:b`: hash binding_id → JSON binding of one identity.
     pub fn identity_bindings(&self, identity: &str) -> String {
         format!("{}id:{{{identity}}}:b", self.prefix)

@@ -23,6 +23,7 @@ fn call(call_sid: &str) -> CallContent {
         callee: "alice".into(),
         params: Some(r#"{"room":"blue"}"#.into()),
         deadline_ms: now_ms() + 30_000,
+        twilio: Vec::new(),
     }
 }
 

@@ -33,6 +33,10 @@ pub enum ApiError {
     /// An admin route was called without the admin token, or with a wrong one.
     #[error("this route needs `Authorization: Bearer <admin token>`")]
     AdminUnauthorized,
+    /// Authenticated differently than this route requires (a Twilio webhook signature that does
+    /// not verify, another account's SID); the message says which, never a secret.
+    #[error("{0}")]
+    Forbidden(String),
     /// No such route, binding or identity.
     #[error("{0}")]
     NotFound(String),
@@ -45,9 +49,9 @@ pub enum ApiError {
         /// The limit, in bytes.
         limit: usize,
     },
-    /// The body is not declared as JSON.
-    #[error("the request body must be JSON (Content-Type: application/json)")]
-    UnsupportedMediaType,
+    /// The body is not declared as the route's media type (named here, with its header).
+    #[error("the request body must be {0}")]
+    UnsupportedMediaType(&'static str),
     /// Too many requests; try again after the given time.
     #[error("too many registrations; retry in {} s", retry_after_secs(*.retry_after))]
     RateLimited {
@@ -97,10 +101,11 @@ impl ApiError {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED)
             }
             ApiError::AdminUnauthorized | ApiError::MissingBearer(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::NotReady => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -116,10 +121,11 @@ impl ApiError {
             ApiError::InvalidDeviceToken(_) => "invalid_device_token",
             ApiError::Token(e) => e.code(),
             ApiError::AdminUnauthorized | ApiError::MissingBearer(_) => "invalid_token",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::NotReady => "unavailable",
             ApiError::Internal(_) => "internal",

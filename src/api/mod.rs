@@ -1,7 +1,7 @@
 //! The HTTP API (SPEC §3) on two listeners, both axum 0.8:
 //!
 //! - **public** (`api.listen`, what mobile apps reach): `POST`/`DELETE /v1/registrations`
-//!   ([`registrations`]), `/healthz`, `/readyz`;
+//!   ([`registrations`]), Twilio's call-notification webhook ([`twilio`]), `/healthz`, `/readyz`;
 //! - **admin** (`admin.listen`, operators, call servers, Prometheus): `POST /v1/calls`, an
 //!   identity's bindings ([`admin`]), dead letters ([`dead_letters`]), all behind the admin
 //!   token; `/metrics`, `/healthz`, `/readyz` ([`health`], open).
@@ -17,6 +17,7 @@ pub(crate) mod extract;
 pub mod health;
 pub(crate) mod limits;
 pub(crate) mod registrations;
+pub(crate) mod twilio;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -167,7 +168,11 @@ pub fn public_router(ctx: Arc<ApiContext>) -> Router {
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),
             registrations::address_limit,
-        ));
+        ))
+        .route(
+            "/v1/twilio/call-notifications",
+            post(twilio::call_notification),
+        );
     finish(registrations, ctx, "public")
 }
 

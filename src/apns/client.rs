@@ -12,7 +12,7 @@ use super::classify::classify;
 use super::payload::{self, MAX_VOIP_PAYLOAD};
 use super::token::ProviderToken;
 use super::ApnsError;
-use crate::config::ApnsCredential;
+use crate::config::{ApnsCredential, PayloadFormat};
 use crate::domain::mask_device_token as mask_token;
 use crate::domain::{now_ms, Platform, Push};
 use crate::providers::answer::unanswered;
@@ -34,6 +34,8 @@ pub struct ApnsProvider {
     topic: HeaderValue,
     token: ProviderToken,
     pool: H2Pool,
+    /// `payload`: the `callpush` object or the Twilio Voice SDK's top-level `twi_*` fields.
+    format: PayloadFormat,
 }
 
 impl ApnsProvider {
@@ -73,6 +75,7 @@ impl ApnsProvider {
         Ok(ApnsProvider {
             sid: cred.sid.clone(),
             send_cancel: cred.send_cancel,
+            format: cred.payload,
             topic,
             token,
             pool,
@@ -120,7 +123,10 @@ impl Provider for ApnsProvider {
     }
 
     async fn send(&self, push: &Push) -> Outcome {
-        let body = payload::body(&push.call);
+        let body = match self.format {
+            PayloadFormat::Callpush => payload::body(&push.call),
+            PayloadFormat::Twilio => payload::twilio_body(&push.call),
+        };
         if body.len() > MAX_VOIP_PAYLOAD {
             let failure = Failure::new(
                 "PayloadTooLarge",

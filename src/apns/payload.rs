@@ -4,6 +4,7 @@
 //! PushKit handler reads `callpush` to report the call to CallKit. It is written straight into
 //! one buffer (strings escaped by serde_json), and `params` — already validated by the event
 //! parser as a compact JSON object — is copied in as it is, not parsed again per device.
+//! A `payload = "twilio"` credential sends [`twilio_body`] instead.
 
 use sha2::{Digest, Sha256};
 
@@ -41,6 +42,27 @@ pub fn body(call: &CallContent) -> Vec<u8> {
     out
 }
 
+/// The JSON body in the Twilio Voice SDK's format (SPEC §10, `payload = "twilio"`): `"aps"`
+/// and every `twi_*` field at the top level, as `TwilioVoiceSDK.handleNotification` reads it.
+pub fn twilio_body(call: &CallContent) -> Vec<u8> {
+    let fields = call.twilio_fields();
+    let mut out = Vec::with_capacity(
+        16 + fields
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum::<usize>(),
+    );
+    out.extend_from_slice(br#"{"aps":{}"#);
+    for (name, value) in fields.iter() {
+        out.push(b',');
+        string(&mut out, name);
+        out.push(b':');
+        string(&mut out, value);
+    }
+    out.push(b'}');
+    out
+}
+
 fn string(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing a string to a Vec cannot fail");
 }
@@ -69,6 +91,7 @@ mod tests {
             callee: "alice \"the\" caller\n".into(),
             params: params.map(Into::into),
             deadline_ms: 0,
+            twilio: Vec::new(),
         }
     }
 
@@ -93,6 +116,34 @@ mod tests {
             v,
             json!({"aps": {}, "callpush": {"type": "cancel", "call_sid": "CA123",
                 "callee": "alice \"the\" caller\n"}})
+        );
+    }
+
+    #[test]
+    fn twilio_body_has_the_twi_fields_at_the_top_level() {
+        let mut c = call(Some("client:alice"), None);
+        c.twilio = vec![
+            ("twi_message_type".into(), "twilio.voice.call".into()),
+            ("twi_call_sid".into(), "CA123".into()),
+            ("twi_params".into(), "a=\"b\"&c=d".into()),
+        ];
+        let v: serde_json::Value = serde_json::from_slice(&twilio_body(&c)).unwrap();
+        assert_eq!(
+            v,
+            json!({"aps": {}, "twi_message_type": "twilio.voice.call", "twi_call_sid": "CA123",
+                "twi_params": "a=\"b\"&c=d"})
+        );
+    }
+
+    #[test]
+    fn twilio_body_without_twi_fields_gets_the_minimal_set() {
+        let mut c = call(Some("+15551234567"), None);
+        c.callee = "bob".into();
+        let v: serde_json::Value = serde_json::from_slice(&twilio_body(&c)).unwrap();
+        assert_eq!(
+            v,
+            json!({"aps": {}, "twi_message_type": "twilio.voice.call", "twi_call_sid": "CA123",
+                "twi_from": "+15551234567", "twi_to": "client:bob"})
         );
     }
 

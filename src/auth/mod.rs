@@ -48,6 +48,9 @@ pub enum AuthConfigError {
     /// Signing failed.
     #[error("cannot sign the token: {0}")]
     Sign(#[source] jsonwebtoken::errors::Error),
+    /// The Twilio webhook's auth token or URL.
+    #[error(transparent)]
+    Twilio(#[from] crate::twilio::WebhookConfigError),
 }
 
 /// No credential fits a registration; maps to 400 `invalid_request`.
@@ -60,6 +63,7 @@ pub struct Auth {
     rules: token::TokenRules,
     admin: Option<Secret>,
     credentials: Vec<(String, Platform)>,
+    twilio: Option<crate::twilio::Webhook>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -117,7 +121,13 @@ impl Auth {
                 .iter()
                 .map(|c| (c.sid().to_string(), c.platform()))
                 .collect(),
+            twilio: crate::twilio::Webhook::from_settings(settings)?,
         })
+    }
+
+    /// The Twilio webhook's secrets and settings; `None` when no auth token is configured.
+    pub fn twilio(&self) -> Option<&crate::twilio::Webhook> {
+        self.twilio.as_ref()
     }
 
     /// Verify an access token (the raw JWT, without `Bearer `) at `now_secs`.

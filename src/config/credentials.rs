@@ -79,6 +79,9 @@ pub struct ApnsCredential {
     /// Pushes per second allowed for this credential (none: unlimited).
     #[serde(default)]
     pub rate_limit_per_sec: Option<u32>,
+    /// `callpush` (SPEC §6) or `twilio` (the Twilio Voice SDK's format, SPEC §10).
+    #[serde(default)]
+    pub payload: super::PayloadFormat,
 }
 
 impl ApnsCredential {
@@ -117,6 +120,9 @@ pub struct FcmCredential {
     /// Pushes per second allowed for this credential (none: unlimited).
     #[serde(default)]
     pub rate_limit_per_sec: Option<u32>,
+    /// `callpush` (SPEC §6) or `twilio` (the Twilio Voice SDK's format, SPEC §10).
+    #[serde(default)]
+    pub payload: super::PayloadFormat,
 }
 
 fn default_connections() -> usize {

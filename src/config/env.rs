@@ -14,6 +14,7 @@ const PREFIX: &str = "CALLPUSH_";
 /// Variables with the prefix that are not configuration keys.
 const NOT_KEYS: &[&str] = &[
     "CALLPUSH_ADMIN_TOKEN",
+    "CALLPUSH_TWILIO_AUTH_TOKEN",
     "CALLPUSH_CONFIG",
     "CALLPUSH_LOG",
     "CALLPUSH_LOG_FORMAT",

@@ -6,6 +6,7 @@
 
 mod credentials;
 mod env;
+mod twilio;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use credentials::{ApnsCredential, ApnsEnvironment, CredentialSettings, FcmCredential};
+pub use twilio::{PayloadFormat, TwilioSettings};
 pub use validate::{ConfigError, MIN_CLAIM_IDLE_MS};
 
 /// The whole configuration of the daemon and the CLI.
@@ -58,6 +60,9 @@ pub struct Settings {
     /// Graceful shutdown.
     #[serde(default)]
     pub shutdown: ShutdownSettings,
+    /// Twilio's call-notification webhook.
+    #[serde(default)]
+    pub twilio: TwilioSettings,
 }
 
 /// `[redis]`

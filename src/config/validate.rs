@@ -104,6 +104,13 @@ impl Settings {
         if self.bindings.ttl_days == 0 {
             return Err(invalid("bindings.ttl_days", "must be at least 1"));
         }
+        if self.twilio.ring_ttl_ms == 0 || self.twilio.ring_ttl_ms > crate::event::MAX_TTL_MS {
+            return Err(invalid(
+                "twilio.ring_ttl_ms",
+                format!("must be within 1..={}", crate::event::MAX_TTL_MS),
+            ));
+        }
+        check_url("twilio.webhook_url", self.twilio.webhook_url.as_deref())?;
         let mut sids = HashSet::new();
         for (i, cred) in self.credentials.iter().enumerate() {
             let key = |field: &str| format!("credentials[{i}].{field}");
@@ -186,6 +193,25 @@ mod tests {
         assert_eq!(s.redis.key_prefix, "callpush:");
         assert_eq!(s.workers.max_in_flight, 4096);
         assert_eq!(s.bindings.max_per_identity, 20);
+    }
+
+    #[test]
+    fn twilio_settings_and_payload_format() {
+        let s = load(
+            "[twilio]\nwebhook_url=\"https://h/p\"\n[[credentials]]\nsid=\"CR1\"\nplatform=\"fcm\"\nservice_account_file=\"/f\"\npayload=\"twilio\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.twilio.ring_ttl_ms, 30_000);
+        let super::CredentialSettings::Fcm(c) = &s.credentials[0] else {
+            panic!("an FCM credential");
+        };
+        assert_eq!(c.payload, crate::config::PayloadFormat::Twilio);
+        let err = load("[twilio]\nring_ttl_ms = 0\n").unwrap_err();
+        assert!(err.to_string().contains("twilio.ring_ttl_ms"), "{err}");
+        let err = load("[twilio]\nwebhook_url = \"push.example.com\"\n").unwrap_err();
+        assert!(err.to_string().contains("twilio.webhook_url"), "{err}");
+        let err = load("[[credentials]]\nsid=\"CR1\"\nplatform=\"fcm\"\nservice_account_file=\"/f\"\npayload=\"gcm\"\n").unwrap_err();
+        assert!(err.to_string().contains("credentials[0]"), "{err}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request};
 use tracing::{debug, info, warn};
 
-use crate::config::FcmCredential;
+use crate::config::{FcmCredential, PayloadFormat};
 use crate::domain::mask_device_token as mask_token;
 use crate::domain::{now_ms, Platform, Push};
 use crate::providers::answer::unanswered;
@@ -92,6 +92,8 @@ pub struct FcmProvider {
     token_pool: Option<Arc<H2Pool>>,
     send_path: String,
     tokens: TokenSource,
+    /// `payload`: the `callpush` data keys or the Twilio Voice SDK's `twi_*` keys.
+    format: PayloadFormat,
 }
 
 impl std::fmt::Debug for FcmProvider {
@@ -158,6 +160,7 @@ impl FcmProvider {
             token_pool,
             send_path,
             tokens,
+            format: cred.payload,
         })
     }
 
@@ -215,7 +218,7 @@ impl Provider for FcmProvider {
     async fn send(&self, push: &Push) -> Outcome {
         let device = mask_token(&push.device_token);
         let call_sid = push.call.call_sid.as_ref();
-        let body = match payload::message(push, now_ms()) {
+        let body = match payload::message(push, self.format, now_ms()) {
             Ok(body) => body,
             Err(too_big) => {
                 warn!(credential = %self.sid, %device, call_sid, bytes = too_big.bytes, "FCM push too big; not sent");

@@ -8,6 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::config::PayloadFormat;
 use crate::domain::Push;
 
 /// FCM's limit on the data payload: keys and values together, in bytes.
@@ -20,8 +21,24 @@ pub struct TooBig {
     pub bytes: usize,
 }
 
-/// The `messages:send` request body for `push`, with `ttl` counted from `now_ms` to the deadline.
-pub fn message(push: &Push, now_ms: u64) -> Result<Vec<u8>, TooBig> {
+/// The `messages:send` request body for `push` in `format`, with `ttl` counted from `now_ms`
+/// to the deadline.
+pub fn message(push: &Push, format: PayloadFormat, now_ms: u64) -> Result<Vec<u8>, TooBig> {
+    let data = match format {
+        PayloadFormat::Callpush => callpush_data(push),
+        // The Twilio Voice SDK's `Voice.handleMessage` reads data keys that are exactly the
+        // `twi_*` fields; none of them clashes with FCM's reserved keys.
+        PayloadFormat::Twilio => push
+            .call
+            .twilio_fields()
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect(),
+    };
+    envelope(push, data, now_ms)
+}
+
+fn callpush_data(push: &Push) -> Map<String, Value> {
     let call = &push.call;
     let mut data = Map::new();
     data.insert("type".into(), call.kind.as_str().into());
@@ -34,6 +51,11 @@ pub fn message(push: &Push, now_ms: u64) -> Result<Vec<u8>, TooBig> {
         // FCM data values are strings only: the params object travels as its JSON text.
         data.insert("params".into(), params.as_ref().into());
     }
+    data
+}
+
+fn envelope(push: &Push, data: Map<String, Value>, now_ms: u64) -> Result<Vec<u8>, TooBig> {
+    let call = &push.call;
     let bytes: usize = data
         .iter()
         .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
@@ -74,6 +96,7 @@ mod tests {
                 callee: "alice".into(),
                 params: params.map(Into::into),
                 deadline_ms,
+                twilio: Vec::new(),
             }),
             device_token: "tok:abc".into(),
         }
@@ -88,6 +111,7 @@ mod tests {
         let body = parse(
             &message(
                 &push(Some("+15551234567"), Some(r#"{"k":"v"}"#), 31_500),
+                PayloadFormat::Callpush,
                 1_000,
             )
             .unwrap(),
@@ -105,7 +129,7 @@ mod tests {
 
     #[test]
     fn absent_caller_and_params_are_omitted() {
-        let body = parse(&message(&push(None, None, 10_000), 0).unwrap());
+        let body = parse(&message(&push(None, None, 10_000), PayloadFormat::Callpush, 0).unwrap());
         let data = body["message"]["data"].as_object().unwrap();
         assert!(!data.contains_key("caller"));
         assert!(!data.contains_key("params"));
@@ -113,14 +137,42 @@ mod tests {
 
     #[test]
     fn ttl_is_at_least_one_second() {
-        let body = parse(&message(&push(None, None, 1_000), 5_000).unwrap());
+        let body =
+            parse(&message(&push(None, None, 1_000), PayloadFormat::Callpush, 5_000).unwrap());
         assert_eq!(body["message"]["android"]["ttl"], "1s");
+    }
+
+    #[test]
+    fn twilio_data_keys_are_exactly_the_twi_fields() {
+        let mut p = push(Some("client:alice"), Some(r#"{"k":"v"}"#), 31_000);
+        let twi = vec![
+            ("twi_account_sid".to_string(), "AC1".to_string()),
+            ("twi_call_sid".to_string(), "CA123".to_string()),
+            (
+                "twi_message_type".to_string(),
+                "twilio.voice.call".to_string(),
+            ),
+        ];
+        Arc::get_mut(&mut p.call).unwrap().twilio = twi.clone();
+        let body = parse(&message(&p, PayloadFormat::Twilio, 1_000).unwrap());
+        let data = body["message"]["data"].as_object().unwrap();
+        let got: Vec<(String, String)> = data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        let mut want = twi;
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(
+            body["message"]["android"],
+            json!({"priority": "HIGH", "ttl": "30s"})
+        );
     }
 
     #[test]
     fn data_over_the_limit_is_refused() {
         let big = format!(r#"{{"k":"{}"}}"#, "x".repeat(4096));
-        let err = message(&push(None, Some(&big), 10_000), 0).unwrap_err();
+        let err = message(&push(None, Some(&big), 10_000), PayloadFormat::Callpush, 0).unwrap_err();
         assert!(err.bytes > MAX_DATA_BYTES);
     }
 }

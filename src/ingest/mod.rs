@@ -69,4 +69,19 @@ pub trait CallQueue: Send + Sync + 'static {
     /// Append an event to the calls stream (the `enqueue` CLI, `POST /v1/calls`). Returns the
     /// stream id.
     async fn enqueue(&self, fields: &[(String, String)]) -> Result<String, BackendError>;
+
+    /// Append an event unless `once_key` was used within the last `ttl_ms` (the Twilio webhook's
+    /// `twi_message_id`): `Some(stream id)` when added, `None` when the key was seen. The
+    /// marker and the entry are written together, so a failure leaves neither. The default,
+    /// for queues without a marker store, adds every time (the `call_sid` ledger still keeps a
+    /// device from ringing twice).
+    async fn enqueue_once(
+        &self,
+        once_key: &str,
+        ttl_ms: u64,
+        fields: &[(String, String)],
+    ) -> Result<Option<String>, BackendError> {
+        let _ = (once_key, ttl_ms);
+        self.enqueue(fields).await.map(Some)
+    }
 }

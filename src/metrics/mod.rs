@@ -9,8 +9,8 @@
 //! - provider connections, provider token refreshes, stream lag/pending, dead letters: the
 //!   [`sampler`], every few seconds;
 //! - events, event latency, retries, prunes, call rate limits: the dispatcher;
-//! - registrations, registration rate limits, HTTP requests, dead letters replayed and purged:
-//!   the API (a `callpush dlq` command runs in its own process and counts in none of these; the
+//! - registrations, registration rate limits, HTTP requests, dead letters replayed and purged,
+//!   Twilio webhooks ([`twilio`]): the API (a `callpush dlq` command runs in its own process and counts in none of these; the
 //!   sampled `callpush_dead_letters` shows its effect).
 //!
 //! A [`Metrics`] is built once per registry and passed around as `Arc<Metrics>` (no statics), so
@@ -20,6 +20,7 @@
 mod labels;
 mod provider;
 pub(crate) mod sampler;
+mod twilio;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,6 +81,7 @@ pub struct Metrics {
     redis_errors: IntCounterVec,
     pub(crate) token_refreshes: IntCounterVec,
     credentials: HashMap<String, CredentialHandles>,
+    pub(crate) twilio: twilio::TwilioMetrics,
 }
 
 fn counter(
@@ -308,6 +310,7 @@ impl Metrics {
             redis_errors,
             token_refreshes,
             credentials: credential_handles,
+            twilio: twilio::TwilioMetrics::new(registry)?,
         }))
     }
 

@@ -44,6 +44,7 @@ fn push() -> Push {
             callee: "alice".into(),
             params: None,
             deadline_ms: u64::MAX,
+            twilio: Vec::new(),
         }),
         device_token: "token".into(),
     }

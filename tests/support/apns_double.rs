@@ -182,6 +182,7 @@ impl ApnsDouble {
             connections: 2,
             request_timeout_ms: 5_000,
             rate_limit_per_sec: None,
+            payload: Default::default(),
         }
     }
 

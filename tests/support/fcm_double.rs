@@ -312,6 +312,7 @@ pub fn incoming_push(token: &str) -> callpush::domain::Push {
             callee: "alice".into(),
             params: Some(r#"{"display":"Bob","room":"42"}"#.into()),
             deadline_ms: now_ms() + 30_000,
+            twilio: Vec::new(),
         }),
         device_token: token.into(),
     }

@@ -14,4 +14,5 @@ pub mod recorded;
 pub mod redis_server;
 pub mod scrape;
 pub mod tally;
+pub mod twilio;
 pub mod world;

@@ -5,6 +5,8 @@
 //!   read with the consumer group `stream.group`, one consumer name per process.
 //! - `<p>results` — stream, one entry per finished event (`call_sid`, `to`, `outcome`, `devices`,
 //!   `delivered`), capped with `MAXLEN ~ results.max_len`; written only when `results.enabled`.
+//! - `<p>once:<key>` — string, a marker [`CallQueue::enqueue_once`] sets with the entry it adds
+//!   (`enqueue_once.lua`), expiring after the event's ttl (the Twilio webhook's message ids).
 //! - `<p>dead` — stream of dead letters (the original fields plus `reason`, `detail`, `attempts`,
 //!   `failed_at`, `source_id`), capped with `MAXLEN ~ dead_letters.max_len`.
 //!
@@ -107,6 +109,7 @@ pub struct RedisCallQueue {
     options: QueueOptions,
     finish: Script,
     touch: Script,
+    enqueue_once: Script,
     /// Where a group that disappeared while running is created again: the newest id read.
     resume_from: Mutex<StreamId>,
 }
@@ -143,6 +146,7 @@ impl RedisCallQueue {
             options,
             finish: Script::new(include_str!("finish.lua")),
             touch: Script::new(include_str!("touch.lua")),
+            enqueue_once: Script::new(include_str!("enqueue_once.lua")),
             resume_from: Mutex::new(StreamId(now_ms(), 0)),
         }
     }
@@ -461,6 +465,23 @@ impl CallQueue for RedisCallQueue {
             cmd.arg(k).arg(v);
         }
         Ok(cmd.query_async(&mut self.conn.clone()).await?)
+    }
+
+    async fn enqueue_once(
+        &self,
+        once_key: &str,
+        ttl_ms: u64,
+        fields: &[(String, String)],
+    ) -> Result<Option<String>, BackendError> {
+        let mut invocation = self.enqueue_once.key(self.keys.once(once_key));
+        invocation
+            .key(&self.keys.calls)
+            .arg(ttl_ms.max(1))
+            .arg(self.options.calls_max_len);
+        for (k, v) in fields {
+            invocation.arg(k).arg(v);
+        }
+        Ok(invocation.invoke_async(&mut self.conn.clone()).await?)
     }
 }
 

@@ -1,0 +1,179 @@
+//! Twilio Voice drop-in (SPEC §10): callpush as the account's Client Call Notification Webhook.
+//!
+//! Twilio posts each incoming-call notification for its mobile SDKs to
+//! `POST /v1/twilio/call-notifications` (the handler is in `api::twilio`). This module holds
+//! what that needs besides HTTP: the signature check ([`signature`]), the form decoding and
+//! field checks ([`form`]), and the settings loaded once at start ([`Webhook`]).
+//!
+//! How the `twi_*` fields travel: the webhook adds a calls-stream entry with the usual fields
+//! (`type=incoming`, `to`, `call_sid`, `from`, `ttl_ms`) **plus every `twi_*` field as a stream
+//! field of the same name**. The event parser collects stream fields starting with `twi_` into
+//! the call's content ([`crate::domain::CallContent::twilio`]); a credential with
+//! `payload = "twilio"` sends exactly those fields, a `callpush` credential ignores them. A call
+//! server may XADD `twi_*` fields itself the same way.
+//!
+//! Redis keys (`<p>` is `redis.key_prefix`): `<p>once:twilio:<twi_message_id>`, set with the
+//! stream entry by one script and expiring with the call's deadline, so a webhook Twilio
+//! retries adds no second entry (the `call_sid` ledger would still keep devices from ringing
+//! twice).
+
+pub(crate) mod form;
+pub(crate) mod signature;
+
+use crate::auth::{Secret, SecretError};
+use crate::config::Settings;
+
+/// The environment variable that may hold the auth token(s) instead of
+/// `twilio.auth_token_file` (several separated by commas).
+pub const AUTH_TOKEN_ENV: &str = "CALLPUSH_TWILIO_AUTH_TOKEN";
+
+/// The webhook's settings and secrets, loaded once at start.
+#[derive(Debug)]
+pub struct Webhook {
+    /// `twilio.webhook_url`: the URL Twilio signs.
+    pub url: String,
+    /// Every accepted auth token (several during a rotation).
+    pub tokens: Vec<Secret>,
+    /// `auth.account_sid`: the only `twi_account_sid` accepted.
+    pub account_sid: String,
+    /// `twilio.ring_ttl_ms`: the call event's `ttl_ms`.
+    pub ring_ttl_ms: u64,
+    /// Signature failures logged recently, by source address.
+    pub failures: FailureLog,
+}
+
+/// Why the webhook's settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookConfigError {
+    /// The auth token could not be read.
+    #[error("twilio.auth_token_file: {0}")]
+    Token(#[source] SecretError),
+    /// Auth tokens are configured but not the URL they sign.
+    #[error("twilio.webhook_url must be set when an auth token is configured")]
+    NoUrl,
+    /// Auth tokens are configured but not the account whose notifications to accept.
+    #[error("auth.account_sid must be set when a twilio auth token is configured")]
+    NoAccount,
+}
+
+fn split(text: &str, separator: char) -> Vec<Secret> {
+    text.split(separator)
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(Secret::new)
+        .collect()
+}
+
+impl Webhook {
+    /// The webhook, or `None` (off: the route answers 404) when no auth token is configured.
+    pub fn from_settings(settings: &Settings) -> Result<Option<Webhook>, WebhookConfigError> {
+        let t = &settings.twilio;
+        let tokens = match &t.auth_token_file {
+            Some(path) => {
+                let text = Secret::from_file(path).map_err(WebhookConfigError::Token)?;
+                let text = String::from_utf8_lossy(text.expose()).into_owned();
+                split(&text, '\n')
+            }
+            None => match std::env::var(AUTH_TOKEN_ENV) {
+                Ok(text) => split(&text, ','),
+                Err(_) => Vec::new(),
+            },
+        };
+        if tokens.is_empty() {
+            return Ok(None);
+        }
+        let url = t.webhook_url.clone().ok_or(WebhookConfigError::NoUrl)?;
+        let account_sid = (settings.auth.account_sid.clone())
+            .filter(|sid| !sid.is_empty())
+            .ok_or(WebhookConfigError::NoAccount)?;
+        Ok(Some(Webhook {
+            url,
+            tokens,
+            account_sid,
+            ring_ttl_ms: t.ring_ttl_ms,
+            failures: FailureLog::default(),
+        }))
+    }
+}
+
+/// Remembers when a signature failure was last logged per source address, so a prober or a
+/// misconfigured account logs one line a minute, not one per request.
+#[derive(Debug, Default)]
+pub struct FailureLog {
+    last: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>,
+}
+
+/// How often one source address's signature failures are logged at most.
+pub const FAILURE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Addresses remembered at most; past it, those older than a minute are forgotten.
+const FAILURE_LOG_MAX: usize = 10_000;
+
+impl FailureLog {
+    /// Whether a failure from `addr` at `now` should be logged (and, if so, note it).
+    pub fn should_log(&self, addr: std::net::IpAddr, now: std::time::Instant) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = last.get(&addr) {
+            if now.saturating_duration_since(*at) < FAILURE_LOG_EVERY {
+                return false;
+            }
+        }
+        if last.len() >= FAILURE_LOG_MAX {
+            last.retain(|_, at| now.saturating_duration_since(*at) < FAILURE_LOG_EVERY);
+        }
+        last.insert(addr, now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn settings(dir: &std::path::Path, tokens: &str, url: Option<&str>) -> Settings {
+        let file = dir.join("tokens");
+        std::fs::write(&file, tokens).unwrap();
+        let mut s = Settings::default();
+        s.twilio.auth_token_file = Some(file);
+        s.twilio.webhook_url = url.map(Into::into);
+        s.auth.account_sid = Some("AC1".into());
+        s
+    }
+
+    #[test]
+    fn tokens_one_per_line_and_the_url_is_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Webhook::from_settings(&settings(
+            dir.path(),
+            "new\n\n  old  \n",
+            Some("https://h/p"),
+        ))
+        .unwrap()
+        .expect("on with tokens");
+        assert_eq!(w.tokens.len(), 2);
+        assert!(w.tokens[1].matches("old"));
+        assert_eq!(w.account_sid, "AC1");
+        let mut no_account = settings(dir.path(), "tok\n", Some("https://h/p"));
+        no_account.auth.account_sid = None;
+        let err = Webhook::from_settings(&no_account).unwrap_err();
+        assert!(matches!(err, WebhookConfigError::NoAccount), "{err}");
+        let err = Webhook::from_settings(&settings(dir.path(), "tok\n", None)).unwrap_err();
+        assert!(matches!(err, WebhookConfigError::NoUrl), "{err}");
+        let err = Webhook::from_settings(&settings(dir.path(), "  \n", None)).unwrap_err();
+        assert!(matches!(err, WebhookConfigError::Token(_)), "{err}");
+    }
+
+    #[test]
+    fn one_log_line_per_address_and_minute() {
+        let log = FailureLog::default();
+        let a = "192.0.2.1".parse().unwrap();
+        let b = "192.0.2.2".parse().unwrap();
+        let t0 = Instant::now();
+        assert!(log.should_log(a, t0));
+        assert!(!log.should_log(a, t0 + Duration::from_secs(59)));
+        assert!(log.should_log(b, t0 + Duration::from_secs(1)));
+        assert!(log.should_log(a, t0 + FAILURE_LOG_EVERY));
+    }
+}
