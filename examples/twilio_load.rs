@@ -1,9 +1,10 @@
-//! A load measurement of the webhook (it is on Twilio's critical path), not run by default:
-//! `cargo test --test twilio_load -- --ignored --nocapture`. Concurrent keep-alive HTTP/1.1
+//! A load measurement of the webhook (it is on Twilio's critical path):
+//! `cargo run --release --example twilio_load`. Concurrent keep-alive HTTP/1.1
 //! clients post signed notifications (distinct call sids and message ids) for an identity with
 //! one APNs device to a real daemon on Redis; prints requests per second and the p50/p99/max
 //! answer times. Every answer must be 200. `TWILIO_LOAD_CLIENTS` sets the concurrency.
 
+#[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -27,9 +28,8 @@ fn clients() -> usize {
 }
 const TOTAL: usize = 8000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement; run explicitly"]
-async fn webhook_throughput_and_p99() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let w = World::with(|s| {
         add_auth(s, dir.path());
