@@ -43,6 +43,7 @@ pub mod event;
 pub mod fcm;
 pub mod ingest;
 pub(crate) mod lifecycle;
+pub mod memory;
 pub(crate) mod metrics;
 pub mod outcome;
 pub mod providers;
