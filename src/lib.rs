@@ -36,6 +36,7 @@ pub mod bindings;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dev;
 pub mod dispatch;
 pub mod dlq;
 pub mod domain;
@@ -48,6 +49,7 @@ pub(crate) mod metrics;
 pub mod outcome;
 pub mod providers;
 pub mod redis_conn;
+pub mod sim;
 pub(crate) mod transport;
 
 pub use backend::BackendError;
