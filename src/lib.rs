@@ -17,8 +17,9 @@
 //! 5. `outcome`: the event's one result, its dead letter, and the stream acknowledgement.
 //!
 //! Beside the path: `api` (the public and admin HTTP listeners), `dlq` (dead letters for
-//! on-call: list, show, replay, purge), `metrics` (every Prometheus
-//! metric, in one module), `auth` (access tokens and the admin token), `config` (one typed,
+//! on-call: list, show, replay, purge), `memory` (the in-memory backend behind the same traits
+//! as Redis, not durable), `sim` (simulated APNs and FCM), `dev` (`callpush dev`: the whole
+//! gateway locally with one command), `metrics` (every Prometheus metric, in one module), `auth` (access tokens and the admin token), `config` (one typed,
 //! layered configuration), `lifecycle` (one owner of tasks and of the grace deadline), `daemon`
 //! (wiring) and `cli`. At the bottom, importing nothing of callpush's: `domain` (platform, push
 //! kind, call content, push, time helpers, token masking) and `backend` (the one "store failed"
