@@ -4,28 +4,8 @@
 //! body runs twice: on Redis and on the in-memory backend of `callpush dev`
 //! ([`on_both_backends!`]).
 
+#[macro_use]
 mod support;
-
-/// For each test body `name(backend)`, a module `name` with one test per backend.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::Backend;
-
-                #[tokio::test]
-                async fn redis() {
-                    super::$name(Backend::Redis).await
-                }
-
-                #[tokio::test]
-                async fn memory() {
-                    super::$name(Backend::Memory).await
-                }
-            }
-        )*
-    };
-}
 
 on_both_backends!(
     incoming_call_rings_every_device_with_the_spec_requests,

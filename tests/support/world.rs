@@ -184,29 +184,44 @@ impl World {
         xadd(&mut self.conn, &self.prefix, fields).await
     }
 
-    /// Wait until the in-memory stream `read` holds at least `n` entries (or [`WAIT`] passes).
+    /// Wait until the in-memory stream `read` holds at least `n` entries (or `timeout` passes).
     async fn wait_memory(
         read: impl Fn() -> Vec<StreamEntry>,
         n: usize,
-    ) -> Vec<HashMap<String, String>> {
+        timeout: Duration,
+    ) -> Vec<(String, HashMap<String, String>)> {
         let start = std::time::Instant::now();
         loop {
             let entries = read();
-            if entries.len() >= n || start.elapsed() > WAIT {
+            if entries.len() >= n || start.elapsed() > timeout {
                 return entries
                     .into_iter()
-                    .map(|e| e.fields.into_iter().collect())
+                    .map(|e| (e.id, e.fields.into_iter().collect()))
                     .collect();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
+    /// The results stream's entries with their ids, once there are at least `n` (or `timeout`
+    /// passed).
+    pub async fn result_entries(
+        &mut self,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<(String, HashMap<String, String>)> {
+        if let Some(m) = &self.memory {
+            return Self::wait_memory(|| m.queue.results(), n, timeout).await;
+        }
+        let key = self.keys.results.clone();
+        wait_entries(&mut self.conn, &key, n, timeout).await
+    }
+
     pub async fn results(&mut self, n: usize) -> Vec<HashMap<String, String>> {
         if let Some(m) = &self.memory {
-            let entries = Self::wait_memory(|| m.queue.results(), n).await;
+            let entries = Self::wait_memory(|| m.queue.results(), n, WAIT).await;
             assert_eq!(entries.len(), n, "results: {entries:?}");
-            return entries;
+            return entries.into_iter().map(|(_, f)| f).collect();
         }
         let key = self.keys.results.clone();
         let entries = wait_entries(&mut self.conn, &key, n, WAIT).await;
@@ -216,9 +231,9 @@ impl World {
 
     pub async fn dead(&mut self, n: usize) -> Vec<HashMap<String, String>> {
         if let Some(m) = &self.memory {
-            let entries = Self::wait_memory(|| m.queue.dead_letters(), n).await;
+            let entries = Self::wait_memory(|| m.queue.dead_letters(), n, WAIT).await;
             assert_eq!(entries.len(), n, "dead letters: {entries:?}");
-            return entries;
+            return entries.into_iter().map(|(_, f)| f).collect();
         }
         let key = self.keys.dead.clone();
         let entries = wait_entries(&mut self.conn, &key, n, WAIT).await;
