@@ -84,6 +84,16 @@ impl World {
         world
     }
 
+    /// The calls queue as the consumer `consumer` of the daemon's group reads it.
+    pub async fn queue_as(&self, consumer: &str) -> Arc<dyn CallQueue> {
+        if let Some(m) = &self.memory {
+            return Arc::new(m.queue.with_consumer(consumer));
+        }
+        let mut settings = self.settings.clone();
+        settings.stream.consumer = Some(consumer.into());
+        callpush::daemon::redis_backends(&settings).await.unwrap().0
+    }
+
     /// Start the daemon on the world's backend.
     pub fn start_daemon(&self) -> TestDaemon {
         match &self.memory {
