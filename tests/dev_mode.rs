@@ -338,6 +338,23 @@ async fn the_walkthrough_works_as_printed_in_memory() {
         "{shown}"
     );
     assert!(dev.walkthrough.contains("needs Redis"));
+    // Ready without Redis; the dead-letter routes say why they cannot list.
+    let admin = dev.shown("admin API");
+    let (status, body) = request("GET", &format!("{admin}/readyz"), None, None).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ready"}"#));
+    let token = dev.expand(&format!(
+        "$(cat {})",
+        data_dir.join("admin_token").display()
+    ));
+    let (status, body) = request(
+        "GET",
+        &format!("{admin}/v1/dead-letters"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("in-memory backend"), "{body}");
 
     let status = dev.sigterm().await;
     assert!(status.success(), "{status:?}; log:\n{}", dev.log_text());

@@ -91,6 +91,8 @@ impl DevFiles {
         let redis = redis.unwrap_or("redis://127.0.0.1:6379");
         let config = format!(
             r#"# Written by `callpush dev`: development keys and simulated providers only.
+# Without --redis the dev daemon keeps everything in its memory and ignores [redis]; commands
+# that read Redis themselves (bindings, enqueue, dlq) reach this Redis, not the dev daemon.
 [redis]
 url = {redis:?}
 key_prefix = "callpush-dev:"
