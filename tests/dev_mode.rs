@@ -191,8 +191,18 @@ impl Dev {
 }
 
 impl Drop for Dev {
+    /// A failed test still stops the daemon with SIGTERM first, so it removes its temp dir.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -329,6 +339,14 @@ async fn the_walkthrough_works_as_printed_in_memory() {
     );
     let data_dir = PathBuf::from(dev.shown("data dir"));
     assert!(data_dir.join("callpush.toml").exists());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data_dir.join("admin_token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "secrets are private: {mode:o}");
+    }
     assert!(dev.walkthrough.contains("in memory (not durable"));
     let rest = common_steps(&mut dev).await;
     // The in-memory step 5 ends with the grep of the dead-lettered outcome, already checked.

@@ -74,9 +74,20 @@ impl DevFiles {
         self.dir.join(name)
     }
 
+    /// Write a file readable by this user only: most of them are secrets, dev-only or not.
     fn write(&self, name: &str, content: &str) -> Result<(), DevError> {
+        use std::io::Write;
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.path(name);
-        std::fs::write(&path, content).map_err(|source| DevError::DataDir { path, source })
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        options
+            .open(&path)
+            .and_then(|mut f| f.write_all(content.as_bytes()))
+            .map_err(|source| DevError::DataDir { path, source })
     }
 
     /// Write `callpush.toml` for these listeners and simulators; returns its path.
