@@ -1,11 +1,14 @@
-//! Wiring and lifecycle: build the providers, the Redis queue and store, the access-token
-//! verifier and the HTTP API from the settings, and run the worker pool and both listeners until
-//! shutdown. The binary and the integration tests call the same [`run`]; the caller binds the
-//! [`Listeners`] (the binary on the configured addresses, tests on port 0).
+//! Wiring and lifecycle: build the providers, the [`Backends`] (queue, store and ledger, on Redis
+//! or in memory for `callpush dev`), the access-token verifier and the HTTP API from the
+//! settings, and run the worker pool and both listeners until shutdown. The binary and the
+//! integration tests call the same [`run`] (or [`run_with`] given backends); the caller binds
+//! the [`Listeners`] (the binary on the configured addresses, tests on port 0).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use redis::aio::ConnectionManager;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -19,6 +22,7 @@ use crate::bindings::redis::RedisBindingStore;
 use crate::bindings::BindingStore;
 use crate::config::{CredentialSettings, Settings};
 use crate::dispatch::ledger::redis::RedisSentLedger;
+use crate::dispatch::ledger::{MemoryLedger, SentLedger};
 use crate::dispatch::limits::Limits;
 use crate::dispatch::retry::RetryPolicy;
 use crate::dispatch::{DispatchOptions, DispatchParts, Dispatcher};
@@ -27,6 +31,7 @@ use crate::fcm::FcmProvider;
 use crate::ingest::redis::{QueueOptions, RedisCallQueue};
 use crate::ingest::CallQueue;
 use crate::lifecycle::Lifecycle;
+use crate::memory::{MemoryBindingStore, MemoryCallQueue, MemoryLimits};
 use crate::metrics::sampler::{self, Sampler};
 use crate::metrics::{MeteredProvider, Metrics, ProviderProbe};
 use crate::providers::Provider;
@@ -172,6 +177,59 @@ pub async fn dead_letters(settings: &Settings) -> Result<DeadLetters, DaemonErro
     Ok(DeadLetters::new(conn, keys, settings.stream.max_len))
 }
 
+/// What the daemon stores in: the calls queue, the binding store and the push ledger, on Redis
+/// ([`redis_backend`]) or in this process's memory ([`memory_backend`], not durable).
+pub struct Backends {
+    /// The calls stream.
+    pub queue: Arc<dyn CallQueue>,
+    /// Where bindings live.
+    pub store: Arc<dyn BindingStore>,
+    /// Which devices each call already pushed.
+    pub ledger: Arc<dyn SentLedger>,
+    /// The Redis connection behind them, when they are on Redis: the readiness PING, the
+    /// dead-letter routes and the stream gauges need it; without it, `/readyz` is always ready,
+    /// the dead-letter routes answer 404 and the stream gauges stay at 0.
+    pub redis: Option<ConnectionManager>,
+}
+
+/// The Redis backend of the settings.
+pub async fn redis_backend(settings: &Settings) -> Result<Backends, DaemonError> {
+    let (queue, store) = redis_backends(settings).await?;
+    let keys =
+        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
+    let ledger = Arc::new(RedisSentLedger::new(queue.connection(), keys));
+    let redis = redis_conn::connect(&settings.redis)
+        .await
+        .map_err(|source| DaemonError::Redis {
+            url: redacted_url(&settings.redis.url),
+            source,
+        })?;
+    Ok(Backends {
+        queue,
+        store,
+        ledger,
+        redis: Some(redis),
+    })
+}
+
+/// The in-memory backend of the settings (`callpush dev`): not durable, one process only (see
+/// [`crate::memory`]).
+pub fn memory_backend(settings: &Settings) -> Backends {
+    let consumer = QueueOptions::from_settings(settings).consumer;
+    Backends {
+        queue: Arc::new(MemoryCallQueue::new(
+            consumer,
+            MemoryLimits::from_settings(settings),
+        )),
+        store: Arc::new(MemoryBindingStore::new(
+            settings.bindings.ttl_days,
+            settings.bindings.max_per_identity,
+        )),
+        ledger: Arc::new(MemoryLedger::default()),
+        redis: None,
+    }
+}
+
 /// What the HTTP API needs, over the given queue and store: the secrets (read now), a Redis
 /// connection for `/readyz`, the metrics registry and the registration limiters.
 pub async fn api_context(
@@ -179,20 +237,28 @@ pub async fn api_context(
     queue: Arc<dyn CallQueue>,
     store: Arc<dyn BindingStore>,
 ) -> Result<ApiContext, DaemonError> {
-    let auth = Arc::new(Auth::from_settings(settings)?);
     let redis = redis_conn::connect(&settings.redis)
         .await
         .map_err(|source| DaemonError::Redis {
             url: redacted_url(&settings.redis.url),
             source,
         })?;
+    api_context_with(settings, queue, store, Some(redis))
+}
+
+/// [`api_context`] over a given Redis connection, or none (the in-memory backend).
+pub fn api_context_with(
+    settings: &Settings,
+    queue: Arc<dyn CallQueue>,
+    store: Arc<dyn BindingStore>,
+    redis: Option<ConnectionManager>,
+) -> Result<ApiContext, DaemonError> {
+    let auth = Arc::new(Auth::from_settings(settings)?);
     let keys =
         Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
-    let dead_letters = Arc::new(DeadLetters::new(
-        redis.clone(),
-        keys,
-        settings.stream.max_len,
-    ));
+    let dead_letters = redis
+        .clone()
+        .map(|conn| Arc::new(DeadLetters::new(conn, keys, settings.stream.max_len)));
     let registry = api::health::base_registry()?;
     let credentials = settings.credentials.iter().map(|c| (c.platform(), c.sid()));
     let metrics = Metrics::new(&registry, credentials).map_err(api::health::RegistryError::from)?;
@@ -208,9 +274,9 @@ pub async fn api_context(
     })
 }
 
-/// Run the daemon until `shutdown` is cancelled: the worker pool on the calls stream and the
-/// public and admin listeners. Returns when in-flight work has finished, or when the grace
-/// period (one deadline for the whole stop, counted from shutdown) ran out.
+/// Run the daemon on Redis until `shutdown` is cancelled: the worker pool on the calls stream
+/// and the public and admin listeners. Returns when in-flight work has finished, or when the
+/// grace period (one deadline for the whole stop, counted from shutdown) ran out.
 pub async fn run(
     settings: Settings,
     listeners: Listeners,
@@ -218,13 +284,43 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     // Credentials first: a bad key fails the start before any connection is made.
     let probed = probed_providers(&settings.credentials)?;
-    let (queue, store) = redis_backends(&settings).await?;
+    let backends = redis_backend(&settings).await?;
+    serve(settings, probed, backends, listeners, shutdown).await
+}
+
+/// [`run`] on the given backends (`callpush dev` passes the in-memory one).
+pub async fn run_with(
+    settings: Settings,
+    backends: Backends,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    let probed = probed_providers(&settings.credentials)?;
+    serve(settings, probed, backends, listeners, shutdown).await
+}
+
+async fn serve(
+    settings: Settings,
+    probed: Probed,
+    backends: Backends,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
     let keys =
         Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
-    let ledger = Arc::new(RedisSentLedger::new(queue.connection(), keys.clone()));
-    let queue: Arc<dyn CallQueue> = queue;
-    let store: Arc<dyn BindingStore> = store;
-    let ctx = Arc::new(api_context(&settings, queue.clone(), store.clone()).await?);
+    let Backends {
+        queue,
+        store,
+        ledger,
+        redis,
+    } = backends;
+    let on_redis = redis.is_some();
+    let ctx = Arc::new(api_context_with(
+        &settings,
+        queue.clone(),
+        store.clone(),
+        redis,
+    )?);
     let (providers, probes) = meter(probed, &ctx.metrics);
     let life = Lifecycle::new(shutdown, Duration::from_millis(settings.shutdown.grace_ms));
     let sampler = Sampler::new(
@@ -235,9 +331,14 @@ pub async fn run(
         probes,
     );
     life.spawn(sampler.run(sampler::SAMPLE_EVERY, life.stopping()));
+    let backend = if on_redis {
+        redacted_url(&settings.redis.url)
+    } else {
+        "in-memory (not durable)".to_string()
+    };
     info!(
         credentials = providers.len(),
-        redis = %redacted_url(&settings.redis.url),
+        backend = %backend,
         "callpush serving"
     );
     let parts = DispatchParts {

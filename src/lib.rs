@@ -17,8 +17,9 @@
 //! 5. `outcome`: the event's one result, its dead letter, and the stream acknowledgement.
 //!
 //! Beside the path: `api` (the public and admin HTTP listeners), `dlq` (dead letters for
-//! on-call: list, show, replay, purge), `metrics` (every Prometheus
-//! metric, in one module), `auth` (access tokens and the admin token), `config` (one typed,
+//! on-call: list, show, replay, purge), `memory` (the in-memory backend behind the same traits
+//! as Redis, not durable), `sim` (simulated APNs and FCM), `dev` (`callpush dev`: the whole
+//! gateway locally with one command), `metrics` (every Prometheus metric, in one module), `auth` (access tokens and the admin token), `config` (one typed,
 //! layered configuration), `lifecycle` (one owner of tasks and of the grace deadline), `daemon`
 //! (wiring) and `cli`. At the bottom, importing nothing of callpush's: `domain` (platform, push
 //! kind, call content, push, time helpers, token masking) and `backend` (the one "store failed"
@@ -36,6 +37,7 @@ pub mod bindings;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dev;
 pub mod dispatch;
 pub mod dlq;
 pub mod domain;
@@ -43,10 +45,12 @@ pub mod event;
 pub mod fcm;
 pub mod ingest;
 pub(crate) mod lifecycle;
+pub mod memory;
 pub(crate) mod metrics;
 pub mod outcome;
 pub mod providers;
 pub mod redis_conn;
+pub mod sim;
 pub(crate) mod transport;
 pub mod twilio;
 

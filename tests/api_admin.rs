@@ -4,7 +4,6 @@
 
 mod support;
 
-use callpush::bindings::BindingStore;
 use http::{Method, StatusCode};
 use serde_json::json;
 use support::api::{call, get_text, ApiWorld, ADMIN_TOKEN};

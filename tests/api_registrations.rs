@@ -6,7 +6,6 @@ mod support;
 use std::net::SocketAddr;
 
 use axum::extract::connect_info::MockConnectInfo;
-use callpush::bindings::BindingStore;
 use http::{Method, StatusCode};
 use serde_json::json;
 use support::api::{call, claims, sign, token, ApiWorld, KEY_SECRET};

@@ -1,21 +1,28 @@
 //! Faults outside callpush, with the daemon running in-process: Redis restarted mid-run
 //! (append-only), providers answering 503 and 429 `Retry-After`, a provider that never says 200,
-//! and a credential revoked (403 on every push) beside one that works.
+//! and a credential revoked (403 on every push) beside one that works. All but the Redis restart
+//! run on both backends ([`on_both_backends!`]).
 
+#[macro_use]
 mod support;
+
+on_both_backends!(
+    bursts_of_503_and_429_retry_after_are_delivered_after_the_wait,
+    a_provider_that_never_says_200_expires_the_event_at_its_deadline,
+    a_revoked_credential_does_not_slow_the_others,
+);
 
 use std::time::Duration;
 
 use callpush::config::CredentialSettings;
 use callpush::domain::Platform;
 use support::apns_double::{Answer, ApnsDouble, DoubleOptions};
-use support::daemon::TestDaemon;
 use support::fcm_double::Answer as FcmAnswer;
 use support::fixtures::numbered_apns_token;
 use support::process::{DaemonProcess, Knobs};
 use support::redis_server::RedisOptions;
 use support::tally::{add_calls, assert_one_outcome_each, register_users, wait_results, Tally};
-use support::world::World;
+use support::world::{Backend, World};
 
 #[tokio::test]
 async fn redis_restarting_mid_run_leaves_no_event_without_an_outcome() {
@@ -73,9 +80,8 @@ async fn redis_restarting_mid_run_leaves_no_event_without_an_outcome() {
     assert!(daemon.sigterm(Duration::from_secs(15)).await.success());
 }
 
-#[tokio::test]
-async fn bursts_of_503_and_429_retry_after_are_delivered_after_the_wait() {
-    let mut w = World::new().await;
+async fn bursts_of_503_and_429_retry_after_are_delivered_after_the_wait(backend: Backend) {
+    let mut w = World::on(backend, |_| {}).await;
     let flaky = numbered_apns_token(1);
     w.register("ann", Platform::Apns, &flaky).await;
     w.register("ben", Platform::Fcm, "fcm-ben").await;
@@ -91,7 +97,7 @@ async fn bursts_of_503_and_429_retry_after_are_delivered_after_the_wait() {
     );
     w.fcm
         .script("fcm-ben", vec![FcmAnswer::quota_exceeded().retry_after(1)]);
-    let daemon = TestDaemon::start(w.settings.clone());
+    let daemon = w.start_daemon();
     w.call(&[("type", "incoming"), ("to", "ann"), ("call_sid", "CA-ann")])
         .await;
     w.call(&[("type", "incoming"), ("to", "ben"), ("call_sid", "CA-ben")])
@@ -114,13 +120,12 @@ async fn bursts_of_503_and_429_retry_after_are_delivered_after_the_wait() {
     daemon.stop().await;
 }
 
-#[tokio::test]
-async fn a_provider_that_never_says_200_expires_the_event_at_its_deadline() {
-    let mut w = World::with(|s| s.retry.max_attempts = 1_000).await;
+async fn a_provider_that_never_says_200_expires_the_event_at_its_deadline(backend: Backend) {
+    let mut w = World::on(backend, |s| s.retry.max_attempts = 1_000).await;
     w.register("cid", Platform::Apns, &numbered_apns_token(2))
         .await;
     w.apns.set_default(Answer::error(503, "ServiceUnavailable"));
-    let daemon = TestDaemon::start(w.settings.clone());
+    let daemon = w.start_daemon();
     let id = w
         .call(&[
             ("type", "incoming"),
@@ -130,9 +135,7 @@ async fn a_provider_that_never_says_200_expires_the_event_at_its_deadline() {
         ])
         .await;
     let deadline = stream_ms(&id) + 1_500;
-    let key = w.keys.results.clone();
-    let results =
-        support::daemon::wait_entries(&mut w.conn, &key, 1, Duration::from_secs(10)).await;
+    let results = w.result_entries(1, Duration::from_secs(10)).await;
     assert_eq!(results.len(), 1);
     let (result_id, result) = &results[0];
     assert_eq!(result["outcome"], "expired");
@@ -153,11 +156,10 @@ async fn a_provider_that_never_says_200_expires_the_event_at_its_deadline() {
     daemon.stop().await;
 }
 
-#[tokio::test]
-async fn a_revoked_credential_does_not_slow_the_others() {
+async fn a_revoked_credential_does_not_slow_the_others(backend: Backend) {
     let revoked = ApnsDouble::start(DoubleOptions::default()).await;
     revoked.set_default(Answer::error(403, "InvalidProviderToken"));
-    let mut w = World::with(|s| {
+    let mut w = World::on(backend, |s| {
         s.limits.calls_per_identity_per_min = 0;
         s.credentials
             .push(CredentialSettings::Apns(revoked.credential("CRrevoked")));
@@ -175,7 +177,7 @@ async fn a_revoked_credential_does_not_slow_the_others() {
         w.register(&format!("user{i}"), Platform::Fcm, &format!("fcm-{i}"))
             .await;
     }
-    let daemon = TestDaemon::start(w.settings.clone());
+    let daemon = w.start_daemon();
     let started = std::time::Instant::now();
     let mut sids = Vec::new();
     for k in 0..200 {

@@ -1,26 +1,37 @@
 //! End to end: call events on a real Redis stream, the daemon, and the APNs and FCM HTTP/2 test
 //! doubles. Each test asserts what a call server or a callee would notice: the pushes that
-//! arrived, the outcome on the results stream, the dead letters, the bindings left.
+//! arrived, the outcome on the results stream, the dead letters, the bindings left. Every test
+//! body runs twice: on Redis and on the in-memory backend of `callpush dev`
+//! ([`on_both_backends!`]).
 
+#[macro_use]
 mod support;
+
+on_both_backends!(
+    incoming_call_rings_every_device_with_the_spec_requests,
+    nobody_registered_is_no_bindings_and_cancel_skips_apns,
+    dead_tokens_are_pruned_unless_registered_again_after_the_verdict,
+    permanent_errors_dead_letter_and_transient_ones_are_retried,
+    malformed_entries_are_dead_lettered_and_the_stream_keeps_flowing,
+    a_device_follows_its_new_owner_and_the_cap_evicts_the_oldest,
+    the_fcm_oauth_token_is_fetched_once_for_many_pushes,
+    a_flood_of_calls_to_one_callee_is_cut_at_the_limit_but_cancels_pass,
+);
 
 use std::collections::HashMap;
 
-use callpush::bindings::BindingStore;
 use callpush::config::CredentialSettings;
 use callpush::domain::{now_ms, Platform};
 use support::apns_double;
-use support::daemon::TestDaemon;
 use support::fixtures::apns_token;
-use support::world::World;
+use support::world::{Backend, World};
 
-#[tokio::test]
-async fn incoming_call_rings_every_device_with_the_spec_requests() {
-    let mut w = World::new().await;
+async fn incoming_call_rings_every_device_with_the_spec_requests(backend: Backend) {
+    let mut w = World::on(backend, |_| {}).await;
     w.register("alice", Platform::Apns, &apns_token(1)).await;
     w.register("alice", Platform::Apns, &apns_token(2)).await;
     w.register("alice", Platform::Fcm, "fcm-token-alice").await;
-    let daemon = TestDaemon::start(w.settings.clone());
+    let daemon = w.start_daemon();
     let id = w
         .call(&[
             ("type", "incoming"),
@@ -77,9 +88,8 @@ async fn incoming_call_rings_every_device_with_the_spec_requests() {
     daemon.stop().await;
 }
 
-#[tokio::test]
-async fn nobody_registered_is_no_bindings_and_cancel_skips_apns() {
-    let mut w = World::with(|s| {
+async fn nobody_registered_is_no_bindings_and_cancel_skips_apns(backend: Backend) {
+    let mut w = World::on(backend, |s| {
         let CredentialSettings::Apns(loud) = s.credentials[0].clone() else {
             unreachable!()
         };
@@ -95,7 +105,7 @@ async fn nobody_registered_is_no_bindings_and_cancel_skips_apns() {
     w.register("bob", Platform::Fcm, "fcm-token-bob").await;
     w.register_at("bob", Platform::Apns, "CRloud", &apns_token(4), now_ms())
         .await;
-    let daemon = TestDaemon::start(w.settings.clone());
+    let daemon = w.start_daemon();
     w.call(&[("type", "incoming"), ("to", "nobody"), ("call_sid", "CA1")])
         .await;
     w.call(&[("type", "cancel"), ("to", "bob"), ("call_sid", "CA2")])
@@ -123,9 +133,8 @@ async fn nobody_registered_is_no_bindings_and_cancel_skips_apns() {
     daemon.stop().await;
 }
 
-#[tokio::test]
-async fn dead_tokens_are_pruned_unless_registered_again_after_the_verdict() {
-    let mut w = World::new().await;
+async fn dead_tokens_are_pruned_unless_registered_again_after_the_verdict(backend: Backend) {
+    let mut w = World::on(backend, |_| {}).await;
     let gone = apns_token(5);
     let back = apns_token(6);
     w.register("carol", Platform::Apns, &gone).await;
@@ -135,7 +144,7 @@ async fn dead_tokens_are_pruned_unless_registered_again_after_the_verdict() {
     w.apns.set_unregistered(&gone, now_ms());
     w.apns.set_unregistered(&back, now_ms() - 60_000);
     w.fcm.set_unregistered("fcm-token-gone");
-    let daemon = TestDaemon::start(w.settings.clone());
+    let daemon = w.start_daemon();
     w.call(&[("type", "incoming"), ("to", "carol"), ("call_sid", "CA1")])
         .await;
     w.call(&[("type", "incoming"), ("to", "dave"), ("call_sid", "CA2")])
@@ -164,9 +173,8 @@ async fn dead_tokens_are_pruned_unless_registered_again_after_the_verdict() {
     daemon.stop().await;
 }
 
-#[tokio::test]
-async fn permanent_errors_dead_letter_and_transient_ones_are_retried() {
-    let mut w = World::new().await;
+async fn permanent_errors_dead_letter_and_transient_ones_are_retried(backend: Backend) {
+    let mut w = World::on(backend, |_| {}).await;
     let bad = apns_token(7);
     let flaky = apns_token(8);
     w.register("erin", Platform::Apns, &bad).await;
@@ -180,7 +188,7 @@ async fn permanent_errors_dead_letter_and_transient_ones_are_retried() {
             apns_double::Answer::ok(),
         ],
     );
-    let daemon = TestDaemon::start(w.settings.clone());
+    let daemon = w.start_daemon();
     let erin_id = w
         .call(&[
             ("type", "incoming"),
@@ -217,11 +225,10 @@ async fn permanent_errors_dead_letter_and_transient_ones_are_retried() {
     daemon.stop().await;
 }
 
-#[tokio::test]
-async fn malformed_entries_are_dead_lettered_and_the_stream_keeps_flowing() {
-    let mut w = World::new().await;
+async fn malformed_entries_are_dead_lettered_and_the_stream_keeps_flowing(backend: Backend) {
+    let mut w = World::on(backend, |_| {}).await;
     w.register("gina", Platform::Fcm, "fcm-token-gina").await;
-    let daemon = TestDaemon::start(w.settings.clone());
+    let daemon = w.start_daemon();
     w.call(&[("type", "incoming"), ("call_sid", "CA-noto")])
         .await;
     w.call(&[
@@ -259,9 +266,8 @@ async fn malformed_entries_are_dead_lettered_and_the_stream_keeps_flowing() {
     daemon.stop().await;
 }
 
-#[tokio::test]
-async fn a_device_follows_its_new_owner_and_the_cap_evicts_the_oldest() {
-    let mut w = World::with(|s| s.bindings.max_per_identity = 2).await;
+async fn a_device_follows_its_new_owner_and_the_cap_evicts_the_oldest(backend: Backend) {
+    let mut w = World::on(backend, |s| s.bindings.max_per_identity = 2).await;
     let t0 = now_ms() - 10_000;
     w.register_at("alice", Platform::Fcm, "CRfcm", "shared-phone", t0)
         .await;
@@ -273,7 +279,7 @@ async fn a_device_follows_its_new_owner_and_the_cap_evicts_the_oldest() {
         .await;
     w.register_at("hank", Platform::Fcm, "CRfcm", "hank-new", t0 + 4)
         .await;
-    let daemon = TestDaemon::start(w.settings.clone());
+    let daemon = w.start_daemon();
     w.call(&[("type", "incoming"), ("to", "alice"), ("call_sid", "CA1")])
         .await;
     w.call(&[("type", "incoming"), ("to", "bob"), ("call_sid", "CA2")])
@@ -294,9 +300,8 @@ async fn a_device_follows_its_new_owner_and_the_cap_evicts_the_oldest() {
     daemon.stop().await;
 }
 
-#[tokio::test]
-async fn the_fcm_oauth_token_is_fetched_once_for_many_pushes() {
-    let mut w = World::new().await;
+async fn the_fcm_oauth_token_is_fetched_once_for_many_pushes(backend: Backend) {
+    let mut w = World::on(backend, |_| {}).await;
     for i in 0..20 {
         w.register(
             &format!("user{i}"),
@@ -305,7 +310,7 @@ async fn the_fcm_oauth_token_is_fetched_once_for_many_pushes() {
         )
         .await;
     }
-    let daemon = TestDaemon::start(w.settings.clone());
+    let daemon = w.start_daemon();
     for round in 0..5 {
         for i in 0..20 {
             let sid = format!("CA{round}-{i}");
@@ -324,11 +329,10 @@ async fn the_fcm_oauth_token_is_fetched_once_for_many_pushes() {
     daemon.stop().await;
 }
 
-#[tokio::test]
-async fn a_flood_of_calls_to_one_callee_is_cut_at_the_limit_but_cancels_pass() {
-    let mut w = World::with(|s| s.limits.calls_per_identity_per_min = 3).await;
+async fn a_flood_of_calls_to_one_callee_is_cut_at_the_limit_but_cancels_pass(backend: Backend) {
+    let mut w = World::on(backend, |s| s.limits.calls_per_identity_per_min = 3).await;
     w.register("ivy", Platform::Fcm, "fcm-token-ivy").await;
-    let daemon = TestDaemon::start(w.settings.clone());
+    let daemon = w.start_daemon();
     for i in 0..5 {
         let sid = format!("CA{i}");
         w.call(&[("type", "incoming"), ("to", "ivy"), ("call_sid", &sid)])

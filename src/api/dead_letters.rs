@@ -92,8 +92,7 @@ pub async fn list(
         ("until", q.until.as_deref()),
     )?;
     let mut entries = Vec::new();
-    let summary = ctx
-        .dead_letters
+    let summary = dead_letters(&ctx)?
         .list(&filter, q.after.as_deref(), limit, &mut |e| {
             entries.push(e.to_json())
         })
@@ -106,7 +105,7 @@ pub async fn show(
     State(ctx): State<Arc<ApiContext>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(ctx.dead_letters.get(&id).await?.to_json()))
+    Ok(Json(dead_letters(&ctx)?.get(&id).await?.to_json()))
 }
 
 /// `DELETE /v1/dead-letters/{id}`: 204, or 404 when there is no such dead letter.
@@ -114,8 +113,7 @@ pub async fn delete(
     State(ctx): State<Arc<ApiContext>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let summary = ctx
-        .dead_letters
+    let summary = dead_letters(&ctx)?
         .purge(&Selection::Ids(vec![id.clone()]), false, &mut |_| {})
         .await?;
     if summary.done == 0 {
@@ -163,8 +161,7 @@ pub async fn replay(
         keep: body.keep,
         ttl_ms: body.ttl_ms,
     };
-    let summary = ctx
-        .dead_letters
+    let summary = dead_letters(&ctx)?
         .replay(&selection, &options, &mut |_| {})
         .await?;
     if !summary.dry_run {
@@ -207,8 +204,7 @@ pub async fn purge(
         ("before", body.before.as_deref()),
     )?;
     let selection = dlq::select(body.ids, filter, all)?;
-    let summary = ctx
-        .dead_letters
+    let summary = dead_letters(&ctx)?
         .purge(&selection, body.dry_run, &mut |_| {})
         .await?;
     if !summary.dry_run {
@@ -216,4 +212,16 @@ pub async fn purge(
         info!(purged = summary.done, "dead letters purged by an operator");
     }
     Ok(Json(summary.to_json()))
+}
+
+/// The dead-letter stream, which only a Redis backend can hand out: the in-memory backend's
+/// dead letters live inside the dispatching process (see `crate::memory`).
+fn dead_letters(ctx: &ApiContext) -> Result<&crate::dlq::DeadLetters, ApiError> {
+    ctx.dead_letters.as_deref().ok_or_else(|| {
+        ApiError::NotFound(
+            "dead letters are kept in Redis only; this daemon runs on the in-memory backend \
+             (start `callpush dev --redis redis://…` to list and replay them)"
+                .into(),
+        )
+    })
 }

@@ -52,6 +52,9 @@ pub struct ConfigArg {
 pub enum Command {
     /// Run the daemon: consume call events and push to devices until SIGINT/SIGTERM.
     Serve(ConfigArg),
+    /// Run the whole gateway locally with no accounts: the daemon on an in-memory backend (or
+    /// --redis), simulated APNs and FCM, generated credentials, and a printed walkthrough.
+    Dev(DevArgs),
     /// Inspect and change device bindings.
     #[command(subcommand)]
     Bindings(BindingsCommand),
@@ -63,6 +66,24 @@ pub enum Command {
     /// Mint an access token with the first configured API key, for trying the API (real
     /// backends mint with their own libraries).
     Token(TokenArgs),
+}
+
+/// `callpush dev`
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Write the generated config, keys and secrets here and keep them on exit (default: a new
+    /// temp directory, removed on exit).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Use this Redis instead of the in-memory backend (so `XADD` and `callpush dlq` work).
+    #[arg(long)]
+    redis: Option<String>,
+    /// The public API's address (default 127.0.0.1:8080, or a free port when it is taken).
+    #[arg(long)]
+    api_listen: Option<String>,
+    /// The admin API's address (default 127.0.0.1:9090, or a free port when it is taken).
+    #[arg(long)]
+    admin_listen: Option<String>,
 }
 
 /// `callpush token`
@@ -195,6 +216,9 @@ pub enum CliError {
     /// A dead-letter command failed.
     #[error(transparent)]
     Dlq(#[from] crate::dlq::DlqError),
+    /// `callpush dev` failed.
+    #[error(transparent)]
+    Dev(#[from] crate::dev::DevError),
 }
 
 /// Run a parsed command line.
@@ -206,6 +230,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
             daemon::run(settings, listeners, shutdown).await?;
+            Ok(())
+        }
+        Command::Dev(args) => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            let options = crate::dev::DevOptions {
+                data_dir: args.data_dir,
+                redis: args.redis,
+                api_listen: args.api_listen,
+                admin_listen: args.admin_listen,
+            };
+            crate::dev::run(options, shutdown).await?;
             Ok(())
         }
         Command::Bindings(cmd) => bindings(cmd).await,

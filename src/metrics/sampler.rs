@@ -30,7 +30,8 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// What the sampler reads.
 pub struct Sampler {
     metrics: Arc<Metrics>,
-    conn: ConnectionManager,
+    /// `None` with the in-memory backend: only the providers are sampled.
+    conn: Option<ConnectionManager>,
     keys: Keys,
     group: String,
     probes: Vec<Arc<dyn ProviderProbe>>,
@@ -40,10 +41,10 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// A sampler of the calls stream's consumer `group` and of `probes`.
+    /// A sampler of the calls stream's consumer `group` (when there is Redis) and of `probes`.
     pub fn new(
         metrics: Arc<Metrics>,
-        conn: ConnectionManager,
+        conn: Option<ConnectionManager>,
         keys: Keys,
         group: String,
         probes: Vec<Arc<dyn ProviderProbe>>,
@@ -75,6 +76,9 @@ impl Sampler {
     /// Read every sampled value once.
     pub async fn sample(&mut self) {
         self.sample_providers();
+        if self.conn.is_none() {
+            return;
+        }
         let result = self.sample_redis().await;
         match (result, self.failing) {
             (Ok(()), true) => {
@@ -108,6 +112,9 @@ impl Sampler {
     }
 
     async fn sample_redis(&mut self) -> Result<(), (&'static str, RedisError)> {
+        let Some(mut conn) = self.conn.clone() else {
+            return Ok(());
+        };
         let m = self.metrics.clone();
         let fail = |op: &'static str| {
             let m = m.clone();
@@ -118,13 +125,13 @@ impl Sampler {
         };
         let dead: i64 = redis::cmd("XLEN")
             .arg(&self.keys.dead)
-            .query_async(&mut self.conn)
+            .query_async(&mut conn)
             .await
             .map_err(fail("xlen"))?;
         self.metrics.dead_letters.set(dead);
         let exists: bool = redis::cmd("EXISTS")
             .arg(&self.keys.calls)
-            .query_async(&mut self.conn)
+            .query_async(&mut conn)
             .await
             .map_err(fail("exists"))?;
         if !exists {
@@ -136,7 +143,7 @@ impl Sampler {
         let groups: Value = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(&self.keys.calls)
-            .query_async(&mut self.conn)
+            .query_async(&mut conn)
             .await
             .map_err(fail("xinfo_groups"))?;
         let Some(group) = find_group(&groups, &self.group) else {
@@ -151,7 +158,7 @@ impl Sampler {
         let pending: Value = redis::cmd("XPENDING")
             .arg(&self.keys.calls)
             .arg(&self.group)
-            .query_async(&mut self.conn)
+            .query_async(&mut conn)
             .await
             .map_err(fail("xpending"))?;
         self.metrics.stream_pending.set(pending_count(&pending));

@@ -47,6 +47,29 @@ impl TestDaemon {
         }
     }
 
+    /// Start the daemon with `settings` on the given backends (the in-memory one).
+    pub fn start_on(settings: Settings, backends: daemon::Backends) -> Self {
+        let listeners = daemon::Listeners {
+            api: local_listener(),
+            admin: local_listener(),
+        };
+        let api = listeners.api.local_addr().unwrap();
+        let admin = listeners.admin.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(daemon::run_with(
+            settings,
+            backends,
+            listeners,
+            shutdown.clone(),
+        ));
+        TestDaemon {
+            shutdown,
+            handle,
+            api,
+            admin,
+        }
+    }
+
     /// The public listener's base URL (`http://127.0.0.1:<port>`).
     pub fn api_url(&self) -> String {
         format!("http://{}", self.api)

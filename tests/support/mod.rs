@@ -3,6 +3,29 @@
 //! helpers (independently minted access tokens, `oneshot` and real-socket requests).
 #![allow(dead_code)]
 
+/// For each test body `name(backend: world::Backend)`, a module `name` with one test per
+/// backend (`name::redis`, `name::memory`); the test file imports `Backend`.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::Backend;
+
+                #[tokio::test]
+                async fn redis() {
+                    super::$name(Backend::Redis).await
+                }
+
+                #[tokio::test]
+                async fn memory() {
+                    super::$name(Backend::Memory).await
+                }
+            }
+        )*
+    };
+}
+
 pub mod api;
 pub mod apns_double;
 pub mod daemon;

@@ -141,20 +141,8 @@ pub async fn wait_results(
     n: usize,
     timeout: std::time::Duration,
 ) -> Vec<HashMap<String, String>> {
-    let key = world.keys.results.clone();
-    let start = std::time::Instant::now();
-    loop {
-        let len: usize = redis::cmd("XLEN")
-            .arg(&key)
-            .query_async(&mut world.conn)
-            .await
-            .unwrap();
-        if len >= n || start.elapsed() > timeout {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    super::daemon::read_all(&mut world.conn, &key)
+    world
+        .result_entries(n, timeout)
         .await
         .into_iter()
         .map(|(_, f)| f)

@@ -1,24 +1,45 @@
 //! A whole test world: a redis-server, the APNs and FCM doubles, and daemon settings with one
 //! APNs credential (`CRapns`) and one FCM credential (`CRfcm`) pointed at them; plus helpers to
-//! register devices, add call events and read the results and dead-letter streams.
+//! register devices, add call events and read the results and dead-letter streams — on the
+//! [`Backend`] the world was made for, so one test body runs on Redis and in memory.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callpush::bindings::redis::RedisBindingStore;
 use callpush::bindings::{BindingStore, NewBinding};
 use callpush::config::{CredentialSettings, Settings};
+use callpush::daemon::Backends;
+use callpush::dispatch::ledger::MemoryLedger;
 use callpush::domain::{now_ms, Platform};
+use callpush::event::StreamEntry;
+use callpush::ingest::CallQueue;
+use callpush::memory::{MemoryBindingStore, MemoryCallQueue, MemoryLimits};
 use callpush::redis_conn::Keys;
 
 use super::apns_double::{ApnsDouble, DoubleOptions};
-use super::daemon::{settings, wait_entries, xadd};
+use super::daemon::{settings, wait_entries, xadd, TestDaemon};
 use super::fcm_double::{FcmDouble, FcmDoubleOptions};
 use super::redis_server::{unique_prefix, RedisOptions, RedisServer};
 
 /// How long to wait for outcomes.
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Which backend the daemon of a world stores in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The world's redis-server.
+    Redis,
+    /// The in-memory backend, shared by the world and its daemon.
+    Memory,
+}
+
+/// The in-memory backend of a world: the world reads and writes the same queue and store as
+/// its daemon.
+struct Memory {
+    queue: Arc<MemoryCallQueue>,
+    store: Arc<MemoryBindingStore>,
+}
 
 /// A Redis, both doubles, and settings pointing at them.
 pub struct World {
@@ -30,7 +51,8 @@ pub struct World {
     pub keys: Keys,
     pub settings: Settings,
     pub conn: redis::aio::MultiplexedConnection,
-    store: Arc<RedisBindingStore>,
+    store: Arc<dyn BindingStore>,
+    memory: Option<Memory>,
     _dir: tempfile::TempDir,
 }
 
@@ -41,6 +63,51 @@ impl World {
 
     pub async fn with(tweak: impl FnOnce(&mut Settings)) -> World {
         Self::with_redis(RedisOptions::default(), tweak).await
+    }
+
+    /// A world on `backend`.
+    pub async fn on(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> World {
+        let mut world = Self::with(tweak).await;
+        if backend == Backend::Memory {
+            let s = &world.settings;
+            let queue = Arc::new(MemoryCallQueue::new(
+                "memory-test",
+                MemoryLimits::from_settings(s),
+            ));
+            let store = Arc::new(MemoryBindingStore::new(
+                s.bindings.ttl_days,
+                s.bindings.max_per_identity,
+            ));
+            world.store = store.clone();
+            world.memory = Some(Memory { queue, store });
+        }
+        world
+    }
+
+    /// The calls queue as the consumer `consumer` of the daemon's group reads it.
+    pub async fn queue_as(&self, consumer: &str) -> Arc<dyn CallQueue> {
+        if let Some(m) = &self.memory {
+            return Arc::new(m.queue.with_consumer(consumer));
+        }
+        let mut settings = self.settings.clone();
+        settings.stream.consumer = Some(consumer.into());
+        callpush::daemon::redis_backends(&settings).await.unwrap().0
+    }
+
+    /// Start the daemon on the world's backend.
+    pub fn start_daemon(&self) -> TestDaemon {
+        match &self.memory {
+            None => TestDaemon::start(self.settings.clone()),
+            Some(m) => TestDaemon::start_on(
+                self.settings.clone(),
+                Backends {
+                    queue: m.queue.clone(),
+                    store: m.store.clone(),
+                    ledger: Arc::new(MemoryLedger::default()),
+                    redis: None,
+                },
+            ),
+        }
     }
 
     /// A world whose redis-server runs with `options` (e.g. append-only, to restart it).
@@ -67,6 +134,7 @@ impl World {
         let store = callpush::daemon::redis_backends(&settings).await.unwrap().1;
         World {
             store,
+            memory: None,
             redis,
             apns,
             fcm,
@@ -78,8 +146,8 @@ impl World {
         }
     }
 
-    /// The binding store the daemon uses (same Redis, same prefix).
-    pub async fn store(&self) -> Arc<RedisBindingStore> {
+    /// The binding store the daemon uses (same Redis and prefix, or the same memory).
+    pub async fn store(&self) -> Arc<dyn BindingStore> {
         self.store.clone()
     }
 
@@ -116,10 +184,55 @@ impl World {
     }
 
     pub async fn call(&mut self, fields: &[(&str, &str)]) -> String {
+        if let Some(m) = &self.memory {
+            let fields: Vec<(String, String)> = fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            return m.queue.enqueue(&fields).await.unwrap();
+        }
         xadd(&mut self.conn, &self.prefix, fields).await
     }
 
+    /// Wait until the in-memory stream `read` holds at least `n` entries (or `timeout` passes).
+    async fn wait_memory(
+        read: impl Fn() -> Vec<StreamEntry>,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<(String, HashMap<String, String>)> {
+        let start = std::time::Instant::now();
+        loop {
+            let entries = read();
+            if entries.len() >= n || start.elapsed() > timeout {
+                return entries
+                    .into_iter()
+                    .map(|e| (e.id, e.fields.into_iter().collect()))
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The results stream's entries with their ids, once there are at least `n` (or `timeout`
+    /// passed).
+    pub async fn result_entries(
+        &mut self,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<(String, HashMap<String, String>)> {
+        if let Some(m) = &self.memory {
+            return Self::wait_memory(|| m.queue.results(), n, timeout).await;
+        }
+        let key = self.keys.results.clone();
+        wait_entries(&mut self.conn, &key, n, timeout).await
+    }
+
     pub async fn results(&mut self, n: usize) -> Vec<HashMap<String, String>> {
+        if let Some(m) = &self.memory {
+            let entries = Self::wait_memory(|| m.queue.results(), n, WAIT).await;
+            assert_eq!(entries.len(), n, "results: {entries:?}");
+            return entries.into_iter().map(|(_, f)| f).collect();
+        }
         let key = self.keys.results.clone();
         let entries = wait_entries(&mut self.conn, &key, n, WAIT).await;
         assert_eq!(entries.len(), n, "results: {entries:?}");
@@ -127,6 +240,11 @@ impl World {
     }
 
     pub async fn dead(&mut self, n: usize) -> Vec<HashMap<String, String>> {
+        if let Some(m) = &self.memory {
+            let entries = Self::wait_memory(|| m.queue.dead_letters(), n, WAIT).await;
+            assert_eq!(entries.len(), n, "dead letters: {entries:?}");
+            return entries.into_iter().map(|(_, f)| f).collect();
+        }
         let key = self.keys.dead.clone();
         let entries = wait_entries(&mut self.conn, &key, n, WAIT).await;
         assert_eq!(entries.len(), n, "dead letters: {entries:?}");
@@ -134,6 +252,9 @@ impl World {
     }
 
     pub async fn pending(&mut self) -> usize {
+        if let Some(m) = &self.memory {
+            return m.queue.pending();
+        }
         let reply: redis::Value = redis::cmd("XPENDING")
             .arg(&self.keys.calls)
             .arg("callpush")

@@ -1,0 +1,154 @@
+//! The walkthrough `callpush dev` prints: where everything is, and commands that work as
+//! printed (the binary's own path, the real addresses, the generated config).
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+
+use super::DevFiles;
+use crate::sim::{Simulators, FLAKY_PREFIX, GONE_PREFIX, REJECT_PREFIX};
+
+/// The walkthrough for a dev daemon on these listeners.
+pub fn text(
+    files: &DevFiles,
+    sims: &Simulators,
+    api: SocketAddr,
+    admin: SocketAddr,
+    redis: Option<&str>,
+) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "callpush".into());
+    let config = files.path("callpush.toml").display().to_string();
+    let admin_token = files.path("admin_token").display().to_string();
+    let backend = match redis {
+        Some(url) => format!("Redis at {}", crate::daemon::redacted_url(url)),
+        None => "in memory (not durable: everything is gone when this process exits)".into(),
+    };
+    let dir_note = if files.temporary() {
+        "removed on exit"
+    } else {
+        "kept on exit"
+    };
+    let post = |addr: SocketAddr, path: &str, auth: &str, body: &str| {
+        format!(
+            "curl -s -X POST http://{addr}{path} -H \"Authorization: Bearer {auth}\" \
+             -H 'Content-Type: application/json' -d '{body}'"
+        )
+    };
+    let admin_auth = format!("$(cat {admin_token})");
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\ncallpush dev is running: the real daemon, simulated APNs and FCM.\n"
+    );
+    let _ = writeln!(t, "  public API   http://{api}");
+    let _ = writeln!(
+        t,
+        "  admin API    http://{admin}   (admin token: {admin_token})"
+    );
+    let _ = writeln!(t, "  backend      {backend}");
+    let _ = writeln!(
+        t,
+        "  simulators   APNs {}   FCM {}",
+        sims.apns_endpoint(),
+        sims.fcm_base_url()
+    );
+    let _ = writeln!(t, "  data dir     {} ({dir_note})", files.dir().display());
+    let _ = writeln!(t, "  config       {config}\n");
+    let _ = writeln!(t, "Try it from another terminal:\n");
+    let _ = writeln!(
+        t,
+        "  # 1. an access token for alice (your backend mints these)"
+    );
+    let _ = writeln!(
+        t,
+        "  TOKEN=$({exe} token --config {config} --identity alice)\n"
+    );
+    let _ = writeln!(t, "  # 2. register alice's phone (what the app does)");
+    let _ = writeln!(
+        t,
+        "  {}\n",
+        post(
+            api,
+            "/v1/registrations",
+            "$TOKEN",
+            r#"{"platform":"fcm","device_token":"alice-phone-1"}"#
+        )
+    );
+    let _ = writeln!(t, "  # 3. ring alice (what a call server does)");
+    let _ = writeln!(
+        t,
+        "  {}\n",
+        post(
+            admin,
+            "/v1/calls",
+            &admin_auth,
+            r#"{"type":"incoming","to":"alice","call_sid":"CA0001","from":"+15551234567"}"#
+        )
+    );
+    let _ = writeln!(
+        t,
+        "  # 4. this terminal logs the push the simulator received, e.g.\n  \
+         #    FCM sim: incoming push for call CA0001 to alice-ph… answered 200\n  \
+         #    and the daemon counts it:"
+    );
+    let _ = writeln!(
+        t,
+        "  curl -s http://{admin}/metrics | grep -E '^callpush_(events|pushes)_total'\n"
+    );
+    let _ = writeln!(
+        t,
+        "  # 5. a dead letter: the simulators refuse tokens starting with {REJECT_PREFIX}"
+    );
+    let _ = writeln!(t, "  BOB=$({exe} token --config {config} --identity bob)");
+    let _ = writeln!(
+        t,
+        "  {}",
+        post(
+            api,
+            "/v1/registrations",
+            "$BOB",
+            &format!(r#"{{"platform":"fcm","device_token":"{REJECT_PREFIX}-bob-phone"}}"#)
+        )
+    );
+    let _ = writeln!(
+        t,
+        "  {}",
+        post(
+            admin,
+            "/v1/calls",
+            &admin_auth,
+            r#"{"type":"incoming","to":"bob","call_sid":"CA0002"}"#
+        )
+    );
+    match redis {
+        Some(_) => {
+            let _ = writeln!(t, "  {exe} dlq list --config {config}");
+            let _ = writeln!(
+                t,
+                "  {exe} dlq replay --config {config} --reason provider_rejected --yes\n"
+            );
+        }
+        None => {
+            let _ = writeln!(
+                t,
+                "  curl -s http://{admin}/metrics | grep 'outcome=\"dead_lettered\"'"
+            );
+            let _ = writeln!(
+                t,
+                "  # listing and replaying dead letters (callpush dlq) needs Redis: restart with\n  \
+                 #    {exe} dev --redis redis://127.0.0.1:6379\n"
+            );
+        }
+    }
+    let _ = writeln!(
+        t,
+        "Simulated device tokens: {GONE_PREFIX}… answers 410 Unregistered / 404 UNREGISTERED \
+         (the binding is pruned); {REJECT_PREFIX}… 400 TopicDisallowed / 403 PERMISSION_DENIED \
+         (dead letter); {FLAKY_PREFIX}… 503 once per call, then 200 (a retry); anything else \
+         200. APNs tokens are 64+ hex digits, e.g. {GONE_PREFIX}{}.",
+        "0".repeat(60)
+    );
+    let _ = writeln!(t, "Stop with Ctrl-C.");
+    t
+}

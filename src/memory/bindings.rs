@@ -1,0 +1,196 @@
+//! Bindings in memory: the same rules as the Redis store — one owner per (credential, device
+//! token), a device moving between identities, a TTL per binding, the per-identity cap evicting
+//! the least recently updated, and pruning only while the binding still holds the token and was
+//! not updated after the provider's verdict — under one lock, so every operation is atomic.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::backend::BackendError;
+use crate::bindings::{new_binding_id, Binding, BindingStore, NewBinding, Registered};
+use crate::domain::now_ms;
+
+const DAY_MS: u64 = 86_400_000;
+
+#[derive(Debug, Default)]
+struct Tables {
+    /// identity → binding id → binding.
+    identities: HashMap<String, HashMap<String, Binding>>,
+    /// (credential, device token) → (identity, binding id): who owns a device.
+    devices: HashMap<(String, String), (String, String)>,
+}
+
+impl Tables {
+    /// Remove one binding and release its device, if the device still names it.
+    fn remove(&mut self, identity: &str, binding_id: &str) -> Option<Binding> {
+        let bindings = self.identities.get_mut(identity)?;
+        let removed = bindings.remove(binding_id)?;
+        if bindings.is_empty() {
+            self.identities.remove(identity);
+        }
+        let device = (removed.credential.clone(), removed.device_token.clone());
+        if self.devices.get(&device) == Some(&(identity.to_string(), binding_id.to_string())) {
+            self.devices.remove(&device);
+        }
+        Some(removed)
+    }
+
+    /// Drop the identity's expired bindings.
+    fn expire(&mut self, identity: &str, now: u64) {
+        let expired: Vec<String> = match self.identities.get(identity) {
+            Some(b) => b
+                .values()
+                .filter(|b| b.expires_at_ms <= now)
+                .map(|b| b.binding_id.clone())
+                .collect(),
+            None => return,
+        };
+        for id in expired {
+            self.remove(identity, &id);
+        }
+    }
+}
+
+/// Bindings in this process's memory (see the module docs). Not durable.
+#[derive(Debug)]
+pub struct MemoryBindingStore {
+    tables: Mutex<Tables>,
+    ttl_ms: u64,
+    max_per_identity: usize,
+}
+
+impl MemoryBindingStore {
+    /// An empty store keeping bindings `ttl_days`, at most `max_per_identity` per identity.
+    pub fn new(ttl_days: u32, max_per_identity: usize) -> MemoryBindingStore {
+        MemoryBindingStore {
+            tables: Mutex::new(Tables::default()),
+            ttl_ms: u64::from(ttl_days) * DAY_MS,
+            max_per_identity: max_per_identity.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock().expect("memory bindings lock")
+    }
+}
+
+#[async_trait::async_trait]
+impl BindingStore for MemoryBindingStore {
+    async fn register(&self, new: NewBinding, now_ms: u64) -> Result<Registered, BackendError> {
+        let mut t = self.lock();
+        t.expire(&new.identity, now_ms);
+        let device = (new.credential.clone(), new.device_token.clone());
+        let mut moved_from = None;
+        let mut existing = None;
+        if let Some((owner, bid)) = t.devices.get(&device).cloned() {
+            if owner == new.identity {
+                existing = t
+                    .identities
+                    .get(&owner)
+                    .and_then(|b| b.get(&bid))
+                    .filter(|b| b.device_token == new.device_token)
+                    .cloned();
+            } else {
+                let still_there = t
+                    .identities
+                    .get(&owner)
+                    .and_then(|b| b.get(&bid))
+                    .is_some_and(|b| b.expires_at_ms > now_ms);
+                t.remove(&owner, &bid);
+                if still_there {
+                    moved_from = Some(owner);
+                }
+            }
+        }
+        let created = existing.is_none();
+        let binding = Binding {
+            binding_id: existing
+                .as_ref()
+                .map_or_else(new_binding_id, |b| b.binding_id.clone()),
+            identity: new.identity.clone(),
+            platform: new.platform,
+            credential: new.credential,
+            device_token: new.device_token,
+            created_at_ms: existing.as_ref().map_or(now_ms, |b| b.created_at_ms),
+            updated_at_ms: now_ms,
+            expires_at_ms: now_ms.saturating_add(self.ttl_ms),
+        };
+        t.devices
+            .insert(device, (new.identity.clone(), binding.binding_id.clone()));
+        t.identities
+            .entry(new.identity.clone())
+            .or_default()
+            .insert(binding.binding_id.clone(), binding.clone());
+        // Evict the least recently updated past the cap; never the binding just registered.
+        let mut others: Vec<(u64, String)> = t.identities[&new.identity]
+            .values()
+            .filter(|b| b.binding_id != binding.binding_id)
+            .map(|b| (b.updated_at_ms, b.binding_id.clone()))
+            .collect();
+        others.sort();
+        let excess = (others.len() + 1).saturating_sub(self.max_per_identity);
+        let evicted = others
+            .into_iter()
+            .take(excess)
+            .filter_map(|(_, id)| t.remove(&new.identity, &id))
+            .collect();
+        Ok(Registered {
+            binding,
+            created,
+            moved_from,
+            evicted,
+        })
+    }
+
+    async fn list(&self, identity: &str) -> Result<Vec<Binding>, BackendError> {
+        let now = now_ms();
+        let t = self.lock();
+        let mut live: Vec<Binding> = t
+            .identities
+            .get(identity)
+            .map(|b| {
+                b.values()
+                    .filter(|b| b.expires_at_ms > now)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        live.sort_by_key(|b| std::cmp::Reverse(b.updated_at_ms));
+        Ok(live)
+    }
+
+    async fn delete(&self, identity: &str, binding_id: &str) -> Result<bool, BackendError> {
+        Ok(self.lock().remove(identity, binding_id).is_some())
+    }
+
+    async fn unregister(
+        &self,
+        identity: &str,
+        credential: &str,
+        device_token: &str,
+    ) -> Result<bool, BackendError> {
+        let mut t = self.lock();
+        let device = (credential.to_string(), device_token.to_string());
+        match t.devices.get(&device).cloned() {
+            Some((owner, bid)) if owner == identity => Ok(t.remove(&owner, &bid).is_some()),
+            _ => Ok(false),
+        }
+    }
+
+    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, BackendError> {
+        let mut t = self.lock();
+        let current = t
+            .identities
+            .get(&binding.identity)
+            .and_then(|b| b.get(&binding.binding_id));
+        let prunable = current.is_some_and(|c| {
+            c.credential == binding.credential
+                && c.device_token == binding.device_token
+                && c.updated_at_ms <= judged_at_ms
+        });
+        if prunable {
+            t.remove(&binding.identity, &binding.binding_id);
+        }
+        Ok(prunable)
+    }
+}
