@@ -135,6 +135,21 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
+/// The key names of the settings' prefix.
+fn keys(settings: &Settings) -> Result<Keys, DaemonError> {
+    Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))
+}
+
+/// A shared Redis connection of the settings; the error names the URL without its password.
+async fn connect(settings: &Settings) -> Result<ConnectionManager, DaemonError> {
+    redis_conn::connect(&settings.redis)
+        .await
+        .map_err(|source| DaemonError::Redis {
+            url: redacted_url(&settings.redis.url),
+            source,
+        })
+}
+
 /// The Redis-backed queue and binding store of the settings.
 pub async fn redis_backends(
     settings: &Settings,
@@ -143,11 +158,8 @@ pub async fn redis_backends(
         url: redacted_url(&settings.redis.url),
         source,
     };
-    let keys =
-        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
-    let conn = redis_conn::connect(&settings.redis)
-        .await
-        .map_err(redis_err)?;
+    let keys = keys(settings)?;
+    let conn = connect(settings).await?;
     let store = RedisBindingStore::new(
         conn.clone(),
         keys.clone(),
@@ -166,15 +178,12 @@ pub async fn redis_backends(
 
 /// The dead-letter stream of the settings (`callpush dlq`).
 pub async fn dead_letters(settings: &Settings) -> Result<DeadLetters, DaemonError> {
-    let keys =
-        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
-    let conn = redis_conn::connect(&settings.redis)
-        .await
-        .map_err(|source| DaemonError::Redis {
-            url: redacted_url(&settings.redis.url),
-            source,
-        })?;
-    Ok(DeadLetters::new(conn, keys, settings.stream.max_len))
+    let conn = connect(settings).await?;
+    Ok(DeadLetters::new(
+        conn,
+        keys(settings)?,
+        settings.stream.max_len,
+    ))
 }
 
 /// What the daemon stores in: the calls queue, the binding store and the push ledger, on Redis
@@ -195,15 +204,8 @@ pub struct Backends {
 /// The Redis backend of the settings.
 pub async fn redis_backend(settings: &Settings) -> Result<Backends, DaemonError> {
     let (queue, store) = redis_backends(settings).await?;
-    let keys =
-        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
-    let ledger = Arc::new(RedisSentLedger::new(queue.connection(), keys));
-    let redis = redis_conn::connect(&settings.redis)
-        .await
-        .map_err(|source| DaemonError::Redis {
-            url: redacted_url(&settings.redis.url),
-            source,
-        })?;
+    let ledger = Arc::new(RedisSentLedger::new(queue.connection(), keys(settings)?));
+    let redis = connect(settings).await?;
     Ok(Backends {
         queue,
         store,
@@ -237,12 +239,7 @@ pub async fn api_context(
     queue: Arc<dyn CallQueue>,
     store: Arc<dyn BindingStore>,
 ) -> Result<ApiContext, DaemonError> {
-    let redis = redis_conn::connect(&settings.redis)
-        .await
-        .map_err(|source| DaemonError::Redis {
-            url: redacted_url(&settings.redis.url),
-            source,
-        })?;
+    let redis = connect(settings).await?;
     api_context_with(settings, queue, store, Some(redis))
 }
 
@@ -254,8 +251,7 @@ pub fn api_context_with(
     redis: Option<ConnectionManager>,
 ) -> Result<ApiContext, DaemonError> {
     let auth = Arc::new(Auth::from_settings(settings)?);
-    let keys =
-        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
+    let keys = keys(settings)?;
     let dead_letters = redis
         .clone()
         .map(|conn| Arc::new(DeadLetters::new(conn, keys, settings.stream.max_len)));
@@ -306,8 +302,7 @@ async fn serve(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
-    let keys =
-        Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))?;
+    let keys = keys(&settings)?;
     let Backends {
         queue,
         store,

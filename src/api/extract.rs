@@ -46,15 +46,9 @@ where
                 "JSON (Content-Type: application/json)",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge {
-                    limit: BODY_LIMIT_BYTES,
-                }
-            } else {
-                ApiError::InvalidRequest("the request body could not be read".into())
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
@@ -111,4 +105,16 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         return Err(garbled());
     }
     Ok(token)
+}
+
+/// Why a request body could not be read, as the SPEC §3 error: over the body limit (413), or
+/// cut off or garbled on the way (400).
+pub(crate) fn body_rejection(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge {
+            limit: BODY_LIMIT_BYTES,
+        }
+    } else {
+        ApiError::InvalidRequest("the request body could not be read".into())
+    }
 }

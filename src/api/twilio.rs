@@ -22,7 +22,7 @@ use axum::Json;
 use tracing::{debug, info, warn};
 
 use super::error::ApiError;
-use super::{ApiContext, BODY_LIMIT_BYTES};
+use super::ApiContext;
 use crate::twilio::form::{self, WebhookCall};
 use crate::twilio::{signature, Webhook};
 
@@ -73,15 +73,7 @@ async fn answer(ctx: &ApiContext, peer: IpAddr, request: Request) -> Result<Resp
         .map(str::to_owned);
     let body = Bytes::from_request(request, &())
         .await
-        .map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge {
-                    limit: BODY_LIMIT_BYTES,
-                }
-            } else {
-                ApiError::InvalidRequest("the request body could not be read".into())
-            }
-        })?;
+        .map_err(super::extract::body_rejection)?;
     let fields = form::parse(&body).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     check_signature(ctx, webhook, peer, presented.as_deref(), &fields)?;
     let call =

@@ -31,24 +31,20 @@ fn local_listener() -> tokio::net::TcpListener {
 impl TestDaemon {
     /// Start the daemon with `settings`.
     pub fn start(settings: Settings) -> Self {
-        let listeners = daemon::Listeners {
-            api: local_listener(),
-            admin: local_listener(),
-        };
-        let api = listeners.api.local_addr().unwrap();
-        let admin = listeners.admin.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(daemon::run(settings, listeners, shutdown.clone()));
-        TestDaemon {
-            shutdown,
-            handle,
-            api,
-            admin,
-        }
+        Self::spawn(|listeners, shutdown| tokio::spawn(daemon::run(settings, listeners, shutdown)))
     }
 
     /// Start the daemon with `settings` on the given backends (the in-memory one).
     pub fn start_on(settings: Settings, backends: daemon::Backends) -> Self {
+        Self::spawn(|listeners, shutdown| {
+            tokio::spawn(daemon::run_with(settings, backends, listeners, shutdown))
+        })
+    }
+
+    /// Bind both listeners on port 0 and run `daemon` on them.
+    fn spawn(
+        daemon: impl FnOnce(daemon::Listeners, CancellationToken) -> JoinHandle<Result<(), DaemonError>>,
+    ) -> Self {
         let listeners = daemon::Listeners {
             api: local_listener(),
             admin: local_listener(),
@@ -56,12 +52,7 @@ impl TestDaemon {
         let api = listeners.api.local_addr().unwrap();
         let admin = listeners.admin.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(daemon::run_with(
-            settings,
-            backends,
-            listeners,
-            shutdown.clone(),
-        ));
+        let handle = daemon(listeners, shutdown.clone());
         TestDaemon {
             shutdown,
             handle,
