@@ -41,8 +41,8 @@ pub const PASSWORD_ENV: &str = "CALLPUSH_REDIS_PASSWORD";
 
 /// A client for the settings: the URL, the ACL user and the password (`redis.password_file`,
 /// else `CALLPUSH_REDIS_PASSWORD`, else the URL's), and for `rediss://` the extra root of
-/// `redis.ca_file`. Secret files are read here, at connect time, so a rotated password is
-/// picked up by the next connection the daemon makes.
+/// `redis.ca_file`. Secret files are read here, once per client: the connection manager
+/// reconnects with what it was built with, so a rotated password takes a daemon restart.
 pub fn client(settings: &RedisSettings) -> Result<redis::Client, RedisError> {
     let info = settings.url.as_str().into_connection_info()?;
     let mut redis_info = info.redis_settings().clone();
