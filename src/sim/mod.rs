@@ -14,16 +14,35 @@
 
 mod apns;
 mod fcm;
+mod record;
+mod script;
 mod server;
+mod simulators;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-
-use tokio::net::TcpListener;
-use tokio::task::AbortHandle;
+use std::sync::Mutex;
 
 use crate::domain::mask_device_token;
+
+pub use apns::{Answer as ApnsAnswer, ApnsOptions, ApnsSim};
+pub use fcm::{Answer as FcmAnswer, FcmOptions, FcmSim};
+pub use record::Recorded;
+pub use server::{SimServer, TlsIdentity};
+pub use simulators::{SimOptions, Simulators};
+
+/// Why a simulator did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// No port on 127.0.0.1.
+    #[error("cannot listen on 127.0.0.1: {0}")]
+    Bind(#[source] std::io::Error),
+    /// A public key that is not PEM of the right kind.
+    #[error("{0}")]
+    Key(String),
+    /// A certificate or key that rustls refuses.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
 
 /// The development APNs signing key (PKCS#8 P-256, a `.p8` file's content). Dev only.
 pub const DEV_APNS_KEY: &str = include_str!("keys/dev_apns_key.p8");
@@ -123,55 +142,6 @@ fn log_push(platform: &str, token: &str, kind: &str, call_sid: &str, status: u16
         status,
         "{platform} sim: {kind} push for call {call_sid} to {masked} answered {answer}"
     );
-}
-
-/// Both simulators, running until dropped.
-#[derive(Debug)]
-pub struct Simulators {
-    apns: SocketAddr,
-    fcm: SocketAddr,
-    tasks: Vec<AbortHandle>,
-}
-
-impl Simulators {
-    /// Start both on 127.0.0.1, port 0.
-    pub async fn start() -> std::io::Result<Simulators> {
-        let flakes = Arc::new(Flakes::default());
-        let apns_listener = TcpListener::bind("127.0.0.1:0").await?;
-        let fcm_listener = TcpListener::bind("127.0.0.1:0").await?;
-        let apns = apns_listener.local_addr()?;
-        let fcm = fcm_listener.local_addr()?;
-        let apns_sim = Arc::new(apns::ApnsSim::new(flakes.clone()));
-        let fcm_sim = Arc::new(fcm::FcmSim::new(format!("http://{fcm}/token"), flakes));
-        let tasks = vec![
-            tokio::spawn(server::accept_loop(apns_listener, apns_sim)).abort_handle(),
-            tokio::spawn(server::accept_loop(fcm_listener, fcm_sim)).abort_handle(),
-        ];
-        Ok(Simulators { apns, fcm, tasks })
-    }
-
-    /// The APNs endpoint (an APNs credential's `endpoint`).
-    pub fn apns_endpoint(&self) -> String {
-        format!("http://{}", self.apns)
-    }
-
-    /// The FCM base URL (an FCM credential's `base_url`).
-    pub fn fcm_base_url(&self) -> String {
-        format!("http://{}", self.fcm)
-    }
-
-    /// The OAuth token endpoint (the service account's `token_uri`).
-    pub fn token_uri(&self) -> String {
-        format!("http://{}/token", self.fcm)
-    }
-}
-
-impl Drop for Simulators {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,7 @@
-//! A local stand-in for `api.push.apple.com`: a real HTTP/2 server (h2c, or TLS with ALPN `h2`
-//! and the test CA's localhost certificate) that checks requests as Apple does — method, path,
-//! device token, ES256 provider token, topic, push type, priority, expiration, collapse id and
-//! payload — and answers with Apple's statuses, `{"reason": …}` bodies and an `apns-id` header.
-//!
-//! Tests script it (a dead token, a sequence of answers per device, a default answer, slow
-//! answers, expired provider tokens, dropped connections) and read back every request it got.
+//! The APNs simulator of `callpush::sim` with the test identity: the fixture key
+//! (`tests/fixtures/apns_auth_key.p8`), team `TEAM123456`, key `KEY1234567`, topic
+//! `com.example.app.voip`; h2c, or TLS with the test CA's localhost certificate. Scripting and
+//! recording are the simulator's own (`script`, `set_default`, `requests`, `wait_for`, …).
 //!
 //! ```ignore
 //! let apns = ApnsDouble::start(DoubleOptions::default()).await;
@@ -12,22 +9,13 @@
 //! apns.script(&token, vec![Answer::error(503, "ServiceUnavailable"), Answer::ok()]);
 //! ```
 
-mod checks;
-mod server;
+use std::ops::Deref;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::AbortHandle;
-
-use server::{accept_loop, tls_acceptor, Script, State};
+use callpush::sim::{ApnsOptions, ApnsSim, TlsIdentity};
 
 pub use super::fixtures::fixture;
-pub use super::recorded::Recorded;
+#[allow(unused_imports)]
+pub use callpush::sim::{ApnsAnswer as Answer, Recorded};
 
 /// Who the double is: the one topic, team and key it accepts.
 #[derive(Debug, Clone)]
@@ -53,75 +41,17 @@ impl Default for DoubleOptions {
     }
 }
 
-/// How the double answers one push.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// HTTP status.
-    pub status: u16,
-    /// Apple's `reason` (none for 200).
-    pub reason: Option<String>,
-    /// The 410 body's `timestamp` (ms since the epoch).
-    pub timestamp: Option<u64>,
-    /// A `Retry-After` header, in seconds.
-    pub retry_after: Option<u64>,
-    /// How long to wait before answering (a slow Apple).
-    pub delay: Duration,
-}
-
-impl Answer {
-    /// 200, accepted.
-    pub fn ok() -> Self {
-        Answer {
-            status: 200,
-            reason: None,
-            timestamp: None,
-            retry_after: None,
-            delay: Duration::ZERO,
-        }
-    }
-
-    /// An error status with Apple's reason, e.g. `Answer::error(503, "ServiceUnavailable")`.
-    pub fn error(status: u16, reason: &str) -> Self {
-        Answer {
-            status,
-            reason: Some(reason.to_string()),
-            ..Answer::ok()
-        }
-    }
-
-    /// 410 Unregistered, judged dead at `timestamp_ms`.
-    pub fn unregistered(timestamp_ms: u64) -> Self {
-        Answer {
-            timestamp: Some(timestamp_ms),
-            ..Answer::error(410, "Unregistered")
-        }
-    }
-
-    /// This answer with a `Retry-After: <secs>` header.
-    pub fn retry_after(mut self, secs: u64) -> Self {
-        self.retry_after = Some(secs);
-        self
-    }
-
-    /// This answer, given only after `delay`.
-    pub fn delayed(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-}
-
-/// The running double; it stops when dropped.
+/// The running simulator (every method of [`ApnsSim`] through `Deref`); it stops when dropped.
 pub struct ApnsDouble {
-    addr: SocketAddr,
+    sim: ApnsSim,
     tls: bool,
-    state: Arc<State>,
-    accept: AbortHandle,
 }
 
-impl Drop for ApnsDouble {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.kill_connections();
+impl Deref for ApnsDouble {
+    type Target = ApnsSim;
+
+    fn deref(&self) -> &ApnsSim {
+        &self.sim
     }
 }
 
@@ -133,37 +63,28 @@ impl ApnsDouble {
 
     /// Start a TLS double (ALPN `h2`, `tests/fixtures/localhost.pem`, signed by `test_ca.pem`).
     pub async fn start_tls(opts: DoubleOptions) -> Self {
-        Self::start_inner(opts, Some(tls_acceptor())).await
+        let read = |name| std::fs::read_to_string(fixture(name)).unwrap();
+        let identity = TlsIdentity {
+            cert_pem: read("localhost.pem"),
+            key_pem: read("localhost.key"),
+        };
+        Self::start_inner(opts, Some(identity)).await
     }
 
-    async fn start_inner(opts: DoubleOptions, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().unwrap();
-        let max_streams = opts.max_concurrent_streams;
-        let state = Arc::new(State {
-            checker: checks::Checker::new(opts),
-            max_streams,
-            script: Mutex::new(Script::default()),
-            count: watch::channel(0).0,
-            goaway: watch::channel(0).0,
-            connections: Mutex::new(Vec::new()),
-            accepted: AtomicUsize::new(0),
-            ids: AtomicU64::new(1),
-        });
+    async fn start_inner(opts: DoubleOptions, tls: Option<TlsIdentity>) -> Self {
         let is_tls = tls.is_some();
-        let accept = tokio::spawn(accept_loop(listener, tls, state.clone())).abort_handle();
-        ApnsDouble {
-            addr,
-            tls: is_tls,
-            state,
-            accept,
-        }
-    }
-
-    /// `http://127.0.0.1:<port>` (or `https://…` for the TLS double).
-    pub fn url(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{}", self.addr)
+        let sim = ApnsSim::start(ApnsOptions {
+            public_key_pem: std::fs::read_to_string(fixture("apns_auth_key.pub.pem")).unwrap(),
+            team_id: opts.team_id,
+            key_id: opts.key_id,
+            topic: opts.topic,
+            max_concurrent_streams: opts.max_concurrent_streams,
+            tls,
+            ..ApnsOptions::default()
+        })
+        .await
+        .expect("start the APNs simulator");
+        ApnsDouble { sim, tls: is_tls }
     }
 
     /// An APNs credential pointed at this double with the fixture key, bundle id
@@ -184,79 +105,5 @@ impl ApnsDouble {
             rate_limit_per_sec: None,
             payload: Default::default(),
         }
-    }
-
-    /// Answer 410 Unregistered (with this timestamp) to every push to `token`.
-    pub fn set_unregistered(&self, token: &str, timestamp_ms: u64) {
-        let mut s = self.state.script.lock().unwrap();
-        s.unregistered.insert(token.to_string(), timestamp_ms);
-    }
-
-    /// Answer the next pushes to `token` with `answers`, in order (then as before).
-    pub fn script(&self, token: &str, answers: Vec<Answer>) {
-        let mut s = self.state.script.lock().unwrap();
-        s.per_token
-            .entry(token.to_string())
-            .or_default()
-            .extend(answers);
-    }
-
-    /// Answer every well-formed push that has no scripted answer with `answer` (instead of 200).
-    pub fn set_default(&self, answer: Answer) {
-        self.state.script.lock().unwrap().default = Some(answer);
-    }
-
-    /// Treat provider tokens issued before `iat_secs` (epoch seconds) as expired: 403
-    /// ExpiredProviderToken until the client signs a newer one.
-    pub fn expire_provider_tokens_before(&self, iat_secs: u64) {
-        self.state.script.lock().unwrap().expire_before = iat_secs;
-    }
-
-    /// Send GOAWAY on every open connection (in-flight streams finish; new ones must use a new
-    /// connection), as Apple does when it rotates servers.
-    pub fn goaway_all(&self) {
-        self.state.goaway.send_modify(|g| *g += 1);
-    }
-
-    /// Drop every open connection at once, without GOAWAY (a network failure).
-    pub fn kill_connections(&self) {
-        for conn in self.state.connections.lock().unwrap().drain(..) {
-            conn.abort();
-        }
-    }
-
-    /// How many connections the double has accepted so far.
-    pub fn connections_accepted(&self) -> usize {
-        self.state.accepted.load(Ordering::SeqCst)
-    }
-
-    /// Every request received so far, in arrival order.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.state.script.lock().unwrap().requests.clone()
-    }
-
-    /// How many requests were received so far.
-    pub fn count(&self) -> usize {
-        *self.state.count.borrow()
-    }
-
-    /// Wait until at least `n` requests were received; false when `timeout` passed first.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
-        let mut rx = self.state.count.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n)).await;
-        reached.is_ok()
-    }
-
-    /// The distinct provider tokens seen, in order of first use.
-    pub fn distinct_jwts(&self) -> Vec<String> {
-        let mut seen = Vec::new();
-        for r in self.state.script.lock().unwrap().requests.iter() {
-            if let Some(jwt) = r.bearer.as_deref() {
-                if !seen.iter().any(|s| s == jwt) {
-                    seen.push(jwt.to_string());
-                }
-            }
-        }
-        seen
     }
 }

@@ -33,7 +33,6 @@ pub mod dead;
 pub mod fcm_double;
 pub mod fixtures;
 pub mod process;
-pub mod recorded;
 pub mod redis_server;
 pub mod scrape;
 pub mod tally;

@@ -1,5 +1,7 @@
 //! The request checks `api.push.apple.com` makes before it looks at the device, in Apple's
-//! order, each failing with Apple's status and reason.
+//! order, each failing with Apple's status and reason: method, path, device token, duplicate
+//! headers, the ES256 provider token (signature, `kid`, `iss`, age), topic, push type,
+//! priority, expiration, collapse id, payload size and shape.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,13 +9,15 @@ use std::sync::Mutex;
 use http::{HeaderMap, Method};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use super::DoubleOptions;
+use super::ApnsOptions;
+use crate::sim::record::bearer;
+use crate::sim::SimError;
 
 /// Apple's VoIP payload limit.
-pub const MAX_VOIP_PAYLOAD: usize = 5120;
+pub(super) const MAX_VOIP_PAYLOAD: usize = 5120;
 
 /// A failed check: Apple's status and reason.
-pub type Refusal = (u16, &'static str);
+pub(super) type Refusal = (u16, &'static str);
 
 /// A provider token that passed signature, `kid` and `iss` checks (Apple caches those too).
 #[derive(Clone, Copy)]
@@ -22,25 +26,30 @@ struct Verified {
 }
 
 /// Checks requests against one team, key and topic.
-pub struct Checker {
-    opts: DoubleOptions,
+pub(super) struct Checker {
+    team_id: String,
+    key_id: String,
+    topic: String,
     key: DecodingKey,
     verified: Mutex<HashMap<String, Verified>>,
 }
 
 impl Checker {
-    pub fn new(opts: DoubleOptions) -> Self {
-        let pem = std::fs::read(super::fixture("apns_auth_key.pub.pem")).expect("APNs public key");
-        Checker {
-            opts,
-            key: DecodingKey::from_ec_pem(&pem).expect("APNs public key is P-256 PEM"),
+    pub(super) fn new(opts: &ApnsOptions) -> Result<Self, SimError> {
+        let key = DecodingKey::from_ec_pem(opts.public_key_pem.as_bytes())
+            .map_err(|e| SimError::Key(format!("the APNs public key: {e}")))?;
+        Ok(Checker {
+            team_id: opts.team_id.clone(),
+            key_id: opts.key_id.clone(),
+            topic: opts.topic.clone(),
+            key,
             verified: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// Apple's refusal of a malformed or unauthorised request, if any. `expire_before` is the
     /// scripted "provider tokens issued before this second are expired" (0: none).
-    pub fn check(
+    pub(super) fn check(
         &self,
         method: &Method,
         path: &str,
@@ -73,7 +82,7 @@ impl Checker {
         }
         self.check_provider_token(headers, now_secs, expire_before)?;
         let topic = header(headers, "apns-topic").ok_or((400, "MissingTopic"))?;
-        if topic != self.opts.topic {
+        if topic != self.topic {
             return Err((400, "TopicDisallowed"));
         }
         match header(headers, "apns-push-type") {
@@ -112,12 +121,15 @@ impl Checker {
         expire_before: u64,
     ) -> Result<(), Refusal> {
         let jwt = bearer(headers).ok_or((403, "MissingProviderToken"))?;
-        let cached = self.verified.lock().unwrap().get(jwt).copied();
+        let cached = self.verified.lock().expect("sim lock").get(jwt).copied();
         let verified = match cached {
             Some(v) => v,
             None => {
                 let v = self.verify(jwt).ok_or((403, "InvalidProviderToken"))?;
-                self.verified.lock().unwrap().insert(jwt.to_string(), v);
+                self.verified
+                    .lock()
+                    .expect("sim lock")
+                    .insert(jwt.to_string(), v);
                 v
             }
         };
@@ -134,7 +146,7 @@ impl Checker {
             iat: u64,
         }
         let header = jsonwebtoken::decode_header(jwt).ok()?;
-        if header.alg != Algorithm::ES256 || header.kid.as_deref() != Some(&self.opts.key_id) {
+        if header.alg != Algorithm::ES256 || header.kid.as_deref() != Some(&self.key_id) {
             return None;
         }
         let mut validation = Validation::new(Algorithm::ES256);
@@ -142,24 +154,17 @@ impl Checker {
         validation.validate_exp = false;
         validation.validate_aud = false;
         let data = jsonwebtoken::decode::<Claims>(jwt, &self.key, &validation).ok()?;
-        (data.claims.iss == self.opts.team_id).then_some(Verified {
+        (data.claims.iss == self.team_id).then_some(Verified {
             iat: data.claims.iat,
         })
     }
 }
 
 /// The device token of `/3/device/<token>`.
-pub fn device_token(path: &str) -> Result<&str, Refusal> {
+pub(super) fn device_token(path: &str) -> Result<&str, Refusal> {
     path.strip_prefix("/3/device/")
         .or_else(|| (path == "/3/device").then_some(""))
         .ok_or((404, "BadPath"))
-}
-
-/// The JWT of `authorization: bearer <jwt>`.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = header(headers, "authorization")?;
-    let (scheme, jwt) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(jwt.trim())
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {

@@ -1,30 +1,32 @@
-//! The double's `oauth2.googleapis.com/token`: the JWT-bearer grant, checked like Google does.
+//! `oauth2.googleapis.com/token`: the JWT-bearer grant, checked like Google does (the RS256
+//! signature, `iss`, `aud`, lifetime, scope), traded for an access token it then accepts.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
 use http::Response;
+use http::StatusCode;
 use http_body_util::Full;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{json_response, Issued, State, SA_PUBLIC_KEY_FILE};
+use super::{Issued, State};
+use crate::sim::server::json;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const SHORT_LIVED: &str = "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.";
 
 pub(super) async fn token(state: &State, parts: &Parts, body: &Bytes) -> Response<Full<Bytes>> {
-    state.token_requests.fetch_add(1, Ordering::SeqCst);
-    tokio::time::sleep(state.opts.token_delay).await;
-    let scripted = state.token_script.lock().unwrap().pop_front();
+    state.count_token_request();
+    tokio::time::sleep(state.token_delay).await;
+    let scripted = state.token_script.lock().expect("sim lock").pop_front();
     if let Some(answer) = scripted {
         tokio::time::sleep(answer.delay).await;
         let body = answer.body.clone().unwrap_or(Value::Null);
-        return json_response(answer.status, &body, answer.retry_after);
+        return json(status_code(answer.status), &body, answer.retry_after);
     }
     if parts.method != http::Method::POST {
         return oauth_error(405, "invalid_request", "Method not allowed.");
@@ -61,9 +63,9 @@ pub(super) async fn token(state: &State, parts: &Parts, body: &Bytes) -> Respons
         rand::random::<u64>(),
         rand::random::<u64>()
     );
-    let expires_in = state.expires_in.load(Ordering::Relaxed);
+    let expires_in = state.expires_in();
     let now = Instant::now();
-    state.issued.lock().unwrap().insert(
+    state.issued.lock().expect("sim lock").insert(
         access_token.clone(),
         Issued {
             at: now,
@@ -72,18 +74,17 @@ pub(super) async fn token(state: &State, parts: &Parts, body: &Bytes) -> Respons
     );
     let answer =
         json!({"access_token": access_token, "expires_in": expires_in, "token_type": "Bearer"});
-    json_response(200, &answer, None)
+    json(StatusCode::OK, &answer, None)
 }
 
 /// Google's checks on the assertion; the error is its `error_description`.
 fn check_assertion(state: &State, assertion: &str) -> Result<(), String> {
-    let public = std::fs::read(SA_PUBLIC_KEY_FILE).unwrap();
-    let key = DecodingKey::from_rsa_pem(&public).unwrap();
+    let token_uri = state.token_uri();
     let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_audience(&[state.token_uri.as_str()]);
-    validation.set_issuer(&[state.opts.client_email.as_str()]);
+    validation.set_audience(&[token_uri]);
+    validation.set_issuer(&[state.client_email.as_str()]);
     validation.set_required_spec_claims(&["exp", "iat", "aud", "iss"]);
-    let claims = jsonwebtoken::decode::<Value>(assertion, &key, &validation)
+    let claims = jsonwebtoken::decode::<Value>(assertion, &state.key, &validation)
         .map_err(|e| match e.kind() {
             ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
                 "Invalid JWT Signature.".to_string()
@@ -91,7 +92,7 @@ fn check_assertion(state: &State, assertion: &str) -> Result<(), String> {
             ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => SHORT_LIVED.to_string(),
             ErrorKind::InvalidAudience => format!(
                 "Invalid JWT: Failed audience check. The right audience is {}",
-                state.token_uri
+                token_uri
             ),
             ErrorKind::InvalidIssuer => "Invalid grant: account not found".to_string(),
             _ => format!("Invalid JWT: {e}"),
@@ -130,9 +131,13 @@ fn parse_form(body: &[u8]) -> Vec<(String, String)> {
 }
 
 fn oauth_error(status: u16, error: &str, description: &str) -> Response<Full<Bytes>> {
-    json_response(
-        status,
+    json(
+        status_code(status),
         &json!({"error": error, "error_description": description}),
         None,
     )
+}
+
+fn status_code(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }

@@ -1,0 +1,199 @@
+//! The APNs simulator: `POST /3/device/<token>` checked as `api.push.apple.com` checks it (see
+//! `checks`), answered with Apple's statuses, `{"reason": …}` bodies and an `apns-id`.
+//!
+//! What a well-formed push gets: the next answer scripted for its token, else the token's
+//! "unregistered" mark, else the default answer, else the token prefix's [`Behaviour`].
+
+mod answers;
+mod checks;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::Response;
+use http_body_util::Full;
+use serde_json::Value;
+
+pub use answers::Answer;
+
+use super::record::{Recorded, Recorder};
+use super::script::Script;
+use super::server::{Handler, SimServer, TlsIdentity};
+use super::{log_push, Behaviour, Flakes, SimError};
+
+/// Who the APNs simulator is: the key, team, key id and topic it accepts, and how it serves.
+/// The default is the development identity of `callpush dev`.
+#[derive(Debug, Clone)]
+pub struct ApnsOptions {
+    /// The public half of the signing key, PEM: provider tokens are verified with it.
+    pub public_key_pem: String,
+    /// The provider token's `iss`.
+    pub team_id: String,
+    /// The provider token's `kid`.
+    pub key_id: String,
+    /// The `apns-topic` pushes must carry (`<bundle id>.voip` for VoIP pushes).
+    pub topic: String,
+    /// The `SETTINGS_MAX_CONCURRENT_STREAMS` each connection advertises (Apple's is 1000).
+    pub max_concurrent_streams: u32,
+    /// How long every push waits before its answer (Apple's round trip is about 30 ms).
+    pub latency: Duration,
+    /// Serve TLS (ALPN `h2`) with this certificate instead of h2c.
+    pub tls: Option<TlsIdentity>,
+}
+
+impl Default for ApnsOptions {
+    fn default() -> Self {
+        ApnsOptions {
+            public_key_pem: super::DEV_APNS_PUBLIC_KEY.into(),
+            team_id: super::DEV_TEAM_ID.into(),
+            key_id: super::DEV_KEY_ID.into(),
+            topic: format!("{}.voip", super::DEV_BUNDLE_ID),
+            max_concurrent_streams: 1000,
+            latency: Duration::ZERO,
+            tls: None,
+        }
+    }
+}
+
+/// What the connections share.
+struct State {
+    checker: checks::Checker,
+    latency: Duration,
+    script: Script<Answer>,
+    /// Provider tokens issued before this second are expired (0: none).
+    expire_before: AtomicU64,
+    flakes: Flakes,
+    recorder: Arc<Recorder>,
+    ids: AtomicU64,
+}
+
+/// A running APNs simulator; it stops, with its connections, when dropped.
+pub struct ApnsSim {
+    server: SimServer,
+    state: Arc<State>,
+}
+
+impl std::ops::Deref for ApnsSim {
+    type Target = SimServer;
+
+    /// The server: URL, connections, recorded pushes.
+    fn deref(&self) -> &SimServer {
+        &self.server
+    }
+}
+
+impl ApnsSim {
+    /// Start on 127.0.0.1, port 0.
+    pub async fn start(opts: ApnsOptions) -> Result<ApnsSim, SimError> {
+        let state = Arc::new(State {
+            checker: checks::Checker::new(&opts)?,
+            latency: opts.latency,
+            script: Script::default(),
+            expire_before: AtomicU64::new(0),
+            flakes: Flakes::default(),
+            recorder: Arc::default(),
+            ids: AtomicU64::new(1),
+        });
+        let server = SimServer::start(
+            state.clone(),
+            state.recorder.clone(),
+            opts.tls.as_ref(),
+            opts.max_concurrent_streams,
+        )
+        .await?;
+        Ok(ApnsSim { server, state })
+    }
+
+    /// Answer 410 Unregistered (with this timestamp) to every push to `token`.
+    pub fn set_unregistered(&self, token: &str, timestamp_ms: u64) {
+        let answer = Answer::unregistered(timestamp_ms);
+        self.state.script.stand(token, answer);
+    }
+
+    /// Answer the next pushes to `token` with `answers`, in order (then as before).
+    pub fn script(&self, token: &str, answers: Vec<Answer>) {
+        self.state.script.push(token, answers);
+    }
+
+    /// Answer every well-formed push that has no scripted answer with `answer` (instead of the
+    /// token prefix's behaviour).
+    pub fn set_default(&self, answer: Answer) {
+        self.state.script.set_default(answer);
+    }
+
+    /// Treat provider tokens issued before `iat_secs` (epoch seconds) as expired: 403
+    /// ExpiredProviderToken until the client signs a newer one.
+    pub fn expire_provider_tokens_before(&self, iat_secs: u64) {
+        self.state.expire_before.store(iat_secs, Ordering::SeqCst);
+    }
+
+    /// The distinct provider tokens seen, in order of first use.
+    pub fn distinct_jwts(&self) -> Vec<String> {
+        self.server.distinct_bearers()
+    }
+}
+
+impl State {
+    /// The answer to a well-formed push to `token`.
+    fn answer(&self, token: &str, payload: &Value) -> Answer {
+        if let Some(answer) = self.script.next(token) {
+            return answer;
+        }
+        let (kind, call_sid) = about(payload);
+        match self.flakes.answer(token, kind, call_sid) {
+            Behaviour::Accept => Answer::ok(),
+            Behaviour::Gone => Answer::unregistered(crate::domain::now_ms()),
+            Behaviour::Reject => Answer::error(400, "TopicDisallowed"),
+            Behaviour::Flaky => Answer::error(503, "ServiceUnavailable"),
+        }
+    }
+}
+
+/// The push type and call of a callpush payload, for the log line (`?` when absent).
+fn about(payload: &Value) -> (&str, &str) {
+    let of = |key: &str| payload["callpush"][key].as_str().unwrap_or("?");
+    (of("type"), of("call_sid"))
+}
+
+#[async_trait::async_trait]
+impl Handler for State {
+    async fn handle(&self, parts: Parts, body: Bytes) -> Response<Full<Bytes>> {
+        let received_at = Instant::now();
+        self.recorder.arrive();
+        let path = parts.uri.path();
+        let token = checks::device_token(path).unwrap_or("").to_string();
+        let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let now_secs = crate::domain::now_ms() / 1000;
+        let expire_before = self.expire_before.load(Ordering::SeqCst);
+        let answer = match self.checker.check(
+            &parts.method,
+            path,
+            &parts.headers,
+            &body,
+            now_secs,
+            expire_before,
+        ) {
+            Err((status, reason)) => Answer::error(status, reason),
+            Ok(()) => self.answer(&token, &payload),
+        };
+        let (kind, call_sid) = about(&payload);
+        let reason = answer.reason.as_deref().unwrap_or("");
+        log_push("APNs", &token, kind, call_sid, answer.status, reason);
+        self.recorder.record(Recorded::new(
+            token,
+            path,
+            &parts.headers,
+            body,
+            received_at,
+            answer.status,
+        ));
+        let wait = self.latency + answer.delay;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        answer.respond(&parts.headers, self.ids.fetch_add(1, Ordering::Relaxed))
+    }
+}

@@ -1,0 +1,91 @@
+//! Both simulators together, as `callpush dev` and the benchmark start them.
+
+use std::time::Duration;
+
+use super::{ApnsOptions, ApnsSim, FcmOptions, FcmSim, SimError};
+
+/// How [`Simulators::start_with`] starts both simulators.
+#[derive(Debug, Clone, Default)]
+pub struct SimOptions {
+    /// How long every push waits before its answer, on both (e.g. 30 ms for Apple's round
+    /// trip); this overrides the two options' own `latency` unless zero.
+    pub latency: Duration,
+    /// The `SETTINGS_MAX_CONCURRENT_STREAMS` of every connection, on both (0: each options'
+    /// own, 1000 by default).
+    pub max_concurrent_streams: u32,
+    /// The APNs simulator (identity, TLS, …); the default is the development identity.
+    pub apns: ApnsOptions,
+    /// The FCM simulator; the default is the development identity.
+    pub fcm: FcmOptions,
+}
+
+/// Both simulators, running until dropped.
+pub struct Simulators {
+    apns: ApnsSim,
+    fcm: FcmSim,
+}
+
+impl std::fmt::Debug for Simulators {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulators")
+            .field("apns", &self.apns.url())
+            .field("fcm", &self.fcm.url())
+            .finish()
+    }
+}
+
+impl Simulators {
+    /// Start both on 127.0.0.1, port 0, with the development identities, answering at once.
+    pub async fn start() -> std::io::Result<Simulators> {
+        Self::start_with(SimOptions::default())
+            .await
+            .map_err(std::io::Error::other)
+    }
+
+    /// Start both on 127.0.0.1, port 0, as `opts` says.
+    pub async fn start_with(opts: SimOptions) -> Result<Simulators, SimError> {
+        let SimOptions {
+            latency,
+            max_concurrent_streams,
+            mut apns,
+            mut fcm,
+        } = opts;
+        if !latency.is_zero() {
+            apns.latency = latency;
+            fcm.latency = latency;
+        }
+        if max_concurrent_streams > 0 {
+            apns.max_concurrent_streams = max_concurrent_streams;
+            fcm.max_concurrent_streams = max_concurrent_streams;
+        }
+        Ok(Simulators {
+            apns: ApnsSim::start(apns).await?,
+            fcm: FcmSim::start(fcm).await?,
+        })
+    }
+
+    /// The APNs endpoint (an APNs credential's `endpoint`).
+    pub fn apns_endpoint(&self) -> String {
+        self.apns.url()
+    }
+
+    /// The FCM base URL (an FCM credential's `base_url`).
+    pub fn fcm_base_url(&self) -> String {
+        self.fcm.url()
+    }
+
+    /// The OAuth token endpoint (the service account's `token_uri`).
+    pub fn token_uri(&self) -> String {
+        self.fcm.token_uri()
+    }
+
+    /// The APNs simulator, to script or read back.
+    pub fn apns(&self) -> &ApnsSim {
+        &self.apns
+    }
+
+    /// The FCM simulator, to script or read back.
+    pub fn fcm(&self) -> &FcmSim {
+        &self.fcm
+    }
+}
