@@ -1,16 +1,46 @@
-//! Simulated APNs and FCM (`callpush dev`): real HTTP/2 servers (h2c on 127.0.0.1, port 0)
-//! that the real provider clients talk to, so the provider JWT, the OAuth flow, the payloads
-//! and the classifiers all run. They check requests as Apple and Google do (signatures, key id,
-//! issuer, topic, push type, project, bearer, payload shape and size) and answer with the real
-//! statuses and bodies. The code path to them is only configuration: an APNs `endpoint`, an FCM
-//! `base_url` and `token_uri`.
+//! Simulated APNs and FCM: real HTTP/2 servers on 127.0.0.1 (port 0; h2c, or TLS with a
+//! certificate the caller gives) that the real provider clients talk to, so the provider JWT,
+//! the OAuth flow, the payloads and the classifiers all run. One implementation serves
+//! `callpush dev`, the integration tests (`tests/support/{apns,fcm}_double.rs` are thin
+//! wrappers with the test identity) and the benchmark. The code path to a simulator is only
+//! configuration — an APNs `endpoint`, an FCM `base_url` and `token_uri` — never `cfg(test)`.
 //!
-//! What a device token answers is chosen by its first characters (hex, so they make valid APNs
-//! tokens too) — see [`Behaviour`]. Every push is logged in one line at `info`, target
-//! `callpush::sim`: platform, masked token, push type, call SID and the answer.
+//! They check requests as Apple and Google do and answer with their real statuses and bodies:
+//! APNs (`apns`) the ES256 provider token (signature, `kid`, `iss`, age), topic, push type,
+//! priority, expiration, collapse id and the 5120-byte VoIP payload limit, with `{"reason": …}`
+//! bodies and an `apns-id`; FCM (`fcm`) the token endpoint's JWT-bearer grant (RS256
+//! signature, `iss`, `aud`, lifetime, scope), then the bearer (issued here and unexpired), the
+//! project and the message (string data, reserved keys, the 4096-byte data limit, Android
+//! priority and TTL), with `google.rpc.Status` bodies.
+//!
+//! ## What a push gets
+//! A request that fails a check gets Apple's or Google's refusal. A valid push gets, in order:
+//! the next answer scripted for its token ([`ApnsSim::script`], [`FcmSim::script`]), the
+//! token's standing answer (`set_unregistered`), the default answer (`set_default`), and
+//! otherwise the [`Behaviour`] of its first characters (hex, so they make valid APNs tokens
+//! too): `dead…` gone, `0bad…` refused, `503…` unavailable once per call and type, anything
+//! else accepted. Tests script the rest: [`ApnsAnswer`] and [`FcmAnswer`] carry a status, a
+//! body, a `Retry-After` and a delay; `expire_provider_tokens_before`, `script_token`,
+//! `set_expires_in`, `revoke_tokens`; and on the [`SimServer`] both dereference to,
+//! `goaway_all` and `kill_connections`.
+//!
+//! ## What it records
+//! Every push, in a [`Recorded`] (token, path, headers, body, bearer, arrival time, status),
+//! read back with `requests`, `count`, `wait_for`, `received`, `wait_for_received`; FCM also
+//! counts token requests and remembers when it issued each access token.
+//!
+//! ## Latency and streams
+//! [`SimOptions::latency`] (or each simulator's `latency`) holds every push's answer that long
+//! — the benchmark sets 30 ms to model Apple's round trip — on top of any scripted delay;
+//! token requests are not held. `max_concurrent_streams` is what each connection advertises in
+//! `SETTINGS_MAX_CONCURRENT_STREAMS` (Apple's is 1000).
+//!
+//! Every push is logged in one line at `info`, target `callpush::sim`: platform, masked token,
+//! push type, call SID and the answer.
 //!
 //! The keys under `src/sim/keys/` are **development keys**, published with the source: they sign
-//! for the simulators only and must never be given to Apple or Google.
+//! for the simulators only and must never be given to Apple or Google. [`ApnsOptions`] and
+//! [`FcmOptions`] default to them; tests pass the public halves of their fixture keys instead.
 
 mod apns;
 mod fcm;
