@@ -1,6 +1,7 @@
-//! Test support shared by the integration tests: a real redis-server per test, HTTP/2 test
-//! doubles of APNs and FCM (with Google's OAuth token endpoint), key fixtures, and HTTP API
-//! helpers (independently minted access tokens, `oneshot` and real-socket requests).
+//! Test support shared by the integration tests: a real redis-server per test, the APNs and FCM
+//! simulators of `callpush::sim` (with Google's OAuth token endpoint) started with the test
+//! identity, key fixtures, and HTTP API helpers (independently minted access tokens, `oneshot`
+//! and real-socket requests).
 #![allow(dead_code)]
 
 /// For each test body `name(backend: world::Backend)`, a module `name` with one test per
