@@ -27,7 +27,9 @@
 //! ## What it records
 //! Every push, in a [`Recorded`] (token, path, headers, body, bearer, arrival time, status),
 //! read back with `requests`, `count`, `wait_for`, `received`, `wait_for_received`; FCM also
-//! counts token requests and remembers when it issued each access token.
+//! counts token requests and remembers when it issued each access token. Each simulator keeps
+//! the pushes by default (`record`); [`Simulators`] (dev, benchmark) only counts them unless
+//! [`SimOptions::record`] is set, so a long run does not grow.
 //!
 //! ## Latency and streams
 //! [`SimOptions::latency`] (or each simulator's `latency`) holds every push's answer that long

@@ -70,37 +70,37 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The pushes one simulator received: those that arrived (answered or still waiting out a
-/// delay) and those recorded.
+/// delay) and those recorded; with `keep` off only their numbers, so a long run (a dev
+/// session, a benchmark) does not hold every push in memory.
 #[derive(Debug)]
 pub(super) struct Recorder {
+    keep: bool,
     requests: Mutex<Vec<Recorded>>,
     recorded: watch::Sender<usize>,
     arrived: watch::Sender<usize>,
 }
 
-impl Default for Recorder {
-    fn default() -> Self {
+impl Recorder {
+    pub(super) fn new(keep: bool) -> Recorder {
         Recorder {
+            keep,
             requests: Mutex::new(Vec::new()),
             recorded: watch::channel(0).0,
             arrived: watch::channel(0).0,
         }
     }
-}
 
-impl Recorder {
     /// A push arrived (it is recorded once its answer is known).
     pub(super) fn arrive(&self) {
         self.arrived.send_modify(|n| *n += 1);
     }
 
-    /// Record a push.
+    /// Record a push (only count it without `keep`).
     pub(super) fn record(&self, request: Recorded) {
-        let mut requests = self.requests.lock().expect("sim lock");
-        requests.push(request);
-        let len = requests.len();
-        drop(requests);
-        self.recorded.send_replace(len);
+        if self.keep {
+            self.requests.lock().expect("sim lock").push(request);
+        }
+        self.recorded.send_modify(|n| *n += 1);
     }
 
     pub(super) fn requests(&self) -> Vec<Recorded> {

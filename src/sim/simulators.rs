@@ -13,6 +13,9 @@ pub struct SimOptions {
     /// The `SETTINGS_MAX_CONCURRENT_STREAMS` of every connection, on both (0: each options'
     /// own, 1000 by default).
     pub max_concurrent_streams: u32,
+    /// Keep every push for `requests()` on both. Off by default: a dev session or a benchmark
+    /// runs long, and counts (`count`, `received`) are kept either way.
+    pub record: bool,
     /// The APNs simulator (identity, TLS, …); the default is the development identity.
     pub apns: ApnsOptions,
     /// The FCM simulator; the default is the development identity.
@@ -35,7 +38,8 @@ impl std::fmt::Debug for Simulators {
 }
 
 impl Simulators {
-    /// Start both on 127.0.0.1, port 0, with the development identities, answering at once.
+    /// Start both on 127.0.0.1, port 0, with the development identities, answering at once,
+    /// counting pushes without keeping them.
     pub async fn start() -> std::io::Result<Simulators> {
         Self::start_with(SimOptions::default())
             .await
@@ -47,9 +51,12 @@ impl Simulators {
         let SimOptions {
             latency,
             max_concurrent_streams,
+            record,
             mut apns,
             mut fcm,
         } = opts;
+        apns.record = record;
+        fcm.record = record;
         if !latency.is_zero() {
             apns.latency = latency;
             fcm.latency = latency;

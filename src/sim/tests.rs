@@ -110,7 +110,12 @@ mod served {
 
     #[tokio::test]
     async fn every_push_is_recorded_with_its_path_and_bearer() {
-        let sims = Simulators::start().await.unwrap();
+        let sims = Simulators::start_with(SimOptions {
+            record: true,
+            ..SimOptions::default()
+        })
+        .await
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (apns, fcm) = providers(&sims, dir.path());
         let iphone = "ab".repeat(32);
@@ -134,6 +139,18 @@ mod served {
         let bearer = sent[0].bearer.clone().unwrap();
         assert!(sims.fcm().issued_at(&bearer).is_some());
         assert_eq!(sims.fcm().token_requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_recording_pushes_are_counted_not_kept() {
+        let sims = Simulators::start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (apns, fcm) = providers(&sims, dir.path());
+        assert_eq!(apns.send(&push(&"ab".repeat(32))).await, Outcome::Delivered);
+        assert_eq!(fcm.send(&push("alice-pixel")).await, Outcome::Delivered);
+        assert_eq!((sims.apns().count(), sims.fcm().count()), (1, 1));
+        assert!(sims.apns().requests().is_empty());
+        assert!(sims.fcm().requests().is_empty());
     }
 
     /// A latency of a minute: the pushes arrive, and no answer comes back meanwhile.

@@ -42,6 +42,8 @@ pub struct ApnsOptions {
     pub latency: Duration,
     /// Serve TLS (ALPN `h2`) with this certificate instead of h2c.
     pub tls: Option<TlsIdentity>,
+    /// Keep every push for `requests()` (on by default); off, only their numbers are kept.
+    pub record: bool,
 }
 
 impl Default for ApnsOptions {
@@ -54,6 +56,7 @@ impl Default for ApnsOptions {
             max_concurrent_streams: 1000,
             latency: Duration::ZERO,
             tls: None,
+            record: true,
         }
     }
 }
@@ -94,7 +97,7 @@ impl ApnsSim {
             script: Script::default(),
             expire_before: AtomicU64::new(0),
             flakes: Flakes::default(),
-            recorder: Arc::default(),
+            recorder: Arc::new(Recorder::new(opts.record)),
             ids: AtomicU64::new(1),
         });
         let server = SimServer::start(

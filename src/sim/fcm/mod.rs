@@ -52,6 +52,8 @@ pub struct FcmOptions {
     pub latency: Duration,
     /// Serve TLS (ALPN `h2`) with this certificate instead of h2c.
     pub tls: Option<TlsIdentity>,
+    /// Keep every push for `requests()` (on by default); off, only their numbers are kept.
+    pub record: bool,
 }
 
 impl Default for FcmOptions {
@@ -65,6 +67,7 @@ impl Default for FcmOptions {
             max_concurrent_streams: 1000,
             latency: Duration::ZERO,
             tls: None,
+            record: true,
         }
     }
 }
@@ -153,7 +156,7 @@ impl FcmSim {
             token_script: Mutex::default(),
             script: Script::default(),
             flakes: Flakes::default(),
-            recorder: Arc::default(),
+            recorder: Arc::new(Recorder::new(opts.record)),
             next_id: AtomicU64::new(1),
         });
         let server = SimServer::start(
