@@ -219,22 +219,30 @@ pub enum CliError {
     /// `callpush dev` failed.
     #[error(transparent)]
     Dev(#[from] crate::dev::DevError),
+    /// The signal handlers could not be installed.
+    #[error("cannot listen for SIGTERM/SIGINT: {0}")]
+    Signal(#[source] std::io::Error),
+    /// The admin API (`callpush dlq --admin`) failed or refused.
+    #[error(transparent)]
+    Admin(#[from] dlq::admin::AdminError),
 }
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    // The daemons listen for signals before anything else, so a SIGTERM at any moment after
+    // start stops them cleanly (a `callpush dev` temp dir removed) rather than killing them.
+    let shutdown = CancellationToken::new();
+    if matches!(cli.command, Command::Serve(_) | Command::Dev(_)) {
+        stop_on_signal(shutdown.clone()).map_err(CliError::Signal)?;
+    }
     match cli.command {
         Command::Serve(args) => {
             let settings = Settings::load(args.config.as_deref())?;
             let listeners = daemon::Listeners::bind(&settings).await?;
-            let shutdown = CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
             daemon::run(settings, listeners, shutdown).await?;
             Ok(())
         }
         Command::Dev(args) => {
-            let shutdown = CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
             let options = crate::dev::DevOptions {
                 data_dir: args.data_dir,
                 redis: args.redis,
@@ -264,21 +272,31 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-/// Cancel `shutdown` on SIGINT or SIGTERM.
-pub async fn stop_on_signal(shutdown: CancellationToken) {
+/// Cancel `shutdown` on SIGINT or SIGTERM. The handlers are installed before this returns
+/// (a signal from then on is never lost, nor does it kill the process); a task waits for them.
+/// Only for the daemons: once installed, a signal no longer ends the process by itself.
+pub fn stop_on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutdown signal received");
+            shutdown.cancel();
+        });
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutdown signal received");
-    shutdown.cancel();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received");
+        shutdown.cancel();
+    });
+    Ok(())
 }
 
 fn print_json(value: &serde_json::Value) {

@@ -10,7 +10,6 @@ use std::time::Duration;
 use callpush::bindings::{BindingStore, NewBinding};
 use callpush::config::{CredentialSettings, Settings};
 use callpush::daemon::Backends;
-use callpush::dispatch::ledger::MemoryLedger;
 use callpush::domain::{now_ms, Platform};
 use callpush::event::StreamEntry;
 use callpush::ingest::CallQueue;
@@ -100,12 +99,7 @@ impl World {
             None => TestDaemon::start(self.settings.clone()),
             Some(m) => TestDaemon::start_on(
                 self.settings.clone(),
-                Backends {
-                    queue: m.queue.clone(),
-                    store: m.store.clone(),
-                    ledger: Arc::new(MemoryLedger::default()),
-                    redis: None,
-                },
+                Backends::in_memory(m.queue.clone(), m.store.clone()),
             ),
         }
     }
