@@ -171,16 +171,10 @@ impl MemoryCallQueue {
         self.lock().results.iter().cloned().collect()
     }
 
-    /// The dead-letter stream, oldest first.
-    pub fn dead_letters(&self) -> Vec<StreamEntry> {
-        self.lock()
-            .dead
-            .iter()
-            .map(|(id, fields)| StreamEntry {
-                id: format_id(*id),
-                fields: fields.clone(),
-            })
-            .collect()
+    /// The calls stream's entries, oldest first.
+    pub fn calls(&self) -> Vec<StreamEntry> {
+        let s = self.lock();
+        s.calls.keys().filter_map(|id| s.entry(*id)).collect()
     }
 
     /// Entries in the calls stream.

@@ -83,6 +83,16 @@ impl World {
         world
     }
 
+    /// The in-memory queue the daemon uses, on [`Backend::Memory`].
+    pub fn memory_queue(&self) -> Option<Arc<MemoryCallQueue>> {
+        self.memory.as_ref().map(|m| m.queue.clone())
+    }
+
+    /// The in-memory binding store the daemon uses, on [`Backend::Memory`].
+    pub fn memory_store(&self) -> Option<Arc<MemoryBindingStore>> {
+        self.memory.as_ref().map(|m| m.store.clone())
+    }
+
     /// The calls queue as the consumer `consumer` of the daemon's group reads it.
     pub async fn queue_as(&self, consumer: &str) -> Arc<dyn CallQueue> {
         if let Some(m) = &self.memory {

@@ -29,6 +29,18 @@ fn bound(raw: &str, start: bool) -> Option<Bound<Id>> {
 }
 
 impl MemoryCallQueue {
+    /// The dead-letter stream, oldest first.
+    pub fn dead_letters(&self) -> Vec<StreamEntry> {
+        self.lock()
+            .dead
+            .iter()
+            .map(|(id, fields)| StreamEntry {
+                id: format_id(*id),
+                fields: fields.clone(),
+            })
+            .collect()
+    }
+
     /// Up to `count` dead letters from `start` to `end` (`XRANGE` bounds), oldest first.
     pub(crate) fn dead_range(&self, start: &str, end: &str, count: usize) -> Vec<StreamEntry> {
         let (Some(from), Some(to)) = (bound(start, true), bound(end, false)) else {
