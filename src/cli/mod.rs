@@ -1,5 +1,6 @@
-//! The `callpush` command line: `serve`, plus operator commands that work on the same Redis
-//! (`bindings add|list|delete`, `enqueue`, `dlq list|show|replay|purge` in [`dlq`]). Operator
+//! The `callpush` command line: `serve`, `dev`, plus operator commands that work on the same
+//! Redis (`bindings add|list|delete`, `enqueue`, `dlq list|show|replay|purge` in [`dlq`], which
+//! can also go through a daemon's admin API with `--admin`). Operator
 //! output is for people by default (tables, one-line answers; [`output`]) and JSON with
 //! `--json`. `main.rs` only parses and calls [`run`].
 
@@ -60,7 +61,8 @@ pub enum Command {
     Bindings(BindingsCommand),
     /// Add a call event to the calls stream (what a call server does with XADD).
     Enqueue(EnqueueArgs),
-    /// Inspect, replay and purge dead letters.
+    /// Inspect, replay and purge dead letters (in Redis, or through a daemon's admin API with
+    /// --admin URL).
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
     /// Mint an access token with the first configured API key, for trying the API (real
@@ -75,7 +77,8 @@ pub struct DevArgs {
     /// temp directory, removed on exit).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Use this Redis instead of the in-memory backend (so `XADD` and `callpush dlq` work).
+    /// Use this Redis instead of the in-memory backend (so a call server's `XADD` and `callpush
+    /// dlq` without --admin work).
     #[arg(long)]
     redis: Option<String>,
     /// The public API's address (default 127.0.0.1:8080, or a free port when it is taken).

@@ -25,6 +25,7 @@ Examples (after fixing the cause, e.g. a revoked APNs key):
   callpush dlq list --reason provider_rejected
   callpush dlq replay --reason provider_rejected --since 1h --dry-run
   callpush dlq replay --reason provider_rejected --since 1h
+  callpush dlq replay --reason provider_rejected --admin http://127.0.0.1:9090   (through a daemon)
 Incoming calls whose deadline passed and malformed entries are skipped unless --force.
 A replay cut off half-way is safe to run again: each entry is replayed at most once.";
 
