@@ -1,7 +1,8 @@
 //! Dead letters for on-call engineers (SPEC §7, issue #9): list, show, replay and purge the
 //! entries of the dead-letter stream. One implementation serves `callpush dlq …` and the admin
 //! routes `/v1/dead-letters…`, so both select the same entries and answer with the same
-//! [`Summary`] and [`ActionSummary`].
+//! [`Summary`] and [`ActionSummary`], over either backend's dead letters (`source`: Redis in
+//! `store`, the in-memory queue of `callpush dev` in `memory`; `walk` drives both).
 //!
 //! Keys (`<p>` is `redis.key_prefix`):
 //! - `<p>dead` — read with `XRANGE` in pages of [`PAGE`], filtered inside Redis by a read-only
