@@ -178,7 +178,13 @@ pub async fn redis_backends(
 
 /// The dead-letter stream of the settings (`callpush dlq`).
 pub async fn dead_letters(settings: &Settings) -> Result<DeadLetters, DaemonError> {
-    let conn = connect(settings).await?;
+    redis_dead_letters(settings, connect(settings).await?)
+}
+
+fn redis_dead_letters(
+    settings: &Settings,
+    conn: ConnectionManager,
+) -> Result<DeadLetters, DaemonError> {
     Ok(DeadLetters::new(
         conn,
         keys(settings)?,
@@ -186,8 +192,9 @@ pub async fn dead_letters(settings: &Settings) -> Result<DeadLetters, DaemonErro
     ))
 }
 
-/// What the daemon stores in: the calls queue, the binding store and the push ledger, on Redis
-/// ([`redis_backend`]) or in this process's memory ([`memory_backend`], not durable).
+/// What the daemon stores in: the calls queue, the binding store, the push ledger and the
+/// dead letters, on Redis ([`redis_backend`]) or in this process's memory ([`memory_backend`],
+/// not durable).
 pub struct Backends {
     /// The calls stream.
     pub queue: Arc<dyn CallQueue>,
@@ -195,10 +202,26 @@ pub struct Backends {
     pub store: Arc<dyn BindingStore>,
     /// Which devices each call already pushed.
     pub ledger: Arc<dyn SentLedger>,
-    /// The Redis connection behind them, when they are on Redis: the readiness PING, the
-    /// dead-letter routes and the stream gauges need it; without it, `/readyz` is always ready,
-    /// the dead-letter routes answer 404 and the stream gauges stay at 0.
+    /// The dead letters the queue's outcomes write, for `/v1/dead-letters…`.
+    pub dead_letters: Arc<DeadLetters>,
+    /// The Redis connection behind them, when they are on Redis: the readiness PING and the
+    /// stream gauges need it; without it, `/readyz` is always ready and the stream gauges stay
+    /// at 0.
     pub redis: Option<ConnectionManager>,
+}
+
+impl Backends {
+    /// The in-memory backend over `queue` and `store` (shared with whoever else holds them, as
+    /// tests do): a fresh ledger, the queue's dead letters, no Redis.
+    pub fn in_memory(queue: Arc<MemoryCallQueue>, store: Arc<MemoryBindingStore>) -> Backends {
+        Backends {
+            dead_letters: Arc::new(DeadLetters::in_memory(queue.as_ref().clone())),
+            queue,
+            store,
+            ledger: Arc::new(MemoryLedger::default()),
+            redis: None,
+        }
+    }
 }
 
 /// The Redis backend of the settings.
@@ -210,6 +233,7 @@ pub async fn redis_backend(settings: &Settings) -> Result<Backends, DaemonError>
         queue,
         store,
         ledger,
+        dead_letters: Arc::new(redis_dead_letters(settings, redis.clone())?),
         redis: Some(redis),
     })
 }
@@ -218,18 +242,16 @@ pub async fn redis_backend(settings: &Settings) -> Result<Backends, DaemonError>
 /// [`crate::memory`]).
 pub fn memory_backend(settings: &Settings) -> Backends {
     let consumer = QueueOptions::from_settings(settings).consumer;
-    Backends {
-        queue: Arc::new(MemoryCallQueue::new(
+    Backends::in_memory(
+        Arc::new(MemoryCallQueue::new(
             consumer,
             MemoryLimits::from_settings(settings),
         )),
-        store: Arc::new(MemoryBindingStore::new(
+        Arc::new(MemoryBindingStore::new(
             settings.bindings.ttl_days,
             settings.bindings.max_per_identity,
         )),
-        ledger: Arc::new(MemoryLedger::default()),
-        redis: None,
-    }
+    )
 }
 
 /// What the HTTP API needs, over the given queue and store: the secrets (read now), a Redis
@@ -240,21 +262,20 @@ pub async fn api_context(
     store: Arc<dyn BindingStore>,
 ) -> Result<ApiContext, DaemonError> {
     let redis = connect(settings).await?;
-    api_context_with(settings, queue, store, Some(redis))
+    let dead_letters = Arc::new(redis_dead_letters(settings, redis.clone())?);
+    api_context_with(settings, queue, store, dead_letters, Some(redis))
 }
 
-/// [`api_context`] over a given Redis connection, or none (the in-memory backend).
+/// [`api_context`] over given dead letters and Redis connection, or none (the in-memory
+/// backend).
 pub fn api_context_with(
     settings: &Settings,
     queue: Arc<dyn CallQueue>,
     store: Arc<dyn BindingStore>,
+    dead_letters: Arc<DeadLetters>,
     redis: Option<ConnectionManager>,
 ) -> Result<ApiContext, DaemonError> {
     let auth = Arc::new(Auth::from_settings(settings)?);
-    let keys = keys(settings)?;
-    let dead_letters = redis
-        .clone()
-        .map(|conn| Arc::new(DeadLetters::new(conn, keys, settings.stream.max_len)));
     let registry = api::health::base_registry()?;
     let credentials = settings.credentials.iter().map(|c| (c.platform(), c.sid()));
     let metrics = Metrics::new(&registry, credentials).map_err(api::health::RegistryError::from)?;
@@ -307,6 +328,7 @@ async fn serve(
         queue,
         store,
         ledger,
+        dead_letters,
         redis,
     } = backends;
     let on_redis = redis.is_some();
@@ -314,6 +336,7 @@ async fn serve(
         &settings,
         queue.clone(),
         store.clone(),
+        dead_letters,
         redis,
     )?);
     let (providers, probes) = meter(probed, &ctx.metrics);

@@ -1,7 +1,8 @@
 //! `callpush dev` as a new user runs it: start the binary, follow the walkthrough it prints —
 //! the `callpush token` commands and the curl requests exactly as printed — and check every
 //! answer, the simulators' log lines and `/metrics`; then SIGTERM: exit 0, and the temp data
-//! dir gone (a `--data-dir` kept). With `--redis`, the printed `callpush dlq list|replay` too.
+//! dir gone (a `--data-dir` kept). Then the printed `callpush dlq list|replay`: through the
+//! admin API in memory, on Redis with `--redis`.
 
 mod support;
 
@@ -349,34 +350,61 @@ async fn the_walkthrough_works_as_printed_in_memory() {
     }
     assert!(dev.walkthrough.contains("in memory (not durable"));
     let rest = common_steps(&mut dev).await;
-    // The in-memory step 5 ends with the grep of the dead-lettered outcome, already checked.
-    let (shown, _) = dev.follow(&rest[0]).await;
-    assert!(
-        shown.contains("callpush_events_total{outcome=\"dead_lettered\",type=\"incoming\"} 1"),
-        "{shown}"
-    );
-    assert!(dev.walkthrough.contains("needs Redis"));
-    // Ready without Redis; the dead-letter routes say why they cannot list.
+    assert!(rest[0].contains("dlq list --admin http://"), "{}", rest[0]);
+    dlq_steps(&mut dev, &rest).await;
+    // Ready without Redis.
     let admin = dev.shown("admin API");
     let (status, body) = request("GET", &format!("{admin}/readyz"), None, None).await;
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ready"}"#));
-    let token = dev.expand(&format!(
-        "$(cat {})",
-        data_dir.join("admin_token").display()
-    ));
-    let (status, body) = request(
-        "GET",
-        &format!("{admin}/v1/dead-letters"),
-        Some(&token),
-        None,
-    )
-    .await;
-    assert_eq!(status, 404, "{body}");
-    assert!(body.contains("in-memory backend"), "{body}");
 
     let status = dev.sigterm().await;
     assert!(status.success(), "{status:?}; log:\n{}", dev.log_text());
     assert!(!data_dir.exists(), "the temp data dir is removed on exit");
+}
+
+/// The printed `callpush dlq list` shows bob's dead letter; the printed replay puts it back on
+/// the calls stream, the simulator refuses it again, and it is dead-lettered again.
+async fn dlq_steps(dev: &mut Dev, rest: &[String]) {
+    let (listed, _) = dev.follow(&rest[0]).await;
+    assert!(listed.contains("CA0002"), "{listed}");
+    assert!(listed.contains("provider_rejected"), "{listed}");
+    assert!(
+        listed.contains("1 matched, 1 shown: provider_rejected 1"),
+        "{listed}"
+    );
+    let (replayed, _) = dev.follow(&rest[1]).await;
+    assert!(
+        replayed.starts_with("replayed 1 (provider_rejected 1)"),
+        "{replayed}"
+    );
+    // The replayed call reaches the simulator again, and ends as a dead letter again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while dev
+        .log_text()
+        .matches("call CA0002 to 0bad-bob… answered 403 PERMISSION_DENIED")
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no second push; log:\n{}",
+            dev.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = dev.commands()[3].clone();
+    wait_metric(
+        dev,
+        &metrics,
+        "callpush_events_total{outcome=\"dead_lettered\",type=\"incoming\"} 2",
+    )
+    .await;
+    // The replayed dead letter is gone; the one its replay made is listed.
+    let (listed, _) = dev.follow(&rest[0]).await;
+    assert!(
+        listed.contains("1 matched, 1 shown: provider_rejected 1"),
+        "{listed}"
+    );
 }
 
 #[tokio::test]
@@ -399,29 +427,7 @@ async fn the_walkthrough_works_as_printed_on_redis_with_dlq() {
     );
     assert!(dev.walkthrough.contains("Redis at"));
     let rest = common_steps(&mut dev).await;
-    let (listed, _) = dev.follow(&rest[0]).await;
-    assert!(listed.contains("CA0002"), "{listed}");
-    assert!(listed.contains("provider_rejected"), "{listed}");
-    let (replayed, _) = dev.follow(&rest[1]).await;
-    assert!(
-        replayed.starts_with("replayed 1 (provider_rejected 1)"),
-        "{replayed}"
-    );
-    // The replayed call reaches the simulator again.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while dev
-        .log_text()
-        .matches("call CA0002 to 0bad-bob… answered 403")
-        .count()
-        < 2
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no second push; log:\n{}",
-            dev.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    dlq_steps(&mut dev, &rest).await;
 
     let status = dev.sigterm().await;
     assert!(status.success(), "{status:?}; log:\n{}", dev.log_text());
@@ -429,4 +435,56 @@ async fn the_walkthrough_works_as_printed_on_redis_with_dlq() {
         data_dir.join("callpush.toml").exists(),
         "a --data-dir is kept"
     );
+}
+
+/// Whether `pid` catches SIGTERM yet (`SigCgt` of /proc/<pid>/status).
+fn catches_sigterm(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+}
+
+/// A SIGTERM at any moment of the start stops `callpush dev` with status 0 and leaves nothing
+/// in the temp directory. "Any moment" begins when the process catches SIGTERM — before that
+/// the kernel's default action applies to every program — and `callpush dev` does so before it
+/// sets anything up, so the first signal sent is the one right after it is caught.
+#[tokio::test]
+async fn a_sigterm_right_after_launch_exits_0_and_leaves_nothing_behind() {
+    for delay_ms in [0, 10, 40, 150] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args(["dev", "--api-listen", "127.0.0.1:0"])
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .env("TMPDIR", tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !catches_sigterm(child.id()) {
+            assert!(child.try_wait().unwrap().is_none(), "exited before SIGTERM");
+            assert!(Instant::now() < deadline, "SIGTERM never caught");
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(status.success(), "after {delay_ms} ms: {status:?}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(
+            left.is_empty(),
+            "after {delay_ms} ms, left behind: {left:?}"
+        );
+    }
 }

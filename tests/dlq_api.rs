@@ -1,9 +1,19 @@
-//! The dead-letter admin routes (`/v1/dead-letters…`) through `oneshot` against a real Redis:
-//! the admin token guards them, they select and summarise exactly as `callpush dlq` does for
-//! the same filters, errors have the SPEC §3 shape and name the field, and replays and purges
-//! done here count in the metrics.
+//! The dead-letter admin routes (`/v1/dead-letters…`) through `oneshot`, on Redis and on the
+//! in-memory backend of `callpush dev` (one body each, [`on_both_backends!`]): the admin token
+//! guards them, they select and summarise exactly as `callpush dlq` does for the same filters
+//! (on Redis directly, and through the admin API with `--admin`), errors have the SPEC §3 shape
+//! and name the field, and replays and purges done here count in the metrics.
 
+#[macro_use]
 mod support;
+
+on_both_backends!(
+    the_routes_need_the_admin_token,
+    the_api_lists_what_the_cli_lists_for_the_same_filters,
+    replay_purge_and_delete_act_and_count,
+    mistakes_are_answered_in_the_error_shape_naming_the_field,
+    paging_through_many_pages_sees_every_match_once_and_counts_them_all,
+);
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,19 +22,26 @@ use callpush::domain::now_ms;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::api::{call, ApiWorld, ADMIN_TOKEN};
-use support::daemon::read_all;
 use support::dead::{self, Dead};
 use support::process::{config_toml, Knobs};
+use support::world::Backend;
 
-/// `callpush dlq <args> --json --config <config>`: the entries and the summary.
-fn cli(config: &Path, args: &[&str]) -> (Vec<Value>, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_callpush"))
+/// `callpush dlq <args> --json --config <config> <target…>`: the entries and the summary. The
+/// admin token, for `--admin`, comes from the environment.
+/// Run on a blocking thread: the test's one runtime thread serves the admin API meanwhile.
+async fn cli(config: &Path, target: &[&str], args: &[&str]) -> (Vec<Value>, Value) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_callpush"));
+    command
         .args(args)
         .arg("--json")
         .arg("--config")
         .arg(config)
-        .stdin(Stdio::null())
-        .output()
+        .args(target)
+        .env("CALLPUSH_ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
         .unwrap();
     assert!(
         out.status.success(),
@@ -41,7 +58,6 @@ fn cli(config: &Path, args: &[&str]) -> (Vec<Value>, Value) {
 
 async fn seed(w: &mut ApiWorld) -> Vec<String> {
     let now = now_ms();
-    let p = w.world.prefix.clone();
     let mut malformed = Dead::new("malformed", "", "CA2", now - 2 * 3_600_000);
     malformed.to = None;
     let mut ended = Dead::new("expired", "alice", "CA5", now - 3_000);
@@ -55,7 +71,7 @@ async fn seed(w: &mut ApiWorld) -> Vec<String> {
     ];
     let mut ids = Vec::new();
     for d in &all {
-        ids.push(dead::add(&mut w.world.conn, &p, d).await);
+        ids.push(dead::add_to(&mut w.world, d).await);
     }
     ids
 }
@@ -68,9 +84,8 @@ async fn post(w: &ApiWorld, uri: &str, body: Value) -> support::api::Reply {
     call(w.admin(), Method::POST, uri, Some(ADMIN_TOKEN), Some(body)).await
 }
 
-#[tokio::test]
-async fn the_routes_need_the_admin_token() {
-    let w = ApiWorld::new().await;
+async fn the_routes_need_the_admin_token(backend: Backend) {
+    let w = ApiWorld::on(backend, |_| {}).await;
     let routes = [
         (Method::GET, "/v1/dead-letters", None),
         (Method::GET, "/v1/dead-letters/1-0", None),
@@ -95,13 +110,18 @@ async fn the_routes_need_the_admin_token() {
     }
 }
 
-#[tokio::test]
-async fn the_api_lists_what_the_cli_lists_for_the_same_filters() {
-    let mut w = ApiWorld::new().await;
+async fn the_api_lists_what_the_cli_lists_for_the_same_filters(backend: Backend) {
+    let mut w = ApiWorld::on(backend, |_| {}).await;
     let ids = seed(&mut w).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("callpush.toml");
     std::fs::write(&config, config_toml(&w.world, "cli", &Knobs::default())).unwrap();
+    // The CLI through the admin API on either backend, and straight on Redis when there is one.
+    let admin = w.serve_admin().await;
+    let mut targets = vec![vec!["--admin", admin.as_str()]];
+    if backend == Backend::Redis {
+        targets.push(vec![]);
+    }
 
     let filters: &[(&str, &[&str])] = &[
         ("", &[]),
@@ -116,9 +136,15 @@ async fn the_api_lists_what_the_cli_lists_for_the_same_filters() {
         assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.body);
         let mut argv = vec!["dlq", "list"];
         argv.extend_from_slice(args);
-        let (entries, summary) = cli(&config, &argv);
-        assert_eq!(reply.body["dead_letters"], Value::from(entries), "{query}");
-        assert_eq!(reply.body["summary"], summary["summary"], "{query}");
+        for target in &targets {
+            let (entries, summary) = cli(&config, target, &argv).await;
+            let entries = Value::from(entries);
+            assert_eq!(reply.body["dead_letters"], entries, "{query} {target:?}");
+            assert_eq!(
+                reply.body["summary"], summary["summary"],
+                "{query} {target:?}"
+            );
+        }
     }
     let page = get(&w, "/v1/dead-letters?limit=2").await;
     let next = page.body["summary"]["next_after"].as_str().unwrap();
@@ -139,25 +165,25 @@ async fn the_api_lists_what_the_cli_lists_for_the_same_filters() {
     )
     .await;
     assert_eq!(api.status, StatusCode::OK, "{}", api.body);
-    let (_, cli_summary) = cli(&config, &["dlq", "replay", "--all", "--dry-run"]);
-    assert_eq!(api.body, cli_summary);
+    for target in &targets {
+        let (_, cli_summary) = cli(&config, target, &["dlq", "replay", "--all", "--dry-run"]).await;
+        assert_eq!(api.body, cli_summary, "{target:?}");
+    }
     assert_eq!(api.body["replayed"], 2);
     assert_eq!(api.body["skipped"]["deadline_passed"], 2);
     assert_eq!(api.body["skipped"]["malformed"], 1);
 }
 
-#[tokio::test]
-async fn replay_purge_and_delete_act_and_count() {
-    let mut w = ApiWorld::new().await;
+async fn replay_purge_and_delete_act_and_count(backend: Backend) {
+    let mut w = ApiWorld::on(backend, |_| {}).await;
     let ids = seed(&mut w).await;
-    let p = w.world.prefix.clone();
 
     let by_id = post(&w, "/v1/dead-letters/replay", json!({"ids": [ids[2]]})).await;
     assert_eq!(by_id.status, StatusCode::OK, "{}", by_id.body);
     assert_eq!(by_id.body["replayed"], 1);
-    let calls = read_all(&mut w.world.conn, &format!("{p}calls")).await;
-    assert_eq!(calls[0].1["replayed_from"], ids[2]);
-    assert_eq!(calls[0].1["call_sid"], "CA3");
+    let (_, calls) = dead::world_streams(&mut w.world).await;
+    assert_eq!(calls[0]["replayed_from"], ids[2]);
+    assert_eq!(calls[0]["call_sid"], "CA3");
 
     let by_reason = post(
         &w,
@@ -174,9 +200,9 @@ async fn replay_purge_and_delete_act_and_count() {
     )
     .await;
     assert_eq!(forced.body["replayed"], 2, "{}", forced.body);
-    let calls = read_all(&mut w.world.conn, &format!("{p}calls")).await;
+    let (_, calls) = dead::world_streams(&mut w.world).await;
     assert_eq!(calls.len(), 3);
-    assert_eq!(calls[2].1["ttl_ms"], "15000");
+    assert_eq!(calls[2]["ttl_ms"], "15000");
 
     let deleted = call(
         w.admin(),
@@ -205,10 +231,10 @@ async fn replay_purge_and_delete_act_and_count() {
     )
     .await;
     assert_eq!(dry.body["purged"], 1, "{}", dry.body);
-    assert_eq!(dead::len(&mut w.world.conn, &p, "dead").await, 1);
+    assert_eq!(dead::world_streams(&mut w.world).await.0.len(), 1);
     let purged = post(&w, "/v1/dead-letters/purge", json!({"before": "1s"})).await;
     assert_eq!(purged.body["purged"], 1, "{}", purged.body);
-    assert_eq!(dead::len(&mut w.world.conn, &p, "dead").await, 0);
+    assert_eq!(dead::world_streams(&mut w.world).await.0.len(), 0);
 
     let metrics = call(w.admin(), Method::GET, "/metrics", None, None).await;
     assert_eq!(metrics.status, StatusCode::OK);
@@ -234,9 +260,8 @@ async fn metrics_text(w: &ApiWorld) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
-#[tokio::test]
-async fn mistakes_are_answered_in_the_error_shape_naming_the_field() {
-    let mut w = ApiWorld::new().await;
+async fn mistakes_are_answered_in_the_error_shape_naming_the_field(backend: Backend) {
+    let mut w = ApiWorld::on(backend, |_| {}).await;
     seed(&mut w).await;
     let cases = [
         (
@@ -343,16 +368,13 @@ async fn mistakes_are_answered_in_the_error_shape_naming_the_field() {
         assert_eq!(reply.code(), code, "{}", reply.body);
         assert!(reply.message().contains(named), "{named}: {}", reply.body);
     }
-    assert_eq!(
-        dead::len(&mut w.world.conn, &w.world.prefix.clone(), "dead").await,
-        5
-    );
+    assert_eq!(dead::world_streams(&mut w.world).await.0.len(), 5);
 }
 
-#[tokio::test]
-async fn paging_through_many_pages_sees_every_match_once_and_counts_them_all() {
-    let mut w = ApiWorld::new().await;
+async fn paging_through_many_pages_sees_every_match_once_and_counts_them_all(backend: Backend) {
+    let mut w = ApiWorld::on(backend, |_| {}).await;
     let p = w.world.prefix.clone();
+    let memory = w.world.memory_queue();
     let reasons = ["expired", "provider_rejected", "retries_exhausted"];
     let now = now_ms();
     let mut pipe = redis::pipe();
@@ -364,12 +386,21 @@ async fn paging_through_many_pages_sees_every_match_once_and_counts_them_all() {
         if i % 3 == 0 && i % 7 == 2 {
             expected.push(format!("{}-0", d.failed_ms));
         }
-        pipe.cmd("XADD")
-            .arg(format!("{p}dead"))
-            .arg(format!("{}-0", d.failed_ms))
-            .arg(d.fields());
+        match &memory {
+            Some(queue) => {
+                queue.add_dead_letter_at(d.failed_ms, d.fields());
+            }
+            None => {
+                pipe.cmd("XADD")
+                    .arg(format!("{p}dead"))
+                    .arg(format!("{}-0", d.failed_ms))
+                    .arg(d.fields());
+            }
+        }
     }
-    let _: () = pipe.query_async(&mut w.world.conn).await.unwrap();
+    if memory.is_none() {
+        let _: () = pipe.query_async(&mut w.world.conn).await.unwrap();
+    }
 
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
@@ -395,4 +426,71 @@ async fn paging_through_many_pages_sees_every_match_once_and_counts_them_all() {
         }
     }
     assert_eq!(seen, expected, "every match once, oldest first");
+}
+
+/// `callpush dlq … --admin`: a purge through the admin API acts like the Redis path, and
+/// failures are one line with a failure status — the API's refusal, a wrong token, a missing
+/// token, a daemon that is not there.
+#[tokio::test]
+async fn the_cli_through_the_admin_api_acts_and_fails_with_one_line() {
+    let mut w = ApiWorld::on(Backend::Memory, |_| {}).await;
+    let ids = seed(&mut w).await;
+    let admin = w.serve_admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("callpush.toml");
+    std::fs::write(&config, config_toml(&w.world, "cli", &Knobs::default())).unwrap();
+    let (_, summary) = cli(
+        &config,
+        &["--admin", &admin],
+        &["dlq", "purge", &ids[0], "--yes"],
+    )
+    .await;
+    assert_eq!(summary["purged"], 1, "{summary}");
+    assert_eq!(dead::world_streams(&mut w.world).await.0.len(), 4);
+
+    let run = |args: Vec<String>, token: Option<&'static str>| {
+        let config = config.clone();
+        async move {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_callpush"));
+            command.args(&args).arg("--config").arg(&config);
+            command.env_remove("CALLPUSH_ADMIN_TOKEN");
+            if let Some(token) = token {
+                command.env("CALLPUSH_ADMIN_TOKEN", token);
+            }
+            let out = tokio::task::spawn_blocking(move || command.output())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!out.status.success(), "{args:?} succeeded");
+            String::from_utf8_lossy(&out.stderr).trim().to_string()
+        }
+    };
+    let show = |id: &str, url: &str| {
+        ["dlq", "show", id, "--admin", url]
+            .map(String::from)
+            .to_vec()
+    };
+    let gone = run(show(&ids[0], &admin), Some(ADMIN_TOKEN)).await;
+    assert_eq!(
+        gone,
+        format!(
+            "callpush: admin API answered 404: no dead letter with id {}",
+            ids[0]
+        )
+    );
+    let wrong = run(show(&ids[1], &admin), Some("not-the-token")).await;
+    assert!(
+        wrong.starts_with("callpush: admin API answered 401"),
+        "{wrong}"
+    );
+    let missing = run(show(&ids[1], &admin), None).await;
+    assert!(missing.contains("CALLPUSH_ADMIN_TOKEN"), "{missing}");
+    let nobody = run(show(&ids[1], "http://127.0.0.1:1"), Some(ADMIN_TOKEN)).await;
+    assert!(
+        nobody.starts_with("callpush: admin API http://127.0.0.1:1:"),
+        "{nobody}"
+    );
+    for err in [gone, wrong, missing, nobody] {
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }

@@ -356,3 +356,22 @@ async fn a_flood_of_calls_to_one_callee_is_cut_at_the_limit_but_cancels_pass(bac
     assert_eq!(w.fcm.count(), 4);
     daemon.stop().await;
 }
+
+/// Stopping the in-memory daemon while its read waits for new calls ends that wait at once:
+/// with `stream.block_ms` and the grace period both ten minutes, it still returns within
+/// [`support::daemon::TestDaemon::stop`]'s 30 s (a read sitting out its block would not).
+#[tokio::test]
+async fn the_in_memory_daemon_stops_while_its_read_waits() {
+    let mut w = World::on(Backend::Memory, |s| {
+        s.stream.block_ms = 600_000;
+        s.shutdown.grace_ms = 600_000;
+    })
+    .await;
+    w.register("alice", Platform::Fcm, "fcm-token-alice").await;
+    let daemon = w.start_daemon();
+    w.call(&[("type", "incoming"), ("to", "alice"), ("call_sid", "CA1")])
+        .await;
+    // Its outcome is written: the daemon is back to waiting for new calls.
+    assert_eq!(w.results(1).await[0]["outcome"], "delivered");
+    daemon.stop().await;
+}

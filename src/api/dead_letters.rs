@@ -6,6 +6,9 @@
 //! - `GET /v1/dead-letters/{id}`, `DELETE /v1/dead-letters/{id}`;
 //! - `POST /v1/dead-letters/replay` and `POST /v1/dead-letters/purge` — the action's summary.
 //!
+//! They work on either backend: Redis, or the in-memory one of `callpush dev`, whose dead
+//! letters these routes are the only way to reach from outside the process.
+//!
 //! Replays and purges done here count in `callpush_dead_letters_replayed_total{reason}` and
 //! `callpush_dead_letters_purged_total`.
 
@@ -92,7 +95,8 @@ pub async fn list(
         ("until", q.until.as_deref()),
     )?;
     let mut entries = Vec::new();
-    let summary = dead_letters(&ctx)?
+    let summary = ctx
+        .dead_letters
         .list(&filter, q.after.as_deref(), limit, &mut |e| {
             entries.push(e.to_json())
         })
@@ -105,7 +109,7 @@ pub async fn show(
     State(ctx): State<Arc<ApiContext>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(dead_letters(&ctx)?.get(&id).await?.to_json()))
+    Ok(Json(ctx.dead_letters.get(&id).await?.to_json()))
 }
 
 /// `DELETE /v1/dead-letters/{id}`: 204, or 404 when there is no such dead letter.
@@ -113,7 +117,8 @@ pub async fn delete(
     State(ctx): State<Arc<ApiContext>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let summary = dead_letters(&ctx)?
+    let summary = ctx
+        .dead_letters
         .purge(&Selection::Ids(vec![id.clone()]), false, &mut |_| {})
         .await?;
     if summary.done == 0 {
@@ -161,7 +166,8 @@ pub async fn replay(
         keep: body.keep,
         ttl_ms: body.ttl_ms,
     };
-    let summary = dead_letters(&ctx)?
+    let summary = ctx
+        .dead_letters
         .replay(&selection, &options, &mut |_| {})
         .await?;
     if !summary.dry_run {
@@ -204,7 +210,8 @@ pub async fn purge(
         ("before", body.before.as_deref()),
     )?;
     let selection = dlq::select(body.ids, filter, all)?;
-    let summary = dead_letters(&ctx)?
+    let summary = ctx
+        .dead_letters
         .purge(&selection, body.dry_run, &mut |_| {})
         .await?;
     if !summary.dry_run {
@@ -212,16 +219,4 @@ pub async fn purge(
         info!(purged = summary.done, "dead letters purged by an operator");
     }
     Ok(Json(summary.to_json()))
-}
-
-/// The dead-letter stream, which only a Redis backend can hand out: the in-memory backend's
-/// dead letters live inside the dispatching process (see `crate::memory`).
-fn dead_letters(ctx: &ApiContext) -> Result<&crate::dlq::DeadLetters, ApiError> {
-    ctx.dead_letters.as_deref().ok_or_else(|| {
-        ApiError::NotFound(
-            "dead letters are kept in Redis only; this daemon runs on the in-memory backend \
-             (start `callpush dev --redis redis://…` to list and replay them)"
-                .into(),
-        )
-    })
 }

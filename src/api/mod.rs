@@ -55,9 +55,8 @@ pub struct ApiContext {
     pub store: Arc<dyn BindingStore>,
     /// The calls stream `POST /v1/calls` appends to.
     pub queue: Arc<dyn CallQueue>,
-    /// The dead-letter stream, for `/v1/dead-letters…`; `None` with the in-memory backend,
-    /// whose dead letters only its own process sees (those routes answer 404 then).
-    pub dead_letters: Option<Arc<crate::dlq::DeadLetters>>,
+    /// The dead letters, for `/v1/dead-letters…` (in Redis, or in this process's memory).
+    pub dead_letters: Arc<crate::dlq::DeadLetters>,
     /// A Redis connection for the readiness PING; `None` with the in-memory backend, which is
     /// ready as long as the process runs.
     pub redis: Option<ConnectionManager>,

@@ -96,19 +96,27 @@ fn api_key_secrets(settings: &Settings) -> Result<HashMap<String, Secret>, AuthC
         .collect()
 }
 
+/// The admin token of the settings: `admin.token_file`, else `CALLPUSH_ADMIN_TOKEN`, else none.
+/// The daemon checks requests against it; `callpush dlq --admin` presents it.
+pub fn admin_token(settings: &Settings) -> Result<Option<Secret>, AuthConfigError> {
+    match &settings.admin.token_file {
+        Some(path) => Ok(Some(
+            Secret::from_file(path).map_err(AuthConfigError::AdminToken)?,
+        )),
+        None => match std::env::var(ADMIN_TOKEN_ENV) {
+            Ok(_) => Ok(Some(
+                Secret::from_env(ADMIN_TOKEN_ENV).map_err(AuthConfigError::AdminToken)?,
+            )),
+            Err(_) => Ok(None),
+        },
+    }
+}
+
 impl Auth {
     /// Load every secret the settings name. The admin token comes from `admin.token_file`, else
     /// `CALLPUSH_ADMIN_TOKEN`; without either, every admin route answers 401.
     pub fn from_settings(settings: &Settings) -> Result<Auth, AuthConfigError> {
-        let admin = match &settings.admin.token_file {
-            Some(path) => Some(Secret::from_file(path).map_err(AuthConfigError::AdminToken)?),
-            None => match std::env::var(ADMIN_TOKEN_ENV) {
-                Ok(_) => {
-                    Some(Secret::from_env(ADMIN_TOKEN_ENV).map_err(AuthConfigError::AdminToken)?)
-                }
-                Err(_) => None,
-            },
-        };
+        let admin = admin_token(settings)?;
         Ok(Auth {
             rules: token::TokenRules {
                 account_sid: settings.auth.account_sid.clone(),

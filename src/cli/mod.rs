@@ -1,5 +1,6 @@
-//! The `callpush` command line: `serve`, plus operator commands that work on the same Redis
-//! (`bindings add|list|delete`, `enqueue`, `dlq list|show|replay|purge` in [`dlq`]). Operator
+//! The `callpush` command line: `serve`, `dev`, plus operator commands that work on the same
+//! Redis (`bindings add|list|delete`, `enqueue`, `dlq list|show|replay|purge` in [`dlq`], which
+//! can also go through a daemon's admin API with `--admin`). Operator
 //! output is for people by default (tables, one-line answers; [`output`]) and JSON with
 //! `--json`. `main.rs` only parses and calls [`run`].
 
@@ -60,7 +61,8 @@ pub enum Command {
     Bindings(BindingsCommand),
     /// Add a call event to the calls stream (what a call server does with XADD).
     Enqueue(EnqueueArgs),
-    /// Inspect, replay and purge dead letters.
+    /// Inspect, replay and purge dead letters (in Redis, or through a daemon's admin API with
+    /// --admin URL).
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
     /// Mint an access token with the first configured API key, for trying the API (real
@@ -75,7 +77,8 @@ pub struct DevArgs {
     /// temp directory, removed on exit).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Use this Redis instead of the in-memory backend (so `XADD` and `callpush dlq` work).
+    /// Use this Redis instead of the in-memory backend (so a call server's `XADD` and `callpush
+    /// dlq` without --admin work).
     #[arg(long)]
     redis: Option<String>,
     /// The public API's address (default 127.0.0.1:8080, or a free port when it is taken).
@@ -219,22 +222,30 @@ pub enum CliError {
     /// `callpush dev` failed.
     #[error(transparent)]
     Dev(#[from] crate::dev::DevError),
+    /// The signal handlers could not be installed.
+    #[error("cannot listen for SIGTERM/SIGINT: {0}")]
+    Signal(#[source] std::io::Error),
+    /// The admin API (`callpush dlq --admin`) failed or refused.
+    #[error(transparent)]
+    Admin(#[from] dlq::admin::AdminError),
 }
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    // The daemons listen for signals before anything else, so a SIGTERM at any moment after
+    // start stops them cleanly (a `callpush dev` temp dir removed) rather than killing them.
+    let shutdown = CancellationToken::new();
+    if matches!(cli.command, Command::Serve(_) | Command::Dev(_)) {
+        stop_on_signal(shutdown.clone()).map_err(CliError::Signal)?;
+    }
     match cli.command {
         Command::Serve(args) => {
             let settings = Settings::load(args.config.as_deref())?;
             let listeners = daemon::Listeners::bind(&settings).await?;
-            let shutdown = CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
             daemon::run(settings, listeners, shutdown).await?;
             Ok(())
         }
         Command::Dev(args) => {
-            let shutdown = CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
             let options = crate::dev::DevOptions {
                 data_dir: args.data_dir,
                 redis: args.redis,
@@ -264,21 +275,31 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-/// Cancel `shutdown` on SIGINT or SIGTERM.
-pub async fn stop_on_signal(shutdown: CancellationToken) {
+/// Cancel `shutdown` on SIGINT or SIGTERM. The handlers are installed before this returns
+/// (a signal from then on is never lost, nor does it kill the process); a task waits for them.
+/// Only for the daemons: once installed, a signal no longer ends the process by itself.
+pub fn stop_on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutdown signal received");
+            shutdown.cancel();
+        });
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutdown signal received");
-    shutdown.cancel();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received");
+        shutdown.cancel();
+    });
+    Ok(())
 }
 
 fn print_json(value: &serde_json::Value) {

@@ -112,6 +112,10 @@ fn local(listener: &TcpListener) -> Result<SocketAddr, DevError> {
 /// Run `callpush dev` until `shutdown` is cancelled; prints the walkthrough on stdout once the
 /// daemon is about to serve.
 pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<(), DevError> {
+    // Stopped before it started (a SIGTERM right after launch): nothing to set up or remove.
+    if shutdown.is_cancelled() {
+        return Ok(());
+    }
     let api = bind(
         "api.listen",
         options.api_listen.as_deref(),
@@ -131,7 +135,11 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<(),
         let config = files.write_config(&sims, api_addr, admin_addr, options.redis.as_deref())?;
         let settings = Settings::load(Some(&config))?;
         let backends = match &options.redis {
-            Some(_) => daemon::redis_backend(&settings).await?,
+            // A Redis that does not answer must not keep a SIGTERM waiting.
+            Some(_) => tokio::select! {
+                backends = daemon::redis_backend(&settings) => backends?,
+                _ = shutdown.cancelled() => return Ok(()),
+            },
             None => daemon::memory_backend(&settings),
         };
         println!(

@@ -121,26 +121,24 @@ pub fn text(
             r#"{"type":"incoming","to":"bob","call_sid":"CA0002"}"#
         )
     );
-    match redis {
-        Some(_) => {
-            let _ = writeln!(t, "  {exe} dlq list --config {config}");
-            let _ = writeln!(
-                t,
-                "  {exe} dlq replay --config {config} --reason provider_rejected --yes\n"
-            );
-        }
+    // In memory the dead letters live in this process: `callpush dlq` reaches them through the
+    // admin API (`--admin`), as it would a production daemon without access to its Redis.
+    let target = match redis {
+        Some(_) => format!("--config {config}"),
         None => {
             let _ = writeln!(
                 t,
-                "  curl -s http://{admin}/metrics | grep 'outcome=\"dead_lettered\"'"
+                "  # the dead letters live in this process: callpush dlq reaches them through the \
+                 admin API"
             );
-            let _ = writeln!(
-                t,
-                "  # listing and replaying dead letters (callpush dlq) needs Redis: restart with\n  \
-                 #    {exe} dev --redis redis://127.0.0.1:6379\n"
-            );
+            format!("--admin http://{admin} --config {config}")
         }
-    }
+    };
+    let _ = writeln!(t, "  {exe} dlq list {target}");
+    let _ = writeln!(
+        t,
+        "  {exe} dlq replay {target} --reason provider_rejected --yes\n"
+    );
     let _ = writeln!(
         t,
         "Simulated device tokens: {GONE_PREFIX}… answers 410 Unregistered / 404 UNREGISTERED \

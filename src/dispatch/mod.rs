@@ -204,6 +204,11 @@ impl Dispatcher {
             } else if Instant::now() >= next_claim {
                 next_claim = Instant::now() + claim_every;
                 queue.claim_stale(self.options.claim_idle, want).await
+            } else if queue.read_is_cancel_safe() {
+                tokio::select! {
+                    read = queue.read_new(want, self.options.block) => read,
+                    _ = shutdown.cancelled() => break,
+                }
             } else {
                 queue.read_new(want, self.options.block).await
             };

@@ -4,7 +4,7 @@
 //! `since` and `until` bound the dead letter's own stream id, whose time is when the event was
 //! dead-lettered, so a time window becomes an `XRANGE` range and is never a scan.
 
-use super::DlqError;
+use super::{DeadEntry, DlqError};
 use crate::domain::now_ms;
 
 /// What to select. Every part that is set must match (they combine with "and"); the field
@@ -25,6 +25,22 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Whether `entry` has the reason, `to` and `call_sid` asked for (the first value of each
+    /// field counts, as in `scan.lua`; the times are the range read, not checked here).
+    pub fn matches(&self, entry: &DeadEntry) -> bool {
+        [
+            ("reason", &self.reason),
+            ("to", &self.to),
+            ("call_sid", &self.call_sid),
+        ]
+        .into_iter()
+        .all(|(name, wanted)| {
+            wanted
+                .as_deref()
+                .is_none_or(|w| entry.field(name) == Some(w))
+        })
+    }
+
     /// Set `since` from user input (`--since`, `?since=`); `field` names it in errors.
     pub fn with_since(mut self, field: &'static str, raw: Option<&str>) -> Result<Self, DlqError> {
         self.since = raw

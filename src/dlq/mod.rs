@@ -1,7 +1,8 @@
 //! Dead letters for on-call engineers (SPEC §7, issue #9): list, show, replay and purge the
 //! entries of the dead-letter stream. One implementation serves `callpush dlq …` and the admin
 //! routes `/v1/dead-letters…`, so both select the same entries and answer with the same
-//! [`Summary`] and [`ActionSummary`].
+//! [`Summary`] and [`ActionSummary`], over either backend's dead letters (`source`: Redis in
+//! `store`, the in-memory queue of `callpush dev` in `memory`; `walk` drives both).
 //!
 //! Keys (`<p>` is `redis.key_prefix`):
 //! - `<p>dead` — read with `XRANGE` in pages of [`PAGE`], filtered inside Redis by a read-only
@@ -18,8 +19,11 @@
 //! (cluster support is a later issue, as for the outcome script).
 
 pub mod filter;
+mod memory;
 mod page;
-pub mod store;
+mod source;
+mod store;
+mod walk;
 
 use std::collections::BTreeMap;
 
@@ -30,7 +34,7 @@ use crate::domain::rfc3339_ms;
 use crate::event::{stream_id_ms, DEFAULT_TTL_MS, MAX_TTL_MS};
 
 pub use filter::Filter;
-pub use store::{DeadLetters, ReplayOptions, Selection};
+pub use walk::{DeadLetters, Progress, ReplayOptions, Selection};
 
 /// Entries read (and filtered inside Redis) per round trip.
 pub const PAGE: usize = 500;
@@ -238,7 +242,7 @@ pub fn select(ids: Vec<String>, filter: Filter, all: bool) -> Result<Selection, 
 }
 
 /// Where an entry sits in time, for the oldest and newest of a summary.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stamp {
     /// The dead letter's id.
     pub id: String,
@@ -248,7 +252,7 @@ pub struct Stamp {
 
 /// What a listing matched: how many, per reason, the oldest and the newest (over every match,
 /// not only the entries shown).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Entries that matched the filter.
     pub matched: u64,

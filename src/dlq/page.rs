@@ -1,10 +1,11 @@
 //! One page of the dead-letter stream as `scan.lua` reads it (see [`super::store`] for the
-//! paging strategy): the cursor over an id range, and the script's reply decoded.
+//! paging strategy): the cursor over an id range, and the script's reply decoded — or the same
+//! page made from entries read in order ([`Page::filtered`], the in-memory source).
 
 use redis::Value;
 
 use super::filter::{id_key, Filter};
-use super::{DeadEntry, DlqError, Stamp, Summary};
+use super::{DeadEntry, DlqError, Stamp, Summary, PAGE};
 use crate::backend::BackendError;
 use crate::ingest::redis::decode_entries;
 
@@ -28,6 +29,14 @@ impl Pager {
             done: false,
         }
     }
+
+    /// Move past `page`: the next one starts after its last id; a short page was the last.
+    pub(super) fn advance(&mut self, page: &Page) {
+        self.done = page.read < PAGE;
+        if !page.last_read.is_empty() {
+            self.start = format!("({}", page.last_read);
+        }
+    }
 }
 
 /// What `scan.lua` answers for one page.
@@ -44,6 +53,24 @@ pub(super) struct Page {
 }
 
 impl Page {
+    /// What `scan.lua` answers for the entries `read` (one page, oldest first): the first
+    /// `want` matches of `filter` in full, the others counted.
+    pub(super) fn filtered(read: Vec<DeadEntry>, filter: &Filter, want: usize) -> Page {
+        let mut page = Page {
+            last_read: read.last().map(|e| e.id.clone()).unwrap_or_default(),
+            read: read.len(),
+            ..Page::default()
+        };
+        for entry in read.into_iter().filter(|e| filter.matches(e)) {
+            if page.full.len() < want {
+                page.full.push(entry);
+            } else {
+                page.others.add(&entry);
+            }
+        }
+        page
+    }
+
     pub(super) fn decode(value: &Value) -> Result<Page, DlqError> {
         let corrupt = || DlqError::Backend(BackendError::Corrupt(format!("scan reply {value:?}")));
         let text = |v: &Value| redis::from_redis_value_ref::<String>(v).map_err(|_| corrupt());
@@ -92,10 +119,7 @@ impl Page {
             read: redis::from_redis_value_ref::<usize>(read).map_err(|_| corrupt())?,
             full: decode_entries(full)?
                 .into_iter()
-                .map(|e| DeadEntry {
-                    id: e.id,
-                    fields: e.fields,
-                })
+                .map(DeadEntry::from)
                 .collect(),
             others,
         })

@@ -27,6 +27,14 @@ pub trait CallQueue: Send + Sync + 'static {
     async fn read_new(&self, max: usize, block: Duration)
         -> Result<Vec<StreamEntry>, BackendError>;
 
+    /// Whether a `read_new` may be dropped while it waits without losing an entry (it hands
+    /// entries out only as it returns): shutdown then ends the wait at once instead of sitting
+    /// out `block`. Not for Redis, whose `XREADGROUP` makes entries pending once sent; there the
+    /// wait is at most `stream.block_ms`.
+    fn read_is_cancel_safe(&self) -> bool {
+        false
+    }
+
     /// Entries this consumer already read but never acknowledged (after a restart with the same
     /// consumer name), with ids after `after` (`0` for all), up to `max`, oldest first.
     async fn read_own_pending(

@@ -3,7 +3,10 @@
 //! writes — all under one lock, so a finish is as atomic as the Redis script.
 //!
 //! Several handles ([`MemoryCallQueue::with_consumer`]) share one stream, as several daemons
-//! share one Redis stream; reclaims between them work as XAUTOCLAIM does.
+//! share one Redis stream; reclaims between them work as XAUTOCLAIM does. The dead-letter
+//! stream's reads and changes for `crate::dlq` are in [`dead`].
+
+mod dead;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,7 +65,8 @@ struct Streams {
     delivered: Id,
     pending: BTreeMap<Id, Pending>,
     results: VecDeque<StreamEntry>,
-    dead: VecDeque<StreamEntry>,
+    /// The dead-letter stream, by id (ranges and deletes by id, as `crate::dlq` needs).
+    dead: BTreeMap<Id, Vec<(String, String)>>,
     /// Idempotency keys of [`CallQueue::enqueue_once`] → when they expire (ms since the epoch).
     once: HashMap<String, u64>,
 }
@@ -76,6 +80,25 @@ impl Streams {
             (self.last_id.0, self.last_id.1 + 1)
         };
         self.last_id
+    }
+
+    /// Add an event to the calls stream; trimming to `cap` drops the oldest entries even when
+    /// pending, as XADD MAXLEN does.
+    fn add_call(&mut self, fields: Vec<(String, String)>, cap: usize) -> Id {
+        let id = self.next_id();
+        self.calls.insert(id, fields);
+        while self.calls.len() > cap {
+            self.calls.pop_first();
+        }
+        id
+    }
+
+    /// Add a dead letter, dropping the oldest beyond `cap`.
+    fn add_dead(&mut self, id: Id, fields: Vec<(String, String)>, cap: usize) {
+        self.dead.insert(id, fields);
+        while self.dead.len() > cap {
+            self.dead.pop_first();
+        }
     }
 
     fn entry(&self, id: Id) -> Option<StreamEntry> {
@@ -148,9 +171,10 @@ impl MemoryCallQueue {
         self.lock().results.iter().cloned().collect()
     }
 
-    /// The dead-letter stream, oldest first.
-    pub fn dead_letters(&self) -> Vec<StreamEntry> {
-        self.lock().dead.iter().cloned().collect()
+    /// The calls stream's entries, oldest first.
+    pub fn calls(&self) -> Vec<StreamEntry> {
+        let s = self.lock();
+        s.calls.keys().filter_map(|id| s.entry(*id)).collect()
     }
 
     /// Entries in the calls stream.
@@ -223,6 +247,11 @@ impl CallQueue for MemoryCallQueue {
                 return Ok(Vec::new());
             }
         }
+    }
+
+    /// Entries are taken under the lock only when there are some; waiting holds nothing.
+    fn read_is_cancel_safe(&self) -> bool {
+        true
     }
 
     async fn read_own_pending(
@@ -326,9 +355,8 @@ impl CallQueue for MemoryCallQueue {
             push_capped(&mut s.results, StreamEntry { id, fields }, limits.results);
         }
         if let Some(dead) = dead {
-            let fields = dead.fields(entry);
-            let id = format_id(s.next_id());
-            push_capped(&mut s.dead, StreamEntry { id, fields }, limits.dead);
+            let id = s.next_id();
+            s.add_dead(id, dead.fields(entry), limits.dead);
         }
         Ok(())
     }
@@ -353,17 +381,9 @@ impl CallQueue for MemoryCallQueue {
     }
 
     async fn enqueue(&self, fields: &[(String, String)]) -> Result<String, BackendError> {
-        let cap = self.shared.limits.calls;
-        let id = {
-            let mut s = self.lock();
-            let id = s.next_id();
-            s.calls.insert(id, fields.to_vec());
-            // Trimming drops the oldest entries even when pending, as XADD MAXLEN does.
-            while s.calls.len() > cap {
-                s.calls.pop_first();
-            }
-            id
-        };
+        let id = self
+            .lock()
+            .add_call(fields.to_vec(), self.shared.limits.calls);
         self.shared.added.notify_waiters();
         Ok(format_id(id))
     }

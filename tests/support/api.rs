@@ -16,7 +16,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use super::world::World;
+use callpush::daemon::Backends;
+
+use super::world::{Backend, World};
 
 /// The account every token's `sub` names.
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
@@ -86,23 +88,52 @@ impl ApiWorld {
     }
 
     pub async fn with(tweak: impl FnOnce(&mut Settings)) -> ApiWorld {
+        Self::on(Backend::Redis, tweak).await
+    }
+
+    /// Both routers over the world's `backend` (its Redis, or its in-memory queue and store).
+    pub async fn on(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> ApiWorld {
         let dir = tempfile::tempdir().unwrap();
-        let world = World::with(|s| {
+        let world = World::on(backend, |s| {
             add_auth(s, dir.path());
             tweak(s);
         })
         .await;
-        let (queue, store) = callpush::daemon::redis_backends(&world.settings)
-            .await
-            .unwrap();
-        let ctx = callpush::daemon::api_context(&world.settings, queue, store)
-            .await
-            .unwrap();
+        let ctx = match world.memory_queue() {
+            Some(queue) => {
+                let backends = Backends::in_memory(queue, world.memory_store().unwrap());
+                callpush::daemon::api_context_with(
+                    &world.settings,
+                    backends.queue,
+                    backends.store,
+                    backends.dead_letters,
+                    None,
+                )
+                .unwrap()
+            }
+            None => {
+                let (queue, store) = callpush::daemon::redis_backends(&world.settings)
+                    .await
+                    .unwrap();
+                callpush::daemon::api_context(&world.settings, queue, store)
+                    .await
+                    .unwrap()
+            }
+        };
         ApiWorld {
             world,
             ctx: Arc::new(ctx),
             _dir: dir,
         }
+    }
+
+    /// Serve the admin router on a port of 127.0.0.1 until the test ends; its base URL.
+    pub async fn serve_admin(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = self.admin();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}")
     }
 
     pub fn public(&self) -> Router {

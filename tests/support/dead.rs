@@ -1,4 +1,5 @@
-//! Dead letters for the `dlq` tests: written straight to `<p>dead` with the fields the outcome
+//! Dead letters for the `dlq` tests: written straight to `<p>dead` (or the in-memory dead-letter
+//! stream of a [`World`] on [`super::world::Backend::Memory`]) with the fields the outcome
 //! script writes (the original event, then `reason`, `detail`, `attempts`, `failed_at`,
 //! `source_id`), at chosen times, so filters by time can be checked.
 
@@ -6,6 +7,8 @@ use std::collections::HashMap;
 
 use callpush::domain::rfc3339_ms;
 use redis::AsyncCommands;
+
+use super::world::World;
 
 /// One dead letter to write.
 #[derive(Debug, Clone)]
@@ -91,4 +94,35 @@ pub async fn streams(
         dead.into_iter().map(|(id, _)| id).collect(),
         calls.into_iter().map(|(_, f)| f).collect(),
     )
+}
+
+/// Add `dead` to the world's dead letters (Redis or memory) at its `failed_ms`; its id.
+pub async fn add_to(world: &mut World, dead: &Dead<'_>) -> String {
+    match world.memory_queue() {
+        Some(queue) => queue.add_dead_letter_at(dead.failed_ms, dead.fields()),
+        None => {
+            let prefix = world.prefix.clone();
+            add(&mut world.conn, &prefix, dead).await
+        }
+    }
+}
+
+/// The world's dead-letter ids, and the fields of its calls stream's entries.
+pub async fn world_streams(world: &mut World) -> (Vec<String>, Vec<HashMap<String, String>>) {
+    match world.memory_queue() {
+        Some(queue) => {
+            let calls = queue.calls();
+            (
+                queue.dead_letters().into_iter().map(|e| e.id).collect(),
+                calls
+                    .into_iter()
+                    .map(|e| e.fields.into_iter().collect())
+                    .collect(),
+            )
+        }
+        None => {
+            let prefix = world.prefix.clone();
+            streams(&mut world.conn, &prefix).await
+        }
+    }
 }

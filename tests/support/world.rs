@@ -10,7 +10,6 @@ use std::time::Duration;
 use callpush::bindings::{BindingStore, NewBinding};
 use callpush::config::{CredentialSettings, Settings};
 use callpush::daemon::Backends;
-use callpush::dispatch::ledger::MemoryLedger;
 use callpush::domain::{now_ms, Platform};
 use callpush::event::StreamEntry;
 use callpush::ingest::CallQueue;
@@ -84,6 +83,16 @@ impl World {
         world
     }
 
+    /// The in-memory queue the daemon uses, on [`Backend::Memory`].
+    pub fn memory_queue(&self) -> Option<Arc<MemoryCallQueue>> {
+        self.memory.as_ref().map(|m| m.queue.clone())
+    }
+
+    /// The in-memory binding store the daemon uses, on [`Backend::Memory`].
+    pub fn memory_store(&self) -> Option<Arc<MemoryBindingStore>> {
+        self.memory.as_ref().map(|m| m.store.clone())
+    }
+
     /// The calls queue as the consumer `consumer` of the daemon's group reads it.
     pub async fn queue_as(&self, consumer: &str) -> Arc<dyn CallQueue> {
         if let Some(m) = &self.memory {
@@ -100,12 +109,7 @@ impl World {
             None => TestDaemon::start(self.settings.clone()),
             Some(m) => TestDaemon::start_on(
                 self.settings.clone(),
-                Backends {
-                    queue: m.queue.clone(),
-                    store: m.store.clone(),
-                    ledger: Arc::new(MemoryLedger::default()),
-                    redis: None,
-                },
+                Backends::in_memory(m.queue.clone(), m.store.clone()),
             ),
         }
     }

@@ -1,19 +1,21 @@
 //! `callpush dlq list|show|replay|purge`: the dead-letter stream for on-call engineers, over
-//! the same [`crate::dlq`] code as the admin routes. Tables by default, `--json` lines on
+//! the same [`crate::dlq`] code as the admin routes — on Redis, or through a daemon's admin API
+//! with `--admin` ([`target`]). Tables by default, `--json` lines on
 //! request; replays and purges end with a summary, ask before touching more than
 //! [`CONFIRM_OVER`] entries (purges: any), and refuse without a terminal unless `--yes`.
 
 use clap::{Args, Subcommand};
 
+pub mod admin;
 mod print;
+mod target;
 
 use super::output::{self, Progress, Table};
-use super::{CliError, ConfigArg};
-use crate::config::Settings;
-use crate::daemon;
-use crate::dlq::{self, Action, ActionSummary, DeadLetters, Filter, ReplayOptions, Selection};
+use super::CliError;
+use crate::dlq::{self, Action, ActionSummary, Filter, ReplayOptions, Selection};
 use crate::domain::now_ms;
 use print::{list_row, print_entry, print_list_summary, summary_line};
+use target::{Target, TargetArgs};
 
 /// Replays of more entries than this ask first (or need `--yes`).
 pub const CONFIRM_OVER: u64 = 10;
@@ -23,6 +25,7 @@ Examples (after fixing the cause, e.g. a revoked APNs key):
   callpush dlq list --reason provider_rejected
   callpush dlq replay --reason provider_rejected --since 1h --dry-run
   callpush dlq replay --reason provider_rejected --since 1h
+  callpush dlq replay --reason provider_rejected --admin http://127.0.0.1:9090   (through a daemon)
 Incoming calls whose deadline passed and malformed entries are skipped unless --force.
 A replay cut off half-way is safe to run again: each entry is replayed at most once.";
 
@@ -78,7 +81,7 @@ impl FilterArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     #[command(flatten)]
-    config: ConfigArg,
+    target: TargetArgs,
     #[command(flatten)]
     filter: FilterArgs,
     /// Show at most this many (all matches are still counted in the summary).
@@ -96,7 +99,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     #[command(flatten)]
-    config: ConfigArg,
+    target: TargetArgs,
     /// The dead letter's id (the ID column of `dlq list`).
     id: String,
     /// As JSON.
@@ -108,7 +111,7 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     #[command(flatten)]
-    config: ConfigArg,
+    target: TargetArgs,
     /// Dead-letter ids to replay (or use --reason / --all).
     ids: Vec<String>,
     #[command(flatten)]
@@ -140,7 +143,7 @@ pub struct ReplayArgs {
 #[derive(Debug, Args)]
 pub struct PurgeArgs {
     #[command(flatten)]
-    config: ConfigArg,
+    target: TargetArgs,
     /// Dead-letter ids to delete (or use --reason / --before / --all).
     ids: Vec<String>,
     /// Only this reason.
@@ -166,17 +169,12 @@ pub struct PurgeArgs {
     json: bool,
 }
 
-async fn open(config: Option<&std::path::Path>) -> Result<DeadLetters, CliError> {
-    let settings = Settings::load(config)?;
-    Ok(daemon::dead_letters(&settings).await?)
-}
-
 /// Run a `dlq` command.
 pub async fn run(cmd: DlqCommand) -> Result<(), CliError> {
     match cmd {
         DlqCommand::List(a) => list(a).await,
         DlqCommand::Show(a) => {
-            let store = open(config_path(&a.config)).await?;
+            let store = a.target.open().await?;
             let entry = store.get(&a.id).await?;
             if a.json {
                 println!("{}", entry.to_json());
@@ -190,13 +188,9 @@ pub async fn run(cmd: DlqCommand) -> Result<(), CliError> {
     }
 }
 
-fn config_path(c: &ConfigArg) -> Option<&std::path::Path> {
-    c.config.as_deref()
-}
-
 async fn list(a: ListArgs) -> Result<(), CliError> {
     let filter = a.filter.filter()?;
-    let store = open(config_path(&a.config)).await?;
+    let store = a.target.open().await?;
     let now = now_ms();
     let summary = if a.json {
         store
@@ -269,7 +263,7 @@ async fn replay(a: ReplayArgs) -> Result<(), CliError> {
         keep: a.keep,
         ttl_ms: a.ttl_ms,
     };
-    let store = open(config_path(&a.config)).await?;
+    let store = a.target.open().await?;
     let total = if a.dry_run || a.yes {
         None
     } else {
@@ -277,7 +271,10 @@ async fn replay(a: ReplayArgs) -> Result<(), CliError> {
             dry_run: true,
             ..options
         };
-        let n = store.replay(&selection, &dry, &mut |_| {}).await?.done;
+        let n = store
+            .act(Action::Replay, &selection, &dry, &mut |_| {})
+            .await?
+            .done;
         Some(approve(n, Action::Replay, n > CONFIRM_OVER)?)
     };
     act(&store, &selection, Action::Replay, &options, total, a.json).await
@@ -292,11 +289,18 @@ async fn purge(a: PurgeArgs) -> Result<(), CliError> {
     .with_until("--before", a.before.as_deref())?;
     let all = a.all || filter.until.is_some();
     let selection = dlq::select(a.ids, filter, all)?;
-    let store = open(config_path(&a.config)).await?;
+    let store = a.target.open().await?;
     let total = if a.dry_run || a.yes {
         None
     } else {
-        let n = store.purge(&selection, true, &mut |_| {}).await?.done;
+        let dry = ReplayOptions {
+            dry_run: true,
+            ..ReplayOptions::default()
+        };
+        let n = store
+            .act(Action::Purge, &selection, &dry, &mut |_| {})
+            .await?
+            .done;
         Some(approve(n, Action::Purge, n > 0)?)
     };
     let options = ReplayOptions {
@@ -307,7 +311,7 @@ async fn purge(a: PurgeArgs) -> Result<(), CliError> {
 }
 
 async fn act(
-    store: &DeadLetters,
+    store: &Target,
     selection: &Selection,
     action: Action,
     options: &ReplayOptions,
@@ -316,10 +320,7 @@ async fn act(
 ) -> Result<(), CliError> {
     let mut progress = Progress::new(total);
     let mut update = |s: &ActionSummary| progress.update(s);
-    let summary = match action {
-        Action::Replay => store.replay(selection, options, &mut update).await?,
-        Action::Purge => store.purge(selection, options.dry_run, &mut update).await?,
-    };
+    let summary = store.act(action, selection, options, &mut update).await?;
     progress.finish();
     if json {
         println!("{}", summary.to_json());
