@@ -18,6 +18,7 @@
 //! (cluster support is a later issue, as for the outcome script).
 
 pub mod filter;
+mod merge;
 mod page;
 pub mod store;
 

@@ -10,19 +10,26 @@
 //! holds one page and one batch whatever the stream's length, and entries deleted behind the
 //! cursor (a replay in progress) never shift what is read next. Each page is a short script
 //! (a few milliseconds for [`PAGE`] entries), so Redis is never blocked for long.
+//!
+//! Shards (`stream.shards`): each shard has its own dead-letter stream (`<p>{<tag>}dead`), in
+//! the slot of its calls stream, so a replay (dead → calls, one script) stays in one slot. A
+//! listing reads every shard and merges by id (entry time, `super::merge`); a replay or purge
+//! walks shard after shard. Ids are per stream: an id given to `get`, `replay` or `purge` is
+//! looked up in every shard, and acts on each dead letter holding it.
 
 use std::collections::BTreeSet;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use redis::{Script, Value};
 
 use super::filter::{parse_id, Filter};
+use super::merge;
 use super::page::{Page, Pager};
 use super::{Action, ActionSummary, DeadEntry, DlqError, Summary, BATCH, PAGE};
 use crate::domain::now_ms;
 use crate::event::MAX_TTL_MS;
 use crate::ingest::redis::read_range;
-use crate::redis_conn::Keys;
+use crate::redis_conn::{Keys, Layout};
 
 /// Which dead letters a replay or purge acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,10 +56,11 @@ pub struct ReplayOptions {
 /// Progress callback: the summary so far, after each batch.
 pub type Progress<'a> = &'a mut (dyn FnMut(&ActionSummary) + Send);
 
-/// The dead-letter stream of one Redis and key prefix.
+/// The dead-letter streams of one Redis (or cluster) and key prefix.
 pub struct DeadLetters {
-    conn: ConnectionManager,
-    keys: Keys,
+    conn: RedisConn,
+    /// Every shard's keys (one without `stream.shards`).
+    shards: Vec<Keys>,
     calls_max_len: u64,
     scan: Script,
     replay: Script,
@@ -61,7 +69,7 @@ pub struct DeadLetters {
 impl std::fmt::Debug for DeadLetters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeadLetters")
-            .field("keys", &self.keys)
+            .field("shards", &self.shards)
             .finish_non_exhaustive()
     }
 }
@@ -69,10 +77,19 @@ impl std::fmt::Debug for DeadLetters {
 impl DeadLetters {
     /// The dead letters under `keys`; replays add to the calls stream with `MAXLEN ~
     /// calls_max_len` (`stream.max_len`).
-    pub fn new(conn: ConnectionManager, keys: Keys, calls_max_len: u64) -> DeadLetters {
+    pub fn new(conn: RedisConn, keys: Keys, calls_max_len: u64) -> DeadLetters {
+        DeadLetters::sharded(conn, vec![keys], calls_max_len)
+    }
+
+    /// The dead letters of every shard of `layout`.
+    pub fn with_layout(conn: RedisConn, layout: &Layout, calls_max_len: u64) -> DeadLetters {
+        DeadLetters::sharded(conn, layout.shards().to_vec(), calls_max_len)
+    }
+
+    fn sharded(conn: RedisConn, shards: Vec<Keys>, calls_max_len: u64) -> DeadLetters {
         DeadLetters {
             conn,
-            keys,
+            shards,
             calls_max_len,
             scan: Script::new(include_str!("scan.lua")),
             replay: Script::new(include_str!("replay.lua")),
@@ -83,6 +100,7 @@ impl DeadLetters {
     /// full, the other matches only counted.
     async fn page(
         &self,
+        keys: &Keys,
         pager: &mut Pager,
         filter: &Filter,
         want: usize,
@@ -93,7 +111,7 @@ impl DeadLetters {
         let any = |f: &Option<String>| f.clone().unwrap_or_default();
         let value: Value = self
             .scan
-            .key(&self.keys.dead)
+            .key(&keys.dead)
             .arg(&pager.start)
             .arg(&pager.end)
             .arg(PAGE)
@@ -111,19 +129,31 @@ impl DeadLetters {
         Ok(page)
     }
 
-    /// One dead letter by id.
+    /// One dead letter by id (the first shard's holding it).
     pub async fn get(&self, id: &str) -> Result<DeadEntry, DlqError> {
+        let mut found = self.find(id).await?;
+        Ok(found.swap_remove(0).1)
+    }
+
+    /// Every shard's dead letter with `id`, with its shard; at least one.
+    async fn find(&self, id: &str) -> Result<Vec<(usize, DeadEntry)>, DlqError> {
         let id = parse_id(id)?;
         let mut conn = self.conn.clone();
-        let found = read_range(&mut conn, &self.keys.dead, &id, &id, 1).await?;
-        found
-            .into_iter()
-            .next()
-            .map(|e| DeadEntry {
-                id: e.id,
-                fields: e.fields,
-            })
-            .ok_or(DlqError::NotFound(id))
+        let mut out = Vec::new();
+        for (shard, keys) in self.shards.iter().enumerate() {
+            let found = read_range(&mut conn, &keys.dead, &id, &id, 1).await?;
+            out.extend(found.into_iter().map(|e| {
+                let entry = DeadEntry {
+                    id: e.id,
+                    fields: e.fields,
+                };
+                (shard, entry)
+            }));
+        }
+        if out.is_empty() {
+            return Err(DlqError::NotFound(id));
+        }
+        Ok(out)
     }
 
     /// Walk every entry matching `filter` after `after`, oldest first: the first `limit` are
@@ -135,13 +165,38 @@ impl DeadLetters {
         limit: usize,
         show: &mut (dyn FnMut(&DeadEntry) + Send),
     ) -> Result<Summary, DlqError> {
+        if let [keys] = self.shards.as_slice() {
+            return self.list_shard(keys, filter, after, limit, show).await;
+        }
+        let mut listings = Vec::new();
+        for keys in &self.shards {
+            let mut shown = Vec::new();
+            let summary = self
+                .list_shard(keys, filter, after, limit, &mut |e| shown.push(e.clone()))
+                .await?;
+            listings.push((shown, summary));
+        }
+        let (shown, summary) = merge::listings(listings, limit);
+        shown.iter().for_each(show);
+        Ok(summary)
+    }
+
+    /// [`DeadLetters::list`] on one shard.
+    async fn list_shard(
+        &self,
+        keys: &Keys,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: usize,
+        show: &mut (dyn FnMut(&DeadEntry) + Send),
+    ) -> Result<Summary, DlqError> {
         let after = after.map(parse_id).transpose()?;
         let mut pager = Pager::new(filter, after.as_deref());
         let mut summary = Summary::default();
         let mut last_shown = None;
         while !pager.done {
             let want = limit.saturating_sub(summary.shown as usize);
-            let page = self.page(&mut pager, filter, want).await?;
+            let page = self.page(keys, &mut pager, filter, want).await?;
             for entry in &page.full {
                 summary.add(entry);
                 show(entry);
@@ -203,6 +258,7 @@ impl DeadLetters {
             options,
             now_ms: now_ms(),
             summary: ActionSummary::new(action, options.dry_run),
+            shard: 0,
             batch: Vec::with_capacity(BATCH),
         };
         let walked = match selection {
@@ -211,14 +267,15 @@ impl DeadLetters {
                 let mut entries = Vec::new();
                 let mut seen = BTreeSet::new();
                 for id in ids {
-                    let entry = self.get(id).await?;
-                    if seen.insert(entry.id.clone()) {
-                        entries.push(entry);
+                    for (shard, entry) in self.find(id).await? {
+                        if seen.insert((shard, entry.id.clone())) {
+                            entries.push((shard, entry));
+                        }
                     }
                 }
                 let mut walked = Ok(());
-                for entry in entries {
-                    walked = run.take(entry, progress).await;
+                for (shard, entry) in entries {
+                    walked = run.take_from(shard, entry, progress).await;
                     if walked.is_err() {
                         break;
                     }
@@ -249,19 +306,38 @@ struct Run<'s> {
     options: &'s ReplayOptions,
     now_ms: u64,
     summary: ActionSummary,
+    /// The shard of the entries in `batch`.
+    shard: usize,
     batch: Vec<DeadEntry>,
 }
 
 impl Run<'_> {
     async fn walk(&mut self, filter: &Filter, progress: Progress<'_>) -> Result<(), DlqError> {
-        let mut pager = Pager::new(filter, None);
-        while !pager.done {
-            let page = self.store.page(&mut pager, filter, PAGE).await?;
-            for entry in page.full {
-                self.take(entry, progress).await?;
+        let store = self.store;
+        for (shard, keys) in store.shards.iter().enumerate() {
+            let mut pager = Pager::new(filter, None);
+            while !pager.done {
+                let page = store.page(keys, &mut pager, filter, PAGE).await?;
+                for entry in page.full {
+                    self.take_from(shard, entry, progress).await?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Take an entry of `shard`: a batch holds one shard's entries only.
+    async fn take_from(
+        &mut self,
+        shard: usize,
+        entry: DeadEntry,
+        progress: Progress<'_>,
+    ) -> Result<(), DlqError> {
+        if shard != self.shard {
+            self.flush(progress).await?;
+            self.shard = shard;
+        }
+        self.take(entry, progress).await
     }
 
     async fn take(&mut self, entry: DeadEntry, progress: Progress<'_>) -> Result<(), DlqError> {
@@ -310,12 +386,18 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The keys of the batch's shard: a replay goes back to the calls stream of the shard the
+    /// dead letter is in (one slot), which is the shard of its `to`.
+    fn keys(&self) -> &Keys {
+        &self.store.shards[self.shard]
+    }
+
     /// One script call for the batch; per entry, whether it was replayed (else it was gone).
     async fn replay(&self, batch: &[DeadEntry]) -> Result<Vec<bool>, DlqError> {
         let mut invocation = self.store.replay.prepare_invoke();
         invocation
-            .key(&self.store.keys.dead)
-            .key(&self.store.keys.calls)
+            .key(&self.keys().dead)
+            .key(&self.keys().calls)
             .arg(self.store.calls_max_len)
             .arg(if self.options.keep { "1" } else { "0" });
         for entry in batch {
@@ -335,7 +417,7 @@ impl Run<'_> {
     async fn purge(&self, batch: &[DeadEntry]) -> Result<Vec<bool>, DlqError> {
         let mut pipe = redis::pipe();
         for entry in batch {
-            pipe.cmd("XDEL").arg(&self.store.keys.dead).arg(&entry.id);
+            pipe.cmd("XDEL").arg(&self.keys().dead).arg(&entry.id);
         }
         let deleted: Vec<i64> = pipe.query_async(&mut self.store.conn.clone()).await?;
         Ok(deleted.into_iter().map(|n| n > 0).collect())
