@@ -11,8 +11,9 @@
 //!   blocks on all shards at once for at most [`SHARD_BLOCK`] (each on its own connection,
 //!   splitting the free slots between them) and returns what any of them brought: a new event
 //!   on an idle shard waits at most that long.
-//! - **Ids**: entries carry `<shard>/<stream id>` so finishing, touching and looking up owners
-//!   go to the right stream; the dead letter's `source_id` is the plain stream id.
+//! - **Ids**: entries carry `<stream id>@<shard>` so finishing, touching and looking up owners
+//!   go to the right stream; the stream id stays first, so the event's time still reads from
+//!   it, and the dead letter's `source_id` is the plain stream id.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -33,15 +34,15 @@ pub struct ShardedQueue {
     next: AtomicUsize,
 }
 
-/// `<shard>/<stream id>`.
+/// `<stream id>@<shard>`.
 fn tag(shard: usize, mut entry: StreamEntry) -> StreamEntry {
-    entry.id = format!("{shard}/{}", entry.id);
+    entry.id = format!("{}@{shard}", entry.id);
     entry
 }
 
 /// The shard and stream id of an id [`tag`] made.
 fn split(id: &str) -> Option<(usize, &str)> {
-    let (shard, raw) = id.split_once('/')?;
+    let (raw, shard) = id.rsplit_once('@')?;
     Some((shard.parse().ok()?, raw))
 }
 
@@ -246,7 +247,8 @@ mod tests {
                 fields: Vec::new(),
             },
         );
-        assert_eq!(e.id, "3/1700000000000-1");
+        assert_eq!(e.id, "1700000000000-1@3");
+        assert_eq!(crate::event::stream_id_ms(&e.id), Some(1_700_000_000_000));
         assert_eq!(split(&e.id), Some((3, "1700000000000-1")));
         assert_eq!(split("1700000000000-1"), None);
     }
