@@ -127,6 +127,15 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_tags_of_four_shards() {
+        let tags: Vec<_> = (0..4).map(|i| shard_tag(i, 4)).collect();
+        assert_eq!(tags, ["0.1", "1.3", "2.1", "3.3"]);
+        let slots: Vec<_> = tags.iter().map(|t| key_slot(t)).collect();
+        assert_eq!(slots, [1598, 4428, 10334, 16172]);
+        assert_eq!(shard_tag(0, 1), "0");
+    }
+
+    #[test]
     fn shard_tags_fall_in_their_own_slot_range() {
         for n in [1, 2, 3, 4, 7, 16, 64] {
             let mut slots = Vec::new();
