@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -28,14 +28,14 @@ use crate::dispatch::retry::RetryPolicy;
 use crate::dispatch::{DispatchOptions, DispatchParts, Dispatcher};
 use crate::dlq::DeadLetters;
 use crate::fcm::FcmProvider;
-use crate::ingest::redis::{QueueOptions, RedisCallQueue};
+use crate::ingest::redis::{QueueOptions, RedisCallQueue, ShardedQueue};
 use crate::ingest::CallQueue;
 use crate::lifecycle::Lifecycle;
 use crate::memory::{MemoryBindingStore, MemoryCallQueue, MemoryLimits};
 use crate::metrics::sampler::{self, Sampler};
 use crate::metrics::{MeteredProvider, Metrics, ProviderProbe};
 use crate::providers::Provider;
-use crate::redis_conn::{self, Keys};
+use crate::redis_conn::{self, Keys, Layout};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -135,13 +135,23 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
-/// The key names of the settings' prefix.
+/// The key names of the settings' prefix, shards and cluster mode.
+fn layout(settings: &Settings) -> Result<Layout, DaemonError> {
+    Layout::new(
+        &settings.redis.key_prefix,
+        settings.stream.shards,
+        settings.redis.cluster,
+    )
+    .map_err(|e| DaemonError::Prefix(e.to_string()))
+}
+
+/// The per-identity, per-device and per-call key names (the same in every shard).
 fn keys(settings: &Settings) -> Result<Keys, DaemonError> {
-    Keys::new(&settings.redis.key_prefix).map_err(|e| DaemonError::Prefix(e.to_string()))
+    Ok(layout(settings)?.first().clone())
 }
 
 /// A shared Redis connection of the settings; the error names the URL without its password.
-async fn connect(settings: &Settings) -> Result<ConnectionManager, DaemonError> {
+async fn connect(settings: &Settings) -> Result<RedisConn, DaemonError> {
     redis_conn::connect(&settings.redis)
         .await
         .map_err(|source| DaemonError::Redis {
@@ -150,44 +160,53 @@ async fn connect(settings: &Settings) -> Result<ConnectionManager, DaemonError> 
         })
 }
 
-/// The Redis-backed queue and binding store of the settings.
+/// The Redis-backed queue and binding store of the settings: one calls stream, or a
+/// [`ShardedQueue`] over `stream.shards` streams, each shard with its own blocking connection.
 pub async fn redis_backends(
     settings: &Settings,
-) -> Result<(Arc<RedisCallQueue>, Arc<RedisBindingStore>), DaemonError> {
+) -> Result<(Arc<dyn CallQueue>, Arc<RedisBindingStore>), DaemonError> {
     let redis_err = |source| DaemonError::Redis {
         url: redacted_url(&settings.redis.url),
         source,
     };
-    let keys = keys(settings)?;
+    let layout = layout(settings)?;
     let conn = connect(settings).await?;
     let store = RedisBindingStore::new(
         conn.clone(),
-        keys.clone(),
+        layout.first().clone(),
         settings.bindings.ttl_days,
         settings.bindings.max_per_identity,
     );
-    let blocking = redis_conn::connect_blocking(
-        &settings.redis,
-        Duration::from_millis(settings.stream.block_ms),
-    )
-    .await
-    .map_err(redis_err)?;
-    let queue = RedisCallQueue::new(conn, blocking, keys, QueueOptions::from_settings(settings));
-    Ok((Arc::new(queue), Arc::new(store)))
+    let options = QueueOptions::from_settings(settings);
+    let block = Duration::from_millis(settings.stream.block_ms);
+    let mut shards = Vec::new();
+    for keys in layout.shards() {
+        let blocking = redis_conn::connect_blocking(&settings.redis, block)
+            .await
+            .map_err(redis_err)?;
+        shards.push(RedisCallQueue::new(
+            conn.clone(),
+            blocking,
+            keys.clone(),
+            options.clone(),
+        ));
+    }
+    let queue: Arc<dyn CallQueue> = match shards.len() {
+        1 => Arc::new(shards.pop().expect("one shard")),
+        _ => Arc::new(ShardedQueue::new(shards)),
+    };
+    Ok((queue, Arc::new(store)))
 }
 
-/// The dead-letter stream of the settings (`callpush dlq`).
+/// The dead-letter streams of the settings, every shard's (`callpush dlq`).
 pub async fn dead_letters(settings: &Settings) -> Result<DeadLetters, DaemonError> {
     redis_dead_letters(settings, connect(settings).await?)
 }
 
-fn redis_dead_letters(
-    settings: &Settings,
-    conn: ConnectionManager,
-) -> Result<DeadLetters, DaemonError> {
-    Ok(DeadLetters::new(
+fn redis_dead_letters(settings: &Settings, conn: RedisConn) -> Result<DeadLetters, DaemonError> {
+    Ok(DeadLetters::with_layout(
         conn,
-        keys(settings)?,
+        &layout(settings)?,
         settings.stream.max_len,
     ))
 }
@@ -207,7 +226,7 @@ pub struct Backends {
     /// The Redis connection behind them, when they are on Redis: the readiness PING and the
     /// stream gauges need it; without it, `/readyz` is always ready and the stream gauges stay
     /// at 0.
-    pub redis: Option<ConnectionManager>,
+    pub redis: Option<RedisConn>,
 }
 
 impl Backends {
@@ -227,8 +246,8 @@ impl Backends {
 /// The Redis backend of the settings.
 pub async fn redis_backend(settings: &Settings) -> Result<Backends, DaemonError> {
     let (queue, store) = redis_backends(settings).await?;
-    let ledger = Arc::new(RedisSentLedger::new(queue.connection(), keys(settings)?));
     let redis = connect(settings).await?;
+    let ledger = Arc::new(RedisSentLedger::new(redis.clone(), keys(settings)?));
     Ok(Backends {
         queue,
         store,
@@ -273,7 +292,7 @@ pub fn api_context_with(
     queue: Arc<dyn CallQueue>,
     store: Arc<dyn BindingStore>,
     dead_letters: Arc<DeadLetters>,
-    redis: Option<ConnectionManager>,
+    redis: Option<RedisConn>,
 ) -> Result<ApiContext, DaemonError> {
     let auth = Arc::new(Auth::from_settings(settings)?);
     let registry = api::health::base_registry()?;
@@ -323,7 +342,7 @@ async fn serve(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
-    let keys = keys(&settings)?;
+    let layout = layout(&settings)?;
     let Backends {
         queue,
         store,
@@ -344,7 +363,7 @@ async fn serve(
     let sampler = Sampler::new(
         ctx.metrics.clone(),
         ctx.redis.clone(),
-        keys,
+        layout.shards().to_vec(),
         settings.stream.group.clone(),
         probes,
     );

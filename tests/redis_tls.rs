@@ -31,6 +31,7 @@ fn secured(
         username: Some(TLS_USER.to_string()),
         password_file: Some(password_file.to_path_buf()),
         ca_file: Some(fixture("test_ca.pem")),
+        ..RedisSettings::default()
     }
 }
 

@@ -24,13 +24,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::redis_conn::RedisConn;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
-use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
@@ -59,7 +59,7 @@ pub struct ApiContext {
     pub dead_letters: Arc<crate::dlq::DeadLetters>,
     /// A Redis connection for the readiness PING; `None` with the in-memory backend, which is
     /// ready as long as the process runs.
-    pub redis: Option<ConnectionManager>,
+    pub redis: Option<RedisConn>,
     /// What `/metrics` shows.
     pub registry: prometheus::Registry,
     /// The daemon's metrics, registered on `registry`.

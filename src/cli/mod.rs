@@ -17,7 +17,6 @@ use crate::config::{ConfigError, Settings};
 use crate::daemon::{self, DaemonError};
 use crate::domain::{now_ms, Platform};
 use crate::event::{check_identity, check_params, CallEvent, StreamEntry};
-use crate::ingest::CallQueue;
 
 /// callpush: push notification gateway for incoming calls.
 #[derive(Debug, Parser)]

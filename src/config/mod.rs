@@ -81,6 +81,12 @@ pub struct RedisSettings {
     /// An extra root certificate (PEM) to verify a `rediss://` server by, for a private CA;
     /// without it the system's roots are used.
     pub ca_file: Option<PathBuf>,
+    /// Talk to a Redis Cluster: `urls` are seed nodes, commands follow `MOVED`/`ASK`
+    /// (docs/operations.md). Default false.
+    pub cluster: bool,
+    /// Seed nodes of the cluster (with `cluster = true`); empty means `[url]`. The user,
+    /// password and TLS settings apply to every node.
+    pub urls: Vec<String>,
 }
 
 impl Default for RedisSettings {
@@ -91,6 +97,8 @@ impl Default for RedisSettings {
             username: None,
             password_file: None,
             ca_file: None,
+            cluster: false,
+            urls: Vec::new(),
         }
     }
 }
@@ -181,6 +189,9 @@ pub struct StreamSettings {
     pub claim_idle_ms: u64,
     /// Approximate cap of the calls stream's length (XADD MAXLEN ~) for entries callpush adds.
     pub max_len: u64,
+    /// How many calls streams events are spread over (1..=`MAX_SHARDS`); an event's shard is
+    /// CRC-32 of its `to` mod `shards` (docs/operations.md). 1 keeps the unsharded key names.
+    pub shards: u32,
 }
 
 impl Default for StreamSettings {
@@ -192,6 +203,7 @@ impl Default for StreamSettings {
             block_ms: 2_000,
             claim_idle_ms: 10_000,
             max_len: 1_000_000,
+            shards: 1,
         }
     }
 }

@@ -42,6 +42,10 @@ pub enum ConfigError {
 /// live consumers are working on (and pushing their devices a second time).
 pub const MIN_CLAIM_IDLE_MS: u64 = 1_000;
 
+/// The most calls streams (`stream.shards`): every daemon reads every shard, with one
+/// blocking connection each.
+pub const MAX_SHARDS: u32 = 64;
+
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -68,6 +72,26 @@ impl Settings {
             return Err(invalid(
                 "redis.key_prefix",
                 "must not contain `{` or `}` (callpush adds its own cluster hash tags)",
+            ));
+        }
+        for (i, url) in self.redis.urls.iter().enumerate() {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(invalid(
+                    format!("redis.urls[{i}]"),
+                    "must start with redis:// or rediss://",
+                ));
+            }
+        }
+        if !self.redis.urls.is_empty() && !self.redis.cluster {
+            return Err(invalid(
+                "redis.urls",
+                "lists cluster seed nodes: set redis.cluster = true, or use redis.url alone",
+            ));
+        }
+        if !(1..=MAX_SHARDS).contains(&self.stream.shards) {
+            return Err(invalid(
+                "stream.shards",
+                format!("must be between 1 and {MAX_SHARDS}"),
             ));
         }
         if self.workers.max_in_flight == 0 {
@@ -247,6 +271,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("bundle_id"), "{err}");
+    }
+
+    #[test]
+    fn cluster_and_shard_settings_are_checked_naming_the_key() {
+        for (toml, key) in [
+            ("[stream]\nshards = 0\n", "stream.shards"),
+            ("[stream]\nshards = 65\n", "stream.shards"),
+            ("[redis]\nurls = [\"redis://a:1\"]\n", "redis.urls"),
+            (
+                "[redis]\ncluster = true\nurls = [\"a:1\"]\n",
+                "redis.urls[0]",
+            ),
+        ] {
+            let err = load(toml).unwrap_err().to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+        let s = load("[redis]\ncluster = true\nurls = [\"redis://a:1\", \"redis://b:2\"]\n[stream]\nshards = 4\n")
+            .unwrap();
+        assert!(s.redis.cluster);
+        assert_eq!(s.stream.shards, 4);
     }
 
     #[test]

@@ -14,12 +14,13 @@
 //! Replay is atomic per entry: one Lua script (`replay.lua`) per batch of [`BATCH`] entries
 //! checks that each dead letter still exists, adds its event to the calls stream and deletes it,
 //! so a replay killed at any point leaves each entry either replayed or still dead, never both
-//! and never neither, and two replays running at once never add one entry twice. That script
-//! touches two streams, which share no hash tag: fine on one Redis, not on Redis Cluster
-//! (cluster support is a later issue, as for the outcome script).
+//! and never neither, and two replays running at once never add one entry twice. With shards
+//! (`stream.shards`, Redis Cluster) each shard has its own `<p>{<tag>}dead` beside its calls
+//! stream, so the script stays in one slot (see `store`).
 
 pub mod filter;
 mod memory;
+mod merge;
 mod page;
 mod source;
 mod store;

@@ -10,8 +10,12 @@
 //! holds one page and one batch whatever the stream's length, and entries deleted behind the
 //! cursor (a replay in progress) never shift what is read next. Each page is a short script
 //! (a few milliseconds for [`PAGE`] entries), so Redis is never blocked for long.
+//!
+//! Shards (`stream.shards`): each shard has its own dead-letter stream (`<p>{<tag>}dead`), in
+//! the slot of its calls stream, so a replay (dead → calls, one script) stays in one slot. Each
+//! shard is one [`RedisSource`]; [`super::DeadLetters`] lists every shard and merges by id
+//! (entry time, `super::merge`), and replays or purges shard after shard.
 
-use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
 use super::filter::{parse_id, Filter};
@@ -19,11 +23,12 @@ use super::page::{Page, Pager};
 use super::source::Source;
 use super::{DeadEntry, DlqError, ReplayOptions, PAGE};
 use crate::ingest::redis::read_range;
-use crate::redis_conn::Keys;
+use crate::redis_conn::{Keys, RedisConn};
 
-/// The dead-letter stream of one Redis and key prefix.
+/// The dead-letter stream of one shard of a Redis (or cluster) and key prefix; a replay goes
+/// back to the calls stream of the same shard (one slot), which is the shard of its `to`.
 pub(super) struct RedisSource {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: Keys,
     calls_max_len: u64,
     scan: Script,
@@ -31,7 +36,7 @@ pub(super) struct RedisSource {
 }
 
 impl RedisSource {
-    pub(super) fn new(conn: ConnectionManager, keys: Keys, calls_max_len: u64) -> RedisSource {
+    pub(super) fn new(conn: RedisConn, keys: Keys, calls_max_len: u64) -> RedisSource {
         RedisSource {
             conn,
             keys,

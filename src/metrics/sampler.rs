@@ -1,7 +1,7 @@
 //! The sampler: every few seconds (never per event) it reads the gauges that describe state
 //! rather than work done.
 //!
-//! Redis (read-only, keys of `crate::redis_conn::Keys`):
+//! Redis (read-only, keys of every shard of `crate::redis_conn::Layout`, summed over shards):
 //! - `<p>calls`: `XINFO GROUPS` → `callpush_stream_lag` (the group's `lag`, Redis ≥ 7; Redis
 //!   reports none after some deletions, and then the last value stays), and, when the group
 //!   exists, `XPENDING <p>calls <group>` (summary form) → `callpush_stream_pending`;
@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use redis::{RedisError, Value};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -31,8 +31,8 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 pub struct Sampler {
     metrics: Arc<Metrics>,
     /// `None` with the in-memory backend: only the providers are sampled.
-    conn: Option<ConnectionManager>,
-    keys: Keys,
+    conn: Option<RedisConn>,
+    shards: Vec<Keys>,
     group: String,
     probes: Vec<Arc<dyn ProviderProbe>>,
     /// Token refreshes already added to the counters, per probe.
@@ -41,11 +41,12 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// A sampler of the calls stream's consumer `group` (when there is Redis) and of `probes`.
+    /// A sampler of the calls streams' consumer `group` (when there is Redis) over every shard
+    /// of `shards`, and of `probes`.
     pub fn new(
         metrics: Arc<Metrics>,
-        conn: Option<ConnectionManager>,
-        keys: Keys,
+        conn: Option<RedisConn>,
+        shards: Vec<Keys>,
         group: String,
         probes: Vec<Arc<dyn ProviderProbe>>,
     ) -> Sampler {
@@ -53,7 +54,7 @@ impl Sampler {
         Sampler {
             metrics,
             conn,
-            keys,
+            shards,
             group,
             probes,
             seen,
@@ -112,9 +113,33 @@ impl Sampler {
     }
 
     async fn sample_redis(&mut self) -> Result<(), (&'static str, RedisError)> {
-        let Some(mut conn) = self.conn.clone() else {
+        let Some(conn) = self.conn.clone() else {
             return Ok(());
         };
+        let mut total = StreamSample::default();
+        for keys in &self.shards {
+            let one = self.sample_shard(conn.clone(), keys).await?;
+            total.dead += one.dead;
+            total.pending += one.pending;
+            total.lag = match (total.lag, one.lag) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+        }
+        self.metrics.dead_letters.set(total.dead);
+        self.metrics.stream_pending.set(total.pending);
+        // A shard whose lag Redis cannot tell leaves the last value.
+        if let Some(lag) = total.lag {
+            self.metrics.stream_lag.set(lag);
+        }
+        Ok(())
+    }
+
+    async fn sample_shard(
+        &self,
+        mut conn: RedisConn,
+        keys: &Keys,
+    ) -> Result<StreamSample, (&'static str, RedisError)> {
         let m = self.metrics.clone();
         let fail = |op: &'static str| {
             let m = m.clone();
@@ -123,47 +148,53 @@ impl Sampler {
                 (op, e)
             }
         };
-        let dead: i64 = redis::cmd("XLEN")
-            .arg(&self.keys.dead)
+        let mut sample = StreamSample {
+            lag: Some(0),
+            ..StreamSample::default()
+        };
+        sample.dead = redis::cmd("XLEN")
+            .arg(&keys.dead)
             .query_async(&mut conn)
             .await
             .map_err(fail("xlen"))?;
-        self.metrics.dead_letters.set(dead);
         let exists: bool = redis::cmd("EXISTS")
-            .arg(&self.keys.calls)
+            .arg(&keys.calls)
             .query_async(&mut conn)
             .await
             .map_err(fail("exists"))?;
         if !exists {
             // No stream yet: nothing waits, and XINFO would answer an error.
-            self.metrics.stream_lag.set(0);
-            self.metrics.stream_pending.set(0);
-            return Ok(());
+            return Ok(sample);
         }
         let groups: Value = redis::cmd("XINFO")
             .arg("GROUPS")
-            .arg(&self.keys.calls)
+            .arg(&keys.calls)
             .query_async(&mut conn)
             .await
             .map_err(fail("xinfo_groups"))?;
         let Some(group) = find_group(&groups, &self.group) else {
             // The group is created when the dispatcher starts reading.
-            self.metrics.stream_lag.set(0);
-            self.metrics.stream_pending.set(0);
-            return Ok(());
+            return Ok(sample);
         };
-        if let Some(lag) = group.lag {
-            self.metrics.stream_lag.set(lag);
-        }
+        sample.lag = group.lag;
         let pending: Value = redis::cmd("XPENDING")
-            .arg(&self.keys.calls)
+            .arg(&keys.calls)
             .arg(&self.group)
             .query_async(&mut conn)
             .await
             .map_err(fail("xpending"))?;
-        self.metrics.stream_pending.set(pending_count(&pending));
-        Ok(())
+        sample.pending = pending_count(&pending);
+        Ok(sample)
     }
+}
+
+/// The gauges of one shard.
+#[derive(Debug, Default)]
+struct StreamSample {
+    dead: i64,
+    pending: i64,
+    /// `None` when Redis cannot tell (after some deletions).
+    lag: Option<i64>,
 }
 
 /// The fields of one `XINFO GROUPS` entry the sampler uses.

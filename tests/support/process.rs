@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use callpush::config::CredentialSettings;
+use callpush::config::{CredentialSettings, Settings};
 
 use super::world::World;
 
@@ -46,8 +46,18 @@ pub struct DaemonProcess {
 impl DaemonProcess {
     /// Write `dir/<consumer>.toml` for `world` and start `callpush serve` with it.
     pub fn start(world: &World, dir: &Path, consumer: &str, knobs: &Knobs) -> DaemonProcess {
+        Self::start_on(&world.settings, dir, consumer, knobs)
+    }
+
+    /// [`DaemonProcess::start`] for `settings` (their Redis, prefix, shards and credentials).
+    pub fn start_on(
+        settings: &Settings,
+        dir: &Path,
+        consumer: &str,
+        knobs: &Knobs,
+    ) -> DaemonProcess {
         let config = dir.join(format!("{consumer}.toml"));
-        std::fs::write(&config, config_toml(world, consumer, knobs)).unwrap();
+        std::fs::write(&config, settings_toml(settings, consumer, knobs)).unwrap();
         let log = dir.join(format!("{consumer}.log"));
         let stderr = File::options()
             .create(true)
@@ -129,14 +139,23 @@ impl Drop for DaemonProcess {
 
 /// The TOML a user would write for `world`, with `consumer` as the fixed consumer name.
 pub fn config_toml(world: &World, consumer: &str, knobs: &Knobs) -> String {
-    let s = &world.settings;
+    settings_toml(&world.settings, consumer, knobs)
+}
+
+/// [`config_toml`] for `s`: its Redis (a cluster's seed nodes too), prefix, shards and
+/// credentials.
+pub fn settings_toml(s: &Settings, consumer: &str, knobs: &Knobs) -> String {
+    let urls: Vec<String> = s.redis.urls.iter().map(|u| format!("\"{u}\"")).collect();
     let mut text = format!(
         r#"
 [redis]
 url = "{url}"
 key_prefix = "{prefix}"
+cluster = {cluster}
+urls = [{urls}]
 
 [stream]
+shards = {shards}
 consumer = "{consumer}"
 block_ms = 200
 claim_idle_ms = {claim}
@@ -164,6 +183,9 @@ grace_ms = {grace}
 "#,
         url = s.redis.url,
         prefix = s.redis.key_prefix,
+        cluster = s.redis.cluster,
+        urls = urls.join(", "),
+        shards = s.stream.shards,
         claim = knobs.claim_idle_ms,
         batch = knobs.batch_size,
         max = knobs.max_in_flight,

@@ -119,9 +119,13 @@ impl RedisServer {
 
     /// A connection the way the daemon makes it.
     pub async fn conn(&self) -> redis::aio::ConnectionManager {
-        callpush::redis_conn::connect(&self.settings(""))
+        match callpush::redis_conn::connect(&self.settings(""))
             .await
             .expect("connect to the test redis-server")
+        {
+            callpush::redis_conn::RedisConn::Single(conn) => conn,
+            callpush::redis_conn::RedisConn::Cluster(_) => unreachable!("a single server"),
+        }
     }
 
     /// Stop the server (gracefully, so the append-only file is complete). Idempotent.

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use super::apns_double::ApnsDouble;
+use super::fcm_double::FcmDouble;
 use super::fixtures::numbered_apns_token;
 use super::world::World;
 
@@ -16,20 +18,20 @@ pub struct Tally {
 impl Tally {
     /// Count the accepted pushes of both doubles of `world` so far.
     pub fn of(world: &World) -> Tally {
+        Tally::of_doubles(&world.apns, &world.fcm)
+    }
+
+    /// Count the accepted pushes of both doubles so far.
+    pub fn of_doubles(apns: &ApnsDouble, fcm: &FcmDouble) -> Tally {
         let mut pushes = HashMap::new();
-        for r in world
-            .apns
-            .requests()
-            .into_iter()
-            .filter(|r| r.status == 200)
-        {
+        for r in apns.requests().into_iter().filter(|r| r.status == 200) {
             let sid = r.body["callpush"]["call_sid"].as_str().unwrap_or_default();
             let kind = r.body["callpush"]["type"].as_str().unwrap_or_default();
             *pushes
                 .entry((format!("{kind}:{sid}"), r.token.clone()))
                 .or_default() += 1;
         }
-        for r in world.fcm.requests().into_iter().filter(|r| r.status == 200) {
+        for r in fcm.requests().into_iter().filter(|r| r.status == 200) {
             let data = &r.body["message"]["data"];
             let sid = data["call_sid"].as_str().unwrap_or_default();
             let kind = data["type"].as_str().unwrap_or_default();

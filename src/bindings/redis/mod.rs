@@ -36,7 +36,7 @@
 //! second; a crash between leaves a device key naming a binding that no longer exists, the case
 //! of "after 3" above.
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use redis::Script;
 use tracing::warn;
 
@@ -69,7 +69,7 @@ impl Scripts {
 
 /// Bindings in Redis (see the module docs for the keys).
 pub struct RedisBindingStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: Keys,
     ttl_ms: u64,
     max_per_identity: usize,
@@ -93,13 +93,13 @@ impl RedisBindingStore {
     /// A store on `conn` with the given key names, `bindings.ttl_days` and
     /// `bindings.max_per_identity`.
     pub fn new(
-        conn: ConnectionManager,
+        conn: impl Into<RedisConn>,
         keys: Keys,
         ttl_days: u32,
         max_per_identity: usize,
     ) -> RedisBindingStore {
         RedisBindingStore {
-            conn,
+            conn: conn.into(),
             keys,
             ttl_ms: u64::from(ttl_days) * DAY_MS,
             max_per_identity: max_per_identity.max(1),
@@ -141,22 +141,19 @@ impl RedisBindingStore {
         Ok(removed == 1)
     }
 
-    /// Release the device keys of bindings that are gone, in one round trip.
+    /// Release the device keys of bindings that are gone. One script call per key, sent
+    /// together (the multiplexed connection pipelines them): device keys of different tokens
+    /// live in different slots of a cluster, so they cannot share one pipeline.
     async fn release_devices(&self, gone: &[Binding]) -> Result<(), BackendError> {
-        if gone.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        // The pipeline sends EVALSHA without the NOSCRIPT fallback, so load the script first.
-        pipe.load_script(&self.scripts.release_device).ignore();
-        for b in gone {
+        let calls = gone.iter().map(|b| {
             let mut invocation = self.scripts.release_device.prepare_invoke();
             invocation
                 .key(self.keys.device(&b.credential, &b.device_token))
                 .arg(owner_value(&b.identity, &b.binding_id));
-            pipe.invoke_script(&invocation).ignore();
-        }
-        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+            let mut conn = self.conn.clone();
+            async move { invocation.invoke_async::<i64>(&mut conn).await }
+        });
+        futures::future::try_join_all(calls).await?;
         Ok(())
     }
 
@@ -290,12 +287,19 @@ impl BindingStore for RedisBindingStore {
         });
 
         // The device keys are the authority on ownership: skip bindings whose token moved on
-        // (left behind by an interrupted registration, see the module docs).
-        let mut pipe = redis::pipe();
-        for b in &live {
-            pipe.get(self.keys.device(&b.credential, &b.device_token));
-        }
-        let owners: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        // (left behind by an interrupted registration, see the module docs). One GET per key,
+        // sent together: on a cluster the device keys are in different slots.
+        let gets = live.iter().map(|b| {
+            let key = self.keys.device(&b.credential, &b.device_token);
+            let mut conn = conn.clone();
+            async move {
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+            }
+        });
+        let owners = futures::future::try_join_all(gets).await?;
         let (kept, moved): (Vec<_>, Vec<_>) =
             live.into_iter().zip(owners).partition(|(b, owner)| {
                 owner

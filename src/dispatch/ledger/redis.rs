@@ -12,7 +12,7 @@
 //! when it is free or still holds exactly the stale value the caller names, so two attempts
 //! racing for one device never both win. Settling is one more round trip per settle.
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use redis::Script;
 
 use super::{Claim, ClaimRequest, Holder, SentLedger, Settle};
@@ -22,7 +22,7 @@ use crate::redis_conn::Keys;
 
 /// The Redis-backed ledger (see the module docs for its key).
 pub struct RedisSentLedger {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: Keys,
     claim: Script,
     settle: Script,
@@ -30,9 +30,9 @@ pub struct RedisSentLedger {
 
 impl RedisSentLedger {
     /// A ledger over `conn`, with the key names of `keys`.
-    pub fn new(conn: ConnectionManager, keys: Keys) -> RedisSentLedger {
+    pub fn new(conn: impl Into<RedisConn>, keys: Keys) -> RedisSentLedger {
         RedisSentLedger {
-            conn,
+            conn: conn.into(),
             keys,
             claim: Script::new(include_str!("claim.lua")),
             settle: Script::new(include_str!("settle.lua")),

@@ -13,9 +13,9 @@
 //! An entry is acknowledged only in [`CallQueue::finish`], by one script (`finish.lua`) that
 //! checks the entry is still pending, writes its result and dead letter and acknowledges it, all
 //! at once: a crash cannot separate the outcome from the acknowledgement, and when two consumers
-//! worked on one entry (a reclaim raced a slow one) only the first records an outcome. Redis
-//! Cluster would need the three streams in one slot for that script (a hash tag in the prefix);
-//! cluster support is a later issue.
+//! worked on one entry (a reclaim raced a slow one) only the first records an outcome. On a
+//! cluster the three streams (and the once-markers) of a shard share its hash tag, so every
+//! script here touches one slot; [`ShardedQueue`] reads several shards as one queue.
 //!
 //! While this consumer works on entries, [`CallQueue::touch`] resets their idle time (XCLAIM
 //! with JUSTID, by `touch.lua`, only for entries still pending with this consumer), so other
@@ -35,11 +35,15 @@
 //! restart, or another consumer's [`CallQueue::claim_stale`], picks them up.
 
 mod reply;
+mod shards;
+
+pub use shards::{ShardedQueue, SHARD_BLOCK};
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use crate::redis_conn::RedisConn;
+use redis::aio::ConnectionLike;
 use redis::{RedisError, Script, Value};
 
 use super::CallQueue;
@@ -103,7 +107,7 @@ pub fn default_consumer_name() -> String {
 
 /// The calls stream in Redis (see the module docs for the keys).
 pub struct RedisCallQueue {
-    conn: ConnectionManager,
+    conn: RedisConn,
     blocking: BlockingConnection,
     keys: Keys,
     options: QueueOptions,
@@ -134,13 +138,13 @@ impl std::fmt::Display for StreamId {
 impl RedisCallQueue {
     /// A queue using `conn` for short commands and `blocking` for blocking reads.
     pub fn new(
-        conn: ConnectionManager,
+        conn: impl Into<RedisConn>,
         blocking: BlockingConnection,
         keys: Keys,
         options: QueueOptions,
     ) -> RedisCallQueue {
         RedisCallQueue {
-            conn,
+            conn: conn.into(),
             blocking,
             keys,
             options,
@@ -152,7 +156,7 @@ impl RedisCallQueue {
     }
 
     /// The shared connection, for what lives beside the queue (the push ledger).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 

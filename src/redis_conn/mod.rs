@@ -7,14 +7,72 @@
 //! connection's pipeline, so every other command would queue behind it, and its response
 //! timeout must outlast the BLOCK or the client gives up on a read the server is still serving.
 //!
-//! [`Keys`] is the only place that formats key names; the stores document what each key holds.
+//! With `redis.cluster = true` both are [`RedisConn::Cluster`]: the crate's async cluster
+//! connection to the seed nodes of `redis.urls` (else `redis.url`), which routes each command by
+//! its key's slot, follows `MOVED`/`ASK` and reconnects. Every script callpush runs touches keys
+//! of one slot ([`Layout`] and the stores' docs say which), and no command spans slots. A
+//! blocking connection on a cluster is used for one shard only, so the BLOCK read holds only
+//! the connection to that shard's master.
+//!
+//! [`Keys`] and [`Layout`] are the only place that formats key names; the stores document what
+//! each key holds. [`slots`] holds the shard function call servers compute.
+
+mod keys;
+pub mod slots;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{IntoConnectionInfo, RedisError};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
+
+pub use keys::{KeyError, Keys, Layout};
 
 use crate::config::RedisSettings;
+
+/// A connection to one Redis or to a Redis Cluster; cheap to clone (both are multiplexed).
+#[derive(Clone)]
+pub enum RedisConn {
+    /// One server (`redis.url`), reconnecting with backoff.
+    Single(ConnectionManager),
+    /// A cluster (`redis.cluster`), routing by slot.
+    Cluster(ClusterConnection),
+}
+
+impl From<ConnectionManager> for RedisConn {
+    fn from(conn: ConnectionManager) -> RedisConn {
+        RedisConn::Single(conn)
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
 
 /// How long establishing a TCP (and TLS) connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -55,12 +113,7 @@ pub fn client(settings: &RedisSettings) -> Result<redis::Client, RedisError> {
     let info = info.set_redis_settings(redis_info);
     match &settings.ca_file {
         Some(path) => {
-            let root = std::fs::read(path).map_err(|e| {
-                config_error(
-                    "cannot read redis.ca_file",
-                    format!("{}: {e}", path.display()),
-                )
-            })?;
+            let root = read_ca(path)?;
             let certs = redis::TlsCertificates {
                 client_tls: None,
                 root_cert: Some(root),
@@ -89,24 +142,79 @@ fn config_error(what: &'static str, detail: String) -> RedisError {
     RedisError::from((redis::ErrorKind::InvalidClientConfig, what, detail))
 }
 
+/// A cluster connection to the seed nodes, with the user, password and extra root of the
+/// settings applied to every node.
+async fn connect_cluster(
+    settings: &RedisSettings,
+    response_timeout: Duration,
+) -> Result<ClusterConnection, RedisError> {
+    let seeds = if settings.urls.is_empty() {
+        vec![settings.url.clone()]
+    } else {
+        settings.urls.clone()
+    };
+    let mut builder = ClusterClientBuilder::new(seeds)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(response_timeout)
+        .min_retry_wait(RECONNECT_MIN_DELAY.as_millis() as u64)
+        .max_retry_wait(RECONNECT_MAX_DELAY.as_millis() as u64)
+        .retries(RECONNECT_ATTEMPTS as u32);
+    if let Some(user) = &settings.username {
+        builder = builder.username(user);
+    }
+    if let Some(password) = password(settings)? {
+        builder = builder.password(password);
+    }
+    if let Some(path) = &settings.ca_file {
+        builder = builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(read_ca(path)?),
+        });
+    }
+    builder.build()?.get_async_connection().await
+}
+
+fn read_ca(path: &std::path::Path) -> Result<Vec<u8>, RedisError> {
+    std::fs::read(path).map_err(|e| {
+        config_error(
+            "cannot read redis.ca_file",
+            format!("{}: {e}", path.display()),
+        )
+    })
+}
+
+async fn connect_with(
+    settings: &RedisSettings,
+    response_timeout: Duration,
+) -> Result<RedisConn, RedisError> {
+    if settings.cluster {
+        return Ok(RedisConn::Cluster(
+            connect_cluster(settings, response_timeout).await?,
+        ));
+    }
+    let client = client(settings)?;
+    let manager =
+        ConnectionManager::new_with_config(client, manager_config(response_timeout)).await?;
+    Ok(RedisConn::Single(manager))
+}
+
 /// Connect the shared connection for short commands (scripts, XADD, XACK, XRANGE, …).
 ///
 /// Fails when Redis cannot be reached now; once connected, the manager reconnects by itself.
-pub async fn connect(settings: &RedisSettings) -> Result<ConnectionManager, RedisError> {
-    let client = client(settings)?;
-    ConnectionManager::new_with_config(client, manager_config(RESPONSE_TIMEOUT)).await
+pub async fn connect(settings: &RedisSettings) -> Result<RedisConn, RedisError> {
+    connect_with(settings, RESPONSE_TIMEOUT).await
 }
 
 /// A connection reserved for blocking stream reads.
 #[derive(Clone)]
 pub struct BlockingConnection {
-    conn: ConnectionManager,
+    conn: RedisConn,
     max_block: Duration,
 }
 
 impl BlockingConnection {
     /// The connection, to send one blocking read on.
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> RedisConn {
         self.conn.clone()
     }
 
@@ -134,106 +242,6 @@ pub async fn connect_blocking(
     settings: &RedisSettings,
     max_block: Duration,
 ) -> Result<BlockingConnection, RedisError> {
-    let client = client(settings)?;
-    let conn =
-        ConnectionManager::new_with_config(client, manager_config(max_block + RESPONSE_TIMEOUT))
-            .await?;
+    let conn = connect_with(settings, max_block + RESPONSE_TIMEOUT).await?;
     Ok(BlockingConnection { conn, max_block })
-}
-
-/// Why a key prefix was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KeyError {
-    /// Braces in the prefix would move the cluster hash tag away from the identity or device.
-    #[error("redis.key_prefix must not contain `{{` or `}}`")]
-    BraceInPrefix,
-}
-
-/// The names of every key callpush owns, derived from `redis.key_prefix`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Keys {
-    prefix: String,
-    /// `<p>calls`: the calls stream call servers add events to.
-    pub calls: String,
-    /// `<p>results`: one entry per finished event.
-    pub results: String,
-    /// `<p>dead`: dead letters.
-    pub dead: String,
-}
-
-impl Keys {
-    /// Derive the key names from the prefix (`callpush:` by default).
-    pub fn new(prefix: &str) -> Result<Keys, KeyError> {
-        if prefix.contains(['{', '}']) {
-            return Err(KeyError::BraceInPrefix);
-        }
-        Ok(Keys {
-            prefix: prefix.to_string(),
-            calls: format!("{prefix}calls"),
-            results: format!("{prefix}results"),
-            dead: format!("{prefix}dead"),
-        })
-    }
-
-    /// The prefix itself.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// `<p>once:<key>`: the idempotency marker of an event added once
-    /// (`CallQueue::enqueue_once`).
-    pub fn once(&self, key: &str) -> String {
-        format!("{}once:{key}", self.prefix)
-    }
-
-    /// `<p>id:{<identity>}:b`: hash binding_id → JSON binding of one identity.
-    pub fn identity_bindings(&self, identity: &str) -> String {
-        format!("{}id:{{{identity}}}:b", self.prefix)
-    }
-
-    /// `<p>id:{<identity>}:u`: sorted set binding_id scored by `updated_at_ms`, same slot as the
-    /// hash.
-    pub fn identity_updated(&self, identity: &str) -> String {
-        format!("{}id:{{{identity}}}:u", self.prefix)
-    }
-
-    /// `<p>dev:{<credential>:<device_token>}`: which identity (and binding) owns the device token
-    /// under the credential.
-    pub fn device(&self, credential: &str, device_token: &str) -> String {
-        format!("{}dev:{{{credential}:{device_token}}}", self.prefix)
-    }
-
-    /// `<p>sent:{<call_sid>}`: hash device → push state of one call (the no-double-ring ledger,
-    /// `dispatch::ledger`).
-    pub fn sent(&self, call_sid: &str) -> String {
-        format!("{}sent:{{{call_sid}}}", self.prefix)
-    }
-
-    /// `<p><name>`: any other key callpush owns, so its prefix is applied in one place.
-    pub fn named(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_carry_the_prefix_and_hash_tags() {
-        let k = Keys::new("cp:").unwrap();
-        assert_eq!(k.calls, "cp:calls");
-        assert_eq!(k.results, "cp:results");
-        assert_eq!(k.dead, "cp:dead");
-        assert_eq!(k.identity_bindings("alice"), "cp:id:{alice}:b");
-        assert_eq!(k.identity_updated("alice"), "cp:id:{alice}:u");
-        assert_eq!(k.device("CR1", "ab:cd"), "cp:dev:{CR1:ab:cd}");
-        assert_eq!(k.named("x"), "cp:x");
-        assert_eq!(k.sent("CA1"), "cp:sent:{CA1}");
-    }
-
-    #[test]
-    fn braces_in_the_prefix_are_refused() {
-        assert_eq!(Keys::new("a{b}:"), Err(KeyError::BraceInPrefix));
-    }
 }

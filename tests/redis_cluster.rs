@@ -1,0 +1,371 @@
+//! callpush on a local 3-master Redis Cluster with 4 stream shards and two daemons (the real
+//! binary): every event gets exactly one outcome and rings its devices once, every shard is
+//! consumed, bindings registered through the API are found on whichever master holds them,
+//! `callpush dlq list` sees the dead letters of every shard, and the pending entries of a daemon
+//! killed mid-run are reclaimed by the other.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use callpush::api::{self, ApiContext};
+use callpush::config::{CredentialSettings, Settings};
+use callpush::ingest::CallQueue;
+use callpush::redis_conn::slots::shard_of;
+use callpush::redis_conn::{Keys, Layout};
+use http::{Method, StatusCode};
+use redis::cluster_async::ClusterConnection;
+use serde_json::json;
+use support::api::{add_auth, call, token, ADMIN_TOKEN};
+use support::apns_double::{ApnsDouble, DoubleOptions};
+use support::fcm_double::{self, FcmDouble, FcmDoubleOptions};
+use support::fixtures::numbered_apns_token;
+use support::process::{DaemonProcess, Knobs};
+use support::redis_cluster::RedisCluster;
+use support::redis_server::unique_prefix;
+use support::tally::{assert_one_outcome_each, Tally};
+
+const SHARDS: u32 = 4;
+const USERS: usize = 200;
+/// Long enough for a few thousand events on a busy 2-core machine.
+const RUN: Duration = Duration::from_secs(90);
+
+/// A cluster, both doubles, and settings for 4 shards on it; the API of the same settings.
+struct ClusterWorld {
+    cluster: RedisCluster,
+    apns: ApnsDouble,
+    fcm: FcmDouble,
+    settings: Settings,
+    layout: Layout,
+    queue: Arc<dyn CallQueue>,
+    ctx: Arc<ApiContext>,
+    conn: ClusterConnection,
+    dir: tempfile::TempDir,
+}
+
+impl ClusterWorld {
+    async fn start() -> ClusterWorld {
+        let cluster = RedisCluster::start().await;
+        let apns = ApnsDouble::start(DoubleOptions::default()).await;
+        let fcm = FcmDouble::start(FcmDoubleOptions::default()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let sa = fcm.write_service_account(dir.path());
+        let urls = cluster.urls();
+        let mut settings = support::daemon::settings(&urls[0], &unique_prefix(), "");
+        settings.redis.cluster = true;
+        settings.redis.urls = urls;
+        settings.stream.shards = SHARDS;
+        settings.limits.calls_per_identity_per_min = 0;
+        settings.limits.registrations_per_address_per_min = 100_000;
+        let creds = &mut settings.credentials;
+        creds.push(CredentialSettings::Apns(apns.credential("CRapns")));
+        creds.push(CredentialSettings::Fcm(fcm.credential("CRfcm", &sa)));
+        add_auth(&mut settings, dir.path());
+        let layout = Layout::new(&settings.redis.key_prefix, SHARDS, true).unwrap();
+        let (queue, store) = callpush::daemon::redis_backends(&settings).await.unwrap();
+        let ctx = callpush::daemon::api_context(&settings, queue.clone(), store)
+            .await
+            .unwrap();
+        let conn = cluster.client().get_async_connection().await.unwrap();
+        ClusterWorld {
+            cluster,
+            apns,
+            fcm,
+            settings,
+            layout,
+            queue,
+            ctx: Arc::new(ctx),
+            conn,
+            dir,
+        }
+    }
+
+    /// `user<i>`, each with an APNs and an FCM device, registered through `POST
+    /// /v1/registrations`.
+    async fn register_users(&self) {
+        for i in 0..USERS {
+            let who = format!("user{i}");
+            for (platform, device) in [
+                ("apns", numbered_apns_token(i as u64)),
+                ("fcm", format!("fcm-{i}")),
+            ] {
+                let body = json!({"platform": platform, "device_token": device});
+                let reply = call(
+                    api::public_router(self.ctx.clone()),
+                    Method::POST,
+                    "/v1/registrations",
+                    Some(&token(&who)),
+                    Some(body),
+                )
+                .await;
+                assert!(reply.status.is_success(), "{who}: {reply:?}");
+            }
+        }
+    }
+
+    /// `n` incoming calls `CA<tag>-<k>` to `user<k % USERS>`: the first few through `POST
+    /// /v1/calls`, the rest through the queue as `callpush enqueue` adds them.
+    async fn add_calls(&self, tag: &str, n: usize) -> Vec<String> {
+        let sids: Vec<String> = (0..n).map(|k| format!("CA{tag}-{k}")).collect();
+        for (k, sid) in sids.iter().enumerate().take(20) {
+            let body =
+                json!({"type": "incoming", "to": format!("user{}", k % USERS), "call_sid": sid});
+            let router = api::admin_router(self.ctx.clone());
+            let reply = call(
+                router,
+                Method::POST,
+                "/v1/calls",
+                Some(ADMIN_TOKEN),
+                Some(body),
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+        }
+        for chunk in sids
+            .iter()
+            .enumerate()
+            .skip(20)
+            .collect::<Vec<_>>()
+            .chunks(100)
+        {
+            let adds = chunk.iter().map(|(k, sid)| {
+                let fields = fields(&[
+                    ("type", "incoming"),
+                    ("to", &format!("user{}", k % USERS)),
+                    ("call_sid", sid),
+                ]);
+                async move { self.queue.enqueue(&fields).await.unwrap() }
+            });
+            futures::future::join_all(adds).await;
+        }
+        sids
+    }
+
+    /// One malformed event (an unknown `type`) in every shard: `CAbad-<shard>`.
+    async fn add_malformed(&self) -> Vec<String> {
+        let mut sids = Vec::new();
+        for shard in 0..SHARDS as usize {
+            let to = (0..)
+                .map(|j| format!("nobody{j}"))
+                .find(|to| shard_of(to, SHARDS) == shard)
+                .unwrap();
+            let sid = format!("CAbad-{shard}");
+            let f = fields(&[("type", "bogus"), ("to", &to), ("call_sid", &sid)]);
+            self.queue.enqueue(&f).await.unwrap();
+            sids.push(sid);
+        }
+        sids
+    }
+
+    /// Every result of every shard, per shard.
+    async fn results(&mut self) -> Vec<Vec<HashMap<String, String>>> {
+        let mut out = Vec::new();
+        for keys in self.layout.shards().to_vec() {
+            out.push(read_all(&mut self.conn, &keys.results).await);
+        }
+        out
+    }
+
+    /// Wait until the shards hold `n` results together; then every result, per shard.
+    async fn wait_results(&mut self, n: usize) -> Vec<Vec<HashMap<String, String>>> {
+        let start = Instant::now();
+        loop {
+            let results = self.results().await;
+            let got: usize = results.iter().map(Vec::len).sum();
+            if got >= n || start.elapsed() > RUN {
+                return results;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Entries pending in `keys`' calls stream, per consumer.
+    async fn pending(&mut self, keys: &Keys) -> HashMap<String, i64> {
+        let reply: redis::Value = redis::cmd("XPENDING")
+            .arg(&keys.calls)
+            .arg(&self.settings.stream.group)
+            .query_async(&mut self.conn)
+            .await
+            .unwrap();
+        let mut out = HashMap::new();
+        if let redis::Value::Array(items) = reply {
+            if let Some(redis::Value::Array(consumers)) = items.get(3) {
+                for c in consumers {
+                    let (name, n): (String, String) = redis::from_redis_value_ref(c).unwrap();
+                    out.insert(name, n.parse().unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    fn daemon(&self, consumer: &str, knobs: &Knobs) -> DaemonProcess {
+        DaemonProcess::start_on(&self.settings, self.dir.path(), consumer, knobs)
+    }
+}
+
+fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn read_all(conn: &mut ClusterConnection, key: &str) -> Vec<HashMap<String, String>> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .unwrap();
+    reply
+        .ids
+        .into_iter()
+        .map(|id| {
+            id.map
+                .iter()
+                .map(|(k, v)| (k.clone(), redis::from_redis_value_ref::<String>(v).unwrap()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The call_sids of `callpush dlq list --json` with the daemon's config.
+fn dlq_list(config: &std::path::Path) -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_callpush"))
+        .args(["dlq", "list", "--json", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run callpush dlq list");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines.pop().expect("a summary line");
+    lines
+        .iter()
+        .map(|l| l["event"]["call_sid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn two_daemons_on_a_cluster_give_every_event_of_every_shard_one_outcome() {
+    let mut w = ClusterWorld::start().await;
+    w.register_users().await;
+    let calls = w.add_calls("c", 2_000).await;
+    let bad = w.add_malformed().await;
+    let knobs = Knobs::default();
+    let d1 = w.daemon("d1", &knobs);
+    let d2 = w.daemon("d2", &knobs);
+
+    let all: Vec<String> = calls.iter().chain(&bad).cloned().collect();
+    let per_shard = w.wait_results(all.len()).await;
+    let results: Vec<_> = per_shard.iter().flatten().cloned().collect();
+    let outcomes = assert_one_outcome_each(&results, &all);
+    for sid in &calls {
+        assert_eq!(
+            outcomes[sid],
+            "delivered",
+            "{sid}: {:?}",
+            results.iter().find(|r| &r["call_sid"] == sid)
+        );
+    }
+    for sid in &bad {
+        assert_eq!(outcomes[sid], "malformed", "{sid}");
+    }
+    // Every shard was consumed, each event in the shard of its `to`, nothing left pending.
+    for (shard, results) in per_shard.iter().enumerate() {
+        assert!(!results.is_empty(), "shard {shard} was never consumed");
+        for r in results {
+            assert_eq!(shard_of(&r["to"], SHARDS), shard, "{r:?}");
+        }
+        let keys = w.layout.shards()[shard].clone();
+        let pending: i64 = w.pending(&keys).await.values().sum();
+        assert_eq!(pending, 0, "shard {shard}");
+    }
+    // The shards and the bindings spread over all three masters.
+    for port in w.cluster.ports() {
+        let keys = w.cluster.keys_on(port);
+        let prefix = &w.settings.redis.key_prefix;
+        assert!(
+            keys.iter()
+                .any(|k| k.starts_with(prefix) && k.ends_with("calls")),
+            "no calls stream on {port}: {keys:?}"
+        );
+        assert!(
+            keys.iter().any(|k| k.contains("id:{user")),
+            "no bindings on {port}"
+        );
+    }
+    // Every call rang both devices of its callee, once.
+    let tally = Tally::of_doubles(&w.apns, &w.fcm);
+    tally.assert_no_double_ring();
+    assert_eq!(tally.pushes.len(), 2 * calls.len());
+
+    let listed = dlq_list(&w.dir.path().join("d1.toml"));
+    assert_eq!(
+        listed,
+        bad.iter().cloned().collect(),
+        "dlq list sees every shard"
+    );
+    drop((d1, d2));
+}
+
+#[tokio::test]
+async fn a_daemon_killed_mid_run_leaves_its_entries_to_the_other() {
+    let mut w = ClusterWorld::start().await;
+    w.register_users().await;
+    // Google holds every answer for a while: pushes are in flight when the kill comes.
+    w.fcm
+        .set_default(fcm_double::Answer::ok().delayed(Duration::from_secs(1)));
+    let calls = w.add_calls("k", 800).await;
+    let knobs = Knobs {
+        claim_idle_ms: 3_000,
+        max_in_flight: 128,
+        batch_size: 32,
+        ..Knobs::default()
+    };
+    let doomed = w.daemon("doomed", &knobs);
+    let survivor = w.daemon("survivor", &knobs);
+    assert!(
+        w.fcm.wait_for_received(300, RUN).await,
+        "only {} FCM pushes",
+        w.fcm.received()
+    );
+    doomed.kill9();
+    let mut left = 0;
+    for keys in w.layout.shards().to_vec() {
+        left += w.pending(&keys).await.get("doomed").copied().unwrap_or(0);
+    }
+    assert!(left > 0, "the killed daemon had entries in flight");
+
+    let per_shard = w.wait_results(calls.len()).await;
+    let results: Vec<_> = per_shard.iter().flatten().cloned().collect();
+    let outcomes = assert_one_outcome_each(&results, &calls);
+    // `duplicate`: every device was pushed by the killed daemon before the other took over.
+    let others: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, o)| *o != "delivered" && *o != "duplicate")
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+    for keys in w.layout.shards().to_vec() {
+        let pending = w.pending(&keys).await;
+        assert!(pending.is_empty(), "{}: {pending:?}", keys.calls);
+    }
+    // A device rings twice only for a push the killed daemon had on the wire (its in-flight
+    // window): at most its max_in_flight, and never more than twice.
+    let tally = Tally::of_doubles(&w.apns, &w.fcm);
+    assert_eq!(tally.pushes.len(), 2 * calls.len(), "every device rang");
+    let twice = tally.pushes.values().filter(|n| **n > 1).count();
+    assert!(tally.pushes.values().all(|n| *n <= 2));
+    assert!(twice <= knobs.max_in_flight, "{twice} devices rang twice");
+    eprintln!("{left} entries pending with the killed daemon; {twice} devices rang twice");
+    drop(survivor);
+}
