@@ -3,7 +3,7 @@
 //! payload), answered with Apple's statuses, `{"reason": …}` bodies and an `apns-id`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -13,7 +13,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
 use super::server::{json as json_response, Handler};
-use super::{log_push, Behaviour, Flakes, DEV_APNS_PUBLIC_KEY, DEV_BUNDLE_ID, DEV_KEY_ID};
+use super::{
+    log_push, Behaviour, Flakes, SimOptions, DEV_APNS_PUBLIC_KEY, DEV_BUNDLE_ID, DEV_KEY_ID,
+};
 
 /// Apple's VoIP payload limit, in bytes.
 const MAX_VOIP_PAYLOAD: usize = 5120;
@@ -23,16 +25,22 @@ const TOKEN_MAX_AGE_SECS: u64 = 3600;
 pub(super) struct ApnsSim {
     key: DecodingKey,
     flakes: Arc<Flakes>,
+    options: SimOptions,
     ids: AtomicU64,
+    /// The last provider token that passed, with its `iat`: Apple's clients reuse one token for
+    /// up to an hour, so checking its signature once keeps the simulator cheap under load.
+    verified: Mutex<Option<(String, u64)>>,
 }
 
 impl ApnsSim {
-    pub(super) fn new(flakes: Arc<Flakes>) -> ApnsSim {
+    pub(super) fn new(flakes: Arc<Flakes>, options: SimOptions) -> ApnsSim {
         ApnsSim {
             key: DecodingKey::from_ec_pem(DEV_APNS_PUBLIC_KEY.as_bytes())
                 .expect("the compiled-in APNs public key is P-256 PEM"),
             flakes,
+            options,
             ids: AtomicU64::new(1),
+            verified: Mutex::new(None),
         }
     }
 
@@ -65,17 +73,33 @@ impl ApnsSim {
     }
 
     fn check_provider_token(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        #[derive(serde::Deserialize)]
-        struct Claims {
-            iss: String,
-            iat: u64,
-        }
         let jwt = header(headers, "authorization")
             .and_then(|v| {
                 v.strip_prefix("bearer ")
                     .or_else(|| v.strip_prefix("Bearer "))
             })
             .ok_or((403, "MissingProviderToken"))?;
+        let known = match &*self.verified.lock().expect("sim lock") {
+            Some((token, iat)) if token == jwt => Some(*iat),
+            _ => None,
+        };
+        let iat = match known {
+            Some(iat) => iat,
+            None => self.verify(jwt)?,
+        };
+        if crate::domain::now_ms() / 1000 > iat + TOKEN_MAX_AGE_SECS {
+            return Err((403, "ExpiredProviderToken"));
+        }
+        Ok(())
+    }
+
+    /// Check a provider token's signature, `kid` and `iss`; returns its `iat`.
+    fn verify(&self, jwt: &str) -> Result<u64, Refusal> {
+        #[derive(serde::Deserialize)]
+        struct Claims {
+            iss: String,
+            iat: u64,
+        }
         let invalid = (403, "InvalidProviderToken");
         let head = jsonwebtoken::decode_header(jwt).map_err(|_| invalid)?;
         if head.alg != Algorithm::ES256 || head.kid.as_deref() != Some(DEV_KEY_ID) {
@@ -91,10 +115,8 @@ impl ApnsSim {
         if claims.iss != super::DEV_TEAM_ID {
             return Err(invalid);
         }
-        if crate::domain::now_ms() / 1000 > claims.iat + TOKEN_MAX_AGE_SECS {
-            return Err((403, "ExpiredProviderToken"));
-        }
-        Ok(())
+        *self.verified.lock().expect("sim lock") = Some((jwt.to_string(), claims.iat));
+        Ok(claims.iat)
     }
 }
 
@@ -128,6 +150,7 @@ impl Handler for ApnsSim {
         };
         let (status, reason) = refusal.unwrap_or((200, ""));
         log_push("APNs", &token, kind, call_sid, status, reason);
+        self.options.observe("APNs", call_sid, status);
         let mut response = match refusal {
             None => Response::new(Full::new(Bytes::new())),
             Some((410, reason)) => json_response(

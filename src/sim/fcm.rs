@@ -17,7 +17,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
 use super::server::{json as json_response, Handler};
-use super::{log_push, Behaviour, Flakes, DEV_CLIENT_EMAIL, DEV_FCM_PUBLIC_KEY, DEV_PROJECT_ID};
+use super::{
+    log_push, Behaviour, Flakes, SimOptions, DEV_CLIENT_EMAIL, DEV_FCM_PUBLIC_KEY, DEV_PROJECT_ID,
+};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const FCM_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -29,16 +31,18 @@ pub(super) struct FcmSim {
     token_uri: String,
     issued: Mutex<HashMap<String, Instant>>,
     flakes: Arc<Flakes>,
+    options: SimOptions,
 }
 
 impl FcmSim {
-    pub(super) fn new(token_uri: String, flakes: Arc<Flakes>) -> FcmSim {
+    pub(super) fn new(token_uri: String, flakes: Arc<Flakes>, options: SimOptions) -> FcmSim {
         FcmSim {
             key: DecodingKey::from_rsa_pem(DEV_FCM_PUBLIC_KEY.as_bytes())
                 .expect("the compiled-in FCM public key is RSA PEM"),
             token_uri,
             issued: Mutex::new(HashMap::new()),
             flakes,
+            options,
         }
     }
 
@@ -97,6 +101,7 @@ impl FcmSim {
             (_, None) => google_status(status),
         };
         log_push("FCM", token, kind, call_sid, status.as_u16(), reason);
+        self.options.observe("FCM", call_sid, status.as_u16());
         if status == StatusCode::OK {
             let id = rand::random::<u64>();
             return json_response(

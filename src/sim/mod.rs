@@ -19,6 +19,7 @@ mod server;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
@@ -125,6 +126,38 @@ fn log_push(platform: &str, token: &str, kind: &str, call_sid: &str, status: u16
     );
 }
 
+/// Sees every push a simulator answered (the load benchmark records arrival times with it).
+pub trait PushObserver: Send + Sync + 'static {
+    /// A push to `platform` (`APNs` or `FCM`) for `call_sid` arrived and is answered `status`.
+    fn pushed(&self, platform: &'static str, call_sid: &str, status: u16);
+}
+
+/// How the simulators behave beyond Apple's and Google's rules.
+#[derive(Clone, Default)]
+pub struct SimOptions {
+    /// Wait this long before answering each request, as a provider's round trip does.
+    pub latency: Duration,
+    /// Told of every push, when set.
+    pub observer: Option<Arc<dyn PushObserver>>,
+}
+
+impl std::fmt::Debug for SimOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimOptions")
+            .field("latency", &self.latency)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
+
+impl SimOptions {
+    fn observe(&self, platform: &'static str, call_sid: &str, status: u16) {
+        if let Some(observer) = &self.observer {
+            observer.pushed(platform, call_sid, status);
+        }
+    }
+}
+
 /// Both simulators, running until dropped.
 #[derive(Debug)]
 pub struct Simulators {
@@ -136,16 +169,26 @@ pub struct Simulators {
 impl Simulators {
     /// Start both on 127.0.0.1, port 0.
     pub async fn start() -> std::io::Result<Simulators> {
+        Simulators::start_with(SimOptions::default()).await
+    }
+
+    /// Start both on 127.0.0.1, port 0, with `options`.
+    pub async fn start_with(options: SimOptions) -> std::io::Result<Simulators> {
         let flakes = Arc::new(Flakes::default());
         let apns_listener = TcpListener::bind("127.0.0.1:0").await?;
         let fcm_listener = TcpListener::bind("127.0.0.1:0").await?;
         let apns = apns_listener.local_addr()?;
         let fcm = fcm_listener.local_addr()?;
-        let apns_sim = Arc::new(apns::ApnsSim::new(flakes.clone()));
-        let fcm_sim = Arc::new(fcm::FcmSim::new(format!("http://{fcm}/token"), flakes));
+        let latency = options.latency;
+        let apns_sim = Arc::new(apns::ApnsSim::new(flakes.clone(), options.clone()));
+        let fcm_sim = Arc::new(fcm::FcmSim::new(
+            format!("http://{fcm}/token"),
+            flakes,
+            options,
+        ));
         let tasks = vec![
-            tokio::spawn(server::accept_loop(apns_listener, apns_sim)).abort_handle(),
-            tokio::spawn(server::accept_loop(fcm_listener, fcm_sim)).abort_handle(),
+            tokio::spawn(server::accept_loop(apns_listener, apns_sim, latency)).abort_handle(),
+            tokio::spawn(server::accept_loop(fcm_listener, fcm_sim, latency)).abort_handle(),
         ];
         Ok(Simulators { apns, fcm, tasks })
     }

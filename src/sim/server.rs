@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -23,8 +24,12 @@ pub(super) trait Handler: Send + Sync + 'static {
     async fn handle(&self, parts: Parts, body: Bytes) -> Response<Full<Bytes>>;
 }
 
-/// Accept h2c connections until the task is aborted.
-pub(super) async fn accept_loop<H: Handler>(listener: TcpListener, handler: Arc<H>) {
+/// Accept h2c connections until the task is aborted; answer each request `latency` late.
+pub(super) async fn accept_loop<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    latency: Duration,
+) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -35,7 +40,13 @@ pub(super) async fn accept_loop<H: Handler>(listener: TcpListener, handler: Arc<
         connections.spawn(async move {
             let service = service_fn(move |req| {
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(answer(req, &*handler).await) }
+                async move {
+                    let response = answer(req, &*handler).await;
+                    if !latency.is_zero() {
+                        tokio::time::sleep(latency).await;
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
             let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
             builder
