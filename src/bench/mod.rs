@@ -15,6 +15,7 @@ mod load;
 mod procs;
 mod providers;
 mod report;
+mod stages;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -233,6 +234,7 @@ async fn run_in(o: &RunOptions, files: &DevFiles) -> Result<Report, BenchError> 
     let arrivals = sims.report().await?;
     let outcomes = load::outcomes(&mut conn, &results).await?;
     let peak_rss = procs::peak_rss_mib(callpush.pid);
+    let stage_ms = stages::mean_ms(admin).await;
     callpush.stop(Duration::from_secs(10)).await;
 
     let (raw_http2, raw_xadd) = if o.limit_seconds == 0 {
@@ -273,6 +275,7 @@ async fn run_in(o: &RunOptions, files: &DevFiles) -> Result<Report, BenchError> 
         providers_cpu_s_per_1k_pushes: per_1k(2, pushes),
         callpush_peak_rss_mib: peak_rss,
         callpush_rss_curve_mib: rss_curve,
+        stage_mean_ms: stage_ms,
         outcomes,
         errors: (o.events as u64).saturating_sub(delivered) + arrivals.refused,
         raw_http2_per_sec: raw_http2,

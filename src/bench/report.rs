@@ -32,14 +32,18 @@ pub struct Report {
     pub callpush_peak_rss_mib: Option<f64>,
     /// callpush's resident memory once a second during the run, MiB.
     pub callpush_rss_curve_mib: Vec<f64>,
+    /// Mean ms per event in each stage (`callpush_stage_seconds`, warm-up included).
+    pub stage_mean_ms: BTreeMap<String, f64>,
     /// Outcomes on the results stream, by name.
     pub outcomes: BTreeMap<String, u64>,
     /// Events without `delivered` (other outcomes, or none before the timeout) plus pushes the
     /// simulators refused.
     pub errors: u64,
     /// Raw HTTP/2 requests/s against the same APNs simulator (h2load), or why not measured.
+    #[serde(skip)]
     pub raw_http2_per_sec: Result<f64, String>,
     /// Raw XADD/s on the same Redis (redis-benchmark), or why not measured.
+    #[serde(skip)]
     pub raw_xadd_per_sec: Result<f64, String>,
 }
 
@@ -63,6 +67,13 @@ impl Report {
     /// The report and its ratios as one JSON document.
     pub fn json(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).expect("a report serialises");
+        for (name, limit) in [
+            ("raw_http2", &self.raw_http2_per_sec),
+            ("raw_xadd", &self.raw_xadd_per_sec),
+        ] {
+            value[format!("{name}_per_sec")] = serde_json::json!(limit.as_ref().ok());
+            value[format!("{name}_not_measured")] = serde_json::json!(limit.as_ref().err());
+        }
         value["http2_ratio"] = serde_json::json!(self.http2_ratio());
         value["xadd_ratio"] = serde_json::json!(self.xadd_ratio());
         value
@@ -125,6 +136,14 @@ impl Report {
             (
                 "callpush RSS",
                 format!("{} MiB peak", opt(self.callpush_peak_rss_mib, 1)),
+            ),
+            (
+                "stages ms (mean)",
+                ["read", "resolve", "claim", "push", "finish"]
+                    .iter()
+                    .filter_map(|k| Some(format!("{k} {:.2}", self.stage_mean_ms.get(*k)?)))
+                    .collect::<Vec<_>>()
+                    .join("  "),
             ),
             ("errors", self.errors.to_string()),
             ("outcomes", format!("{:?}", self.outcomes)),
