@@ -10,7 +10,7 @@
 
 pub(crate) mod classify;
 pub mod client;
-pub(crate) mod payload;
+pub mod payload;
 mod token;
 
 use std::path::PathBuf;

@@ -98,6 +98,20 @@ impl DevFiles {
         admin: SocketAddr,
         redis: Option<&str>,
     ) -> Result<PathBuf, DevError> {
+        let providers = [sims.apns_endpoint(), sims.fcm_base_url(), sims.token_uri()];
+        self.write_config_for(&providers, api, admin, redis)
+    }
+
+    /// [`DevFiles::write_config`] for simulators given by their URLs: the APNs endpoint, the
+    /// FCM base URL and the token URI (simulators in another process, as the benchmark runs
+    /// them).
+    pub fn write_config_for(
+        &self,
+        [apns, fcm, token_uri]: &[String; 3],
+        api: SocketAddr,
+        admin: SocketAddr,
+        redis: Option<&str>,
+    ) -> Result<PathBuf, DevError> {
         let p = |name: &str| format!("{:?}", self.path(name).display().to_string());
         let redis = redis.unwrap_or("redis://127.0.0.1:6379");
         let config = format!(
@@ -151,10 +165,7 @@ max_attempts = 4
             team = sim::DEV_TEAM_ID,
             key_id = sim::DEV_KEY_ID,
             p8 = p("apns_dev_key.p8"),
-            apns = sims.apns_endpoint(),
             sa = p("fcm_dev_service_account.json"),
-            fcm = sims.fcm_base_url(),
-            token_uri = sims.token_uri(),
         );
         self.write("callpush.toml", &config)?;
         Ok(self.path("callpush.toml"))

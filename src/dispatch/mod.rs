@@ -33,10 +33,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
 use crate::bindings::BindingStore;
-use crate::event::StreamEntry;
+use crate::domain::now_ms;
+use crate::event::{stream_id_ms, StreamEntry};
 use crate::ingest::CallQueue;
 use crate::lifecycle::Lifecycle;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Stage};
 use crate::outcome::EventOutcome;
 use crate::providers::Provider;
 use ledger::SentLedger;
@@ -367,7 +368,12 @@ async fn heartbeat(shared: Arc<Shared>, every: Duration, done: CancellationToken
 /// Take one event to its outcome, record it and acknowledge the entry.
 async fn handle(shared: Arc<Shared>, entry: StreamEntry, _slot: OwnedSemaphorePermit) {
     let _in_flight = InFlight(&shared, &entry.id);
-    let (result, dead) = match resolve::resolve(&shared, &entry).await {
+    if let Some(at) = stream_id_ms(&entry.id) {
+        let waited = now_ms().saturating_sub(at) as f64 / 1000.0;
+        shared.metrics.stages.observe(Stage::Read, waited);
+    }
+    let mut clock = shared.metrics.stages.clock();
+    let (result, dead) = match resolve::resolve_timed(&shared, &entry, &mut clock).await {
         Resolution::Final(result, dead) => (result, dead),
         Resolution::LeavePending => return,
     };
@@ -375,6 +381,7 @@ async fn handle(shared: Arc<Shared>, entry: StreamEntry, _slot: OwnedSemaphorePe
     loop {
         match shared.queue.finish(&entry, &result, dead.as_ref()).await {
             Ok(()) => {
+                clock.lap(Stage::Finish);
                 shared.outage.recovered();
                 let kind = entry.field("type").unwrap_or("unknown");
                 shared.metrics.event(kind, result.outcome.as_str());

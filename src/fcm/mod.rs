@@ -8,7 +8,7 @@
 mod account;
 mod classify;
 mod oauth;
-mod payload;
+pub mod payload;
 
 use std::sync::Arc;
 use std::time::Duration;

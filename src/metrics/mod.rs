@@ -8,7 +8,8 @@
 //! - pushes, push duration, pushes in flight: [`MeteredProvider`], wrapped around every provider;
 //! - provider connections, provider token refreshes, stream lag/pending, dead letters: the
 //!   [`sampler`], every few seconds;
-//! - events, event latency, retries, prunes, call rate limits: the dispatcher;
+//! - events, event latency, stage durations ([`stage`]), retries, prunes, call rate limits: the
+//!   dispatcher;
 //! - registrations, registration rate limits, HTTP requests, dead letters replayed and purged,
 //!   Twilio webhooks ([`twilio`]): the API (a `callpush dlq` command runs in its own process and counts in none of these; the
 //!   sampled `callpush_dead_letters` shows its effect).
@@ -20,6 +21,7 @@
 mod labels;
 mod provider;
 pub(crate) mod sampler;
+mod stage;
 mod twilio;
 
 use std::collections::HashMap;
@@ -35,6 +37,8 @@ pub use labels::{
     REGISTRATION_OUTCOMES,
 };
 pub use provider::{MeteredProvider, ProviderProbe, RefreshCounter};
+pub use stage::Stage;
+pub(crate) use stage::StageClock;
 
 use crate::domain::Platform;
 
@@ -82,6 +86,7 @@ pub struct Metrics {
     pub(crate) token_refreshes: IntCounterVec,
     credentials: HashMap<String, CredentialHandles>,
     pub(crate) twilio: twilio::TwilioMetrics,
+    pub(crate) stages: stage::StageMetrics,
 }
 
 fn counter(
@@ -311,6 +316,7 @@ impl Metrics {
             token_refreshes,
             credentials: credential_handles,
             twilio: twilio::TwilioMetrics::new(registry)?,
+            stages: stage::StageMetrics::new(registry)?,
         }))
     }
 

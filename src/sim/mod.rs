@@ -58,7 +58,7 @@ use crate::domain::mask_device_token;
 
 pub use apns::{Answer as ApnsAnswer, ApnsOptions, ApnsSim};
 pub use fcm::{Answer as FcmAnswer, FcmOptions, FcmSim};
-pub use record::Recorded;
+pub use record::{PushObserver, Recorded};
 pub use server::{SimServer, TlsIdentity};
 pub use simulators::{SimOptions, Simulators};
 

@@ -1,7 +1,7 @@
 //! What a simulator received: every push request with its headers, body, bearer, arrival time
 //! and answer, the same type for APNs and FCM, and waiters for a number of arrivals.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -69,21 +69,30 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .then_some(credential.trim())
 }
 
+/// Sees every push a simulator answers, when it arrives (the load benchmark computes the
+/// latency XADD → push at the simulator with it).
+pub trait PushObserver: Send + Sync + std::fmt::Debug + 'static {
+    /// A push to `platform` (`APNs` or `FCM`) for `call_sid` arrived and is answered `status`.
+    fn pushed(&self, platform: &'static str, call_sid: &str, status: u16);
+}
+
 /// The pushes one simulator received: those that arrived (answered or still waiting out a
 /// delay) and those recorded; with `keep` off only their numbers, so a long run (a dev
 /// session, a benchmark) does not hold every push in memory.
 #[derive(Debug)]
 pub(super) struct Recorder {
     keep: bool,
+    observer: Option<Arc<dyn PushObserver>>,
     requests: Mutex<Vec<Recorded>>,
     recorded: watch::Sender<usize>,
     arrived: watch::Sender<usize>,
 }
 
 impl Recorder {
-    pub(super) fn new(keep: bool) -> Recorder {
+    pub(super) fn new(keep: bool, observer: Option<Arc<dyn PushObserver>>) -> Recorder {
         Recorder {
             keep,
+            observer,
             requests: Mutex::new(Vec::new()),
             recorded: watch::channel(0).0,
             arrived: watch::channel(0).0,
@@ -93,6 +102,13 @@ impl Recorder {
     /// A push arrived (it is recorded once its answer is known).
     pub(super) fn arrive(&self) {
         self.arrived.send_modify(|n| *n += 1);
+    }
+
+    /// Tell the observer, if any, of a push that arrived and its answer.
+    pub(super) fn observe(&self, platform: &'static str, call_sid: &str, status: u16) {
+        if let Some(observer) = &self.observer {
+            observer.pushed(platform, call_sid, status);
+        }
     }
 
     /// Record a push (only count it without `keep`).

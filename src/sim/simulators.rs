@@ -1,8 +1,9 @@
 //! Both simulators together, as `callpush dev` and the benchmark start them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ApnsOptions, ApnsSim, FcmOptions, FcmSim, SimError};
+use super::{ApnsOptions, ApnsSim, FcmOptions, FcmSim, PushObserver, SimError};
 
 /// How [`Simulators::start_with`] starts both simulators.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +17,8 @@ pub struct SimOptions {
     /// Keep every push for `requests()` on both. Off by default: a dev session or a benchmark
     /// runs long, and counts (`count`, `received`) are kept either way.
     pub record: bool,
+    /// Told of every push on both as it arrives (the benchmark's latency), when set.
+    pub observer: Option<Arc<dyn PushObserver>>,
     /// The APNs simulator (identity, TLS, …); the default is the development identity.
     pub apns: ApnsOptions,
     /// The FCM simulator; the default is the development identity.
@@ -52,11 +55,16 @@ impl Simulators {
             latency,
             max_concurrent_streams,
             record,
+            observer,
             mut apns,
             mut fcm,
         } = opts;
         apns.record = record;
         fcm.record = record;
+        if observer.is_some() {
+            apns.observer = observer.clone();
+            fcm.observer = observer;
+        }
         if !latency.is_zero() {
             apns.latency = latency;
             fcm.latency = latency;

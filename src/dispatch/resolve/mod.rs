@@ -10,6 +10,8 @@
 //! 6. [`settle`]: release the claims of devices that failed for good, prune dead tokens;
 //! 7. [`decide`]: the event's one outcome, a pure function of how the devices ended.
 //!
+//! Each I/O stage ends with a lap of the event's [`StageClock`] (`callpush_stage_seconds`).
+//!
 //! Stages 2, 3 and 5–6 do I/O; stage 7 decides from their results alone, so its table is
 //! unit-tested without Redis or providers.
 
@@ -24,7 +26,7 @@ use tracing::info;
 use super::Shared;
 use crate::domain::{now_ms, PushKind};
 use crate::event::{CallEvent, StreamEntry};
-use crate::metrics::RateScope;
+use crate::metrics::{RateScope, Stage, StageClock};
 use crate::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
 
 pub(super) use decide::Decision;
@@ -40,7 +42,17 @@ pub(super) enum Resolution {
 }
 
 /// Take one entry through every stage to its resolution.
+#[cfg(test)]
 pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution {
+    resolve_timed(shared, entry, &mut shared.metrics.stages.clock()).await
+}
+
+/// [`resolve`], lapping `clock` at the end of each I/O stage.
+pub(super) async fn resolve_timed(
+    shared: &Shared,
+    entry: &StreamEntry,
+    clock: &mut StageClock<'_>,
+) -> Resolution {
     let event = match CallEvent::parse(entry) {
         Ok(event) => event,
         Err(err) => {
@@ -70,12 +82,14 @@ pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution 
     let Some(targets) = targets::resolve(shared, &event).await else {
         return Resolution::LeavePending;
     };
+    clock.lap(Stage::Resolve);
     if targets.is_empty() {
         return final_of(&event, Decision::result(EventOutcome::NoBindings, 0, 0));
     }
     let Some(claimed) = claim::claim(shared, &event, &entry.id, &targets).await else {
         return Resolution::LeavePending;
     };
+    clock.lap(Stage::Claim);
     let devices = targets.len();
     if claimed.fresh.is_empty() {
         info!(
@@ -109,6 +123,7 @@ pub(super) async fn resolve(shared: &Shared, entry: &StreamEntry) -> Resolution 
         );
     }
     let ends = fanout::fan_out(shared, &event, &claimed).await;
+    clock.lap(Stage::Push);
     settle::settle(shared, &event, &claimed, &ends).await;
     let decision = decide::decide(devices, claimed.earlier_sent, claimed.skipped(), &ends);
     final_of(&event, decision)

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 pub use answers::Answer;
 
-use super::record::{Recorded, Recorder};
+use super::record::{PushObserver, Recorded, Recorder};
 use super::script::Script;
 use super::server::{Handler, SimServer, TlsIdentity};
 use super::{log_push, Behaviour, Flakes, SimError};
@@ -44,6 +44,8 @@ pub struct ApnsOptions {
     pub tls: Option<TlsIdentity>,
     /// Keep every push for `requests()` (on by default); off, only their numbers are kept.
     pub record: bool,
+    /// Told of every push as it arrives, when set.
+    pub observer: Option<Arc<dyn PushObserver>>,
 }
 
 impl Default for ApnsOptions {
@@ -57,6 +59,7 @@ impl Default for ApnsOptions {
             latency: Duration::ZERO,
             tls: None,
             record: true,
+            observer: None,
         }
     }
 }
@@ -97,7 +100,7 @@ impl ApnsSim {
             script: Script::default(),
             expire_before: AtomicU64::new(0),
             flakes: Flakes::default(),
-            recorder: Arc::new(Recorder::new(opts.record)),
+            recorder: Arc::new(Recorder::new(opts.record, opts.observer.clone())),
             ids: AtomicU64::new(1),
         });
         let server = SimServer::start(
@@ -185,6 +188,7 @@ impl Handler for State {
         let (kind, call_sid) = about(&payload);
         let reason = answer.reason.as_deref().unwrap_or("");
         log_push("APNs", &token, kind, call_sid, answer.status, reason);
+        self.recorder.observe("APNs", call_sid, answer.status);
         self.recorder.record(Recorded::new(
             token,
             path,

@@ -25,6 +25,7 @@ pub(super) async fn send(state: &State, parts: &Parts, body: &Bytes) -> Response
     let answer = judge(state, parts, &parsed, token);
     let (kind, call_sid) = about(&parsed);
     log_push("FCM", token, kind, call_sid, answer.status, answer.reason());
+    state.recorder.observe("FCM", call_sid, answer.status);
     let wait = state.latency + answer.delay;
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 pub use answers::Answer;
 
-use super::record::Recorder;
+use super::record::{PushObserver, Recorder};
 use super::script::Script;
 use super::server::{Handler, SimServer, TlsIdentity};
 use super::{Flakes, SimError};
@@ -54,6 +54,8 @@ pub struct FcmOptions {
     pub tls: Option<TlsIdentity>,
     /// Keep every push for `requests()` (on by default); off, only their numbers are kept.
     pub record: bool,
+    /// Told of every push as it arrives, when set.
+    pub observer: Option<Arc<dyn PushObserver>>,
 }
 
 impl Default for FcmOptions {
@@ -68,6 +70,7 @@ impl Default for FcmOptions {
             latency: Duration::ZERO,
             tls: None,
             record: true,
+            observer: None,
         }
     }
 }
@@ -156,7 +159,7 @@ impl FcmSim {
             token_script: Mutex::default(),
             script: Script::default(),
             flakes: Flakes::default(),
-            recorder: Arc::new(Recorder::new(opts.record)),
+            recorder: Arc::new(Recorder::new(opts.record, opts.observer.clone())),
             next_id: AtomicU64::new(1),
         });
         let server = SimServer::start(
