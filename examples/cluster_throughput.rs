@@ -7,6 +7,10 @@
 //! streams). The events are enqueued first (through the queue, so each lands in the shard of
 //! its `to`), then the daemon starts and drains them; the figure is events (and pushes) per
 //! second from start to the last outcome on the results streams.
+//!
+//! `single <events> <identities> 1` is the plain single-Redis measurement (unsharded key names,
+//! as `callpush serve` runs by default); `callpush-bench` (docs/benchmarks.md) is the full
+//! benchmark with latency, CPU and the raw limits.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
