@@ -138,11 +138,7 @@ async fn an_operator_registers_a_device_enqueues_a_call_and_sees_it_delivered() 
     let id = printed["id"].as_str().unwrap().to_string();
     assert!(id.contains('-'), "prints the stream id: {id}");
 
-    let mut conn = redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = redis.multiplexed().await;
     let results = wait_entries(
         &mut conn,
         &format!("{prefix}results"),

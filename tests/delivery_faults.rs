@@ -52,12 +52,7 @@ async fn redis_restarting_mid_run_leaves_no_event_without_an_outcome() {
     }
     w.redis.restart().await;
     // The test's own connection died with the server.
-    w.conn = w
-        .redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    w.conn = w.redis.multiplexed().await;
     let results = wait_results(&mut w, sids.len(), Duration::from_secs(40)).await;
     let outcomes = assert_one_outcome_each(&results, &sids);
     assert!(

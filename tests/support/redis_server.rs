@@ -117,6 +117,19 @@ impl RedisServer {
         redis::Client::open(self.url()).expect("redis client")
     }
 
+    /// A multiplexed connection for the test's own reads and writes. Its response timeout is
+    /// 10 s, not the crate's 500 ms: a server with `appendfsync always` under a daemon's load
+    /// (just restarted, the backlog replaying) can take longer than that to answer an XRANGE.
+    pub async fn multiplexed(&self) -> redis::aio::MultiplexedConnection {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_connection_timeout(Some(Duration::from_secs(10)));
+        self.client()
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .expect("connect to the test redis-server")
+    }
+
     /// A connection the way the daemon makes it.
     pub async fn conn(&self) -> redis::aio::ConnectionManager {
         match callpush::redis_conn::connect(&self.settings(""))

@@ -130,11 +130,7 @@ impl World {
             .credentials
             .push(CredentialSettings::Fcm(fcm.credential("CRfcm", &sa)));
         tweak(&mut settings);
-        let conn = redis
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let conn = redis.multiplexed().await;
         let store = callpush::daemon::redis_backends(&settings).await.unwrap().1;
         World {
             store,
