@@ -120,9 +120,15 @@ impl RedisCluster {
             .collect()
     }
 
-    /// A cluster client over every master.
+    /// A cluster client over every master, for the test's own reads and writes. It waits 10 s
+    /// for an answer rather than the crate's default: the masters run `appendfsync always` on
+    /// a 2-core machine next to the daemons under test.
     pub fn client(&self) -> redis::cluster::ClusterClient {
-        redis::cluster::ClusterClient::new(self.urls()).expect("cluster client")
+        redis::cluster::ClusterClient::builder(self.urls())
+            .response_timeout(Duration::from_secs(10))
+            .connection_timeout(Duration::from_secs(10))
+            .build()
+            .expect("cluster client")
     }
 
     /// The key names a master holds right now (`KEYS *` on that node alone).
