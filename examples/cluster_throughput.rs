@@ -3,10 +3,11 @@
 //! identity with one APNs and one FCM device (two pushes per event).
 //!
 //! `cargo run --release --example cluster_throughput -- <cluster|single> [events] [identities]
-//! [shards]` (defaults 20000, 1000, 4; `single` is one redis-server with `stream.shards`
-//! streams). The events are enqueued first (through the queue, so each lands in the shard of
-//! its `to`), then the daemon starts and drains them; the figure is events (and pushes) per
-//! second from start to the last outcome on the results streams.
+//! [shards] [daemons]` (defaults 20000, 1000, 4, 1; `single` is one redis-server with
+//! `stream.shards` streams). The events are enqueued first (through the queue, so each lands in
+//! the shard of its `to`), then the daemons start (one consumer group, a consumer name each, in
+//! this process) and drain them; the figure is events (and pushes) per second from start to the
+//! last outcome on the results streams.
 //!
 //! `single <events> <identities> 1` is the plain single-Redis measurement (unsharded key names,
 //! as `callpush serve` runs by default); `callpush-bench` (docs/benchmarks.md) is the full
@@ -38,6 +39,7 @@ async fn main() {
     let events = number(20_000);
     let identities = number(1_000);
     let shards = number(4) as u32;
+    let daemons = number(1);
 
     // Kept alive for the run.
     let (_cluster, _single, mut s) = match mode.as_str() {
@@ -57,6 +59,9 @@ async fn main() {
     };
     s.stream.shards = shards;
     s.stream.block_ms = 100;
+    // `callpush serve`'s default, not the tests' 2 s: a daemon slowed past `claim_idle_ms`
+    // loses its entries to the other, which pushes their devices again (README, "Not promised").
+    s.stream.claim_idle_ms = 10_000;
     s.limits.calls_per_identity_per_min = 0;
     let apns = ApnsDouble::start(DoubleOptions::default()).await;
     let fcm = FcmDouble::start(FcmDoubleOptions::default()).await;
@@ -102,7 +107,13 @@ async fn main() {
     let layout = Layout::new(&s.redis.key_prefix, shards, s.redis.cluster).unwrap();
     let mut conn = redis_conn::connect(&s.redis).await.unwrap();
     let start = Instant::now();
-    let daemon = TestDaemon::start(s.clone());
+    let running: Vec<TestDaemon> = (0..daemons)
+        .map(|d| {
+            let mut s = s.clone();
+            s.stream.consumer = Some(format!("bench-{d}"));
+            TestDaemon::start(s)
+        })
+        .collect();
     loop {
         let mut done = 0;
         for keys in layout.shards() {
@@ -119,10 +130,14 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = start.elapsed();
-    daemon.stop().await;
+    for daemon in running {
+        daemon.stop().await;
+    }
     let pushes = apns.count() + fcm.count();
+    let tally = support::tally::Tally::of_doubles(&apns, &fcm);
+    let repeated = tally.pushes.values().filter(|n| **n > 1).count();
     println!(
-        "{mode}, {shards} shard(s): {events} events, {pushes} pushes in {:.2} s: {:.0} events/s, {:.0} pushes/s",
+        "{mode}, {shards} shard(s), {daemons} daemon(s): {events} events, {pushes} pushes ({repeated} devices pushed twice) in {:.2} s: {:.0} events/s, {:.0} pushes/s",
         elapsed.as_secs_f64(),
         events as f64 / elapsed.as_secs_f64(),
         pushes as f64 / elapsed.as_secs_f64()
