@@ -1,8 +1,12 @@
 //! Secrets in memory: a type whose `Debug` and `Display` print `***`, loaded from a file or an
-//! environment variable (never from the command line), compared in constant time.
+//! environment variable (never from the command line), compared in constant time. It has no
+//! `Serialize`: a secret leaves only through [`Secret::expose`].
+//!
+//! Also the start-up check of the files secrets are read from ([`warn_exposed_files`]): one a
+//! group or other users may read gets a warning naming its config key, path and mode.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -75,6 +79,11 @@ impl Secret {
         self.0.as_bytes()
     }
 
+    /// The secret as text, for a header that carries it.
+    pub fn expose_str(&self) -> &str {
+        &self.0
+    }
+
     /// Compare with `presented` in time independent of where they differ (both are hashed
     /// first, so neither content nor length leaks through timing).
     pub fn matches(&self, presented: &str) -> bool {
@@ -87,9 +96,52 @@ impl Secret {
     }
 }
 
+/// The permission bits of `path` that let its group or other users at it (`mode & 0o077`), or
+/// `None` when there are none (or the file cannot be inspected; reading it reports that).
+pub fn exposed_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+/// Warn about every file of `files` (config key, path) its group or other users may read or
+/// write; returns how many there were.
+pub fn warn_exposed_files(files: &[(String, PathBuf)]) -> usize {
+    let mut exposed = 0;
+    for (key, path) in files {
+        if let Some(mode) = exposed_mode(path) {
+            exposed += 1;
+            tracing::warn!(
+                key = %key,
+                file = %path.display(),
+                mode = %format!("{mode:04o}"),
+                "a secret file is readable by its group or other users; chmod 600 it"
+            );
+        }
+    }
+    exposed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_or_other_access_is_found() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        std::fs::write(&p, "abc\n").unwrap();
+        let chmod = |mode| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode));
+        chmod(0o600).unwrap();
+        assert_eq!(exposed_mode(&p), None);
+        chmod(0o640).unwrap();
+        assert_eq!(exposed_mode(&p), Some(0o640));
+        chmod(0o604).unwrap();
+        let files = vec![("admin.token_file".to_string(), p.clone())];
+        assert_eq!(warn_exposed_files(&files), 1);
+        assert_eq!(exposed_mode(&dir.path().join("missing")), None);
+    }
 
     #[test]
     fn never_prints() {
