@@ -178,6 +178,16 @@ mod tests {
     }
 
     #[test]
+    fn neither_the_key_nor_the_jwt_prints() {
+        let t = token();
+        let signed = t.current();
+        let jwt = signed.authorization.to_str().unwrap().to_string();
+        let shown = format!("{signed:?} {t:?}");
+        let signature = jwt.rsplit('.').next().unwrap();
+        assert!(!shown.contains(signature), "{shown}");
+    }
+
+    #[test]
     fn token_is_cached_until_it_is_reported_expired() {
         let t = token();
         let first = t.current();
