@@ -8,7 +8,7 @@
 //! The same run goes through the error paths a client can reach (a wrong admin token, a token
 //! signed with the wrong secret, an expired one, a garbled header, an oversized header, a slow
 //! body) and scrapes `/metrics`: neither the log nor the scrape may show a secret. Secret files
-//! a group may read get a start-up warning naming the key and the mode; private ones none.
+//! other users may read get a start-up warning naming the key and the mode; private ones none.
 
 mod support;
 
@@ -24,12 +24,12 @@ use support::process::{config_toml, listeners, Knobs};
 use support::world::World;
 
 /// The config of `world` plus the secrets the API needs, all in files under `dir`: the admin
-/// token readable by the group (0640), the API key secret private (0600).
+/// token readable by everyone (0644), the API key secret private (0600).
 fn config(world: &World, dir: &std::path::Path) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let admin = dir.join("admin-token");
     std::fs::write(&admin, format!("{ADMIN_TOKEN}\n")).unwrap();
-    std::fs::set_permissions(&admin, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(&admin, std::fs::Permissions::from_mode(0o644)).unwrap();
     let key = dir.join("api-key.secret");
     std::fs::write(&key, format!("{KEY_SECRET}\n")).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -180,9 +180,9 @@ async fn a_registration_and_a_push_never_log_a_token_or_a_secret() {
     let warning = text
         .lines()
         .find(|l| l.contains("secret file is readable") && l.contains("admin.token_file"))
-        .unwrap_or_else(|| panic!("no warning about the 0640 admin token file:\n{text}"));
+        .unwrap_or_else(|| panic!("no warning about the 0644 admin token file:\n{text}"));
     assert!(
-        warning.contains("\"0640\"") && warning.contains("WARN"),
+        warning.contains("\"0644\"") && warning.contains("WARN"),
         "{warning}"
     );
     assert!(
