@@ -403,3 +403,24 @@ async fn the_public_listener_serves_https_over_http1_and_h2() {
     assert_eq!(admin.status, StatusCode::OK);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn an_h2_connection_is_told_its_limit_of_requests_at_once() {
+    let (_w, d, _dir) = daemon(|s| {
+        s.api.limits.max_requests_per_connection = 3;
+        s.admin.limits.max_requests_per_connection = 5;
+    })
+    .await;
+    for (base, limit) in [(d.api_url(), 3), (d.admin_url(), 5)] {
+        let tcp = TcpStream::connect(addr(&base)).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let request = Request::get("http://callpush/healthz").body(()).unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        assert_eq!(response.await.unwrap().status(), StatusCode::OK);
+        // The server's SETTINGS arrived before its answer.
+        assert_eq!(client.current_max_send_streams(), limit, "{base}");
+    }
+    d.stop().await;
+}
