@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use callpush::config::Settings;
+use callpush::config::{ListenerLimits, Settings};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -48,6 +48,14 @@ async fn wait_healthy(base: &str) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A settings tweak that changes both listeners' limits the same way.
+fn both(change: impl Fn(&mut ListenerLimits)) -> impl FnOnce(&mut Settings) {
+    move |s| {
+        change(&mut s.api.limits);
+        change(&mut s.admin.limits);
     }
 }
 
@@ -128,11 +136,7 @@ async fn headers_over_the_limit_get_431_and_a_64_kib_header_too() {
 
 #[tokio::test]
 async fn a_client_that_stops_sending_headers_or_sends_none_is_disconnected() {
-    let (_w, d, _dir) = daemon(|s| {
-        s.api.limits.header_read_timeout_ms = 300;
-        s.admin.limits.header_read_timeout_ms = 300;
-    })
-    .await;
+    let (_w, d, _dir) = daemon(both(|l| l.header_read_timeout_ms = 300)).await;
     for base in [d.api_url(), d.admin_url()] {
         let half = raw(
             &base,
@@ -152,11 +156,7 @@ async fn a_client_that_stops_sending_headers_or_sends_none_is_disconnected() {
 
 #[tokio::test]
 async fn a_client_that_stops_sending_its_body_gets_408_and_is_disconnected() {
-    let (_w, d, _dir) = daemon(|s| {
-        s.api.limits.body_read_timeout_ms = 300;
-        s.admin.limits.body_read_timeout_ms = 300;
-    })
-    .await;
+    let (_w, d, _dir) = daemon(both(|l| l.body_read_timeout_ms = 300)).await;
     let cases = [
         (d.api_url(), "/v1/registrations", token("alice")),
         (d.admin_url(), "/v1/calls", ADMIN_TOKEN.to_string()),
