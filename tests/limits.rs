@@ -424,3 +424,22 @@ async fn an_h2_connection_is_told_its_limit_of_requests_at_once() {
     }
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_silent_connection_does_not_hold_up_shutdown() {
+    // Far longer than `TestDaemon::stop` waits: only closing it at shutdown lets the stop pass.
+    let (_w, d, _dir) = daemon(both(|l| l.header_read_timeout_ms = 600_000)).await;
+    let mut silent = TcpStream::connect(addr(&d.api_url())).await.unwrap();
+    let (_, mut idle) = connect_http1::<Full<Bytes>>(&d.admin_url()).await;
+    let request = Request::get("/healthz")
+        .header("host", "callpush")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(
+        status_of(idle.send_request(request).await).await,
+        StatusCode::OK
+    );
+    d.stop().await;
+    let after = read_until_closed(&mut silent).await;
+    assert_eq!(after.status, None, "{}", after.text);
+}

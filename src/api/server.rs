@@ -13,8 +13,9 @@
 //!   the JSON `431` of [`super::guard`];
 //! - `max_requests_per_connection` concurrent streams per HTTP/2 connection.
 //!
-//! On shutdown the loop stops accepting, asks every connection to finish its requests in
-//! flight and close, and returns once all are closed.
+//! On shutdown the loop stops accepting, closes connections that have not sent a request yet,
+//! asks every other connection to finish its requests in flight and close, and returns once all
+//! are closed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -126,30 +127,45 @@ pub(crate) async fn run(listener: Listener, metrics: Arc<Metrics>, shutdown: Can
         let tls = listener.tls.clone();
         let builders = builders.clone();
         connections.spawn(async move {
+            let stop = connection.shutdown.clone();
             match tls {
                 // Telling HTTP/1.1 from h2c needs the first bytes: wait for them no longer
                 // than for headers, so a silent client does not hold its place for ever.
-                None => match tokio::time::timeout(handshake, stream.peek(&mut [0u8; 1])).await {
-                    Ok(Ok(n)) if n > 0 => connection.serve(&builders.auto, stream).await,
-                    _ => debug!(%peer, "connection closed before its first request"),
-                },
-                Some(acceptor) => {
-                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                            let builder = if h2 { &builders.h2 } else { &builders.h1 };
-                            connection.serve(builder, stream).await
-                        }
-                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                None => {
+                    let first = before(&stop, handshake, stream.peek(&mut [0u8; 1])).await;
+                    match first {
+                        Some(Ok(n)) if n > 0 => connection.serve(&builders.auto, stream).await,
+                        _ => debug!(%peer, "connection closed before its first request"),
                     }
                 }
+                Some(acceptor) => match before(&stop, handshake, acceptor.accept(stream)).await {
+                    Some(Ok(stream)) => {
+                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                        let builder = if h2 { &builders.h2 } else { &builders.h1 };
+                        connection.serve(builder, stream).await
+                    }
+                    Some(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                    None => debug!(%peer, "no TLS handshake in time"),
+                },
             }
             drop(permit);
         });
     }
     connections.close();
     connections.wait().await;
+}
+
+/// `step`'s result, or `None` when it took longer than `limit` or the daemon is stopping (a
+/// connection that has not sent a request yet has nothing to finish).
+async fn before<T>(
+    stop: &CancellationToken,
+    limit: Duration,
+    step: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        done = tokio::time::timeout(limit, step) => done.ok(),
+    }
 }
 
 /// The connection builders of one listener: telling HTTP/1.1 from h2c by the first bytes, and,
