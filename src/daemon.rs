@@ -67,6 +67,18 @@ pub enum DaemonError {
     /// The metrics registry could not be built.
     #[error(transparent)]
     Metrics(#[from] api::health::RegistryError),
+    /// The public listener's certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] api::tls::TlsConfigError),
+    /// The admin listener is reachable from other machines, and nothing guards it.
+    #[error(
+        "admin.listen = {addr} is not a loopback address, and no admin token is configured: set \
+         admin.token_file (or CALLPUSH_ADMIN_TOKEN), or listen on 127.0.0.1"
+    )]
+    AdminExposed {
+        /// The address the admin listener is bound to.
+        addr: std::net::SocketAddr,
+    },
     /// A listener failed while serving.
     #[error("HTTP listener: {0}")]
     Serve(#[source] std::io::Error),
@@ -307,6 +319,8 @@ pub fn api_context_with(
         registry,
         metrics,
         limits: api::limits::RegistrationLimits::new(&settings.limits),
+        public_limits: settings.api.limits.clone(),
+        admin_limits: settings.admin.limits.clone(),
     })
 }
 
@@ -343,6 +357,10 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     let layout = layout(&settings)?;
+    let tls = match (&settings.api.tls_cert_file, &settings.api.tls_key_file) {
+        (Some(cert), Some(key)) => Some(api::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let Backends {
         queue,
         store,
@@ -358,6 +376,8 @@ async fn serve(
         dead_letters,
         redis,
     )?);
+    check_admin_exposure(&listeners, &ctx.auth)?;
+    crate::secret::warn_exposed_files(&settings.secret_files());
     let (providers, probes) = meter(probed, &ctx.metrics);
     let life = Lifecycle::new(shutdown, Duration::from_millis(settings.shutdown.grace_ms));
     let sampler = Sampler::new(
@@ -386,7 +406,7 @@ async fn serve(
         limits: Limits::new(&settings),
         metrics: ctx.metrics.clone(),
     };
-    let http = life.spawn(serve_http(listeners, ctx, life.clone()));
+    let http = life.spawn(serve_http(listeners, ctx, tls, life.clone()));
     let options = DispatchOptions {
         max_in_flight: settings.workers.max_in_flight,
         batch_size: settings.stream.batch_size,
@@ -411,16 +431,28 @@ async fn serve(
     }
 }
 
+/// Refuse an admin listener other machines can reach when no admin token guards it: its routes
+/// would all answer 401, but `/metrics` would be open to the network, and an operator who
+/// forgot the token meant something else.
+fn check_admin_exposure(listeners: &Listeners, auth: &Auth) -> Result<(), DaemonError> {
+    let addr = listeners.admin.local_addr().map_err(DaemonError::Serve)?;
+    if !addr.ip().is_loopback() && !auth.has_admin_token() {
+        return Err(DaemonError::AdminExposed { addr });
+    }
+    Ok(())
+}
+
 /// Both listeners until shutdown (requests in flight may finish), or until the hard stop
 /// (they are dropped). A listener that fails stops the whole daemon.
 async fn serve_http(
     listeners: Listeners,
     ctx: Arc<ApiContext>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     life: Lifecycle,
 ) -> Result<(), DaemonError> {
     let hard_stop = life.hard_stop();
     let served = tokio::select! {
-        served = api::serve(listeners, ctx, life.stopping()) => served.map_err(DaemonError::Serve),
+        served = api::serve(listeners, ctx, tls, life.stopping()) => served.map_err(DaemonError::Serve),
         _ = hard_stop.cancelled() => {
             error!("HTTP requests still running after the grace period; stopping anyway");
             Ok(())

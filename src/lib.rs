@@ -22,8 +22,9 @@
 //! gateway locally with one command), `metrics` (every Prometheus metric, in one module), `auth` (access tokens and the admin token), `config` (one typed,
 //! layered configuration), `lifecycle` (one owner of tasks and of the grace deadline), `daemon`
 //! (wiring) and `cli`. At the bottom, importing nothing of callpush's: `domain` (platform, push
-//! kind, call content, push, time helpers, token masking) and `backend` (the one "store failed"
-//! error).
+//! kind, call content, push, time helpers, token masking), `secret` (the redacting [`secret::Secret`]
+//! every secret lives in, and the start-up check of secret files' permissions) and `backend` (the
+//! one "store failed" error).
 //!
 //! Imports point down: a stage never imports the stage after it, and the modules only the
 //! daemon wires together (`transport`, `metrics`, `lifecycle`, the dispatcher's internals) are
@@ -51,6 +52,7 @@ pub(crate) mod metrics;
 pub mod outcome;
 pub mod providers;
 pub mod redis_conn;
+pub mod secret;
 pub mod sim;
 pub(crate) mod transport;
 pub mod twilio;

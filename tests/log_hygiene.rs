@@ -4,6 +4,11 @@
 //! device tokens only masked (first 8 characters) and none of the admin token, the API key
 //! secret, the access token or a private key — and each event's lines carry `call_sid` and the
 //! stream id.
+//!
+//! The same run goes through the error paths a client can reach (a wrong admin token, a token
+//! signed with the wrong secret, an expired one, a garbled header, an oversized header, a slow
+//! body) and scrapes `/metrics`: neither the log nor the scrape may show a secret. Secret files
+//! other users may read get a start-up warning naming the key and the mode; private ones none.
 
 mod support;
 
@@ -11,17 +16,23 @@ use std::process::{Command, Stdio};
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::api::{http, token, ACCOUNT_SID, ADMIN_TOKEN, KEY_SECRET, KEY_SID};
+use support::api::{
+    claims, http, request, sign, token, ACCOUNT_SID, ADMIN_TOKEN, KEY_SECRET, KEY_SID,
+};
 use support::apns_double::fixture;
 use support::process::{config_toml, listeners, Knobs};
 use support::world::World;
 
-/// The config of `world` plus the secrets the API needs, all in files under `dir`.
+/// The config of `world` plus the secrets the API needs, all in files under `dir`: the admin
+/// token readable by everyone (0644), the API key secret private (0600).
 fn config(world: &World, dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     let admin = dir.join("admin-token");
     std::fs::write(&admin, format!("{ADMIN_TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&admin, std::fs::Permissions::from_mode(0o644)).unwrap();
     let key = dir.join("api-key.secret");
     std::fs::write(&key, format!("{KEY_SECRET}\n")).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let text = config_toml(world, "logs", &Knobs::default()).replace(
         "[admin]\nlisten = \"127.0.0.1:0\"\n",
         &format!(
@@ -44,6 +55,64 @@ fn pem_lines(path: &std::path::Path) -> Vec<String> {
         .filter(|l| !l.starts_with("-----") && l.len() >= 16)
         .map(str::to_string)
         .collect()
+}
+
+/// Every error a client can cause, each answered in the error shape; returns a `/metrics`
+/// scrape taken afterwards. The tokens sent are added to `tokens`, to be looked for in the log.
+async fn error_paths(api: &str, admin: &str, tokens: &mut Vec<(&str, String)>) -> String {
+    let body = json!({"platform": "fcm", "device_token": "fcm-device-token:x"});
+    let mut wrong_secret = claims("alice");
+    wrong_secret["jti"] = "wrong".into();
+    let forged = sign(&wrong_secret, "not-the-api-key-secret");
+    let mut old = claims("alice");
+    old["nbf"] = 1_000.into();
+    old["exp"] = 2_000.into();
+    let expired = sign(&old, KEY_SECRET);
+    tokens.push(("a forged access token", forged.clone()));
+    tokens.push(("an expired access token", expired.clone()));
+    for (bearer, status) in [
+        (forged.as_str(), StatusCode::UNAUTHORIZED),
+        (expired.as_str(), StatusCode::UNAUTHORIZED),
+        ("not-a-jwt", StatusCode::UNAUTHORIZED),
+    ] {
+        let reply = http(
+            Method::POST,
+            api,
+            "/v1/registrations",
+            Some(bearer),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(reply.status, status, "{}", reply.body);
+        assert!(reply.body["error"]["code"].is_string(), "{}", reply.body);
+    }
+    let wrong_admin = format!("{ADMIN_TOKEN}-wrong");
+    tokens.push(("a wrong admin token", wrong_admin.clone()));
+    let reply = http(
+        Method::GET,
+        admin,
+        "/v1/dead-letters",
+        Some(&wrong_admin),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    let reply = http(
+        Method::GET,
+        admin,
+        "/v1/dead-letters",
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let huge = format!("Bearer {}", "x".repeat(20 * 1024));
+    let headers = [("authorization", huge.as_str())];
+    let (status, _, _) = request(Method::GET, api, "/healthz", &headers, None).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let (status, _, scrape) = request(Method::GET, admin, "/metrics", &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    String::from_utf8(scrape.to_vec()).unwrap()
 }
 
 #[tokio::test]
@@ -100,6 +169,7 @@ async fn a_registration_and_a_push_never_log_a_token_or_a_secret() {
     }
     w.results(2).await;
     assert_eq!((w.apns.count(), w.fcm.count()), (2, 1));
+    let scrape = error_paths(&api, &admin, &mut access_tokens).await;
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -107,6 +177,18 @@ async fn a_registration_and_a_push_never_log_a_token_or_a_secret() {
     assert!(child.wait().unwrap().success());
 
     let text = std::fs::read_to_string(&log).unwrap();
+    let warning = text
+        .lines()
+        .find(|l| l.contains("secret file is readable") && l.contains("admin.token_file"))
+        .unwrap_or_else(|| panic!("no warning about the 0644 admin token file:\n{text}"));
+    assert!(
+        warning.contains("\"0644\"") && warning.contains("WARN"),
+        "{warning}"
+    );
+    assert!(
+        !text.contains("auth.api_keys[0].secret_file"),
+        "a 0600 file is not warned about:\n{text}"
+    );
     for line in text.lines() {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
@@ -131,6 +213,10 @@ async fn a_registration_and_a_push_never_log_a_token_or_a_secret() {
         assert!(
             !text.contains(secret.as_str()),
             "the log shows {what}:\n{text}"
+        );
+        assert!(
+            !scrape.contains(secret.as_str()),
+            "/metrics shows {what}:\n{scrape}"
         );
     }
     // They were logged, masked: the first 8 characters only.

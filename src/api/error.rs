@@ -49,6 +49,18 @@ pub enum ApiError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The request headers are over the listener's `max_header_bytes`.
+    #[error("the request headers are larger than {limit} bytes")]
+    HeadersTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The client did not send the whole body within the listener's `body_read_timeout_ms`.
+    #[error("the request body did not arrive within {} ms", .0.as_millis())]
+    BodyTimeout(Duration),
+    /// The listener is handling its `max_concurrent_requests` already.
+    #[error("the server is handling too many requests; retry shortly")]
+    Busy,
     /// The body is not declared as the route's media type (named here, with its header).
     #[error("the request body must be {0}")]
     UnsupportedMediaType(&'static str),
@@ -59,7 +71,7 @@ pub enum ApiError {
         retry_after: Duration,
     },
     /// The request took longer than the server allows.
-    #[error("the request took longer than {} s", .0.as_secs())]
+    #[error("the request took longer than {} ms", .0.as_millis())]
     Timeout(Duration),
     /// `/readyz`: Redis does not answer a PING. An expected state while Redis is down, so the
     /// readiness route logs it, as a warning, instead of every probe logging an error.
@@ -105,11 +117,14 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::NotReady => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Timeout(_)
+            | ApiError::Unavailable(_)
+            | ApiError::NotReady
+            | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,9 +140,14 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::HeadersTooLarge { .. } => "headers_too_large",
+            ApiError::BodyTimeout(_) => "request_timeout",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::NotReady => "unavailable",
+            ApiError::Timeout(_)
+            | ApiError::Unavailable(_)
+            | ApiError::NotReady
+            | ApiError::Busy => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -160,11 +180,15 @@ impl IntoResponse for ApiError {
             "error": {"code": self.code(), "message": self.to_string()}
         });
         let mut response = (status, Json(body)).into_response();
-        if let ApiError::RateLimited { retry_after } = self {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(retry_after_secs(retry_after)),
-            );
+        let retry_after = match self {
+            ApiError::RateLimited { retry_after } => Some(retry_after_secs(retry_after)),
+            ApiError::Busy => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

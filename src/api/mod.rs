@@ -7,36 +7,42 @@
 //!   token; `/metrics`, `/healthz`, `/readyz` ([`health`], open).
 //!
 //! Request hygiene is the same on both: bodies over [`BODY_LIMIT_BYTES`] get 413, bodies not
-//! declared as JSON 415, requests running past [`REQUEST_TIMEOUT`] 503, and every error —
-//! including unknown routes and methods — has the SPEC §3 JSON shape ([`error`]).
+//! declared as JSON 415, and every error — including unknown routes and methods — has the SPEC
+//! §3 JSON shape ([`error`]). Each listener has its own limits (`[api.limits]`,
+//! `[admin.limits]`): connections and header read time in its accept loop ([`server`]), header
+//! bytes, requests at once, body and handler time in front of every route ([`guard`]). The
+//! public listener serves HTTPS when given a certificate ([`tls`]).
 
 pub(crate) mod admin;
 pub(crate) mod dead_letters;
 pub(crate) mod error;
 pub(crate) mod extract;
+pub(crate) mod guard;
 pub mod health;
 pub(crate) mod limits;
 pub(crate) mod registrations;
+pub(crate) mod server;
+pub mod tls;
 pub(crate) mod twilio;
 
-use std::future::IntoFuture;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::redis_conn::RedisConn;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::auth::Auth;
 use crate::bindings::BindingStore;
+use crate::config::ListenerLimits;
 use crate::ingest::CallQueue;
 use crate::metrics::Metrics;
 use error::ApiError;
@@ -44,8 +50,6 @@ use limits::RegistrationLimits;
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
-/// Longest a request may take, body upload included.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the handlers share.
 pub struct ApiContext {
@@ -66,6 +70,10 @@ pub struct ApiContext {
     pub metrics: Arc<Metrics>,
     /// Registration rate limits.
     pub limits: RegistrationLimits,
+    /// The public listener's request limits (`[api.limits]`).
+    pub public_limits: ListenerLimits,
+    /// The admin listener's request limits (`[admin.limits]`).
+    pub admin_limits: ListenerLimits,
 }
 
 /// The two bound listeners. The caller binds them (tests on port 0, `serve` on the configured
@@ -116,13 +124,6 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-async fn time_limit(request: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Timeout(REQUEST_TIMEOUT).into_response(),
-    }
-}
-
 /// Counts and times every request by listener and matched route pattern (never the raw path,
 /// which holds identities), the one place `callpush_http_*` is emitted.
 async fn track(
@@ -145,8 +146,14 @@ async fn track(
     response
 }
 
-/// The hygiene every router gets: JSON 404/405, the body limit, the time limit, metrics.
-fn finish(router: Router<Arc<ApiContext>>, ctx: Arc<ApiContext>, listener: &'static str) -> Router {
+/// The hygiene every router gets: JSON 404/405, the body limit, the listener's request limits,
+/// metrics.
+fn finish(
+    router: Router<Arc<ApiContext>>,
+    ctx: Arc<ApiContext>,
+    listener: &'static str,
+    limits: &ListenerLimits,
+) -> Router {
     let tracked = (ctx.metrics.clone(), listener);
     router
         .route("/healthz", get(health::healthz))
@@ -154,7 +161,10 @@ fn finish(router: Router<Arc<ApiContext>>, ctx: Arc<ApiContext>, listener: &'sta
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(middleware::from_fn(time_limit))
+        .layer(middleware::from_fn_with_state(
+            guard::Guard::new(limits),
+            guard::guard,
+        ))
         .layer(middleware::from_fn_with_state(tracked, track))
         .with_state(ctx)
 }
@@ -174,7 +184,8 @@ pub fn public_router(ctx: Arc<ApiContext>) -> Router {
             "/v1/twilio/call-notifications",
             post(twilio::call_notification),
         );
-    finish(registrations, ctx, "public")
+    let limits = ctx.public_limits.clone();
+    finish(registrations, ctx, "public", &limits)
 }
 
 /// The admin router (operators, call servers, Prometheus).
@@ -201,35 +212,45 @@ pub fn admin_router(ctx: Arc<ApiContext>) -> Router {
             admin::require_admin,
         ));
     let open = Router::new().route("/metrics", get(health::metrics));
-    finish(guarded.merge(open), ctx, "admin")
+    let limits = ctx.admin_limits.clone();
+    finish(guarded.merge(open), ctx, "admin", &limits)
 }
 
 /// Serve both routers until `shutdown` is cancelled, then stop accepting, let requests in
-/// flight finish, and return. Also prunes the rate limiters' keyed state every minute.
+/// flight finish, and return. The public listener speaks HTTPS with `tls`. Also prunes the rate
+/// limiters' keyed state every minute.
 pub async fn serve(
     listeners: Listeners,
     ctx: Arc<ApiContext>,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let api_addr = listeners.api.local_addr()?;
     let admin_addr = listeners.admin.local_addr()?;
-    info!(api = %api_addr, admin = %admin_addr, "HTTP listeners ready");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(api = %api_addr, admin = %admin_addr, api_scheme = scheme, "HTTP listeners ready");
     let pruning = tokio::spawn(prune_limits(ctx.clone(), shutdown.clone()));
-    let api = axum::serve(
-        listeners.api,
-        public_router(ctx.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let admin = axum::serve(
-        listeners.admin,
-        admin_router(ctx).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let served = tokio::try_join!(api.into_future(), admin.into_future());
-    // A listener that failed must not leave the other (and the pruner) running.
+    let public = server::Listener {
+        name: "public",
+        socket: listeners.api,
+        router: public_router(ctx.clone()),
+        limits: ctx.public_limits.clone(),
+        tls,
+    };
+    let admin = server::Listener {
+        name: "admin",
+        socket: listeners.admin,
+        router: admin_router(ctx.clone()),
+        limits: ctx.admin_limits.clone(),
+        tls: None,
+    };
+    tokio::join!(
+        server::run(public, ctx.metrics.clone(), shutdown.clone()),
+        server::run(admin, ctx.metrics.clone(), shutdown.clone()),
+    );
     shutdown.cancel();
     let _ = pruning.await;
-    served.map(|_| ())
+    Ok(())
 }
 
 async fn prune_limits(ctx: Arc<ApiContext>, shutdown: CancellationToken) {

@@ -21,6 +21,7 @@ pub(crate) const REFRESH_AFTER: Duration = Duration::from_secs(40 * 60);
 /// One signed provider token.
 #[derive(Debug)]
 pub(crate) struct Signed {
+    // The header is marked sensitive: this derive never prints the JWT.
     /// `bearer <jwt>`, ready for the `authorization` header.
     pub(crate) authorization: HeaderValue,
     /// When it was signed, to know when to refresh it.
@@ -129,8 +130,10 @@ fn sign(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let jwt = jsonwebtoken::encode(header, &Claims { iss: team_id, iat }, key)?;
-    let authorization = HeaderValue::try_from(format!("bearer {jwt}"))
+    let mut authorization = HeaderValue::try_from(format!("bearer {jwt}"))
         .expect("a JWT is base64url and dots, always a valid header value");
+    // `Debug` of a sensitive value prints `Sensitive`, and HPACK keeps it out of its table.
+    authorization.set_sensitive(true);
     Ok(Signed {
         authorization,
         signed_at: Instant::now(),
@@ -172,6 +175,16 @@ mod tests {
         let now = crate::domain::now_ms() / 1000;
         let iat = claims["iat"].as_u64().unwrap();
         assert!(iat <= now && now - iat < 60);
+    }
+
+    #[test]
+    fn neither_the_key_nor_the_jwt_prints() {
+        let t = token();
+        let signed = t.current();
+        let jwt = signed.authorization.to_str().unwrap().to_string();
+        let shown = format!("{signed:?} {t:?}");
+        let signature = jwt.rsplit('.').next().unwrap();
+        assert!(!shown.contains(signature), "{shown}");
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! admin token (from files or the environment, never the command line) and holds them as
 //! [`Secret`]s that never print.
 
-mod secret;
 mod token;
 
 #[cfg(test)]
@@ -18,7 +17,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use crate::config::Settings;
 use crate::domain::Platform;
 
-pub use secret::{Secret, SecretError};
+pub use crate::secret::{Secret, SecretError};
 pub use token::{TokenError, VerifiedToken, CLOCK_SKEW_SECS, MAX_TOKEN_BYTES};
 
 /// The environment variable that may hold the admin token instead of `admin.token_file`.
@@ -155,6 +154,11 @@ impl Auth {
             platform,
             token.push_credential_sid.as_deref(),
         )
+    }
+
+    /// Whether an admin token is configured.
+    pub fn has_admin_token(&self) -> bool {
+        self.admin.is_some()
     }
 
     /// Whether `presented` is the admin token (constant time); false when none is configured.

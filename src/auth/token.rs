@@ -13,8 +13,8 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
-use super::secret::Secret;
 use crate::event::check_identity;
+use crate::secret::Secret;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const CLOCK_SKEW_SECS: u64 = 30;

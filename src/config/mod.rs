@@ -109,12 +109,60 @@ impl Default for RedisSettings {
 pub struct ApiSettings {
     /// Address of the public listener.
     pub listen: String,
+    /// Certificate chain (PEM) to serve HTTPS with, for deployments without a terminating
+    /// proxy; needs `tls_key_file`. Without both, the listener speaks plain HTTP (and h2c).
+    pub tls_cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: Option<PathBuf>,
+    /// Connection and request limits of the public listener.
+    pub limits: ListenerLimits,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
         ApiSettings {
             listen: "0.0.0.0:8080".into(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            limits: ListenerLimits::default(),
+        }
+    }
+}
+
+/// `[api.limits]` and `[admin.limits]`: what one listener accepts before it refuses, so that
+/// idle, slow or oversized clients cannot exhaust the daemon (docs/security.md).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerLimits {
+    /// Open connections at once; one more is answered 503 (plain HTTP) and closed.
+    pub max_connections: usize,
+    /// Requests being handled at once over all connections; one more is answered 503.
+    pub max_concurrent_requests: usize,
+    /// Requests in flight at once on one HTTP/2 connection (its `MAX_CONCURRENT_STREAMS`);
+    /// HTTP/1.1 handles one at a time anyway.
+    pub max_requests_per_connection: u32,
+    /// Bytes of request headers (names and values); more is answered 431.
+    pub max_header_bytes: usize,
+    /// How long a client may take to send a request's headers (and a TLS handshake), in
+    /// milliseconds; a connection idle that long between requests is closed too.
+    pub header_read_timeout_ms: u64,
+    /// How long a client may take to send a request's body, in milliseconds; past it, 408.
+    pub body_read_timeout_ms: u64,
+    /// How long handling a request may take once its body arrived, in milliseconds; past it,
+    /// 503.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            max_connections: 10_000,
+            max_concurrent_requests: 4_096,
+            max_requests_per_connection: 100,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            request_timeout_ms: 10_000,
         }
     }
 }
@@ -125,8 +173,11 @@ impl Default for ApiSettings {
 pub struct AdminSettings {
     /// Address of the admin listener (keep it private).
     pub listen: String,
-    /// File holding the admin bearer token (or set `CALLPUSH_ADMIN_TOKEN`).
+    /// File holding the admin bearer token (or set `CALLPUSH_ADMIN_TOKEN`). Required when
+    /// `listen` is not a loopback address.
     pub token_file: Option<PathBuf>,
+    /// Connection and request limits of the admin listener.
+    pub limits: ListenerLimits,
 }
 
 impl Default for AdminSettings {
@@ -134,6 +185,7 @@ impl Default for AdminSettings {
         AdminSettings {
             listen: "127.0.0.1:9090".into(),
             token_file: None,
+            limits: ListenerLimits::default(),
         }
     }
 }
@@ -335,6 +387,41 @@ impl Default for ShutdownSettings {
 }
 
 impl Settings {
+    /// Every file a secret is read from, with its config key: the admin token, API key
+    /// secrets, the Twilio auth tokens, the Redis password, push credentials' keys and the
+    /// public listener's TLS key.
+    pub fn secret_files(&self) -> Vec<(String, PathBuf)> {
+        let mut files = Vec::new();
+        let mut add = |key: String, path: &Option<PathBuf>| {
+            if let Some(path) = path {
+                files.push((key, path.clone()));
+            }
+        };
+        add("admin.token_file".into(), &self.admin.token_file);
+        add("redis.password_file".into(), &self.redis.password_file);
+        add(
+            "twilio.auth_token_file".into(),
+            &self.twilio.auth_token_file,
+        );
+        add("api.tls_key_file".into(), &self.api.tls_key_file);
+        for (i, k) in self.auth.api_keys.iter().enumerate() {
+            add(format!("auth.api_keys[{i}].secret_file"), &k.secret_file);
+        }
+        for (i, c) in self.credentials.iter().enumerate() {
+            match c {
+                CredentialSettings::Apns(a) => add(
+                    format!("credentials[{i}].key_file"),
+                    &Some(a.key_file.clone()),
+                ),
+                CredentialSettings::Fcm(f) => add(
+                    format!("credentials[{i}].service_account_file"),
+                    &Some(f.service_account_file.clone()),
+                ),
+            }
+        }
+        files
+    }
+
     /// Load the file (when given), apply `CALLPUSH_` variables from the process environment, and
     /// validate.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {

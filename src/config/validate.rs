@@ -135,6 +135,23 @@ impl Settings {
             ));
         }
         check_url("twilio.webhook_url", self.twilio.webhook_url.as_deref())?;
+        check_listener("api.limits", &self.api.limits)?;
+        check_listener("admin.limits", &self.admin.limits)?;
+        match (&self.api.tls_cert_file, &self.api.tls_key_file) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "api.tls_key_file",
+                    "is needed with api.tls_cert_file",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "api.tls_cert_file",
+                    "is needed with api.tls_key_file",
+                ))
+            }
+            _ => {}
+        }
         let mut sids = HashSet::new();
         for (i, cred) in self.credentials.iter().enumerate() {
             let key = |field: &str| format!("credentials[{i}].{field}");
@@ -191,6 +208,43 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// The fewest and most header bytes `max_header_bytes` may allow.
+pub const HEADER_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=1024 * 1024;
+
+fn check_listener(table: &str, limits: &super::ListenerLimits) -> Result<(), ConfigError> {
+    let at_least_one = [
+        ("max_connections", limits.max_connections as u64),
+        (
+            "max_concurrent_requests",
+            limits.max_concurrent_requests as u64,
+        ),
+        (
+            "max_requests_per_connection",
+            u64::from(limits.max_requests_per_connection),
+        ),
+        ("header_read_timeout_ms", limits.header_read_timeout_ms),
+        ("body_read_timeout_ms", limits.body_read_timeout_ms),
+        ("request_timeout_ms", limits.request_timeout_ms),
+    ];
+    for (field, value) in at_least_one {
+        if value == 0 {
+            return Err(invalid(format!("{table}.{field}"), "must be at least 1"));
+        }
+    }
+    if !HEADER_BYTES_RANGE.contains(&limits.max_header_bytes) {
+        return Err(invalid(
+            format!("{table}.max_header_bytes"),
+            format!(
+                "{} is outside {}..={}",
+                limits.max_header_bytes,
+                HEADER_BYTES_RANGE.start(),
+                HEADER_BYTES_RANGE.end()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_url(key: &str, url: Option<&str>) -> Result<(), ConfigError> {
@@ -316,6 +370,40 @@ mod tests {
         assert!(err.to_string().contains("redis.ca_file"), "{err}");
         let ok = load("[redis]\nurl = \"rediss://r:6380\"\nca_file = \"/ca.pem\"\nusername = \"cp\"\npassword_file = \"/p\"\n");
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn listener_limits_and_tls_are_checked_naming_the_key() {
+        for (toml, key) in [
+            (
+                "[api.limits]\nmax_connections = 0\n",
+                "api.limits.max_connections",
+            ),
+            (
+                "[admin.limits]\nheader_read_timeout_ms = 0\n",
+                "admin.limits.header_read_timeout_ms",
+            ),
+            (
+                "[api.limits]\nmax_header_bytes = 100\n",
+                "api.limits.max_header_bytes",
+            ),
+            (
+                "[api.limits]\nmax_concurrent_requests = 0\n",
+                "api.limits.max_concurrent_requests",
+            ),
+            ("[api]\ntls_cert_file = \"/c.pem\"\n", "api.tls_key_file"),
+            ("[api]\ntls_key_file = \"/k.pem\"\n", "api.tls_cert_file"),
+            ("[api.limits]\nmax_conections = 5\n", "max_conections"),
+        ] {
+            let err = load(toml).unwrap_err().to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+        let s =
+            load("[api.limits]\nmax_connections = 5\n[admin.limits]\nbody_read_timeout_ms = 7\n")
+                .unwrap();
+        assert_eq!(s.api.limits.max_connections, 5);
+        assert_eq!(s.admin.limits.body_read_timeout_ms, 7);
+        assert_eq!(s.admin.limits.max_connections, 10_000);
     }
 
     #[test]

@@ -239,7 +239,11 @@ impl Provider for FcmProvider {
             }
         };
         let sent_at = now_ms();
-        let response = match self.pool.send(self.request(&token.value, body)).await {
+        let response = match self
+            .pool
+            .send(self.request(token.value.expose_str(), body))
+            .await
+        {
             Ok(response) => response,
             Err(e) => {
                 debug!(credential = %self.sid, %device, call_sid, error = %e, "FCM request failed");

@@ -38,8 +38,8 @@ const FAILURE_HOLD: Duration = Duration::from_secs(1);
 /// A cached access token.
 #[derive(Debug)]
 pub(crate) struct AccessToken {
-    /// The bearer value. Never logged.
-    pub value: String,
+    /// The bearer value.
+    pub value: crate::secret::Secret,
     expires_at: Instant,
     refresh_at: Instant,
 }
@@ -227,7 +227,7 @@ fn granted(response: &Response, sent_at: Instant) -> Result<AccessToken, Outcome
             .max(lifetime / REFRESH_FRACTION)
             .min(lifetime / 2);
         return Ok(AccessToken {
-            value: granted.access_token,
+            value: crate::secret::Secret::new(granted.access_token),
             expires_at: sent_at + lifetime,
             refresh_at: sent_at + lifetime - margin,
         });

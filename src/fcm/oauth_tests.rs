@@ -92,3 +92,11 @@ fn assertion_carries_googles_claims() {
         decoded.claims["exp"].as_u64().unwrap() - decoded.claims["iat"].as_u64().unwrap();
     assert_eq!(lifetime, 3600);
 }
+
+#[test]
+fn an_access_token_never_prints() {
+    let body = r#"{"access_token":"ya29.secret-bearer","expires_in":3600}"#;
+    let token = granted(&response(200, body), Instant::now()).unwrap();
+    assert_eq!(token.value.expose_str(), "ya29.secret-bearer");
+    assert!(!format!("{token:?}").contains("ya29"), "{token:?}");
+}

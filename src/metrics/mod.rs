@@ -82,6 +82,7 @@ pub struct Metrics {
     registrations: HashMap<(Platform, &'static str), IntCounter>,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    http_refused: IntCounterVec,
     redis_errors: IntCounterVec,
     pub(crate) token_refreshes: IntCounterVec,
     credentials: HashMap<String, CredentialHandles>,
@@ -312,6 +313,12 @@ impl Metrics {
                 &["listener", "route"],
                 HTTP_DURATION_BUCKETS,
             )?,
+            http_refused: counter(
+                registry,
+                "callpush_http_connections_refused_total",
+                "Connections refused because the listener had api/admin.limits.max_connections open.",
+                &["listener"],
+            )?,
             redis_errors,
             token_refreshes,
             credentials: credential_handles,
@@ -386,6 +393,11 @@ impl Metrics {
     /// `n` dead letters were purged.
     pub fn dead_letters_purged(&self, n: u64) {
         self.dead_purged.inc_by(n);
+    }
+
+    /// A connection to `listener` was refused: it had its maximum of connections open.
+    pub fn http_connection_refused(&self, listener: &str) {
+        self.http_refused.with_label_values(&[listener]).inc();
     }
 
     /// One HTTP request answered. `route` is the matched route pattern (or `unmatched`).

@@ -108,7 +108,7 @@ pub fn client(settings: &RedisSettings) -> Result<redis::Client, RedisError> {
         redis_info = redis_info.set_username(user);
     }
     if let Some(password) = password(settings)? {
-        redis_info = redis_info.set_password(password);
+        redis_info = redis_info.set_password(password.expose_str());
     }
     let info = info.set_redis_settings(redis_info);
     match &settings.ca_file {
@@ -124,7 +124,7 @@ pub fn client(settings: &RedisSettings) -> Result<redis::Client, RedisError> {
     }
 }
 
-fn password(settings: &RedisSettings) -> Result<Option<String>, RedisError> {
+fn password(settings: &RedisSettings) -> Result<Option<crate::secret::Secret>, RedisError> {
     if let Some(path) = &settings.password_file {
         let text = std::fs::read_to_string(path).map_err(|e| {
             config_error(
@@ -132,10 +132,13 @@ fn password(settings: &RedisSettings) -> Result<Option<String>, RedisError> {
                 format!("{}: {e}", path.display()),
             )
         })?;
-        let first = text.lines().next().unwrap_or_default().trim().to_string();
-        return Ok(Some(first));
+        let first = text.lines().next().unwrap_or_default().trim();
+        return Ok(Some(crate::secret::Secret::new(first)));
     }
-    Ok(std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty()))
+    Ok(std::env::var(PASSWORD_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(crate::secret::Secret::new))
 }
 
 fn config_error(what: &'static str, detail: String) -> RedisError {
@@ -163,7 +166,7 @@ async fn connect_cluster(
         builder = builder.username(user);
     }
     if let Some(password) = password(settings)? {
-        builder = builder.password(password);
+        builder = builder.password(password.expose_str());
     }
     if let Some(path) = &settings.ca_file {
         builder = builder.certs(redis::TlsCertificates {

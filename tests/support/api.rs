@@ -255,13 +255,31 @@ pub async fn http(
     bearer: Option<&str>,
     body: Option<Value>,
 ) -> Reply {
+    let auth = bearer.map(|token| format!("Bearer {token}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    let (status, headers, bytes) = request(method, base, path, &headers, body).await;
+    Reply {
+        status,
+        headers,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+/// [`http`] with any headers, answering the raw body.
+pub async fn request(
+    method: Method,
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (StatusCode, HeaderMap, bytes::Bytes) {
     let (authority, mut sender) = connect_http1(base).await;
     let mut req = Request::builder()
         .method(method)
         .uri(path)
         .header("host", &authority);
-    if let Some(token) = bearer {
-        req = req.header("authorization", format!("Bearer {token}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let req = match body {
         Some(b) => req
@@ -273,9 +291,5 @@ pub async fn http(
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
+    (status, headers, bytes)
 }
