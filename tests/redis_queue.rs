@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use callpush::event::StreamEntry;
 use callpush::ingest::redis::{read_stream, QueueOptions, RedisCallQueue};
-use callpush::ingest::CallQueue;
+use callpush::ingest::{CallQueue, Finish};
 use callpush::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
 use callpush::redis_conn::{connect_blocking, Keys};
 use redis::aio::ConnectionManager;
@@ -167,6 +167,59 @@ async fn finish_writes_the_result_and_the_dead_letter_then_acknowledges() {
     assert_eq!(dead_letters.len(), 1);
     assert_eq!(dead_letters[0].fields, dead.fields(&entry));
     assert_eq!(dead_letters[0].field("source_id"), Some(entry.id.as_str()));
+}
+
+#[tokio::test]
+async fn finish_many_records_each_entry_once_in_one_call() {
+    let f = Fixture::start().await;
+    let q = f.queue("c1").await;
+    q.ensure_group().await.unwrap();
+    for sid in ["CA1", "CA2", "CA3"] {
+        q.enqueue(&call(sid)).await.unwrap();
+    }
+    let entries = q.read_new(10, SHORT_BLOCK).await.unwrap();
+    assert_eq!(entries.len(), 3);
+    let results: Vec<EventResult> = ["CA1", "CA2", "CA3"]
+        .iter()
+        .map(|sid| EventResult {
+            call_sid: (*sid).into(),
+            to: "alice".into(),
+            outcome: EventOutcome::Delivered,
+            devices: 1,
+            delivered: 1,
+        })
+        .collect();
+    // CA2 was finished already (another consumer got there first): no second outcome.
+    q.finish(&entries[1], &results[1], None).await.unwrap();
+    let dead = DeadLetter {
+        reason: DeadReason::ProviderRejected,
+        detail: "BadDeviceToken".into(),
+        attempts: 1,
+        failed_at_ms: 1_700_000_000_000,
+    };
+    let items: Vec<Finish> = entries
+        .iter()
+        .zip(&results)
+        .enumerate()
+        .map(|(i, (entry, result))| Finish {
+            entry,
+            result,
+            dead: (i == 2).then_some(&dead),
+        })
+        .collect();
+    q.finish_many(&items).await.unwrap();
+
+    assert_eq!(f.pending().await, 0);
+    let sids: Vec<String> = f
+        .stream(&f.keys.results)
+        .await
+        .iter()
+        .map(|e| e.field("call_sid").unwrap().to_string())
+        .collect();
+    assert_eq!(sids, vec!["CA2", "CA1", "CA3"], "one result per entry");
+    let dead_letters = f.stream(&f.keys.dead).await;
+    assert_eq!(dead_letters.len(), 1);
+    assert_eq!(dead_letters[0].fields, dead.fields(&entries[2]));
 }
 
 #[tokio::test]

@@ -257,7 +257,13 @@ pub(super) async fn final_of(
     entry: &StreamEntry,
 ) -> (EventResult, Option<DeadLetter>) {
     match resolve(shared, entry).await {
-        Resolution::Final(r, d) => (r, d),
+        // What the finish stage does before it records the outcome.
+        Resolution::Final(r, d, settlement) => {
+            if let Some(settlement) = &settlement {
+                shared.ledger.settle_many(&[settlement]).await.unwrap();
+            }
+            (r, d)
+        }
         Resolution::LeavePending => panic!("expected a final outcome"),
     }
 }

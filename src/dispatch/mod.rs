@@ -6,8 +6,10 @@
 //! `workers.max_in_flight` event slots from read to acknowledgement, so reading pauses while
 //! they are all taken (stream lag grows instead of memory), and a push holds one of as many push
 //! slots only while its request is in flight. An entry is acknowledged only with its final
-//! outcome ([`resolve`], where the stages of one event live); anything unfinished when the
-//! daemon stops hard stays pending for another consumer.
+//! outcome ([`resolve`], where the stages of one event live), and outcomes are recorded for
+//! many events at once ([`finish`]: one round trip for the ledger, one for the outcomes and
+//! acknowledgements); anything unfinished when the daemon stops hard stays pending for another
+//! consumer.
 //!
 //! Failures stay where they start: each credential also has its own cap of push slots (half the
 //! pool when there are several credentials), taken before a pool slot, so a credential that hangs
@@ -16,6 +18,7 @@
 //! slow — say, waiting out a provider's `Retry-After`. Redis outages are logged once, however
 //! many events notice them ([`outage`]).
 
+mod finish;
 pub mod ledger;
 pub(crate) mod limits;
 mod outage;
@@ -27,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
@@ -188,6 +191,14 @@ impl Dispatcher {
             self.options.claim_idle / 3,
             all_done.clone(),
         ));
+        // Bounded by the event slots already: a job is sent only by a task holding one.
+        let (jobs, finished) = mpsc::channel(self.options.max_in_flight.max(1));
+        life.spawn(finish::run(
+            self.shared.clone(),
+            finished,
+            self.options.batch_size.max(1),
+            all_done.clone(),
+        ));
         let claim_every = (self.options.claim_idle / 2).max(Duration::from_millis(500));
         let mut next_claim = Instant::now();
         // This consumer's pending entries are read once, oldest first, from a cursor: reading
@@ -244,7 +255,8 @@ impl Dispatcher {
                     .split(1)
                     .expect("no more entries are read than slots were taken");
                 let span = tracing::info_span!("event", stream_id = %entry.id, call_sid = entry.field("call_sid").unwrap_or(""));
-                tracker.spawn(handle(self.shared.clone(), entry, permit).instrument(span));
+                let event = handle(self.shared.clone(), jobs.clone(), entry, permit);
+                tracker.spawn(event.instrument(span));
             }
         }
         tracker.close();
@@ -314,7 +326,7 @@ impl Shared {
 }
 
 /// Forgets an entry from the in-flight set however its task ends.
-struct InFlight<'a>(&'a Shared, &'a str);
+struct InFlight<'a>(&'a Shared, String);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -322,7 +334,7 @@ impl Drop for InFlight<'_> {
             .in_flight
             .lock()
             .expect("in-flight lock")
-            .remove(self.1);
+            .remove(&self.1);
     }
 }
 
@@ -365,47 +377,44 @@ async fn heartbeat(shared: Arc<Shared>, every: Duration, done: CancellationToken
     }
 }
 
-/// Take one event to its outcome, record it and acknowledge the entry.
-async fn handle(shared: Arc<Shared>, entry: StreamEntry, _slot: OwnedSemaphorePermit) {
-    let _in_flight = InFlight(&shared, &entry.id);
+/// Take one event to its outcome and hand it to the finish stage; return once it is recorded
+/// and the entry acknowledged (or the daemon stopped hard first).
+async fn handle(
+    shared: Arc<Shared>,
+    jobs: mpsc::Sender<finish::Job>,
+    entry: StreamEntry,
+    _slot: OwnedSemaphorePermit,
+) {
+    let _in_flight = InFlight(&shared, entry.id.clone());
     if let Some(at) = stream_id_ms(&entry.id) {
         let waited = now_ms().saturating_sub(at) as f64 / 1000.0;
         shared.metrics.stages.observe(Stage::Read, waited);
     }
     let mut clock = shared.metrics.stages.clock();
-    let (result, dead) = match resolve::resolve_timed(&shared, &entry, &mut clock).await {
-        Resolution::Final(result, dead) => (result, dead),
+    let (result, dead, settlement) = match resolve::resolve_timed(&shared, &entry, &mut clock).await
+    {
+        Resolution::Final(result, dead, settlement) => (result, dead, settlement),
         Resolution::LeavePending => return,
     };
-    let mut backoff = Backoff::default();
-    loop {
-        match shared.queue.finish(&entry, &result, dead.as_ref()).await {
-            Ok(()) => {
-                clock.lap(Stage::Finish);
-                shared.outage.recovered();
-                let kind = entry.field("type").unwrap_or("unknown");
-                shared.metrics.event(kind, result.outcome.as_str());
-                // Delivered is the common case: keep it out of the default log volume.
-                if result.outcome == EventOutcome::Delivered {
-                    tracing::debug!(
-                        devices = result.devices,
-                        delivered = result.delivered,
-                        "event delivered"
-                    );
-                } else {
-                    info!(outcome = %result.outcome, devices = result.devices, "event finished");
-                }
-                return;
-            }
-            Err(err) => {
-                shared
-                    .outage
-                    .failed("finish", "recording the outcome", &err);
-                if sleep_or_stop(backoff.next(), &shared.hard_stop).await {
-                    return;
-                }
-            }
-        }
+    let (outcome, devices, delivered) = (result.outcome, result.devices, result.delivered);
+    let (done, recorded) = oneshot::channel();
+    let job = finish::Job {
+        entry,
+        result,
+        dead,
+        settlement,
+        done,
+    };
+    // Either fails only when the finish stage stopped hard: the entry stays pending.
+    if jobs.send(job).await.is_err() || recorded.await.is_err() {
+        return;
+    }
+    clock.lap(Stage::Finish);
+    // Delivered is the common case: keep it out of the default log volume.
+    if outcome == EventOutcome::Delivered {
+        tracing::debug!(devices, delivered, "event delivered");
+    } else {
+        info!(%outcome, devices, "event finished");
     }
 }
 

@@ -12,6 +12,17 @@ use crate::backend::BackendError;
 use crate::event::StreamEntry;
 use crate::outcome::{DeadLetter, EventResult};
 
+/// One event's outcome for [`CallQueue::finish_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    /// The entry to acknowledge.
+    pub entry: &'a StreamEntry,
+    /// Its result.
+    pub result: &'a EventResult,
+    /// Its dead letter, when there is one.
+    pub dead: Option<&'a DeadLetter>,
+}
+
 /// The calls stream as the worker pool sees it.
 #[async_trait::async_trait]
 pub trait CallQueue: Send + Sync + 'static {
@@ -73,6 +84,16 @@ pub trait CallQueue: Send + Sync + 'static {
         result: &EventResult,
         dead: Option<&DeadLetter>,
     ) -> Result<(), BackendError>;
+
+    /// [`CallQueue::finish`] for many events at once (the dispatcher finishes what is ready
+    /// together), each entry on its own: an error leaves every entry not yet recorded pending,
+    /// and repeating the call records only those. The default finishes them one by one.
+    async fn finish_many(&self, items: &[Finish<'_>]) -> Result<(), BackendError> {
+        for item in items {
+            self.finish(item.entry, item.result, item.dead).await?;
+        }
+        Ok(())
+    }
 
     /// Append an event to the calls stream (the `enqueue` CLI, `POST /v1/calls`). Returns the
     /// stream id.

@@ -118,9 +118,14 @@ impl DeadLetter {
     /// bookkeeping fields) then `reason`, `detail`, `attempts`, `failed_at` (RFC 3339) and
     /// `source_id`.
     pub fn fields(&self, original: &StreamEntry) -> Vec<(String, String)> {
+        self.fields_of(&original.fields, &original.id)
+    }
+
+    /// [`DeadLetter::fields`] of an entry given as its fields and its plain stream id (a
+    /// sharded queue's entry carries its shard in its id).
+    pub fn fields_of(&self, original: &[(String, String)], id: &str) -> Vec<(String, String)> {
         const OWN: [&str; 5] = ["reason", "detail", "attempts", "failed_at", "source_id"];
         let mut out: Vec<(String, String)> = original
-            .fields
             .iter()
             .filter(|(k, _)| !OWN.contains(&k.as_str()))
             .cloned()
@@ -130,7 +135,7 @@ impl DeadLetter {
         out.push(("detail".into(), self.detail.clone()));
         out.push(("attempts".into(), self.attempts.to_string()));
         out.push(("failed_at".into(), failed_at));
-        out.push(("source_id".into(), original.id.clone()));
+        out.push(("source_id".into(), id.to_string()));
         out
     }
 }

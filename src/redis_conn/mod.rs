@@ -18,6 +18,7 @@
 //! each key holds. [`slots`] holds the shard function call servers compute.
 
 mod keys;
+mod many;
 pub mod slots;
 
 use std::time::Duration;
@@ -28,6 +29,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
 
 pub use keys::{KeyError, Keys, Layout};
+pub use many::{invoke_many, ScriptCall};
 
 use crate::config::RedisSettings;
 

@@ -10,15 +10,16 @@
 //!
 //! Claiming is one script round trip for all devices of an event: a device is claimed only
 //! when it is free or still holds exactly the stale value the caller names, so two attempts
-//! racing for one device never both win. Settling is one more round trip per settle.
+//! racing for one device never both win. Settling is one more round trip per settle, or one for
+//! the settlements of many events ([`SentLedger::settle_many`]: one pipeline on one server).
 
 use crate::redis_conn::RedisConn;
 use redis::Script;
 
-use super::{Claim, ClaimRequest, Holder, SentLedger, Settle};
+use super::{Claim, ClaimRequest, Holder, SentLedger, Settle, Settlement};
 use crate::backend::BackendError;
 use crate::domain::now_ms;
-use crate::redis_conn::Keys;
+use crate::redis_conn::{invoke_many, Keys, ScriptCall};
 
 /// The Redis-backed ledger (see the module docs for its key).
 pub struct RedisSentLedger {
@@ -83,14 +84,35 @@ impl SentLedger for RedisSentLedger {
         let mut invocation = self.settle.key(self.keys.sent(call_sid));
         invocation.arg(me.encode());
         for (device, how) in settled {
-            invocation.arg(*device).arg(match how {
-                Settle::Sent => "sent",
-                Settle::Release => "release",
-            });
+            invocation.arg(*device).arg(settle_word(*how));
         }
         invocation
             .invoke_async::<()>(&mut self.conn.clone())
             .await?;
         Ok(())
+    }
+
+    async fn settle_many(&self, batch: &[&Settlement]) -> Result<(), BackendError> {
+        let calls: Vec<ScriptCall> = batch
+            .iter()
+            .filter(|s| !s.devices.is_empty())
+            .map(|s| {
+                let mut call = ScriptCall::new();
+                call.key(self.keys.sent(&s.call_sid)).arg(s.me.encode());
+                for (device, how) in &s.devices {
+                    call.arg(device).arg(settle_word(*how));
+                }
+                call
+            })
+            .collect();
+        invoke_many::<()>(&self.conn, &self.settle, &calls).await?;
+        Ok(())
+    }
+}
+
+fn settle_word(how: Settle) -> &'static str {
+    match how {
+        Settle::Sent => "sent",
+        Settle::Release => "release",
     }
 }

@@ -1,7 +1,9 @@
 //! Stage 5: push every claimed device at once, each until its final answer
-//! ([`push_until_final`]), and record each accepted push in the ledger the moment it is
-//! accepted — not when the whole event is done — so a crash while other devices of the call
-//! are still retrying never rings a device twice. Also the SLO number: the time from the
+//! ([`push_until_final`]), and, when the event pushes several devices, record each accepted
+//! push in the ledger the moment it is accepted — not when the whole event is done — so a crash
+//! while other devices of the call are still retrying never rings a device twice. With one
+//! device there is nothing else to wait for: its push is recorded with the event's outcome
+//! ([`super::settle`]), many events in one round trip. Also the SLO number: the time from the
 //! entry's stream id to the first device that accepted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +28,7 @@ pub(super) async fn fan_out(
 ) -> Vec<DeviceReport> {
     let first_accepted = AtomicBool::new(false);
     let stream_ms = stream_id_ms(&event.id);
+    let record = records_sent(claimed);
     join_all(claimed.fresh.iter().map(|t| {
         let first_accepted = &first_accepted;
         async move {
@@ -41,7 +44,7 @@ pub(super) async fn fan_out(
                         shared.metrics.event_latency(event.kind().as_str(), seconds);
                     }
                 }
-                if !record_sent(shared, event, claimed, &t.device).await {
+                if record && !record_sent(shared, event, claimed, &t.device).await {
                     // Stopping before the ledger knew: the entry stays pending, and whoever
                     // takes it over pushes this device again (the window SPEC §5 allows).
                     end = DeviceEnd::Aborted { in_flight: true };
@@ -61,6 +64,12 @@ pub(super) async fn fan_out(
         }
     }))
     .await
+}
+
+/// Whether the fan-out records accepted pushes itself: with several devices; the push of a
+/// single device is recorded with the outcome.
+pub(super) fn records_sent(claimed: &Claimed<'_>) -> bool {
+    claimed.fresh.len() > 1
 }
 
 /// Mark `device` sent, retrying through a Redis outage; false when the daemon stops hard

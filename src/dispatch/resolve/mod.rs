@@ -7,7 +7,8 @@
 //! 4. the callee's call limit, charged once the event is sure to push (here);
 //! 5. [`fanout`]: push every claimed device concurrently, each with its own retries, recording
 //!    each accepted push in the ledger the moment it is accepted;
-//! 6. [`settle`]: release the claims of devices that failed for good, prune dead tokens;
+//! 6. [`settle`]: how the claims end (released for devices that failed for good, sent for the
+//!    device of a single-device event), settled with the outcome; prune dead tokens;
 //! 7. [`decide`]: the event's one outcome, a pure function of how the devices ended.
 //!
 //! Each I/O stage ends with a lap of the event's [`StageClock`] (`callpush_stage_seconds`).
@@ -23,6 +24,7 @@ mod targets;
 
 use tracing::info;
 
+use super::ledger::Settlement;
 use super::Shared;
 use crate::domain::{now_ms, PushKind};
 use crate::event::{CallEvent, StreamEntry};
@@ -34,9 +36,12 @@ pub(super) use targets::Target;
 
 /// What to do with the entry.
 #[derive(Debug)]
+// Moved once per event and the small variant is the rare one: boxing would only add an
+// allocation per event.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Resolution {
-    /// Record the result (and the dead letter) and acknowledge.
-    Final(EventResult, Option<DeadLetter>),
+    /// Settle the claims, then record the result (and the dead letter) and acknowledge.
+    Final(EventResult, Option<DeadLetter>, Option<Settlement>),
     /// Leave the entry pending (store unavailable, stopping): it is reclaimed later.
     LeavePending,
 }
@@ -65,7 +70,7 @@ pub(super) async fn resolve_timed(
                 delivered: 0,
             };
             let dead = dead_letter(DeadReason::Malformed, err.to_string(), 0);
-            return Resolution::Final(result, Some(dead));
+            return Resolution::Final(result, Some(dead), None);
         }
     };
     let now = now_ms();
@@ -77,6 +82,7 @@ pub(super) async fn resolve_timed(
         return final_of(
             &event,
             Decision::dead(EventOutcome::Expired, DeadReason::Expired, detail),
+            None,
         );
     }
     let Some(targets) = targets::resolve(shared, &event).await else {
@@ -84,7 +90,11 @@ pub(super) async fn resolve_timed(
     };
     clock.lap(Stage::Resolve);
     if targets.is_empty() {
-        return final_of(&event, Decision::result(EventOutcome::NoBindings, 0, 0));
+        return final_of(
+            &event,
+            Decision::result(EventOutcome::NoBindings, 0, 0),
+            None,
+        );
     }
     let Some(claimed) = claim::claim(shared, &event, &entry.id, &targets).await else {
         return Resolution::LeavePending;
@@ -97,7 +107,7 @@ pub(super) async fn resolve_timed(
             "every device was pushed by an earlier attempt; not pushed again"
         );
         let decision = Decision::result(EventOutcome::Duplicate, devices, claimed.earlier_sent);
-        return final_of(&event, decision);
+        return final_of(&event, decision, None);
     }
     if claimed.skipped() > 0 {
         info!(
@@ -110,7 +120,7 @@ pub(super) async fn resolve_timed(
     if event.kind() == PushKind::Incoming && !shared.limits.allow_call(&event.call.callee) {
         info!("callee over its call rate limit; event dead-lettered");
         shared.metrics.rate_limited(RateScope::Callee);
-        settle::release_all(shared, &event, &claimed).await;
+        let released = settle::release_all(&event, &claimed);
         let detail =
             "the callee received more incoming calls than limits.calls_per_identity_per_min";
         return final_of(
@@ -120,17 +130,21 @@ pub(super) async fn resolve_timed(
                 DeadReason::RateLimited,
                 detail.into(),
             ),
+            Some(released),
         );
     }
     let ends = fanout::fan_out(shared, &event, &claimed).await;
     clock.lap(Stage::Push);
-    settle::settle(shared, &event, &claimed, &ends).await;
+    let settlement = settle::settle(shared, &event, &claimed, &ends).await;
     let decision = decide::decide(devices, claimed.earlier_sent, claimed.skipped(), &ends);
-    final_of(&event, decision)
+    if matches!(decision, Decision::LeavePending) {
+        settle::settle_now(shared, &settlement).await;
+    }
+    final_of(&event, decision, Some(settlement))
 }
 
-/// The resolution a decision stands for.
-fn final_of(event: &CallEvent, decision: Decision) -> Resolution {
+/// The resolution a decision stands for, with how this attempt's claims end.
+fn final_of(event: &CallEvent, decision: Decision, settlement: Option<Settlement>) -> Resolution {
     match decision {
         Decision::LeavePending => Resolution::LeavePending,
         Decision::Final {
@@ -147,6 +161,7 @@ fn final_of(event: &CallEvent, decision: Decision) -> Resolution {
                 delivered,
             },
             dead.map(|(reason, detail, attempts)| dead_letter(reason, detail, attempts)),
+            settlement,
         ),
     }
 }

@@ -1,12 +1,15 @@
-//! Stage 6: after the fan-out, release the claims of devices that failed for good, so a later
-//! attempt (a replayed dead letter) may push them, and prune the bindings whose tokens the
-//! provider says are dead (race-safe: SPEC §4). Accepted pushes were recorded during the
-//! fan-out already. A release that fails is harmless: once this entry is finished, its claims
-//! count as stale to every later attempt.
+//! Stage 6: after the fan-out, say how this attempt's claims end — released for devices that
+//! failed for good, so a later attempt (a replayed dead letter) may push them; sent for the one
+//! device of a single-device event (the fan-out leaves that to the outcome, see
+//! [`super::fanout`]) — and prune the bindings whose tokens the provider says are dead
+//! (race-safe: SPEC §4). The [`Settlement`] goes with the event's outcome to the finish stage,
+//! which settles the claims of many events in one round trip before it acknowledges them. A
+//! release that is lost is harmless: once the entry is finished, its claims count as stale to
+//! every later attempt.
 
 use tracing::{debug, info};
 
-use super::super::ledger::Settle;
+use super::super::ledger::{Settle, Settlement};
 use super::super::push::DeviceEnd;
 use super::super::Shared;
 use super::claim::Claimed;
@@ -16,56 +19,61 @@ use crate::domain::mask_device_token;
 use crate::event::CallEvent;
 use crate::providers::Failure;
 
-/// Release what failed for good and prune dead tokens.
+/// How the claims end, and prune dead tokens.
 pub(super) async fn settle(
     shared: &Shared,
     event: &CallEvent,
     claimed: &Claimed<'_>,
     ends: &[DeviceReport],
-) {
-    let released: Vec<(&str, Settle)> = claimed
+) -> Settlement {
+    let record_sent = !super::fanout::records_sent(claimed);
+    let devices = claimed
         .fresh
         .iter()
         .zip(ends)
-        .filter(|(_, r)| match r.end {
+        .filter_map(|(t, r)| match r.end {
+            DeviceEnd::Delivered if record_sent => Some((t.device.clone(), Settle::Sent)),
             // Accepted (recorded already), or possibly rung: the claim stays.
-            DeviceEnd::Delivered | DeviceEnd::Aborted { in_flight: true } => false,
-            _ => true,
+            DeviceEnd::Delivered | DeviceEnd::Aborted { in_flight: true } => None,
+            _ => Some((t.device.clone(), Settle::Release)),
         })
-        .map(|(t, _)| (t.device.as_str(), Settle::Release))
         .collect();
-    release(shared, event, claimed, &released).await;
     for (target, report) in claimed.fresh.iter().zip(ends) {
         if let DeviceEnd::InvalidToken(failure, judged_at_ms) = &report.end {
             prune(shared, &target.binding, failure, *judged_at_ms).await;
         }
     }
+    settlement(event, claimed, devices)
 }
 
 /// Release every claim of this attempt (the event ends before anything was pushed).
-pub(super) async fn release_all(shared: &Shared, event: &CallEvent, claimed: &Claimed<'_>) {
-    let all: Vec<(&str, Settle)> = claimed
+pub(super) fn release_all(event: &CallEvent, claimed: &Claimed<'_>) -> Settlement {
+    let all = claimed
         .fresh
         .iter()
-        .map(|t| (t.device.as_str(), Settle::Release))
+        .map(|t| (t.device.clone(), Settle::Release))
         .collect();
-    release(shared, event, claimed, &all).await;
+    settlement(event, claimed, all)
 }
 
-async fn release(
-    shared: &Shared,
+fn settlement(
     event: &CallEvent,
     claimed: &Claimed<'_>,
-    released: &[(&str, Settle)],
-) {
-    if released.is_empty() {
+    devices: Vec<(String, Settle)>,
+) -> Settlement {
+    Settlement {
+        call_sid: event.call_sid().to_string(),
+        me: claimed.me.clone(),
+        devices,
+    }
+}
+
+/// Settle now, for an event that stays pending (no outcome to go with): best effort.
+pub(super) async fn settle_now(shared: &Shared, settlement: &Settlement) {
+    if settlement.devices.is_empty() {
         return;
     }
-    match shared
-        .ledger
-        .settle(event.call_sid(), &claimed.me, released)
-        .await
-    {
+    match shared.ledger.settle_many(&[settlement]).await {
         Ok(()) => shared.outage.recovered(),
         Err(err) => {
             shared

@@ -10,10 +10,11 @@
 //! - `<p>dead` — stream of dead letters (the original fields plus `reason`, `detail`, `attempts`,
 //!   `failed_at`, `source_id`), capped with `MAXLEN ~ dead_letters.max_len`.
 //!
-//! An entry is acknowledged only in [`CallQueue::finish`], by one script (`finish.lua`) that
-//! checks the entry is still pending, writes its result and dead letter and acknowledges it, all
-//! at once: a crash cannot separate the outcome from the acknowledgement, and when two consumers
-//! worked on one entry (a reclaim raced a slow one) only the first records an outcome. On a
+//! An entry is acknowledged only in [`CallQueue::finish`] (or [`CallQueue::finish_many`], many
+//! entries in one call), by one script (`finish.lua`) that checks each entry is still pending,
+//! writes its result and dead letter and acknowledges it, in one step per entry: a crash cannot
+//! separate an outcome from its acknowledgement, and when two consumers worked on one entry (a
+//! reclaim raced a slow one) only the first records an outcome. On a
 //! cluster the three streams (and the once-markers) of a shard share its hash tag, so every
 //! script here touches one slot; [`ShardedQueue`] reads several shards as one queue.
 //!
@@ -46,7 +47,7 @@ use crate::redis_conn::RedisConn;
 use redis::aio::ConnectionLike;
 use redis::{RedisError, Script, Value};
 
-use super::CallQueue;
+use super::{CallQueue, Finish};
 use crate::backend::BackendError;
 use crate::config::Settings;
 use crate::domain::now_ms;
@@ -195,6 +196,61 @@ impl RedisCallQueue {
         match created {
             Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
             _ => Ok(()),
+        }
+    }
+
+    /// Finish `items`, each under its plain stream id here, with one call of `finish.lua`
+    /// (see [`CallQueue::finish_many`]).
+    pub(super) async fn finish_ids(
+        &self,
+        items: &[(&str, Finish<'_>)],
+    ) -> Result<(), BackendError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.finish.prepare_invoke();
+        invocation
+            .key(&self.keys.calls)
+            .key(&self.keys.results)
+            .key(&self.keys.dead)
+            .arg(&self.options.group)
+            .arg(self.options.results_max_len)
+            .arg(self.options.dead_max_len);
+        for (id, item) in items {
+            let result_fields = if self.options.results_enabled {
+                item.result.fields()
+            } else {
+                Vec::new()
+            };
+            let dead_fields = item
+                .dead
+                .map(|d| d.fields_of(&item.entry.fields, id))
+                .unwrap_or_default();
+            invocation
+                .arg(*id)
+                .arg(result_fields.len() * 2)
+                .arg(dead_fields.len() * 2);
+            for (k, v) in &result_fields {
+                invocation.arg(*k).arg(v);
+            }
+            for (k, v) in &dead_fields {
+                invocation.arg(k).arg(v);
+            }
+        }
+        let recorded: Result<Vec<i64>, RedisError> =
+            invocation.invoke_async(&mut self.conn.clone()).await;
+        match recorded {
+            Ok(recorded) => {
+                for ((id, _), _) in items.iter().zip(&recorded).filter(|(_, r)| **r == 0) {
+                    tracing::debug!(stream_id = %id, "entry finished by another consumer first; outcome not repeated");
+                }
+                Ok(())
+            }
+            // The group is gone, and with it the pending entries: nothing can be acknowledged.
+            // The group is created again after the newest entry read, which includes these:
+            // their outcomes are not recorded (docs/runbook.md, "The consumer group disappeared").
+            Err(e) if is_no_group(&e) => self.recreate_group().await,
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -421,41 +477,20 @@ impl CallQueue for RedisCallQueue {
         result: &EventResult,
         dead: Option<&DeadLetter>,
     ) -> Result<(), BackendError> {
-        let mut invocation = self.finish.prepare_invoke();
-        invocation
-            .key(&self.keys.calls)
-            .key(&self.keys.results)
-            .key(&self.keys.dead)
-            .arg(&self.options.group)
-            .arg(&entry.id)
-            .arg(self.options.results_max_len)
-            .arg(self.options.dead_max_len);
-        let result_fields = if self.options.results_enabled {
-            result.fields()
-        } else {
-            Vec::new()
-        };
-        invocation.arg(result_fields.len() * 2);
-        for (k, v) in &result_fields {
-            invocation.arg(*k).arg(v);
-        }
-        for (k, v) in dead.map(|d| d.fields(entry)).unwrap_or_default() {
-            invocation.arg(k).arg(v);
-        }
-        let recorded: Result<i64, RedisError> =
-            invocation.invoke_async(&mut self.conn.clone()).await;
-        match recorded {
-            Ok(0) => {
-                tracing::debug!(stream_id = %entry.id, "entry finished by another consumer first; outcome not repeated");
-                Ok(())
-            }
-            Ok(_) => Ok(()),
-            // The group is gone, and with it the pending entry: nothing can be acknowledged.
-            // The group is created again after the newest entry read, which includes this one:
-            // its outcome is not recorded (docs/runbook.md, "The consumer group disappeared").
-            Err(e) if is_no_group(&e) => self.recreate_group().await,
-            Err(e) => Err(e.into()),
-        }
+        self.finish_ids(&[(
+            entry.id.as_str(),
+            Finish {
+                entry,
+                result,
+                dead,
+            },
+        )])
+        .await
+    }
+
+    async fn finish_many(&self, items: &[Finish<'_>]) -> Result<(), BackendError> {
+        let items: Vec<(&str, Finish)> = items.iter().map(|f| (f.entry.id.as_str(), *f)).collect();
+        self.finish_ids(&items).await
     }
 
     async fn enqueue(&self, fields: &[(String, String)]) -> Result<String, BackendError> {

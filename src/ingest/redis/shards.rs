@@ -18,7 +18,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{CallQueue, RedisCallQueue};
+use super::{CallQueue, Finish, RedisCallQueue};
 use crate::backend::BackendError;
 use crate::event::StreamEntry;
 use crate::outcome::{DeadLetter, EventResult};
@@ -205,17 +205,35 @@ impl CallQueue for ShardedQueue {
         result: &EventResult,
         dead: Option<&DeadLetter>,
     ) -> Result<(), BackendError> {
-        let Some((i, raw)) = split(&entry.id).filter(|(s, _)| *s < self.shards.len()) else {
-            return Err(BackendError::Corrupt(format!(
-                "stream id {} names no shard",
-                entry.id
-            )));
-        };
-        let plain = StreamEntry {
-            id: raw.to_string(),
-            fields: entry.fields.clone(),
-        };
-        self.shards[i].finish(&plain, result, dead).await
+        self.finish_many(&[Finish {
+            entry,
+            result,
+            dead,
+        }])
+        .await
+    }
+
+    /// One script call per shard, the shards at once (on a cluster, each on its own node).
+    async fn finish_many(&self, items: &[Finish<'_>]) -> Result<(), BackendError> {
+        let mut groups: Vec<Vec<(&str, Finish)>> = vec![Vec::new(); self.shards.len()];
+        for item in items {
+            let Some((i, raw)) = split(&item.entry.id).filter(|(s, _)| *s < self.shards.len())
+            else {
+                return Err(BackendError::Corrupt(format!(
+                    "stream id {} names no shard",
+                    item.entry.id
+                )));
+            };
+            groups[i].push((raw, *item));
+        }
+        let calls = self
+            .shards
+            .iter()
+            .zip(&groups)
+            .filter(|(_, group)| !group.is_empty())
+            .map(|(shard, group)| shard.finish_ids(group));
+        futures::future::try_join_all(calls).await?;
+        Ok(())
     }
 
     async fn enqueue(&self, fields: &[(String, String)]) -> Result<String, BackendError> {

@@ -1,0 +1,128 @@
+//! The finish stage, for many events at once: one task takes the outcomes event tasks hand it,
+//! as many as are ready (up to a read batch), and records them in two round trips however many
+//! there are — first the ledger settlements of every event (sent and released claims), then the
+//! outcomes and acknowledgements ([`CallQueue::finish_many`]: one script call per stream
+//! shard). The order is the guarantee: an entry is acknowledged only once its accepted push is
+//! recorded, so a later attempt of the call never pushes that device again.
+//!
+//! A failed round trip is repeated (both are safe to repeat) with backoff until it succeeds or
+//! the daemon stops hard; then the events of the batch stay pending, as an event does whose
+//! task stops there. Event tasks wait for their outcome to be recorded: they hold their event
+//! slot and stay in flight (touched, [`super::heartbeat`]) until then.
+//!
+//! [`CallQueue::finish_many`]: crate::ingest::CallQueue::finish_many
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::ledger::Settlement;
+use super::outage::Backoff;
+use super::{sleep_or_stop, Shared};
+use crate::event::StreamEntry;
+use crate::ingest::Finish;
+use crate::outcome::{DeadLetter, EventResult};
+
+/// One event's outcome, on its way to be recorded.
+pub(super) struct Job {
+    pub(super) entry: StreamEntry,
+    pub(super) result: EventResult,
+    pub(super) dead: Option<DeadLetter>,
+    pub(super) settlement: Option<Settlement>,
+    /// Answered once the outcome is recorded; dropped when the daemon stopped hard first.
+    pub(super) done: oneshot::Sender<()>,
+}
+
+/// Record the jobs `jobs` brings, up to `max` per round trip, until `all_done` (every event
+/// task has ended, so none waits).
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    mut jobs: mpsc::Receiver<Job>,
+    max: usize,
+    all_done: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(max);
+    loop {
+        let job = tokio::select! {
+            job = jobs.recv() => job,
+            _ = all_done.cancelled() => None,
+        };
+        let Some(job) = job else {
+            return;
+        };
+        batch.push(job);
+        while batch.len() < max {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if !record(&shared, &batch).await {
+            // Stopped hard: the entries stay pending; their tasks see the answer dropped.
+            return;
+        }
+        for job in batch.drain(..) {
+            let kind = job.entry.field("type").unwrap_or("unknown");
+            shared.metrics.event(kind, job.result.outcome.as_str());
+            let _ = job.done.send(());
+        }
+    }
+}
+
+/// Settle, then finish `batch`; false when the daemon stopped hard first.
+async fn record(shared: &Shared, batch: &[Job]) -> bool {
+    let settlements: Vec<&Settlement> = batch
+        .iter()
+        .filter_map(|j| j.settlement.as_ref())
+        .filter(|s| !s.devices.is_empty())
+        .collect();
+    if !settlements.is_empty() {
+        let settled = retry(shared, "settle_devices", "recording device claims", || {
+            shared.ledger.settle_many(&settlements)
+        });
+        if !settled.await {
+            return false;
+        }
+    }
+    let items: Vec<Finish> = batch
+        .iter()
+        .map(|j| Finish {
+            entry: &j.entry,
+            result: &j.result,
+            dead: j.dead.as_ref(),
+        })
+        .collect();
+    retry(shared, "finish", "recording the outcome", || {
+        shared.queue.finish_many(&items)
+    })
+    .await
+}
+
+/// Run `op` until it succeeds (true) or the daemon stops hard (false), logging an outage once.
+async fn retry<'a, F, Fut>(
+    shared: &Shared,
+    op_name: &'static str,
+    what: &'static str,
+    op: F,
+) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), crate::backend::BackendError>> + 'a,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        match op().await {
+            Ok(()) => {
+                shared.outage.recovered();
+                return true;
+            }
+            Err(err) => {
+                shared.outage.failed(op_name, what, &err);
+                if sleep_or_stop(backoff.next(), &shared.hard_stop).await {
+                    return false;
+                }
+            }
+        }
+    }
+}

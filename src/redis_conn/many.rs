@@ -1,0 +1,95 @@
+//! Many calls of one script in one round trip, for the stages that work on a batch of events.
+//!
+//! On one server the calls go as one pipeline: one request, one reply to parse, one wake-up,
+//! however many calls. On a cluster redis-rs (1.x) refuses a pipeline whose commands name
+//! different slots (`CrossSlot`), and the calls of a batch do (one ledger hash per call, say):
+//! there each call is its own command, sent together, and the cluster connection pipelines the
+//! ones bound for one node on that node's connection.
+
+use redis::{FromRedisValue, RedisError, Script, ServerErrorKind, ToRedisArgs, Value};
+
+use super::RedisConn;
+
+/// The keys and arguments of one call of a script.
+#[derive(Debug, Default, Clone)]
+pub struct ScriptCall {
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl ScriptCall {
+    /// A call with no keys and no arguments yet.
+    pub fn new() -> ScriptCall {
+        ScriptCall::default()
+    }
+
+    /// Add a key (`KEYS[i]`).
+    pub fn key(&mut self, key: impl ToRedisArgs) -> &mut ScriptCall {
+        key.write_redis_args(&mut self.keys);
+        self
+    }
+
+    /// Add an argument (`ARGV[i]`).
+    pub fn arg(&mut self, arg: impl ToRedisArgs) -> &mut ScriptCall {
+        arg.write_redis_args(&mut self.args);
+        self
+    }
+
+    /// The EVALSHA of this call.
+    fn eval(&self, script: &Script) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash())
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+}
+
+/// Run every call of `script` in `calls`; one answer per call, in order. The first error (a
+/// broken connection, a script error) fails the whole lot: callers repeat it, so every script
+/// run this way must be safe to run twice.
+pub async fn invoke_many<T: FromRedisValue>(
+    conn: &RedisConn,
+    script: &Script,
+    calls: &[ScriptCall],
+) -> Result<Vec<T>, RedisError> {
+    if calls.is_empty() {
+        return Ok(Vec::new());
+    }
+    match conn {
+        RedisConn::Single(_) => {
+            let mut pipe = redis::pipe();
+            for call in calls {
+                pipe.add_command(call.eval(script));
+            }
+            // Errors come back as values, so a script the server forgot (a restart, SCRIPT
+            // FLUSH) is told from the rest: it is loaded and the whole pipeline sent again
+            // (none of its calls ran: they all name that script).
+            pipe.ignore_errors();
+            let mut conn = conn.clone();
+            let mut answers: Vec<Value> = pipe.query_async(&mut conn).await?;
+            if answers.iter().any(is_no_script) {
+                script.prepare_invoke().load_async(&mut conn).await?;
+                answers = pipe.query_async(&mut conn).await?;
+            }
+            answers
+                .into_iter()
+                .map(|v| Ok(redis::from_redis_value(v.extract_error()?)?))
+                .collect()
+        }
+        RedisConn::Cluster(_) => {
+            let each = calls.iter().map(|call| {
+                let mut invocation = script.prepare_invoke();
+                invocation.key(&call.keys).arg(&call.args);
+                let mut conn = conn.clone();
+                async move { invocation.invoke_async::<T>(&mut conn).await }
+            });
+            futures::future::try_join_all(each).await
+        }
+    }
+}
+
+fn is_no_script(value: &Value) -> bool {
+    matches!(value, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript))
+}
