@@ -22,8 +22,8 @@
 //! gateway locally with one command), `metrics` (every Prometheus metric, in one module), `auth` (access tokens and the admin token), `config` (one typed,
 //! layered configuration), `lifecycle` (one owner of tasks and of the grace deadline), `daemon`
 //! (wiring) and `cli`. At the bottom, importing nothing of callpush's: `domain` (platform, push
-//! kind, call content, push, time helpers, token masking) and `backend` (the one "store failed"
-//! error).
+//! kind, call content, push, time helpers, token masking), `backend` (the one "store failed"
+//! error) and `strict_json` (JSON without duplicate keys, for tokens, `params` and bodies).
 //!
 //! Imports point down: a stage never imports the stage after it, and the modules only the
 //! daemon wires together (`transport`, `metrics`, `lifecycle`, the dispatcher's internals) are
@@ -52,6 +52,7 @@ pub mod outcome;
 pub mod providers;
 pub mod redis_conn;
 pub mod sim;
+pub mod strict_json;
 pub(crate) mod transport;
 pub mod twilio;
 
