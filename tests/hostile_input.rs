@@ -243,16 +243,20 @@ async fn every_row_of_the_table_holds() {
             Input::Stream(explicit_id, fields) => {
                 let mut cmd = redis::cmd("XADD");
                 cmd.arg(&w.world.keys.calls).arg(explicit_id.unwrap_or("*"));
+                let mut call_sid = String::new();
                 for (k, v) in fields {
                     let v = if v == b"CA-auto" {
                         format!("CA-{id}").into_bytes()
                     } else {
                         v
                     };
+                    if k == b"call_sid" {
+                        call_sid = String::from_utf8_lossy(&v).into_owned();
+                    }
                     cmd.arg(k).arg(v);
                 }
                 let entry_id: String = cmd.query_async(&mut conn).await.expect("XADD");
-                stream_rows.push((id.clone(), expect.clone(), entry_id));
+                stream_rows.push((id.clone(), expect.clone(), entry_id, call_sid));
                 continue;
             }
             Input::Config(extra, vars) => {
@@ -295,12 +299,14 @@ async fn every_row_of_the_table_holds() {
     .await;
     let dead = support::daemon::read_all(&mut conn, &w.world.keys.dead).await;
     daemon.stop().await;
-    let call_sid_of = |entry_id: &str| {
-        stream_rows
-            .iter()
-            .find(|(_, _, e)| e == entry_id)
-            .map(|(id, _, _)| format!("CA-{id}"))
-    };
+    // Whatever the rows held (braces in call sids and identities), every key is callpush's.
+    let stray: Vec<String> = all_keys(&mut conn)
+        .await
+        .into_iter()
+        .filter(|k| !k.starts_with(prefix.as_bytes()))
+        .map(|k| String::from_utf8_lossy(&k).into_owned())
+        .collect();
+    assert!(stray.is_empty(), "keys outside the prefix: {stray:?}");
     let outcome_of = |call_sid: &str| {
         results
             .iter()
@@ -312,7 +318,7 @@ async fn every_row_of_the_table_holds() {
         Some("delivered"),
         "a good event after the hostile ones is delivered ({good})"
     );
-    for (id, expect, entry_id) in &stream_rows {
+    for (id, expect, entry_id, call_sid) in &stream_rows {
         let letter = dead
             .iter()
             .find(|(_, f)| f.get("source_id") == Some(entry_id))
@@ -329,7 +335,7 @@ async fn every_row_of_the_table_holds() {
                 }
             }
             (Expect::Result(outcome), None) => {
-                let got = call_sid_of(entry_id).and_then(|sid| outcome_of(&sid));
+                let got = outcome_of(call_sid);
                 if got.as_deref() == Some(outcome.as_str()) {
                     Ok(())
                 } else {

@@ -663,6 +663,12 @@ pub fn drivers() -> Vec<(&'static str, Driver)> {
                 .collect();
             entry(&over, &[])
         }),
+        ("S26", |_| {
+            entry(
+                &[("to", b"hostile-good"), ("call_sid", b"}{CA-s26}:*")],
+                &[],
+            )
+        }),
         ("S25", |_| {
             let Input::Stream(id, mut fields) = entry(&[], &[]) else {
                 unreachable!()
