@@ -90,12 +90,31 @@ fn malformed(field: &'static str, problem: impl Into<String>) -> Malformed {
     }
 }
 
+/// What invalid UTF-8 in a stream field reads as: the consumer decodes fields lossily, so a
+/// byte that is not UTF-8 arrives as U+FFFD. Identities and call sids refuse it; free text
+/// (`from`, `params`) keeps it.
+const REPLACEMENT: char = char::REPLACEMENT_CHARACTER;
+
+/// The one value of the known field `name`: a field given twice is ambiguous (which one did the
+/// call server mean?).
+fn known<'a>(entry: &'a StreamEntry, name: &'static str) -> Result<Option<&'a str>, Malformed> {
+    let mut values = entry.fields.iter().filter(|(k, _)| k == name);
+    let first = values.next().map(|(_, v)| v.as_str());
+    let extra = values.count();
+    if extra > 0 {
+        return Err(malformed(name, format!("is given {} times", extra + 1)));
+    }
+    Ok(first)
+}
+
 /// The time part of a stream id, in ms since the Unix epoch.
 pub fn stream_id_ms(id: &str) -> Option<u64> {
     id.split('-').next()?.parse().ok()
 }
 
-/// Check an identity against SPEC §2: non-empty, at most 121 UTF-8 bytes, no control characters.
+/// Check an identity against SPEC §2: non-empty, at most 121 UTF-8 bytes, no control characters;
+/// and no U+FFFD, so an identity that arrived as invalid UTF-8 is refused rather than read as
+/// another one.
 pub fn check_identity(identity: &str) -> Result<(), String> {
     if identity.is_empty() {
         return Err("must not be empty".into());
@@ -109,11 +128,14 @@ pub fn check_identity(identity: &str) -> Result<(), String> {
     if identity.chars().any(char::is_control) {
         return Err("must not contain control characters".into());
     }
+    if identity.contains(REPLACEMENT) {
+        return Err("must be valid UTF-8 without U+FFFD (which invalid UTF-8 reads as)".into());
+    }
     Ok(())
 }
 
-/// Check `params`: a JSON object of string → string, at most 2048 bytes. Returns its compact
-/// JSON text.
+/// Check `params`: a JSON object of string → string, at most 2048 bytes, no key twice (the app
+/// and callpush might keep different ones). Returns its compact JSON text.
 pub fn check_params(raw: &str) -> Result<String, String> {
     if raw.len() > MAX_PARAMS_BYTES {
         return Err(format!(
@@ -121,8 +143,8 @@ pub fn check_params(raw: &str) -> Result<String, String> {
             raw.len()
         ));
     }
-    let value: serde_json::Value =
-        serde_json::from_str(raw).map_err(|e| format!("is not valid JSON: {e}"))?;
+    let value = crate::strict_json::from_slice(raw.as_bytes())
+        .map_err(|e| format!("is not valid JSON: {e}"))?;
     let serde_json::Value::Object(map) = &value else {
         return Err("must be a JSON object of string values".into());
     };
@@ -138,7 +160,7 @@ impl CallEvent {
     pub fn parse(entry: &StreamEntry) -> Result<CallEvent, Malformed> {
         let enqueued_at_ms =
             stream_id_ms(&entry.id).ok_or_else(|| malformed("id", "is not a stream id"))?;
-        let kind = match entry.field("type") {
+        let kind = match known(entry, "type")? {
             None => return Err(malformed("type", "is missing")),
             Some("incoming") => PushKind::Incoming,
             Some("cancel") => PushKind::Cancel,
@@ -149,13 +171,10 @@ impl CallEvent {
                 ))
             }
         };
-        let to = entry
-            .field("to")
-            .ok_or_else(|| malformed("to", "is missing"))?;
+        let to = known(entry, "to")?.ok_or_else(|| malformed("to", "is missing"))?;
         check_identity(to).map_err(|p| malformed("to", p))?;
-        let call_sid = entry
-            .field("call_sid")
-            .ok_or_else(|| malformed("call_sid", "is missing"))?;
+        let call_sid =
+            known(entry, "call_sid")?.ok_or_else(|| malformed("call_sid", "is missing"))?;
         if call_sid.is_empty() {
             return Err(malformed("call_sid", "must not be empty"));
         }
@@ -165,7 +184,13 @@ impl CallEvent {
                 format!("must be at most {MAX_CALL_SID_BYTES} bytes without control characters"),
             ));
         }
-        let caller = match entry.field("from") {
+        if call_sid.contains(REPLACEMENT) {
+            return Err(malformed(
+                "call_sid",
+                "must be valid UTF-8 without U+FFFD (which invalid UTF-8 reads as)",
+            ));
+        }
+        let caller = match known(entry, "from")? {
             None | Some("") => None,
             Some(f) if f.len() > MAX_FROM_BYTES || f.chars().any(char::is_control) => {
                 return Err(malformed(
@@ -175,7 +200,7 @@ impl CallEvent {
             }
             Some(f) => Some(Arc::from(f)),
         };
-        let ttl_ms = match entry.field("ttl_ms") {
+        let ttl_ms = match known(entry, "ttl_ms")? {
             None => DEFAULT_TTL_MS,
             Some(raw) => {
                 let ttl: u64 = raw.parse().map_err(|_| {
@@ -193,11 +218,11 @@ impl CallEvent {
                 ttl
             }
         };
-        let credential = match entry.field("credential") {
+        let credential = match known(entry, "credential")? {
             None | Some("") => None,
             Some(c) => Some(c.to_string()),
         };
-        let params = match entry.field("params") {
+        let params = match known(entry, "params")? {
             None | Some("") => None,
             Some(raw) => Some(Arc::from(
                 check_params(raw).map_err(|p| malformed("params", p))?,
@@ -279,6 +304,43 @@ mod tests {
                 ("twi_call_sid".to_string(), "CA1".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn a_known_field_given_twice_or_not_utf8_is_malformed() {
+        let twice = CallEvent::parse(&entry(&[
+            ("type", "incoming"),
+            ("to", "a"),
+            ("call_sid", "C"),
+            ("to", "b"),
+        ]))
+        .unwrap_err();
+        assert_eq!(twice.field, "to");
+        assert!(twice.problem.contains("2 times"), "{twice}");
+        let lossy = CallEvent::parse(&entry(&[
+            ("type", "incoming"),
+            ("to", "a"),
+            ("call_sid", "CA\u{FFFD}"),
+        ]))
+        .unwrap_err();
+        assert_eq!(lossy.field, "call_sid");
+        let dup_params = CallEvent::parse(&entry(&[
+            ("type", "incoming"),
+            ("to", "a"),
+            ("call_sid", "C"),
+            ("params", r#"{"k": "1", "k": "2"}"#),
+        ]))
+        .unwrap_err();
+        assert_eq!(dup_params.field, "params");
+        // Unknown fields may repeat: they are only carried along.
+        CallEvent::parse(&entry(&[
+            ("type", "incoming"),
+            ("to", "a"),
+            ("call_sid", "C"),
+            ("x", "1"),
+            ("x", "2"),
+        ]))
+        .unwrap();
     }
 
     #[test]

@@ -23,8 +23,9 @@
 //! layered configuration), `lifecycle` (one owner of tasks and of the grace deadline), `daemon`
 //! (wiring) and `cli`. At the bottom, importing nothing of callpush's: `domain` (platform, push
 //! kind, call content, push, time helpers, token masking), `secret` (the redacting [`secret::Secret`]
-//! every secret lives in, and the start-up check of secret files' permissions) and `backend` (the
-//! one "store failed" error).
+//! every secret lives in, and the start-up check of secret files' permissions), `backend` (the
+//! one "store failed" error) and `strict_json` (JSON without duplicate keys, for tokens,
+//! `params` and bodies).
 //!
 //! Imports point down: a stage never imports the stage after it, and the modules only the
 //! daemon wires together (`transport`, `metrics`, `lifecycle`, the dispatcher's internals) are
@@ -54,6 +55,7 @@ pub mod providers;
 pub mod redis_conn;
 pub mod secret;
 pub mod sim;
+pub mod strict_json;
 pub(crate) mod transport;
 pub mod twilio;
 

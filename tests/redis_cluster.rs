@@ -376,3 +376,51 @@ async fn a_daemon_killed_mid_run_leaves_its_entries_to_the_other() {
     );
     drop(survivor);
 }
+
+/// Identities whose braces would move or empty the hash tag (docs/security.md, rows I01–I05)
+/// register, list and unregister on a real cluster: the binding scripts never meet CROSSSLOT.
+#[tokio::test]
+async fn identities_with_braces_keep_their_bindings_in_one_slot_on_a_cluster() {
+    let w = ClusterWorld::start().await;
+    for (i, who) in ["}alice", "}", "al}ice", "{bob", "{}", "a:b*c d"]
+        .into_iter()
+        .enumerate()
+    {
+        let body = json!({"platform": "fcm", "device_token": format!("brace-{i}")});
+        let public = || api::public_router(w.ctx.clone());
+        let reply = call(
+            public(),
+            Method::POST,
+            "/v1/registrations",
+            Some(&token(who)),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{who}: {reply:?}");
+        let segment =
+            percent_encoding::utf8_percent_encode(who, percent_encoding::NON_ALPHANUMERIC);
+        let path = format!("/v1/identities/{segment}/bindings");
+        let listed = call(
+            api::admin_router(w.ctx.clone()),
+            Method::GET,
+            &path,
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+        assert_eq!(
+            listed.body.as_array().map(Vec::len),
+            Some(1),
+            "{who}: {listed:?}"
+        );
+        let reply = call(
+            public(),
+            Method::DELETE,
+            "/v1/registrations",
+            Some(&token(who)),
+            Some(body),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{who}: {reply:?}");
+    }
+}

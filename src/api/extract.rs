@@ -12,7 +12,7 @@ use super::error::{ApiError, BearerProblem};
 use super::BODY_LIMIT_BYTES;
 
 /// A JSON body deserialized into `T`; errors name the offending field (`platform: unknown
-/// variant …`, `unknown field \`x\``).
+/// variant …`, `unknown field \`x\``). A body with an object key twice is refused.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -49,24 +49,33 @@ where
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_rejection)?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let message = if inner.is_data() && path != "." {
-                format!("`{path}`: {inner}")
-            } else if inner.is_data() {
-                format!("invalid request body: {inner}")
-            } else {
-                format!("the request body is not valid JSON: {inner}")
-            };
-            ApiError::InvalidRequest(message)
-        })?;
-        de.end().map_err(|e| {
-            ApiError::InvalidRequest(format!("the request body is not valid JSON: {e}"))
-        })?;
-        Ok(ApiJson(value))
+        from_json(&bytes).map(ApiJson)
     }
+}
+
+/// Deserialize a JSON body into `T` as [`ApiJson`] does: errors name the field, trailing
+/// characters and a key given twice are refused.
+pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if inner.is_data() && path != "." {
+            format!("`{path}`: {inner}")
+        } else if inner.is_data() {
+            format!("invalid request body: {inner}")
+        } else {
+            format!("the request body is not valid JSON: {inner}")
+        };
+        ApiError::InvalidRequest(message)
+    })?;
+    de.end().map_err(|e| {
+        ApiError::InvalidRequest(format!("the request body is not valid JSON: {e}"))
+    })?;
+    // A key twice at any depth (`params`, say) is ambiguous: refused, not last-one-wins.
+    crate::strict_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidRequest(format!("invalid request body: {e}")))?;
+    Ok(value)
 }
 
 /// Path parameters; a parameter that does not decode is a 400, not axum's plain-text error.

@@ -47,6 +47,7 @@ use crate::ingest::CallQueue;
 use crate::metrics::Metrics;
 use error::ApiError;
 use limits::RegistrationLimits;
+pub use registrations::{read_registration_body, BodyRejection};
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;

@@ -73,6 +73,32 @@ pub async fn address_limit(
     next.run(request).await
 }
 
+/// A registration body that was refused: the SPEC §3 status, error code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyRejection {
+    /// The HTTP status (400).
+    pub status: u16,
+    /// `invalid_request` or `invalid_device_token`.
+    pub code: &'static str,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+/// Read the body of `POST`/`DELETE /v1/registrations` as the routes do: the platform and the
+/// device token as it will be stored, or the error the routes answer with. The routes check the
+/// access token before the body; this is the body's part alone (property tests and the fuzz
+/// target drive it).
+pub fn read_registration_body(bytes: &[u8]) -> Result<(Platform, String), BodyRejection> {
+    let reject = |e: ApiError| BodyRejection {
+        status: e.status().as_u16(),
+        code: e.code(),
+        message: e.to_string(),
+    };
+    let body: RegistrationBody = super::extract::from_json(bytes).map_err(reject)?;
+    let token = device_token(&body).map_err(reject)?;
+    Ok((body.platform, token))
+}
+
 fn device_token(body: &RegistrationBody) -> Result<String, ApiError> {
     normalize_device_token(body.platform, &body.device_token).map_err(ApiError::InvalidDeviceToken)
 }

@@ -123,7 +123,8 @@ fn segment(part: &str, what: &'static str) -> Result<Map<String, Value>, TokenEr
     let bytes = URL_SAFE_NO_PAD
         .decode(part.trim_end_matches('='))
         .map_err(|_| TokenError::Malformed(what))?;
-    match serde_json::from_slice(&bytes) {
+    // Duplicate keys are refused: the minting backend may have read the other one.
+    match crate::strict_json::from_slice(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(TokenError::Malformed(what)),
     }

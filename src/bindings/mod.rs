@@ -87,8 +87,8 @@ pub fn new_binding_id() -> String {
     format!("BS{}", hex::encode(bytes))
 }
 
-/// Check a device token against SPEC §3 and normalise it: APNs tokens are 64 to 200 hex digits
-/// (stored lower-case); FCM tokens are 1 to 4096 characters of `[A-Za-z0-9_:.-]`.
+/// Check a device token against SPEC §3 and normalise it: APNs tokens are 64 to 200 hex digits,
+/// an even number of them (stored lower-case); FCM tokens are 1 to 4096 characters of `[A-Za-z0-9_:.-]`.
 pub fn normalize_device_token(platform: Platform, token: &str) -> Result<String, String> {
     match platform {
         Platform::Apns => {
@@ -100,6 +100,13 @@ pub fn normalize_device_token(platform: Platform, token: &str) -> Result<String,
             }
             if !token.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err("an APNs device token has only hex digits (0-9, a-f)".into());
+            }
+            // Two hex digits per byte: an odd count is no token APNs ever handed out.
+            if token.len() % 2 != 0 {
+                return Err(format!(
+                    "an APNs device token has an even number of hex digits; this one has {}",
+                    token.len()
+                ));
             }
             Ok(token.to_ascii_lowercase())
         }
@@ -151,6 +158,7 @@ mod tests {
             "ab".repeat(32)
         );
         assert!(normalize_device_token(Platform::Apns, &"a".repeat(63)).is_err());
+        assert!(normalize_device_token(Platform::Apns, &"a".repeat(65)).is_err());
         assert!(normalize_device_token(Platform::Apns, &"a".repeat(201)).is_err());
         assert!(normalize_device_token(Platform::Apns, &"g".repeat(64)).is_err());
     }

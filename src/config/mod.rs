@@ -449,7 +449,7 @@ impl Settings {
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let mut value: toml::Value =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_string()))?;
+            toml::from_str(text).map_err(|e| ConfigError::Parse(parse_problem(text, &e)))?;
         env::apply(&mut value, vars)?;
         let settings: Settings =
             serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Invalid {
@@ -458,5 +458,24 @@ impl Settings {
             })?;
         settings.validate()?;
         Ok(settings)
+    }
+}
+
+/// A TOML syntax error with its line and the key on that line, so the message names the key
+/// even when the parser's own does not (`number too large to fit in target type`). Only the text
+/// before `=` is shown: the value may be a secret (a password in `redis.url`).
+fn parse_problem(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_string();
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let number = before[..start].matches('\n').count() + 1;
+    let line = text[start..].lines().next().unwrap_or_default();
+    match line.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() => {
+            format!("line {number}, key `{}`: {}", key.trim(), e.message())
+        }
+        _ => format!("line {number}: {}", e.message()),
     }
 }

@@ -77,13 +77,27 @@ impl Keys {
 
     /// `<p>id:{<identity>}:b`: hash binding_id → JSON binding of one identity.
     pub fn identity_bindings(&self, identity: &str) -> String {
-        format!("{}id:{{{identity}}}:b", self.prefix)
+        self.identity_key(identity, "b")
     }
 
     /// `<p>id:{<identity>}:u`: sorted set binding_id scored by `updated_at_ms`, same slot as the
     /// hash.
     pub fn identity_updated(&self, identity: &str) -> String {
-        format!("{}id:{{{identity}}}:u", self.prefix)
+        self.identity_key(identity, "u")
+    }
+
+    /// `<p>id:{<identity>}:<suffix>`. The hash tag ends at the identity's first `}`, which keeps
+    /// an identity's keys in one slot, unless the identity starts with `}`: its tag would be
+    /// empty and Redis Cluster would hash each whole key to a slot of its own (a CROSSSLOT error
+    /// in the binding scripts). Those identities get `<p>id}:{=}<identity>:<suffix>`, a family
+    /// no other identity's keys can collide with (they all start with `<p>id:{`), tagged `=`:
+    /// they share one slot, which only such (rare) identities use.
+    fn identity_key(&self, identity: &str, suffix: &str) -> String {
+        if identity.starts_with('}') {
+            format!("{}id}}:{{=}}{identity}:{suffix}", self.prefix)
+        } else {
+            format!("{}id:{{{identity}}}:{suffix}", self.prefix)
+        }
     }
 
     /// `<p>dev:{<credential>:<device_token>}`: which identity (and binding) owns the device token
@@ -158,6 +172,22 @@ mod tests {
         assert_eq!(k.device("CR1", "ab:cd"), "cp:dev:{CR1:ab:cd}");
         assert_eq!(k.named("x"), "cp:x");
         assert_eq!(k.sent("CA1"), "cp:sent:{CA1}");
+    }
+
+    #[test]
+    fn an_identity_starting_with_a_closing_brace_keeps_its_keys_in_one_slot() {
+        let k = Keys::new("cp:").unwrap();
+        for identity in ["}alice", "}", "}}{", "al}ice", "{", "{}"] {
+            let (b, u) = (k.identity_bindings(identity), k.identity_updated(identity));
+            assert_eq!(key_slot(&b), key_slot(&u), "{b} {u}");
+            assert!(b.starts_with("cp:") && u.starts_with("cp:"));
+        }
+        assert_eq!(k.identity_bindings("}alice"), "cp:id}:{=}}alice:b");
+        // No other identity's key is the same.
+        assert_ne!(
+            k.identity_bindings("=}}alice"),
+            k.identity_bindings("}alice")
+        );
     }
 
     #[test]

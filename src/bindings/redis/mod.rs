@@ -9,7 +9,10 @@
 //!   owns the device token under that credential. This key is the authority on ownership.
 //!
 //! An identity or token holding `}` only shortens the tag; both keys of one identity still share
-//! it, so they still share a slot.
+//! it, so they still share a slot. An identity *starting* with `}` would leave the tag empty
+//! (Redis Cluster then hashes each whole key, to different slots), so its keys are
+//! `<p>id}:{=}<identity>:b` and `…:u` instead (`Keys::identity_bindings`). Device tokens never
+//! hold braces (SPEC §3), and credential SIDs come from the configuration.
 //!
 //! All three get a PEXPIRE of `bindings.ttl_days` on every registration; a binding also carries
 //! its own `expires_at_ms`, and expired bindings are never listed and are dropped by the next

@@ -1,0 +1,3 @@
+//! Test code of `tests/hostile_input.rs`.
+
+pub mod drivers;
