@@ -67,9 +67,13 @@ async fn redis_restarting_mid_run_leaves_no_event_without_an_outcome() {
     let outages = log.matches("retrying until Redis answers").count();
     let duplicates = outcomes.values().filter(|o| *o == "duplicate").count();
     eprintln!("{outages} outage(s) logged; {duplicates} duplicate outcomes");
+    // Logged per outage, not per failing command: with 32 events in flight, per-command logging
+    // would print dozens. While the restarted Redis loads its AOF under this load, a command
+    // can succeed between failures and end the outage early, so a loaded machine sees a few
+    // (seen: 4), never one per event.
     assert!(
-        (1..=3).contains(&outages),
-        "one restart, logged once (not per event): {outages} times\n{log}"
+        (1..=8).contains(&outages),
+        "one restart, logged per outage (not per event): {outages} times\n{log}"
     );
     assert!(!log.contains("panicked"), "{log}");
     assert!(daemon.sigterm(Duration::from_secs(15)).await.success());
