@@ -36,7 +36,7 @@ pub enum AuthConfigError {
         source: SecretError,
     },
     /// The admin token.
-    #[error("admin token: {0}")]
+    #[error("admin.token_file (or CALLPUSH_ADMIN_TOKEN): {0}")]
     AdminToken(#[source] SecretError),
     /// Minting needs an API key and the account SID.
     #[error("cannot mint a token: {0}")]
