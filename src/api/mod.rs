@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::redis_conn::RedisConn;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -147,7 +147,8 @@ async fn track(
     response
 }
 
-/// The hygiene every router gets: JSON 404/405, the body limit, the listener's request limits,
+/// The hygiene every router gets: JSON 404/405, the listener's request limits (the body limit
+/// among them: [`guard`] reads every body, at most [`BODY_LIMIT_BYTES`], before a route runs),
 /// metrics.
 fn finish(
     router: Router<Arc<ApiContext>>,
@@ -161,7 +162,6 @@ fn finish(
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::from_fn_with_state(
             guard::Guard::new(limits),
             guard::guard,
