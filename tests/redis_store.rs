@@ -298,3 +298,45 @@ async fn list_skips_a_binding_whose_device_key_names_another_identity() {
     let stored: usize = conn.hlen(f.keys.identity_bindings("alice")).await.unwrap();
     assert_eq!(stored, 0, "the stale binding is cleaned up");
 }
+
+#[tokio::test]
+async fn list_many_answers_each_identity_in_order_with_the_ownership_check() {
+    // The dispatcher's lookup stage: the bindings of a whole read batch in two round trips.
+    // Identities repeat (two calls to one callee), one has nothing, one holds a binding whose
+    // token moved on.
+    let f = fixture(365, 20).await;
+    for (identity, n) in [("alice", 1), ("alice", 2), ("bob", 3), ("carol", 4)] {
+        f.store
+            .register(apns(identity, &token(n)), now_ms())
+            .await
+            .unwrap();
+    }
+    let mut conn = f.conn.clone();
+    let _: () = conn
+        .set(f.keys.device(CRED, &token(4)), "dave\nBS0")
+        .await
+        .unwrap();
+
+    let lists = f
+        .store
+        .list_many(&["alice", "nobody", "bob", "alice", "carol"])
+        .await
+        .unwrap();
+    let seen: Vec<Vec<String>> = lists.iter().map(|l| tokens(l)).collect();
+    assert_eq!(
+        seen,
+        vec![
+            vec![token(2), token(1)],
+            vec![],
+            vec![token(3)],
+            vec![token(2), token(1)],
+            vec![],
+        ]
+    );
+    for (identity, list) in ["alice", "nobody", "bob", "alice", "carol"]
+        .iter()
+        .zip(&lists)
+    {
+        assert_eq!(&f.store.list(identity).await.unwrap(), list);
+    }
+}

@@ -64,6 +64,16 @@ pub trait BindingStore: Send + Sync + 'static {
     /// The live (unexpired) bindings of an identity, most recently updated first.
     async fn list(&self, identity: &str) -> Result<Vec<Binding>, BackendError>;
 
+    /// [`BindingStore::list`] for many identities at once (they may repeat): one answer per
+    /// identity, in order. A failure fails them all. The default lists one after the other.
+    async fn list_many(&self, identities: &[&str]) -> Result<Vec<Vec<Binding>>, BackendError> {
+        let mut answers = Vec::with_capacity(identities.len());
+        for identity in identities {
+            answers.push(self.list(identity).await?);
+        }
+        Ok(answers)
+    }
+
     /// Remove one binding of an identity by id. True when it existed.
     async fn delete(&self, identity: &str, binding_id: &str) -> Result<bool, BackendError>;
 

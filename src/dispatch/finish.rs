@@ -1,5 +1,6 @@
 //! The finish stage, for many events at once: one task takes the outcomes event tasks hand it,
-//! as many as are ready (up to a read batch), and records them in two round trips however many
+//! as many as are ready (up to a read batch; several batches in flight, [`super::batch`]), and
+//! records them in two round trips however many
 //! there are — first the ledger settlements of every event (sent and released claims), then the
 //! outcomes and acknowledgements ([`CallQueue::finish_many`]: one script call per stream
 //! shard). The order is the guarantee: an entry is acknowledged only once its accepted push is
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ledger::Settlement;
 use super::outage::Backoff;
-use super::{sleep_or_stop, Shared};
+use super::{batch, sleep_or_stop, Shared};
 use crate::event::StreamEntry;
 use crate::ingest::Finish;
 use crate::outcome::{DeadLetter, EventResult};
@@ -34,39 +35,30 @@ pub(super) struct Job {
     pub(super) done: oneshot::Sender<()>,
 }
 
-/// Record the jobs `jobs` brings, up to `max` per round trip, until `all_done` (every event
-/// task has ended, so none waits).
+/// Record the jobs `jobs` brings, up to `max` per round trip and [`batch::IN_FLIGHT`] batches
+/// at once, until `all_done` (every event task has ended, so none waits).
 pub(super) async fn run(
     shared: Arc<Shared>,
-    mut jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Job>,
     max: usize,
     all_done: CancellationToken,
 ) {
-    let mut batch = Vec::with_capacity(max);
-    loop {
-        let job = tokio::select! {
-            job = jobs.recv() => job,
-            _ = all_done.cancelled() => None,
-        };
-        let Some(job) = job else {
-            return;
-        };
-        batch.push(job);
-        while batch.len() < max {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        if !record(&shared, &batch).await {
-            // Stopped hard: the entries stay pending; their tasks see the answer dropped.
-            return;
-        }
-        for job in batch.drain(..) {
-            let kind = job.entry.field("type").unwrap_or("unknown");
-            shared.metrics.event(kind, job.result.outcome.as_str());
-            let _ = job.done.send(());
-        }
+    batch::run(jobs, max, batch::IN_FLIGHT, all_done, move |batch| {
+        finish(shared.clone(), batch)
+    })
+    .await
+}
+
+/// Record one batch and tell its event tasks; when the daemon stops hard first, the entries
+/// stay pending and their tasks see the answer dropped.
+async fn finish(shared: Arc<Shared>, batch: Vec<Job>) {
+    if !record(&shared, &batch).await {
+        return;
+    }
+    for job in batch {
+        let kind = job.entry.field("type").unwrap_or("unknown");
+        shared.metrics.event(kind, job.result.outcome.as_str());
+        let _ = job.done.send(());
     }
 }
 

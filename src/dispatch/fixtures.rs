@@ -224,6 +224,7 @@ pub(super) fn shared_with_store(
         in_flight: Default::default(),
         hard_stop: CancellationToken::new(),
         metrics,
+        batches: None,
     }
 }
 

@@ -18,6 +18,7 @@
 //! slow — say, waiting out a provider's `Retry-After`. Redis outages are logged once, however
 //! many events notice them ([`outage`]).
 
+mod batch;
 mod finish;
 pub mod ledger;
 pub(crate) mod limits;
@@ -107,6 +108,21 @@ pub(crate) struct Shared {
     hard_stop: CancellationToken,
     /// Events, latency, retries, prunes, call rate limits.
     metrics: Arc<Metrics>,
+    /// Where event tasks ask for bindings and claims, served for many events at once; `None`
+    /// (the unit tests' pools): each event asks the store and the ledger itself.
+    batches: Option<Batches>,
+}
+
+/// The stages that serve many events' requests at once ([`batch`]).
+struct Batches {
+    lookups: mpsc::Sender<resolve::Lookup>,
+    claims: mpsc::Sender<resolve::ClaimAsk>,
+}
+
+/// The other ends of [`Batches`], taken by [`Dispatcher::run`].
+struct Inboxes {
+    lookups: mpsc::Receiver<resolve::Lookup>,
+    claims: mpsc::Receiver<resolve::ClaimAsk>,
 }
 
 /// Push slots of each credential: all of them with one credential, else half the pool (at least
@@ -136,6 +152,7 @@ pub struct Dispatcher {
     shared: Arc<Shared>,
     events: Arc<Semaphore>,
     options: DispatchOptions,
+    inboxes: Option<Inboxes>,
 }
 
 impl Dispatcher {
@@ -145,6 +162,10 @@ impl Dispatcher {
         options: DispatchOptions,
         hard_stop: CancellationToken,
     ) -> Self {
+        // Each event task has at most one request out at a time.
+        let capacity = options.max_in_flight.max(1);
+        let (lookups, lookup_inbox) = mpsc::channel(capacity);
+        let (claims, claim_inbox) = mpsc::channel(capacity);
         let shared = Arc::new(Shared {
             consumer: parts.queue.consumer().to_string(),
             instance: new_instance(),
@@ -160,17 +181,22 @@ impl Dispatcher {
             in_flight: Mutex::default(),
             hard_stop,
             metrics: parts.metrics,
+            batches: Some(Batches { lookups, claims }),
         });
         Dispatcher {
             shared,
             events: Arc::new(Semaphore::new(options.max_in_flight)),
             options,
+            inboxes: Some(Inboxes {
+                lookups: lookup_inbox,
+                claims: claim_inbox,
+            }),
         }
     }
 
     /// Consume the stream until shutdown begins, then let in-flight events finish until the
     /// lifecycle stops hard, and return. Redis failures are retried, never returned.
-    pub async fn run(self, life: Lifecycle) {
+    pub async fn run(mut self, life: Lifecycle) {
         let shutdown = life.stopping();
         let queue = self.shared.queue.clone();
         let outage = &self.shared.outage;
@@ -199,6 +225,25 @@ impl Dispatcher {
             self.options.batch_size.max(1),
             all_done.clone(),
         ));
+        let batch_size = self.options.batch_size.max(1);
+        if let Some(inboxes) = self.inboxes.take() {
+            let shared = self.shared.clone();
+            life.spawn(batch::run(
+                inboxes.lookups,
+                batch_size,
+                batch::IN_FLIGHT,
+                all_done.clone(),
+                move |batch| resolve::serve_lookups(shared.clone(), batch),
+            ));
+            let shared = self.shared.clone();
+            life.spawn(batch::run(
+                inboxes.claims,
+                batch_size,
+                batch::IN_FLIGHT,
+                all_done.clone(),
+                move |batch| resolve::serve_claims(shared.clone(), batch),
+            ));
+        }
         let claim_every = (self.options.claim_idle / 2).max(Duration::from_millis(500));
         let mut next_claim = Instant::now();
         // This consumer's pending entries are read once, oldest first, from a cursor: reading

@@ -1,4 +1,5 @@
-//! Many calls of one script in one round trip, for the stages that work on a batch of events.
+//! Many calls of one script (or many plain commands) in one round trip, for the stages that
+//! work on a batch of events.
 //!
 //! On one server the calls go as one pipeline: one request, one reply to parse, one wake-up,
 //! however many calls. On a cluster redis-rs (1.x) refuses a pipeline whose commands name
@@ -84,6 +85,34 @@ pub async fn invoke_many<T: FromRedisValue>(
                 invocation.key(&call.keys).arg(&call.args);
                 let mut conn = conn.clone();
                 async move { invocation.invoke_async::<T>(&mut conn).await }
+            });
+            futures::future::try_join_all(each).await
+        }
+    }
+}
+
+/// Run every command of `cmds`; one answer per command, in order. Sent as [`invoke_many`]
+/// sends script calls: one pipeline on one server, each its own command on a cluster. The first
+/// error fails the whole lot.
+pub async fn query_many<T: FromRedisValue>(
+    conn: &RedisConn,
+    cmds: Vec<redis::Cmd>,
+) -> Result<Vec<T>, RedisError> {
+    if cmds.is_empty() {
+        return Ok(Vec::new());
+    }
+    match conn {
+        RedisConn::Single(_) => {
+            let mut pipe = redis::pipe();
+            for cmd in cmds {
+                pipe.add_command(cmd);
+            }
+            pipe.query_async(&mut conn.clone()).await
+        }
+        RedisConn::Cluster(_) => {
+            let each = cmds.into_iter().map(|cmd| {
+                let mut conn = conn.clone();
+                async move { cmd.query_async::<T>(&mut conn).await }
             });
             futures::future::try_join_all(each).await
         }

@@ -45,7 +45,7 @@ use tracing::warn;
 
 use super::{Binding, BindingStore, NewBinding, Registered};
 use crate::backend::BackendError;
-use crate::redis_conn::Keys;
+use crate::redis_conn::{query_many, Keys};
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -184,6 +184,23 @@ fn owner_value(identity: &str, binding_id: &str) -> String {
     format!("{identity}\n{binding_id}")
 }
 
+/// The unexpired bindings of an identity's hash, most recently updated first.
+fn live_bindings(hash: &[(String, String)], now_ms: u64) -> Result<Vec<Binding>, BackendError> {
+    let mut live = Vec::with_capacity(hash.len());
+    for (_, json) in hash {
+        let b = decode(json)?;
+        if b.expires_at_ms > now_ms {
+            live.push(b);
+        }
+    }
+    live.sort_by(|a, b| {
+        b.updated_at_ms
+            .cmp(&a.updated_at_ms)
+            .then_with(|| a.binding_id.cmp(&b.binding_id))
+    });
+    Ok(live)
+}
+
 fn decode(json: &str) -> Result<Binding, BackendError> {
     serde_json::from_str(json).map_err(|e| BackendError::Corrupt(e.to_string()))
 }
@@ -267,63 +284,66 @@ impl BindingStore for RedisBindingStore {
     }
 
     async fn list(&self, identity: &str) -> Result<Vec<Binding>, BackendError> {
-        let mut conn = self.conn.clone();
-        let stored: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(self.keys.identity_bindings(identity))
-            .query_async(&mut conn)
-            .await?;
+        Ok(self.list_many(&[identity]).await?.pop().unwrap_or_default())
+    }
+
+    /// Two round trips for the whole lot: every identity's `HGETALL`, then every live binding's
+    /// device key.
+    async fn list_many(&self, identities: &[&str]) -> Result<Vec<Vec<Binding>>, BackendError> {
+        let hashes = identities
+            .iter()
+            .map(|identity| {
+                let mut cmd = redis::cmd("HGETALL");
+                cmd.arg(self.keys.identity_bindings(identity));
+                cmd
+            })
+            .collect();
+        let stored: Vec<Vec<(String, String)>> = query_many(&self.conn, hashes).await?;
         let now = crate::domain::now_ms();
-        let mut live = Vec::with_capacity(stored.len());
-        for (_, json) in &stored {
-            let b = decode(json)?;
-            if b.expires_at_ms > now {
-                live.push(b);
-            }
-        }
-        if live.is_empty() {
-            return Ok(live);
-        }
-        live.sort_by(|a, b| {
-            b.updated_at_ms
-                .cmp(&a.updated_at_ms)
-                .then_with(|| a.binding_id.cmp(&b.binding_id))
-        });
+        let lives = stored
+            .iter()
+            .map(|hash| live_bindings(hash, now))
+            .collect::<Result<Vec<_>, _>>()?;
 
         // The device keys are the authority on ownership: skip bindings whose token moved on
-        // (left behind by an interrupted registration, see the module docs). One GET per key,
-        // sent together: on a cluster the device keys are in different slots.
-        let gets = live.iter().map(|b| {
-            let key = self.keys.device(&b.credential, &b.device_token);
-            let mut conn = conn.clone();
-            async move {
-                redis::cmd("GET")
-                    .arg(key)
-                    .query_async::<Option<String>>(&mut conn)
-                    .await
-            }
-        });
-        let owners = futures::future::try_join_all(gets).await?;
-        let (kept, moved): (Vec<_>, Vec<_>) =
-            live.into_iter().zip(owners).partition(|(b, owner)| {
-                owner
+        // (left behind by an interrupted registration, see the module docs).
+        let gets = lives
+            .iter()
+            .flatten()
+            .map(|b| {
+                let mut cmd = redis::cmd("GET");
+                cmd.arg(self.keys.device(&b.credential, &b.device_token));
+                cmd
+            })
+            .collect();
+        let owners: Vec<Option<String>> = query_many(&self.conn, gets).await?;
+        let mut owners = owners.into_iter();
+        let mut answers = Vec::with_capacity(lives.len());
+        for (identity, live) in identities.iter().zip(lives) {
+            let mut kept = Vec::with_capacity(live.len());
+            for b in live {
+                let owner = owners.next().flatten();
+                if owner
                     .as_deref()
                     .is_none_or(|o| o == owner_value(&b.identity, &b.binding_id))
-            });
-        for (b, _) in moved {
-            if let Err(e) = self
-                .remove_if_token(
-                    identity,
-                    &b.binding_id,
-                    &b.credential,
-                    &b.device_token,
-                    None,
-                )
-                .await
-            {
-                warn!(error = %e, binding_id = %b.binding_id, "could not remove a binding whose token moved on");
+                {
+                    kept.push(b);
+                } else if let Err(e) = self
+                    .remove_if_token(
+                        identity,
+                        &b.binding_id,
+                        &b.credential,
+                        &b.device_token,
+                        None,
+                    )
+                    .await
+                {
+                    warn!(error = %e, binding_id = %b.binding_id, "could not remove a binding whose token moved on");
+                }
             }
+            answers.push(kept);
         }
-        Ok(kept.into_iter().map(|(b, _)| b).collect())
+        Ok(answers)
     }
 
     async fn delete(&self, identity: &str, binding_id: &str) -> Result<bool, BackendError> {

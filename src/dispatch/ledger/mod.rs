@@ -122,6 +122,19 @@ pub struct ClaimRequest<'a> {
     pub take_over: Option<&'a Holder>,
 }
 
+/// The claims of one event, among the claims of many ([`SentLedger::claim_many`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimCall<'a> {
+    /// The call the devices are claimed for.
+    pub call_sid: &'a str,
+    /// Who claims them.
+    pub me: &'a Holder,
+    /// The devices.
+    pub requests: &'a [ClaimRequest<'a>],
+    /// When the call's claims may expire, ms since the Unix epoch.
+    pub expire_at_ms: u64,
+}
+
 /// How a claimed device ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settle {
@@ -223,6 +236,21 @@ pub trait SentLedger: Send + Sync + 'static {
         requests: &[ClaimRequest<'_>],
         expire_at_ms: u64,
     ) -> Result<Vec<Claim>, BackendError>;
+
+    /// [`SentLedger::claim`] for the first claims of many events at once: one answer per call,
+    /// in order. A failure fails them all, and none of the events may act on a claim then (each
+    /// is left pending, as after a failed [`SentLedger::claim`]). The default claims one call
+    /// after the other.
+    async fn claim_many(&self, calls: &[ClaimCall<'_>]) -> Result<Vec<Vec<Claim>>, BackendError> {
+        let mut answers = Vec::with_capacity(calls.len());
+        for c in calls {
+            answers.push(
+                self.claim(c.call_sid, c.me, c.requests, c.expire_at_ms)
+                    .await?,
+            );
+        }
+        Ok(answers)
+    }
 
     /// Settle claims `me` made (see [`Settle`]). A release leaves a claim someone else took
     /// over in place.

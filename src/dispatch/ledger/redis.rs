@@ -10,13 +10,14 @@
 //!
 //! Claiming is one script round trip for all devices of an event: a device is claimed only
 //! when it is free or still holds exactly the stale value the caller names, so two attempts
-//! racing for one device never both win. Settling is one more round trip per settle, or one for
-//! the settlements of many events ([`SentLedger::settle_many`]: one pipeline on one server).
+//! racing for one device never both win. The claims of many events go in one round trip
+//! ([`SentLedger::claim_many`]), as do the settlements of many events
+//! ([`SentLedger::settle_many`]): one pipeline on one server.
 
 use crate::redis_conn::RedisConn;
 use redis::Script;
 
-use super::{Claim, ClaimRequest, Holder, SentLedger, Settle, Settlement};
+use super::{Claim, ClaimCall, ClaimRequest, Holder, SentLedger, Settle, Settlement};
 use crate::backend::BackendError;
 use crate::domain::now_ms;
 use crate::redis_conn::{invoke_many, Keys, ScriptCall};
@@ -70,6 +71,45 @@ impl SentLedger for RedisSentLedger {
             )));
         }
         Ok(states.iter().map(|s| Claim::parse(s)).collect())
+    }
+
+    async fn claim_many(&self, calls: &[ClaimCall<'_>]) -> Result<Vec<Vec<Claim>>, BackendError> {
+        let now = now_ms();
+        let script_calls: Vec<ScriptCall> = calls
+            .iter()
+            .filter(|c| !c.requests.is_empty())
+            .map(|c| {
+                let mut call = ScriptCall::new();
+                call.key(self.keys.sent(c.call_sid))
+                    .arg(c.expire_at_ms.saturating_sub(now).max(1))
+                    .arg(c.me.encode());
+                for r in c.requests {
+                    call.arg(r.device)
+                        .arg(r.take_over.map(Holder::encode).unwrap_or_default());
+                }
+                call
+            })
+            .collect();
+        let mut states = invoke_many::<Vec<String>>(&self.conn, &self.claim, &script_calls)
+            .await?
+            .into_iter();
+        calls
+            .iter()
+            .map(|c| {
+                if c.requests.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let got = states.next().unwrap_or_default();
+                if got.len() != c.requests.len() {
+                    return Err(BackendError::Corrupt(format!(
+                        "the claim script answered {} states for {} devices",
+                        got.len(),
+                        c.requests.len()
+                    )));
+                }
+                Ok(got.iter().map(|s| Claim::parse(s)).collect())
+            })
+            .collect()
     }
 
     async fn settle(

@@ -1,15 +1,21 @@
 //! Stage 3: claim every target device in the push ledger before anything is sent.
 //!
-//! One round trip claims the free devices. A device another attempt holds is judged
+//! One round trip claims the free devices (shared with the other events of the moment: the
+//! pool's claim stage, [`serve`], claims for many events at once). A device another attempt holds is judged
 //! ([`ledger::liveness`]): a live holder keeps it (it is pushing now: never two pushes of one
 //! device for one call at once), a stale one — it died, or lost its entry to a reclaim — is
 //! taken over in a second round trip, compare-and-set, so its unanswered push is sent again
 //! rather than silently dropped. Whether another consumer still holds its entry is asked of the
 //! queue (one pipelined round trip), only when such claims turn up.
 
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
 use tracing::{debug, info};
 
-use super::super::ledger::{self, Claim, ClaimRequest, Holder, Liveness, CLAIM_MARGIN_MS};
+use super::super::ledger::{
+    self, Claim, ClaimCall, ClaimRequest, Holder, Liveness, CLAIM_MARGIN_MS,
+};
 use super::super::Shared;
 use super::Target;
 use crate::domain::now_ms;
@@ -49,14 +55,7 @@ pub(super) async fn claim<'t>(
         since_ms: now_ms(),
     };
     let expire_at = event.deadline_ms() + CLAIM_MARGIN_MS;
-    let requests: Vec<ClaimRequest> = targets
-        .iter()
-        .map(|t| ClaimRequest {
-            device: &t.device,
-            take_over: None,
-        })
-        .collect();
-    let mut claims = ledger_claim(shared, event, &me, &requests, expire_at).await?;
+    let mut claims = first_claims(shared, event, &me, targets, expire_at).await?;
 
     // Held claims: which of them are stale?
     let held: Vec<(usize, Option<Holder>)> = claims
@@ -103,6 +102,103 @@ pub(super) async fn claim<'t>(
         earlier_sent,
         devices: targets.len(),
     })
+}
+
+/// One event's first claims, served with others' ([`serve`]).
+pub(in crate::dispatch) struct ClaimAsk {
+    pub(in crate::dispatch) call_sid: String,
+    pub(in crate::dispatch) me: Holder,
+    /// The device keys to claim (free devices only).
+    pub(in crate::dispatch) devices: Vec<String>,
+    pub(in crate::dispatch) expire_at_ms: u64,
+    /// `None`: the ledger could not be reached (the outage is logged once, by [`serve`]).
+    pub(in crate::dispatch) answer: oneshot::Sender<Option<Vec<Claim>>>,
+}
+
+/// Make the claims of every event of `batch` in one [`SentLedger::claim_many`] and answer each.
+///
+/// [`SentLedger::claim_many`]: super::super::ledger::SentLedger::claim_many
+pub(in crate::dispatch) async fn serve(shared: Arc<Shared>, batch: Vec<ClaimAsk>) {
+    let requests: Vec<Vec<ClaimRequest>> = batch
+        .iter()
+        .map(|ask| {
+            ask.devices
+                .iter()
+                .map(|device| ClaimRequest {
+                    device,
+                    take_over: None,
+                })
+                .collect()
+        })
+        .collect();
+    let calls: Vec<ClaimCall> = batch
+        .iter()
+        .zip(&requests)
+        .map(|(ask, requests)| ClaimCall {
+            call_sid: &ask.call_sid,
+            me: &ask.me,
+            requests,
+            expire_at_ms: ask.expire_at_ms,
+        })
+        .collect();
+    let answers = match shared.ledger.claim_many(&calls).await {
+        Ok(answers) => {
+            shared.outage.recovered();
+            answers
+        }
+        Err(err) => {
+            shared
+                .outage
+                .failed("claim_devices", "claiming devices", &err);
+            debug!(error = %err, events = batch.len(), "cannot claim devices");
+            drop(calls);
+            for ask in batch {
+                let _ = ask.answer.send(None);
+            }
+            return;
+        }
+    };
+    drop(calls);
+    for (ask, claims) in batch.into_iter().zip(answers) {
+        let _ = ask.answer.send(Some(claims));
+    }
+}
+
+/// The first claims of an event (free devices only): through the claim stage when the pool runs
+/// one, else asked of the ledger directly.
+async fn first_claims(
+    shared: &Shared,
+    event: &CallEvent,
+    me: &Holder,
+    targets: &[Target],
+    expire_at: u64,
+) -> Option<Vec<Claim>> {
+    if let Some(claims) = shared.batches.as_ref().map(|b| &b.claims) {
+        let (answer, got) = oneshot::channel();
+        let ask = ClaimAsk {
+            call_sid: event.call_sid().to_string(),
+            me: me.clone(),
+            devices: targets.iter().map(|t| t.device.clone()).collect(),
+            expire_at_ms: expire_at,
+            answer,
+        };
+        if claims.send(ask).await.is_err() {
+            return None;
+        }
+        let claims = got.await.ok().flatten();
+        if claims.is_none() {
+            debug!("cannot claim devices; event left pending");
+        }
+        return claims;
+    }
+    let requests: Vec<ClaimRequest> = targets
+        .iter()
+        .map(|t| ClaimRequest {
+            device: &t.device,
+            take_over: None,
+        })
+        .collect();
+    ledger_claim(shared, event, me, &requests, expire_at).await
 }
 
 async fn ledger_claim(

@@ -31,8 +31,9 @@ use crate::event::{CallEvent, StreamEntry};
 use crate::metrics::{RateScope, Stage, StageClock};
 use crate::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
 
+pub(super) use claim::{serve as serve_claims, ClaimAsk};
 pub(super) use decide::Decision;
-pub(super) use targets::Target;
+pub(super) use targets::{serve as serve_lookups, Lookup, Target};
 
 /// What to do with the entry.
 #[derive(Debug)]

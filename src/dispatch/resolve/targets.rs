@@ -2,8 +2,10 @@
 //! `credential` when it names one, to credentials this daemon has a provider for, and, for a
 //! `cancel`, to providers that send cancels.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::super::ledger::device_key;
@@ -21,20 +23,95 @@ pub(in crate::dispatch) struct Target {
     pub(in crate::dispatch) device: String,
 }
 
-/// The event's targets; `None` when the bindings cannot be read (the entry stays pending).
-pub(super) async fn resolve(shared: &Shared, event: &CallEvent) -> Option<Vec<Target>> {
-    let bindings = match shared.store.list(event.to()).await {
-        Ok(b) => {
+/// One event's request for its callee's bindings, served with others ([`serve`]).
+pub(in crate::dispatch) struct Lookup {
+    pub(in crate::dispatch) identity: String,
+    /// `None`: the bindings could not be read (the outage is logged once, by [`serve`]).
+    pub(in crate::dispatch) answer: oneshot::Sender<Option<Vec<Binding>>>,
+}
+
+/// Read the bindings of every identity `batch` asks for in one [`BindingStore::list_many`]
+/// (each identity once) and answer each request.
+///
+/// [`BindingStore::list_many`]: crate::bindings::BindingStore::list_many
+pub(in crate::dispatch) async fn serve(shared: Arc<Shared>, batch: Vec<Lookup>) {
+    let mut position: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+    let mut distinct: Vec<&str> = Vec::with_capacity(batch.len());
+    let mut askers: Vec<usize> = Vec::with_capacity(batch.len());
+    let index: Vec<usize> = batch
+        .iter()
+        .map(|l| {
+            let i = *position.entry(&l.identity).or_insert_with(|| {
+                distinct.push(&l.identity);
+                askers.push(0);
+                distinct.len() - 1
+            });
+            askers[i] += 1;
+            i
+        })
+        .collect();
+    let lists = match shared.store.list_many(&distinct).await {
+        Ok(lists) => {
             shared.outage.recovered();
-            b
+            lists
         }
         Err(err) => {
             shared
                 .outage
                 .failed("list_bindings", "resolving bindings", &err);
-            debug!(error = %err, "cannot resolve bindings; event left pending");
+            debug!(error = %err, events = batch.len(), "cannot resolve bindings");
+            for lookup in batch {
+                let _ = lookup.answer.send(None);
+            }
+            return;
+        }
+    };
+    let mut lists: Vec<Option<Vec<Binding>>> = lists.into_iter().map(Some).collect();
+    for (lookup, i) in batch.into_iter().zip(index) {
+        askers[i] -= 1;
+        let bindings = if askers[i] == 0 {
+            lists[i].take()
+        } else {
+            lists[i].clone()
+        };
+        let _ = lookup.answer.send(bindings);
+    }
+}
+
+/// The callee's bindings: through the lookup stage when the pool runs one, else asked of the
+/// store directly. `None` when they cannot be read.
+async fn bindings(shared: &Shared, identity: &str) -> Option<Vec<Binding>> {
+    if let Some(lookups) = shared.batches.as_ref().map(|b| &b.lookups) {
+        let (answer, got) = oneshot::channel();
+        let lookup = Lookup {
+            identity: identity.to_string(),
+            answer,
+        };
+        if lookups.send(lookup).await.is_err() {
             return None;
         }
+        return got.await.ok().flatten();
+    }
+    match shared.store.list(identity).await {
+        Ok(b) => {
+            shared.outage.recovered();
+            Some(b)
+        }
+        Err(err) => {
+            shared
+                .outage
+                .failed("list_bindings", "resolving bindings", &err);
+            debug!(error = %err, "cannot resolve bindings");
+            None
+        }
+    }
+}
+
+/// The event's targets; `None` when the bindings cannot be read (the entry stays pending).
+pub(super) async fn resolve(shared: &Shared, event: &CallEvent) -> Option<Vec<Target>> {
+    let Some(bindings) = bindings(shared, event.to()).await else {
+        debug!("cannot resolve bindings; event left pending");
+        return None;
     };
     Some(
         bindings
