@@ -7,53 +7,39 @@
 //! there each call is its own command, sent together, and the cluster connection pipelines the
 //! ones bound for one node on that node's connection.
 
-use redis::{FromRedisValue, RedisError, Script, ServerErrorKind, ToRedisArgs, Value};
+use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, ToRedisArgs, Value};
 
 use super::RedisConn;
 
-/// The keys and arguments of one call of a script.
-#[derive(Debug, Default, Clone)]
+/// One call of a script on one key (every script run this way names one key), built straight
+/// into its `EVALSHA` command: no copy of the arguments between building and sending.
+#[derive(Debug, Clone)]
 pub struct ScriptCall {
-    keys: Vec<Vec<u8>>,
-    args: Vec<Vec<u8>>,
+    cmd: redis::Cmd,
 }
 
 impl ScriptCall {
-    /// A call with no keys and no arguments yet.
-    pub fn new() -> ScriptCall {
-        ScriptCall::default()
-    }
-
-    /// Add a key (`KEYS[i]`).
-    pub fn key(&mut self, key: impl ToRedisArgs) -> &mut ScriptCall {
-        key.write_redis_args(&mut self.keys);
-        self
+    /// A call of `script` on `key` (`KEYS[1]`), with no arguments yet.
+    pub fn new(script: &Script, key: impl ToRedisArgs) -> ScriptCall {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash()).arg(1).arg(key);
+        ScriptCall { cmd }
     }
 
     /// Add an argument (`ARGV[i]`).
     pub fn arg(&mut self, arg: impl ToRedisArgs) -> &mut ScriptCall {
-        arg.write_redis_args(&mut self.args);
+        self.cmd.arg(arg);
         self
-    }
-
-    /// The EVALSHA of this call.
-    fn eval(&self, script: &Script) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash())
-            .arg(self.keys.len())
-            .arg(&self.keys)
-            .arg(&self.args);
-        cmd
     }
 }
 
-/// Run every call of `script` in `calls`; one answer per call, in order. The first error (a
-/// broken connection, a script error) fails the whole lot: callers repeat it, so every script
-/// run this way must be safe to run twice.
+/// Run every call of `script` in `calls` (each built by [`ScriptCall::new`] with this script);
+/// one answer per call, in order. The first error (a broken connection, a script error) fails
+/// the whole lot: callers repeat it, so every script run this way must be safe to run twice.
 pub async fn invoke_many<T: FromRedisValue>(
     conn: &RedisConn,
     script: &Script,
-    calls: &[ScriptCall],
+    calls: Vec<ScriptCall>,
 ) -> Result<Vec<T>, RedisError> {
     if calls.is_empty() {
         return Ok(Vec::new());
@@ -62,7 +48,7 @@ pub async fn invoke_many<T: FromRedisValue>(
         RedisConn::Single(_) => {
             let mut pipe = redis::pipe();
             for call in calls {
-                pipe.add_command(call.eval(script));
+                pipe.add_command(call.cmd);
             }
             // Errors come back as values, so a script the server forgot (a restart, SCRIPT
             // FLUSH) is told from the rest: it is loaded and the whole pipeline sent again
@@ -80,11 +66,17 @@ pub async fn invoke_many<T: FromRedisValue>(
                 .collect()
         }
         RedisConn::Cluster(_) => {
-            let each = calls.iter().map(|call| {
-                let mut invocation = script.prepare_invoke();
-                invocation.key(&call.keys).arg(&call.args);
+            let each = calls.into_iter().map(|call| {
                 let mut conn = conn.clone();
-                async move { invocation.invoke_async::<T>(&mut conn).await }
+                async move {
+                    match call.cmd.query_async::<T>(&mut conn).await {
+                        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                            script.prepare_invoke().load_async(&mut conn).await?;
+                            call.cmd.query_async::<T>(&mut conn).await
+                        }
+                        other => other,
+                    }
+                }
             });
             futures::future::try_join_all(each).await
         }

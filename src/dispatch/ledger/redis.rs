@@ -79,9 +79,8 @@ impl SentLedger for RedisSentLedger {
             .iter()
             .filter(|c| !c.requests.is_empty())
             .map(|c| {
-                let mut call = ScriptCall::new();
-                call.key(self.keys.sent(c.call_sid))
-                    .arg(c.expire_at_ms.saturating_sub(now).max(1))
+                let mut call = ScriptCall::new(&self.claim, self.keys.sent(c.call_sid));
+                call.arg(c.expire_at_ms.saturating_sub(now).max(1))
                     .arg(c.me.encode());
                 for r in c.requests {
                     call.arg(r.device)
@@ -90,7 +89,7 @@ impl SentLedger for RedisSentLedger {
                 call
             })
             .collect();
-        let mut states = invoke_many::<Vec<String>>(&self.conn, &self.claim, &script_calls)
+        let mut states = invoke_many::<Vec<String>>(&self.conn, &self.claim, script_calls)
             .await?
             .into_iter();
         calls
@@ -137,15 +136,15 @@ impl SentLedger for RedisSentLedger {
             .iter()
             .filter(|s| !s.devices.is_empty())
             .map(|s| {
-                let mut call = ScriptCall::new();
-                call.key(self.keys.sent(&s.call_sid)).arg(s.me.encode());
+                let mut call = ScriptCall::new(&self.settle, self.keys.sent(&s.call_sid));
+                call.arg(s.me.encode());
                 for (device, how) in &s.devices {
                     call.arg(device).arg(settle_word(*how));
                 }
                 call
             })
             .collect();
-        invoke_many::<()>(&self.conn, &self.settle, &calls).await?;
+        invoke_many::<()>(&self.conn, &self.settle, calls).await?;
         Ok(())
     }
 }
