@@ -6,10 +6,11 @@
 //! `workers.max_in_flight` event slots from read to acknowledgement, so reading pauses while
 //! they are all taken (stream lag grows instead of memory), and a push holds one of as many push
 //! slots only while its request is in flight. An entry is acknowledged only with its final
-//! outcome ([`resolve`], where the stages of one event live), and outcomes are recorded for
-//! many events at once ([`finish`]: one round trip for the ledger, one for the outcomes and
-//! acknowledgements); anything unfinished when the daemon stops hard stays pending for another
-//! consumer.
+//! outcome ([`resolve`], where the stages of one event live). The round trips to Redis are
+//! shared by the events of the moment ([`batch`]): the bindings of many events are read
+//! together, their first claims made together, and their outcomes recorded together
+//! ([`finish`]: one round trip for the ledger, one for the outcomes and acknowledgements);
+//! anything unfinished when the daemon stops hard stays pending for another consumer.
 //!
 //! Failures stay where they start: each credential also has its own cap of push slots (half the
 //! pool when there are several credentials), taken before a pool slot, so a credential that hangs
