@@ -424,3 +424,81 @@ async fn identities_with_braces_keep_their_bindings_in_one_slot_on_a_cluster() {
         assert_eq!(reply.status, StatusCode::NO_CONTENT, "{who}: {reply:?}");
     }
 }
+
+#[tokio::test]
+async fn the_ledger_claims_with_plain_commands_on_a_cluster() {
+    // Each call's ledger hash is in its own slot: the claims of a batch go as one transaction
+    // per call, to the masters that own them, and a second attempt sees the first one's claims.
+    use callpush::dispatch::ledger::redis::RedisSentLedger;
+    use callpush::dispatch::ledger::{Claim, ClaimCall, ClaimRequest, Holder, SentLedger};
+    let cluster = RedisCluster::start().await;
+    let conn = cluster.client().get_async_connection().await.unwrap();
+    let ledger = RedisSentLedger::new(
+        callpush::redis_conn::RedisConn::Cluster(conn),
+        Keys::new(&unique_prefix()).unwrap(),
+    );
+    let holder = |entry: &str| Holder {
+        consumer: "c1".into(),
+        instance: "i-1".into(),
+        entry: entry.into(),
+        since_ms: 1,
+    };
+    let (first, second) = (holder("1-0"), holder("2-0"));
+    let devices = [
+        ClaimRequest {
+            device: "x",
+            take_over: None,
+        },
+        ClaimRequest {
+            device: "y",
+            take_over: None,
+        },
+    ];
+    let far = callpush::domain::now_ms() + 3_600_000;
+    let calls = ["CA1", "CA2", "CA3", "CA4", "CA5", "CA6"];
+    let batch = |me| -> Vec<ClaimCall> {
+        calls
+            .iter()
+            .map(|call_sid| ClaimCall {
+                call_sid,
+                me,
+                requests: &devices,
+                expire_at_ms: far,
+            })
+            .collect()
+    };
+    let claims = ledger.claim_many(&batch(&first)).await.unwrap();
+    assert!(claims
+        .iter()
+        .all(|c| *c == vec![Claim::Fresh, Claim::Fresh]));
+    let again = ledger.claim_many(&batch(&second)).await.unwrap();
+    assert!(
+        again
+            .iter()
+            .flatten()
+            .all(|c| matches!(c, Claim::Held(Some(h)) if h.entry == "1-0")),
+        "{again:?}"
+    );
+    let mut hsetnx = 0;
+    let mut evalsha = 0;
+    for port in cluster.ports() {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut node = client.get_multiplexed_async_connection().await.unwrap();
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut node)
+            .await
+            .unwrap();
+        let calls_of = |name: &str| {
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+                .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        hsetnx += calls_of("hsetnx");
+        evalsha += calls_of("evalsha");
+    }
+    assert_eq!(hsetnx, 24, "two devices of six calls, twice");
+    assert_eq!(evalsha, 0, "no script on Redis 7");
+}

@@ -6,7 +6,7 @@ mod support;
 
 use callpush::dispatch::ledger::redis::RedisSentLedger;
 use callpush::dispatch::ledger::{
-    Claim, ClaimCall, ClaimRequest, Holder, SentLedger, Settle, Settlement,
+    Claim, ClaimCall, ClaimRequest, Holder, SentLedger, Settle, Settlement, CLAIM_MARGIN_MS,
 };
 use callpush::redis_conn::Keys;
 use support::redis_server::{unique_prefix, RedisServer};
@@ -27,11 +27,42 @@ fn free(device: &str) -> ClaimRequest<'_> {
     }
 }
 
+/// Both ways the ledger talks to Redis: plain commands in transactions (Redis 7.0 and later, the
+/// server the tests run) and scripts only (what it does on older servers).
+fn both_ledgers(
+    conn: &redis::aio::ConnectionManager,
+) -> [(&'static str, RedisSentLedger, Keys); 2] {
+    let keys = || Keys::new(&unique_prefix()).unwrap();
+    let (commands, scripts) = (keys(), keys());
+    [
+        (
+            "commands",
+            RedisSentLedger::new(conn.clone(), commands.clone()),
+            commands,
+        ),
+        (
+            "scripts",
+            RedisSentLedger::scripts_only(conn.clone(), scripts.clone()),
+            scripts,
+        ),
+    ]
+}
+
 #[tokio::test]
 async fn settle_many_marks_sent_and_releases_across_calls() {
     let redis = RedisServer::start().await;
-    let mut conn = redis.conn().await;
-    let ledger = RedisSentLedger::new(conn.clone(), Keys::new(&unique_prefix()).unwrap());
+    let conn = redis.conn().await;
+    for (way, ledger, _) in both_ledgers(&conn) {
+        settle_many_case(&conn, way, ledger).await;
+    }
+}
+
+async fn settle_many_case(
+    conn: &redis::aio::ConnectionManager,
+    way: &str,
+    ledger: RedisSentLedger,
+) {
+    let mut conn = conn.clone();
     let (a, b) = (holder("1-0"), holder("2-0"));
     let far = callpush::domain::now_ms() + 3_600_000;
     for (call, me) in [("CA1", &a), ("CA2", &b)] {
@@ -39,7 +70,7 @@ async fn settle_many_marks_sent_and_releases_across_calls() {
             .claim(call, me, &[free("x"), free("y")], far)
             .await
             .unwrap();
-        assert_eq!(claims, vec![Claim::Fresh, Claim::Fresh]);
+        assert_eq!(claims, vec![Claim::Fresh, Claim::Fresh], "{way}");
     }
     // A restart or SCRIPT FLUSH: the pipelined settle scripts are loaded again.
     redis::cmd("SCRIPT")
@@ -73,21 +104,36 @@ async fn settle_many_marks_sent_and_releases_across_calls() {
     assert_eq!(
         seen("CA1").await,
         vec![Claim::Sent, Claim::Fresh],
-        "x was accepted, y released for a later attempt"
+        "{way}: x was accepted, y released for a later attempt"
     );
     let ca2 = seen("CA2").await;
-    assert_eq!(ca2[1], Claim::Sent, "y of the other call was accepted");
+    assert_eq!(
+        ca2[1],
+        Claim::Sent,
+        "{way}: y of the other call was accepted"
+    );
     assert!(
         matches!(&ca2[0], Claim::Held(Some(h)) if h.entry == "2-0"),
-        "x of the other call is still held by its attempt: {ca2:?}"
+        "{way}: x of the other call is still held by its attempt: {ca2:?}"
     );
 }
 
 #[tokio::test]
 async fn claim_many_claims_each_call_on_its_own_and_answers_in_order() {
     let redis = RedisServer::start().await;
-    let mut conn = redis.conn().await;
-    let ledger = RedisSentLedger::new(conn.clone(), Keys::new(&unique_prefix()).unwrap());
+    let conn = redis.conn().await;
+    for (way, ledger, _) in both_ledgers(&conn) {
+        claim_many_case(&conn, way, ledger).await;
+    }
+}
+
+async fn claim_many_case(conn: &redis::aio::ConnectionManager, way: &str, ledger: RedisSentLedger) {
+    let mut conn = conn.clone();
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
     let far = callpush::domain::now_ms() + 3_600_000;
     let (first, second, third) = (holder("1-0"), holder("2-0"), holder("3-0"));
     // The server forgot its scripts: the pipelined claims are loaded and sent again.
@@ -128,17 +174,83 @@ async fn claim_many_claims_each_call_on_its_own_and_answers_in_order() {
         ])
         .await
         .unwrap();
-    assert_eq!(answers.len(), 4);
-    assert_eq!(answers[0], vec![Claim::Fresh, Claim::Fresh]);
-    assert!(answers[1].is_empty());
+    assert_eq!(answers.len(), 4, "{way}");
+    assert_eq!(answers[0], vec![Claim::Fresh, Claim::Fresh], "{way}");
+    assert!(answers[1].is_empty(), "{way}");
     assert!(
         matches!(&answers[2][..], [Claim::Held(Some(h))] if h.entry == "1-0"),
-        "the later attempt sees the first one's claim: {:?}",
+        "{way}: the later attempt sees the first one's claim: {:?}",
         answers[2]
     );
     assert_eq!(
         answers[3],
         vec![Claim::Fresh],
-        "another call's x is its own"
+        "{way}: another call's x is its own"
     );
+    // The server is Redis 7: the ledger that may use plain commands does, the other never.
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let used_commands = stats.contains("cmdstat_hsetnx:");
+    assert_eq!(used_commands, way == "commands", "{way}: {stats}");
+}
+
+#[tokio::test]
+async fn a_call_s_claims_only_ever_live_longer_and_never_forever() {
+    // A later event of the call with a nearer deadline must not cut short the claims of an
+    // earlier one; a `sent` mark after the hash expired must not leave a hash that never
+    // expires.
+    let redis = RedisServer::start().await;
+    let mut conn = redis.conn().await;
+    for (way, ledger, keys) in both_ledgers(&conn) {
+        let now = callpush::domain::now_ms();
+        let (first, second) = (holder("1-0"), holder("2-0"));
+        let far = [free("x")];
+        let near = [free("y")];
+        ledger
+            .claim_many(&[ClaimCall {
+                call_sid: "CA1",
+                me: &first,
+                requests: &far,
+                expire_at_ms: now + 3_600_000,
+            }])
+            .await
+            .unwrap();
+        ledger
+            .claim_many(&[ClaimCall {
+                call_sid: "CA1",
+                me: &second,
+                requests: &near,
+                expire_at_ms: now + 60_000,
+            }])
+            .await
+            .unwrap();
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(keys.sent("CA1"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            ttl > 3_000_000,
+            "{way}: the longer life stays, {ttl} ms left"
+        );
+
+        let gone = Settlement {
+            call_sid: "CA-expired".into(),
+            me: first.clone(),
+            devices: vec![("x".into(), Settle::Sent)],
+        };
+        ledger.settle_many(&[&gone]).await.unwrap();
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(keys.sent("CA-expired"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            ttl == -2 || (ttl > 0 && ttl <= CLAIM_MARGIN_MS as i64),
+            "{way}: a late sent mark leaves no hash or one that expires, PTTL {ttl}"
+        );
+    }
 }

@@ -14,8 +14,11 @@
 //! ([`SentLedger::claim_many`]), as do the settlements of many events
 //! ([`SentLedger::settle_many`]): one pipeline on one server.
 
+mod lean;
+
 use crate::redis_conn::RedisConn;
-use redis::Script;
+use redis::{Script, Value};
+use tokio::sync::OnceCell;
 
 use super::{Claim, ClaimCall, ClaimRequest, Holder, SentLedger, Settle, Settlement};
 use crate::backend::BackendError;
@@ -28,17 +31,49 @@ pub struct RedisSentLedger {
     keys: Keys,
     claim: Script,
     settle: Script,
+    /// Whether the common claims and `sent` marks go as plain commands ([`lean`]): known once
+    /// the server's version was read; always false for [`RedisSentLedger::scripts_only`].
+    lean: OnceCell<bool>,
 }
 
 impl RedisSentLedger {
-    /// A ledger over `conn`, with the key names of `keys`.
+    /// A ledger over `conn`, with the key names of `keys`. On Redis 7.0 and later the common
+    /// claims and `sent` marks are plain commands in a transaction; before, scripts.
     pub fn new(conn: impl Into<RedisConn>, keys: Keys) -> RedisSentLedger {
         RedisSentLedger {
             conn: conn.into(),
             keys,
             claim: Script::new(include_str!("claim.lua")),
             settle: Script::new(include_str!("settle.lua")),
+            lean: OnceCell::new(),
         }
+    }
+
+    /// A ledger that uses its scripts for everything, as it does on Redis before 7.0 (public
+    /// so the tests run both ways on one server).
+    pub fn scripts_only(conn: impl Into<RedisConn>, keys: Keys) -> RedisSentLedger {
+        let ledger = RedisSentLedger::new(conn, keys);
+        ledger
+            .lean
+            .set(false)
+            .expect("a new ledger has not read the version yet");
+        ledger
+    }
+
+    /// Whether the server takes the plain-command forms; asked once (a failed question is asked
+    /// again next time, and this call uses the scripts).
+    async fn lean(&self) -> bool {
+        let answer = self
+            .lean
+            .get_or_try_init(|| async {
+                let info: Value = redis::cmd("INFO")
+                    .arg("server")
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                Ok::<bool, redis::RedisError>(lean::supported(&info))
+            })
+            .await;
+        matches!(answer, Ok(true))
     }
 }
 
@@ -74,6 +109,139 @@ impl SentLedger for RedisSentLedger {
     }
 
     async fn claim_many(&self, calls: &[ClaimCall<'_>]) -> Result<Vec<Vec<Claim>>, BackendError> {
+        let only_free = calls
+            .iter()
+            .all(|c| c.requests.iter().all(|r| r.take_over.is_none()));
+        if only_free && self.lean().await {
+            return self.claim_many_lean(calls).await;
+        }
+        self.claim_many_scripted(calls).await
+    }
+
+    async fn settle(
+        &self,
+        call_sid: &str,
+        me: &Holder,
+        settled: &[(&str, Settle)],
+    ) -> Result<(), BackendError> {
+        if settled.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.settle.key(self.keys.sent(call_sid));
+        invocation.arg(me.encode());
+        for (device, how) in settled {
+            invocation.arg(*device).arg(settle_word(*how));
+        }
+        invocation
+            .invoke_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn settle_many(&self, batch: &[&Settlement]) -> Result<(), BackendError> {
+        let batch: Vec<&Settlement> = batch
+            .iter()
+            .copied()
+            .filter(|s| !s.devices.is_empty())
+            .collect();
+        let all_sent = |s: &&Settlement| s.devices.iter().all(|(_, how)| *how == Settle::Sent);
+        let (marks, scripted): (Vec<&Settlement>, Vec<&Settlement>) =
+            if batch.iter().any(all_sent) && self.lean().await {
+                batch.into_iter().partition(all_sent)
+            } else {
+                (Vec::new(), batch)
+            };
+        let calls: Vec<ScriptCall> = scripted
+            .iter()
+            .map(|s| {
+                let mut call = ScriptCall::new(&self.settle, self.keys.sent(&s.call_sid));
+                call.arg(s.me.encode());
+                for (device, how) in &s.devices {
+                    call.arg(device).arg(settle_word(*how));
+                }
+                call
+            })
+            .collect();
+        let marked = async {
+            let blocks = marks
+                .iter()
+                .map(|s| lean::mark_sent(&self.keys.sent(&s.call_sid), &s.devices))
+                .collect();
+            lean::exec_many(&self.conn, blocks).await
+        };
+        let settled = invoke_many::<()>(&self.conn, &self.settle, calls);
+        let (marked, settled) = futures::join!(marked, settled);
+        marked?;
+        settled?;
+        Ok(())
+    }
+}
+
+impl RedisSentLedger {
+    /// The claims of many calls, each call a transaction of plain commands (only free devices).
+    /// A device found held whose claim vanished before it was read (its holder released it in
+    /// between) is claimed again by the script.
+    async fn claim_many_lean(
+        &self,
+        calls: &[ClaimCall<'_>],
+    ) -> Result<Vec<Vec<Claim>>, BackendError> {
+        let now = now_ms();
+        let blocks = calls
+            .iter()
+            .filter(|c| !c.requests.is_empty())
+            .map(|c| {
+                let ttl_ms = c.expire_at_ms.saturating_sub(now).max(1);
+                lean::claim_free(
+                    &self.keys.sent(c.call_sid),
+                    &c.me.encode(),
+                    c.requests,
+                    ttl_ms,
+                )
+            })
+            .collect();
+        let mut replies = lean::exec_many(&self.conn, blocks).await?.into_iter();
+        let mut answers = Vec::with_capacity(calls.len());
+        for c in calls {
+            if c.requests.is_empty() {
+                answers.push(Vec::new());
+                continue;
+            }
+            let reply = replies.next().unwrap_or(Value::Nil);
+            let mut claims = lean::read_claims(reply, c.requests.len())?;
+            let vanished: Vec<ClaimRequest> = c
+                .requests
+                .iter()
+                .zip(&claims)
+                .filter(|(_, claim)| claim.is_none())
+                .map(|(r, _)| *r)
+                .collect();
+            let mut again = if vanished.is_empty() {
+                Vec::new()
+            } else {
+                self.claim(c.call_sid, c.me, &vanished, c.expire_at_ms)
+                    .await?
+            }
+            .into_iter();
+            answers.push(
+                claims
+                    .iter_mut()
+                    .map(|claim| {
+                        claim
+                            .take()
+                            .or_else(|| again.next())
+                            .unwrap_or(Claim::Held(None))
+                    })
+                    .collect(),
+            );
+        }
+        Ok(answers)
+    }
+
+    /// The claims of many calls, one script call each.
+    async fn claim_many_scripted(
+        &self,
+        calls: &[ClaimCall<'_>],
+    ) -> Result<Vec<Vec<Claim>>, BackendError> {
         let now = now_ms();
         let script_calls: Vec<ScriptCall> = calls
             .iter()
@@ -109,43 +277,6 @@ impl SentLedger for RedisSentLedger {
                 Ok(got.iter().map(|s| Claim::parse(s)).collect())
             })
             .collect()
-    }
-
-    async fn settle(
-        &self,
-        call_sid: &str,
-        me: &Holder,
-        settled: &[(&str, Settle)],
-    ) -> Result<(), BackendError> {
-        if settled.is_empty() {
-            return Ok(());
-        }
-        let mut invocation = self.settle.key(self.keys.sent(call_sid));
-        invocation.arg(me.encode());
-        for (device, how) in settled {
-            invocation.arg(*device).arg(settle_word(*how));
-        }
-        invocation
-            .invoke_async::<()>(&mut self.conn.clone())
-            .await?;
-        Ok(())
-    }
-
-    async fn settle_many(&self, batch: &[&Settlement]) -> Result<(), BackendError> {
-        let calls: Vec<ScriptCall> = batch
-            .iter()
-            .filter(|s| !s.devices.is_empty())
-            .map(|s| {
-                let mut call = ScriptCall::new(&self.settle, self.keys.sent(&s.call_sid));
-                call.arg(s.me.encode());
-                for (device, how) in &s.devices {
-                    call.arg(device).arg(settle_word(*how));
-                }
-                call
-            })
-            .collect();
-        invoke_many::<()>(&self.conn, &self.settle, calls).await?;
-        Ok(())
     }
 }
 

@@ -1,0 +1,216 @@
+//! The ledger's two common operations as plain commands in a transaction (`MULTI`/`EXEC`), for
+//! Redis 7.0 and later (`PEXPIRE … NX|GT`): a first claim of free devices, and the `sent` mark.
+//!
+//! Measured (docs/benchmarks.md): a script call costs Redis ~16 µs beyond the hash commands it
+//! runs, and every event made two (`claim.lua`, `settle.lua`); these commands cost 1–2 µs each.
+//! What each keeps of its script:
+//! - claim: `HSETNX` claims a free device and `HGET` reads what holds it otherwise, for every
+//!   device, then `PEXPIRE NX` gives a new hash its life and `PEXPIRE GT` only ever lengthens
+//!   it — the script's rules, in one transaction, so no other client sees a hash without an
+//!   expiry. Take-overs (a compare-and-set on the stale value) stay with the script.
+//! - `sent`: `HSET` of `sent` is true whoever holds the claim by then (a provider accepted the
+//!   push), and `PEXPIRE NX` gives a hash that expired in between a life of
+//!   [`CLAIM_MARGIN_MS`] instead of none (the script wrote nothing then; a `sent` mark that
+//!   outlives its call by a minute is harmless). Releases (a compare) stay with the script.
+
+use redis::{Cmd, RedisError, Value};
+
+use super::super::{Claim, ClaimRequest, Settle, CLAIM_MARGIN_MS};
+use crate::backend::BackendError;
+use crate::redis_conn::RedisConn;
+
+/// The commands of one transaction, all on one key.
+pub(super) struct Block(Vec<Cmd>);
+
+/// Whether an `INFO server` answer (one server's text, or one per node of a cluster) says Redis
+/// 7.0 or later on every server it names.
+pub(super) fn supported(info: &Value) -> bool {
+    let mut texts = Vec::new();
+    collect_text(info, &mut texts);
+    let majors: Vec<u32> = texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter_map(|line| line.strip_prefix("redis_version:"))
+        .filter_map(|version| version.trim().split('.').next()?.parse().ok())
+        .collect();
+    !majors.is_empty() && majors.iter().all(|major| *major >= 7)
+}
+
+fn collect_text(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::BulkString(bytes) => out.push(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(text) | Value::VerbatimString { text, .. } => out.push(text.clone()),
+        Value::Array(items) | Value::Set(items) => {
+            items.iter().for_each(|item| collect_text(item, out))
+        }
+        Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+            collect_text(k, out);
+            collect_text(v, out);
+        }),
+        _ => {}
+    }
+}
+
+/// Claim the free devices of `requests` on the ledger hash `key` for `me` (its encoded value),
+/// giving the hash at least `ttl_ms` to live.
+pub(super) fn claim_free(key: &str, me: &str, requests: &[ClaimRequest], ttl_ms: u64) -> Block {
+    let mut cmds = Vec::with_capacity(requests.len() * 2 + 2);
+    for r in requests {
+        let mut cmd = redis::cmd("HSETNX");
+        cmd.arg(key).arg(r.device).arg(me);
+        cmds.push(cmd);
+    }
+    for r in requests {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(key).arg(r.device);
+        cmds.push(cmd);
+    }
+    for condition in ["NX", "GT"] {
+        let mut cmd = redis::cmd("PEXPIRE");
+        cmd.arg(key).arg(ttl_ms).arg(condition);
+        cmds.push(cmd);
+    }
+    Block(cmds)
+}
+
+/// Mark `devices` (all [`Settle::Sent`]) sent on the ledger hash `key`.
+pub(super) fn mark_sent(key: &str, devices: &[(String, Settle)]) -> Block {
+    let mut hset = redis::cmd("HSET");
+    hset.arg(key);
+    for (device, _) in devices {
+        hset.arg(device).arg(super::super::SENT);
+    }
+    let mut expire = redis::cmd("PEXPIRE");
+    expire.arg(key).arg(CLAIM_MARGIN_MS).arg("NX");
+    Block(vec![hset, expire])
+}
+
+/// What a [`claim_free`] transaction answered, per device: `None` for a device that was held
+/// when claimed and free again when read (its holder released it in between).
+pub(super) fn read_claims(
+    reply: Value,
+    devices: usize,
+) -> Result<Vec<Option<Claim>>, BackendError> {
+    let corrupt = |what: &str| {
+        BackendError::Corrupt(format!(
+            "a claim transaction for {devices} devices answered {what}"
+        ))
+    };
+    let Value::Array(items) = reply else {
+        return Err(corrupt("no list"));
+    };
+    if items.len() != devices * 2 + 2 {
+        return Err(corrupt(&format!("{} replies", items.len())));
+    }
+    (0..devices)
+        .map(|i| match (&items[i], &items[devices + i]) {
+            (Value::Int(1), _) => Ok(Some(Claim::Fresh)),
+            (_, Value::BulkString(held)) => Ok(Some(Claim::parse(&String::from_utf8_lossy(held)))),
+            (_, Value::Nil) => Ok(None),
+            (_, other) => Err(corrupt(&format!("{other:?} for a held device"))),
+        })
+        .collect()
+}
+
+/// Run every block as its own transaction; the `EXEC` answer of each, in order. On one server
+/// all of them go in one pipeline; on a cluster each is a transactional pipeline of its own
+/// (one key, so one slot), sent together.
+pub(super) async fn exec_many(
+    conn: &RedisConn,
+    blocks: Vec<Block>,
+) -> Result<Vec<Value>, RedisError> {
+    if blocks.is_empty() {
+        return Ok(Vec::new());
+    }
+    match conn {
+        RedisConn::Single(_) => {
+            let mut pipe = redis::pipe();
+            let mut exec_at = Vec::with_capacity(blocks.len());
+            let mut sent = 0;
+            for Block(cmds) in blocks {
+                pipe.cmd("MULTI");
+                sent += 1 + cmds.len();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.cmd("EXEC");
+                exec_at.push(sent);
+                sent += 1;
+            }
+            let mut replies: Vec<Value> = pipe.query_async(&mut conn.clone()).await?;
+            Ok(exec_at
+                .into_iter()
+                .map(|i| std::mem::replace(&mut replies[i], Value::Nil))
+                .collect())
+        }
+        RedisConn::Cluster(_) => {
+            let each = blocks.into_iter().map(|Block(cmds)| {
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                let mut conn = conn.clone();
+                async move { Ok(Value::Array(pipe.query_async(&mut conn).await?)) }
+            });
+            futures::future::try_join_all(each).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn the_version_decides_and_every_node_must_have_it() {
+        let info = |v: &str| {
+            text(&format!(
+                "# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n"
+            ))
+        };
+        assert!(supported(&info("7.0.15")));
+        assert!(supported(&info("8.2.1")));
+        assert!(!supported(&info("6.2.14")));
+        let cluster = |a: &str, b: &str| {
+            Value::Map(vec![
+                (text("127.0.0.1:7000"), info(a)),
+                (text("127.0.0.1:7001"), info(b)),
+            ])
+        };
+        assert!(supported(&cluster("7.2.4", "7.0.15")));
+        assert!(
+            !supported(&cluster("7.2.4", "6.2.14")),
+            "one old node decides"
+        );
+        assert!(!supported(&text("no version here")));
+    }
+
+    #[test]
+    fn claim_replies_read_as_fresh_held_sent_or_vanished() {
+        let held = "sending|1|i-1|1-0|c1";
+        let reply = Value::Array(vec![
+            Value::Int(1),
+            Value::Int(0),
+            Value::Int(0),
+            Value::Int(0),
+            text("sending|2|i-2|2-0|c2"),
+            text(held),
+            text("sent"),
+            Value::Nil,
+            Value::Int(1),
+            Value::Int(0),
+        ]);
+        let claims = read_claims(reply, 4).unwrap();
+        assert_eq!(claims[0], Some(Claim::Fresh));
+        assert!(matches!(&claims[1], Some(Claim::Held(Some(h))) if h.entry == "1-0"));
+        assert_eq!(claims[2], Some(Claim::Sent));
+        assert_eq!(claims[3], None);
+        assert!(read_claims(Value::Array(vec![Value::Int(1)]), 4).is_err());
+        assert!(read_claims(Value::Nil, 1).is_err());
+    }
+}
