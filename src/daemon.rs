@@ -173,7 +173,8 @@ async fn connect(settings: &Settings) -> Result<RedisConn, DaemonError> {
 }
 
 /// The Redis-backed queue and binding store of the settings: one calls stream, or a
-/// [`ShardedQueue`] over `stream.shards` streams, each shard with its own blocking connection.
+/// [`ShardedQueue`] over `stream.shards` streams, each shard with its own blocking connection;
+/// the shards share one heartbeat connection for their touches.
 pub async fn redis_backends(
     settings: &Settings,
 ) -> Result<(Arc<dyn CallQueue>, Arc<RedisBindingStore>), DaemonError> {
@@ -191,6 +192,10 @@ pub async fn redis_backends(
     );
     let options = QueueOptions::from_settings(settings);
     let block = Duration::from_millis(settings.stream.block_ms);
+    let claim_idle = Duration::from_millis(settings.stream.claim_idle_ms);
+    let heartbeat = redis_conn::connect_heartbeat(&settings.redis, claim_idle)
+        .await
+        .map_err(redis_err)?;
     let mut shards = Vec::new();
     for keys in layout.shards() {
         let blocking = redis_conn::connect_blocking(&settings.redis, block)
@@ -199,6 +204,7 @@ pub async fn redis_backends(
         shards.push(RedisCallQueue::new(
             conn.clone(),
             blocking,
+            heartbeat.clone(),
             keys.clone(),
             options.clone(),
         ));
