@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::redis_conn::RedisConn;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 pub use crate::api::Listeners;
 
@@ -20,7 +20,7 @@ use crate::apns::ApnsProvider;
 use crate::auth::{Auth, AuthConfigError};
 use crate::bindings::redis::RedisBindingStore;
 use crate::bindings::BindingStore;
-use crate::config::{CredentialSettings, Settings};
+use crate::config::{CredentialSettings, Settings, SUGGESTED_MIN_CLAIM_IDLE_MS};
 use crate::dispatch::ledger::redis::RedisSentLedger;
 use crate::dispatch::ledger::{MemoryLedger, SentLedger};
 use crate::dispatch::limits::Limits;
@@ -384,6 +384,16 @@ async fn serve(
     )?);
     check_admin_exposure(&listeners, &ctx.auth)?;
     crate::secret::warn_exposed_files(&settings.secret_files());
+    if on_redis && settings.claim_idle_is_short() {
+        warn!(
+            key = "stream.claim_idle_ms",
+            value = settings.stream.claim_idle_ms,
+            "stream.claim_idle_ms = {} is short: under load, entries in flight may be reclaimed \
+             by another daemon and their devices pushed again; {SUGGESTED_MIN_CLAIM_IDLE_MS} or \
+             more is suggested",
+            settings.stream.claim_idle_ms
+        );
+    }
     let (providers, probes) = meter(probed, &ctx.metrics);
     let life = Lifecycle::new(shutdown, Duration::from_millis(settings.shutdown.grace_ms));
     let sampler = Sampler::new(
