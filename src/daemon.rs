@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::redis_conn::RedisConn;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 pub use crate::api::Listeners;
 
@@ -20,7 +20,7 @@ use crate::apns::ApnsProvider;
 use crate::auth::{Auth, AuthConfigError};
 use crate::bindings::redis::RedisBindingStore;
 use crate::bindings::BindingStore;
-use crate::config::{CredentialSettings, Settings};
+use crate::config::{CredentialSettings, Settings, SUGGESTED_MIN_CLAIM_IDLE_MS};
 use crate::dispatch::ledger::redis::RedisSentLedger;
 use crate::dispatch::ledger::{MemoryLedger, SentLedger};
 use crate::dispatch::limits::Limits;
@@ -173,7 +173,8 @@ async fn connect(settings: &Settings) -> Result<RedisConn, DaemonError> {
 }
 
 /// The Redis-backed queue and binding store of the settings: one calls stream, or a
-/// [`ShardedQueue`] over `stream.shards` streams, each shard with its own blocking connection.
+/// [`ShardedQueue`] over `stream.shards` streams, each shard with its own blocking connection;
+/// the shards share one heartbeat connection for their touches.
 pub async fn redis_backends(
     settings: &Settings,
 ) -> Result<(Arc<dyn CallQueue>, Arc<RedisBindingStore>), DaemonError> {
@@ -191,6 +192,10 @@ pub async fn redis_backends(
     );
     let options = QueueOptions::from_settings(settings);
     let block = Duration::from_millis(settings.stream.block_ms);
+    let claim_idle = Duration::from_millis(settings.stream.claim_idle_ms);
+    let heartbeat = redis_conn::connect_heartbeat(&settings.redis, claim_idle)
+        .await
+        .map_err(redis_err)?;
     let mut shards = Vec::new();
     for keys in layout.shards() {
         let blocking = redis_conn::connect_blocking(&settings.redis, block)
@@ -199,6 +204,7 @@ pub async fn redis_backends(
         shards.push(RedisCallQueue::new(
             conn.clone(),
             blocking,
+            heartbeat.clone(),
             keys.clone(),
             options.clone(),
         ));
@@ -378,6 +384,16 @@ async fn serve(
     )?);
     check_admin_exposure(&listeners, &ctx.auth)?;
     crate::secret::warn_exposed_files(&settings.secret_files());
+    if on_redis && settings.claim_idle_is_short() {
+        warn!(
+            key = "stream.claim_idle_ms",
+            value = settings.stream.claim_idle_ms,
+            "stream.claim_idle_ms = {} is short: under load, entries in flight may be reclaimed \
+             by another daemon and their devices pushed again; {SUGGESTED_MIN_CLAIM_IDLE_MS} or \
+             more is suggested",
+            settings.stream.claim_idle_ms
+        );
+    }
     let (providers, probes) = meter(probed, &ctx.metrics);
     let life = Lifecycle::new(shutdown, Duration::from_millis(settings.shutdown.grace_ms));
     let sampler = Sampler::new(

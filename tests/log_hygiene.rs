@@ -9,6 +9,8 @@
 //! signed with the wrong secret, an expired one, a garbled header, an oversized header, a slow
 //! body) and scrapes `/metrics`: neither the log nor the scrape may show a secret. Secret files
 //! other users may read get a start-up warning naming the key and the mode; private ones none.
+//! The tests' short `stream.claim_idle_ms` is accepted with a start-up warning that names the
+//! key, the risk and the suggested minimum.
 
 mod support;
 
@@ -188,6 +190,14 @@ async fn a_registration_and_a_push_never_log_a_token_or_a_secret() {
     assert!(
         !text.contains("auth.api_keys[0].secret_file"),
         "a 0600 file is not warned about:\n{text}"
+    );
+    let short = text
+        .lines()
+        .find(|l| l.contains("stream.claim_idle_ms") && l.contains("WARN"))
+        .unwrap_or_else(|| panic!("no warning about the 1 s stream.claim_idle_ms:\n{text}"));
+    assert!(
+        short.contains("pushed again") && short.contains("5000 or more is suggested"),
+        "{short}"
     );
     for line in text.lines() {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));

@@ -25,7 +25,7 @@ use support::fcm_double::{self, FcmDouble, FcmDoubleOptions};
 use support::fixtures::numbered_apns_token;
 use support::process::{DaemonProcess, Knobs};
 use support::redis_cluster::RedisCluster;
-use support::redis_server::unique_prefix;
+use support::redis_server::{pause_clients, unique_prefix, SLOW_ANSWER};
 use support::tally::{assert_one_outcome_each, Tally};
 
 const SHARDS: u32 = 4;
@@ -375,6 +375,40 @@ async fn a_daemon_killed_mid_run_leaves_its_entries_to_the_other() {
          again; {twice} devices rang twice"
     );
     drop(survivor);
+}
+
+/// The heartbeat on a cluster: while every master holds its commands for 4 s (as masters
+/// swamped by a burst answer late), touching entries of every shard waits for them instead of
+/// failing as a short command would after 3 s, and the entries stay this daemon's.
+#[tokio::test]
+async fn touches_wait_for_masters_that_answer_late() {
+    let w = ClusterWorld::start().await;
+    let mut settings = w.settings.clone();
+    settings.stream.claim_idle_ms = 10_000;
+    settings.stream.consumer = Some("busy".into());
+    let (queue, _) = callpush::daemon::redis_backends(&settings).await.unwrap();
+    queue.ensure_group().await.unwrap();
+    w.add_calls("hb", 40).await;
+    let read = queue
+        .read_new(100, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 40);
+    let ids: Vec<String> = read.iter().map(|e| e.id.clone()).collect();
+    for url in w.cluster.urls() {
+        pause_clients(&url, SLOW_ANSWER).await;
+    }
+    let lost = queue
+        .touch(&ids)
+        .await
+        .expect("the touch waits for the paused masters instead of failing");
+    assert_eq!(lost, 0, "every entry is still this consumer's");
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let owners = queue.owners(&refs).await.unwrap();
+    assert!(
+        owners.iter().all(|o| o.as_deref() == Some("busy")),
+        "{owners:?}"
+    );
 }
 
 /// Identities whose braces would move or empty the hash tag (docs/security.md, rows I01–I05)

@@ -9,12 +9,19 @@ use callpush::event::StreamEntry;
 use callpush::ingest::redis::{read_stream, QueueOptions, RedisCallQueue};
 use callpush::ingest::{CallQueue, Finish};
 use callpush::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
-use callpush::redis_conn::{connect_blocking, Keys};
+use callpush::redis_conn::{connect_blocking, connect_heartbeat, HeartbeatConnection, Keys};
 use redis::aio::ConnectionManager;
-use support::redis_server::{unique_prefix, RedisOptions, RedisServer};
+use support::redis_server::{pause_clients, unique_prefix, RedisOptions, RedisServer, SLOW_ANSWER};
 
 const GROUP: &str = "callpush";
 const SHORT_BLOCK: Duration = Duration::from_millis(100);
+/// `stream.claim_idle_ms`'s default, for the heartbeat connection.
+const CLAIM_IDLE: Duration = Duration::from_secs(10);
+
+/// The heartbeat connection a daemon with the default `stream.claim_idle_ms` makes.
+async fn heartbeat(settings: &callpush::config::RedisSettings) -> HeartbeatConnection {
+    connect_heartbeat(settings, CLAIM_IDLE).await.unwrap()
+}
 
 struct Fixture {
     redis: RedisServer,
@@ -51,7 +58,13 @@ impl Fixture {
             dead_max_len: 1000,
             calls_max_len: 1000,
         };
-        RedisCallQueue::new(self.conn.clone(), blocking, self.keys.clone(), options)
+        RedisCallQueue::new(
+            self.conn.clone(),
+            blocking,
+            heartbeat(&settings).await,
+            self.keys.clone(),
+            options,
+        )
     }
 
     async fn queue(&self, consumer: &str) -> RedisCallQueue {
@@ -413,6 +426,33 @@ async fn a_touch_never_takes_back_an_entry_another_consumer_reclaimed() {
     );
 }
 
+/// Under a burst Redis answers late: the shared connection's pipeline is full and the server
+/// busy. The heartbeat must not give up as a short command would (the shared connection waits 3 s
+/// for an answer, then fails): it waits for the server, and the entry stays this consumer's.
+#[tokio::test]
+async fn a_touch_waits_for_a_server_that_answers_late() {
+    let f = Fixture::start().await;
+    let busy = f.queue("busy").await;
+    busy.ensure_group().await.unwrap();
+    let id = busy.enqueue(&call("CA1")).await.unwrap();
+    assert_eq!(busy.read_new(10, SHORT_BLOCK).await.unwrap().len(), 1);
+    // Redis holds every command for 4 s, as a server swamped by a burst answers late.
+    pause_clients(&f.redis.url(), SLOW_ANSWER).await;
+    let lost = busy
+        .touch(std::slice::from_ref(&id))
+        .await
+        .expect("the touch waits for the paused server instead of failing");
+    assert_eq!(lost, 0, "the entry is still this consumer's");
+    // Read more than 4 s ago, but just touched: not idle for another consumer.
+    let other = f.queue("other").await;
+    let claimed = other.claim_stale(Duration::from_secs(2), 10).await.unwrap();
+    assert!(claimed.is_empty(), "{claimed:?}");
+    assert_eq!(
+        other.owners(&[&id]).await.unwrap(),
+        vec![Some("busy".into())]
+    );
+}
+
 #[tokio::test]
 async fn a_two_second_blocking_read_is_not_cut_short_by_the_client() {
     let f = Fixture::start().await;
@@ -473,7 +513,7 @@ async fn the_queue_carries_on_after_redis_restarts() {
         dead_max_len: 1000,
         calls_max_len: 1000,
     };
-    let q = RedisCallQueue::new(conn, blocking, keys, options);
+    let q = RedisCallQueue::new(conn, blocking, heartbeat(&settings).await, keys, options);
     q.ensure_group().await.unwrap();
     let id = q.enqueue(&call("CA1")).await.unwrap();
 
@@ -511,7 +551,13 @@ async fn the_dead_letter_stream_is_capped_at_its_max_len() {
         dead_max_len: 100,
         calls_max_len: 10_000,
     };
-    let q = RedisCallQueue::new(f.conn.clone(), blocking, f.keys.clone(), options);
+    let q = RedisCallQueue::new(
+        f.conn.clone(),
+        blocking,
+        heartbeat(&settings).await,
+        f.keys.clone(),
+        options,
+    );
     q.ensure_group().await.unwrap();
     for i in 0..1000 {
         q.enqueue(&call(&format!("CA{i}"))).await.unwrap();

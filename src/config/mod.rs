@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 pub use credentials::{ApnsCredential, ApnsEnvironment, CredentialSettings, FcmCredential};
 pub use twilio::{PayloadFormat, TwilioSettings};
-pub use validate::{ConfigError, MIN_CLAIM_IDLE_MS};
+pub use validate::{ConfigError, MIN_CLAIM_IDLE_MS, SUGGESTED_MIN_CLAIM_IDLE_MS};
 
 /// The whole configuration of the daemon and the CLI.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -237,7 +237,7 @@ pub struct StreamSettings {
     /// How long one XREADGROUP blocks waiting for entries, in milliseconds.
     pub block_ms: u64,
     /// Reclaim entries another consumer left pending this long, in milliseconds (at least
-    /// [`MIN_CLAIM_IDLE_MS`]).
+    /// [`MIN_CLAIM_IDLE_MS`]; below [`SUGGESTED_MIN_CLAIM_IDLE_MS`] the daemon warns at start-up).
     pub claim_idle_ms: u64,
     /// Approximate cap of the calls stream's length (XADD MAXLEN ~) for entries callpush adds.
     pub max_len: u64,

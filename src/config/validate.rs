@@ -42,6 +42,13 @@ pub enum ConfigError {
 /// live consumers are working on (and pushing their devices a second time).
 pub const MIN_CLAIM_IDLE_MS: u64 = 1_000;
 
+/// The least `stream.claim_idle_ms` suggested for daemons under load. A burst can delay a touch
+/// (the Redis round trip waits behind the server's backlog, and the daemon's runtime is busy)
+/// by seconds; with less slack than this another daemon of the group reclaims entries still
+/// being worked on and pushes their devices again. Shorter values are accepted (tests use them
+/// to see reclaims quickly) with a warning at start-up.
+pub const SUGGESTED_MIN_CLAIM_IDLE_MS: u64 = 5_000;
+
 /// The most calls streams (`stream.shards`): every daemon reads every shard, with one
 /// blocking connection each.
 pub const MAX_SHARDS: u32 = 64;
@@ -208,6 +215,12 @@ impl Settings {
         }
         Ok(())
     }
+
+    /// Whether `stream.claim_idle_ms` is below [`SUGGESTED_MIN_CLAIM_IDLE_MS`]: accepted, but
+    /// the daemon warns at start-up.
+    pub fn claim_idle_is_short(&self) -> bool {
+        self.stream.claim_idle_ms < SUGGESTED_MIN_CLAIM_IDLE_MS
+    }
 }
 
 /// The fewest and most header bytes `max_header_bytes` may allow.
@@ -362,6 +375,19 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("stream.claim_idle_ms"), "{err}");
+    }
+
+    #[test]
+    fn a_claim_idle_below_five_seconds_is_accepted_but_short() {
+        for value in [1000, 2000, 4999] {
+            let s = load(&format!("[stream]\nclaim_idle_ms = {value}\n")).unwrap();
+            assert!(s.claim_idle_is_short(), "{value}");
+        }
+        for value in [5000, 10_000] {
+            let s = load(&format!("[stream]\nclaim_idle_ms = {value}\n")).unwrap();
+            assert!(!s.claim_idle_is_short(), "{value}");
+        }
+        assert!(!load("").unwrap().claim_idle_is_short(), "the default");
     }
 
     #[test]

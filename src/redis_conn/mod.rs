@@ -1,13 +1,17 @@
 //! Redis connections and key names.
 //!
-//! Two kinds of connection: [`connect`] gives the shared [`ConnectionManager`] every short
-//! command goes through (multiplexed, reconnecting with backoff, short response timeout), and
-//! [`connect_blocking`] gives the [`BlockingConnection`] that `XREADGROUP … BLOCK` reads use.
-//! Blocking reads need their own connection twice over: a BLOCK read holds a multiplexed
+//! Three kinds of connection: [`connect`] gives the shared [`ConnectionManager`] every short
+//! command goes through (multiplexed, reconnecting with backoff, short response timeout),
+//! [`connect_blocking`] gives the [`BlockingConnection`] that `XREADGROUP … BLOCK` reads use,
+//! and [`connect_heartbeat`] the [`HeartbeatConnection`] the queue touches its entries in flight
+//! on. Blocking reads need their own connection twice over: a BLOCK read holds a multiplexed
 //! connection's pipeline, so every other command would queue behind it, and its response
 //! timeout must outlast the BLOCK or the client gives up on a read the server is still serving.
+//! Heartbeats need their own so they do not share the fate of the bulk traffic: under a burst
+//! the shared pipeline is full and a touch queued behind it would hit the short timeout, and an
+//! entry whose touches fail is reclaimed by another daemon and its devices pushed again.
 //!
-//! With `redis.cluster = true` both are [`RedisConn::Cluster`]: the crate's async cluster
+//! With `redis.cluster = true` all are [`RedisConn::Cluster`]: the crate's async cluster
 //! connection to the seed nodes of `redis.urls` (else `redis.url`), which routes each command by
 //! its key's slot, follows `MOVED`/`ASK` and reconnects. Every script callpush runs touches keys
 //! of one slot ([`Layout`] and the stores' docs say which), and no command spans slots. A
@@ -249,4 +253,67 @@ pub async fn connect_blocking(
 ) -> Result<BlockingConnection, RedisError> {
     let conn = connect_with(settings, max_block + RESPONSE_TIMEOUT).await?;
     Ok(BlockingConnection { conn, max_block })
+}
+
+/// The least time a touch waits for its answer: a busy server (a burst, a slow disk under
+/// `appendfsync always`) is waited for rather than taken for a broken connection.
+const HEARTBEAT_MIN_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The connection the queue touches its entries in flight on (`CallQueue::touch`), apart from
+/// the shared one so that heartbeats never queue behind the pipeline's own commands.
+#[derive(Clone)]
+pub struct HeartbeatConnection {
+    conn: RedisConn,
+}
+
+impl HeartbeatConnection {
+    /// The connection, to send a touch on.
+    pub fn conn(&self) -> RedisConn {
+        self.conn.clone()
+    }
+}
+
+/// The response timeout of the heartbeat connection for `stream.claim_idle_ms`: the larger of
+/// 5 s and the heartbeat's period (`claim_idle / 3`), at most the two thirds of `claim_idle` a
+/// touch has left (it is sent a third of `claim_idle` after the last one; an answer later than
+/// that comes after the entry became reclaimable), and never shorter than a short command's
+/// timeout. That floor wins below a `claim_idle` of 4.5 s (the start-up warns about such
+/// values): there a touch waits 3 s, as long as any command; on its own connection a touch is
+/// on the wire at once, so waiting longer only lets it report what happened (touched, or
+/// reclaimed by another daemon) instead of a timeout.
+pub fn heartbeat_timeout(claim_idle: Duration) -> Duration {
+    (claim_idle / 3)
+        .max(HEARTBEAT_MIN_RESPONSE_TIMEOUT)
+        .min(claim_idle * 2 / 3)
+        .max(RESPONSE_TIMEOUT)
+}
+
+/// Connect the heartbeat connection for a queue whose entries are reclaimed after
+/// `claim_idle` (`stream.claim_idle_ms`); its response timeout is [`heartbeat_timeout`].
+/// One serves every shard: touches are few (one round trip per shard every `claim_idle / 3`).
+pub async fn connect_heartbeat(
+    settings: &RedisSettings,
+    claim_idle: Duration,
+) -> Result<HeartbeatConnection, RedisError> {
+    let conn = connect_with(settings, heartbeat_timeout(claim_idle)).await?;
+    Ok(HeartbeatConnection { conn })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_waits_five_seconds_or_more_within_the_idle_time() {
+        let ms = Duration::from_millis;
+        // The default: 5 s, more than a short command's 3 s.
+        assert_eq!(heartbeat_timeout(ms(10_000)), ms(5_000));
+        // Long idle times: a third of it.
+        assert_eq!(heartbeat_timeout(ms(60_000)), ms(20_000));
+        // Shorter ones: the two thirds a touch has left before the entry is reclaimable...
+        assert_eq!(heartbeat_timeout(ms(6_000)), ms(4_000));
+        // ...but never less patient than a short command on the shared connection.
+        assert_eq!(heartbeat_timeout(ms(2_000)), RESPONSE_TIMEOUT);
+        assert_eq!(heartbeat_timeout(ms(1_000)), RESPONSE_TIMEOUT);
+    }
 }

@@ -299,3 +299,25 @@ pub fn unique_prefix() -> String {
     let salt: u32 = rand::random();
     format!("t{}-{n}-{salt:08x}:", std::process::id())
 }
+
+/// How long [`pause_clients`] holds commands in the heartbeat tests: longer than a short
+/// command waits for its answer (3 s), shorter than a touch waits with the default
+/// `stream.claim_idle_ms` (5 s).
+pub const SLOW_ANSWER: Duration = Duration::from_secs(4);
+
+/// Make the server at `url` hold every client's commands for `duration` (`CLIENT PAUSE`), as a
+/// server swamped by a burst answers late (`DEBUG SLEEP` is disabled by default since Redis 7).
+/// Returns once the pause is on: `CLIENT PAUSE` itself answers at once.
+pub async fn pause_clients(url: &str, duration: Duration) {
+    let mut conn = redis::Client::open(url)
+        .expect("redis client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to pause the server");
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(duration.as_millis() as u64)
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("CLIENT PAUSE");
+}

@@ -30,8 +30,10 @@
 //! since is processed, and the retained history is not delivered all over again (docs/runbook.md, "The consumer group
 //! disappeared").
 //!
-//! Blocking reads go over their own connection ([`BlockingConnection`]); everything else over
-//! the shared one. A blocking read that is dropped half-way (shutdown) may leave entries
+//! Blocking reads go over their own connection ([`BlockingConnection`]), touches over another
+//! ([`HeartbeatConnection`], with a long response timeout, so a burst that fills the shared
+//! pipeline cannot make them fail and lose entries in flight to another daemon); everything
+//! else over the shared one. A blocking read that is dropped half-way (shutdown) may leave entries
 //! delivered to this consumer and unacknowledged: [`CallQueue::read_own_pending`] after a
 //! restart, or another consumer's [`CallQueue::claim_stale`], picks them up.
 
@@ -53,7 +55,7 @@ use crate::config::Settings;
 use crate::domain::now_ms;
 use crate::event::StreamEntry;
 use crate::outcome::{DeadLetter, EventResult};
-use crate::redis_conn::{BlockingConnection, Keys};
+use crate::redis_conn::{BlockingConnection, HeartbeatConnection, Keys};
 
 /// XAUTOCLAIM round trips per [`CallQueue::claim_stale`] at most, so one call stays short even
 /// when the pending list holds many entries that are not idle long enough.
@@ -110,6 +112,7 @@ pub fn default_consumer_name() -> String {
 pub struct RedisCallQueue {
     conn: RedisConn,
     blocking: BlockingConnection,
+    heartbeat: HeartbeatConnection,
     keys: Keys,
     options: QueueOptions,
     finish: Script,
@@ -137,16 +140,19 @@ impl std::fmt::Display for StreamId {
 }
 
 impl RedisCallQueue {
-    /// A queue using `conn` for short commands and `blocking` for blocking reads.
+    /// A queue using `conn` for short commands, `blocking` for blocking reads and `heartbeat`
+    /// for touches.
     pub fn new(
         conn: impl Into<RedisConn>,
         blocking: BlockingConnection,
+        heartbeat: HeartbeatConnection,
         keys: Keys,
         options: QueueOptions,
     ) -> RedisCallQueue {
         RedisCallQueue {
             conn: conn.into(),
             blocking,
+            heartbeat,
             keys,
             options,
             finish: Script::new(include_str!("finish.lua")),
@@ -436,7 +442,7 @@ impl CallQueue for RedisCallQueue {
             invocation.arg(id);
         }
         match invocation
-            .invoke_async::<usize>(&mut self.conn.clone())
+            .invoke_async::<usize>(&mut self.heartbeat.conn())
             .await
         {
             Err(e) if is_no_group(&e) => {
