@@ -17,19 +17,15 @@ while i <= #ARGV do
   if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) == 0 then
     out[#out + 1] = 0
   else
+    -- The fields straight from ARGV (no table built per entry: that was most of this script's
+    -- time).
     if n_result > 0 then
-      local cmd = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*'}
-      for k = first, first + n_result - 1 do
-        cmd[#cmd + 1] = ARGV[k]
-      end
-      redis.call(unpack(cmd))
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+        unpack(ARGV, first, first + n_result - 1))
     end
     if n_dead > 0 then
-      local cmd = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*'}
-      for k = first + n_result, first + n_result + n_dead - 1 do
-        cmd[#cmd + 1] = ARGV[k]
-      end
-      redis.call(unpack(cmd))
+      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
+        unpack(ARGV, first + n_result, first + n_result + n_dead - 1))
     end
     -- Last: if an XADD fails, this entry (and those after it) stay pending and are finished
     -- again later; the ones before it are acknowledged and answer 0 the next time.
