@@ -17,8 +17,7 @@ while i <= #ARGV do
   if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) == 0 then
     out[#out + 1] = 0
   else
-    -- The fields straight from ARGV (no table built per entry: that was most of this script's
-    -- time).
+    -- The fields straight from ARGV, no table built per entry.
     if n_result > 0 then
       redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
         unpack(ARGV, first, first + n_result - 1))
