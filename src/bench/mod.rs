@@ -173,6 +173,12 @@ async fn run_in(o: &RunOptions, files: &DevFiles) -> Result<Report, BenchError> 
     let config = files.write_config_for(&urls, api, admin, Some(&redis_url))?;
     let mut text = std::fs::read_to_string(&config).map_err(BenchError::io("the config"))?;
     text.push_str("\n# The benchmark calls the same identities many times a minute.\n[limits]\ncalls_per_identity_per_min = 1000000000\n");
+    // Every outcome is counted off the results stream: it must hold a whole run (a 10-minute
+    // soak at 5,000/s is 3,000,000 events; the default cap is 100,000).
+    let results_cap = (o.events as u64 + 1_000).max(100_000);
+    text.push_str(&format!(
+        "\n# The benchmark counts every outcome on the results stream.\n[results]\nmax_len = {results_cap}\n"
+    ));
     std::fs::write(&config, text).map_err(BenchError::io("the config"))?;
     let settings = Settings::load(Some(&config))?;
     let keys = crate::redis_conn::Keys::new(&settings.redis.key_prefix)
