@@ -254,3 +254,68 @@ async fn a_call_s_claims_only_ever_live_longer_and_never_forever() {
         );
     }
 }
+
+#[tokio::test]
+async fn when_the_plain_commands_are_refused_the_scripts_do_the_work() {
+    // What a failover to a server that cannot run the plain commands looks like (here: a user
+    // the server refuses MULTI and HSETNX): every claim and mark still lands, through the
+    // scripts, and the ledger keeps trying the plain commands later.
+    let redis = RedisServer::start().await;
+    let mut admin = redis.conn().await;
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER", "limited", "on", ">pw", "~*", "+@all", "-multi", "-hsetnx",
+        ])
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("redis://limited:pw@127.0.0.1:{}", redis.port());
+    let limited = redis::aio::ConnectionManager::new(redis::Client::open(url).unwrap())
+        .await
+        .unwrap();
+    let ledger = RedisSentLedger::new(limited, Keys::new(&unique_prefix()).unwrap());
+    let (first, later) = (holder("1-0"), holder("2-0"));
+    let far = callpush::domain::now_ms() + 3_600_000;
+    let both = [free("x"), free("y")];
+    let call = |me| ClaimCall {
+        call_sid: "CA1",
+        me,
+        requests: &both,
+        expire_at_ms: far,
+    };
+    let claims = ledger.claim_many(&[call(&first)]).await.unwrap();
+    assert_eq!(claims, vec![vec![Claim::Fresh, Claim::Fresh]]);
+    let sent = Settlement {
+        call_sid: "CA1".into(),
+        me: first.clone(),
+        devices: vec![("x".into(), Settle::Sent), ("y".into(), Settle::Sent)],
+    };
+    ledger.settle_many(&[&sent]).await.unwrap();
+    let again = ledger.claim_many(&[call(&later)]).await.unwrap();
+    assert_eq!(again, vec![vec![Claim::Sent, Claim::Sent]]);
+
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let rejected = |name: &str| {
+        stats
+            .lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
+            .and_then(|l| {
+                l.split("rejected_calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        rejected("hsetnx") >= 2 && rejected("multi") >= 3,
+        "the plain commands were tried each time: {stats}"
+    );
+    assert!(stats.contains("cmdstat_evalsha:"), "{stats}");
+}

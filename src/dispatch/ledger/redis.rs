@@ -17,8 +17,10 @@
 mod lean;
 
 use crate::redis_conn::RedisConn;
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use redis::{Script, Value};
-use tokio::sync::OnceCell;
+use tracing::warn;
 
 use super::{Claim, ClaimCall, ClaimRequest, Holder, SentLedger, Settle, Settlement};
 use crate::backend::BackendError;
@@ -31,10 +33,17 @@ pub struct RedisSentLedger {
     keys: Keys,
     claim: Script,
     settle: Script,
-    /// Whether the common claims and `sent` marks go as plain commands ([`lean`]): known once
-    /// the server's version was read; always false for [`RedisSentLedger::scripts_only`].
-    lean: OnceCell<bool>,
+    /// Whether the common claims and `sent` marks go as plain commands ([`lean`]): [`UNKNOWN`]
+    /// until the server's version is read, and again after the plain commands failed (a
+    /// failover to an older server); [`SCRIPTS`] for good with
+    /// [`RedisSentLedger::scripts_only`].
+    way: AtomicU8,
+    scripts_only: bool,
 }
+
+const UNKNOWN: u8 = 0;
+const LEAN: u8 = 1;
+const SCRIPTS: u8 = 2;
 
 impl RedisSentLedger {
     /// A ledger over `conn`, with the key names of `keys`. On Redis 7.0 and later the common
@@ -45,35 +54,50 @@ impl RedisSentLedger {
             keys,
             claim: Script::new(include_str!("claim.lua")),
             settle: Script::new(include_str!("settle.lua")),
-            lean: OnceCell::new(),
+            way: AtomicU8::new(UNKNOWN),
+            scripts_only: false,
         }
     }
 
     /// A ledger that uses its scripts for everything, as it does on Redis before 7.0 (public
     /// so the tests run both ways on one server).
     pub fn scripts_only(conn: impl Into<RedisConn>, keys: Keys) -> RedisSentLedger {
-        let ledger = RedisSentLedger::new(conn, keys);
-        ledger
-            .lean
-            .set(false)
-            .expect("a new ledger has not read the version yet");
-        ledger
+        RedisSentLedger {
+            scripts_only: true,
+            ..RedisSentLedger::new(conn, keys)
+        }
     }
 
-    /// Whether the server takes the plain-command forms; asked once (a failed question is asked
-    /// again next time, and this call uses the scripts).
+    /// Whether the server takes the plain-command forms; its version is read when not known (a
+    /// failed read is tried again next time, and this call uses the scripts).
     async fn lean(&self) -> bool {
-        let answer = self
-            .lean
-            .get_or_try_init(|| async {
-                let info: Value = redis::cmd("INFO")
-                    .arg("server")
-                    .query_async(&mut self.conn.clone())
-                    .await?;
-                Ok::<bool, redis::RedisError>(lean::supported(&info))
-            })
+        if self.scripts_only {
+            return false;
+        }
+        match self.way.load(Ordering::Relaxed) {
+            LEAN => return true,
+            SCRIPTS => return false,
+            _ => {}
+        }
+        let info = redis::cmd("INFO")
+            .arg("server")
+            .query_async::<Value>(&mut self.conn.clone())
             .await;
-        matches!(answer, Ok(true))
+        let Ok(info) = info else {
+            return false;
+        };
+        let lean = lean::supported(&info);
+        self.way
+            .store(if lean { LEAN } else { SCRIPTS }, Ordering::Relaxed);
+        lean
+    }
+
+    /// The plain commands failed: read the version again next time, use the scripts now. Safe
+    /// whatever part of them ran: a claim this attempt made itself is stale to the script path
+    /// ([`super::liveness`]: same entry) and taken over, and a `sent` mark is set again.
+    fn lean_failed(&self, err: &BackendError) {
+        warn!(error = %err, "the push ledger's plain commands failed; using its scripts, and reading the server's version again");
+        self.way.store(UNKNOWN, Ordering::Relaxed);
     }
 }
 
@@ -113,7 +137,10 @@ impl SentLedger for RedisSentLedger {
             .iter()
             .all(|c| c.requests.iter().all(|r| r.take_over.is_none()));
         if only_free && self.lean().await {
-            return self.claim_many_lean(calls).await;
+            match self.claim_many_lean(calls).await {
+                Ok(claims) => return Ok(claims),
+                Err(err) => self.lean_failed(&err),
+            }
         }
         self.claim_many_scripted(calls).await
     }
@@ -151,17 +178,7 @@ impl SentLedger for RedisSentLedger {
             } else {
                 (Vec::new(), batch)
             };
-        let calls: Vec<ScriptCall> = scripted
-            .iter()
-            .map(|s| {
-                let mut call = ScriptCall::new(&self.settle, self.keys.sent(&s.call_sid));
-                call.arg(s.me.encode());
-                for (device, how) in &s.devices {
-                    call.arg(device).arg(settle_word(*how));
-                }
-                call
-            })
-            .collect();
+        let calls: Vec<ScriptCall> = scripted.iter().map(|s| self.settle_call(s)).collect();
         let marked = async {
             let blocks = marks
                 .iter()
@@ -171,8 +188,12 @@ impl SentLedger for RedisSentLedger {
         };
         let settled = invoke_many::<()>(&self.conn, &self.settle, calls);
         let (marked, settled) = futures::join!(marked, settled);
-        marked?;
         settled?;
+        if let Err(err) = marked {
+            self.lean_failed(&err.into());
+            let again: Vec<ScriptCall> = marks.iter().map(|s| self.settle_call(s)).collect();
+            invoke_many::<()>(&self.conn, &self.settle, again).await?;
+        }
         Ok(())
     }
 }
@@ -235,6 +256,16 @@ impl RedisSentLedger {
             );
         }
         Ok(answers)
+    }
+
+    /// The `settle.lua` call of one settlement.
+    fn settle_call(&self, s: &Settlement) -> ScriptCall {
+        let mut call = ScriptCall::new(&self.settle, self.keys.sent(&s.call_sid));
+        call.arg(s.me.encode());
+        for (device, how) in &s.devices {
+            call.arg(device).arg(settle_word(*how));
+        }
+        call
     }
 
     /// The claims of many calls, one script call each.

@@ -12,6 +12,10 @@
 //!   push), and `PEXPIRE NX` gives a hash that expired in between a life of
 //!   [`CLAIM_MARGIN_MS`] instead of none (the script wrote nothing then; a `sent` mark that
 //!   outlives its call by a minute is harmless). Releases (a compare) stay with the script.
+//!
+//! When the plain commands fail (a failover to an older server, an ACL that refuses them), the
+//! ledger does the same work with its scripts and reads the server's version again next time
+//! (`RedisSentLedger::lean_failed` says why that is safe whatever part of them ran).
 
 use redis::{Cmd, RedisError, Value};
 
