@@ -180,6 +180,9 @@ async fn accept_loop<H: Handler>(
             continue;
         };
         connections.accepted.fetch_add(1, Ordering::SeqCst);
+        // Answer at once, as Apple's and Google's servers do: with Nagle's algorithm on, an
+        // answer written in two parts waits for the client's delayed ACK.
+        let _ = tcp.set_nodelay(true);
         let (shared, handler, tls) = (connections.clone(), handler.clone(), tls.clone());
         let task = tokio::spawn(async move {
             match tls {
