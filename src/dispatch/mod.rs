@@ -234,7 +234,10 @@ impl Dispatcher {
                 batch_size,
                 batch::IN_FLIGHT,
                 all_done.clone(),
-                move |batch| resolve::serve_lookups(shared.clone(), batch),
+                move |batch| {
+                    let shared = shared.clone();
+                    async move { resolve::serve_lookups(&shared, batch).await }
+                },
             ));
             let shared = self.shared.clone();
             life.spawn(batch::run(
@@ -242,7 +245,10 @@ impl Dispatcher {
                 batch_size,
                 batch::IN_FLIGHT,
                 all_done.clone(),
-                move |batch| resolve::serve_claims(shared.clone(), batch),
+                move |batch| {
+                    let shared = shared.clone();
+                    async move { resolve::serve_claims(&shared, batch).await }
+                },
             ));
         }
         let claim_every = (self.options.claim_idle / 2).max(Duration::from_millis(500));

@@ -1,5 +1,5 @@
-//! Many calls of one script (or many plain commands) in one round trip, for the stages that
-//! work on a batch of events.
+//! Many calls of one script (or many plain commands, or many small transactions) in one round
+//! trip, for the stages that work on a batch of events.
 //!
 //! On one server the calls go as one pipeline: one request, one reply to parse, one wake-up,
 //! however many calls. On a cluster redis-rs (1.x) refuses a pipeline whose commands name
@@ -105,6 +105,53 @@ pub async fn query_many<T: FromRedisValue>(
             let each = cmds.into_iter().map(|cmd| {
                 let mut conn = conn.clone();
                 async move { cmd.query_async::<T>(&mut conn).await }
+            });
+            futures::future::try_join_all(each).await
+        }
+    }
+}
+
+/// Run each list of `transactions` as one `MULTI` … `EXEC` (its commands all on one key, so one
+/// slot); the `EXEC` answer of each, in order. On one server all of them go in one pipeline (a
+/// pipeline's commands reach the server together, so no other command lands inside a
+/// transaction); on a cluster each is a transactional pipeline of its own, sent together.
+pub async fn exec_many(
+    conn: &RedisConn,
+    transactions: Vec<Vec<redis::Cmd>>,
+) -> Result<Vec<Value>, RedisError> {
+    if transactions.is_empty() {
+        return Ok(Vec::new());
+    }
+    match conn {
+        RedisConn::Single(_) => {
+            let mut pipe = redis::pipe();
+            let mut exec_at = Vec::with_capacity(transactions.len());
+            let mut sent = 0;
+            for cmds in transactions {
+                pipe.cmd("MULTI");
+                sent += 1 + cmds.len();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.cmd("EXEC");
+                exec_at.push(sent);
+                sent += 1;
+            }
+            let mut replies: Vec<Value> = pipe.query_async(&mut conn.clone()).await?;
+            Ok(exec_at
+                .into_iter()
+                .map(|i| std::mem::replace(&mut replies[i], Value::Nil))
+                .collect())
+        }
+        RedisConn::Cluster(_) => {
+            let each = transactions.into_iter().map(|cmds| {
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                let mut conn = conn.clone();
+                async move { Ok(Value::Array(pipe.query_async(&mut conn).await?)) }
             });
             futures::future::try_join_all(each).await
         }

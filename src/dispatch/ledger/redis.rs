@@ -25,7 +25,7 @@ use tracing::warn;
 use super::{Claim, ClaimCall, ClaimRequest, Holder, SentLedger, Settle, Settlement};
 use crate::backend::BackendError;
 use crate::domain::now_ms;
-use crate::redis_conn::{invoke_many, Keys, ScriptCall};
+use crate::redis_conn::{exec_many, invoke_many, Keys, ScriptCall};
 
 /// The Redis-backed ledger (see the module docs for its key).
 pub struct RedisSentLedger {
@@ -110,26 +110,17 @@ impl SentLedger for RedisSentLedger {
         requests: &[ClaimRequest<'_>],
         expire_at_ms: u64,
     ) -> Result<Vec<Claim>, BackendError> {
-        if requests.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ttl_ms = expire_at_ms.saturating_sub(now_ms()).max(1);
-        let mut invocation = self.claim.key(self.keys.sent(call_sid));
-        invocation.arg(ttl_ms).arg(me.encode());
-        for r in requests {
-            invocation
-                .arg(r.device)
-                .arg(r.take_over.map(Holder::encode).unwrap_or_default());
-        }
-        let states: Vec<String> = invocation.invoke_async(&mut self.conn.clone()).await?;
-        if states.len() != requests.len() {
-            return Err(BackendError::Corrupt(format!(
-                "the claim script answered {} states for {} devices",
-                states.len(),
-                requests.len()
-            )));
-        }
-        Ok(states.iter().map(|s| Claim::parse(s)).collect())
+        let call = ClaimCall {
+            call_sid,
+            me,
+            requests,
+            expire_at_ms,
+        };
+        Ok(self
+            .claim_many_scripted(&[call])
+            .await?
+            .pop()
+            .unwrap_or_default())
     }
 
     async fn claim_many(&self, calls: &[ClaimCall<'_>]) -> Result<Vec<Vec<Claim>>, BackendError> {
@@ -154,14 +145,8 @@ impl SentLedger for RedisSentLedger {
         if settled.is_empty() {
             return Ok(());
         }
-        let mut invocation = self.settle.key(self.keys.sent(call_sid));
-        invocation.arg(me.encode());
-        for (device, how) in settled {
-            invocation.arg(*device).arg(settle_word(*how));
-        }
-        invocation
-            .invoke_async::<()>(&mut self.conn.clone())
-            .await?;
+        let call = self.settle_call(call_sid, me, settled.iter().copied());
+        invoke_many::<()>(&self.conn, &self.settle, vec![call]).await?;
         Ok(())
     }
 
@@ -178,20 +163,20 @@ impl SentLedger for RedisSentLedger {
             } else {
                 (Vec::new(), batch)
             };
-        let calls: Vec<ScriptCall> = scripted.iter().map(|s| self.settle_call(s)).collect();
+        let calls: Vec<ScriptCall> = scripted.iter().map(|s| self.settlement_call(s)).collect();
         let marked = async {
             let blocks = marks
                 .iter()
                 .map(|s| lean::mark_sent(&self.keys.sent(&s.call_sid), &s.devices))
                 .collect();
-            lean::exec_many(&self.conn, blocks).await
+            exec_many(&self.conn, blocks).await
         };
         let settled = invoke_many::<()>(&self.conn, &self.settle, calls);
         let (marked, settled) = futures::join!(marked, settled);
         settled?;
         if let Err(err) = marked {
             self.lean_failed(&err.into());
-            let again: Vec<ScriptCall> = marks.iter().map(|s| self.settle_call(s)).collect();
+            let again: Vec<ScriptCall> = marks.iter().map(|s| self.settlement_call(s)).collect();
             invoke_many::<()>(&self.conn, &self.settle, again).await?;
         }
         Ok(())
@@ -220,7 +205,7 @@ impl RedisSentLedger {
                 )
             })
             .collect();
-        let mut replies = lean::exec_many(&self.conn, blocks).await?.into_iter();
+        let mut replies = exec_many(&self.conn, blocks).await?.into_iter();
         let mut answers = Vec::with_capacity(calls.len());
         for c in calls {
             if c.requests.is_empty() {
@@ -258,14 +243,25 @@ impl RedisSentLedger {
         Ok(answers)
     }
 
-    /// The `settle.lua` call of one settlement.
-    fn settle_call(&self, s: &Settlement) -> ScriptCall {
-        let mut call = ScriptCall::new(&self.settle, self.keys.sent(&s.call_sid));
-        call.arg(s.me.encode());
-        for (device, how) in &s.devices {
-            call.arg(device).arg(settle_word(*how));
+    /// The `settle.lua` call settling `devices` of `call_sid` for `me`.
+    fn settle_call<'d>(
+        &self,
+        call_sid: &str,
+        me: &Holder,
+        devices: impl Iterator<Item = (&'d str, Settle)>,
+    ) -> ScriptCall {
+        let mut call = ScriptCall::new(&self.settle, self.keys.sent(call_sid));
+        call.arg(me.encode());
+        for (device, how) in devices {
+            call.arg(device).arg(settle_word(how));
         }
         call
+    }
+
+    /// [`RedisSentLedger::settle_call`] of one settlement.
+    fn settlement_call(&self, s: &Settlement) -> ScriptCall {
+        let devices = s.devices.iter().map(|(d, how)| (d.as_str(), *how));
+        self.settle_call(&s.call_sid, &s.me, devices)
     }
 
     /// The claims of many calls, one script call each.

@@ -8,8 +8,6 @@
 //! rather than silently dropped. Whether another consumer still holds its entry is asked of the
 //! queue (one pipelined round trip), only when such claims turn up.
 
-use std::sync::Arc;
-
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
@@ -118,7 +116,7 @@ pub(in crate::dispatch) struct ClaimAsk {
 /// Make the claims of every event of `batch` in one [`SentLedger::claim_many`] and answer each.
 ///
 /// [`SentLedger::claim_many`]: super::super::ledger::SentLedger::claim_many
-pub(in crate::dispatch) async fn serve(shared: Arc<Shared>, batch: Vec<ClaimAsk>) {
+pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<ClaimAsk>) {
     let requests: Vec<Vec<ClaimRequest>> = batch
         .iter()
         .map(|ask| {
@@ -165,7 +163,7 @@ pub(in crate::dispatch) async fn serve(shared: Arc<Shared>, batch: Vec<ClaimAsk>
 }
 
 /// The first claims of an event (free devices only): through the claim stage when the pool runs
-/// one, else asked of the ledger directly.
+/// one, else served alone here (the unit tests' pools).
 async fn first_claims(
     shared: &Shared,
     event: &CallEvent,
@@ -173,32 +171,23 @@ async fn first_claims(
     targets: &[Target],
     expire_at: u64,
 ) -> Option<Vec<Claim>> {
-    if let Some(claims) = shared.batches.as_ref().map(|b| &b.claims) {
-        let (answer, got) = oneshot::channel();
-        let ask = ClaimAsk {
-            call_sid: event.call_sid().to_string(),
-            me: me.clone(),
-            devices: targets.iter().map(|t| t.device.clone()).collect(),
-            expire_at_ms: expire_at,
-            answer,
-        };
-        if claims.send(ask).await.is_err() {
-            return None;
-        }
-        let claims = got.await.ok().flatten();
-        if claims.is_none() {
-            debug!("cannot claim devices; event left pending");
-        }
-        return claims;
+    let (answer, got) = oneshot::channel();
+    let ask = ClaimAsk {
+        call_sid: event.call_sid().to_string(),
+        me: me.clone(),
+        devices: targets.iter().map(|t| t.device.clone()).collect(),
+        expire_at_ms: expire_at,
+        answer,
+    };
+    match shared.batches.as_ref() {
+        Some(stage) => stage.claims.send(ask).await.ok()?,
+        None => serve(shared, vec![ask]).await,
     }
-    let requests: Vec<ClaimRequest> = targets
-        .iter()
-        .map(|t| ClaimRequest {
-            device: &t.device,
-            take_over: None,
-        })
-        .collect();
-    ledger_claim(shared, event, me, &requests, expire_at).await
+    let claims = got.await.ok().flatten();
+    if claims.is_none() {
+        debug!("cannot claim devices; event left pending");
+    }
+    claims
 }
 
 async fn ledger_claim(

@@ -34,7 +34,7 @@ pub(in crate::dispatch) struct Lookup {
 /// (each identity once) and answer each request.
 ///
 /// [`BindingStore::list_many`]: crate::bindings::BindingStore::list_many
-pub(in crate::dispatch) async fn serve(shared: Arc<Shared>, batch: Vec<Lookup>) {
+pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<Lookup>) {
     let mut position: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
     let mut distinct: Vec<&str> = Vec::with_capacity(batch.len());
     let mut askers: Vec<usize> = Vec::with_capacity(batch.len());
@@ -78,33 +78,19 @@ pub(in crate::dispatch) async fn serve(shared: Arc<Shared>, batch: Vec<Lookup>) 
     }
 }
 
-/// The callee's bindings: through the lookup stage when the pool runs one, else asked of the
-/// store directly. `None` when they cannot be read.
+/// The callee's bindings: through the lookup stage when the pool runs one, else served alone
+/// here (the unit tests' pools). `None` when they cannot be read.
 async fn bindings(shared: &Shared, identity: &str) -> Option<Vec<Binding>> {
-    if let Some(lookups) = shared.batches.as_ref().map(|b| &b.lookups) {
-        let (answer, got) = oneshot::channel();
-        let lookup = Lookup {
-            identity: identity.to_string(),
-            answer,
-        };
-        if lookups.send(lookup).await.is_err() {
-            return None;
-        }
-        return got.await.ok().flatten();
+    let (answer, got) = oneshot::channel();
+    let lookup = Lookup {
+        identity: identity.to_string(),
+        answer,
+    };
+    match shared.batches.as_ref() {
+        Some(stage) => stage.lookups.send(lookup).await.ok()?,
+        None => serve(shared, vec![lookup]).await,
     }
-    match shared.store.list(identity).await {
-        Ok(b) => {
-            shared.outage.recovered();
-            Some(b)
-        }
-        Err(err) => {
-            shared
-                .outage
-                .failed("list_bindings", "resolving bindings", &err);
-            debug!(error = %err, "cannot resolve bindings");
-            None
-        }
-    }
+    got.await.ok().flatten()
 }
 
 /// The event's targets; `None` when the bindings cannot be read (the entry stays pending).

@@ -17,14 +17,10 @@
 //! ledger does the same work with its scripts and reads the server's version again next time
 //! (`RedisSentLedger::lean_failed` says why that is safe whatever part of them ran).
 
-use redis::{Cmd, RedisError, Value};
+use redis::{Cmd, Value};
 
 use super::super::{Claim, ClaimRequest, Settle, CLAIM_MARGIN_MS};
 use crate::backend::BackendError;
-use crate::redis_conn::RedisConn;
-
-/// The commands of one transaction, all on one key.
-pub(super) struct Block(Vec<Cmd>);
 
 /// Whether an `INFO server` answer (one server's text, or one per node of a cluster) says Redis
 /// 7.0 or later on every server it names.
@@ -57,7 +53,7 @@ fn collect_text(value: &Value, out: &mut Vec<String>) {
 
 /// Claim the free devices of `requests` on the ledger hash `key` for `me` (its encoded value),
 /// giving the hash at least `ttl_ms` to live.
-pub(super) fn claim_free(key: &str, me: &str, requests: &[ClaimRequest], ttl_ms: u64) -> Block {
+pub(super) fn claim_free(key: &str, me: &str, requests: &[ClaimRequest], ttl_ms: u64) -> Vec<Cmd> {
     let mut cmds = Vec::with_capacity(requests.len() * 2 + 2);
     for r in requests {
         let mut cmd = redis::cmd("HSETNX");
@@ -74,11 +70,11 @@ pub(super) fn claim_free(key: &str, me: &str, requests: &[ClaimRequest], ttl_ms:
         cmd.arg(key).arg(ttl_ms).arg(condition);
         cmds.push(cmd);
     }
-    Block(cmds)
+    cmds
 }
 
 /// Mark `devices` (all [`Settle::Sent`]) sent on the ledger hash `key`.
-pub(super) fn mark_sent(key: &str, devices: &[(String, Settle)]) -> Block {
+pub(super) fn mark_sent(key: &str, devices: &[(String, Settle)]) -> Vec<Cmd> {
     let mut hset = redis::cmd("HSET");
     hset.arg(key);
     for (device, _) in devices {
@@ -86,7 +82,7 @@ pub(super) fn mark_sent(key: &str, devices: &[(String, Settle)]) -> Block {
     }
     let mut expire = redis::cmd("PEXPIRE");
     expire.arg(key).arg(CLAIM_MARGIN_MS).arg("NX");
-    Block(vec![hset, expire])
+    vec![hset, expire]
 }
 
 /// What a [`claim_free`] transaction answered, per device: `None` for a device that was held
@@ -114,52 +110,6 @@ pub(super) fn read_claims(
             (_, other) => Err(corrupt(&format!("{other:?} for a held device"))),
         })
         .collect()
-}
-
-/// Run every block as its own transaction; the `EXEC` answer of each, in order. On one server
-/// all of them go in one pipeline; on a cluster each is a transactional pipeline of its own
-/// (one key, so one slot), sent together.
-pub(super) async fn exec_many(
-    conn: &RedisConn,
-    blocks: Vec<Block>,
-) -> Result<Vec<Value>, RedisError> {
-    if blocks.is_empty() {
-        return Ok(Vec::new());
-    }
-    match conn {
-        RedisConn::Single(_) => {
-            let mut pipe = redis::pipe();
-            let mut exec_at = Vec::with_capacity(blocks.len());
-            let mut sent = 0;
-            for Block(cmds) in blocks {
-                pipe.cmd("MULTI");
-                sent += 1 + cmds.len();
-                for cmd in cmds {
-                    pipe.add_command(cmd);
-                }
-                pipe.cmd("EXEC");
-                exec_at.push(sent);
-                sent += 1;
-            }
-            let mut replies: Vec<Value> = pipe.query_async(&mut conn.clone()).await?;
-            Ok(exec_at
-                .into_iter()
-                .map(|i| std::mem::replace(&mut replies[i], Value::Nil))
-                .collect())
-        }
-        RedisConn::Cluster(_) => {
-            let each = blocks.into_iter().map(|Block(cmds)| {
-                let mut pipe = redis::pipe();
-                pipe.atomic();
-                for cmd in cmds {
-                    pipe.add_command(cmd);
-                }
-                let mut conn = conn.clone();
-                async move { Ok(Value::Array(pipe.query_async(&mut conn).await?)) }
-            });
-            futures::future::try_join_all(each).await
-        }
-    }
 }
 
 #[cfg(test)]
