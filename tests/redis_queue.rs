@@ -183,6 +183,34 @@ async fn finish_writes_the_result_and_the_dead_letter_then_acknowledges() {
 }
 
 #[tokio::test]
+async fn finish_loads_its_script_again_when_redis_forgot_it() {
+    let f = Fixture::start().await;
+    let q = f.queue("c1").await;
+    q.ensure_group().await.unwrap();
+    q.enqueue(&call("CA1")).await.unwrap();
+    q.enqueue(&call("CA2")).await.unwrap();
+    let entries = q.read_new(10, SHORT_BLOCK).await.unwrap();
+    let result = |sid: &str| EventResult {
+        call_sid: sid.into(),
+        to: "alice".into(),
+        outcome: EventOutcome::Delivered,
+        devices: 1,
+        delivered: 1,
+    };
+    q.finish(&entries[0], &result("CA1"), None).await.unwrap();
+    // What a restart or a failover to a replica does to the script cache.
+    f.run(redis::cmd("SCRIPT").arg("FLUSH")).await;
+
+    q.finish(&entries[1], &result("CA2"), None).await.unwrap();
+
+    assert_eq!(f.pending().await, 0);
+    let results = f.stream(&f.keys.results).await;
+    let sids: Vec<_> = results.iter().map(|r| r.field("call_sid")).collect();
+    assert_eq!(sids, [Some("CA1"), Some("CA2")]);
+    assert_eq!(results[1].field("delivered"), Some("1"));
+}
+
+#[tokio::test]
 async fn finish_many_records_each_entry_once_in_one_call() {
     let f = Fixture::start().await;
     let q = f.queue("c1").await;

@@ -349,7 +349,7 @@ impl CallQueue for MemoryCallQueue {
             let fields = result
                 .fields()
                 .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             let id = format_id(s.next_id());
             push_capped(&mut s.results, StreamEntry { id, fields }, limits.results);

@@ -60,15 +60,34 @@ pub struct EventResult {
 }
 
 impl EventResult {
-    /// The fields of the results-stream entry.
-    pub fn fields(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("call_sid", self.call_sid.clone()),
-            ("to", self.to.clone()),
-            ("outcome", self.outcome.as_str().to_string()),
-            ("devices", self.devices.to_string()),
-            ("delivered", self.delivered.to_string()),
+    /// The fields of the results-stream entry, borrowed: one is written per event, so nothing
+    /// is copied or formatted until the backend writes it.
+    pub fn fields(&self) -> [(&'static str, Field<'_>); 5] {
+        [
+            ("call_sid", Field::Text(&self.call_sid)),
+            ("to", Field::Text(&self.to)),
+            ("outcome", Field::Text(self.outcome.as_str())),
+            ("devices", Field::Count(self.devices)),
+            ("delivered", Field::Count(self.delivered)),
         ]
+    }
+}
+
+/// The value of one results-stream field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field<'a> {
+    /// Text, as it is.
+    Text(&'a str),
+    /// A count, in decimal.
+    Count(usize),
+}
+
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field::Text(text) => f.write_str(text),
+            Field::Count(n) => write!(f, "{n}"),
+        }
     }
 }
 

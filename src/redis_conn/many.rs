@@ -26,6 +26,34 @@ impl ScriptCall {
         ScriptCall { cmd }
     }
 
+    /// A call of `script` on `keys` (`KEYS[1]`, `KEYS[2]`, …: one slot between them), with no
+    /// arguments yet.
+    pub fn with_keys(script: &Script, keys: &[&str]) -> ScriptCall {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash()).arg(keys.len());
+        for key in keys {
+            cmd.arg(*key);
+        }
+        ScriptCall { cmd }
+    }
+
+    /// Run this one call of `script`; a script the server forgot (a restart, `SCRIPT FLUSH`) is
+    /// loaded and the call sent again.
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        conn: &RedisConn,
+        script: &Script,
+    ) -> Result<T, RedisError> {
+        let mut conn = conn.clone();
+        match self.cmd.query_async::<T>(&mut conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                script.prepare_invoke().load_async(&mut conn).await?;
+                self.cmd.query_async::<T>(&mut conn).await
+            }
+            other => other,
+        }
+    }
+
     /// Add an argument (`ARGV[i]`).
     pub fn arg(&mut self, arg: impl ToRedisArgs) -> &mut ScriptCall {
         self.cmd.arg(arg);
@@ -66,18 +94,7 @@ pub async fn invoke_many<T: FromRedisValue>(
                 .collect()
         }
         RedisConn::Cluster(_) => {
-            let each = calls.into_iter().map(|call| {
-                let mut conn = conn.clone();
-                async move {
-                    match call.cmd.query_async::<T>(&mut conn).await {
-                        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                            script.prepare_invoke().load_async(&mut conn).await?;
-                            call.cmd.query_async::<T>(&mut conn).await
-                        }
-                        other => other,
-                    }
-                }
-            });
+            let each = calls.iter().map(|call| call.invoke(conn, script));
             futures::future::try_join_all(each).await
         }
     }

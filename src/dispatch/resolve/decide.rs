@@ -18,7 +18,8 @@ pub(in crate::dispatch) struct DeviceReport {
     pub(in crate::dispatch) end: DeviceEnd,
     /// Push attempts made to the device.
     pub(in crate::dispatch) attempts: u32,
-    /// `<platform> <credential> <masked token>`.
+    /// `<platform> <credential> <masked token>`; empty for a device that accepted (only failures
+    /// are named).
     pub(in crate::dispatch) label: String,
 }
 

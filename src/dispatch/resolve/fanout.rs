@@ -50,16 +50,22 @@ pub(super) async fn fan_out(
                     end = DeviceEnd::Aborted { in_flight: true };
                 }
             }
+            // The label only ever names a device that failed (in the dead letter's detail).
             let b = &t.binding;
-            DeviceReport {
-                end,
-                attempts,
-                label: format!(
+            let label = if matches!(end, DeviceEnd::Delivered) {
+                String::new()
+            } else {
+                format!(
                     "{} {} {}",
                     b.platform,
                     b.credential,
                     mask_device_token(&b.device_token)
-                ),
+                )
+            };
+            DeviceReport {
+                end,
+                attempts,
+                label,
             }
         }
     }))

@@ -47,15 +47,15 @@ use std::time::Duration;
 
 use crate::redis_conn::RedisConn;
 use redis::aio::ConnectionLike;
-use redis::{RedisError, Script, Value};
+use redis::{RedisError, RedisWrite, Script, ToRedisArgs, Value};
 
 use super::{CallQueue, Finish};
 use crate::backend::BackendError;
 use crate::config::Settings;
 use crate::domain::now_ms;
 use crate::event::StreamEntry;
-use crate::outcome::{DeadLetter, EventResult};
-use crate::redis_conn::{BlockingConnection, HeartbeatConnection, Keys};
+use crate::outcome::{DeadLetter, EventResult, Field};
+use crate::redis_conn::{BlockingConnection, HeartbeatConnection, Keys, ScriptCall};
 
 /// XAUTOCLAIM round trips per [`CallQueue::claim_stale`] at most, so one call stays short even
 /// when the pending list holds many entries that are not idle long enough.
@@ -214,37 +214,34 @@ impl RedisCallQueue {
         if items.is_empty() {
             return Ok(());
         }
-        let mut invocation = self.finish.prepare_invoke();
-        invocation
-            .key(&self.keys.calls)
-            .key(&self.keys.results)
-            .key(&self.keys.dead)
-            .arg(&self.options.group)
+        let keys = [
+            self.keys.calls.as_str(),
+            self.keys.results.as_str(),
+            self.keys.dead.as_str(),
+        ];
+        let mut call = ScriptCall::with_keys(&self.finish, &keys);
+        call.arg(&self.options.group)
             .arg(self.options.results_max_len)
             .arg(self.options.dead_max_len);
+        let results = self.options.results_enabled;
         for (id, item) in items {
-            let result_fields = if self.options.results_enabled {
-                item.result.fields()
-            } else {
-                Vec::new()
-            };
             let dead_fields = item
                 .dead
                 .map(|d| d.fields_of(&item.entry.fields, id))
                 .unwrap_or_default();
-            invocation
-                .arg(*id)
-                .arg(result_fields.len() * 2)
-                .arg(dead_fields.len() * 2);
-            for (k, v) in &result_fields {
-                invocation.arg(*k).arg(v);
+            let result_fields = item.result.fields();
+            let n_result = if results { result_fields.len() * 2 } else { 0 };
+            call.arg(*id).arg(n_result).arg(dead_fields.len() * 2);
+            if results {
+                for (k, v) in result_fields {
+                    call.arg(k).arg(v);
+                }
             }
             for (k, v) in &dead_fields {
-                invocation.arg(k).arg(v);
+                call.arg(k).arg(v);
             }
         }
-        let recorded: Result<Vec<i64>, RedisError> =
-            invocation.invoke_async(&mut self.conn.clone()).await;
+        let recorded: Result<Vec<i64>, RedisError> = call.invoke(&self.conn, &self.finish).await;
         match recorded {
             Ok(recorded) => {
                 for ((id, _), _) in items.iter().zip(&recorded).filter(|(_, r)| **r == 0) {
@@ -566,4 +563,14 @@ pub async fn read_range(
 /// a script passes such a list on).
 pub fn decode_entries(value: &Value) -> Result<Vec<StreamEntry>, BackendError> {
     Ok(reply::split(reply::entries(value)?).0)
+}
+
+/// A results-stream field as a command argument, written straight into the command.
+impl ToRedisArgs for Field<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        match *self {
+            Field::Text(text) => text.write_redis_args(out),
+            Field::Count(n) => n.write_redis_args(out),
+        }
+    }
 }
