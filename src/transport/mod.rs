@@ -10,21 +10,27 @@
 //! `https://` endpoints use TLS with ALPN `h2`, the system roots and an optional extra CA file;
 //! `http://` endpoints speak HTTP/2 in clear text (h2c, prior knowledge), for test doubles and
 //! local proxies.
+//!
+//! Requests go straight to `h2`'s client: `exchange.rs` sends one attempt and says what its
+//! failure means, `connect.rs` opens connections and runs the task that drives each one.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+mod connect;
+mod exchange;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use h2::client::SendRequest;
+use http::uri::{self, PathAndQuery};
 use http::{HeaderMap, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http2::{self, SendRequest};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
-use tokio_rustls::rustls;
 use tokio_rustls::TlsConnector;
+
+use exchange::{decide, exchange, read_body, Failed, Next};
 
 /// The largest response body read from a provider; their error bodies are a few hundred bytes.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -63,7 +69,7 @@ pub enum TransportError {
     Timeout(Duration),
     /// The connection failed while the request was in flight.
     #[error("connection error: {0}")]
-    Connection(#[source] hyper::Error),
+    Connection(#[source] h2::Error),
     /// The response body was larger than callpush accepts from a provider.
     #[error("response body over {MAX_RESPONSE_BYTES} bytes")]
     BodyTooLarge,
@@ -121,31 +127,20 @@ impl Default for PoolOptions {
 /// whether the slot still holds it or already a newer one.
 #[derive(Clone)]
 struct Conn {
-    sender: SendRequest<Full<Bytes>>,
+    sender: SendRequest<Bytes>,
     generation: u64,
+    /// Set by the connection's task once the connection ended.
+    closed: Arc<AtomicBool>,
 }
 
 /// Sends of one request: the first, one on a new connection after the old one closed, and
 /// retries of streams the peer refused.
 const MAX_SEND_ATTEMPTS: u32 = 4;
 
-/// Whether the peer reset the request's stream with REFUSED_STREAM: it did not process the
-/// request (RFC 9113 §8.7), so sending it again cannot push a device twice.
-fn is_refused_stream(error: &hyper::Error) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(err) = source {
-        if let Some(h2) = err.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
-        }
-        source = err.source();
-    }
-    false
-}
-
 /// One open connection of a slot (scheme, host, port).
 ///
 /// Each slot holds at most one connection. A connection at its peer's
-/// `SETTINGS_MAX_CONCURRENT_STREAMS` stays in its slot: hyper queues further requests on it
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` stays in its slot: h2 queues further requests on it
 /// until a stream frees up, so a busy connection is shared, never replaced. A connection is
 /// replaced only once it closed (GOAWAY, reset, keep-alive timeout), and a failed request
 /// clears its slot only if the slot still holds the connection it failed on: when a dropped
@@ -190,7 +185,7 @@ impl H2Pool {
         let scheme = uri.scheme().cloned().ok_or_else(|| invalid("no scheme"))?;
         let authority = uri.authority().cloned().ok_or_else(|| invalid("no host"))?;
         let tls = if scheme == http::uri::Scheme::HTTPS {
-            Some(tls_connector(options.ca_file.as_deref())?)
+            Some(connect::tls_connector(options.ca_file.as_deref())?)
         } else if scheme == http::uri::Scheme::HTTP {
             None
         } else {
@@ -236,63 +231,57 @@ impl H2Pool {
     }
 
     async fn send_inner(&self, request: Request<Bytes>) -> Result<Response, TransportError> {
-        let (mut parts, body) = request.into_parts();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".to_string());
-        parts.uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| TransportError::InvalidEndpoint {
-                endpoint: self.origin(),
-                reason: e.to_string(),
-            })?;
-        parts.version = http::Version::HTTP_2;
+        let (parts, body) = request.into_parts();
+        let mut target = uri::Parts::default();
+        target.scheme = Some(self.scheme.clone());
+        target.authority = Some(self.authority.clone());
+        target.path_and_query = Some(
+            parts
+                .uri
+                .into_parts()
+                .path_and_query
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        let mut head = Request::new(());
+        *head.method_mut() = parts.method;
+        *head.headers_mut() = parts.headers;
+        *head.uri_mut() = Uri::from_parts(target).map_err(|e| TransportError::InvalidEndpoint {
+            endpoint: self.origin(),
+            reason: e.to_string(),
+        })?;
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        // Two failures are safe to try again at once, because the peer did not process the
-        // request: a connection that closed under us (GOAWAY, reset) before the request was
-        // sent — once, on a new connection — and a stream the peer refused (REFUSED_STREAM),
-        // which a healthy connection does to requests sent before its
-        // SETTINGS_MAX_CONCURRENT_STREAMS arrived (APNs starts new connections at 1 stream) —
-        // on the same connection, which queues them now that it knows its limit.
         let mut reconnected = false;
         for attempt in 0..MAX_SEND_ATTEMPTS {
+            let attempts_left = attempt + 1 < MAX_SEND_ATTEMPTS;
             let conn = self.sender(slot).await?;
-            let mut sender = conn.sender.clone();
-            let req = Request::from_parts(parts.clone(), Full::new(body.clone()));
-            match sender.send_request(req).await {
-                Ok(resp) => {
-                    let (head, body) = resp.into_parts();
-                    let body = Limited::new(body, MAX_RESPONSE_BYTES)
-                        .collect()
-                        .await
-                        .map_err(|e| match e.downcast::<hyper::Error>() {
-                            Ok(e) => TransportError::Connection(*e),
-                            Err(_) => TransportError::BodyTooLarge,
-                        })?
-                        .to_bytes();
+            // h2 takes the head; an attempt that may be followed by another sends a copy.
+            let this = if attempts_left {
+                head.clone()
+            } else {
+                std::mem::take(&mut head)
+            };
+            let failure = match exchange(conn.sender.clone(), this, &body).await {
+                Ok(response) => {
+                    let (head, body) = response.into_parts();
                     return Ok(Response {
                         status: head.status,
                         headers: head.headers,
-                        body,
+                        body: read_body(body).await?,
                     });
                 }
-                Err(e) if is_refused_stream(&e) && attempt + 1 < MAX_SEND_ATTEMPTS => continue,
-                Err(e) => {
-                    self.forget(slot, conn.generation).await;
-                    if !reconnected
-                        && attempt + 1 < MAX_SEND_ATTEMPTS
-                        && (e.is_canceled() || e.is_closed())
-                    {
-                        reconnected = true;
-                        continue;
-                    }
-                    return Err(TransportError::Connection(e));
-                }
+                Err(failure) => failure,
+            };
+            if failure.error.is_go_away() || failure.error.is_io() {
+                self.forget(slot, conn.generation).await;
+            }
+            match decide(
+                Failed::of(&failure.error, failure.sent),
+                attempts_left,
+                reconnected,
+            ) {
+                Next::SameConnection => {}
+                Next::NewConnection => reconnected = true,
+                Next::GiveUp => return Err(TransportError::Connection(failure.error)),
             }
         }
         unreachable!("the last attempt returns")
@@ -303,11 +292,11 @@ impl H2Pool {
     async fn sender(&self, slot: usize) -> Result<Conn, TransportError> {
         let mut guard = self.slots[slot].lock().await;
         if let Some(conn) = guard.as_ref() {
-            if !conn.sender.is_closed() {
+            if !conn.closed.load(Ordering::Acquire) {
                 return Ok(conn.clone());
             }
         }
-        let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+        let (sender, closed) = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
             .await
             .map_err(|_| TransportError::Connect {
                 authority: self.authority.to_string(),
@@ -316,6 +305,7 @@ impl H2Pool {
         let conn = Conn {
             sender,
             generation: self.generations.fetch_add(1, Ordering::Relaxed),
+            closed,
         };
         *guard = Some(conn.clone());
         Ok(conn)
@@ -330,97 +320,4 @@ impl H2Pool {
             *guard = None;
         }
     }
-
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, TransportError> {
-        let connect_err = |reason: String| TransportError::Connect {
-            authority: self.authority.to_string(),
-            reason,
-        };
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| connect_err(e.to_string()))?;
-        let _ = tcp.set_nodelay(true);
-        let mut builder = http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .keep_alive_interval(self.options.keep_alive_interval)
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(4 << 20);
-        let open = self.open.clone();
-        let sender = match &self.tls {
-            Some(tls) => {
-                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-                    .map_err(|e| connect_err(e.to_string()))?;
-                let stream = tls
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| connect_err(format!("TLS: {e}")))?;
-                let (sender, conn) = builder
-                    .handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| connect_err(format!("HTTP/2 handshake: {e}")))?;
-                spawn_connection(conn, open);
-                sender
-            }
-            None => {
-                let (sender, conn) = builder
-                    .handshake(TokioIo::new(tcp))
-                    .await
-                    .map_err(|e| connect_err(format!("HTTP/2 handshake: {e}")))?;
-                spawn_connection(conn, open);
-                sender
-            }
-        };
-        Ok(sender)
-    }
-}
-
-/// Drive a connection until it closes, keeping the open-connection count.
-fn spawn_connection<F>(conn: F, open: Arc<AtomicUsize>)
-where
-    F: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
-{
-    open.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "provider connection closed");
-        }
-        open.fetch_sub(1, Ordering::Relaxed);
-    });
-}
-
-fn tls_connector(ca_file: Option<&Path>) -> Result<TlsConnector, TransportError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = ca_file {
-        let ca_err = |reason: String| TransportError::CaFile {
-            path: path.display().to_string(),
-            reason,
-        };
-        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
-        let mut added = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| ca_err(e.to_string()))?;
-            roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(ca_err("no PEM certificate in the file".to_string()));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::CaFile {
-            path: String::new(),
-            reason: e.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
 }
