@@ -11,8 +11,8 @@ use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, ToRe
 
 use super::RedisConn;
 
-/// One call of a script on one key (every script run this way names one key), built straight
-/// into its `EVALSHA` command: no copy of the arguments between building and sending.
+/// One call of a script, built straight into its `EVALSHA` command: no copy of the arguments
+/// between building and sending.
 #[derive(Debug, Clone)]
 pub struct ScriptCall {
     cmd: redis::Cmd,
@@ -21,19 +21,14 @@ pub struct ScriptCall {
 impl ScriptCall {
     /// A call of `script` on `key` (`KEYS[1]`), with no arguments yet.
     pub fn new(script: &Script, key: impl ToRedisArgs) -> ScriptCall {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash()).arg(1).arg(key);
-        ScriptCall { cmd }
+        ScriptCall::with_keys(script, &[key])
     }
 
     /// A call of `script` on `keys` (`KEYS[1]`, `KEYS[2]`, …: one slot between them), with no
     /// arguments yet.
-    pub fn with_keys(script: &Script, keys: &[&str]) -> ScriptCall {
+    pub fn with_keys<K: ToRedisArgs>(script: &Script, keys: &[K]) -> ScriptCall {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash()).arg(keys.len());
-        for key in keys {
-            cmd.arg(*key);
-        }
+        cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
         ScriptCall { cmd }
     }
 

@@ -146,7 +146,7 @@ impl SentLedger for RedisSentLedger {
             return Ok(());
         }
         let call = self.settle_call(call_sid, me, settled.iter().copied());
-        invoke_many::<()>(&self.conn, &self.settle, vec![call]).await?;
+        call.invoke::<()>(&self.conn, &self.settle).await?;
         Ok(())
     }
 
