@@ -305,9 +305,11 @@ async fn list_many_answers_each_identity_in_order_with_the_ownership_check() {
     // Identities repeat (two calls to one callee), one has nothing, one holds a binding whose
     // token moved on.
     let f = fixture(365, 20).await;
+    // One millisecond apart, so "most recently updated first" has one answer.
+    let t0 = now_ms();
     for (identity, n) in [("alice", 1), ("alice", 2), ("bob", 3), ("carol", 4)] {
         f.store
-            .register(apns(identity, &token(n)), now_ms())
+            .register(apns(identity, &token(n)), t0 + n)
             .await
             .unwrap();
     }
