@@ -106,6 +106,17 @@ fn call(sid: &str) -> Vec<(String, String)> {
     .collect()
 }
 
+/// The outcome of a call to alice's one device that rang.
+fn delivered(sid: &str) -> EventResult {
+    EventResult {
+        call_sid: sid.into(),
+        to: "alice".into(),
+        outcome: EventOutcome::Delivered,
+        devices: 1,
+        delivered: 1,
+    }
+}
+
 #[tokio::test]
 async fn ensure_group_is_idempotent() {
     let f = Fixture::start().await;
@@ -190,18 +201,15 @@ async fn finish_loads_its_script_again_when_redis_forgot_it() {
     q.enqueue(&call("CA1")).await.unwrap();
     q.enqueue(&call("CA2")).await.unwrap();
     let entries = q.read_new(10, SHORT_BLOCK).await.unwrap();
-    let result = |sid: &str| EventResult {
-        call_sid: sid.into(),
-        to: "alice".into(),
-        outcome: EventOutcome::Delivered,
-        devices: 1,
-        delivered: 1,
-    };
-    q.finish(&entries[0], &result("CA1"), None).await.unwrap();
+    q.finish(&entries[0], &delivered("CA1"), None)
+        .await
+        .unwrap();
     // What a restart or a failover to a replica does to the script cache.
     f.run(redis::cmd("SCRIPT").arg("FLUSH")).await;
 
-    q.finish(&entries[1], &result("CA2"), None).await.unwrap();
+    q.finish(&entries[1], &delivered("CA2"), None)
+        .await
+        .unwrap();
 
     assert_eq!(f.pending().await, 0);
     let results = f.stream(&f.keys.results).await;
@@ -220,16 +228,7 @@ async fn finish_many_records_each_entry_once_in_one_call() {
     }
     let entries = q.read_new(10, SHORT_BLOCK).await.unwrap();
     assert_eq!(entries.len(), 3);
-    let results: Vec<EventResult> = ["CA1", "CA2", "CA3"]
-        .iter()
-        .map(|sid| EventResult {
-            call_sid: (*sid).into(),
-            to: "alice".into(),
-            outcome: EventOutcome::Delivered,
-            devices: 1,
-            delivered: 1,
-        })
-        .collect();
+    let results: Vec<EventResult> = ["CA1", "CA2", "CA3"].map(delivered).into();
     // CA2 was finished already (another consumer got there first): no second outcome.
     q.finish(&entries[1], &results[1], None).await.unwrap();
     let dead = DeadLetter {
@@ -270,14 +269,7 @@ async fn with_results_disabled_finish_only_acknowledges() {
     q.ensure_group().await.unwrap();
     q.enqueue(&call("CA1")).await.unwrap();
     let entry = q.read_new(10, SHORT_BLOCK).await.unwrap().remove(0);
-    let result = EventResult {
-        call_sid: "CA1".into(),
-        to: "alice".into(),
-        outcome: EventOutcome::Delivered,
-        devices: 1,
-        delivered: 1,
-    };
-    q.finish(&entry, &result, None).await.unwrap();
+    q.finish(&entry, &delivered("CA1"), None).await.unwrap();
     assert_eq!(f.pending().await, 0);
     assert!(f.stream(&f.keys.results).await.is_empty());
     assert!(f.stream(&f.keys.dead).await.is_empty());
