@@ -59,6 +59,6 @@ pub mod strict_json;
 pub(crate) mod transport;
 pub mod twilio;
 
-pub use backend::BackendError;
+pub use backend::{BackendError, Fate};
 pub use metrics::Metrics;
 pub use transport::TransportError;

@@ -56,12 +56,13 @@ pub fn prune_reasons(platform: Platform) -> &'static [&'static str] {
 
 /// The dead-letter reasons of SPEC §7 (`callpush_dead_letters_replayed_total{reason}`), plus
 /// `other` for a reason callpush did not write.
-pub const DEAD_REASONS: [&str; 6] = [
+pub const DEAD_REASONS: [&str; 7] = [
     "expired",
     "malformed",
     "retries_exhausted",
     "provider_rejected",
     "rate_limited",
+    "store_error",
     "other",
 ];
 /// What a registration request ended in.

@@ -104,6 +104,9 @@ pub enum DeadReason {
     ProviderRejected,
     /// The callee's call rate limit was exceeded.
     RateLimited,
+    /// Redis refused this entry's command for good (`WRONGTYPE`, a script error, stored data
+    /// that does not decode): the detail names the store's complaint (`crate::backend`).
+    StoreError,
 }
 
 impl DeadReason {
@@ -115,6 +118,7 @@ impl DeadReason {
             DeadReason::RetriesExhausted => "retries_exhausted",
             DeadReason::ProviderRejected => "provider_rejected",
             DeadReason::RateLimited => "rate_limited",
+            DeadReason::StoreError => "store_error",
         }
     }
 }

@@ -46,7 +46,7 @@ pub enum DlqCommand {
 /// The filters `list` and `replay` share.
 #[derive(Debug, Args)]
 pub struct FilterArgs {
-    /// Only this reason (expired, malformed, retries_exhausted, provider_rejected, rate_limited).
+    /// Only this reason (expired, malformed, retries_exhausted, provider_rejected, rate_limited, store_error).
     #[arg(long)]
     reason: Option<String>,
     /// Dead-lettered since: a duration back from now (30m, 1h, 2d), an RFC 3339 time or a
