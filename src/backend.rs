@@ -23,7 +23,7 @@
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 /// A storage backend could not do what was asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     /// Redis failed, refused the command or could not be reached ([`BackendError::fate`] says
     /// whether trying again can help).
@@ -56,6 +56,16 @@ impl BackendError {
     /// True for [`Fate::Transient`].
     pub fn is_transient(&self) -> bool {
         self.fate() == Fate::Transient
+    }
+
+    /// Whether the store answered (with an error, or with something callpush cannot read),
+    /// as opposed to not answering at all: the command reached a server that refused this
+    /// form of it, so another form of the same work may be taken.
+    pub fn store_answered(&self) -> bool {
+        match self {
+            BackendError::Redis(e) => e.code().is_some(),
+            BackendError::Corrupt(_) => true,
+        }
     }
 }
 

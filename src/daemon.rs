@@ -403,6 +403,8 @@ async fn serve(
         settings.stream.group.clone(),
         probes,
     );
+    let counted = store.clone();
+    let sampler = sampler.counting_undecodable(Arc::new(move || counted.undecodable_skipped()));
     life.spawn(sampler.run(sampler::SAMPLE_EVERY, life.stopping()));
     let backend = if on_redis {
         redacted_url(&settings.redis.url)
@@ -429,6 +431,7 @@ async fn serve(
         block: Duration::from_millis(settings.stream.block_ms),
         claim_idle: Duration::from_millis(settings.stream.claim_idle_ms),
         retry: RetryPolicy::new(&settings.retry),
+        split_batches: on_redis && settings.redis.cluster,
     };
     let dispatcher = Dispatcher::new(parts, options, life.hard_stop());
     let pool = life.clone();

@@ -501,11 +501,21 @@ async fn the_ledger_claims_with_plain_commands_on_a_cluster() {
             })
             .collect()
     };
-    let claims = ledger.claim_many(&batch(&first)).await.unwrap();
+    let claims = ledger
+        .claim_many(&batch(&first))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
     assert!(claims
         .iter()
         .all(|c| *c == vec![Claim::Fresh, Claim::Fresh]));
-    let again = ledger.claim_many(&batch(&second)).await.unwrap();
+    let again = ledger
+        .claim_many(&batch(&second))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
     assert!(
         again
             .iter()

@@ -88,7 +88,12 @@ async fn settle_many_case(
         me: b,
         devices: vec![("y".into(), Settle::Sent)],
     };
-    ledger.settle_many(&[&one, &two]).await.unwrap();
+    ledger
+        .settle_many(&[&one, &two])
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .unwrap();
 
     let later = holder("3-0");
     let seen = |call: &'static str| {
@@ -173,6 +178,8 @@ async fn claim_many_case(conn: &redis::aio::ConnectionManager, way: &str, ledger
             },
         ])
         .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
         .unwrap();
     assert_eq!(answers.len(), 4, "{way}");
     assert_eq!(answers[0], vec![Claim::Fresh, Claim::Fresh], "{way}");
@@ -217,6 +224,8 @@ async fn a_call_s_claims_only_ever_live_longer_and_never_forever() {
                 expire_at_ms: now + 3_600_000,
             }])
             .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
             .unwrap();
         ledger
             .claim_many(&[ClaimCall {
@@ -226,6 +235,8 @@ async fn a_call_s_claims_only_ever_live_longer_and_never_forever() {
                 expire_at_ms: now + 60_000,
             }])
             .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
             .unwrap();
         let ttl: i64 = redis::cmd("PTTL")
             .arg(keys.sent("CA1"))
@@ -242,7 +253,12 @@ async fn a_call_s_claims_only_ever_live_longer_and_never_forever() {
             me: first.clone(),
             devices: vec![("x".into(), Settle::Sent)],
         };
-        ledger.settle_many(&[&gone]).await.unwrap();
+        ledger
+            .settle_many(&[&gone])
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .unwrap();
         let ttl: i64 = redis::cmd("PTTL")
             .arg(keys.sent("CA-expired"))
             .query_async(&mut conn)
@@ -283,15 +299,30 @@ async fn when_the_plain_commands_are_refused_the_scripts_do_the_work() {
         requests: &both,
         expire_at_ms: far,
     };
-    let claims = ledger.claim_many(&[call(&first)]).await.unwrap();
+    let claims = ledger
+        .claim_many(&[call(&first)])
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
     assert_eq!(claims, vec![vec![Claim::Fresh, Claim::Fresh]]);
     let sent = Settlement {
         call_sid: "CA1".into(),
         me: first.clone(),
         devices: vec![("x".into(), Settle::Sent), ("y".into(), Settle::Sent)],
     };
-    ledger.settle_many(&[&sent]).await.unwrap();
-    let again = ledger.claim_many(&[call(&later)]).await.unwrap();
+    ledger
+        .settle_many(&[&sent])
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .unwrap();
+    let again = ledger
+        .claim_many(&[call(&later)])
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
     assert_eq!(again, vec![vec![Claim::Sent, Claim::Sent]]);
 
     let stats: String = redis::cmd("INFO")

@@ -247,7 +247,11 @@ async fn finish_many_records_each_entry_once_in_one_call() {
             dead: (i == 2).then_some(&dead),
         })
         .collect();
-    q.finish_many(&items).await.unwrap();
+    q.finish_many(&items)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .unwrap();
 
     assert_eq!(f.pending().await, 0);
     let sids: Vec<String> = f

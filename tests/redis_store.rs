@@ -323,6 +323,8 @@ async fn list_many_answers_each_identity_in_order_with_the_ownership_check() {
         .store
         .list_many(&["alice", "nobody", "bob", "alice", "carol"])
         .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let seen: Vec<Vec<String>> = lists.iter().map(|l| tokens(l)).collect();
     assert_eq!(

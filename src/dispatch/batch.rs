@@ -5,6 +5,12 @@
 //! batches may be in flight at once (`in_flight`): while one round trip is out, the requests
 //! that arrive meanwhile gather into the next, so a burst travels in a few large batches and a
 //! lone event at a quiet time goes at once, alone (nothing waits for a batch to fill).
+//!
+//! On a Redis Cluster (`split`) every request is served on its own, at once: the keys of a
+//! batch live on different nodes, and a batch that waited for its slowest node would hold every
+//! event in it — and, with its in-flight slot, the stage — while one node hangs. The cluster
+//! connection still shares the round trips: the commands bound for one node go out together on
+//! that node's connection (redis-rs pipelines a multiplexed connection's queued commands).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,13 +22,15 @@ use tokio_util::sync::CancellationToken;
 /// Batches of the stage at most in flight at once.
 pub(super) const IN_FLIGHT: usize = 4;
 
-/// Serve `requests` in batches of at most `max`, at most `in_flight` batches at once, until
-/// `stop` (every event task has ended, so no request waits) or every sender is gone; then wait
-/// for the batches in flight. `serve` answers every request of its batch.
+/// Serve `requests` in batches of at most `max`, at most `in_flight` batches at once — or, with
+/// `split`, each request alone and at once (module docs) — until `stop` (every event task has
+/// ended, so no request waits) or every sender is gone; then wait for the work in flight.
+/// `serve` answers every request of its batch.
 pub(super) async fn run<R, F, Fut>(
     mut requests: mpsc::Receiver<R>,
     max: usize,
     in_flight: usize,
+    split: bool,
     stop: CancellationToken,
     serve: F,
 ) where
@@ -33,11 +41,18 @@ pub(super) async fn run<R, F, Fut>(
     let slots = Arc::new(Semaphore::new(in_flight.max(1)));
     let mut running = JoinSet::new();
     loop {
-        let slot = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the batch semaphore is never closed");
+        // Split requests take no slot: each event task has at most one request out at a time,
+        // so the senders bound them.
+        let slot = match split {
+            true => None,
+            false => Some(
+                slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the batch semaphore is never closed"),
+            ),
+        };
         let first = tokio::select! {
             request = requests.recv() => request,
             _ = stop.cancelled() => None,
@@ -45,9 +60,13 @@ pub(super) async fn run<R, F, Fut>(
         let Some(first) = first else {
             break;
         };
-        let mut batch = Vec::with_capacity(max.min(requests.len() + 1));
+        let mut batch = Vec::with_capacity(if split {
+            1
+        } else {
+            max.min(requests.len() + 1)
+        });
         batch.push(first);
-        while batch.len() < max {
+        while !split && batch.len() < max {
             match requests.try_recv() {
                 Ok(request) => batch.push(request),
                 Err(_) => break,
@@ -82,7 +101,7 @@ mod tests {
         }
         let stop = CancellationToken::new();
         let counted = batches.clone();
-        let stage = tokio::spawn(run(rx, 4, 2, stop.clone(), move |batch| {
+        let stage = tokio::spawn(run(rx, 4, 2, false, stop.clone(), move |batch| {
             counted.fetch_add(1, Ordering::SeqCst);
             async move {
                 for (i, answer) in batch {
@@ -104,7 +123,7 @@ mod tests {
         let (tx, rx) = mpsc::channel::<(bool, oneshot::Sender<()>)>(8);
         let stop = CancellationToken::new();
         let (release, hold) = tokio::sync::watch::channel(false);
-        let stage = tokio::spawn(run(rx, 1, 2, stop.clone(), move |batch| {
+        let stage = tokio::spawn(run(rx, 1, 2, false, stop.clone(), move |batch| {
             let mut hold = hold.clone();
             async move {
                 for (slow, answer) in batch {
@@ -123,6 +142,41 @@ mod tests {
         fast_got.await.unwrap();
         release.send(true).unwrap();
         slow_got.await.unwrap();
+        stop.cancel();
+        stage.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn split_serves_each_request_alone_and_a_hung_one_holds_no_other() {
+        let (tx, rx) = mpsc::channel::<(bool, oneshot::Sender<usize>)>(8);
+        let stop = CancellationToken::new();
+        let (release, hold) = tokio::sync::watch::channel(false);
+        // One batch in flight at most: without split, the hung request would hold the stage.
+        let stage = tokio::spawn(run(rx, 8, 1, true, stop.clone(), move |batch| {
+            let mut hold = hold.clone();
+            async move {
+                let size = batch.len();
+                for (hung, answer) in batch {
+                    if hung {
+                        let _ = hold.wait_for(|go| *go).await;
+                    }
+                    let _ = answer.send(size);
+                }
+            }
+        }));
+        let (hung_answer, hung_got) = oneshot::channel();
+        tx.send((true, hung_answer)).await.unwrap();
+        let mut others = Vec::new();
+        for _ in 0..3 {
+            let (answer, got) = oneshot::channel();
+            tx.send((false, answer)).await.unwrap();
+            others.push(got);
+        }
+        for got in others {
+            assert_eq!(got.await.unwrap(), 1, "served alone");
+        }
+        release.send(true).unwrap();
+        assert_eq!(hung_got.await.unwrap(), 1);
         stop.cancel();
         stage.await.unwrap();
     }

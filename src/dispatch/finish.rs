@@ -1,15 +1,20 @@
 //! The finish stage, for many events at once: one task takes the outcomes event tasks hand it,
 //! as many as are ready (up to a read batch; several batches in flight, [`super::batch`]), and
-//! records them in two round trips however many
-//! there are — first the ledger settlements of every event (sent and released claims), then the
-//! outcomes and acknowledgements ([`CallQueue::finish_many`]: one script call per stream
-//! shard). The order is the guarantee: an entry is acknowledged only once its accepted push is
-//! recorded, so a later attempt of the call never pushes that device again.
+//! records them in two round trips however many there are — first the ledger settlements of
+//! every event (sent and released claims), then the outcomes and acknowledgements
+//! ([`CallQueue::finish_many`]: one script call per stream shard). The order is the guarantee:
+//! an entry is acknowledged only once its accepted push is recorded, so a later attempt of the
+//! call never pushes that device again.
 //!
-//! A failed round trip is repeated (both are safe to repeat) with backoff until it succeeds or
-//! the daemon stops hard; then the events of the batch stay pending, as an event does whose
-//! task stops there. Event tasks wait for their outcome to be recorded: they hold their event
-//! slot and stay in flight (touched, [`super::heartbeat`]) until then.
+//! A batch shares its round trips, never its fate: each event is answered as soon as its own
+//! outcome is recorded, and the events whose settlement or outcome could not be recorded
+//! (transient failures: an outage, a hung node) are tried again on their own, with backoff,
+//! until they are recorded or the daemon stops hard — then they stay pending, as an event does
+//! whose task stops there. A settlement the store refuses for good (its ledger key holds
+//! something else) is logged and counted, and the outcome is recorded all the same: there is
+//! nothing better to do with that call's ledger. Event tasks wait for their outcome to be
+//! recorded: they hold their event slot and stay in flight (touched, [`super::heartbeat`])
+//! until then.
 //!
 //! [`CallQueue::finish_many`]: crate::ingest::CallQueue::finish_many
 
@@ -17,9 +22,10 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::debug;
 
 use super::ledger::Settlement;
-use super::outage::Backoff;
+use super::outage::{Backoff, StoreFailure};
 use super::{batch, sleep_or_stop, Shared};
 use crate::event::StreamEntry;
 use crate::ingest::Finish;
@@ -30,91 +36,111 @@ pub(super) struct Job {
     pub(super) entry: StreamEntry,
     pub(super) result: EventResult,
     pub(super) dead: Option<DeadLetter>,
+    /// How the event's claims end; `None` once recorded (or when there is nothing to settle).
     pub(super) settlement: Option<Settlement>,
     /// Answered once the outcome is recorded; dropped when the daemon stopped hard first.
     pub(super) done: oneshot::Sender<()>,
 }
 
 /// Record the jobs `jobs` brings, up to `max` per round trip and [`batch::IN_FLIGHT`] batches
-/// at once, until `all_done` (every event task has ended, so none waits).
+/// at once (each job alone with `split`, see [`batch::run`]), until `all_done` (every event
+/// task has ended, so none waits).
 pub(super) async fn run(
     shared: Arc<Shared>,
     jobs: mpsc::Receiver<Job>,
     max: usize,
+    split: bool,
     all_done: CancellationToken,
 ) {
-    batch::run(jobs, max, batch::IN_FLIGHT, all_done, move |batch| {
+    batch::run(jobs, max, batch::IN_FLIGHT, split, all_done, move |batch| {
         finish(shared.clone(), batch)
     })
     .await
 }
 
-/// Record one batch and tell its event tasks; when the daemon stops hard first, the entries
-/// stay pending and their tasks see the answer dropped.
+/// Record one batch, answering each event as soon as its outcome is recorded; the events that
+/// could not be recorded are tried again on their own, so the next batch does not wait for
+/// them.
 async fn finish(shared: Arc<Shared>, batch: Vec<Job>) {
-    if !record(&shared, &batch).await {
-        return;
-    }
-    for job in batch {
-        let kind = job.entry.field("type").unwrap_or("unknown");
-        shared.metrics.event(kind, job.result.outcome.as_str());
-        let _ = job.done.send(());
+    let left = record(&shared, batch).await;
+    if !left.is_empty() {
+        tokio::spawn(record_until_done(shared, left));
     }
 }
 
-/// Settle, then finish `batch`; false when the daemon stopped hard first.
-async fn record(shared: &Shared, batch: &[Job]) -> bool {
-    let settlements: Vec<&Settlement> = batch
-        .iter()
-        .filter_map(|j| j.settlement.as_ref())
-        .filter(|s| !s.devices.is_empty())
-        .collect();
-    if !settlements.is_empty() {
-        let settled = retry(shared, "settle_devices", "recording device claims", || {
-            shared.ledger.settle_many(&settlements)
-        });
-        if !settled.await {
-            return false;
+/// Try `jobs` again with backoff until every one is recorded or the daemon stops hard (their
+/// entries then stay pending and their tasks see the answer dropped).
+async fn record_until_done(shared: Arc<Shared>, mut jobs: Vec<Job>) {
+    let mut backoff = Backoff::default();
+    while !jobs.is_empty() {
+        if sleep_or_stop(backoff.next(), &shared.hard_stop).await {
+            return;
         }
+        jobs = record(&shared, jobs).await;
     }
-    let items: Vec<Finish> = batch
-        .iter()
-        .map(|j| Finish {
-            entry: &j.entry,
-            result: &j.result,
-            dead: j.dead.as_ref(),
+}
+
+/// Settle, then finish, every job of `jobs`; answer each one recorded and return the rest.
+async fn record(shared: &Shared, mut jobs: Vec<Job>) -> Vec<Job> {
+    let settling: Vec<usize> = (0..jobs.len())
+        .filter(|i| {
+            jobs[*i]
+                .settlement
+                .as_ref()
+                .is_some_and(|s| !s.devices.is_empty())
         })
         .collect();
-    retry(shared, "finish", "recording the outcome", || {
-        shared.queue.finish_many(&items)
-    })
-    .await
-}
-
-/// Run `op` until it succeeds (true) or the daemon stops hard (false), logging an outage once.
-async fn retry<'a, F, Fut>(
-    shared: &Shared,
-    op_name: &'static str,
-    what: &'static str,
-    op: F,
-) -> bool
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<(), crate::backend::BackendError>> + 'a,
-{
-    let mut backoff = Backoff::default();
-    loop {
-        match op().await {
-            Ok(()) => {
-                shared.outage.recovered();
-                return true;
-            }
-            Err(err) => {
-                shared.outage.failed(op_name, what, &err);
-                if sleep_or_stop(backoff.next(), &shared.hard_stop).await {
-                    return false;
-                }
+    let mut unsettled = vec![false; jobs.len()];
+    if !settling.is_empty() {
+        let settlements: Vec<&Settlement> = settling
+            .iter()
+            .filter_map(|i| jobs[*i].settlement.as_ref())
+            .collect();
+        let settled = shared.ledger.settle_many(&settlements).await;
+        let judged = shared
+            .outage
+            .judge_all("settle_devices", "recording device claims", settled);
+        for (i, answer) in settling.into_iter().zip(judged) {
+            match answer {
+                // Refused for good: the outcome is recorded all the same (module docs).
+                Ok(()) | Err(StoreFailure::Refused(_)) => jobs[i].settlement = None,
+                Err(StoreFailure::Unavailable) => unsettled[i] = true,
             }
         }
     }
+    let ready: Vec<usize> = (0..jobs.len()).filter(|i| !unsettled[*i]).collect();
+    let items: Vec<Finish> = ready
+        .iter()
+        .map(|i| Finish {
+            entry: &jobs[*i].entry,
+            result: &jobs[*i].result,
+            dead: jobs[*i].dead.as_ref(),
+        })
+        .collect();
+    let finished = shared.queue.finish_many(&items).await;
+    drop(items);
+    let judged = shared
+        .outage
+        .judge_all("finish", "recording the outcome", finished);
+    let mut recorded = vec![false; jobs.len()];
+    for (i, answer) in ready.into_iter().zip(judged) {
+        recorded[i] = answer.is_ok();
+    }
+    let mut left = Vec::new();
+    for (job, recorded) in jobs.into_iter().zip(recorded) {
+        if recorded {
+            let kind = job.entry.field("type").unwrap_or("unknown");
+            shared.metrics.event(kind, job.result.outcome.as_str());
+            let _ = job.done.send(());
+        } else {
+            left.push(job);
+        }
+    }
+    if !left.is_empty() {
+        debug!(
+            events = left.len(),
+            "outcomes not recorded yet; tried again"
+        );
+    }
+    left
 }

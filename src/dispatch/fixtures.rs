@@ -40,7 +40,9 @@ impl BindingStore for Store {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(BackendError::Corrupt("the test store is down".into()));
+            // An outage: the store does not answer.
+            let down = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+            return Err(BackendError::Redis(down.into()));
         }
         Ok(self
             .bindings
@@ -261,7 +263,9 @@ pub(super) async fn final_of(
         // What the finish stage does before it records the outcome.
         Resolution::Final(r, d, settlement) => {
             if let Some(settlement) = &settlement {
-                shared.ledger.settle_many(&[settlement]).await.unwrap();
+                for settled in shared.ledger.settle_many(&[settlement]).await {
+                    settled.unwrap();
+                }
             }
             (r, d)
         }

@@ -63,6 +63,10 @@ pub struct DispatchOptions {
     pub claim_idle: Duration,
     /// Retries of transient provider failures.
     pub retry: RetryPolicy,
+    /// Serve every store request of the batch stages on its own instead of in batches: on a
+    /// Redis Cluster, where a batch's keys live on different nodes and one hung node would
+    /// otherwise hold every event of the batch ([`batch`]).
+    pub split_batches: bool,
 }
 
 /// What the worker pool works with, each built by the daemon.
@@ -224,6 +228,7 @@ impl Dispatcher {
             self.shared.clone(),
             finished,
             self.options.batch_size.max(1),
+            self.options.split_batches,
             all_done.clone(),
         ));
         let batch_size = self.options.batch_size.max(1);
@@ -233,6 +238,7 @@ impl Dispatcher {
                 inboxes.lookups,
                 batch_size,
                 batch::IN_FLIGHT,
+                self.options.split_batches,
                 all_done.clone(),
                 move |batch| {
                     let shared = shared.clone();
@@ -244,6 +250,7 @@ impl Dispatcher {
                 inboxes.claims,
                 batch_size,
                 batch::IN_FLIGHT,
+                self.options.split_batches,
                 all_done.clone(),
                 move |batch| {
                     let shared = shared.clone();

@@ -1,13 +1,16 @@
 //! Redis outages as the worker pool sees them: logged once when the first command fails and
 //! once when one succeeds again — not once per event, however many events are in flight — while
-//! every caller backs off on its own.
+//! every caller backs off on its own. A failure that is not an outage — the store refusing one
+//! entry's command for good ([`crate::backend::Fate::Permanent`]) — is that entry's alone: it
+//! is logged with the entry and ends it as a dead letter ([`StoreFailure::Refused`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::backend::{BackendError, Fate};
 use crate::metrics::Metrics;
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Longest wait between two tries of one caller.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -48,6 +51,63 @@ impl Outage {
         let mut state = self.state.lock().expect("outage lock");
         if let Some((since, failures)) = state.take() {
             info!(failures, down_for = ?since.elapsed(), "Redis answers again");
+        }
+    }
+}
+
+/// How one event's store request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoreFailure {
+    /// The store did not answer, or is busy or being reconfigured: the event stays pending and
+    /// is tried again.
+    Unavailable,
+    /// The store refused this event's request for good: the event ends as a dead letter
+    /// (`store_error`) with this detail, which names the store's complaint.
+    Refused(String),
+}
+
+impl Outage {
+    /// Judge the answers one round trip gave many events (`op`: a short metric label; `what`:
+    /// for the log and the dead letter's detail): a success ends an outage, a transient failure
+    /// starts or continues one, and a permanent one is logged and counted as that event's.
+    pub(crate) fn judge_all<T>(
+        &self,
+        op: &'static str,
+        what: &str,
+        answers: Vec<Result<T, BackendError>>,
+    ) -> Vec<Result<T, StoreFailure>> {
+        if answers.iter().any(Result::is_ok) {
+            self.recovered();
+        }
+        answers
+            .into_iter()
+            .map(|answer| answer.map_err(|err| self.judge_failure(op, what, &err)))
+            .collect()
+    }
+
+    /// [`Outage::judge_all`] of one answer.
+    pub(crate) fn judge<T>(
+        &self,
+        op: &'static str,
+        what: &str,
+        answer: Result<T, BackendError>,
+    ) -> Result<T, StoreFailure> {
+        self.judge_all(op, what, vec![answer])
+            .pop()
+            .expect("one answer judged")
+    }
+
+    fn judge_failure(&self, op: &'static str, what: &str, err: &BackendError) -> StoreFailure {
+        match err.fate() {
+            Fate::Transient => {
+                self.failed(op, what, err);
+                StoreFailure::Unavailable
+            }
+            Fate::Permanent => {
+                self.metrics.redis_error(op);
+                warn!(error = %err, "{what} was refused by the store for this event; it is dead-lettered");
+                StoreFailure::Refused(format!("{what}: {err}"))
+            }
         }
     }
 }

@@ -86,13 +86,15 @@ pub trait CallQueue: Send + Sync + 'static {
     ) -> Result<(), BackendError>;
 
     /// [`CallQueue::finish`] for many events at once (the dispatcher finishes what is ready
-    /// together), each entry on its own: an error leaves every entry not yet recorded pending,
-    /// and repeating the call records only those. The default finishes them one by one.
-    async fn finish_many(&self, items: &[Finish<'_>]) -> Result<(), BackendError> {
+    /// together), each entry on its own: one answer per item, in order; an entry whose answer
+    /// is an error stays pending, and repeating the call records only those. The default
+    /// finishes them one by one.
+    async fn finish_many(&self, items: &[Finish<'_>]) -> Vec<Result<(), BackendError>> {
+        let mut answers = Vec::with_capacity(items.len());
         for item in items {
-            self.finish(item.entry, item.result, item.dead).await?;
+            answers.push(self.finish(item.entry, item.result, item.dead).await);
         }
-        Ok(())
+        answers
     }
 
     /// Append an event to the calls stream (the `enqueue` CLI, `POST /v1/calls`). Returns the

@@ -6,8 +6,8 @@
 //! sid. Each metric is emitted from exactly one place:
 //!
 //! - pushes, push duration, pushes in flight: [`MeteredProvider`], wrapped around every provider;
-//! - provider connections, provider token refreshes, stream lag/pending, dead letters: the
-//!   [`sampler`], every few seconds;
+//! - provider connections, provider token refreshes, stream lag/pending, dead letters,
+//!   undecodable bindings: the [`sampler`], every few seconds;
 //! - events, event latency, stage durations ([`stage`]), retries, prunes, call rate limits: the
 //!   dispatcher;
 //! - registrations, registration rate limits, HTTP requests, dead letters replayed and purged,
@@ -79,6 +79,7 @@ pub struct Metrics {
     pub(crate) dead_letters: IntGauge,
     dead_replayed: HashMap<&'static str, IntCounter>,
     dead_purged: IntCounter,
+    pub(crate) bindings_undecodable: IntCounter,
     registrations: HashMap<(Platform, &'static str), IntCounter>,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
@@ -268,6 +269,12 @@ impl Metrics {
             "Dead letters deleted through the admin API.",
         )?;
         registry.register(Box::new(dead_purged.clone()))?;
+        let bindings_undecodable = IntCounter::new(
+            "callpush_bindings_undecodable_total",
+            "Stored bindings skipped because they did not decode (written by another version, \
+             or by hand); the identity's other bindings are still pushed.",
+        )?;
+        registry.register(Box::new(bindings_undecodable.clone()))?;
         Ok(Arc::new(Metrics {
             events,
             events_vec,
@@ -299,6 +306,7 @@ impl Metrics {
             )?,
             dead_replayed,
             dead_purged,
+            bindings_undecodable,
             registrations,
             http_requests: counter(
                 registry,

@@ -10,6 +10,9 @@
 //! Failed commands count in `callpush_redis_errors_total{op}`; an outage is logged when it
 //! starts and when it ends, not once per sample.
 //!
+//! The binding store: `callpush_bindings_undecodable_total` from its count of bindings it
+//! skipped because they did not decode.
+//!
 //! Providers: `callpush_provider_connections` and `callpush_provider_token_refreshes_total` from
 //! each [`ProviderProbe`] (counters advance by what the provider counted since the last sample).
 
@@ -27,6 +30,9 @@ use crate::redis_conn::Keys;
 /// How often the daemon samples.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
+/// Counts something the sampler turns into a counter (read, never reset).
+pub type Count = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// What the sampler reads.
 pub struct Sampler {
     metrics: Arc<Metrics>,
@@ -37,6 +43,8 @@ pub struct Sampler {
     probes: Vec<Arc<dyn ProviderProbe>>,
     /// Token refreshes already added to the counters, per probe.
     seen: Vec<(u64, u64)>,
+    /// Undecodable bindings the store skipped, and how many were already counted.
+    undecodable: Option<(Count, u64)>,
     failing: bool,
 }
 
@@ -58,8 +66,16 @@ impl Sampler {
             group,
             probes,
             seen,
+            undecodable: None,
             failing: false,
         }
+    }
+
+    /// Also turn the binding store's count of undecodable bindings into
+    /// `callpush_bindings_undecodable_total`.
+    pub fn counting_undecodable(mut self, count: Count) -> Sampler {
+        self.undecodable = Some((count, 0));
+        self
     }
 
     /// Sample now, then every `every`, until `shutdown` is cancelled.
@@ -77,6 +93,13 @@ impl Sampler {
     /// Read every sampled value once.
     pub async fn sample(&mut self) {
         self.sample_providers();
+        if let Some((count, seen)) = &mut self.undecodable {
+            let now = count();
+            self.metrics
+                .bindings_undecodable
+                .inc_by(now.saturating_sub(*seen));
+            *seen = now;
+        }
         if self.conn.is_none() {
             return;
         }

@@ -1,5 +1,7 @@
 //! Many calls of one script (or many plain commands, or many small transactions) in one round
-//! trip, for the stages that work on a batch of events.
+//! trip, for the stages that work on a batch of events. Each call gets its own answer: a batch
+//! shares its round trip, never its fate, so one entry's refused command (`WRONGTYPE`, a script
+//! error) fails that entry alone ([`crate::backend`] decides what a failure means).
 //!
 //! On one server the calls go as one pipeline: one request, one reply to parse, one wake-up,
 //! however many calls. On a cluster redis-rs (1.x) refuses a pipeline whose commands name
@@ -56,19 +58,25 @@ impl ScriptCall {
     }
 }
 
+/// One answer per call or command of a batch, each its own: a batch shares its round trip,
+/// never its fate.
+pub type Answers<T> = Vec<Result<T, RedisError>>;
+
 /// Run every call of `script` in `calls` (each built by [`ScriptCall::new`] with this script);
-/// one answer per call, in order. The first error (a broken connection, a script error) fails
-/// the whole lot: callers repeat it, so every script run this way must be safe to run twice.
-pub async fn invoke_many<T: FromRedisValue>(
+/// one answer per call, in order, each its own: a call the server refuses (a script error,
+/// `WRONGTYPE`) fails alone, and only a connection that fails fails every call it carried.
+/// Callers repeat what failed, so every script run this way must be safe to run twice.
+pub async fn invoke_each<T: FromRedisValue>(
     conn: &RedisConn,
     script: &Script,
     calls: Vec<ScriptCall>,
-) -> Result<Vec<T>, RedisError> {
+) -> Answers<T> {
     if calls.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     match conn {
         RedisConn::Single(_) => {
+            let n = calls.len();
             let mut pipe = redis::pipe();
             for call in calls {
                 pipe.add_command(call.cmd);
@@ -78,66 +86,63 @@ pub async fn invoke_many<T: FromRedisValue>(
             // (none of its calls ran: they all name that script).
             pipe.ignore_errors();
             let mut conn = conn.clone();
-            let mut answers: Vec<Value> = pipe.query_async(&mut conn).await?;
-            if answers.iter().any(is_no_script) {
-                script.prepare_invoke().load_async(&mut conn).await?;
-                answers = pipe.query_async(&mut conn).await?;
-            }
-            answers
-                .into_iter()
-                .map(|v| Ok(redis::from_redis_value(v.extract_error()?)?))
-                .collect()
+            let sent = async {
+                let mut answers: Vec<Value> = pipe.query_async(&mut conn).await?;
+                if answers.iter().any(is_no_script) {
+                    script.prepare_invoke().load_async(&mut conn).await?;
+                    answers = pipe.query_async(&mut conn).await?;
+                }
+                Ok::<_, RedisError>(answers)
+            };
+            each_of(sent.await, n)
         }
         RedisConn::Cluster(_) => {
             let each = calls.iter().map(|call| call.invoke(conn, script));
-            futures::future::try_join_all(each).await
+            futures::future::join_all(each).await
         }
     }
 }
 
-/// Run every command of `cmds`; one answer per command, in order. Sent as [`invoke_many`]
-/// sends script calls: one pipeline on one server, each its own command on a cluster. The first
-/// error fails the whole lot.
-pub async fn query_many<T: FromRedisValue>(
-    conn: &RedisConn,
-    cmds: Vec<redis::Cmd>,
-) -> Result<Vec<T>, RedisError> {
+/// Run every command of `cmds`; one answer per command, in order, each its own (as
+/// [`invoke_each`]): one pipeline on one server, each its own command on a cluster.
+pub async fn query_each<T: FromRedisValue>(conn: &RedisConn, cmds: Vec<redis::Cmd>) -> Answers<T> {
     if cmds.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     match conn {
         RedisConn::Single(_) => {
+            let n = cmds.len();
             let mut pipe = redis::pipe();
             for cmd in cmds {
                 pipe.add_command(cmd);
             }
-            pipe.query_async(&mut conn.clone()).await
+            pipe.ignore_errors();
+            each_of(pipe.query_async(&mut conn.clone()).await, n)
         }
         RedisConn::Cluster(_) => {
             let each = cmds.into_iter().map(|cmd| {
                 let mut conn = conn.clone();
                 async move { cmd.query_async::<T>(&mut conn).await }
             });
-            futures::future::try_join_all(each).await
+            futures::future::join_all(each).await
         }
     }
 }
 
 /// Run each list of `transactions` as one `MULTI` … `EXEC` (its commands all on one key, so one
-/// slot); the `EXEC` answer of each, in order. On one server all of them go in one pipeline (a
-/// pipeline's commands reach the server together, so no other command lands inside a
-/// transaction); on a cluster each is a transactional pipeline of its own, sent together.
-pub async fn exec_many(
-    conn: &RedisConn,
-    transactions: Vec<Vec<redis::Cmd>>,
-) -> Result<Vec<Value>, RedisError> {
+/// slot); the `EXEC` answer of each, in order, each its own (a transaction the server aborts
+/// fails alone). On one server all of them go in one pipeline (a pipeline's commands reach the
+/// server together, so no other command lands inside a transaction); on a cluster each is a
+/// transactional pipeline of its own, sent together.
+pub async fn exec_each(conn: &RedisConn, transactions: Vec<Vec<redis::Cmd>>) -> Answers<Value> {
     if transactions.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     match conn {
         RedisConn::Single(_) => {
+            let n = transactions.len();
             let mut pipe = redis::pipe();
-            let mut exec_at = Vec::with_capacity(transactions.len());
+            let mut exec_at = Vec::with_capacity(n);
             let mut sent = 0;
             for cmds in transactions {
                 pipe.cmd("MULTI");
@@ -149,11 +154,15 @@ pub async fn exec_many(
                 exec_at.push(sent);
                 sent += 1;
             }
-            let mut replies: Vec<Value> = pipe.query_async(&mut conn.clone()).await?;
-            Ok(exec_at
-                .into_iter()
-                .map(|i| std::mem::replace(&mut replies[i], Value::Nil))
-                .collect())
+            pipe.ignore_errors();
+            let replies: Result<Vec<Value>, RedisError> = pipe.query_async(&mut conn.clone()).await;
+            match replies {
+                Ok(mut replies) => exec_at
+                    .into_iter()
+                    .map(|i| std::mem::replace(&mut replies[i], Value::Nil).extract_error())
+                    .collect(),
+                Err(e) => vec![Err(e); n],
+            }
         }
         RedisConn::Cluster(_) => {
             let each = transactions.into_iter().map(|cmds| {
@@ -165,8 +174,20 @@ pub async fn exec_many(
                 let mut conn = conn.clone();
                 async move { Ok(Value::Array(pipe.query_async(&mut conn).await?)) }
             });
-            futures::future::try_join_all(each).await
+            futures::future::join_all(each).await
         }
+    }
+}
+
+/// The answers of a pipeline sent with `ignore_errors`, one per command: a command's own error
+/// for that command, the connection's error for every command.
+fn each_of<T: FromRedisValue>(answers: Result<Vec<Value>, RedisError>, n: usize) -> Answers<T> {
+    match answers {
+        Ok(answers) => answers
+            .into_iter()
+            .map(|v| Ok(redis::from_redis_value(v.extract_error()?)?))
+            .collect(),
+        Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
     }
 }
 

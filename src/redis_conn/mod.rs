@@ -33,7 +33,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
 
 pub use keys::{KeyError, Keys, Layout};
-pub use many::{exec_many, invoke_many, query_many, ScriptCall};
+pub use many::{exec_each, invoke_each, query_each, Answers, ScriptCall};
 
 use crate::config::RedisSettings;
 

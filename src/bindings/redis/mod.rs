@@ -45,7 +45,10 @@ use tracing::warn;
 
 use super::{Binding, BindingStore, NewBinding, Registered};
 use crate::backend::BackendError;
-use crate::redis_conn::{query_many, Keys};
+use crate::redis_conn::{query_each, Answers, Keys};
+
+mod undecodable;
+pub use undecodable::Undecodable;
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -77,6 +80,7 @@ pub struct RedisBindingStore {
     ttl_ms: u64,
     max_per_identity: usize,
     scripts: Scripts,
+    undecodable: Undecodable,
 }
 
 /// The stored JSON of a binding minus `created_at_ms`, which the upsert script prepends (it keeps
@@ -107,12 +111,33 @@ impl RedisBindingStore {
             ttl_ms: u64::from(ttl_days) * DAY_MS,
             max_per_identity: max_per_identity.max(1),
             scripts: Scripts::new(),
+            undecodable: Undecodable::default(),
         }
     }
 
     /// The key names this store uses.
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The unexpired bindings of `identity`'s hash, most recently updated first; a binding that
+    /// does not decode is skipped and noted ([`Undecodable`]).
+    fn live_bindings(
+        &self,
+        identity: &str,
+        hash: &[(String, String)],
+        now_ms: u64,
+    ) -> Vec<Binding> {
+        let mut live = Vec::with_capacity(hash.len());
+        for (binding_id, json) in hash {
+            match decode(json) {
+                Ok(b) if b.expires_at_ms > now_ms => live.push(b),
+                Ok(_) => {}
+                Err(e) => self.undecodable.note(identity, binding_id, &e),
+            }
+        }
+        live.sort_by(newest_first);
+        live
     }
 
     fn identity_keys(&self, identity: &str) -> Vec<String> {
@@ -184,21 +209,11 @@ fn owner_value(identity: &str, binding_id: &str) -> String {
     format!("{identity}\n{binding_id}")
 }
 
-/// The unexpired bindings of an identity's hash, most recently updated first.
-fn live_bindings(hash: &[(String, String)], now_ms: u64) -> Result<Vec<Binding>, BackendError> {
-    let mut live = Vec::with_capacity(hash.len());
-    for (_, json) in hash {
-        let b = decode(json)?;
-        if b.expires_at_ms > now_ms {
-            live.push(b);
-        }
-    }
-    live.sort_by(|a, b| {
-        b.updated_at_ms
-            .cmp(&a.updated_at_ms)
-            .then_with(|| a.binding_id.cmp(&b.binding_id))
-    });
-    Ok(live)
+/// The order bindings are listed in: most recently updated first, ties by binding id.
+fn newest_first(a: &Binding, b: &Binding) -> std::cmp::Ordering {
+    b.updated_at_ms
+        .cmp(&a.updated_at_ms)
+        .then_with(|| a.binding_id.cmp(&b.binding_id))
 }
 
 fn decode(json: &str) -> Result<Binding, BackendError> {
@@ -247,10 +262,11 @@ impl BindingStore for RedisBindingStore {
             .arg(format!(",{}", &tail[1..]))
             .invoke_async(&mut conn)
             .await?;
+        // An evicted binding that does not decode has no device key this store could name.
         let evicted = evicted
             .iter()
-            .map(|json| decode(json))
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|json| decode(json).ok())
+            .collect::<Vec<_>>();
 
         // Step 3: the token left its previous owner.
         let moved_from =
@@ -284,12 +300,21 @@ impl BindingStore for RedisBindingStore {
     }
 
     async fn list(&self, identity: &str) -> Result<Vec<Binding>, BackendError> {
-        Ok(self.list_many(&[identity]).await?.pop().unwrap_or_default())
+        self.list_many(&[identity])
+            .await
+            .pop()
+            .unwrap_or(Ok(Vec::new()))
+    }
+
+    fn undecodable_skipped(&self) -> u64 {
+        self.undecodable.count()
     }
 
     /// Two round trips for the whole lot: every identity's `HGETALL`, then every live binding's
-    /// device key.
-    async fn list_many(&self, identities: &[&str]) -> Result<Vec<Vec<Binding>>, BackendError> {
+    /// device key. Each identity's answer is its own: a hash that cannot be read (`WRONGTYPE`)
+    /// or a device key whose node does not answer fails that identity alone, and a binding
+    /// that does not decode is skipped ([`Undecodable`]) while the identity's others are listed.
+    async fn list_many(&self, identities: &[&str]) -> Vec<Result<Vec<Binding>, BackendError>> {
         let hashes = identities
             .iter()
             .map(|identity| {
@@ -298,17 +323,19 @@ impl BindingStore for RedisBindingStore {
                 cmd
             })
             .collect();
-        let stored: Vec<Vec<(String, String)>> = query_many(&self.conn, hashes).await?;
+        let stored: Answers<Vec<(String, String)>> = query_each(&self.conn, hashes).await;
         let now = crate::domain::now_ms();
-        let lives = stored
+        let mut lives: Vec<Result<Vec<Binding>, BackendError>> = identities
             .iter()
-            .map(|hash| live_bindings(hash, now))
-            .collect::<Result<Vec<_>, _>>()?;
+            .zip(stored)
+            .map(|(identity, hash)| Ok(self.live_bindings(identity, &hash?, now)))
+            .collect();
 
         // The device keys are the authority on ownership: skip bindings whose token moved on
         // (left behind by an interrupted registration, see the module docs).
         let gets = lives
             .iter()
+            .flatten()
             .flatten()
             .map(|b| {
                 let mut cmd = redis::cmd("GET");
@@ -316,13 +343,24 @@ impl BindingStore for RedisBindingStore {
                 cmd
             })
             .collect();
-        let owners: Vec<Option<String>> = query_many(&self.conn, gets).await?;
-        let mut owners = owners.into_iter();
-        let mut answers = Vec::with_capacity(lives.len());
-        for (identity, live) in identities.iter().zip(lives) {
-            let mut kept = Vec::with_capacity(live.len());
-            for b in live {
-                let owner = owners.next().flatten();
+        let mut owners = query_each::<Option<String>>(&self.conn, gets)
+            .await
+            .into_iter();
+        for (identity, live) in identities.iter().zip(&mut lives) {
+            let Ok(bindings) = live else {
+                continue;
+            };
+            let mut kept = Vec::with_capacity(bindings.len());
+            let mut failed = None;
+            for b in std::mem::take(bindings) {
+                let owner = match owners.next() {
+                    Some(Ok(owner)) => owner,
+                    Some(Err(e)) => {
+                        failed = Some(e);
+                        continue;
+                    }
+                    None => None,
+                };
                 if owner
                     .as_deref()
                     .is_none_or(|o| o == owner_value(&b.identity, &b.binding_id))
@@ -341,9 +379,12 @@ impl BindingStore for RedisBindingStore {
                     warn!(error = %e, binding_id = %b.binding_id, "could not remove a binding whose token moved on");
                 }
             }
-            answers.push(kept);
+            *live = match failed {
+                Some(e) => Err(e.into()),
+                None => Ok(kept),
+            };
         }
-        Ok(answers)
+        lives
     }
 
     async fn delete(&self, identity: &str, binding_id: &str) -> Result<bool, BackendError> {

@@ -238,18 +238,18 @@ pub trait SentLedger: Send + Sync + 'static {
     ) -> Result<Vec<Claim>, BackendError>;
 
     /// [`SentLedger::claim`] for the first claims of many events at once: one answer per call,
-    /// in order. A failure fails them all, and none of the events may act on a claim then (each
-    /// is left pending, as after a failed [`SentLedger::claim`]). The default claims one call
-    /// after the other.
-    async fn claim_many(&self, calls: &[ClaimCall<'_>]) -> Result<Vec<Vec<Claim>>, BackendError> {
+    /// in order, each its own. An event whose claims failed may not act on any of them (it is
+    /// left pending, or dead-lettered when the failure is permanent); the others go on. The
+    /// default claims one call after the other.
+    async fn claim_many(&self, calls: &[ClaimCall<'_>]) -> Vec<Result<Vec<Claim>, BackendError>> {
         let mut answers = Vec::with_capacity(calls.len());
         for c in calls {
             answers.push(
                 self.claim(c.call_sid, c.me, c.requests, c.expire_at_ms)
-                    .await?,
+                    .await,
             );
         }
-        Ok(answers)
+        answers
     }
 
     /// Settle claims `me` made (see [`Settle`]). A release leaves a claim someone else took
@@ -261,19 +261,20 @@ pub trait SentLedger: Send + Sync + 'static {
         settled: &[(&str, Settle)],
     ) -> Result<(), BackendError>;
 
-    /// [`SentLedger::settle`] for the claims of many calls at once. Settling twice is
-    /// harmless, so a failed call is simply repeated. The default settles one call after the
-    /// other.
-    async fn settle_many(&self, batch: &[&Settlement]) -> Result<(), BackendError> {
+    /// [`SentLedger::settle`] for the claims of many calls at once: one answer per settlement,
+    /// in order, each its own. Settling twice is harmless, so what failed is simply repeated.
+    /// The default settles one call after the other.
+    async fn settle_many(&self, batch: &[&Settlement]) -> Vec<Result<(), BackendError>> {
+        let mut answers = Vec::with_capacity(batch.len());
         for s in batch {
             let devices: Vec<(&str, Settle)> = s
                 .devices
                 .iter()
                 .map(|(d, how)| (d.as_str(), *how))
                 .collect();
-            self.settle(&s.call_sid, &s.me, &devices).await?;
+            answers.push(self.settle(&s.call_sid, &s.me, &devices).await);
         }
-        Ok(())
+        answers
     }
 }
 

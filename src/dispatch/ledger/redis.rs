@@ -12,7 +12,8 @@
 //! when it is free or still holds exactly the stale value the caller names, so two attempts
 //! racing for one device never both win. The claims of many events go in one round trip
 //! ([`SentLedger::claim_many`]), as do the settlements of many events
-//! ([`SentLedger::settle_many`]): one pipeline on one server.
+//! ([`SentLedger::settle_many`]): one pipeline on one server; each call keeps its own answer,
+//! so one call's refused command fails that call alone.
 
 mod lean;
 
@@ -25,7 +26,7 @@ use tracing::warn;
 use super::{Claim, ClaimCall, ClaimRequest, Holder, SentLedger, Settle, Settlement};
 use crate::backend::BackendError;
 use crate::domain::now_ms;
-use crate::redis_conn::{exec_many, invoke_many, Keys, ScriptCall};
+use crate::redis_conn::{exec_each, invoke_each, Keys, ScriptCall};
 
 /// The Redis-backed ledger (see the module docs for its key).
 pub struct RedisSentLedger {
@@ -116,24 +117,36 @@ impl SentLedger for RedisSentLedger {
             requests,
             expire_at_ms,
         };
-        Ok(self
-            .claim_many_scripted(&[call])
-            .await?
+        self.claim_many_scripted(&[call])
+            .await
             .pop()
-            .unwrap_or_default())
+            .unwrap_or(Ok(Vec::new()))
     }
 
-    async fn claim_many(&self, calls: &[ClaimCall<'_>]) -> Result<Vec<Vec<Claim>>, BackendError> {
+    async fn claim_many(&self, calls: &[ClaimCall<'_>]) -> Vec<Result<Vec<Claim>, BackendError>> {
         let only_free = calls
             .iter()
             .all(|c| c.requests.iter().all(|r| r.take_over.is_none()));
-        if only_free && self.lean().await {
-            match self.claim_many_lean(calls).await {
-                Ok(claims) => return Ok(claims),
-                Err(err) => self.lean_failed(&err),
+        if !(only_free && self.lean().await) {
+            return self.claim_many_scripted(calls).await;
+        }
+        let mut answers = self.claim_many_lean(calls).await;
+        // A server that refused the plain commands (an older one after a failover, an ACL)
+        // gets the same claims as scripts; one that did not answer is not asked again now.
+        let refused: Vec<usize> = (0..answers.len())
+            .filter(|i| matches!(&answers[*i], Err(e) if e.store_answered()))
+            .collect();
+        if let Some(Err(err)) = refused.first().map(|i| &answers[*i]) {
+            self.lean_failed(err);
+            let again: Vec<ClaimCall> = refused.iter().map(|i| calls[*i]).collect();
+            for (i, answer) in refused
+                .into_iter()
+                .zip(self.claim_many_scripted(&again).await)
+            {
+                answers[i] = answer;
             }
         }
-        self.claim_many_scripted(calls).await
+        answers
     }
 
     async fn settle(
@@ -150,47 +163,72 @@ impl SentLedger for RedisSentLedger {
         Ok(())
     }
 
-    async fn settle_many(&self, batch: &[&Settlement]) -> Result<(), BackendError> {
-        let batch: Vec<&Settlement> = batch
-            .iter()
-            .copied()
-            .filter(|s| !s.devices.is_empty())
+    async fn settle_many(&self, batch: &[&Settlement]) -> Vec<Result<(), BackendError>> {
+        let mut answers: Vec<Result<(), BackendError>> = batch.iter().map(|_| Ok(())).collect();
+        let todo: Vec<usize> = (0..batch.len())
+            .filter(|i| !batch[*i].devices.is_empty())
             .collect();
-        let all_sent = |s: &&Settlement| s.devices.iter().all(|(_, how)| *how == Settle::Sent);
-        let (marks, scripted): (Vec<&Settlement>, Vec<&Settlement>) =
-            if batch.iter().any(all_sent) && self.lean().await {
-                batch.into_iter().partition(all_sent)
+        let all_sent = |i: &usize| {
+            batch[*i]
+                .devices
+                .iter()
+                .all(|(_, how)| *how == Settle::Sent)
+        };
+        let (marks, scripted): (Vec<usize>, Vec<usize>) =
+            if todo.iter().any(all_sent) && self.lean().await {
+                todo.into_iter().partition(all_sent)
             } else {
-                (Vec::new(), batch)
+                (Vec::new(), todo)
             };
-        let calls: Vec<ScriptCall> = scripted.iter().map(|s| self.settlement_call(s)).collect();
+        let calls: Vec<ScriptCall> = scripted
+            .iter()
+            .map(|i| self.settlement_call(batch[*i]))
+            .collect();
         let marked = async {
             let blocks = marks
                 .iter()
-                .map(|s| lean::mark_sent(&self.keys.sent(&s.call_sid), &s.devices))
+                .map(|i| lean::mark_sent(&self.keys.sent(&batch[*i].call_sid), &batch[*i].devices))
                 .collect();
-            exec_many(&self.conn, blocks).await
+            exec_each(&self.conn, blocks).await
         };
-        let settled = invoke_many::<()>(&self.conn, &self.settle, calls);
+        let settled = invoke_each::<()>(&self.conn, &self.settle, calls);
         let (marked, settled) = futures::join!(marked, settled);
-        settled?;
-        if let Err(err) = marked {
-            self.lean_failed(&err.into());
-            let again: Vec<ScriptCall> = marks.iter().map(|s| self.settlement_call(s)).collect();
-            invoke_many::<()>(&self.conn, &self.settle, again).await?;
+        for (i, answer) in scripted.into_iter().zip(settled) {
+            answers[i] = answer.map_err(BackendError::from);
         }
-        Ok(())
+        let mut refused = Vec::new();
+        for (i, answer) in marks.into_iter().zip(marked) {
+            match answer.map_err(BackendError::from) {
+                Err(e) if e.store_answered() => {
+                    if refused.is_empty() {
+                        self.lean_failed(&e);
+                    }
+                    refused.push(i);
+                }
+                other => answers[i] = other.map(drop),
+            }
+        }
+        // The `sent` marks a server refused as plain commands, as scripts.
+        let again: Vec<ScriptCall> = refused
+            .iter()
+            .map(|i| self.settlement_call(batch[*i]))
+            .collect();
+        let settled = invoke_each::<()>(&self.conn, &self.settle, again).await;
+        for (i, answer) in refused.into_iter().zip(settled) {
+            answers[i] = answer.map_err(BackendError::from);
+        }
+        answers
     }
 }
 
 impl RedisSentLedger {
-    /// The claims of many calls, each call a transaction of plain commands (only free devices).
-    /// A device found held whose claim vanished before it was read (its holder released it in
-    /// between) is claimed again by the script.
+    /// The claims of many calls, each call a transaction of plain commands (only free devices),
+    /// each answered on its own. A device found held whose claim vanished before it was read
+    /// (its holder released it in between) is claimed again by the script.
     async fn claim_many_lean(
         &self,
         calls: &[ClaimCall<'_>],
-    ) -> Result<Vec<Vec<Claim>>, BackendError> {
+    ) -> Vec<Result<Vec<Claim>, BackendError>> {
         let now = now_ms();
         let blocks = calls
             .iter()
@@ -205,42 +243,49 @@ impl RedisSentLedger {
                 )
             })
             .collect();
-        let mut replies = exec_many(&self.conn, blocks).await?.into_iter();
+        let mut replies = exec_each(&self.conn, blocks).await.into_iter();
         let mut answers = Vec::with_capacity(calls.len());
         for c in calls {
             if c.requests.is_empty() {
-                answers.push(Vec::new());
+                answers.push(Ok(Vec::new()));
                 continue;
             }
-            let reply = replies.next().unwrap_or(Value::Nil);
-            let mut claims = lean::read_claims(reply, c.requests.len())?;
-            let vanished: Vec<ClaimRequest> = c
-                .requests
-                .iter()
-                .zip(&claims)
-                .filter(|(_, claim)| claim.is_none())
-                .map(|(r, _)| *r)
-                .collect();
-            let mut again = if vanished.is_empty() {
-                Vec::new()
-            } else {
-                self.claim(c.call_sid, c.me, &vanished, c.expire_at_ms)
-                    .await?
-            }
-            .into_iter();
-            answers.push(
-                claims
-                    .iter_mut()
-                    .map(|claim| {
-                        claim
-                            .take()
-                            .or_else(|| again.next())
-                            .unwrap_or(Claim::Held(None))
-                    })
-                    .collect(),
-            );
+            let reply = replies.next().unwrap_or(Ok(Value::Nil));
+            answers.push(self.read_lean_claims(c, reply).await);
         }
-        Ok(answers)
+        answers
+    }
+
+    /// One call's [`lean::claim_free`] answer as its claims, claiming vanished devices again.
+    async fn read_lean_claims(
+        &self,
+        c: &ClaimCall<'_>,
+        reply: Result<Value, redis::RedisError>,
+    ) -> Result<Vec<Claim>, BackendError> {
+        let mut claims = lean::read_claims(reply?, c.requests.len())?;
+        let vanished: Vec<ClaimRequest> = c
+            .requests
+            .iter()
+            .zip(&claims)
+            .filter(|(_, claim)| claim.is_none())
+            .map(|(r, _)| *r)
+            .collect();
+        let mut again = if vanished.is_empty() {
+            Vec::new()
+        } else {
+            self.claim(c.call_sid, c.me, &vanished, c.expire_at_ms)
+                .await?
+        }
+        .into_iter();
+        Ok(claims
+            .iter_mut()
+            .map(|claim| {
+                claim
+                    .take()
+                    .or_else(|| again.next())
+                    .unwrap_or(Claim::Held(None))
+            })
+            .collect())
     }
 
     /// The `settle.lua` call settling `devices` of `call_sid` for `me`.
@@ -264,11 +309,11 @@ impl RedisSentLedger {
         self.settle_call(&s.call_sid, &s.me, devices)
     }
 
-    /// The claims of many calls, one script call each.
+    /// The claims of many calls, one script call each, each answered on its own.
     async fn claim_many_scripted(
         &self,
         calls: &[ClaimCall<'_>],
-    ) -> Result<Vec<Vec<Claim>>, BackendError> {
+    ) -> Vec<Result<Vec<Claim>, BackendError>> {
         let now = now_ms();
         let script_calls: Vec<ScriptCall> = calls
             .iter()
@@ -284,8 +329,8 @@ impl RedisSentLedger {
                 call
             })
             .collect();
-        let mut states = invoke_many::<Vec<String>>(&self.conn, &self.claim, script_calls)
-            .await?
+        let mut states = invoke_each::<Vec<String>>(&self.conn, &self.claim, script_calls)
+            .await
             .into_iter();
         calls
             .iter()
@@ -293,7 +338,7 @@ impl RedisSentLedger {
                 if c.requests.is_empty() {
                     return Ok(Vec::new());
                 }
-                let got = states.next().unwrap_or_default();
+                let got = states.next().unwrap_or_else(|| Ok(Vec::new()))?;
                 if got.len() != c.requests.len() {
                     return Err(BackendError::Corrupt(format!(
                         "the claim script answered {} states for {} devices",

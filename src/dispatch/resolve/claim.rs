@@ -14,6 +14,7 @@ use tracing::{debug, info};
 use super::super::ledger::{
     self, Claim, ClaimCall, ClaimRequest, Holder, Liveness, CLAIM_MARGIN_MS,
 };
+use super::super::outage::StoreFailure;
 use super::super::Shared;
 use super::Target;
 use crate::domain::now_ms;
@@ -38,14 +39,14 @@ impl Claimed<'_> {
     }
 }
 
-/// Claim the targets for this attempt of `entry_id`; `None` when the ledger or the queue cannot
-/// be reached (the entry stays pending).
+/// Claim the targets for this attempt of `entry_id`, or say why the ledger or the queue could
+/// not be asked (unavailable: the entry stays pending; refused: it is dead-lettered).
 pub(super) async fn claim<'t>(
     shared: &Shared,
     event: &CallEvent,
     entry_id: &str,
     targets: &'t [Target],
-) -> Option<Claimed<'t>> {
+) -> Result<Claimed<'t>, StoreFailure> {
     let me = Holder {
         consumer: shared.consumer.clone(),
         instance: shared.instance.clone(),
@@ -94,7 +95,7 @@ pub(super) async fn claim<'t>(
         .filter(|(_, c)| **c == Claim::Fresh)
         .map(|(t, _)| t)
         .collect();
-    Some(Claimed {
+    Ok(Claimed {
         me,
         fresh,
         earlier_sent,
@@ -109,8 +110,8 @@ pub(in crate::dispatch) struct ClaimAsk {
     /// The device keys to claim (free devices only).
     pub(in crate::dispatch) devices: Vec<String>,
     pub(in crate::dispatch) expire_at_ms: u64,
-    /// `None`: the ledger could not be reached (the outage is logged once, by [`serve`]).
-    pub(in crate::dispatch) answer: oneshot::Sender<Option<Vec<Claim>>>,
+    /// The claims, or why they could not be made (an outage is logged once, by [`serve`]).
+    pub(in crate::dispatch) answer: oneshot::Sender<Result<Vec<Claim>, StoreFailure>>,
 }
 
 /// Make the claims of every event of `batch` in one [`SentLedger::claim_many`] and answer each.
@@ -139,26 +140,13 @@ pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<ClaimAsk>) {
             expire_at_ms: ask.expire_at_ms,
         })
         .collect();
-    let answers = match shared.ledger.claim_many(&calls).await {
-        Ok(answers) => {
-            shared.outage.recovered();
-            answers
-        }
-        Err(err) => {
-            shared
-                .outage
-                .failed("claim_devices", "claiming devices", &err);
-            debug!(error = %err, events = batch.len(), "cannot claim devices");
-            drop(calls);
-            for ask in batch {
-                let _ = ask.answer.send(None);
-            }
-            return;
-        }
-    };
+    let answers = shared.ledger.claim_many(&calls).await;
     drop(calls);
+    let answers = shared
+        .outage
+        .judge_all("claim_devices", "claiming devices", answers);
     for (ask, claims) in batch.into_iter().zip(answers) {
-        let _ = ask.answer.send(Some(claims));
+        let _ = ask.answer.send(claims);
     }
 }
 
@@ -170,7 +158,7 @@ async fn first_claims(
     me: &Holder,
     targets: &[Target],
     expire_at: u64,
-) -> Option<Vec<Claim>> {
+) -> Result<Vec<Claim>, StoreFailure> {
     let (answer, got) = oneshot::channel();
     let ask = ClaimAsk {
         call_sid: event.call_sid().to_string(),
@@ -180,14 +168,16 @@ async fn first_claims(
         answer,
     };
     match shared.batches.as_ref() {
-        Some(stage) => stage.claims.send(ask).await.ok()?,
+        Some(stage) => {
+            if stage.claims.send(ask).await.is_err() {
+                return Err(StoreFailure::Unavailable);
+            }
+        }
         None => serve(shared, vec![ask]).await,
     }
-    let claims = got.await.ok().flatten();
-    if claims.is_none() {
-        debug!("cannot claim devices; event left pending");
-    }
-    claims
+    got.await
+        .unwrap_or(Err(StoreFailure::Unavailable))
+        .inspect_err(|_| debug!("cannot claim devices"))
 }
 
 async fn ledger_claim(
@@ -196,24 +186,14 @@ async fn ledger_claim(
     me: &Holder,
     requests: &[ClaimRequest<'_>],
     expire_at: u64,
-) -> Option<Vec<Claim>> {
-    match shared
+) -> Result<Vec<Claim>, StoreFailure> {
+    let claims = shared
         .ledger
         .claim(event.call_sid(), me, requests, expire_at)
-        .await
-    {
-        Ok(claims) => {
-            shared.outage.recovered();
-            Some(claims)
-        }
-        Err(err) => {
-            shared
-                .outage
-                .failed("claim_devices", "claiming devices", &err);
-            debug!(error = %err, "cannot claim devices; event left pending");
-            None
-        }
-    }
+        .await;
+    shared
+        .outage
+        .judge("claim_devices", "taking over device claims", claims)
 }
 
 /// The held claims (by index) whose holders stopped working on them.
@@ -221,7 +201,7 @@ async fn stale_claims(
     shared: &Shared,
     me: &Holder,
     held: Vec<(usize, Option<Holder>)>,
-) -> Option<Vec<(usize, Holder)>> {
+) -> Result<Vec<(usize, Holder)>, StoreFailure> {
     let in_flight = |id: &str| shared.is_in_flight(id);
     let judged: Vec<(usize, Option<Holder>, Liveness)> = held
         .into_iter()
@@ -240,19 +220,10 @@ async fn stale_claims(
     let owners = if ask.is_empty() {
         Vec::new()
     } else {
-        match shared.queue.owners(&ask).await {
-            Ok(owners) => {
-                shared.outage.recovered();
-                owners
-            }
-            Err(err) => {
-                shared
-                    .outage
-                    .failed("claim_devices", "checking who holds device claims", &err);
-                debug!(error = %err, "cannot check claim holders; event left pending");
-                return None;
-            }
-        }
+        let owners = shared.queue.owners(&ask).await;
+        shared
+            .outage
+            .judge("claim_devices", "checking who holds device claims", owners)?
     };
     let mut owners = owners.into_iter();
     let mut stale = Vec::new();
@@ -268,5 +239,5 @@ async fn stale_claims(
             stale.push((i, h));
         }
     }
-    Some(stale)
+    Ok(stale)
 }

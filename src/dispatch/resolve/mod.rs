@@ -25,6 +25,7 @@ mod targets;
 use tracing::info;
 
 use super::ledger::Settlement;
+use super::outage::StoreFailure;
 use super::Shared;
 use crate::domain::{now_ms, PushKind};
 use crate::event::{CallEvent, StreamEntry};
@@ -43,7 +44,7 @@ pub(super) use targets::{serve as serve_lookups, Lookup, Target};
 pub(super) enum Resolution {
     /// Settle the claims, then record the result (and the dead letter) and acknowledge.
     Final(EventResult, Option<DeadLetter>, Option<Settlement>),
-    /// Leave the entry pending (store unavailable, stopping): it is reclaimed later.
+    /// Leave the entry pending (store unavailable, stopping): it is tried again later.
     LeavePending,
 }
 
@@ -86,8 +87,9 @@ pub(super) async fn resolve_timed(
             None,
         );
     }
-    let Some(targets) = targets::resolve(shared, &event).await else {
-        return Resolution::LeavePending;
+    let targets = match targets::resolve(shared, &event).await {
+        Ok(targets) => targets,
+        Err(failure) => return store_failed(&event, failure),
     };
     clock.lap(Stage::Resolve);
     if targets.is_empty() {
@@ -97,8 +99,9 @@ pub(super) async fn resolve_timed(
             None,
         );
     }
-    let Some(claimed) = claim::claim(shared, &event, &entry.id, &targets).await else {
-        return Resolution::LeavePending;
+    let claimed = match claim::claim(shared, &event, &entry.id, &targets).await {
+        Ok(claimed) => claimed,
+        Err(failure) => return store_failed(&event, failure),
     };
     clock.lap(Stage::Claim);
     let devices = targets.len();
@@ -142,6 +145,20 @@ pub(super) async fn resolve_timed(
         settle::settle_now(shared, &settlement).await;
     }
     final_of(&event, decision, Some(settlement))
+}
+
+/// What a failed store request means for the event: it stays pending while the store is
+/// unavailable, and ends as a `store_error` dead letter when the store refused it for good
+/// (nothing was claimed then, so there is nothing to settle).
+fn store_failed(event: &CallEvent, failure: StoreFailure) -> Resolution {
+    match failure {
+        StoreFailure::Unavailable => Resolution::LeavePending,
+        StoreFailure::Refused(detail) => final_of(
+            event,
+            Decision::dead(EventOutcome::DeadLettered, DeadReason::StoreError, detail),
+            None,
+        ),
+    }
 }
 
 /// The resolution a decision stands for, with how this attempt's claims end.

@@ -73,14 +73,12 @@ pub(super) async fn settle_now(shared: &Shared, settlement: &Settlement) {
     if settlement.devices.is_empty() {
         return;
     }
-    match shared.ledger.settle_many(&[settlement]).await {
-        Ok(()) => shared.outage.recovered(),
-        Err(err) => {
-            shared
-                .outage
-                .failed("settle_devices", "releasing device claims", &err);
-            debug!(error = %err, "cannot release device claims; later attempts will find them stale");
-        }
+    let settled = shared.ledger.settle_many(&[settlement]).await;
+    let judged = shared
+        .outage
+        .judge_all("settle_devices", "releasing device claims", settled);
+    if judged.iter().any(Result::is_err) {
+        debug!("cannot release device claims; later attempts will find them stale");
     }
 }
 

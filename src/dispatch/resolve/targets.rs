@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::super::ledger::device_key;
+use super::super::outage::StoreFailure;
 use super::super::Shared;
 use crate::bindings::Binding;
 use crate::domain::PushKind;
@@ -26,8 +27,8 @@ pub(in crate::dispatch) struct Target {
 /// One event's request for its callee's bindings, served with others ([`serve`]).
 pub(in crate::dispatch) struct Lookup {
     pub(in crate::dispatch) identity: String,
-    /// `None`: the bindings could not be read (the outage is logged once, by [`serve`]).
-    pub(in crate::dispatch) answer: oneshot::Sender<Option<Vec<Binding>>>,
+    /// The bindings, or why they could not be read (an outage is logged once, by [`serve`]).
+    pub(in crate::dispatch) answer: oneshot::Sender<Result<Vec<Binding>, StoreFailure>>,
 }
 
 /// Read the bindings of every identity `batch` asks for in one [`BindingStore::list_many`]
@@ -50,23 +51,13 @@ pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<Lookup>) {
             i
         })
         .collect();
-    let lists = match shared.store.list_many(&distinct).await {
-        Ok(lists) => {
-            shared.outage.recovered();
-            lists
-        }
-        Err(err) => {
-            shared
-                .outage
-                .failed("list_bindings", "resolving bindings", &err);
-            debug!(error = %err, events = batch.len(), "cannot resolve bindings");
-            for lookup in batch {
-                let _ = lookup.answer.send(None);
-            }
-            return;
-        }
-    };
-    let mut lists: Vec<Option<Vec<Binding>>> = lists.into_iter().map(Some).collect();
+    let lists = shared.store.list_many(&distinct).await;
+    let mut lists: Vec<Option<Result<Vec<Binding>, StoreFailure>>> = shared
+        .outage
+        .judge_all("list_bindings", "resolving bindings", lists)
+        .into_iter()
+        .map(Some)
+        .collect();
     for (lookup, i) in batch.into_iter().zip(index) {
         askers[i] -= 1;
         let bindings = if askers[i] == 0 {
@@ -74,45 +65,52 @@ pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<Lookup>) {
         } else {
             lists[i].clone()
         };
-        let _ = lookup.answer.send(bindings);
+        let _ = lookup
+            .answer
+            .send(bindings.unwrap_or(Err(StoreFailure::Unavailable)));
     }
 }
 
 /// The callee's bindings: through the lookup stage when the pool runs one, else served alone
-/// here (the unit tests' pools). `None` when they cannot be read.
-async fn bindings(shared: &Shared, identity: &str) -> Option<Vec<Binding>> {
+/// here (the unit tests' pools).
+async fn bindings(shared: &Shared, identity: &str) -> Result<Vec<Binding>, StoreFailure> {
     let (answer, got) = oneshot::channel();
     let lookup = Lookup {
         identity: identity.to_string(),
         answer,
     };
     match shared.batches.as_ref() {
-        Some(stage) => stage.lookups.send(lookup).await.ok()?,
+        Some(stage) => {
+            if stage.lookups.send(lookup).await.is_err() {
+                return Err(StoreFailure::Unavailable);
+            }
+        }
         None => serve(shared, vec![lookup]).await,
     }
-    got.await.ok().flatten()
+    got.await.unwrap_or(Err(StoreFailure::Unavailable))
 }
 
-/// The event's targets; `None` when the bindings cannot be read (the entry stays pending).
-pub(super) async fn resolve(shared: &Shared, event: &CallEvent) -> Option<Vec<Target>> {
-    let Some(bindings) = bindings(shared, event.to()).await else {
-        debug!("cannot resolve bindings; event left pending");
-        return None;
-    };
-    Some(
-        bindings
-            .into_iter()
-            .filter(|b| event.credential.as_ref().is_none_or(|c| *c == b.credential))
-            .filter_map(|b| {
-                let provider = shared.providers.get(&b.credential)?.clone();
-                let device = device_key(event.kind(), &b.credential, &b.device_token);
-                Some(Target {
-                    binding: b,
-                    provider,
-                    device,
-                })
+/// The event's targets, or why the bindings cannot be read (unavailable: the entry stays
+/// pending; refused: it is dead-lettered).
+pub(super) async fn resolve(
+    shared: &Shared,
+    event: &CallEvent,
+) -> Result<Vec<Target>, StoreFailure> {
+    let bindings = bindings(shared, event.to()).await.inspect_err(|_| {
+        debug!("cannot resolve bindings");
+    })?;
+    Ok(bindings
+        .into_iter()
+        .filter(|b| event.credential.as_ref().is_none_or(|c| *c == b.credential))
+        .filter_map(|b| {
+            let provider = shared.providers.get(&b.credential)?.clone();
+            let device = device_key(event.kind(), &b.credential, &b.device_token);
+            Some(Target {
+                binding: b,
+                provider,
+                device,
             })
-            .filter(|t| event.kind() == PushKind::Incoming || t.provider.sends_cancel())
-            .collect(),
-    )
+        })
+        .filter(|t| event.kind() == PushKind::Incoming || t.provider.sends_cancel())
+        .collect())
 }

@@ -491,9 +491,9 @@ impl CallQueue for RedisCallQueue {
         .await
     }
 
-    async fn finish_many(&self, items: &[Finish<'_>]) -> Result<(), BackendError> {
+    async fn finish_many(&self, items: &[Finish<'_>]) -> Vec<Result<(), BackendError>> {
         let items: Vec<(&str, Finish)> = items.iter().map(|f| (f.entry.id.as_str(), *f)).collect();
-        self.finish_ids(&items).await
+        vec![self.finish_ids(&items).await; items.len()]
     }
 
     async fn enqueue(&self, fields: &[(String, String)]) -> Result<String, BackendError> {

@@ -221,29 +221,40 @@ impl CallQueue for ShardedQueue {
             dead,
         }])
         .await
+        .pop()
+        .unwrap_or(Ok(()))
     }
 
     /// One script call per shard, the shards at once (on a cluster, each on its own node).
-    async fn finish_many(&self, items: &[Finish<'_>]) -> Result<(), BackendError> {
-        let mut groups: Vec<Vec<(&str, Finish)>> = vec![Vec::new(); self.shards.len()];
-        for item in items {
-            let Some((i, raw)) = split(&item.entry.id).filter(|(s, _)| *s < self.shards.len())
-            else {
-                return Err(BackendError::Corrupt(format!(
-                    "stream id {} names no shard",
-                    item.entry.id
-                )));
-            };
-            groups[i].push((raw, *item));
+    async fn finish_many(&self, items: &[Finish<'_>]) -> Vec<Result<(), BackendError>> {
+        let mut answers: Vec<Result<(), BackendError>> = items.iter().map(|_| Ok(())).collect();
+        let mut groups: Vec<Vec<(usize, &str, Finish)>> = vec![Vec::new(); self.shards.len()];
+        for (pos, item) in items.iter().enumerate() {
+            match split(&item.entry.id).filter(|(s, _)| *s < self.shards.len()) {
+                Some((i, raw)) => groups[i].push((pos, raw, *item)),
+                None => {
+                    answers[pos] = Err(BackendError::Corrupt(format!(
+                        "stream id {} names no shard",
+                        item.entry.id
+                    )))
+                }
+            }
         }
         let calls = self
             .shards
             .iter()
             .zip(&groups)
             .filter(|(_, group)| !group.is_empty())
-            .map(|(shard, group)| shard.finish_ids(group));
-        futures::future::try_join_all(calls).await?;
-        Ok(())
+            .map(|(shard, group)| async move {
+                let ids: Vec<(&str, Finish)> = group.iter().map(|(_, raw, f)| (*raw, *f)).collect();
+                (group, shard.finish_ids(&ids).await)
+            });
+        for (group, answer) in futures::future::join_all(calls).await {
+            for (pos, _, _) in group {
+                answers[*pos] = answer.clone();
+            }
+        }
+        answers
     }
 
     async fn enqueue(&self, fields: &[(String, String)]) -> Result<String, BackendError> {
