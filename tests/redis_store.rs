@@ -344,3 +344,36 @@ async fn list_many_answers_each_identity_in_order_with_the_ownership_check() {
         assert_eq!(&f.store.list(identity).await.unwrap(), list);
     }
 }
+
+#[tokio::test]
+async fn list_many_isolates_what_cannot_be_read() {
+    // One identity's hash holds a binding another version wrote, another identity's key is
+    // not a hash at all: each answer is its own, and the readable bindings are all listed.
+    let f = fixture(365, 20).await;
+    let t0 = now_ms();
+    for (identity, n) in [("alice", 1), ("alice", 2), ("bob", 3)] {
+        f.store
+            .register(apns(identity, &token(n)), t0 + n)
+            .await
+            .unwrap();
+    }
+    let mut conn = f.conn.clone();
+    let _: () = conn
+        .hset(f.keys.identity_bindings("alice"), "BSfuture", "{\"v\":2}")
+        .await
+        .unwrap();
+    let _: () = conn
+        .set(f.keys.identity_bindings("eve"), "a string")
+        .await
+        .unwrap();
+
+    let lists = f.store.list_many(&["alice", "eve", "bob"]).await;
+    assert_eq!(tokens(lists[0].as_ref().unwrap()), vec![token(2), token(1)]);
+    let refused = lists[1].as_ref().unwrap_err();
+    assert!(
+        !refused.is_transient(),
+        "WRONGTYPE is the entry's: {refused}"
+    );
+    assert_eq!(tokens(lists[2].as_ref().unwrap()), vec![token(3)]);
+    assert_eq!(f.store.undecodable_skipped(), 1);
+}
