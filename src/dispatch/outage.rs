@@ -15,10 +15,24 @@ use tracing::{error, info, warn};
 /// Longest wait between two tries of one caller.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// Outages that start within this long after the last one logged are counted, not logged: with
+/// one node of a cluster hung, commands to the healthy nodes succeed between the failures, and
+/// each success would otherwise end an outage that the next failure starts again.
+pub(crate) const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// The current outage: when it started, how many failures it has seen, and whether its start
+/// was logged (then so is its end).
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    since: Instant,
+    failures: u64,
+    logged: bool,
+}
+
 /// The process-wide outage state.
 pub(crate) struct Outage {
-    /// When the current outage started, and how many failures it has seen.
-    state: Mutex<Option<(Instant, u64)>>,
+    /// The current outage, if any, and when an outage was last logged.
+    state: Mutex<(Option<Current>, Option<Instant>)>,
     /// Every failure counts in `callpush_redis_errors_total{op}`, though only the first logs.
     metrics: Arc<Metrics>,
 }
@@ -37,20 +51,32 @@ impl Outage {
     pub(crate) fn failed(&self, op: &'static str, what: &str, err: &dyn std::fmt::Display) {
         self.metrics.redis_error(op);
         let mut state = self.state.lock().expect("outage lock");
-        match state.as_mut() {
-            Some((_, failures)) => *failures += 1,
+        let (current, last_logged) = &mut *state;
+        match current.as_mut() {
+            Some(outage) => outage.failures += 1,
             None => {
-                *state = Some((Instant::now(), 1));
-                error!(error = %err, "{what} failed; retrying until Redis answers");
+                let now = Instant::now();
+                let logged = last_logged.is_none_or(|at| now.duration_since(at) >= LOG_EVERY);
+                *current = Some(Current {
+                    since: now,
+                    failures: 1,
+                    logged,
+                });
+                if logged {
+                    *last_logged = Some(now);
+                    error!(error = %err, "{what} failed; retrying until Redis answers");
+                }
             }
         }
     }
 
-    /// Note a successful Redis command; logs when it ends an outage.
+    /// Note a successful Redis command; logs when it ends an outage whose start was logged.
     pub(crate) fn recovered(&self) {
         let mut state = self.state.lock().expect("outage lock");
-        if let Some((since, failures)) = state.take() {
-            info!(failures, down_for = ?since.elapsed(), "Redis answers again");
+        if let Some(outage) = state.0.take() {
+            if outage.logged {
+                info!(failures = outage.failures, down_for = ?outage.since.elapsed(), "Redis answers again");
+            }
         }
     }
 }
@@ -150,7 +176,7 @@ mod tests {
         let o = Outage::new(Metrics::new(&registry, []).unwrap());
         o.failed("read_stream", "reading", &"down");
         o.failed("finish", "finishing", &"down");
-        assert_eq!(o.state.lock().unwrap().map(|(_, n)| n), Some(2));
+        assert_eq!(o.state.lock().unwrap().0.map(|c| c.failures), Some(2));
         let errors: u64 = registry
             .gather()
             .iter()
@@ -163,6 +189,32 @@ mod tests {
             .sum();
         assert_eq!(errors, 2, "every failure counts, though one logs");
         o.recovered();
-        assert!(o.state.lock().unwrap().is_none());
+        assert!(o.state.lock().unwrap().0.is_none());
+    }
+
+    #[test]
+    fn outages_that_flap_are_logged_once_per_window() {
+        let registry = prometheus::Registry::new();
+        let o = Outage::new(Metrics::new(&registry, []).unwrap());
+        // One hung node among healthy ones: failures and successes alternate.
+        for _ in 0..5 {
+            o.failed("claim_devices", "claiming devices", &"timed out");
+            o.recovered();
+        }
+        let logged: Vec<bool> = {
+            o.failed("claim_devices", "claiming devices", &"timed out");
+            vec![o.state.lock().unwrap().0.unwrap().logged]
+        };
+        assert_eq!(
+            logged,
+            vec![false],
+            "within the window: counted, not logged"
+        );
+        let first = o.state.lock().unwrap().1.unwrap();
+        o.recovered();
+        // A window later, the next outage is logged again.
+        o.state.lock().unwrap().1 = first.checked_sub(LOG_EVERY);
+        o.failed("claim_devices", "claiming devices", &"timed out");
+        assert!(o.state.lock().unwrap().0.unwrap().logged);
     }
 }
