@@ -79,14 +79,15 @@ pub struct CallContent {
     pub params: Option<Arc<str>>,
     /// When the push stops being useful, in milliseconds since the Unix epoch.
     pub deadline_ms: u64,
-    /// The event's `twi_*` fields (name, value), in stream order: what a `payload = "twilio"`
-    /// credential sends (SPEC §10). Empty for events without them.
+    /// The fields of the Twilio call notification the event carries (name, value), in the
+    /// order Twilio sent them: what a `payload = "twilio"` credential sends, unchanged
+    /// (SPEC §10). Empty for events without one.
     pub twilio: Vec<(String, String)>,
 }
 
 impl CallContent {
-    /// The `twi_*` fields a `payload = "twilio"` credential sends: the event's own, or — for
-    /// an event a call server added without any (SPEC §10 leaves it open) — the least the
+    /// The fields a `payload = "twilio"` credential sends: the notification's, or — for an
+    /// event a call server added without one (SPEC §10 leaves it open) — the least the
     /// Twilio Voice SDK reads: `twi_message_type` (`twilio.voice.call`, or
     /// `twilio.voice.cancel` for a cancel), `twi_call_sid`, `twi_from` (when there is a
     /// caller) and `twi_to` (`client:<callee>`).

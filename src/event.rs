@@ -19,6 +19,9 @@ pub const MAX_IDENTITY_BYTES: usize = 121;
 pub const MAX_CALL_SID_BYTES: usize = 256;
 /// Longest `from` accepted, in bytes.
 pub const MAX_FROM_BYTES: usize = 256;
+/// Largest `twilio` field (a Twilio call notification as JSON), in bytes: twice the webhook's
+/// 16 KiB body limit, room for a form's fields escaped as JSON.
+pub const MAX_TWILIO_BYTES: usize = 32 * 1024;
 
 /// A stream entry as read from Redis: its id and its fields in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +157,29 @@ pub fn check_params(raw: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
+/// A Twilio call notification's fields (SPEC §10): the `twilio` field, a JSON object of string
+/// values in the order Twilio sent them (what the webhook adds); else, for entries without it
+/// (an earlier callpush's webhook, a call server's own XADD), every `twi_*` stream field.
+fn twilio_fields(entry: &StreamEntry) -> Result<Vec<(String, String)>, Malformed> {
+    match known(entry, "twilio")? {
+        None | Some("") => Ok(entry
+            .fields
+            .iter()
+            .filter(|(k, _)| k.starts_with("twi_"))
+            .cloned()
+            .collect()),
+        Some(raw) if raw.len() > MAX_TWILIO_BYTES => Err(malformed(
+            "twilio",
+            format!(
+                "is {} bytes; at most {MAX_TWILIO_BYTES} are allowed",
+                raw.len()
+            ),
+        )),
+        Some(raw) => crate::strict_json::string_object(raw.as_bytes())
+            .map_err(|e| malformed("twilio", e.to_string())),
+    }
+}
+
 impl CallEvent {
     /// Parse and validate a stream entry. Unknown fields are ignored (they stay in the entry,
     /// and so in any dead letter made from it).
@@ -228,6 +254,7 @@ impl CallEvent {
                 check_params(raw).map_err(|p| malformed("params", p))?,
             )),
         };
+        let twilio = twilio_fields(entry)?;
         Ok(CallEvent {
             id: entry.id.clone(),
             call: Arc::new(CallContent {
@@ -237,13 +264,7 @@ impl CallEvent {
                 callee: Arc::from(to),
                 params,
                 deadline_ms: enqueued_at_ms.saturating_add(ttl_ms),
-                // Twilio's fields ride along as stream fields of their own name (SPEC §10).
-                twilio: entry
-                    .fields
-                    .iter()
-                    .filter(|(k, _)| k.starts_with("twi_"))
-                    .cloned()
-                    .collect(),
+                twilio,
             }),
             credential,
             enqueued_at_ms,
@@ -304,6 +325,48 @@ mod tests {
                 ("twi_call_sid".to_string(), "CA1".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn the_twilio_field_carries_any_name_and_wins_over_twi_fields() {
+        let e = CallEvent::parse(&entry(&[
+            ("type", "incoming"),
+            ("to", "bob"),
+            ("call_sid", "CA1"),
+            ("twi_to", "client:old"),
+            (
+                "twilio",
+                r#"{"twi_to": "client:bob", "from": "x", "aps": "y"}"#,
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            e.call.twilio,
+            vec![
+                ("twi_to".to_string(), "client:bob".to_string()),
+                ("from".to_string(), "x".to_string()),
+                ("aps".to_string(), "y".to_string()),
+            ]
+        );
+        for bad in ["{", "[]", r#"{"a": 1}"#, r#"{"a": "1", "a": "2"}"#] {
+            let err = CallEvent::parse(&entry(&[
+                ("type", "incoming"),
+                ("to", "bob"),
+                ("call_sid", "CA1"),
+                ("twilio", bad),
+            ]))
+            .unwrap_err();
+            assert_eq!(err.field, "twilio", "{bad}: {err}");
+        }
+        let big = format!(r#"{{"a": "{}"}}"#, "x".repeat(MAX_TWILIO_BYTES));
+        let err = CallEvent::parse(&entry(&[
+            ("type", "incoming"),
+            ("to", "bob"),
+            ("call_sid", "CA1"),
+            ("twilio", &big),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.field, "twilio");
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! `X-Twilio-Signature` on the webhook, with signatures computed by the tests' own
 //! implementation of Twilio's published algorithm (tests/support/twilio.rs), itself checked
-//! against known vectors first.
+//! against known vectors first (tests/twilio_vectors.rs runs the requests the real `twilio`
+//! library signed).
 
 mod support;
 
+use axum::body::Body;
 use callpush::domain::Platform;
-use http::StatusCode;
+use http::{Request, StatusCode};
 use support::api::{send, ApiWorld};
 use support::twilio::{
-    add_twilio, data_to_sign, hmac_sha1, notification, pairs, request, sha1, signature, signed,
-    AUTH_TOKEN, WEBHOOK_URL,
+    add_twilio, data_to_sign, hmac_sha1, json_body, json_query, notification, pairs, request, sha1,
+    signature, signed, AUTH_TOKEN, ROUTE, WEBHOOK_URL,
 };
 
 #[test]
@@ -182,6 +184,29 @@ async fn urls_with_and_without_port_and_query() {
             r.body
         );
     }
+}
+
+#[tokio::test]
+async fn the_query_twilio_calls_with_is_signed_with_its_body_hash() {
+    // Configured with a query of its own: Twilio calls that URL and adds `bodySHA256` to it.
+    let url = "https://push.example.com/v1/twilio/call-notifications?region=eu";
+    let (w, _dir) = world(&[AUTH_TOKEN], url).await;
+    let body = json_body(&notification("CAquery", "RMquery", "bob"));
+    let called = format!("{url}&{}", json_query(&body));
+    let req = |query: &str, signed_url: &str| {
+        Request::post(format!("{ROUTE}?{query}"))
+            .header("content-type", "application/json")
+            .header("x-twilio-signature", signature(AUTH_TOKEN, signed_url, &[]))
+            .body(Body::from(body.clone()))
+            .unwrap()
+    };
+    let query = format!("region=eu&{}", json_query(&body));
+    let r = send(w.public(), req(&query, &called)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Signed without the query's `region=eu`: not the URL this request came to.
+    let bare = format!("{WEBHOOK_URL}?{}", json_query(&body));
+    let r = send(w.public(), req(&query, &bare)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
 }
 
 #[tokio::test]

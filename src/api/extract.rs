@@ -16,7 +16,8 @@ use super::BODY_LIMIT_BYTES;
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
-fn is_json(headers: &HeaderMap) -> bool {
+/// Whether the body is declared JSON (`application/json` or `application/…+json`).
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

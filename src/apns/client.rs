@@ -125,7 +125,19 @@ impl Provider for ApnsProvider {
     async fn send(&self, push: &Push) -> Outcome {
         let body = match self.format {
             PayloadFormat::Callpush => payload::body(&push.call),
-            PayloadFormat::Twilio => payload::twilio_body(&push.call),
+            PayloadFormat::Twilio => match payload::twilio_body(&push.call) {
+                Ok(body) => body,
+                Err(payload::ApsCollision) => {
+                    let failure = Failure::new(
+                        "InvalidPayloadKey",
+                        "the Twilio notification has a field `aps`, which is APNs' own key: \
+                         it cannot travel unchanged",
+                    );
+                    warn!(credential = %self.sid, device = %mask_token(&push.device_token),
+                        call_sid = %push.call.call_sid, detail = %failure.detail, "APNs push not sent");
+                    return Outcome::Rejected(failure);
+                }
+            },
         };
         if body.len() > MAX_VOIP_PAYLOAD {
             let failure = Failure::new(

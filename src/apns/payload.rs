@@ -42,10 +42,19 @@ pub fn body(call: &CallContent) -> Vec<u8> {
     out
 }
 
+/// A Twilio notification field named `aps`: it would collide with APNs' own key, so the push
+/// cannot carry the notification unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApsCollision;
+
 /// The JSON body in the Twilio Voice SDK's format (SPEC §10, `payload = "twilio"`): `"aps"`
-/// and every `twi_*` field at the top level, as `TwilioVoiceSDK.handleNotification` reads it.
-pub fn twilio_body(call: &CallContent) -> Vec<u8> {
+/// and every field of the notification at the top level, unchanged and in the order Twilio
+/// sent them, as `TwilioVoiceSDK.handleNotification` reads it.
+pub fn twilio_body(call: &CallContent) -> Result<Vec<u8>, ApsCollision> {
     let fields = call.twilio_fields();
+    if fields.iter().any(|(name, _)| name == "aps") {
+        return Err(ApsCollision);
+    }
     let mut out = Vec::with_capacity(
         16 + fields
             .iter()
@@ -53,14 +62,12 @@ pub fn twilio_body(call: &CallContent) -> Vec<u8> {
             .sum::<usize>(),
     );
     out.extend_from_slice(br#"{"aps":{}"#);
-    for (name, value) in fields.iter() {
+    if !fields.is_empty() {
         out.push(b',');
-        string(&mut out, name);
-        out.push(b':');
-        string(&mut out, value);
     }
+    crate::strict_json::write_members(&mut out, &fields);
     out.push(b'}');
-    out
+    Ok(out)
 }
 
 fn string(out: &mut Vec<u8>, s: &str) {
@@ -120,26 +127,35 @@ mod tests {
     }
 
     #[test]
-    fn twilio_body_has_the_twi_fields_at_the_top_level() {
+    fn twilio_body_has_every_field_at_the_top_level() {
         let mut c = call(Some("client:alice"), None);
         c.twilio = vec![
             ("twi_message_type".into(), "twilio.voice.call".into()),
             ("twi_call_sid".into(), "CA123".into()),
             ("twi_params".into(), "a=\"b\"&c=d".into()),
+            ("from".into(), "never heard of".into()),
         ];
-        let v: serde_json::Value = serde_json::from_slice(&twilio_body(&c)).unwrap();
+        let body = twilio_body(&c).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             v,
             json!({"aps": {}, "twi_message_type": "twilio.voice.call", "twi_call_sid": "CA123",
-                "twi_params": "a=\"b\"&c=d"})
+                "twi_params": "a=\"b\"&c=d", "from": "never heard of"})
         );
+        let text = String::from_utf8(body).unwrap();
+        assert!(
+            text.find("twi_message_type") < text.find("twi_call_sid"),
+            "{text}"
+        );
+        c.twilio.push(("aps".into(), "x".into()));
+        assert_eq!(twilio_body(&c), Err(ApsCollision));
     }
 
     #[test]
     fn twilio_body_without_twi_fields_gets_the_minimal_set() {
         let mut c = call(Some("+15551234567"), None);
         c.callee = "bob".into();
-        let v: serde_json::Value = serde_json::from_slice(&twilio_body(&c)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&twilio_body(&c).unwrap()).unwrap();
         assert_eq!(
             v,
             json!({"aps": {}, "twi_message_type": "twilio.voice.call", "twi_call_sid": "CA123",

@@ -3,8 +3,9 @@
 //! `CALLPUSH_REDIS__URL=redis://r:6379` sets `redis.url`; a numeric level indexes an array
 //! (`CALLPUSH_CREDENTIALS__0__ENDPOINT`). Values that read as TOML integers, floats or booleans
 //! take that type; anything else is a string. Variables of the CLI and the secrets
-//! (`CALLPUSH_ADMIN_TOKEN`, `CALLPUSH_REDIS_PASSWORD`, `CALLPUSH_CONFIG`, `CALLPUSH_LOG…`) are not
-//! configuration keys and are skipped.
+//! (`CALLPUSH_ADMIN_TOKEN`, `CALLPUSH_TWILIO_AUTH_TOKEN`, `CALLPUSH_TWILIO_SHARED_KEY`,
+//! `CALLPUSH_REDIS_PASSWORD`, `CALLPUSH_CONFIG`, `CALLPUSH_LOG…`) are not configuration keys and
+//! are skipped.
 
 use toml::Value;
 
@@ -15,6 +16,7 @@ const PREFIX: &str = "CALLPUSH_";
 const NOT_KEYS: &[&str] = &[
     "CALLPUSH_ADMIN_TOKEN",
     "CALLPUSH_TWILIO_AUTH_TOKEN",
+    "CALLPUSH_TWILIO_SHARED_KEY",
     "CALLPUSH_CONFIG",
     "CALLPUSH_LOG",
     "CALLPUSH_LOG_FORMAT",

@@ -388,7 +388,7 @@ impl Default for ShutdownSettings {
 
 impl Settings {
     /// Every file a secret is read from, with its config key: the admin token, API key
-    /// secrets, the Twilio auth tokens, the Redis password, push credentials' keys and the
+    /// secrets, the Twilio auth tokens and SharedKeys, the Redis password, push credentials' keys and the
     /// public listener's TLS key.
     pub fn secret_files(&self) -> Vec<(String, PathBuf)> {
         let mut files = Vec::new();
@@ -402,6 +402,10 @@ impl Settings {
         add(
             "twilio.auth_token_file".into(),
             &self.twilio.auth_token_file,
+        );
+        add(
+            "twilio.shared_key_file".into(),
+            &self.twilio.shared_key_file,
         );
         add("api.tls_key_file".into(), &self.api.tls_key_file);
         for (i, k) in self.auth.api_keys.iter().enumerate() {

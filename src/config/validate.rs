@@ -293,6 +293,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.twilio.ring_ttl_ms, 30_000);
+        assert_eq!(s.twilio.shared_key_file, None);
+        let keyed = load("[twilio]\nshared_key_file=\"/etc/k\"\n").unwrap();
+        assert_eq!(keyed.twilio.shared_key_file, Some("/etc/k".into()));
         let super::CredentialSettings::Fcm(c) = &s.credentials[0] else {
             panic!("an FCM credential");
         };

@@ -28,6 +28,7 @@ use oauth::TokenSource;
 
 pub use account::GOOGLE_TOKEN_URI;
 pub use oauth::FCM_SCOPE;
+use payload::Unsendable;
 pub use payload::MAX_DATA_BYTES;
 
 /// FCM's endpoint when the credential sets no `base_url`.
@@ -220,15 +221,24 @@ impl Provider for FcmProvider {
         let call_sid = push.call.call_sid.as_ref();
         let body = match payload::message(push, self.format, now_ms()) {
             Ok(body) => body,
-            Err(too_big) => {
-                warn!(credential = %self.sid, %device, call_sid, bytes = too_big.bytes, "FCM push too big; not sent");
-                return Outcome::Rejected(Failure::new(
-                    "MessageTooBig",
-                    format!(
-                        "FCM data payload of {} bytes is over FCM's {MAX_DATA_BYTES}-byte limit",
-                        too_big.bytes
+            Err(unsendable) => {
+                let failure = match unsendable {
+                    Unsendable::TooBig(bytes) => Failure::new(
+                        "MessageTooBig",
+                        format!(
+                            "FCM data payload of {bytes} bytes is over FCM's {MAX_DATA_BYTES}-byte limit"
+                        ),
                     ),
-                ));
+                    Unsendable::ReservedKey(key) => Failure::new(
+                        "InvalidDataKey",
+                        format!(
+                            "the Twilio notification's field {key:?} is a data key FCM forbids \
+                             (from, message_type, google…, gcm…): it cannot travel unchanged"
+                        ),
+                    ),
+                };
+                warn!(credential = %self.sid, %device, call_sid, detail = %failure.detail, "FCM push not sent");
+                return Outcome::Rejected(failure);
             }
         };
         let token = match self.tokens.get().await {

@@ -2,9 +2,10 @@
 //!
 //! Everything goes in `data` (not `notification`) so the app's messaging service runs even in
 //! the background and can show its own incoming-call UI. FCM rejects the data keys `from`,
-//! `message_type`, `google…` and `gcm…`, hence `caller`/`callee`; and FCM counts data keys and
-//! values together against a 4096-byte limit, checked here so an oversized push is rejected
-//! without a request.
+//! `message_type`, `google…` and `gcm…`, hence `caller`/`callee` — and a Twilio notification
+//! with such a field cannot be sent unchanged, so it is refused here ([`Unsendable`]); FCM
+//! counts data keys and values together against a 4096-byte limit, checked here too so an
+//! oversized push is rejected without a request.
 
 use serde_json::{json, Map, Value};
 
@@ -14,26 +15,39 @@ use crate::domain::Push;
 /// FCM's limit on the data payload: keys and values together, in bytes.
 pub const MAX_DATA_BYTES: usize = 4096;
 
-/// The data payload is larger than FCM accepts.
+/// Why a push cannot be built: FCM would refuse it, so it is not sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TooBig {
-    /// The size of keys and values together, in bytes.
-    pub bytes: usize,
+pub enum Unsendable {
+    /// The data payload is larger than FCM accepts: keys and values together, in bytes.
+    TooBig(usize),
+    /// A Twilio notification field whose name FCM forbids as a data key ([`is_reserved`]):
+    /// dropping it would change the notification, renaming it would too.
+    ReservedKey(String),
+}
+
+/// Whether FCM refuses `key` as a data key ("Invalid data payload key"): `from`,
+/// `message_type`, and anything starting with `google` or `gcm`.
+pub fn is_reserved(key: &str) -> bool {
+    key == "from" || key == "message_type" || key.starts_with("google") || key.starts_with("gcm")
 }
 
 /// The `messages:send` request body for `push` in `format`, with `ttl` counted from `now_ms`
 /// to the deadline.
-pub fn message(push: &Push, format: PayloadFormat, now_ms: u64) -> Result<Vec<u8>, TooBig> {
+pub fn message(push: &Push, format: PayloadFormat, now_ms: u64) -> Result<Vec<u8>, Unsendable> {
     let data = match format {
         PayloadFormat::Callpush => callpush_data(push),
         // The Twilio Voice SDK's `Voice.handleMessage` reads data keys that are exactly the
-        // `twi_*` fields; none of them clashes with FCM's reserved keys.
-        PayloadFormat::Twilio => push
-            .call
-            .twilio_fields()
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-            .collect(),
+        // notification's fields, every one of them unchanged.
+        PayloadFormat::Twilio => {
+            let fields = push.call.twilio_fields();
+            if let Some((key, _)) = fields.iter().find(|(k, _)| is_reserved(k)) {
+                return Err(Unsendable::ReservedKey(key.clone()));
+            }
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect()
+        }
     };
     envelope(push, data, now_ms)
 }
@@ -54,14 +68,14 @@ fn callpush_data(push: &Push) -> Map<String, Value> {
     data
 }
 
-fn envelope(push: &Push, data: Map<String, Value>, now_ms: u64) -> Result<Vec<u8>, TooBig> {
+fn envelope(push: &Push, data: Map<String, Value>, now_ms: u64) -> Result<Vec<u8>, Unsendable> {
     let call = &push.call;
     let bytes: usize = data
         .iter()
         .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
         .sum();
     if bytes > MAX_DATA_BYTES {
-        return Err(TooBig { bytes });
+        return Err(Unsendable::TooBig(bytes));
     }
     let body = json!({
         "message": {
@@ -143,7 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn twilio_data_keys_are_exactly_the_twi_fields() {
+    fn twilio_data_keys_are_exactly_the_notifications_fields() {
         let mut p = push(Some("client:alice"), Some(r#"{"k":"v"}"#), 31_000);
         let twi = vec![
             ("twi_account_sid".to_string(), "AC1".to_string()),
@@ -152,6 +166,7 @@ mod tests {
                 "twi_message_type".to_string(),
                 "twilio.voice.call".to_string(),
             ),
+            ("brand_new".to_string(), "x".to_string()),
         ];
         Arc::get_mut(&mut p.call).unwrap().twilio = twi.clone();
         let body = parse(&message(&p, PayloadFormat::Twilio, 1_000).unwrap());
@@ -170,9 +185,27 @@ mod tests {
     }
 
     #[test]
+    fn a_reserved_data_key_is_refused_by_name() {
+        for key in ["from", "message_type", "google.c.a", "gcm.n.e", "googlefoo"] {
+            let mut p = push(None, None, 31_000);
+            Arc::get_mut(&mut p.call).unwrap().twilio = vec![
+                ("twi_call_sid".to_string(), "CA123".to_string()),
+                (key.to_string(), "x".to_string()),
+            ];
+            assert_eq!(
+                message(&p, PayloadFormat::Twilio, 1_000),
+                Err(Unsendable::ReservedKey(key.to_string()))
+            );
+        }
+        for key in ["From", "twi_from", "message", "fromage", "my_google"] {
+            assert!(!is_reserved(key), "{key}");
+        }
+    }
+
+    #[test]
     fn data_over_the_limit_is_refused() {
         let big = format!(r#"{{"k":"{}"}}"#, "x".repeat(4096));
         let err = message(&push(None, Some(&big), 10_000), PayloadFormat::Callpush, 0).unwrap_err();
-        assert!(err.bytes > MAX_DATA_BYTES);
+        assert!(matches!(err, Unsendable::TooBig(bytes) if bytes > MAX_DATA_BYTES));
     }
 }

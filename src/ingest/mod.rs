@@ -101,18 +101,18 @@ pub trait CallQueue: Send + Sync + 'static {
     /// stream id.
     async fn enqueue(&self, fields: &[(String, String)]) -> Result<String, BackendError>;
 
-    /// Append an event unless `once_key` was used within the last `ttl_ms` (the Twilio webhook's
-    /// `twi_message_id`): `Some(stream id)` when added, `None` when the key was seen. The
-    /// marker and the entry are written together, so a failure leaves neither. The default,
-    /// for queues without a marker store, adds every time (the `call_sid` ledger still keeps a
-    /// device from ringing twice).
+    /// Append an event unless any of `once_keys` was used within the last `ttl_ms` (the Twilio
+    /// webhook's `twi_message_id` and idempotency token): `Some(stream id)` when added, every
+    /// key then marked; `None` when a key was seen. The markers and the entry are written
+    /// together, so a failure leaves none of them. The default, for queues without a marker
+    /// store, adds every time (the `call_sid` ledger still keeps a device from ringing twice).
     async fn enqueue_once(
         &self,
-        once_key: &str,
+        once_keys: &[String],
         ttl_ms: u64,
         fields: &[(String, String)],
     ) -> Result<Option<String>, BackendError> {
-        let _ = (once_key, ttl_ms);
+        let _ = (once_keys, ttl_ms);
         self.enqueue(fields).await.map(Some)
     }
 }

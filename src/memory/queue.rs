@@ -363,7 +363,7 @@ impl CallQueue for MemoryCallQueue {
 
     async fn enqueue_once(
         &self,
-        once_key: &str,
+        once_keys: &[String],
         ttl_ms: u64,
         fields: &[(String, String)],
     ) -> Result<Option<String>, BackendError> {
@@ -371,11 +371,12 @@ impl CallQueue for MemoryCallQueue {
             let mut s = self.lock();
             let now = now_ms();
             s.once.retain(|_, expires| *expires > now);
-            if s.once.contains_key(once_key) {
+            if once_keys.iter().any(|k| s.once.contains_key(k)) {
                 return Ok(None);
             }
-            s.once
-                .insert(once_key.to_string(), now.saturating_add(ttl_ms));
+            for key in once_keys {
+                s.once.insert(key.clone(), now.saturating_add(ttl_ms));
+            }
         }
         self.enqueue(fields).await.map(Some)
     }

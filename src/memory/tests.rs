@@ -232,24 +232,30 @@ async fn pruning_spares_a_binding_refreshed_after_the_verdict() {
 #[tokio::test]
 async fn an_idempotency_key_adds_its_event_once_until_it_expires() {
     let q = MemoryCallQueue::new("c1", limits());
+    let keys = |names: &[&str]| -> Vec<String> { names.iter().map(|k| k.to_string()).collect() };
     let first = q
-        .enqueue_once("msg-1", 60_000, &fields("CA1"))
+        .enqueue_once(&keys(&["msg-1", "token-1"]), 60_000, &fields("CA1"))
         .await
         .unwrap();
     assert!(first.is_some());
-    let again = q
-        .enqueue_once("msg-1", 60_000, &fields("CA1"))
-        .await
-        .unwrap();
-    assert_eq!(again, None, "a retried key adds nothing");
+    for retry in [keys(&["msg-1"]), keys(&["msg-9", "token-1"])] {
+        let again = q
+            .enqueue_once(&retry, 60_000, &fields("CA1"))
+            .await
+            .unwrap();
+        assert_eq!(again, None, "a retried key adds nothing: {retry:?}");
+    }
     assert_eq!(q.len(), 1);
     assert!(q
-        .enqueue_once("msg-2", 1, &fields("CA2"))
+        .enqueue_once(&keys(&["msg-2"]), 1, &fields("CA2"))
         .await
         .unwrap()
         .is_some());
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let expired = q.enqueue_once("msg-2", 1, &fields("CA2")).await.unwrap();
+    let expired = q
+        .enqueue_once(&keys(&["msg-2"]), 1, &fields("CA2"))
+        .await
+        .unwrap();
     assert!(expired.is_some(), "an expired key adds again");
     assert_eq!(q.len(), 3);
 }

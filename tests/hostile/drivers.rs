@@ -119,6 +119,15 @@ fn replay(body: &str) -> Input {
     admin(Method::POST, "/v1/dead-letters/replay", Some(body))
 }
 
+/// A JSON notification to alice signed with the auth token (HMAC-SHA1), sent with this
+/// `X-Twilio-Webhooks-Signature-Settings` header.
+fn json_with_settings(call_sid: &str, settings: &str) -> Input {
+    let body = twilio::json_body(&twilio::notification(call_sid, call_sid, "alice"));
+    let sig = twilio::json_signature(twilio::AUTH_TOKEN, twilio::WEBHOOK_URL, &body);
+    let header = ("X-Twilio-Webhooks-Signature-Settings", settings);
+    Input::Public(twilio::json_request(&body, Some(&sig), &[header]))
+}
+
 fn nested(depth: usize) -> String {
     "[".repeat(depth) + &"]".repeat(depth)
 }
@@ -451,7 +460,15 @@ pub fn drivers() -> Vec<(&'static str, Driver)> {
         ("I14", |_| Input::Identity("al\u{FFFD}ice".into())),
         // Twilio's webhook.
         ("W01", |_| {
-            Input::Public(request(Method::POST, twilio::ROUTE, None, Some(JSON), "{}"))
+            let fields = twilio::notification("CA-w01", "MM-w01", "alice");
+            let form = twilio::form_encode(&twilio::pairs(&fields));
+            Input::Public(request(
+                Method::POST,
+                twilio::ROUTE,
+                None,
+                Some("text/plain"),
+                form,
+            ))
         }),
         ("W02", |_| {
             let fields = twilio::notification("CA-w02", "MM-w02", "alice");
@@ -491,6 +508,32 @@ pub fn drivers() -> Vec<(&'static str, Driver)> {
                 Some("application/x-www-form-urlencoded"),
                 format!("twi_params={}", "a".repeat(17 * 1024)),
             ))
+        }),
+        ("W07", |_| {
+            let body = twilio::json_body(&twilio::notification("CA-w07", "MM-w07", "alice"));
+            Input::Public(twilio::json_request(&body, None, &[]))
+        }),
+        ("W08", |_| {
+            let body = twilio::json_body(&twilio::notification("CA-w08", "MM-w08", "alice"));
+            let sig = twilio::json_signature(twilio::AUTH_TOKEN, twilio::WEBHOOK_URL, &body);
+            let (parts, _) = twilio::json_request(&body, Some(&sig), &[]).into_parts();
+            let tampered = body.replace("alice", "mallory");
+            Input::Public(Request::from_parts(parts, Body::from(tampered)))
+        }),
+        ("W09", |_| {
+            let body = twilio::json_body(&twilio::notification("CA-w09", "MM-w09", "alice"));
+            Input::Public(twilio::signed_json(&format!("[{body}]")))
+        }),
+        ("W10", |_| {
+            let body = twilio::json_body(&twilio::notification("CA-w10", "MM-w10", "alice"));
+            let body = body.replacen('{', r#"{"twi_answer_timeout": 30, "#, 1);
+            Input::Public(twilio::signed_json(&body))
+        }),
+        ("W11", |_| {
+            json_with_settings("CA-w11", "key=KS1,algorithm=HMAC_MD5")
+        }),
+        ("W12", |_| {
+            json_with_settings("CA-w12", "key=KS1,algorithm=HMAC_SHA1")
         }),
         // Routes and methods.
         ("R01", |_| {
@@ -641,6 +684,10 @@ pub fn drivers() -> Vec<(&'static str, Driver)> {
         ("S16", |_| field("params", r#"{"a":{"b":"c"}}"#)),
         ("S17", |_| field("params", &nested(1_000))),
         ("S18", |_| field("params", r#"{"a":"1","a":"2"}"#)),
+        ("S27", |_| {
+            field("twilio", r#"[{"twi_to": "client:alice"}]"#)
+        }),
+        ("S28", |_| field("twilio", r#"{"twi_answer_timeout": 30}"#)),
         ("S19", |_| field("from", "+1555\u{1b}[2J")),
         ("S20", |_| field("from", &"1".repeat(300))),
         ("S21", |_| {

@@ -1,7 +1,10 @@
 //! Twilio's side of the webhook, written from Twilio's published description and independent
 //! of callpush: SHA-1 (FIPS 180-4) and HMAC (RFC 2104) by hand, the signature
 //! `base64(HMAC-SHA1(auth token, URL + each POST name and value sorted by name))`, form
-//! encoding, and settings that turn the webhook on.
+//! encoding; JSON bodies as Twilio sends them (the URL's query carries `bodySHA256`, the hex
+//! SHA-256 of the body, and the signature covers the URL alone); and settings that turn the
+//! webhook on. `tests/fixtures/twilio-webhook-vectors.json` checks all of it against requests
+//! the real `twilio` library signed.
 
 use std::path::Path;
 
@@ -9,6 +12,7 @@ use axum::body::Body;
 use base64::Engine;
 use callpush::config::Settings;
 use http::Request;
+use serde_json::Value;
 
 use super::api::ACCOUNT_SID;
 
@@ -106,6 +110,59 @@ pub fn signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac)
 }
 
+/// The hex SHA-256 of a body: Twilio's `bodySHA256`.
+pub fn body_sha256(body: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(body.as_bytes()))
+}
+
+/// The query Twilio adds to the URL for a JSON body.
+pub fn json_query(body: &str) -> String {
+    format!("bodySHA256={}", body_sha256(body))
+}
+
+/// The `X-Twilio-Signature` of a JSON body: the URL with its `bodySHA256`, no parameters.
+pub fn json_signature(token: &str, url: &str, body: &str) -> String {
+    signature(token, &format!("{url}?{}", json_query(body)), &[])
+}
+
+/// A JSON object of string fields, in order, as Twilio posts a notification.
+pub fn json_body(fields: &[(String, String)]) -> String {
+    let members: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), Value::from(v.as_str())))
+        .collect();
+    format!("{{{}}}", members.join(","))
+}
+
+/// A JSON webhook request for the body text `body`, its `bodySHA256` in the query, with
+/// `signature` (if any) and the extra `headers`.
+pub fn json_request(
+    body: &str,
+    signature: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Request<Body> {
+    let mut req = Request::post(format!("{ROUTE}?{}", json_query(body)))
+        .header("content-type", "application/json");
+    if let Some(sig) = signature {
+        req = req.header("x-twilio-signature", sig);
+    }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.body(Body::from(body.to_string())).unwrap()
+}
+
+/// A JSON webhook request for `body`, signed as Twilio signs it with the configured URL and
+/// auth token.
+pub fn signed_json(body: &str) -> Request<Body> {
+    json_request(
+        body,
+        Some(&json_signature(AUTH_TOKEN, WEBHOOK_URL, body)),
+        &[],
+    )
+}
+
 /// `application/x-www-form-urlencoded`: unreserved bytes as they are, the rest `%XX`.
 pub fn form_encode(params: &[(&str, &str)]) -> String {
     fn enc(s: &str) -> String {
@@ -131,6 +188,13 @@ pub fn add_twilio(settings: &mut Settings, dir: &Path, tokens: &[&str]) {
     std::fs::write(&file, tokens.join("\n") + "\n").unwrap();
     settings.twilio.webhook_url = Some(WEBHOOK_URL.into());
     settings.twilio.auth_token_file = Some(file);
+}
+
+/// Accept Webhooks SharedKey secrets too (`keys` in a shared key file, one per line).
+pub fn add_shared_keys(settings: &mut Settings, dir: &Path, keys: &[&str]) {
+    let file = dir.join("twilio-shared-key");
+    std::fs::write(&file, keys.join("\n") + "\n").unwrap();
+    settings.twilio.shared_key_file = Some(file);
 }
 
 /// The fields of a call notification from `client:alice` to `to` (`client:` added).
@@ -172,20 +236,42 @@ pub fn signed(params: &[(&str, &str)]) -> Request<Body> {
     request(params, Some(&signature(AUTH_TOKEN, WEBHOOK_URL, params)))
 }
 
-/// POST a signed notification to the daemon's public listener through a real socket.
+/// POST a signed form notification to the daemon's public listener through a real socket.
 pub async fn post_signed(base: &str, params: &[(&str, &str)]) -> super::api::Reply {
+    let sig = signature(AUTH_TOKEN, WEBHOOK_URL, params);
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("x-twilio-signature", sig.as_str()),
+    ];
+    post(base, ROUTE, &headers, form_encode(params)).await
+}
+
+/// POST `fields` as a signed JSON notification, as Twilio sends it, to the daemon's public
+/// listener through a real socket, with the extra `headers`.
+pub async fn post_signed_json(
+    base: &str,
+    fields: &[(String, String)],
+    headers: &[(&str, &str)],
+) -> super::api::Reply {
+    let body = json_body(fields);
+    let sig = json_signature(AUTH_TOKEN, WEBHOOK_URL, &body);
+    let mut all = vec![
+        ("content-type", "application/json"),
+        ("x-twilio-signature", sig.as_str()),
+    ];
+    all.extend_from_slice(headers);
+    post(base, &format!("{ROUTE}?{}", json_query(&body)), &all, body).await
+}
+
+async fn post(base: &str, path: &str, headers: &[(&str, &str)], body: String) -> super::api::Reply {
     use http_body_util::BodyExt;
     let (authority, mut sender) = super::api::connect_http1(base).await;
-    let req = Request::post(ROUTE)
-        .header("host", &authority)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header(
-            "x-twilio-signature",
-            signature(AUTH_TOKEN, WEBHOOK_URL, params),
-        )
-        .body(http_body_util::Full::new(bytes::Bytes::from(form_encode(
-            params,
-        ))))
+    let mut req = Request::post(path).header("host", &authority);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .unwrap();
     let response = sender.send_request(req).await.unwrap();
     let status = response.status();

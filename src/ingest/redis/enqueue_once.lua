@@ -1,10 +1,15 @@
--- Add a calls-stream entry unless its idempotency marker exists; set the marker with it.
--- KEYS[1] marker, KEYS[2] calls stream; ARGV[1] marker ttl (ms), ARGV[2] MAXLEN ~,
--- ARGV[3..] field, value, ... Returns the new entry's id, or nil when the marker was set.
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  return nil
+-- Add a calls-stream entry unless one of its idempotency markers exists; set them all with it.
+-- KEYS[1] calls stream, KEYS[2..] markers; ARGV[1] marker ttl (ms), ARGV[2] MAXLEN ~,
+-- ARGV[3..] field, value, ... Returns the new entry's id, or nil when a marker was set.
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    return nil
+  end
 end
-local args = {KEYS[2], 'MAXLEN', '~', ARGV[2], '*'}
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], '1', 'PX', ARGV[1])
+end
+local args = {KEYS[1], 'MAXLEN', '~', ARGV[2], '*'}
 for i = 3, #ARGV do
   args[#args + 1] = ARGV[i]
 end

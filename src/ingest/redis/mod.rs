@@ -6,7 +6,8 @@
 //! - `<p>results` — stream, one entry per finished event (`call_sid`, `to`, `outcome`, `devices`,
 //!   `delivered`), capped with `MAXLEN ~ results.max_len`; written only when `results.enabled`.
 //! - `<p>once:<key>` — string, a marker [`CallQueue::enqueue_once`] sets with the entry it adds
-//!   (`enqueue_once.lua`), expiring after the event's ttl (the Twilio webhook's message ids).
+//!   (`enqueue_once.lua`), expiring after the event's ttl (the Twilio webhook's message ids and
+//!   idempotency tokens).
 //! - `<p>dead` — stream of dead letters (the original fields plus `reason`, `detail`, `attempts`,
 //!   `failed_at`, `source_id`), capped with `MAXLEN ~ dead_letters.max_len`.
 //!
@@ -511,13 +512,15 @@ impl CallQueue for RedisCallQueue {
 
     async fn enqueue_once(
         &self,
-        once_key: &str,
+        once_keys: &[String],
         ttl_ms: u64,
         fields: &[(String, String)],
     ) -> Result<Option<String>, BackendError> {
-        let mut invocation = self.enqueue_once.key(self.keys.once(once_key));
+        let mut invocation = self.enqueue_once.key(&self.keys.calls);
+        for key in once_keys {
+            invocation.key(self.keys.once(key));
+        }
         invocation
-            .key(&self.keys.calls)
             .arg(ttl_ms.max(1))
             .arg(self.options.calls_max_len);
         for (k, v) in fields {

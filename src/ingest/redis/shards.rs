@@ -263,12 +263,12 @@ impl CallQueue for ShardedQueue {
 
     async fn enqueue_once(
         &self,
-        once_key: &str,
+        once_keys: &[String],
         ttl_ms: u64,
         fields: &[(String, String)],
     ) -> Result<Option<String>, BackendError> {
         self.shard_for(fields)
-            .enqueue_once(once_key, ttl_ms, fields)
+            .enqueue_once(once_keys, ttl_ms, fields)
             .await
     }
 }
