@@ -31,6 +31,7 @@ macro_rules! on_both_backends {
 pub mod api;
 pub mod apns_double;
 pub mod cluster_slots;
+pub mod cluster_world;
 pub mod daemon;
 pub mod dead;
 pub mod fcm_double;
