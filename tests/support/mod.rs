@@ -30,12 +30,14 @@ macro_rules! on_both_backends {
 
 pub mod api;
 pub mod apns_double;
+pub mod cluster_calls;
 pub mod cluster_slots;
 pub mod cluster_world;
 pub mod daemon;
 pub mod dead;
 pub mod fcm_double;
 pub mod fixtures;
+pub mod observed;
 pub mod process;
 pub mod redis_cluster;
 pub mod redis_server;
