@@ -6,83 +6,29 @@
 
 mod support;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use callpush::api::{self, ApiContext};
-use callpush::config::{CredentialSettings, Settings};
-use callpush::ingest::CallQueue;
+use callpush::api;
 use callpush::redis_conn::slots::shard_of;
-use callpush::redis_conn::{Keys, Layout};
+use callpush::redis_conn::Keys;
 use http::{Method, StatusCode};
-use redis::cluster_async::ClusterConnection;
 use serde_json::json;
-use support::api::{add_auth, call, token, ADMIN_TOKEN};
-use support::apns_double::{ApnsDouble, DoubleOptions};
-use support::fcm_double::{self, FcmDouble, FcmDoubleOptions};
+use support::api::{call, token, ADMIN_TOKEN};
+use support::cluster_world::{fields, ClusterWorld, SHARDS};
+use support::fcm_double;
 use support::fixtures::numbered_apns_token;
-use support::process::{DaemonProcess, Knobs};
+use support::process::Knobs;
 use support::redis_cluster::RedisCluster;
 use support::redis_server::{pause_clients, unique_prefix, SLOW_ANSWER};
 use support::tally::{assert_one_outcome_each, Tally};
 
-const SHARDS: u32 = 4;
 const USERS: usize = 200;
 /// Long enough for a few thousand events on a busy 2-core machine.
 const RUN: Duration = Duration::from_secs(90);
 
-/// A cluster, both doubles, and settings for 4 shards on it; the API of the same settings.
-struct ClusterWorld {
-    cluster: RedisCluster,
-    apns: ApnsDouble,
-    fcm: FcmDouble,
-    settings: Settings,
-    layout: Layout,
-    queue: Arc<dyn CallQueue>,
-    ctx: Arc<ApiContext>,
-    conn: ClusterConnection,
-    dir: tempfile::TempDir,
-}
-
 impl ClusterWorld {
-    async fn start() -> ClusterWorld {
-        let cluster = RedisCluster::start().await;
-        let apns = ApnsDouble::start(DoubleOptions::default()).await;
-        let fcm = FcmDouble::start(FcmDoubleOptions::default()).await;
-        let dir = tempfile::tempdir().unwrap();
-        let sa = fcm.write_service_account(dir.path());
-        let urls = cluster.urls();
-        let mut settings = support::daemon::settings(&urls[0], &unique_prefix(), "");
-        settings.redis.cluster = true;
-        settings.redis.urls = urls;
-        settings.stream.shards = SHARDS;
-        settings.limits.calls_per_identity_per_min = 0;
-        settings.limits.registrations_per_address_per_min = 100_000;
-        let creds = &mut settings.credentials;
-        creds.push(CredentialSettings::Apns(apns.credential("CRapns")));
-        creds.push(CredentialSettings::Fcm(fcm.credential("CRfcm", &sa)));
-        add_auth(&mut settings, dir.path());
-        let layout = Layout::new(&settings.redis.key_prefix, SHARDS, true).unwrap();
-        let (queue, store) = callpush::daemon::redis_backends(&settings).await.unwrap();
-        let ctx = callpush::daemon::api_context(&settings, queue.clone(), store)
-            .await
-            .unwrap();
-        let conn = cluster.client().get_async_connection().await.unwrap();
-        ClusterWorld {
-            cluster,
-            apns,
-            fcm,
-            settings,
-            layout,
-            queue,
-            ctx: Arc::new(ctx),
-            conn,
-            dir,
-        }
-    }
-
     /// `user<i>`, each with an APNs and an FCM device, registered through `POST
     /// /v1/registrations`.
     async fn register_users(&self) {
@@ -159,79 +105,6 @@ impl ClusterWorld {
         }
         sids
     }
-
-    /// Every result of every shard, per shard.
-    async fn results(&mut self) -> Vec<Vec<HashMap<String, String>>> {
-        let mut out = Vec::new();
-        for keys in self.layout.shards().to_vec() {
-            out.push(read_all(&mut self.conn, &keys.results).await);
-        }
-        out
-    }
-
-    /// Wait until the shards hold `n` results together; then every result, per shard.
-    async fn wait_results(&mut self, n: usize) -> Vec<Vec<HashMap<String, String>>> {
-        let start = Instant::now();
-        loop {
-            let results = self.results().await;
-            let got: usize = results.iter().map(Vec::len).sum();
-            if got >= n || start.elapsed() > RUN {
-                return results;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Entries pending in `keys`' calls stream, per consumer.
-    async fn pending(&mut self, keys: &Keys) -> HashMap<String, i64> {
-        let reply: redis::Value = redis::cmd("XPENDING")
-            .arg(&keys.calls)
-            .arg(&self.settings.stream.group)
-            .query_async(&mut self.conn)
-            .await
-            .unwrap();
-        let mut out = HashMap::new();
-        if let redis::Value::Array(items) = reply {
-            if let Some(redis::Value::Array(consumers)) = items.get(3) {
-                for c in consumers {
-                    let (name, n): (String, String) = redis::from_redis_value_ref(c).unwrap();
-                    out.insert(name, n.parse().unwrap());
-                }
-            }
-        }
-        out
-    }
-
-    fn daemon(&self, consumer: &str, knobs: &Knobs) -> DaemonProcess {
-        DaemonProcess::start_on(&self.settings, self.dir.path(), consumer, knobs)
-    }
-}
-
-fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-async fn read_all(conn: &mut ClusterConnection, key: &str) -> Vec<HashMap<String, String>> {
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(key)
-        .arg("-")
-        .arg("+")
-        .query_async(conn)
-        .await
-        .unwrap();
-    reply
-        .ids
-        .into_iter()
-        .map(|id| {
-            id.map
-                .iter()
-                .map(|(k, v)| (k.clone(), redis::from_redis_value_ref::<String>(v).unwrap()))
-                .collect()
-        })
-        .collect()
 }
 
 /// The call_sids of `callpush dlq list --json` with the daemon's config.
@@ -266,7 +139,7 @@ async fn two_daemons_on_a_cluster_give_every_event_of_every_shard_one_outcome() 
     let d2 = w.daemon("d2", &knobs);
 
     let all: Vec<String> = calls.iter().chain(&bad).cloned().collect();
-    let per_shard = w.wait_results(all.len()).await;
+    let per_shard = w.wait_results(all.len(), RUN).await;
     let results: Vec<_> = per_shard.iter().flatten().cloned().collect();
     let outcomes = assert_one_outcome_each(&results, &all);
     for sid in &calls {
@@ -346,7 +219,7 @@ async fn a_daemon_killed_mid_run_leaves_its_entries_to_the_other() {
     }
     assert!(left > 0, "the killed daemon had entries in flight");
 
-    let per_shard = w.wait_results(calls.len()).await;
+    let per_shard = w.wait_results(calls.len(), RUN).await;
     let results: Vec<_> = per_shard.iter().flatten().cloned().collect();
     let outcomes = assert_one_outcome_each(&results, &calls);
     // `duplicate`: every device was pushed by the killed daemon before the other took over.

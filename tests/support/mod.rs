@@ -1,7 +1,8 @@
-//! Test support shared by the integration tests: a real redis-server per test, the APNs and FCM
-//! simulators of `callpush::sim` (with Google's OAuth token endpoint) started with the test
-//! identity, key fixtures, and HTTP API helpers (independently minted access tokens, `oneshot`
-//! and real-socket requests).
+//! Test support shared by the integration tests: a real redis-server per test (or a local Redis
+//! Cluster, with faults: a node paused, killed, failed over), the APNs and FCM simulators of
+//! `callpush::sim` (with Google's OAuth token endpoint) started with the test identity, key
+//! fixtures, and HTTP API helpers (independently minted access tokens, `oneshot` and
+//! real-socket requests).
 #![allow(dead_code)]
 
 /// For each test body `name(backend: world::Backend)`, a module `name` with one test per
@@ -29,10 +30,14 @@ macro_rules! on_both_backends {
 
 pub mod api;
 pub mod apns_double;
+pub mod cluster_calls;
+pub mod cluster_slots;
+pub mod cluster_world;
 pub mod daemon;
 pub mod dead;
 pub mod fcm_double;
 pub mod fixtures;
+pub mod observed;
 pub mod process;
 pub mod redis_cluster;
 pub mod redis_server;

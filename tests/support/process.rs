@@ -8,6 +8,7 @@
 //! d.kill9();
 //! ```
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -24,6 +25,9 @@ pub struct Knobs {
     pub max_in_flight: usize,
     pub grace_ms: u64,
     pub batch_size: usize,
+    /// The daemon's `RUST_LOG` (`callpush=info`; add `redis=info` to see the Redis client's
+    /// own reconnects and slot refreshes).
+    pub log_filter: String,
 }
 
 impl Default for Knobs {
@@ -33,6 +37,7 @@ impl Default for Knobs {
             max_in_flight: 256,
             grace_ms: 5_000,
             batch_size: 64,
+            log_filter: "callpush=info".into(),
         }
     }
 }
@@ -71,7 +76,7 @@ impl DaemonProcess {
         let child = Command::new(binary)
             .args(["serve", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "callpush=info")
+            .env("RUST_LOG", &knobs.log_filter)
             .env("CALLPUSH_LOG_FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -125,6 +130,28 @@ impl DaemonProcess {
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The warnings and errors of [`DaemonProcess::log_text`]: per distinct message, how often,
+    /// and the first such line.
+    pub fn warnings(&self) -> String {
+        let log = self.log_text();
+        let mut seen: BTreeMap<(String, String), (usize, String)> = BTreeMap::new();
+        for line in log.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let level = v["level"].as_str().unwrap_or_default().to_string();
+            if level == "WARN" || level == "ERROR" {
+                let message = v["message"].as_str().unwrap_or_default().to_string();
+                let first = || (0, line.chars().take(300).collect());
+                seen.entry((level, message)).or_insert_with(first).0 += 1;
+            }
+        }
+        let lines = seen.into_iter().map(|((level, message), (n, first))| {
+            format!("  {n:>4} × {level} {message}\n         {first}")
+        });
+        lines.collect::<Vec<_>>().join("\n")
     }
 }
 

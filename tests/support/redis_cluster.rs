@@ -1,7 +1,13 @@
-//! A local Redis Cluster per test: three masters (no replicas) on loopback ports whose bus
-//! ports (port + 10000) are free too, each in its own directory of one temp dir, joined with
-//! `redis-cli --cluster create … --cluster-yes`, ready once every node reports
-//! `cluster_state:ok`; every node is killed on drop.
+//! A local Redis Cluster per test: three masters (and, with [`ClusterOptions::replicas`], that
+//! many replicas of each) on loopback ports whose bus ports (port + 10000) are free too, each
+//! in its own directory of one temp dir, joined with `redis-cli --cluster create …
+//! --cluster-yes`, ready once every node reports `cluster_state:ok` and every replica's link to
+//! its master is up; every node is killed on drop.
+//!
+//! Faults for the isolation tests: [`RedisCluster::pause`] / [`RedisCluster::resume`] freeze
+//! and thaw one node (SIGSTOP / SIGCONT), [`RedisCluster::kill`] kills one (SIGKILL);
+//! [`RedisCluster::slot_map`] asks the nodes still answering which master serves each slot now,
+//! and [`RedisCluster::wait_for_failover`] waits until a dead master's slots have a new owner.
 //!
 //! ```ignore
 //! let cluster = RedisCluster::start().await;
@@ -9,8 +15,12 @@
 //! settings.redis.urls = cluster.urls();
 //! ```
 
+use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::cluster_slots::{ask, slot_map_from, SlotMap};
+use super::redis_server::signal_process;
 
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
 const REDIS_CLI: &str = "/usr/bin/redis-cli";
@@ -19,37 +29,77 @@ pub const MASTERS: usize = 3;
 /// How long starting and joining the nodes may take.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Three running cluster masters, killed when dropped.
+/// How the cluster is laid out.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterOptions {
+    /// Replicas of each master (`--cluster-replicas`); a master with one fails over to it.
+    pub replicas: usize,
+    /// `cluster-node-timeout`: how long a node may not answer before the others count it as
+    /// failed (and, with replicas, one of its replicas takes over).
+    pub node_timeout: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            replicas: 0,
+            node_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One `redis-server` of the cluster.
+struct Node {
+    port: u16,
+    /// `None` once killed.
+    child: Option<Child>,
+    paused: bool,
+}
+
+/// The running nodes of a cluster, killed when dropped.
 pub struct RedisCluster {
-    nodes: Vec<(u16, Child)>,
+    nodes: Vec<Node>,
+    /// The masters as the cluster was created.
+    masters: Vec<u16>,
+    options: ClusterOptions,
     dir: tempfile::TempDir,
 }
 
 impl RedisCluster {
     /// Start three masters and join them into one cluster covering every slot.
     pub async fn start() -> RedisCluster {
+        Self::start_with(ClusterOptions::default()).await
+    }
+
+    /// Start `MASTERS × (1 + replicas)` nodes and join them into one cluster.
+    pub async fn start_with(options: ClusterOptions) -> RedisCluster {
         let dir = tempfile::tempdir().expect("temp dir for the cluster");
         let mut cluster = RedisCluster {
             nodes: Vec::new(),
+            masters: Vec::new(),
+            options,
             dir,
         };
-        for port in free_ports_with_bus(MASTERS) {
-            let child = cluster.spawn(port);
-            cluster.nodes.push((port, child));
+        for port in free_ports_with_bus(MASTERS * (1 + options.replicas)) {
+            let child = Some(cluster.spawn(port));
+            cluster.nodes.push(Node {
+                port,
+                child,
+                paused: false,
+            });
         }
-        for port in cluster.ports() {
-            cluster.wait_until(port, &["ping"], "PONG").await;
+        let ports = cluster.node_ports();
+        for &port in &ports {
+            wait_until(port, &["ping"], "PONG").await;
         }
-        let addresses: Vec<String> = cluster
-            .ports()
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
+        let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new(REDIS_CLI)
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .arg("--cluster-replicas")
+            .arg(options.replicas.to_string())
+            .arg("--cluster-yes")
             .stdin(Stdio::null())
             .output()
             .expect("run redis-cli --cluster create");
@@ -59,11 +109,18 @@ impl RedisCluster {
             String::from_utf8_lossy(&created.stdout),
             String::from_utf8_lossy(&created.stderr)
         );
-        for port in cluster.ports() {
-            cluster
-                .wait_until(port, &["cluster", "info"], "cluster_state:ok")
-                .await;
+        for &port in &ports {
+            wait_until(port, &["cluster", "info"], "cluster_state:ok").await;
         }
+        for &port in &ports {
+            let role = redis_cli(port, &["role"]);
+            if role.starts_with("master") {
+                cluster.masters.push(port);
+            } else {
+                wait_until(port, &["info", "replication"], "master_link_status:up").await;
+            }
+        }
+        assert_eq!(cluster.masters.len(), MASTERS, "masters of {ports:?}");
         cluster
     }
 
@@ -75,7 +132,8 @@ impl RedisCluster {
             .arg("--port")
             .arg(port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout"])
+            .arg(self.options.node_timeout.as_millis().to_string())
             .args(["--daemonize", "no", "--dir"])
             .arg(&node_dir)
             .stdin(Stdio::null())
@@ -85,42 +143,25 @@ impl RedisCluster {
             .expect("start a cluster redis-server")
     }
 
-    /// Wait until `redis-cli -p port <args>` prints `want`.
-    async fn wait_until(&self, port: u16, args: &[&str], want: &str) {
-        let start = Instant::now();
-        loop {
-            let out = Command::new(REDIS_CLI)
-                .arg("-p")
-                .arg(port.to_string())
-                .args(args)
-                .output()
-                .expect("run redis-cli");
-            if String::from_utf8_lossy(&out.stdout).contains(want) {
-                return;
-            }
-            assert!(
-                start.elapsed() < START_TIMEOUT,
-                "node {port} never answered {want:?} to {args:?}: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// The masters' ports.
+    /// The masters' ports, as the cluster was created (a failover does not change them).
     pub fn ports(&self) -> Vec<u16> {
-        self.nodes.iter().map(|(p, _)| *p).collect()
+        self.masters.clone()
     }
 
-    /// `redis://127.0.0.1:<port>` of every master (the seed nodes).
+    /// Every node's port, masters and replicas, killed ones too.
+    pub fn node_ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+
+    /// `redis://127.0.0.1:<port>` of every node (the seed nodes).
     pub fn urls(&self) -> Vec<String> {
-        self.ports()
+        self.node_ports()
             .iter()
             .map(|p| format!("redis://127.0.0.1:{p}"))
             .collect()
     }
 
-    /// A cluster client over every master, for the test's own reads and writes. It waits 10 s
+    /// A cluster client over every node, for the test's own reads and writes. It waits 10 s
     /// for an answer rather than the crate's default: the masters run `appendfsync always` on
     /// a 2-core machine next to the daemons under test.
     pub fn client(&self) -> redis::cluster::ClusterClient {
@@ -131,27 +172,131 @@ impl RedisCluster {
             .expect("cluster client")
     }
 
-    /// The key names a master holds right now (`KEYS *` on that node alone).
+    /// The key names a node holds right now (`KEYS *` on that node alone).
     pub fn keys_on(&self, port: u16) -> Vec<String> {
-        let out = Command::new(REDIS_CLI)
-            .arg("-p")
-            .arg(port.to_string())
-            .args(["--raw", "keys", "*"])
-            .output()
-            .expect("run redis-cli");
-        String::from_utf8_lossy(&out.stdout)
+        redis_cli(port, &["--raw", "keys", "*"])
             .lines()
             .map(str::to_string)
             .collect()
+    }
+
+    fn node(&mut self, port: u16) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .unwrap_or_else(|| panic!("no node on port {port}"))
+    }
+
+    /// Freeze the node on `port` (SIGSTOP): its connections stay open and its commands get no
+    /// answer, as with a Redis stuck on a slow disk or behind a network that drops packets.
+    pub fn pause(&mut self, port: u16) {
+        signal(self.node(port), "-STOP");
+        self.node(port).paused = true;
+    }
+
+    /// Thaw a node [`RedisCluster::pause`] froze (SIGCONT).
+    pub fn resume(&mut self, port: u16) {
+        signal(self.node(port), "-CONT");
+        self.node(port).paused = false;
+    }
+
+    /// Kill the node on `port` (SIGKILL): no chance to answer, flush or hand over anything.
+    pub fn kill(&mut self, port: u16) {
+        let mut child = self.node(port).child.take().expect("the node runs");
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+    }
+
+    /// The ports of the nodes that answer: neither paused nor killed.
+    pub fn live_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some() && !n.paused)
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// Which master serves each slot now, as the first live node that answers says.
+    pub async fn slot_map(&self) -> SlotMap {
+        slot_map_from(&self.live_ports())
+            .await
+            .expect("a live node answers CLUSTER SLOTS")
+    }
+
+    /// Wait until every live node reports `cluster_state:ok` and names another master than
+    /// `old` for each slot `old` served: its replica took over. Returns the new master's port.
+    pub async fn wait_for_failover(&self, old: u16, timeout: Duration) -> u16 {
+        let before = self.slot_map().await;
+        let slot = *before
+            .slots_of(old)
+            .first()
+            .unwrap_or_else(|| panic!("{old} serves no slot"));
+        let start = Instant::now();
+        loop {
+            // What each live node says serves `slot`; `None`: it does not say, or its cluster
+            // is not ok yet.
+            let mut owners = BTreeSet::new();
+            for port in self.live_ports() {
+                let ok = ask(port, &["CLUSTER", "INFO"])
+                    .await
+                    .and_then(|v| redis::from_redis_value::<String>(v).ok())
+                    .is_some_and(|info| info.contains("cluster_state:ok"));
+                let map = slot_map_from(&[port]).await.filter(|_| ok);
+                owners.insert(map.map(|m| m.master_of_slot(slot)));
+            }
+            if let [Some(new)] = owners.iter().collect::<Vec<_>>()[..] {
+                if *new != old {
+                    return *new;
+                }
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no failover of {old} within {timeout:?}: the live nodes say {owners:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for (_, child) in &mut self.nodes {
-            let _ = child.kill();
-            let _ = child.wait();
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
+    }
+}
+
+fn signal(node: &Node, signal: &str) {
+    signal_process(node.child.as_ref().expect("the node runs"), signal);
+}
+
+/// What `redis-cli -p port <args>` prints.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new(REDIS_CLI)
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Wait until `redis-cli -p port <args>` prints `want`.
+async fn wait_until(port: u16, args: &[&str], want: &str) {
+    let start = Instant::now();
+    loop {
+        let out = redis_cli(port, args);
+        if out.contains(want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < START_TIMEOUT,
+            "node {port} never answered {want:?} to {args:?}: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

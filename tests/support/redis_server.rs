@@ -172,13 +172,7 @@ impl RedisServer {
     }
 
     fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("the server runs").id();
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} {pid}");
+        signal_process(self.child.as_ref().expect("the server runs"), signal);
     }
 
     /// Stop and start again on the same port and directory (data kept with `appendonly`).
@@ -269,6 +263,17 @@ impl Drop for RedisServer {
             let _ = child.wait();
         }
     }
+}
+
+/// Send `signal` (`-STOP`, `-CONT`, …) to `child` with `kill`.
+pub fn signal_process(child: &Child, signal: &str) {
+    let pid = child.id();
+    let status = Command::new("kill")
+        .arg(signal)
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
 }
 
 /// A port nobody listens on right now (the kernel's pick for port 0).
