@@ -22,8 +22,9 @@
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
-/// A storage backend could not do what was asked.
-#[derive(Debug, thiserror::Error)]
+/// A storage backend could not do what was asked. Cloned when one failure answers for many
+/// entries (a batch whose round trip failed).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     /// Redis failed, refused the command or could not be reached ([`BackendError::fate`] says
     /// whether trying again can help).

@@ -247,7 +247,9 @@ async fn finish_many_records_each_entry_once_in_one_call() {
             dead: (i == 2).then_some(&dead),
         })
         .collect();
-    q.finish_many(&items).await.unwrap();
+    for answer in q.finish_many(&items).await {
+        answer.unwrap();
+    }
 
     assert_eq!(f.pending().await, 0);
     let sids: Vec<String> = f

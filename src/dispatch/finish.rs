@@ -8,8 +8,11 @@
 //!
 //! A failed round trip is repeated (both are safe to repeat) with backoff until it succeeds or
 //! the daemon stops hard; then the events of the batch stay pending, as an event does whose
-//! task stops there. Event tasks wait for their outcome to be recorded: they hold their event
-//! slot and stay in flight (touched, [`super::heartbeat`]) until then.
+//! task stops there. The outcomes are answered one by one: an event whose outcome is recorded
+//! is told at once, and only the ones that failed for a reason that may pass (their shard down
+//! or hung) are tried again; one the store refuses for good even as a bare dead letter stays
+//! pending (`crate::ingest::redis`). Event tasks wait for their outcome to be recorded: they
+//! hold their event slot and stay in flight (touched, [`super::heartbeat`]) until then.
 //!
 //! [`CallQueue::finish_many`]: crate::ingest::CallQueue::finish_many
 
@@ -49,44 +52,82 @@ pub(super) async fn run(
     .await
 }
 
-/// Record one batch and tell its event tasks; when the daemon stops hard first, the entries
-/// stay pending and their tasks see the answer dropped.
+/// Record one batch and tell its event tasks, each as soon as its own outcome is recorded.
+/// When the daemon stops hard first, the entries not yet recorded stay pending and their tasks
+/// see the answer dropped.
 async fn finish(shared: Arc<Shared>, batch: Vec<Job>) {
-    if !record(&shared, &batch).await {
+    if !settle(&shared, &batch).await {
         return;
     }
-    for job in batch {
-        let kind = job.entry.field("type").unwrap_or("unknown");
-        shared.metrics.event(kind, job.result.outcome.as_str());
-        let _ = job.done.send(());
+    let mut waiting = batch;
+    let mut backoff = Backoff::default();
+    loop {
+        let answers = {
+            let items: Vec<Finish> = waiting
+                .iter()
+                .map(|j| Finish {
+                    entry: &j.entry,
+                    result: &j.result,
+                    dead: j.dead.as_ref(),
+                })
+                .collect();
+            shared.queue.finish_many(&items).await
+        };
+        let mut failed = Vec::new();
+        let mut error = None;
+        for (job, answer) in waiting.into_iter().zip(answers) {
+            match answer {
+                Ok(()) => answer_recorded(&shared, job),
+                Err(err) if err.is_transient() => {
+                    error.get_or_insert(err);
+                    failed.push(job);
+                }
+                // Refused for good even as a dead letter without the event's fields: the
+                // shard's own streams are broken. Retrying here would hold this batch until an
+                // operator fixes them; the entry stays pending instead (its task ends, its slot
+                // is freed) and is reclaimed after `stream.claim_idle_ms`.
+                Err(err) => {
+                    shared
+                        .outage
+                        .failed("finish", "recording the outcome", &err);
+                    tracing::warn!(stream_id = %job.entry.id, error = %err, "the outcome cannot be recorded; the entry stays pending");
+                }
+            }
+        }
+        let Some(error) = error else {
+            shared.outage.recovered();
+            return;
+        };
+        shared
+            .outage
+            .failed("finish", "recording the outcome", &error);
+        if sleep_or_stop(backoff.next(), &shared.hard_stop).await {
+            return;
+        }
+        waiting = failed;
     }
 }
 
-/// Settle, then finish `batch`; false when the daemon stopped hard first.
-async fn record(shared: &Shared, batch: &[Job]) -> bool {
+/// Count a recorded outcome and tell its event task.
+fn answer_recorded(shared: &Shared, job: Job) {
+    let kind = job.entry.field("type").unwrap_or("unknown");
+    shared.metrics.event(kind, job.result.outcome.as_str());
+    let _ = job.done.send(());
+}
+
+/// Settle the ledger claims of `batch` (safe to repeat, so repeated until it succeeds); false
+/// when the daemon stopped hard first.
+async fn settle(shared: &Shared, batch: &[Job]) -> bool {
     let settlements: Vec<&Settlement> = batch
         .iter()
         .filter_map(|j| j.settlement.as_ref())
         .filter(|s| !s.devices.is_empty())
         .collect();
-    if !settlements.is_empty() {
-        let settled = retry(shared, "settle_devices", "recording device claims", || {
-            shared.ledger.settle_many(&settlements)
-        });
-        if !settled.await {
-            return false;
-        }
+    if settlements.is_empty() {
+        return true;
     }
-    let items: Vec<Finish> = batch
-        .iter()
-        .map(|j| Finish {
-            entry: &j.entry,
-            result: &j.result,
-            dead: j.dead.as_ref(),
-        })
-        .collect();
-    retry(shared, "finish", "recording the outcome", || {
-        shared.queue.finish_many(&items)
+    retry(shared, "settle_devices", "recording device claims", || {
+        shared.ledger.settle_many(&settlements)
     })
     .await
 }

@@ -37,7 +37,10 @@
 //! delivered to this consumer and unacknowledged: [`CallQueue::read_own_pending`] after a
 //! restart, or another consumer's [`CallQueue::claim_stale`], picks them up.
 
+mod finish;
+mod health;
 mod reply;
+mod shard;
 mod shards;
 
 pub use shards::{ShardedQueue, SHARD_BLOCK};
@@ -55,7 +58,7 @@ use crate::config::Settings;
 use crate::domain::now_ms;
 use crate::event::StreamEntry;
 use crate::outcome::{DeadLetter, EventResult, Field};
-use crate::redis_conn::{BlockingConnection, HeartbeatConnection, Keys, ScriptCall};
+use crate::redis_conn::{BlockingConnection, HeartbeatConnection, Keys};
 
 /// XAUTOCLAIM round trips per [`CallQueue::claim_stale`] at most, so one call stays short even
 /// when the pending list holds many entries that are not idle long enough.
@@ -202,58 +205,6 @@ impl RedisCallQueue {
         match created {
             Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
             _ => Ok(()),
-        }
-    }
-
-    /// Finish `items`, each under its plain stream id here, with one call of `finish.lua`
-    /// (see [`CallQueue::finish_many`]).
-    pub(super) async fn finish_ids(
-        &self,
-        items: &[(&str, Finish<'_>)],
-    ) -> Result<(), BackendError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let keys = [
-            self.keys.calls.as_str(),
-            self.keys.results.as_str(),
-            self.keys.dead.as_str(),
-        ];
-        let mut call = ScriptCall::with_keys(&self.finish, &keys);
-        call.arg(&self.options.group)
-            .arg(self.options.results_max_len)
-            .arg(self.options.dead_max_len);
-        let results = self.options.results_enabled;
-        for (id, item) in items {
-            let dead_fields = item
-                .dead
-                .map(|d| d.fields_of(&item.entry.fields, id))
-                .unwrap_or_default();
-            let result_fields = item.result.fields();
-            let n_result = if results { result_fields.len() * 2 } else { 0 };
-            call.arg(*id).arg(n_result).arg(dead_fields.len() * 2);
-            if results {
-                for (k, v) in result_fields {
-                    call.arg(k).arg(v);
-                }
-            }
-            for (k, v) in &dead_fields {
-                call.arg(k).arg(v);
-            }
-        }
-        let recorded: Result<Vec<i64>, RedisError> = call.invoke(&self.conn, &self.finish).await;
-        match recorded {
-            Ok(recorded) => {
-                for ((id, _), _) in items.iter().zip(&recorded).filter(|(_, r)| **r == 0) {
-                    tracing::debug!(stream_id = %id, "entry finished by another consumer first; outcome not repeated");
-                }
-                Ok(())
-            }
-            // The group is gone, and with it the pending entries: nothing can be acknowledged.
-            // The group is created again after the newest entry read, which includes these:
-            // their outcomes are not recorded (docs/runbook.md, "The consumer group disappeared").
-            Err(e) if is_no_group(&e) => self.recreate_group().await,
-            Err(e) => Err(e.into()),
         }
     }
 
@@ -480,18 +431,16 @@ impl CallQueue for RedisCallQueue {
         result: &EventResult,
         dead: Option<&DeadLetter>,
     ) -> Result<(), BackendError> {
-        self.finish_ids(&[(
-            entry.id.as_str(),
-            Finish {
-                entry,
-                result,
-                dead,
-            },
-        )])
-        .await
+        let item = Finish {
+            entry,
+            result,
+            dead,
+        };
+        let mut answers = self.finish_ids(&[(entry.id.as_str(), item)]).await;
+        answers.pop().expect("one answer per item")
     }
 
-    async fn finish_many(&self, items: &[Finish<'_>]) -> Result<(), BackendError> {
+    async fn finish_many(&self, items: &[Finish<'_>]) -> Vec<Result<(), BackendError>> {
         let items: Vec<(&str, Finish)> = items.iter().map(|f| (f.entry.id.as_str(), *f)).collect();
         self.finish_ids(&items).await
     }
