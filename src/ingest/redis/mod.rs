@@ -37,6 +37,7 @@
 //! delivered to this consumer and unacknowledged: [`CallQueue::read_own_pending`] after a
 //! restart, or another consumer's [`CallQueue::claim_stale`], picks them up.
 
+mod consumers;
 mod finish;
 mod health;
 mod reply;
@@ -46,7 +47,7 @@ mod shards;
 pub use shards::{ShardedQueue, SHARD_BLOCK};
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::redis_conn::RedisConn;
 use redis::aio::ConnectionLike;
@@ -79,6 +80,9 @@ pub struct QueueOptions {
     pub dead_max_len: u64,
     /// `MAXLEN ~` of the calls stream for entries callpush adds (`stream.max_len`).
     pub calls_max_len: u64,
+    /// Consumers of the group idle this long and holding nothing are deleted
+    /// (`stream.consumer_idle_delete_ms`, [`consumers`]).
+    pub consumer_idle_delete: Duration,
 }
 
 impl QueueOptions {
@@ -95,6 +99,7 @@ impl QueueOptions {
             results_max_len: settings.results.max_len,
             dead_max_len: settings.dead_letters.max_len,
             calls_max_len: settings.stream.max_len,
+            consumer_idle_delete: settings.stream.consumer_idle_delete(),
         }
     }
 }
@@ -121,6 +126,9 @@ pub struct RedisCallQueue {
     finish: Script,
     touch: Script,
     enqueue_once: Script,
+    forget_idle: Script,
+    /// When this process last swept the group for idle consumers ([`consumers`]).
+    last_sweep: Mutex<Option<Instant>>,
     /// Where a group that disappeared while running is created again: the newest id read.
     resume_from: Mutex<StreamId>,
 }
@@ -161,6 +169,8 @@ impl RedisCallQueue {
             finish: Script::new(include_str!("finish.lua")),
             touch: Script::new(include_str!("touch.lua")),
             enqueue_once: Script::new(include_str!("enqueue_once.lua")),
+            forget_idle: Script::new(include_str!("forget_idle.lua")),
+            last_sweep: Mutex::new(None),
             resume_from: Mutex::new(StreamId(now_ms(), 0)),
         }
     }
@@ -375,6 +385,7 @@ impl CallQueue for RedisCallQueue {
             cursor = next;
         }
         self.note_read(&out);
+        self.forget_idle_consumers().await;
         Ok(out)
     }
 
