@@ -34,6 +34,7 @@ pub mod dead;
 pub mod fcm_double;
 pub mod fixtures;
 pub mod process;
+pub mod queue;
 pub mod redis_cluster;
 pub mod redis_server;
 pub mod scrape;
