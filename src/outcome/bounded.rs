@@ -178,8 +178,8 @@ impl DeadLetter {
 
 impl EventResult {
     /// The fields of the results-stream entry, borrowed: one is written per event, so nothing
-    /// is copied or formatted until the backend writes it. `call_sid` and `to` are cut to
-    /// [`MAX_RESULT_TEXT_BYTES`] (only a malformed entry's can be longer).
+    /// is copied or formatted until the backend writes it. `call_sid` and `to` are cut to 256
+    /// bytes (only a malformed entry's can be longer).
     pub fn fields(&self) -> [(&'static str, Field<'_>); 5] {
         [
             (

@@ -7,16 +7,22 @@
 //!   `delivered`), capped with `MAXLEN ~ results.max_len`; written only when `results.enabled`.
 //! - `<p>once:<key>` — string, a marker [`CallQueue::enqueue_once`] sets with the entry it adds
 //!   (`enqueue_once.lua`), expiring after the event's ttl (the Twilio webhook's message ids).
-//! - `<p>dead` — stream of dead letters (the original fields plus `reason`, `detail`, `attempts`,
-//!   `failed_at`, `source_id`), capped with `MAXLEN ~ dead_letters.max_len`.
+//! - `<p>dead` — stream of dead letters (the original fields, within the bounds of
+//!   `crate::outcome`, plus `reason`, `detail`, `attempts`, `failed_at`, `source_id` and, when
+//!   the bounds left something out, `truncated`), capped with `MAXLEN ~ dead_letters.max_len`.
 //!
 //! An entry is acknowledged only in [`CallQueue::finish`] (or [`CallQueue::finish_many`], many
 //! entries in one call), by one script (`finish.lua`) that checks each entry is still pending,
-//! writes its result and dead letter and acknowledges it, in one step per entry: a crash cannot
+//! writes its dead letter and result and acknowledges it, in one step per entry: a crash cannot
 //! separate an outcome from its acknowledgement, and when two consumers worked on one entry (a
-//! reclaim raced a slow one) only the first records an outcome. On a
+//! reclaim raced a slow one) only the first records an outcome. Entries of one call share its
+//! round trip, not its fate: each gets its own answer (`finish`). On a
 //! cluster the three streams (and the once-markers) of a shard share its hash tag, so every
-//! script here touches one slot; [`ShardedQueue`] reads several shards as one queue.
+//! script here touches one slot; [`ShardedQueue`] reads several shards as one queue, each shard
+//! behind a circuit of its own (`shard`, `health`), so one shard's failure stays its own.
+//!
+//! The group's consumers that hold nothing and have been idle for
+//! `stream.consumer_idle_delete_ms` are deleted during the reclaim sweep (`consumers`).
 //!
 //! While this consumer works on entries, [`CallQueue::touch`] resets their idle time (XCLAIM
 //! with JUSTID, by `touch.lua`, only for entries still pending with this consumer), so other
@@ -81,7 +87,7 @@ pub struct QueueOptions {
     /// `MAXLEN ~` of the calls stream for entries callpush adds (`stream.max_len`).
     pub calls_max_len: u64,
     /// Consumers of the group idle this long and holding nothing are deleted
-    /// (`stream.consumer_idle_delete_ms`, [`consumers`]).
+    /// (`stream.consumer_idle_delete_ms`, module `consumers`).
     pub consumer_idle_delete: Duration,
 }
 
