@@ -16,7 +16,7 @@ use callpush::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
 use callpush::redis_conn::slots::shard_of;
 use callpush::redis_conn::{connect, Layout};
 use callpush::Fate;
-use support::queue::{call, delivered, options, queue_on, Fixture, GROUP, SHORT_BLOCK};
+use support::queue::{call, consumers, delivered, options, queue_on, Fixture, GROUP, SHORT_BLOCK};
 use support::redis_server::{unique_prefix, RedisServer};
 
 fn dead() -> DeadLetter {
@@ -35,6 +35,23 @@ fn dead_lettered(sid: &str) -> EventResult {
     }
 }
 
+/// The finishes of `entries` with `results`, `letter` for those dead-lettered.
+fn finishes<'a>(
+    entries: &'a [StreamEntry],
+    results: &'a [EventResult],
+    letter: &'a DeadLetter,
+) -> Vec<Finish<'a>> {
+    entries
+        .iter()
+        .zip(results)
+        .map(|(entry, result)| Finish {
+            entry,
+            result,
+            dead: (result.outcome == EventOutcome::DeadLettered).then_some(letter),
+        })
+        .collect()
+}
+
 fn sids(entries: &[StreamEntry]) -> Vec<String> {
     entries
         .iter()
@@ -45,26 +62,13 @@ fn sids(entries: &[StreamEntry]) -> Vec<String> {
 #[tokio::test]
 async fn a_dead_letter_the_store_refuses_fails_only_its_entry_and_nothing_is_written_twice() {
     let f = Fixture::start().await;
-    let q = f.queue("c1").await;
-    q.ensure_group().await.unwrap();
-    for sid in ["CA1", "CA2", "CA3"] {
-        q.enqueue(&call(sid)).await.unwrap();
-    }
-    let entries = q.read_new(10, SHORT_BLOCK).await.unwrap();
+    let (q, entries) = f.read_calls("c1", &["CA1", "CA2", "CA3"]).await;
     // The dead-letter stream is broken: any dead letter is refused (WRONGTYPE).
     f.run(redis::cmd("SET").arg(&f.keys.dead).arg("not a stream"))
         .await;
     let results = [delivered("CA1"), dead_lettered("CA2"), delivered("CA3")];
     let letter = dead();
-    let items: Vec<Finish> = entries
-        .iter()
-        .zip(&results)
-        .map(|(entry, result)| Finish {
-            entry,
-            result,
-            dead: (result.outcome == EventOutcome::DeadLettered).then_some(&letter),
-        })
-        .collect();
+    let items = finishes(&entries, &results, &letter);
     let answers = q.finish_many(&items).await;
     assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
     let refused = answers[1].as_ref().unwrap_err();
@@ -89,12 +93,7 @@ async fn a_dead_letter_the_store_refuses_fails_only_its_entry_and_nothing_is_wri
 #[tokio::test]
 async fn an_entry_the_store_refuses_for_good_is_narrowed_down_and_the_rest_are_recorded() {
     let f = Fixture::start().await;
-    let q = f.queue("c1").await;
-    q.ensure_group().await.unwrap();
-    for sid in ["CA1", "CA2"] {
-        q.enqueue(&call(sid)).await.unwrap();
-    }
-    let mut entries = q.read_new(10, SHORT_BLOCK).await.unwrap();
+    let (q, mut entries) = f.read_calls("c1", &["CA1", "CA2"]).await;
     // An id Redis refuses in every command ("ERR Invalid stream ID"), between two good ones.
     entries.insert(
         1,
@@ -105,15 +104,7 @@ async fn an_entry_the_store_refuses_for_good_is_narrowed_down_and_the_rest_are_r
     );
     let results = [delivered("CA1"), dead_lettered("CA-bad"), delivered("CA2")];
     let letter = dead();
-    let items: Vec<Finish> = entries
-        .iter()
-        .zip(&results)
-        .map(|(entry, result)| Finish {
-            entry,
-            result,
-            dead: (result.call_sid == "CA-bad").then_some(&letter),
-        })
-        .collect();
+    let items = finishes(&entries, &results, &letter);
     let answers = q.finish_many(&items).await;
     assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
     assert_eq!(
@@ -128,28 +119,18 @@ async fn an_entry_the_store_refuses_for_good_is_narrowed_down_and_the_rest_are_r
 #[tokio::test]
 async fn entries_a_read_left_with_this_consumer_come_back_through_its_own_reclaim() {
     let f = Fixture::start().await;
-    let q = f.queue("c1").await;
-    q.ensure_group().await.unwrap();
-    q.enqueue(&call("CA1")).await.unwrap();
     // Read and never seen (the read was cut off): pending with c1 itself.
-    assert_eq!(q.read_new(10, SHORT_BLOCK).await.unwrap().len(), 1);
+    let (q, _) = f.read_calls("c1", &["CA1"]).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let back = q.claim_stale(Duration::from_millis(50), 10).await.unwrap();
     assert_eq!(sids(&back), ["CA1"], "XAUTOCLAIM hands c1 its own entry");
 }
 
-/// The consumers of the group (`XINFO CONSUMERS`).
-async fn consumers(f: &Fixture) -> BTreeSet<String> {
-    let infos: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(&f.keys.calls)
-        .arg(GROUP)
-        .query_async(&mut f.conn.clone())
+/// The consumers of the group.
+async fn consumers_of(f: &Fixture) -> BTreeSet<String> {
+    consumers(&mut f.conn.clone(), &f.keys.calls, GROUP)
         .await
-        .unwrap();
-    infos
-        .iter()
-        .map(|info| redis::from_redis_value_ref::<String>(&info[1]).unwrap())
+        .into_iter()
         .collect()
 }
 
@@ -174,7 +155,7 @@ async fn idle_consumers_holding_nothing_are_deleted_and_those_holding_entries_st
         .await
         .unwrap();
     assert_eq!(
-        consumers(&f).await,
+        consumers_of(&f).await,
         BTreeSet::from(["emptied".to_string(), "holder".to_string()])
     );
 
@@ -185,7 +166,7 @@ async fn idle_consumers_holding_nothing_are_deleted_and_those_holding_entries_st
         .await
         .unwrap()
         .is_empty());
-    let left = consumers(&f).await;
+    let left = consumers_of(&f).await;
     assert!(left.contains("holder"), "it holds CA1: {left:?}");
     assert!(!left.contains("emptied"), "idle and empty: {left:?}");
     assert_eq!(f.pending().await, 1, "CA1 is still pending with holder");

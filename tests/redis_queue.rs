@@ -117,13 +117,7 @@ async fn finish_loads_its_script_again_when_redis_forgot_it() {
 #[tokio::test]
 async fn finish_many_records_each_entry_once_in_one_call() {
     let f = Fixture::start().await;
-    let q = f.queue("c1").await;
-    q.ensure_group().await.unwrap();
-    for sid in ["CA1", "CA2", "CA3"] {
-        q.enqueue(&call(sid)).await.unwrap();
-    }
-    let entries = q.read_new(10, SHORT_BLOCK).await.unwrap();
-    assert_eq!(entries.len(), 3);
+    let (q, entries) = f.read_calls("c1", &["CA1", "CA2", "CA3"]).await;
     let results: Vec<EventResult> = ["CA1", "CA2", "CA3"].map(delivered).into();
     // CA2 was finished already (another consumer got there first): no second outcome.
     q.finish(&entries[1], &results[1], None).await.unwrap();

@@ -16,6 +16,7 @@ use callpush::redis_conn::{Keys, Layout};
 use redis::aio::MultiplexedConnection;
 use support::daemon::{read_all, TestDaemon};
 use support::fixtures::apns_token;
+use support::queue::consumers;
 use support::world::{World, WAIT};
 
 /// How soon a call added right after a broken entry (or beside a broken shard) must ring, as the
@@ -289,19 +290,10 @@ async fn poison_entries_a_crashed_daemon_left_pending_end_and_hold_nothing_up() 
     daemon.stop().await;
 }
 
-/// The consumers of the group on the calls stream of `keys`.
-async fn consumers(w: &mut World) -> Vec<String> {
-    let infos: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(&w.keys.calls)
-        .arg(&w.settings.stream.group)
-        .query_async(&mut w.conn)
-        .await
-        .unwrap();
-    infos
-        .iter()
-        .map(|info| redis::from_redis_value_ref::<String>(&info[1]).unwrap())
-        .collect()
+/// The consumers of the daemons' group.
+async fn consumers_of(w: &mut World) -> Vec<String> {
+    let (key, group) = (w.keys.calls.clone(), w.settings.stream.group.clone());
+    consumers(&mut w.conn, &key, &group).await
 }
 
 #[tokio::test]
@@ -315,16 +307,16 @@ async fn a_restarted_daemons_old_consumer_is_deleted_once_empty_and_idle() {
     let added = add_call(&mut w.conn, &keys, "alice", "CA1").await;
     assert_rings(&mut w.conn, &keys, "CA1", &added).await;
     daemon.stop().await;
-    assert!(consumers(&mut w).await.contains(&"first".to_string()));
+    assert!(consumers_of(&mut w).await.contains(&"first".to_string()));
 
     let mut second = w.settings.clone();
     second.stream.consumer = Some("second".into());
     let daemon = TestDaemon::start(second);
     let started = Instant::now();
-    let mut left = consumers(&mut w).await;
+    let mut left = consumers_of(&mut w).await;
     while left.contains(&"first".to_string()) && started.elapsed() < WAIT {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        left = consumers(&mut w).await;
+        left = consumers_of(&mut w).await;
     }
     assert_eq!(
         left,

@@ -7,9 +7,10 @@ use std::time::Duration;
 use callpush::config::RedisSettings;
 use callpush::event::StreamEntry;
 use callpush::ingest::redis::{read_stream, QueueOptions, RedisCallQueue};
+use callpush::ingest::CallQueue;
 use callpush::outcome::{EventOutcome, EventResult};
 use callpush::redis_conn::{connect_blocking, connect_heartbeat, Keys, RedisConn};
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
 
 use super::redis_server::{unique_prefix, RedisServer};
 
@@ -90,6 +91,23 @@ impl Fixture {
         self.queue_with(consumer, true).await
     }
 
+    /// The queue of `consumer` with its group, after adding a call to alice for each of `sids`
+    /// and reading them all.
+    pub async fn read_calls(
+        &self,
+        consumer: &str,
+        sids: &[&str],
+    ) -> (RedisCallQueue, Vec<StreamEntry>) {
+        let q = self.queue(consumer).await;
+        q.ensure_group().await.unwrap();
+        for sid in sids {
+            q.enqueue(&call(sid)).await.unwrap();
+        }
+        let entries = q.read_new(sids.len() + 10, SHORT_BLOCK).await.unwrap();
+        assert_eq!(entries.len(), sids.len());
+        (q, entries)
+    }
+
     /// Entries pending in the group, over all consumers.
     pub async fn pending(&self) -> i64 {
         let summary: (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
@@ -113,6 +131,21 @@ impl Fixture {
             .await
             .unwrap()
     }
+}
+
+/// The names of the consumers of `group` on the stream `key` (`XINFO CONSUMERS`).
+pub async fn consumers(conn: &mut impl ConnectionLike, key: &str, group: &str) -> Vec<String> {
+    let infos: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(key)
+        .arg(group)
+        .query_async(conn)
+        .await
+        .unwrap();
+    infos
+        .iter()
+        .map(|info| redis::from_redis_value_ref::<String>(&info[1]).unwrap())
+        .collect()
 }
 
 /// A call to alice with the call sid `sid`.
