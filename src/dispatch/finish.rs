@@ -87,9 +87,7 @@ async fn finish(shared: Arc<Shared>, batch: Vec<Job>) {
                 // operator fixes them; the entry stays pending instead (its task ends, its slot
                 // is freed) and is reclaimed after `stream.claim_idle_ms`.
                 Err(err) => {
-                    shared
-                        .outage
-                        .failed("finish", "recording the outcome", &err);
+                    shared.metrics.redis_error("finish");
                     tracing::warn!(stream_id = %job.entry.id, error = %err, "the outcome cannot be recorded; the entry stays pending");
                 }
             }

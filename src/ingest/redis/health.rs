@@ -50,12 +50,13 @@ fn pause(failures: u32) -> Duration {
 
 impl Health {
     /// `Ok` when a call may go to the shard at `now` (it is up, or this call is its probe);
-    /// else the error it is down with.
+    /// else why it is skipped: transient whatever the error it is down with (the call was not
+    /// refused, it was not made), which the message quotes.
     pub(super) fn admit(&self, now: Instant) -> Result<(), BackendError> {
         let mut down = self.down.lock().expect("health lock");
         match down.as_mut() {
             None => Ok(()),
-            Some(d) if now < d.until => Err(d.error.clone()),
+            Some(d) if now < d.until => Err(skipped(&d.error)),
             Some(d) => {
                 // This call probes; the others skip the shard until it answers or fails.
                 d.until = now + pause(d.failures + 1).max(ANSWER_BOUND);
@@ -105,6 +106,15 @@ impl Health {
     }
 }
 
+/// The error of a call not made because its shard is down with `error`.
+fn skipped(error: &BackendError) -> BackendError {
+    let io = std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        format!("the shard is skipped while it fails ({error})"),
+    );
+    BackendError::Redis(io.into())
+}
+
 /// The error of a shard that did not answer within `bound`: transient, like a timeout of the
 /// connection's own.
 pub(super) fn no_answer(bound: Duration) -> BackendError {
@@ -129,10 +139,12 @@ mod tests {
         let h = Health::default();
         let t0 = Instant::now();
         assert!(h.admit(t0).is_ok());
-        h.failed(1, "calls", &no_answer(ANSWER_BOUND), t0);
+        let broken = BackendError::Corrupt("WRONGTYPE".into());
+        h.failed(1, "calls", &broken, t0);
         assert!(!h.is_up());
         let skipped = h.admit(t0 + ms(499)).unwrap_err();
-        assert_eq!(skipped.fate(), Fate::Transient);
+        assert_eq!(skipped.fate(), Fate::Transient, "not asked, not refused");
+        assert!(skipped.to_string().contains("WRONGTYPE"), "{skipped}");
         // The pause is over: one call probes, the others still skip.
         assert!(h.admit(t0 + ms(500)).is_ok());
         assert!(h.admit(t0 + ms(600)).is_err());

@@ -30,7 +30,7 @@ pub(super) enum Reply<T> {
     Answered(T),
     /// The shard failed or did not answer in time.
     Failed(BackendError),
-    /// The shard is down and was not asked; the error it is down with.
+    /// The shard is down and was not asked; why (transient, quoting the error it is down with).
     Skipped(BackendError),
 }
 
