@@ -33,6 +33,7 @@ async fn main() {
         results_max_len: 1000,
         dead_max_len: 1000,
         calls_max_len: 1000,
+        consumer_idle_delete: Duration::from_secs(3_600),
     };
     let queue = RedisCallQueue::new(
         shared.clone(),

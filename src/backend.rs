@@ -22,7 +22,8 @@
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
-/// A storage backend could not do what was asked.
+/// A storage backend could not do what was asked. Cloned when one failure answers for many
+/// entries (a batch whose round trip failed).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     /// Redis failed, refused the command or could not be reached ([`BackendError::fate`] says

@@ -1,6 +1,7 @@
 //! Faults outside callpush, with the daemon running in-process: Redis restarted mid-run
-//! (append-only), providers answering 503 and 429 `Retry-After`, a provider that never says 200,
-//! and a credential revoked (403 on every push) beside one that works. All but the Redis restart
+//! (append-only), providers answering 503 and 429 `Retry-After` (also one too long to count in
+//! milliseconds), a provider that never says 200, and a credential revoked (403 on every push)
+//! beside one that works. All but the Redis restart
 //! run on both backends ([`on_both_backends!`]).
 
 #[macro_use]
@@ -9,6 +10,7 @@ mod support;
 on_both_backends!(
     bursts_of_503_and_429_retry_after_are_delivered_after_the_wait,
     a_provider_that_never_says_200_expires_the_event_at_its_deadline,
+    a_retry_after_too_long_to_count_in_milliseconds_ends_the_push_at_once,
     a_revoked_credential_does_not_slow_the_others,
 );
 
@@ -152,6 +154,33 @@ async fn a_provider_that_never_says_200_expires_the_event_at_its_deadline(backen
         "retried until the deadline: {}",
         w.apns.count()
     );
+    daemon.stop().await;
+}
+
+async fn a_retry_after_too_long_to_count_in_milliseconds_ends_the_push_at_once(backend: Backend) {
+    let mut w = World::on(backend, |_| {}).await;
+    let token = numbered_apns_token(3);
+    w.register("dee", Platform::Apns, &token).await;
+    // 18446744073709552 s: its milliseconds overflow a u64 (truncated, they read as 384 ms).
+    let forever = Answer::error(503, "ServiceUnavailable").retry_after(18_446_744_073_709_552);
+    w.apns.script(&token, vec![forever, Answer::ok()]);
+    let daemon = w.start_daemon();
+    w.call(&[
+        ("type", "incoming"),
+        ("to", "dee"),
+        ("call_sid", "CA-forever"),
+        ("ttl_ms", "60000"),
+    ])
+    .await;
+    // A wait longer than the event's minute left ends the push now, not after a minute, nor
+    // never.
+    let results = w.result_entries(1, Duration::from_secs(10)).await;
+    assert_eq!(results.len(), 1, "the event ended");
+    assert_eq!(results[0].1["outcome"], "expired");
+    let dead = w.dead(1).await;
+    assert_eq!(dead[0]["reason"], "expired");
+    assert!(dead[0]["detail"].contains("503"), "{:?}", dead[0]);
+    assert_eq!(w.apns.count(), 1, "no second attempt");
     daemon.stop().await;
 }
 

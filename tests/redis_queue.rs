@@ -6,116 +6,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use callpush::event::StreamEntry;
-use callpush::ingest::redis::{read_stream, QueueOptions, RedisCallQueue};
+use callpush::ingest::redis::QueueOptions;
 use callpush::ingest::{CallQueue, Finish};
 use callpush::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
-use callpush::redis_conn::{connect_blocking, connect_heartbeat, HeartbeatConnection, Keys};
-use redis::aio::ConnectionManager;
+use callpush::redis_conn::Keys;
+use support::queue::{call, delivered, options, queue_on, Fixture, GROUP, SHORT_BLOCK};
 use support::redis_server::{pause_clients, unique_prefix, RedisOptions, RedisServer, SLOW_ANSWER};
-
-const GROUP: &str = "callpush";
-const SHORT_BLOCK: Duration = Duration::from_millis(100);
-/// `stream.claim_idle_ms`'s default, for the heartbeat connection.
-const CLAIM_IDLE: Duration = Duration::from_secs(10);
-
-/// The heartbeat connection a daemon with the default `stream.claim_idle_ms` makes.
-async fn heartbeat(settings: &callpush::config::RedisSettings) -> HeartbeatConnection {
-    connect_heartbeat(settings, CLAIM_IDLE).await.unwrap()
-}
-
-struct Fixture {
-    redis: RedisServer,
-    prefix: String,
-    keys: Keys,
-    conn: ConnectionManager,
-}
-
-impl Fixture {
-    async fn start() -> Fixture {
-        let redis = RedisServer::start().await;
-        let prefix = unique_prefix();
-        let keys = Keys::new(&prefix).unwrap();
-        let conn = redis.conn().await;
-        Fixture {
-            redis,
-            prefix,
-            keys,
-            conn,
-        }
-    }
-
-    /// A queue object as a (re)started process makes it, under the consumer name given.
-    async fn queue_with(&self, consumer: &str, results_enabled: bool) -> RedisCallQueue {
-        let settings = self.redis.settings(&self.prefix);
-        let blocking = connect_blocking(&settings, Duration::from_secs(2))
-            .await
-            .unwrap();
-        let options = QueueOptions {
-            group: GROUP.into(),
-            consumer: consumer.into(),
-            results_enabled,
-            results_max_len: 1000,
-            dead_max_len: 1000,
-            calls_max_len: 1000,
-        };
-        RedisCallQueue::new(
-            self.conn.clone(),
-            blocking,
-            heartbeat(&settings).await,
-            self.keys.clone(),
-            options,
-        )
-    }
-
-    async fn queue(&self, consumer: &str) -> RedisCallQueue {
-        self.queue_with(consumer, true).await
-    }
-
-    async fn pending(&self) -> i64 {
-        let summary: (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-            .arg(&self.keys.calls)
-            .arg(GROUP)
-            .query_async(&mut self.conn.clone())
-            .await
-            .unwrap();
-        summary.0
-    }
-
-    async fn run(&self, cmd: &mut redis::Cmd) {
-        cmd.query_async::<redis::Value>(&mut self.conn.clone())
-            .await
-            .unwrap();
-    }
-
-    async fn stream(&self, key: &str) -> Vec<StreamEntry> {
-        read_stream(&mut self.conn.clone(), key, "-", 100)
-            .await
-            .unwrap()
-    }
-}
-
-fn call(sid: &str) -> Vec<(String, String)> {
-    [
-        ("type", "incoming"),
-        ("to", "alice"),
-        ("call_sid", sid),
-        ("from", "+15551234567"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-/// The outcome of a call to alice's one device that rang.
-fn delivered(sid: &str) -> EventResult {
-    EventResult {
-        call_sid: sid.into(),
-        to: "alice".into(),
-        outcome: EventOutcome::Delivered,
-        devices: 1,
-        delivered: 1,
-    }
-}
 
 #[tokio::test]
 async fn ensure_group_is_idempotent() {
@@ -221,13 +117,7 @@ async fn finish_loads_its_script_again_when_redis_forgot_it() {
 #[tokio::test]
 async fn finish_many_records_each_entry_once_in_one_call() {
     let f = Fixture::start().await;
-    let q = f.queue("c1").await;
-    q.ensure_group().await.unwrap();
-    for sid in ["CA1", "CA2", "CA3"] {
-        q.enqueue(&call(sid)).await.unwrap();
-    }
-    let entries = q.read_new(10, SHORT_BLOCK).await.unwrap();
-    assert_eq!(entries.len(), 3);
+    let (q, entries) = f.read_calls("c1", &["CA1", "CA2", "CA3"]).await;
     let results: Vec<EventResult> = ["CA1", "CA2", "CA3"].map(delivered).into();
     // CA2 was finished already (another consumer got there first): no second outcome.
     q.finish(&entries[1], &results[1], None).await.unwrap();
@@ -247,11 +137,9 @@ async fn finish_many_records_each_entry_once_in_one_call() {
             dead: (i == 2).then_some(&dead),
         })
         .collect();
-    q.finish_many(&items)
-        .await
-        .into_iter()
-        .collect::<Result<Vec<()>, _>>()
-        .unwrap();
+    for answer in q.finish_many(&items).await {
+        answer.unwrap();
+    }
 
     assert_eq!(f.pending().await, 0);
     let sids: Vec<String> = f
@@ -526,18 +414,7 @@ async fn the_queue_carries_on_after_redis_restarts() {
     let settings = redis.settings(&prefix);
     let keys = Keys::new(&prefix).unwrap();
     let conn = callpush::redis_conn::connect(&settings).await.unwrap();
-    let blocking = connect_blocking(&settings, Duration::from_secs(2))
-        .await
-        .unwrap();
-    let options = QueueOptions {
-        group: GROUP.into(),
-        consumer: "c1".into(),
-        results_enabled: true,
-        results_max_len: 1000,
-        dead_max_len: 1000,
-        calls_max_len: 1000,
-    };
-    let q = RedisCallQueue::new(conn, blocking, heartbeat(&settings).await, keys, options);
+    let q = queue_on(&settings, conn, keys, options("c1")).await;
     q.ensure_group().await.unwrap();
     let id = q.enqueue(&call("CA1")).await.unwrap();
 
@@ -563,25 +440,14 @@ async fn the_queue_carries_on_after_redis_restarts() {
 #[tokio::test]
 async fn the_dead_letter_stream_is_capped_at_its_max_len() {
     let f = Fixture::start().await;
-    let settings = f.redis.settings(&f.prefix);
-    let blocking = connect_blocking(&settings, Duration::from_secs(2))
-        .await
-        .unwrap();
-    let options = QueueOptions {
-        group: GROUP.into(),
-        consumer: "c1".into(),
-        results_enabled: false,
-        results_max_len: 1000,
-        dead_max_len: 100,
-        calls_max_len: 10_000,
-    };
-    let q = RedisCallQueue::new(
-        f.conn.clone(),
-        blocking,
-        heartbeat(&settings).await,
-        f.keys.clone(),
-        options,
-    );
+    let q = f
+        .queue_with_options(QueueOptions {
+            results_enabled: false,
+            dead_max_len: 100,
+            calls_max_len: 10_000,
+            ..options("c1")
+        })
+        .await;
     q.ensure_group().await.unwrap();
     for i in 0..1000 {
         q.enqueue(&call(&format!("CA{i}"))).await.unwrap();

@@ -244,6 +244,22 @@ pub struct StreamSettings {
     /// How many calls streams events are spread over (1..=`MAX_SHARDS`); an event's shard is
     /// CRC-32 of its `to` mod `shards` (docs/operations.md). 1 keeps the unsharded key names.
     pub shards: u32,
+    /// A consumer of the group that holds no pending entry and has been idle this long, in
+    /// milliseconds, is deleted by whichever daemon notices (docs/runbook.md, "Consumers of the
+    /// group"). At least `claim_idle_ms`; by default the larger of one hour and ten times
+    /// `claim_idle_ms` ([`StreamSettings::consumer_idle_delete`]).
+    pub consumer_idle_delete_ms: Option<u64>,
+}
+
+impl StreamSettings {
+    /// `consumer_idle_delete_ms`, or its default: the larger of one hour and ten times
+    /// `claim_idle_ms`. An hour after a daemon stopped, its entries have long been reclaimed
+    /// (after `claim_idle_ms`) and its name has stayed in `XINFO CONSUMERS` for whoever looks
+    /// into why it stopped; the group keeps at most one consumer per restart per hour.
+    pub fn consumer_idle_delete(&self) -> std::time::Duration {
+        let default = 3_600_000u64.max(self.claim_idle_ms.saturating_mul(10));
+        std::time::Duration::from_millis(self.consumer_idle_delete_ms.unwrap_or(default))
+    }
 }
 
 impl Default for StreamSettings {
@@ -256,6 +272,7 @@ impl Default for StreamSettings {
             claim_idle_ms: 10_000,
             max_len: 1_000_000,
             shards: 1,
+            consumer_idle_delete_ms: None,
         }
     }
 }

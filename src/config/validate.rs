@@ -117,6 +117,20 @@ impl Settings {
                 ),
             ));
         }
+        if let Some(idle) = self
+            .stream
+            .consumer_idle_delete_ms
+            .filter(|idle| *idle < self.stream.claim_idle_ms)
+        {
+            return Err(invalid(
+                "stream.consumer_idle_delete_ms",
+                format!(
+                    "{idle} is below stream.claim_idle_ms ({}): a consumer is deleted only once \
+                     idle for longer than its entries take to be reclaimed",
+                    self.stream.claim_idle_ms
+                ),
+            ));
+        }
         if self.stream.group.is_empty() {
             return Err(invalid("stream.group", "must not be empty"));
         }
@@ -378,6 +392,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("stream.claim_idle_ms"), "{err}");
+    }
+
+    #[test]
+    fn the_consumer_idle_threshold_is_at_least_the_claim_idle_and_defaults_to_an_hour() {
+        let err = load("[stream]\nclaim_idle_ms = 2000\nconsumer_idle_delete_ms = 1999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stream.consumer_idle_delete_ms"), "{err}");
+        let s = load("[stream]\nclaim_idle_ms = 2000\nconsumer_idle_delete_ms = 2000\n").unwrap();
+        assert_eq!(s.stream.consumer_idle_delete().as_millis(), 2_000);
+        assert_eq!(
+            load("").unwrap().stream.consumer_idle_delete().as_secs(),
+            3_600
+        );
+        let long = load("[stream]\nclaim_idle_ms = 600000\n").unwrap();
+        assert_eq!(long.stream.consumer_idle_delete().as_secs(), 6_000);
     }
 
     #[test]

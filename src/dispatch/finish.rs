@@ -10,7 +10,9 @@
 //! outcome is recorded, and the events whose settlement or outcome could not be recorded
 //! (transient failures: an outage, a hung node) are tried again on their own, with backoff,
 //! until they are recorded or the daemon stops hard — then they stay pending, as an event does
-//! whose task stops there. A settlement the store refuses for good (its ledger key holds
+//! whose task stops there. An outcome the store refuses for good even as a bare dead letter
+//! (the shard's own streams are broken, `crate::ingest::redis`) is not retried here: the entry
+//! stays pending and is reclaimed after `stream.claim_idle_ms`. A settlement the store refuses for good (its ledger key holds
 //! something else) is logged and counted, and the outcome is recorded all the same: there is
 //! nothing better to do with that call's ledger. Event tasks wait for their outcome to be
 //! recorded: they hold their event slot and stay in flight (touched, [`super::heartbeat`])
@@ -68,6 +70,17 @@ async fn finish(shared: Arc<Shared>, batch: Vec<Job>) {
     }
 }
 
+/// Where one job stands after a try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Recorded: its task is told.
+    Recorded,
+    /// Not yet: the store did not answer, or its settlement waits; tried again.
+    Waiting,
+    /// The store refused its outcome for good: it stays pending.
+    Refused,
+}
+
 /// Try `jobs` again with backoff until every one is recorded or the daemon stops hard (their
 /// entries then stay pending and their tasks see the answer dropped).
 async fn record_until_done(shared: Arc<Shared>, mut jobs: Vec<Job>) {
@@ -122,18 +135,28 @@ async fn record(shared: &Shared, mut jobs: Vec<Job>) -> Vec<Job> {
     let judged = shared
         .outage
         .judge_all("finish", "recording the outcome", finished);
-    let mut recorded = vec![false; jobs.len()];
+    let mut fates = vec![Fate::Waiting; jobs.len()];
     for (i, answer) in ready.into_iter().zip(judged) {
-        recorded[i] = answer.is_ok();
+        fates[i] = match answer {
+            Ok(()) => Fate::Recorded,
+            Err(StoreFailure::Unavailable) => Fate::Waiting,
+            Err(StoreFailure::Refused(_)) => Fate::Refused,
+        };
     }
     let mut left = Vec::new();
-    for (job, recorded) in jobs.into_iter().zip(recorded) {
-        if recorded {
-            let kind = job.entry.field("type").unwrap_or("unknown");
-            shared.metrics.event(kind, job.result.outcome.as_str());
-            let _ = job.done.send(());
-        } else {
-            left.push(job);
+    for (job, fate) in jobs.into_iter().zip(fates) {
+        match fate {
+            Fate::Recorded => {
+                let kind = job.entry.field("type").unwrap_or("unknown");
+                shared.metrics.event(kind, job.result.outcome.as_str());
+                let _ = job.done.send(());
+            }
+            Fate::Waiting => left.push(job),
+            // Refused even as a dead letter without the event's fields: the shard's own streams
+            // are broken (`crate::ingest::redis`). Retrying would only wait for an operator;
+            // the entry stays pending instead (its task ends, its slot is freed) and is
+            // reclaimed after `stream.claim_idle_ms`.
+            Fate::Refused => drop(job),
         }
     }
     if !left.is_empty() {

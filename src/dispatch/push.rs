@@ -122,8 +122,11 @@ pub(super) async fn push_until_final(
                 shared.metrics.retry(provider.platform(), &failure.reason);
                 debug!(attempt, ?wait, reason = %failure.reason, "push will be retried");
                 last = Some(failure);
+                // `wait` ends before the deadline (`RetryPolicy::next`); the timer ends there
+                // at the latest all the same, like every other wait here.
+                let until = deadline_at.min(Instant::now() + wait);
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
+                    _ = tokio::time::sleep_until(until) => {}
                     _ = shared.hard_stop.cancelled() => return (DeviceEnd::Aborted { in_flight: false }, attempt),
                 }
             }

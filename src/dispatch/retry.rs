@@ -1,5 +1,6 @@
 //! Backoff between attempts of one push: exponential with full jitter, at least the provider's
-//! `Retry-After`, and never past the event's deadline.
+//! `Retry-After` (read as at most an hour, `crate::providers::answer::MAX_RETRY_AFTER`), and
+//! never past the event's deadline: a wait that would end at or past it ends the push instead.
 
 use std::time::Duration;
 
@@ -60,7 +61,9 @@ impl RetryPolicy {
         }
         let backoff = self.ceiling(attempt).mul_f64(jitter.clamp(0.0, 1.0));
         let wait = retry_after.map_or(backoff, |floor| floor.max(backoff));
-        if now_ms.saturating_add(wait.as_millis() as u64) >= deadline_ms {
+        // Compared as durations: a wait's milliseconds may not fit in a u64.
+        let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+        if wait >= left {
             return NextAttempt::PastDeadline;
         }
         NextAttempt::After(wait)
@@ -117,5 +120,19 @@ mod tests {
             NextAttempt::PastDeadline
         );
         assert_eq!(p.next(6, None, 0, 60_000, 0.1), NextAttempt::Exhausted);
+    }
+
+    #[test]
+    fn a_wait_whose_milliseconds_overflow_is_past_the_deadline() {
+        // 18446744073709552 s: its milliseconds, truncated to a u64, would read as 384 ms.
+        let huge = Duration::from_secs(18_446_744_073_709_552);
+        assert_eq!(
+            policy().next(1, Some(huge), 1_000, 61_000, 0.5),
+            NextAttempt::PastDeadline
+        );
+        assert_eq!(
+            policy().next(1, Some(Duration::MAX), 1_000, 61_000, 0.5),
+            NextAttempt::PastDeadline
+        );
     }
 }

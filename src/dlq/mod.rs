@@ -42,14 +42,16 @@ pub const PAGE: usize = 500;
 /// Entries replayed or purged per script call (each entry atomic; a batch saves round trips).
 pub const BATCH: usize = 50;
 
-/// The fields a dead letter adds to the original event, in the order `show` prints them.
-pub const OWN_FIELDS: [&str; 6] = [
+/// The fields a dead letter adds to the original event, in the order `show` prints them
+/// (`truncated`: what the dead letter's bounds left out of the event, `crate::outcome`).
+pub const OWN_FIELDS: [&str; 7] = [
     "reason",
     "detail",
     "attempts",
     "failed_at",
     "source_id",
     "replayed_from",
+    crate::outcome::TRUNCATED,
 ];
 
 /// Why a dead-letter command failed. Each message is one line naming the problem.

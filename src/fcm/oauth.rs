@@ -34,6 +34,9 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 const REFRESH_FRACTION: u32 = 10;
 /// After a failed refresh, pushes reuse its answer this long instead of asking again.
 const FAILURE_HOLD: Duration = Duration::from_secs(1);
+/// The longest `expires_in` taken as it is (Google grants an hour): the token endpoint's
+/// number is bounded before it is added to a clock, which a huge one would overflow.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// A cached access token.
 #[derive(Debug)]
@@ -222,7 +225,7 @@ fn granted(response: &Response, sent_at: Instant) -> Result<AccessToken, Outcome
                 ),
                 retry_after: None,
             })?;
-        let lifetime = Duration::from_secs(granted.expires_in);
+        let lifetime = Duration::from_secs(granted.expires_in).min(MAX_LIFETIME);
         let margin = REFRESH_MARGIN
             .max(lifetime / REFRESH_FRACTION)
             .min(lifetime / 2);

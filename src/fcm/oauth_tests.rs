@@ -33,6 +33,15 @@ fn refresh_margin_is_five_minutes_or_ten_percent() {
 }
 
 #[test]
+fn a_huge_expires_in_is_read_as_a_day() {
+    let now = Instant::now();
+    let body = r#"{"access_token":"ya29.x","expires_in":18446744073709551615}"#;
+    let token = granted(&response(200, body), now).unwrap();
+    assert_eq!(token.expires_at, now + MAX_LIFETIME);
+    assert!(token.refresh_at < token.expires_at);
+}
+
+#[test]
 fn invalid_grant_is_rejected_naming_the_error() {
     let body = r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#;
     match granted(&response(400, body), Instant::now()) {

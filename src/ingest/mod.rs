@@ -86,15 +86,18 @@ pub trait CallQueue: Send + Sync + 'static {
     ) -> Result<(), BackendError>;
 
     /// [`CallQueue::finish`] for many events at once (the dispatcher finishes what is ready
-    /// together), each entry on its own: one answer per item, in order; an entry whose answer
-    /// is an error stays pending, and repeating the call records only those. The default
-    /// finishes them one by one.
+    /// together), each entry on its own: one answer per item, in order — `Ok` once its outcome
+    /// is recorded (or was already, by another consumer), else the error that left it pending.
+    /// An entry never waits for or fails with another: the store refusing one entry's outcome
+    /// for good ([`crate::backend::Fate::Permanent`]) is narrowed down to that entry, which then
+    /// ends with a dead letter the store can take (see the Redis queue). Repeating the call for
+    /// the items that failed records only those. The default finishes them one by one.
     async fn finish_many(&self, items: &[Finish<'_>]) -> Vec<Result<(), BackendError>> {
-        let mut answers = Vec::with_capacity(items.len());
+        let mut out = Vec::with_capacity(items.len());
         for item in items {
-            answers.push(self.finish(item.entry, item.result, item.dead).await);
+            out.push(self.finish(item.entry, item.result, item.dead).await);
         }
-        answers
+        out
     }
 
     /// Append an event to the calls stream (the `enqueue` CLI, `POST /v1/calls`). Returns the

@@ -2,9 +2,12 @@
 //! values and as the stream fields they are written as. The dispatcher decides them; the queue
 //! ([`crate::ingest::CallQueue::finish`]) writes them together with the acknowledgement.
 
+mod bounded;
+
 use std::fmt;
 
-use crate::domain::rfc3339_ms;
+pub use bounded::{needed_for_replay, MAX_BYTES, MAX_FIELDS, MAX_ITEM_BYTES, TRUNCATED};
+
 use crate::event::StreamEntry;
 
 /// The outcome of one call event.
@@ -57,20 +60,6 @@ pub struct EventResult {
     pub devices: usize,
     /// Devices that accepted.
     pub delivered: usize,
-}
-
-impl EventResult {
-    /// The fields of the results-stream entry, borrowed: one is written per event, so nothing
-    /// is copied or formatted until the backend writes it.
-    pub fn fields(&self) -> [(&'static str, Field<'_>); 5] {
-        [
-            ("call_sid", Field::Text(&self.call_sid)),
-            ("to", Field::Text(&self.to)),
-            ("outcome", Field::Text(self.outcome.as_str())),
-            ("devices", Field::Count(self.devices)),
-            ("delivered", Field::Count(self.delivered)),
-        ]
-    }
 }
 
 /// The value of one results-stream field.
@@ -137,28 +126,8 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// The fields of the dead-letter entry: the original fields (minus any earlier dead-letter
-    /// bookkeeping fields) then `reason`, `detail`, `attempts`, `failed_at` (RFC 3339) and
-    /// `source_id`.
+    /// The fields of the dead-letter entry of `original` ([`DeadLetter::fields_of`]).
     pub fn fields(&self, original: &StreamEntry) -> Vec<(String, String)> {
         self.fields_of(&original.fields, &original.id)
-    }
-
-    /// [`DeadLetter::fields`] of an entry given as its fields and its plain stream id (a
-    /// sharded queue's entry carries its shard in its id).
-    pub fn fields_of(&self, original: &[(String, String)], id: &str) -> Vec<(String, String)> {
-        const OWN: [&str; 5] = ["reason", "detail", "attempts", "failed_at", "source_id"];
-        let mut out: Vec<(String, String)> = original
-            .iter()
-            .filter(|(k, _)| !OWN.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        let failed_at = rfc3339_ms(self.failed_at_ms);
-        out.push(("reason".into(), self.reason.as_str().into()));
-        out.push(("detail".into(), self.detail.clone()));
-        out.push(("attempts".into(), self.attempts.to_string()));
-        out.push(("failed_at".into(), failed_at));
-        out.push(("source_id".into(), id.to_string()));
-        out
     }
 }

@@ -43,20 +43,32 @@ impl Verdict {
     }
 }
 
+/// The longest `Retry-After` taken as it is: a longer one (or a date further ahead) reads as
+/// this. A wait comes from outside, so it is bounded before anything adds it to a clock; an
+/// hour is far past any call's deadline (`ttl_ms` 30 s by default, one day at most), so a
+/// longer wait ends the push at its deadline all the same.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
+
 /// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3), as Apple, Google and the
-/// proxies in front of them send it. A date in the past is no wait at all.
+/// proxies in front of them send it, at most [`MAX_RETRY_AFTER`]. A date in the past is no wait
+/// at all.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers
         .get(http::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.timestamp_millis() - chrono::Utc::now().timestamp_millis();
-    Some(Duration::from_millis(wait.max(0) as u64))
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits past u64 are a wait longer than the cap, not a header to ignore.
+        value
+            .parse::<u64>()
+            .map_or(MAX_RETRY_AFTER, Duration::from_secs)
+    } else {
+        let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+        let wait = at.timestamp_millis() - chrono::Utc::now().timestamp_millis();
+        Duration::from_millis(wait.max(0) as u64)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// A request that got no answer (no connection, a timeout, a dropped connection): always worth
@@ -108,6 +120,23 @@ mod tests {
         assert_eq!(retry_after(&headers(past)), Some(Duration::ZERO));
         assert_eq!(retry_after(&headers("soon")), None);
         assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_capped_at_an_hour() {
+        // 18446744073709552 s is u64::MAX ms, give or take: its milliseconds overflow a u64.
+        for huge in ["18446744073709552", "99999999999999999999999", "3601"] {
+            assert_eq!(retry_after(&headers(huge)), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        let next_year = chrono::Utc::now() + chrono::Duration::days(365);
+        assert_eq!(
+            retry_after(&headers(&next_year.to_rfc2822())),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_after(&headers("3600")),
+            Some(Duration::from_secs(3_600))
+        );
     }
 
     #[test]

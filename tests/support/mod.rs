@@ -39,6 +39,7 @@ pub mod fcm_double;
 pub mod fixtures;
 pub mod observed;
 pub mod process;
+pub mod queue;
 pub mod redis_cluster;
 pub mod redis_server;
 pub mod scrape;

@@ -1,13 +1,38 @@
--- Record the outcomes of events of one shard and acknowledge their entries: each entry's result,
--- dead letter and acknowledgement together, one entry after the other.
+-- Record the outcomes of events of one shard and acknowledge their entries: each entry's dead
+-- letter, result and acknowledgement together, one entry after the other.
 -- KEYS: calls stream, results stream, dead-letter stream.
 -- ARGV: group, results MAXLEN, dead MAXLEN, then per entry: entry id, number of result
 -- arguments (0 when results are off), number of dead-letter arguments (0 when there is none),
 -- the result's field/value pairs, the dead letter's.
 -- Returns per entry 1 when recorded, 0 when the entry was no longer pending: another consumer
 -- recorded its outcome already, and a second one must not be written.
-local out = {}
+--
+-- A script that fails stops where it is and keeps what it wrote (scripts have no rollback), so
+-- the order makes a failure leave every entry either finished or untouched:
+-- - the streams written to are checked first: one that is another type of key fails the call
+--   (WRONGTYPE) before anything is written;
+-- - per entry the dead letter goes first (the write an entry's own fields could make fail),
+--   then the result, then the XACK: the entry whose write fails has nothing written, the ones
+--   before it are finished (they answer 0 when tried again), the ones after it untouched.
+local writes = {[2] = false, [3] = false}
 local i = 4
+while i <= #ARGV do
+  local n_result = tonumber(ARGV[i + 1])
+  local n_dead = tonumber(ARGV[i + 2])
+  writes[2] = writes[2] or n_result > 0
+  writes[3] = writes[3] or n_dead > 0
+  i = i + 3 + n_result + n_dead
+end
+for k, written in pairs(writes) do
+  if written then
+    local kind = redis.call('TYPE', KEYS[k]).ok
+    if kind ~= 'stream' and kind ~= 'none' then
+      return redis.error_reply('WRONGTYPE ' .. KEYS[k] .. ' holds a ' .. kind .. ', not a stream')
+    end
+  end
+end
+local out = {}
+i = 4
 while i <= #ARGV do
   local id = ARGV[i]
   local n_result = tonumber(ARGV[i + 1])
@@ -18,16 +43,14 @@ while i <= #ARGV do
     out[#out + 1] = 0
   else
     -- The fields straight from ARGV, no table built per entry.
-    if n_result > 0 then
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
-        unpack(ARGV, first, first + n_result - 1))
-    end
     if n_dead > 0 then
       redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
         unpack(ARGV, first + n_result, first + n_result + n_dead - 1))
     end
-    -- Last: if an XADD fails, this entry (and those after it) stay pending and are finished
-    -- again later; the ones before it are acknowledged and answer 0 the next time.
+    if n_result > 0 then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+        unpack(ARGV, first, first + n_result - 1))
+    end
     redis.call('XACK', KEYS[1], ARGV[1], id)
     out[#out + 1] = 1
   end

@@ -8,16 +8,22 @@
 //! - `<p>once:<key>` — string, a marker [`CallQueue::enqueue_once`] sets with the entry it adds
 //!   (`enqueue_once.lua`), expiring after the event's ttl (the Twilio webhook's message ids and
 //!   idempotency tokens).
-//! - `<p>dead` — stream of dead letters (the original fields plus `reason`, `detail`, `attempts`,
-//!   `failed_at`, `source_id`), capped with `MAXLEN ~ dead_letters.max_len`.
+//! - `<p>dead` — stream of dead letters (the original fields, within the bounds of
+//!   `crate::outcome`, plus `reason`, `detail`, `attempts`, `failed_at`, `source_id` and, when
+//!   the bounds left something out, `truncated`), capped with `MAXLEN ~ dead_letters.max_len`.
 //!
 //! An entry is acknowledged only in [`CallQueue::finish`] (or [`CallQueue::finish_many`], many
 //! entries in one call), by one script (`finish.lua`) that checks each entry is still pending,
-//! writes its result and dead letter and acknowledges it, in one step per entry: a crash cannot
+//! writes its dead letter and result and acknowledges it, in one step per entry: a crash cannot
 //! separate an outcome from its acknowledgement, and when two consumers worked on one entry (a
-//! reclaim raced a slow one) only the first records an outcome. On a
+//! reclaim raced a slow one) only the first records an outcome. Entries of one call share its
+//! round trip, not its fate: each gets its own answer (`finish`). On a
 //! cluster the three streams (and the once-markers) of a shard share its hash tag, so every
-//! script here touches one slot; [`ShardedQueue`] reads several shards as one queue.
+//! script here touches one slot; [`ShardedQueue`] reads several shards as one queue, each shard
+//! behind a circuit of its own (`shard`, `health`), so one shard's failure stays its own.
+//!
+//! The group's consumers that hold nothing and have been idle for
+//! `stream.consumer_idle_delete_ms` are deleted during the reclaim sweep (`consumers`).
 //!
 //! While this consumer works on entries, [`CallQueue::touch`] resets their idle time (XCLAIM
 //! with JUSTID, by `touch.lua`, only for entries still pending with this consumer), so other
@@ -38,13 +44,17 @@
 //! delivered to this consumer and unacknowledged: [`CallQueue::read_own_pending`] after a
 //! restart, or another consumer's [`CallQueue::claim_stale`], picks them up.
 
+mod consumers;
+mod finish;
+mod health;
 mod reply;
+mod shard;
 mod shards;
 
 pub use shards::{ShardedQueue, SHARD_BLOCK};
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::redis_conn::RedisConn;
 use redis::aio::ConnectionLike;
@@ -56,7 +66,7 @@ use crate::config::Settings;
 use crate::domain::now_ms;
 use crate::event::StreamEntry;
 use crate::outcome::{DeadLetter, EventResult, Field};
-use crate::redis_conn::{BlockingConnection, HeartbeatConnection, Keys, ScriptCall};
+use crate::redis_conn::{BlockingConnection, HeartbeatConnection, Keys};
 
 /// XAUTOCLAIM round trips per [`CallQueue::claim_stale`] at most, so one call stays short even
 /// when the pending list holds many entries that are not idle long enough.
@@ -77,6 +87,9 @@ pub struct QueueOptions {
     pub dead_max_len: u64,
     /// `MAXLEN ~` of the calls stream for entries callpush adds (`stream.max_len`).
     pub calls_max_len: u64,
+    /// Consumers of the group idle this long and holding nothing are deleted
+    /// (`stream.consumer_idle_delete_ms`, module `consumers`).
+    pub consumer_idle_delete: Duration,
 }
 
 impl QueueOptions {
@@ -93,6 +106,7 @@ impl QueueOptions {
             results_max_len: settings.results.max_len,
             dead_max_len: settings.dead_letters.max_len,
             calls_max_len: settings.stream.max_len,
+            consumer_idle_delete: settings.stream.consumer_idle_delete(),
         }
     }
 }
@@ -119,6 +133,9 @@ pub struct RedisCallQueue {
     finish: Script,
     touch: Script,
     enqueue_once: Script,
+    forget_idle: Script,
+    /// When this process last swept the group for idle consumers ([`consumers`]).
+    last_sweep: Mutex<Option<Instant>>,
     /// Where a group that disappeared while running is created again: the newest id read.
     resume_from: Mutex<StreamId>,
 }
@@ -159,6 +176,8 @@ impl RedisCallQueue {
             finish: Script::new(include_str!("finish.lua")),
             touch: Script::new(include_str!("touch.lua")),
             enqueue_once: Script::new(include_str!("enqueue_once.lua")),
+            forget_idle: Script::new(include_str!("forget_idle.lua")),
+            last_sweep: Mutex::new(None),
             resume_from: Mutex::new(StreamId(now_ms(), 0)),
         }
     }
@@ -203,58 +222,6 @@ impl RedisCallQueue {
         match created {
             Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
             _ => Ok(()),
-        }
-    }
-
-    /// Finish `items`, each under its plain stream id here, with one call of `finish.lua`
-    /// (see [`CallQueue::finish_many`]).
-    pub(super) async fn finish_ids(
-        &self,
-        items: &[(&str, Finish<'_>)],
-    ) -> Result<(), BackendError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let keys = [
-            self.keys.calls.as_str(),
-            self.keys.results.as_str(),
-            self.keys.dead.as_str(),
-        ];
-        let mut call = ScriptCall::with_keys(&self.finish, &keys);
-        call.arg(&self.options.group)
-            .arg(self.options.results_max_len)
-            .arg(self.options.dead_max_len);
-        let results = self.options.results_enabled;
-        for (id, item) in items {
-            let dead_fields = item
-                .dead
-                .map(|d| d.fields_of(&item.entry.fields, id))
-                .unwrap_or_default();
-            let result_fields = item.result.fields();
-            let n_result = if results { result_fields.len() * 2 } else { 0 };
-            call.arg(*id).arg(n_result).arg(dead_fields.len() * 2);
-            if results {
-                for (k, v) in result_fields {
-                    call.arg(k).arg(v);
-                }
-            }
-            for (k, v) in &dead_fields {
-                call.arg(k).arg(v);
-            }
-        }
-        let recorded: Result<Vec<i64>, RedisError> = call.invoke(&self.conn, &self.finish).await;
-        match recorded {
-            Ok(recorded) => {
-                for ((id, _), _) in items.iter().zip(&recorded).filter(|(_, r)| **r == 0) {
-                    tracing::debug!(stream_id = %id, "entry finished by another consumer first; outcome not repeated");
-                }
-                Ok(())
-            }
-            // The group is gone, and with it the pending entries: nothing can be acknowledged.
-            // The group is created again after the newest entry read, which includes these:
-            // their outcomes are not recorded (docs/runbook.md, "The consumer group disappeared").
-            Err(e) if is_no_group(&e) => self.recreate_group().await,
-            Err(e) => Err(e.into()),
         }
     }
 
@@ -425,6 +392,7 @@ impl CallQueue for RedisCallQueue {
             cursor = next;
         }
         self.note_read(&out);
+        self.forget_idle_consumers().await;
         Ok(out)
     }
 
@@ -481,20 +449,18 @@ impl CallQueue for RedisCallQueue {
         result: &EventResult,
         dead: Option<&DeadLetter>,
     ) -> Result<(), BackendError> {
-        self.finish_ids(&[(
-            entry.id.as_str(),
-            Finish {
-                entry,
-                result,
-                dead,
-            },
-        )])
-        .await
+        let item = Finish {
+            entry,
+            result,
+            dead,
+        };
+        let mut answers = self.finish_ids(&[(entry.id.as_str(), item)]).await;
+        answers.pop().expect("one answer per item")
     }
 
     async fn finish_many(&self, items: &[Finish<'_>]) -> Vec<Result<(), BackendError>> {
         let items: Vec<(&str, Finish)> = items.iter().map(|f| (f.entry.id.as_str(), *f)).collect();
-        vec![self.finish_ids(&items).await; items.len()]
+        self.finish_ids(&items).await
     }
 
     async fn enqueue(&self, fields: &[(String, String)]) -> Result<String, BackendError> {

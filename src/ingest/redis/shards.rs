@@ -14,10 +14,27 @@
 //! - **Ids**: entries carry `<stream id>@<shard>` so finishing, touching and looking up owners
 //!   go to the right stream; the stream id stays first, so the event's time still reads from
 //!   it, and the dead letter's `source_id` is the plain stream id.
+//! - **Failures stay in their shard.** Every call to a shard goes through the shard's circuit
+//!   (`health`): a shard whose command fails, or does not answer within a bound (1 s for a
+//!   short command, the BLOCK time plus 1 s for a blocking read), is skipped by every operation
+//!   for a pause and probed again, while the others go on. A read keeps what the healthy shards
+//!   returned; a finish, touch or owner lookup answers for the other shards' entries at once;
+//!   a shard whose consumer group could not be created is skipped until it can be, not the
+//!   daemon stopped. The operation fails only when no shard answered.
+//! - **Dropped reads.** `XREADGROUP` makes entries pending with this consumer as soon as the
+//!   server sends them, so a read cut off at its bound (the server answered too late) may leave
+//!   entries pending here that this process never saw. Nothing is lost: the periodic
+//!   [`CallQueue::claim_stale`] reclaims entries idle for longer than `stream.claim_idle_ms`
+//!   whoever holds them, this consumer included (`XAUTOCLAIM` hands them to the consumer that
+//!   asks, also when it holds them already), so they run after that delay. Reads of this
+//!   consumer's own pending entries after a restart skip a failing shard the same way; its
+//!   entries there come back by the same reclaim.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use super::health::ANSWER_BOUND;
+use super::shard::{split, Gathered, Shard};
 use super::{CallQueue, Finish, RedisCallQueue};
 use crate::backend::BackendError;
 use crate::event::StreamEntry;
@@ -30,24 +47,8 @@ pub const SHARD_BLOCK: Duration = Duration::from_millis(200);
 
 /// The calls streams of every shard, read as one queue.
 pub struct ShardedQueue {
-    shards: Vec<RedisCallQueue>,
+    shards: Vec<Shard>,
     next: AtomicUsize,
-}
-
-/// `<stream id>@<shard>`.
-fn tag(shard: usize, mut entry: StreamEntry) -> StreamEntry {
-    entry.id = format!("{}@{shard}", entry.id);
-    entry
-}
-
-/// The shard and stream id of an id [`tag`] made.
-fn split(id: &str) -> Option<(usize, &str)> {
-    let (raw, shard) = id.rsplit_once('@')?;
-    Some((shard.parse().ok()?, raw))
-}
-
-fn tag_all(shard: usize, entries: Vec<StreamEntry>) -> impl Iterator<Item = StreamEntry> {
-    entries.into_iter().map(move |e| tag(shard, e))
 }
 
 impl ShardedQueue {
@@ -55,7 +56,11 @@ impl ShardedQueue {
     pub fn new(shards: Vec<RedisCallQueue>) -> ShardedQueue {
         assert!(!shards.is_empty(), "a sharded queue needs a shard");
         ShardedQueue {
-            shards,
+            shards: shards
+                .into_iter()
+                .enumerate()
+                .map(|(i, queue)| Shard::new(i, queue))
+                .collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -70,7 +75,7 @@ impl ShardedQueue {
     fn shard_for(&self, fields: &[(String, String)]) -> &RedisCallQueue {
         let to = fields.iter().find(|(k, _)| k == "to").map(|(_, v)| v);
         let i = to.map_or(0, |to| shard_of(to, self.shards.len() as u32));
-        &self.shards[i]
+        &self.shards[i].queue
     }
 
     /// Group `ids` by shard: (shard, position in `ids`, stream id).
@@ -88,14 +93,23 @@ impl ShardedQueue {
 #[async_trait::async_trait]
 impl CallQueue for ShardedQueue {
     fn consumer(&self) -> &str {
-        self.shards[0].consumer()
+        self.shards[0].queue.consumer()
     }
 
+    /// Every shard at once; fine when at least one has its group (the others are tried again
+    /// by the calls that come to them).
     async fn ensure_group(&self) -> Result<(), BackendError> {
-        for shard in &self.shards {
-            shard.ensure_group().await?;
+        let calls = (0..self.shards.len())
+            .map(|i| self.shards[i].call(Some(ANSWER_BOUND), |_| async { Ok(Vec::new()) }));
+        let mut gathered = Gathered::default();
+        for (i, reply) in futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            gathered.add(i, reply);
         }
-        Ok(())
+        gathered.finish().map(|_| ())
     }
 
     async fn read_new(
@@ -103,38 +117,49 @@ impl CallQueue for ShardedQueue {
         max: usize,
         block: Duration,
     ) -> Result<Vec<StreamEntry>, BackendError> {
-        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut gathered = Gathered::default();
         let order: Vec<usize> = self.rotation().collect();
         for &i in &order {
-            if out.len() >= max {
+            let want = max - gathered.entries.len();
+            if want == 0 {
                 break;
             }
-            let got = self.shards[i]
-                .read_new(max - out.len(), Duration::ZERO)
-                .await?;
-            out.extend(tag_all(i, got));
+            let reply = self.shards[i]
+                .call(Some(ANSWER_BOUND), |q| q.read_new(want, Duration::ZERO))
+                .await;
+            gathered.add(i, reply);
         }
-        if !out.is_empty() || block.is_zero() || max == 0 {
-            return Ok(out);
+        if !gathered.entries.is_empty() || block.is_zero() || !gathered.answered {
+            return gathered.finish();
         }
-        // Nothing waiting anywhere: block on every shard at once, the free slots split
-        // between them (the first shards of this rotation get the remainder).
-        let n = order.len();
+        // Nothing waiting anywhere: block on every shard that answered at once, the free slots
+        // split between them (the first shards of this rotation get the remainder).
+        let up: Vec<usize> = order
+            .into_iter()
+            .filter(|&i| self.shards[i].health.is_up())
+            .collect();
+        let n = up.len().max(1);
         let block = block.min(SHARD_BLOCK);
-        let reads = order.iter().enumerate().filter_map(|(k, &i)| {
+        let reads = up.iter().enumerate().filter_map(|(k, &i)| {
             let count = max / n + usize::from(k < max % n);
             (count > 0).then_some((i, count))
         });
         let reads = reads.map(|(i, count)| async move {
-            self.shards[i]
-                .read_new(count, block)
-                .await
-                .map(|got| (i, got))
+            let bound = Some(block + ANSWER_BOUND);
+            (
+                i,
+                self.shards[i]
+                    .call(bound, |q| q.read_new(count, block))
+                    .await,
+            )
         });
-        for (i, got) in futures::future::try_join_all(reads).await? {
-            out.extend(tag_all(i, got));
+        for (i, reply) in futures::future::join_all(reads).await {
+            gathered.add(i, reply);
         }
-        Ok(out)
+        gathered.finish()
     }
 
     async fn read_own_pending(
@@ -143,18 +168,19 @@ impl CallQueue for ShardedQueue {
         max: usize,
     ) -> Result<Vec<StreamEntry>, BackendError> {
         let (first, mut cursor) = split(after).unwrap_or((0, "0"));
-        let mut out = Vec::new();
+        let mut gathered = Gathered::default();
         for i in first..self.shards.len() {
-            if out.len() >= max {
+            let want = max - gathered.entries.len();
+            if want == 0 {
                 break;
             }
-            let got = self.shards[i]
-                .read_own_pending(cursor, max - out.len())
-                .await?;
-            out.extend(tag_all(i, got));
+            let reply = self.shards[i]
+                .call(Some(ANSWER_BOUND), |q| q.read_own_pending(cursor, want))
+                .await;
+            gathered.add(i, reply);
             cursor = "0";
         }
-        Ok(out)
+        gathered.finish()
     }
 
     async fn claim_stale(
@@ -162,46 +188,75 @@ impl CallQueue for ShardedQueue {
         min_idle: Duration,
         max: usize,
     ) -> Result<Vec<StreamEntry>, BackendError> {
-        let mut out = Vec::new();
+        let mut gathered = Gathered::default();
         for i in self.rotation() {
-            if out.len() >= max {
+            let want = max - gathered.entries.len();
+            if want == 0 {
                 break;
             }
-            let got = self.shards[i]
-                .claim_stale(min_idle, max - out.len())
-                .await?;
-            out.extend(tag_all(i, got));
+            let reply = self.shards[i]
+                .call(Some(ANSWER_BOUND), |q| q.claim_stale(min_idle, want))
+                .await;
+            gathered.add(i, reply);
         }
-        Ok(out)
+        gathered.finish()
     }
 
     /// The shards at once: under load a touch waits for a busy server, and one shard's wait
-    /// must not delay the touches of the others until their entries look idle.
+    /// must not delay the touches of the others until their entries look idle. A touch waits
+    /// as long as the heartbeat connection lets it (a slow answer is waited for, not taken for a
+    /// hang). The entries of a shard that failed or was skipped are not counted as lost: whether
+    /// they are is unknown until it answers.
     async fn touch(&self, ids: &[String]) -> Result<usize, BackendError> {
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let groups = self.by_shard(&refs);
         let known: usize = groups.iter().map(Vec::len).sum();
-        let touches = self
-            .shards
-            .iter()
-            .zip(groups)
-            .filter(|(_, group)| !group.is_empty())
-            .map(|(shard, group)| async move {
-                let raw: Vec<String> = group.iter().map(|(_, id)| id.to_string()).collect();
-                shard.touch(&raw).await
-            });
-        let lost: usize = futures::future::try_join_all(touches)
-            .await?
+        let touches = groups
             .into_iter()
-            .sum();
-        Ok(ids.len() - known + lost)
+            .enumerate()
+            .filter(|(_, group)| !group.is_empty())
+            .map(|(i, group)| async move {
+                let raw: Vec<String> = group.iter().map(|(_, id)| id.to_string()).collect();
+                self.shards[i]
+                    .call(None, |q| async move { q.touch(&raw).await })
+                    .await
+            });
+        let mut lost = ids.len() - known;
+        let mut answered = known == 0;
+        let mut error = None;
+        for reply in futures::future::join_all(touches).await {
+            match reply.into_result() {
+                Ok(n) => {
+                    answered = true;
+                    lost += n;
+                }
+                Err(e) => error = Some(e),
+            }
+        }
+        match (answered, error) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(lost),
+        }
     }
 
+    /// The shards asked at once. An owner that cannot be looked up is not guessed: a shard that
+    /// fails fails the lookup (of one event's claims, which live in one shard as a rule).
     async fn owners(&self, ids: &[&str]) -> Result<Vec<Option<String>>, BackendError> {
         let mut out = vec![None; ids.len()];
-        for (shard, group) in self.shards.iter().zip(self.by_shard(ids)) {
-            let raw: Vec<&str> = group.iter().map(|(_, id)| *id).collect();
-            let owners = shard.owners(&raw).await?;
+        let lookups = self
+            .by_shard(ids)
+            .into_iter()
+            .enumerate()
+            .filter(|(_, group)| !group.is_empty())
+            .map(|(i, group)| async move {
+                let raw: Vec<&str> = group.iter().map(|(_, id)| *id).collect();
+                let reply = self.shards[i]
+                    .call(Some(ANSWER_BOUND), |q| async move { q.owners(&raw).await })
+                    .await;
+                (group, reply)
+            });
+        for (group, reply) in futures::future::join_all(lookups).await {
+            let owners = reply.into_result()?;
             for ((pos, _), owner) in group.iter().zip(owners) {
                 out[*pos] = owner;
             }
@@ -215,19 +270,19 @@ impl CallQueue for ShardedQueue {
         result: &EventResult,
         dead: Option<&DeadLetter>,
     ) -> Result<(), BackendError> {
-        self.finish_many(&[Finish {
+        let item = Finish {
             entry,
             result,
             dead,
-        }])
-        .await
-        .pop()
-        .unwrap_or(Ok(()))
+        };
+        let mut answers = self.finish_many(&[item]).await;
+        answers.pop().expect("one answer per item")
     }
 
-    /// One script call per shard, the shards at once (on a cluster, each on its own node).
+    /// One script call per shard, the shards at once (on a cluster, each on its own node); the
+    /// items of a shard that fails, hangs or is down get its error, the others their answers.
     async fn finish_many(&self, items: &[Finish<'_>]) -> Vec<Result<(), BackendError>> {
-        let mut answers: Vec<Result<(), BackendError>> = items.iter().map(|_| Ok(())).collect();
+        let mut answers: Vec<Result<(), BackendError>> = vec![Ok(()); items.len()];
         let mut groups: Vec<Vec<(usize, &str, Finish)>> = vec![Vec::new(); self.shards.len()];
         for (pos, item) in items.iter().enumerate() {
             match split(&item.entry.id).filter(|(s, _)| *s < self.shards.len()) {
@@ -240,18 +295,44 @@ impl CallQueue for ShardedQueue {
                 }
             }
         }
-        let calls = self
-            .shards
-            .iter()
-            .zip(&groups)
+        let calls = groups
+            .into_iter()
+            .enumerate()
             .filter(|(_, group)| !group.is_empty())
-            .map(|(shard, group)| async move {
-                let ids: Vec<(&str, Finish)> = group.iter().map(|(_, raw, f)| (*raw, *f)).collect();
-                (group, shard.finish_ids(&ids).await)
+            .map(|(i, group)| async move {
+                let shard_items: Vec<(&str, Finish)> =
+                    group.iter().map(|(_, id, f)| (*id, *f)).collect();
+                let reply = self.shards[i]
+                    .call(Some(ANSWER_BOUND), |q| async move {
+                        let answers = q.finish_ids(&shard_items).await;
+                        // Every entry failing for a reason that may pass is the shard failing.
+                        match answers
+                            .iter()
+                            .find(|a| !matches!(a, Err(e) if e.is_transient()))
+                        {
+                            None => Err(answers
+                                .into_iter()
+                                .next()
+                                .and_then(Result::err)
+                                .expect("an answer per entry")),
+                            Some(_) => Ok(answers),
+                        }
+                    })
+                    .await;
+                (group, reply)
             });
-        for (group, answer) in futures::future::join_all(calls).await {
-            for (pos, _, _) in group {
-                answers[*pos] = answer.clone();
+        for (group, reply) in futures::future::join_all(calls).await {
+            match reply.into_result() {
+                Ok(shard_answers) => {
+                    for ((pos, _, _), answer) in group.iter().zip(shard_answers) {
+                        answers[*pos] = answer;
+                    }
+                }
+                Err(e) => {
+                    for (pos, _, _) in &group {
+                        answers[*pos] = Err(e.clone());
+                    }
+                }
             }
         }
         answers
@@ -270,25 +351,5 @@ impl CallQueue for ShardedQueue {
         self.shard_for(fields)
             .enqueue_once(once_keys, ttl_ms, fields)
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_carry_their_shard() {
-        let e = tag(
-            3,
-            StreamEntry {
-                id: "1700000000000-1".into(),
-                fields: Vec::new(),
-            },
-        );
-        assert_eq!(e.id, "1700000000000-1@3");
-        assert_eq!(crate::event::stream_id_ms(&e.id), Some(1_700_000_000_000));
-        assert_eq!(split(&e.id), Some((3, "1700000000000-1")));
-        assert_eq!(split("1700000000000-1"), None);
     }
 }
