@@ -490,3 +490,19 @@ async fn the_dead_letter_stream_is_capped_at_its_max_len() {
         .unwrap();
     assert!(format!("{newest:?}").contains("CA999"), "{newest:?}");
 }
+
+#[tokio::test]
+async fn a_touch_does_not_count_an_entry_finished_meanwhile_as_lost() {
+    // The heartbeat takes its list of entries in flight, then touches them; an entry whose
+    // outcome was recorded in between is acknowledged, not taken by another consumer.
+    let f = Fixture::start().await;
+    let q = f.queue("one").await;
+    q.ensure_group().await.unwrap();
+    let done = q.enqueue(&call("CA1")).await.unwrap();
+    let working = q.enqueue(&call("CA2")).await.unwrap();
+    assert_eq!(q.read_new(10, SHORT_BLOCK).await.unwrap().len(), 2);
+    f.run(redis::cmd("XACK").arg(&f.keys.calls).arg(GROUP).arg(&done))
+        .await;
+    let lost = q.touch(&[done.clone(), working.clone()]).await.unwrap();
+    assert_eq!(lost, 0, "finished is not lost");
+}

@@ -64,8 +64,9 @@ pub trait CallQueue: Send + Sync + 'static {
 
     /// Keep entries this consumer is working on from looking idle (and being reclaimed by
     /// another consumer). Only entries still pending with this consumer are touched: one that
-    /// another consumer reclaimed meanwhile stays theirs. Returns how many of `ids` were no
-    /// longer this consumer's. The default does nothing, for queues no one else reads.
+    /// another consumer reclaimed meanwhile stays theirs. Returns how many of `ids` are pending
+    /// with another consumer now (one acknowledged meanwhile, its outcome recorded while the
+    /// touch was on its way, is not counted). The default does nothing, for queues no one else reads.
     async fn touch(&self, _ids: &[String]) -> Result<usize, BackendError> {
         Ok(0)
     }

@@ -264,12 +264,21 @@ const HEARTBEAT_MIN_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct HeartbeatConnection {
     conn: RedisConn,
+    timeout: Duration,
 }
 
 impl HeartbeatConnection {
     /// The connection, to send a touch on.
     pub fn conn(&self) -> RedisConn {
         self.conn.clone()
+    }
+
+    /// How long one touch may take ([`heartbeat_timeout`]). On a cluster the client tries a
+    /// command that timed out again on a fresh connection, so a touch to a hung node could
+    /// outlast this many times over; callers cut it off here, so the next touch of every other
+    /// shard is not late.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 }
 
@@ -295,8 +304,9 @@ pub async fn connect_heartbeat(
     settings: &RedisSettings,
     claim_idle: Duration,
 ) -> Result<HeartbeatConnection, RedisError> {
-    let conn = connect_with(settings, heartbeat_timeout(claim_idle)).await?;
-    Ok(HeartbeatConnection { conn })
+    let timeout = heartbeat_timeout(claim_idle);
+    let conn = connect_with(settings, timeout).await?;
+    Ok(HeartbeatConnection { conn, timeout })
 }
 
 #[cfg(test)]

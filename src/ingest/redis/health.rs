@@ -6,9 +6,12 @@
 //! then *down*: skipped by every operation for a pause of [`FIRST_PAUSE`], doubling with each
 //! failed probe up to [`LONGEST_PAUSE`]. Once the pause is over, the next operation probes it
 //! (one at a time: the others keep skipping it while the probe is out); an answer brings it back
-//! up. So a shard whose server hangs costs the other shards one wait of the bound when it
-//! starts hanging and one per probe after, and a shard that answers with an error (a
-//! `WRONGTYPE` key) costs them nothing.
+//! up. Reads do not probe a hung shard this way: their read that outlived its bound is still
+//! out and is the probe (`shard::Shard::read`), and the periodic reclaim skips a shard that is
+//! down. So a shard whose server hangs costs the other shards one wait of a read's bound when
+//! it starts hanging (and a short command's bound per probe of the finish or owner lookups of
+//! its own entries), and a shard that answers with an error (a `WRONGTYPE` key) costs them
+//! nothing.
 //!
 //! The transitions are logged once each (down: a warning; up again: info), not per skipped
 //! call.

@@ -182,6 +182,11 @@ impl RedisCallQueue {
         }
     }
 
+    /// How long one touch may take (the heartbeat connection's response timeout).
+    pub(super) fn touch_bound(&self) -> Duration {
+        self.heartbeat.timeout()
+    }
+
     /// The shared connection, for what lives beside the queue (the push ledger).
     pub fn connection(&self) -> RedisConn {
         self.conn.clone()
@@ -415,7 +420,7 @@ impl CallQueue for RedisCallQueue {
                 self.recreate_group().await?;
                 Ok(ids.len())
             }
-            other => Ok(ids.len() - other?.min(ids.len())),
+            other => Ok(other?.min(ids.len())),
         }
     }
 

@@ -3,9 +3,13 @@
 //! down, cut off after a bound, its consumer group created first when this process has not yet
 //! managed to.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
 
 use super::health::{no_answer, Health};
 use super::{CallQueue, RedisCallQueue};
@@ -16,12 +20,26 @@ use crate::event::StreamEntry;
 pub(super) struct Shard {
     /// Its position in the queue, for logs.
     index: usize,
-    pub(super) queue: RedisCallQueue,
+    pub(super) queue: Arc<RedisCallQueue>,
     pub(super) health: Health,
     /// Whether this process created (or found) the shard's consumer group; until then, every
     /// call to the shard first tries to, so a shard whose group cannot be created (its key is
     /// another type) is skipped and tried again rather than keeping the daemon from starting.
-    grouped: AtomicBool,
+    grouped: Arc<AtomicBool>,
+    /// Reads of new entries that outlived their bound, and what they brought ([`Shard::read`]).
+    late: Mutex<Late>,
+}
+
+/// A read of new entries that did not answer within its bound is not dropped (`XREADGROUP`
+/// makes entries pending as soon as the server sends them: a dropped read would strand them
+/// until `claim_idle_ms` reclaimed them). It goes on in the background, the shard counts as
+/// down meanwhile, and the next read of the shard hands out what it brought.
+#[derive(Default)]
+struct Late {
+    /// The read still out, at most one.
+    read: Option<JoinHandle<Result<Vec<StreamEntry>, BackendError>>>,
+    /// Entries a late read brought beyond what the read that collected it could take.
+    kept: VecDeque<StreamEntry>,
 }
 
 /// How a call to one shard went.
@@ -48,9 +66,83 @@ impl Shard {
     pub(super) fn new(index: usize, queue: RedisCallQueue) -> Shard {
         Shard {
             index,
-            queue,
+            queue: Arc::new(queue),
             health: Health::default(),
-            grouped: AtomicBool::new(false),
+            grouped: Arc::new(AtomicBool::new(false)),
+            late: Mutex::default(),
+        }
+    }
+
+    /// Up to `count` new entries of this shard (blocking up to `block` when there are none),
+    /// waiting at most `bound` for the server. What a late read brought is handed out first;
+    /// while a read is still out the shard is not read again, and a read that outlives `bound`
+    /// is left to finish in the background ([`Late`]): the shard answers for it later.
+    pub(super) async fn read(
+        &self,
+        count: usize,
+        block: Duration,
+        bound: Duration,
+    ) -> Reply<Vec<StreamEntry>> {
+        let (mut out, out_already) = {
+            let mut late = self.late.lock().expect("late reads lock");
+            let take = late.kept.len().min(count);
+            let out: Vec<StreamEntry> = late.kept.drain(..take).collect();
+            (out, late.read.take())
+        };
+        let mut handle = match out_already {
+            Some(handle) if !handle.is_finished() => {
+                self.late.lock().expect("late reads lock").read = Some(handle);
+                return self.with_kept(out, no_answer(bound));
+            }
+            Some(handle) => handle,
+            None if out.len() >= count => return Reply::Answered(out),
+            None => {
+                if let Err(e) = self.health.admit(Instant::now()) {
+                    return self.with_kept(out, e);
+                }
+                let (queue, grouped) = (self.queue.clone(), self.grouped.clone());
+                let want = count - out.len();
+                tokio::spawn(async move {
+                    if !grouped.load(Ordering::Acquire) {
+                        queue.ensure_group().await?;
+                        grouped.store(true, Ordering::Release);
+                    }
+                    queue.read_new(want, block).await
+                })
+            }
+        };
+        let stream = self.queue.keys().calls.as_str();
+        let answer = match tokio::time::timeout(bound, &mut handle).await {
+            Ok(joined) => joined.unwrap_or_else(|e| Err(BackendError::Corrupt(e.to_string()))),
+            Err(_) => {
+                self.late.lock().expect("late reads lock").read = Some(handle);
+                let e = no_answer(bound);
+                self.health.failed(self.index, stream, &e, Instant::now());
+                return self.with_kept(out, e);
+            }
+        };
+        match answer {
+            Ok(entries) => {
+                self.health.answered(self.index, stream);
+                let room = count - out.len();
+                let mut entries = entries.into_iter();
+                out.extend(entries.by_ref().take(room));
+                let mut late = self.late.lock().expect("late reads lock");
+                late.kept.extend(entries);
+                Reply::Answered(out)
+            }
+            Err(e) => {
+                self.health.failed(self.index, stream, &e, Instant::now());
+                self.with_kept(out, e)
+            }
+        }
+    }
+
+    /// What a read answers when the shard did not: the kept entries it took, if any.
+    fn with_kept(&self, kept: Vec<StreamEntry>, e: BackendError) -> Reply<Vec<StreamEntry>> {
+        match kept.is_empty() {
+            true => Reply::Failed(e),
+            false => Reply::Answered(kept),
         }
     }
 

@@ -21,14 +21,16 @@
 //!   returned; a finish, touch or owner lookup answers for the other shards' entries at once;
 //!   a shard whose consumer group could not be created is skipped until it can be, not the
 //!   daemon stopped. The operation fails only when no shard answered.
-//! - **Dropped reads.** `XREADGROUP` makes entries pending with this consumer as soon as the
-//!   server sends them, so a read cut off at its bound (the server answered too late) may leave
-//!   entries pending here that this process never saw. Nothing is lost: the periodic
-//!   [`CallQueue::claim_stale`] reclaims entries idle for longer than `stream.claim_idle_ms`
-//!   whoever holds them, this consumer included (`XAUTOCLAIM` hands them to the consumer that
-//!   asks, also when it holds them already), so they run after that delay. Reads of this
-//!   consumer's own pending entries after a restart skip a failing shard the same way; its
-//!   entries there come back by the same reclaim.
+//! - **Late reads are kept, never dropped.** `XREADGROUP` makes entries pending with this
+//!   consumer as soon as the server sends them, so a read of new entries that outlives its
+//!   bound (250 ms beyond its BLOCK time) is left to finish in the background: the shard counts
+//!   as down and is not read again meanwhile, and the next read hands out what the late read
+//!   brought (`shard::Shard::read`). A shard that hangs costs the others one wait of that bound
+//!   when it starts hanging, and its own entries ring as soon as it answers. Reads of this
+//!   consumer's own pending entries and reclaims (`XAUTOCLAIM`) are cut off at 1 s instead:
+//!   what such a read took stays pending here and the periodic [`CallQueue::claim_stale`]
+//!   reclaims it after `stream.claim_idle_ms` (`XAUTOCLAIM` hands entries to the consumer that
+//!   asks, also when it holds them already).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -44,6 +46,11 @@ use crate::redis_conn::slots::shard_of;
 /// The longest a read blocks on the shards together; bounds the wait of an event that
 /// arrives on an idle shard while the read blocks.
 pub const SHARD_BLOCK: Duration = Duration::from_millis(200);
+
+/// How long a read of new entries waits for one shard (beyond its BLOCK time) before the
+/// others go on without it. Short, since nothing is lost by it: the read is not dropped, its
+/// entries are handed out by a later read (`Shard::read`).
+const READ_BOUND: Duration = Duration::from_millis(250);
 
 /// The calls streams of every shard, read as one queue.
 pub struct ShardedQueue {
@@ -127,9 +134,7 @@ impl CallQueue for ShardedQueue {
             if want == 0 {
                 break;
             }
-            let reply = self.shards[i]
-                .call(Some(ANSWER_BOUND), |q| q.read_new(want, Duration::ZERO))
-                .await;
+            let reply = self.shards[i].read(want, Duration::ZERO, READ_BOUND).await;
             gathered.add(i, reply);
         }
         if !gathered.entries.is_empty() || block.is_zero() || !gathered.answered {
@@ -148,12 +153,9 @@ impl CallQueue for ShardedQueue {
             (count > 0).then_some((i, count))
         });
         let reads = reads.map(|(i, count)| async move {
-            let bound = Some(block + ANSWER_BOUND);
             (
                 i,
-                self.shards[i]
-                    .call(bound, |q| q.read_new(count, block))
-                    .await,
+                self.shards[i].read(count, block, block + READ_BOUND).await,
             )
         });
         for (i, reply) in futures::future::join_all(reads).await {
@@ -189,7 +191,10 @@ impl CallQueue for ShardedQueue {
         max: usize,
     ) -> Result<Vec<StreamEntry>, BackendError> {
         let mut gathered = Gathered::default();
-        for i in self.rotation() {
+        // Only shards that answer: the periodic sweep runs in the reader's loop, and a probe of
+        // a hung shard here would hold every read for its bound. Reads probe a shard that is
+        // down; the sweep takes it up again once it answers.
+        for i in self.rotation().filter(|i| self.shards[*i].health.is_up()) {
             let want = max - gathered.entries.len();
             if want == 0 {
                 break;
@@ -199,14 +204,18 @@ impl CallQueue for ShardedQueue {
                 .await;
             gathered.add(i, reply);
         }
+        if !gathered.answered && self.shards.iter().all(|s| !s.health.is_up()) {
+            // Nothing asked: no shard is up, so the sweep waits for the reads to bring one back.
+            return Ok(Vec::new());
+        }
         gathered.finish()
     }
 
     /// The shards at once: under load a touch waits for a busy server, and one shard's wait
     /// must not delay the touches of the others until their entries look idle. A touch waits
-    /// as long as the heartbeat connection lets it (a slow answer is waited for, not taken for a
-    /// hang). The entries of a shard that failed or was skipped are not counted as lost: whether
-    /// they are is unknown until it answers.
+    /// as long as the heartbeat connection's response timeout (a slow answer is waited for, not
+    /// taken for a hang), and no longer. The entries of a shard that failed or was skipped are not
+    /// counted as lost: whether they are is unknown until it answers.
     async fn touch(&self, ids: &[String]) -> Result<usize, BackendError> {
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let groups = self.by_shard(&refs);
@@ -217,8 +226,14 @@ impl CallQueue for ShardedQueue {
             .filter(|(_, group)| !group.is_empty())
             .map(|(i, group)| async move {
                 let raw: Vec<String> = group.iter().map(|(_, id)| id.to_string()).collect();
-                self.shards[i]
-                    .call(None, |q| async move { q.touch(&raw).await })
+                let shard = &self.shards[i];
+                // Cut off at the heartbeat's own timeout: the cluster client would try a
+                // touch to a hung node again and again, and every other shard's next touch
+                // would wait for it past `claim_idle`.
+                shard
+                    .call(Some(shard.queue.touch_bound()), |q| async move {
+                        q.touch(&raw).await
+                    })
                     .await
             });
         let mut lost = ids.len() - known;
