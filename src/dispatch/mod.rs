@@ -269,6 +269,13 @@ impl Dispatcher {
             let Some(mut permits) = self.take_slots(&shutdown).await else {
                 break;
             };
+            if queue.take_recovered() {
+                // Entries the queue handed to this consumer while a part of it was down may
+                // never have reached this process: read its pending entries again (those in
+                // flight here are skipped below).
+                own_pending_done = false;
+                own_cursor = "0".to_string();
+            }
             let want = permits.num_permits();
             let read = if !own_pending_done {
                 queue.read_own_pending(&own_cursor, want).await

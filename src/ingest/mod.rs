@@ -46,6 +46,15 @@ pub trait CallQueue: Send + Sync + 'static {
         false
     }
 
+    /// Whether part of the queue answers again after it did not (a shard whose server hung or
+    /// failed), since the last call: reads cut off while it was down may have left entries
+    /// pending with this consumer that it never saw, so the dispatcher reads its own pending
+    /// entries again ([`CallQueue::read_own_pending`]) instead of waiting `claim_idle_ms` for
+    /// the reclaim. The default: never.
+    fn take_recovered(&self) -> bool {
+        false
+    }
+
     /// Entries this consumer already read but never acknowledged (after a restart with the same
     /// consumer name), with ids after `after` (`0` for all), up to `max`, oldest first.
     async fn read_own_pending(

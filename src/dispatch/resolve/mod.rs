@@ -25,8 +25,8 @@ mod targets;
 use tracing::info;
 
 use super::ledger::Settlement;
-use super::outage::StoreFailure;
-use super::Shared;
+use super::outage::{Backoff, StoreFailure};
+use super::{sleep_or_stop, Shared};
 use crate::domain::{now_ms, PushKind};
 use crate::event::{CallEvent, StreamEntry};
 use crate::metrics::{RateScope, Stage, StageClock};
@@ -87,9 +87,13 @@ pub(super) async fn resolve_timed(
             None,
         );
     }
-    let targets = match targets::resolve(shared, &event).await {
-        Ok(targets) => targets,
-        Err(failure) => return store_failed(&event, failure),
+    let mut backoff = Backoff::default();
+    let targets = loop {
+        match targets::resolve(shared, &event).await {
+            Err(StoreFailure::Unavailable) if wait_out(shared, &event, &mut backoff).await => {}
+            Ok(targets) => break targets,
+            Err(failure) => return store_failed(&event, failure),
+        }
     };
     clock.lap(Stage::Resolve);
     if targets.is_empty() {
@@ -99,9 +103,13 @@ pub(super) async fn resolve_timed(
             None,
         );
     }
-    let claimed = match claim::claim(shared, &event, &entry.id, &targets).await {
-        Ok(claimed) => claimed,
-        Err(failure) => return store_failed(&event, failure),
+    backoff.reset();
+    let claimed = loop {
+        match claim::claim(shared, &event, &entry.id, &targets).await {
+            Err(StoreFailure::Unavailable) if wait_out(shared, &event, &mut backoff).await => {}
+            Ok(claimed) => break claimed,
+            Err(failure) => return store_failed(&event, failure),
+        }
     };
     clock.lap(Stage::Claim);
     let devices = targets.len();
@@ -145,6 +153,19 @@ pub(super) async fn resolve_timed(
         settle::settle_now(shared, &settlement).await;
     }
     final_of(&event, decision, Some(settlement))
+}
+
+/// Wait before asking the store again for an event it did not answer (an outage, a hung
+/// node): the event keeps its slot and stays in flight (touched), so it goes on as soon as the
+/// store answers instead of after a reclaim. False — leave the entry pending — when the wait
+/// would reach the event's deadline or the daemon stops hard.
+async fn wait_out(shared: &Shared, event: &CallEvent, backoff: &mut Backoff) -> bool {
+    let wait = backoff.next();
+    let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+    if now_ms().saturating_add(wait_ms) >= event.deadline_ms() {
+        return false;
+    }
+    !sleep_or_stop(wait, &shared.hard_stop).await
 }
 
 /// What a failed store request means for the event: it stays pending while the store is

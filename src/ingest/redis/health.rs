@@ -69,16 +69,19 @@ impl Health {
     }
 
     /// The shard answered: up again.
-    pub(super) fn answered(&self, shard: usize, stream: &str) {
+    /// True when it was down until now.
+    pub(super) fn answered(&self, shard: usize, stream: &str) -> bool {
         let mut down = self.down.lock().expect("health lock");
-        if let Some(d) = down.take() {
-            tracing::info!(
-                shard,
-                stream,
-                failures = d.failures,
-                "a shard of the calls stream answers again"
-            );
-        }
+        let Some(d) = down.take() else {
+            return false;
+        };
+        tracing::info!(
+            shard,
+            stream,
+            failures = d.failures,
+            "a shard of the calls stream answers again"
+        );
+        true
     }
 
     /// A call to the shard failed at `now` with `error`: down for a pause.

@@ -28,6 +28,8 @@ pub(super) struct Shard {
     grouped: Arc<AtomicBool>,
     /// Reads of new entries that outlived their bound, and what they brought ([`Shard::read`]).
     late: Mutex<Late>,
+    /// Set when this shard (or another of its queue) answers again after it was down.
+    came_back: Arc<AtomicBool>,
 }
 
 /// A read of new entries that did not answer within its bound is not dropped (`XREADGROUP`
@@ -62,14 +64,23 @@ impl<T> Reply<T> {
 }
 
 impl Shard {
-    /// Shard `index` over `queue`, up, its group not yet created.
-    pub(super) fn new(index: usize, queue: RedisCallQueue) -> Shard {
+    /// Shard `index` over `queue`, up, its group not yet created; `came_back` is set whenever
+    /// it answers again after it was down.
+    pub(super) fn new(index: usize, queue: RedisCallQueue, came_back: Arc<AtomicBool>) -> Shard {
         Shard {
             index,
             queue: Arc::new(queue),
             health: Health::default(),
             grouped: Arc::new(AtomicBool::new(false)),
             late: Mutex::default(),
+            came_back,
+        }
+    }
+
+    /// The shard answered: up, and noted when it was down until now.
+    fn answered(&self) {
+        if self.health.answered(self.index, &self.queue.keys().calls) {
+            self.came_back.store(true, Ordering::Release);
         }
     }
 
@@ -123,7 +134,7 @@ impl Shard {
         };
         match answer {
             Ok(entries) => {
-                self.health.answered(self.index, stream);
+                self.answered();
                 let room = count - out.len();
                 let mut entries = entries.into_iter();
                 out.extend(entries.by_ref().take(room));
@@ -173,7 +184,7 @@ impl Shard {
         let stream = self.queue.keys().calls.as_str();
         match answer {
             Ok(t) => {
-                self.health.answered(self.index, stream);
+                self.answered();
                 Reply::Answered(t)
             }
             Err(e) => {

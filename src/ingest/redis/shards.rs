@@ -32,7 +32,8 @@
 //!   reclaims it after `stream.claim_idle_ms` (`XAUTOCLAIM` hands entries to the consumer that
 //!   asks, also when it holds them already).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::health::ANSWER_BOUND;
@@ -56,19 +57,23 @@ const READ_BOUND: Duration = Duration::from_millis(250);
 pub struct ShardedQueue {
     shards: Vec<Shard>,
     next: AtomicUsize,
+    /// A shard answered again after it was down ([`CallQueue::take_recovered`]).
+    came_back: Arc<AtomicBool>,
 }
 
 impl ShardedQueue {
     /// One queue over `shards` (in shard order; at least one).
     pub fn new(shards: Vec<RedisCallQueue>) -> ShardedQueue {
         assert!(!shards.is_empty(), "a sharded queue needs a shard");
+        let came_back = Arc::new(AtomicBool::new(false));
         ShardedQueue {
             shards: shards
                 .into_iter()
                 .enumerate()
-                .map(|(i, queue)| Shard::new(i, queue))
+                .map(|(i, queue)| Shard::new(i, queue, came_back.clone()))
                 .collect(),
             next: AtomicUsize::new(0),
+            came_back,
         }
     }
 
@@ -101,6 +106,10 @@ impl ShardedQueue {
 impl CallQueue for ShardedQueue {
     fn consumer(&self) -> &str {
         self.shards[0].queue.consumer()
+    }
+
+    fn take_recovered(&self) -> bool {
+        self.came_back.swap(false, Ordering::AcqRel)
     }
 
     /// Every shard at once; fine when at least one has its group (the others are tried again
