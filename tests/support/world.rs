@@ -176,6 +176,8 @@ impl World {
                     platform,
                     credential: credential.into(),
                     device_token: token.into(),
+                    target: Default::default(),
+                    environment: None,
                 },
                 at_ms,
             )
