@@ -408,7 +408,7 @@ fn print_bindings(identity: &str, list: &[serde_json::Value]) {
         ("CREDENTIAL", 18),
         ("DEVICE_TOKEN", 12),
         ("TARGET", 6),
-        ("ENVIRONMENT", 20),
+        ("ENVIRONMENT", 23),
         ("UPDATED_AT", 24),
         ("EXPIRES_AT", 24),
     ]);
