@@ -20,7 +20,7 @@ use callpush::domain::{now_ms, ApnsEnvironment, Platform, Target};
 use callpush::sim::SANDBOX_PREFIX;
 use http::{Method, StatusCode};
 use serde_json::json;
-use support::api::{call, token, ApiWorld, ADMIN_TOKEN};
+use support::api::{call, token, ApiWorld};
 use support::apns_double::{Answer, ApnsDouble, DoubleOptions};
 use support::scrape;
 use support::world::{Backend, World};
@@ -36,14 +36,25 @@ fn production_token(n: u8) -> String {
     format!("{n:02x}").repeat(32)
 }
 
-/// The world's APNs credential, its double playing production, with a sandbox double beside it
-/// (`sandbox_endpoint`).
-async fn sandbox_double() -> ApnsDouble {
-    ApnsDouble::start(DoubleOptions {
+/// A world whose APNs credential has its production double and a sandbox double beside it
+/// (`sandbox_endpoint`), changed further by `tweak`; and the sandbox double.
+async fn with_sandbox(
+    backend: Backend,
+    tweak: impl FnOnce(&mut ApnsCredential),
+) -> (ApnsDouble, ApiWorld) {
+    let sandbox = ApnsDouble::start(DoubleOptions {
         environment: ApnsEnvironment::Sandbox,
         ..DoubleOptions::default()
     })
-    .await
+    .await;
+    let url = sandbox.url();
+    let api = ApiWorld::on(backend, |s| {
+        let credential = apns_credential(s);
+        credential.sandbox_endpoint = Some(url);
+        tweak(credential);
+    })
+    .await;
+    (sandbox, api)
 }
 
 fn apns_credential(settings: &mut Settings) -> &mut ApnsCredential {
@@ -77,19 +88,13 @@ async fn register(w: &World, identity: &str, token: &str, environment: Option<Ap
 }
 
 async fn a_sandbox_token_rings_through_the_sandbox_and_the_binding_learns_it(backend: Backend) {
-    let sandbox = sandbox_double().await;
-    let url = sandbox.url();
-    let mut api = ApiWorld::on(backend, |s| {
-        apns_credential(s).sandbox_endpoint = Some(url);
-    })
-    .await;
+    let (sandbox, mut api) = with_sandbox(backend, |_| {}).await;
     let debug_build = sandbox_token(1);
     register(&api.world, "alice", &debug_build, None).await;
     let daemon = api.world.start_daemon();
     let w = &mut api.world;
 
-    w.call(&[("type", "incoming"), ("to", "alice"), ("call_sid", "CA1")])
-        .await;
+    w.ring("alice", "CA1").await;
     let results = w.results(1).await;
     assert_eq!(results[0]["outcome"], "delivered", "{results:?}");
     let production: Vec<u16> = w.apns.requests().iter().map(|r| r.status).collect();
@@ -108,22 +113,14 @@ async fn a_sandbox_token_rings_through_the_sandbox_and_the_binding_learns_it(bac
     assert_eq!(bindings[0].environment, Some(ApnsEnvironment::Sandbox));
     assert!(bindings[0].environment_learned);
 
-    w.call(&[("type", "incoming"), ("to", "alice"), ("call_sid", "CA2")])
-        .await;
+    w.ring("alice", "CA2").await;
     let results = w.results(2).await;
     assert!(results.iter().all(|r| r["outcome"] == "delivered"));
     assert_eq!(w.apns.count(), 1, "the second call skips production");
     assert_eq!(sandbox.count(), 2, "one request for the second call");
 
     // The admin API shows where the device is, and that callpush learned it.
-    let listed = call(
-        api.admin(),
-        Method::GET,
-        "/v1/identities/alice/bindings",
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let listed = api.admin_bindings("alice").await;
     assert_eq!(listed.status, StatusCode::OK);
     assert_eq!(listed.body[0]["environment"], "sandbox", "{}", listed.body);
     assert_eq!(listed.body[0]["environment_source"], "learned");
@@ -151,12 +148,8 @@ async fn a_sandbox_token_rings_through_the_sandbox_and_the_binding_learns_it(bac
 }
 
 async fn a_token_dead_in_both_environments_is_pruned_once(backend: Backend) {
-    let sandbox = sandbox_double().await;
-    let url = sandbox.url();
-    let mut w = World::on(backend, |s| {
-        apns_credential(s).sandbox_endpoint = Some(url);
-    })
-    .await;
+    let (sandbox, api) = with_sandbox(backend, |_| {}).await;
+    let mut w = api.world;
     let malformed = sandbox_token(2);
     let uninstalled = sandbox_token(3);
     register(&w, "bob", &malformed, None).await;
@@ -165,10 +158,8 @@ async fn a_token_dead_in_both_environments_is_pruned_once(backend: Backend) {
     sandbox.script(&malformed, vec![Answer::error(400, "BadDeviceToken")]);
     sandbox.set_unregistered(&uninstalled, now_ms());
     let daemon = w.start_daemon();
-    w.call(&[("type", "incoming"), ("to", "bob"), ("call_sid", "CA1")])
-        .await;
-    w.call(&[("type", "incoming"), ("to", "carol"), ("call_sid", "CA2")])
-        .await;
+    w.ring("bob", "CA1").await;
+    w.ring("carol", "CA2").await;
     let results = w.results(2).await;
     assert!(
         results.iter().all(|r| r["outcome"] == "no_bindings"),
@@ -191,8 +182,7 @@ async fn a_token_dead_in_both_environments_is_pruned_once(backend: Backend) {
         .sum();
     assert_eq!(pruned, 2.0, "each pruned once");
 
-    w.call(&[("type", "incoming"), ("to", "bob"), ("call_sid", "CA3")])
-        .await;
+    w.ring("bob", "CA3").await;
     assert_eq!(w.results(3).await[2]["outcome"], "no_bindings");
     assert_eq!(
         (w.apns.count(), sandbox.count()),
@@ -203,22 +193,16 @@ async fn a_token_dead_in_both_environments_is_pruned_once(backend: Backend) {
 }
 
 async fn a_registered_environment_is_never_tried_elsewhere(backend: Backend) {
-    let sandbox = sandbox_double().await;
-    let url = sandbox.url();
-    let mut w = World::on(backend, |s| {
-        apns_credential(s).sandbox_endpoint = Some(url);
-    })
-    .await;
+    let (sandbox, api) = with_sandbox(backend, |_| {}).await;
+    let mut w = api.world;
     let debug_build = sandbox_token(4);
     // An app that says the wrong thing: a production token registered as sandbox.
     let mislabelled = production_token(5);
     register(&w, "dave", &debug_build, Some(ApnsEnvironment::Sandbox)).await;
     register(&w, "erin", &mislabelled, Some(ApnsEnvironment::Sandbox)).await;
     let daemon = w.start_daemon();
-    w.call(&[("type", "incoming"), ("to", "dave"), ("call_sid", "CA1")])
-        .await;
-    w.call(&[("type", "incoming"), ("to", "erin"), ("call_sid", "CA2")])
-        .await;
+    w.ring("dave", "CA1").await;
+    w.ring("erin", "CA2").await;
     let results = w.results(2).await;
     let outcome = |sid: &str| {
         results
@@ -242,11 +226,7 @@ async fn a_registered_environment_is_never_tried_elsewhere(backend: Backend) {
 }
 
 async fn a_key_scoped_to_production_never_reaches_the_sandbox(backend: Backend) {
-    let sandbox = sandbox_double().await;
-    let url = sandbox.url();
-    let api = ApiWorld::on(backend, |s| {
-        let apns = apns_credential(s);
-        apns.sandbox_endpoint = Some(url);
+    let (sandbox, api) = with_sandbox(backend, |apns| {
         apns.environments = Some(vec![ApnsEnvironment::Production]);
     })
     .await;
@@ -283,8 +263,7 @@ async fn a_key_scoped_to_production_never_reaches_the_sandbox(backend: Backend) 
     assert_eq!(reply.body["environment_source"], "credential");
     let mut w = api.world;
     let daemon = w.start_daemon();
-    w.call(&[("type", "incoming"), ("to", "frank"), ("call_sid", "CA1")])
-        .await;
+    w.ring("frank", "CA1").await;
     assert_eq!(w.results(1).await[0]["outcome"], "no_bindings");
     assert_eq!(w.apns.count(), 1);
     assert_eq!(
@@ -296,21 +275,17 @@ async fn a_key_scoped_to_production_never_reaches_the_sandbox(backend: Backend) 
 }
 
 async fn a_key_scoped_to_the_other_environment_is_tried_there(backend: Backend) {
-    let sandbox = sandbox_double().await;
-    let url = sandbox.url();
-    let mut w = World::on(backend, |s| {
-        let apns = apns_credential(s);
-        apns.sandbox_endpoint = Some(url);
+    let (sandbox, api) = with_sandbox(backend, |apns| {
         apns.environment = ApnsEnvironment::Sandbox;
     })
     .await;
+    let mut w = api.world;
     // The credential thinks its key serves the sandbox; Apple says it is production's.
     sandbox.scope_key_elsewhere(true);
     let release = production_token(7);
     register(&w, "gina", &release, None).await;
     let daemon = w.start_daemon();
-    w.call(&[("type", "incoming"), ("to", "gina"), ("call_sid", "CA1")])
-        .await;
+    w.ring("gina", "CA1").await;
     assert_eq!(w.results(1).await[0]["outcome"], "delivered");
     assert_eq!(
         sandbox.requests()[0].status,

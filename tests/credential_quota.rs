@@ -46,8 +46,7 @@ async fn a_project_over_quota_pauses_the_credential_then_every_call_rings() {
     w.fcm.exceed_project_quota(Duration::from_secs(2));
 
     // The first call meets the quota: 429 RESOURCE_EXHAUSTED, Retry-After: 2.
-    w.call(&[("type", "incoming"), ("to", "user0"), ("call_sid", "CA0")])
-        .await;
+    w.ring("user0", "CA0").await;
     assert!(w.fcm.wait_for(1, WAIT).await);
     assert_eq!(w.fcm.requests()[0].status, 429);
     assert_eq!(
@@ -65,8 +64,7 @@ async fn a_project_over_quota_pauses_the_credential_then_every_call_rings() {
     .await;
     for n in 1..49 {
         let (to, sid) = (format!("user{n}"), format!("CA{n}"));
-        w.call(&[("type", "incoming"), ("to", &to), ("call_sid", &sid)])
-            .await;
+        w.ring(&to, &sid).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let results = w.results(50).await;
@@ -130,11 +128,9 @@ async fn a_quota_of_one_device_stays_with_that_device() {
         vec![Answer::quota_exceeded().retry_after(1), Answer::ok()],
     );
     let daemon = w.start_daemon();
-    w.call(&[("type", "incoming"), ("to", "dana"), ("call_sid", "CA1")])
-        .await;
+    w.ring("dana", "CA1").await;
     assert!(w.fcm.wait_for(1, WAIT).await);
-    w.call(&[("type", "incoming"), ("to", "eve"), ("call_sid", "CA2")])
-        .await;
+    w.ring("eve", "CA2").await;
     let results = w.results(2).await;
     assert!(
         results.iter().all(|r| r["outcome"] == "delivered"),

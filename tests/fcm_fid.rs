@@ -14,7 +14,7 @@ on_both_backends!(
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::api::{call, token, ApiWorld, Reply, ADMIN_TOKEN};
+use support::api::{call, token, ApiWorld, Reply};
 use support::world::Backend;
 
 const FID: &str = "cF3kq9zYRv2X-B8mN1pQ_w";
@@ -55,14 +55,7 @@ async fn an_fid_is_pushed_as_fid_beside_a_token_and_pruned_when_unregistered(bac
     .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     assert_eq!(reply.body["target"], "token");
-    let listed = call(
-        api.admin(),
-        Method::GET,
-        "/v1/identities/alice/bindings",
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let listed = api.admin_bindings("alice").await;
     let mut targets: Vec<&str> = listed
         .body
         .as_array()
@@ -75,8 +68,7 @@ async fn an_fid_is_pushed_as_fid_beside_a_token_and_pruned_when_unregistered(bac
 
     let daemon = api.world.start_daemon();
     let w = &mut api.world;
-    w.call(&[("type", "incoming"), ("to", "alice"), ("call_sid", "CA1")])
-        .await;
+    w.ring("alice", "CA1").await;
     let results = w.results(1).await;
     assert_eq!(results[0]["delivered"], "2", "{results:?}");
     let messages: Vec<Value> = w
@@ -98,8 +90,7 @@ async fn an_fid_is_pushed_as_fid_beside_a_token_and_pruned_when_unregistered(bac
 
     // The app was uninstalled: FCM says UNREGISTERED for the FID, which is pruned.
     w.fcm.set_unregistered(FID);
-    w.call(&[("type", "incoming"), ("to", "alice"), ("call_sid", "CA2")])
-        .await;
+    w.ring("alice", "CA2").await;
     let results = w.results(2).await;
     assert_eq!(results[1]["delivered"], "1", "{results:?}");
     let left = w.store().await.list("alice").await.unwrap();
@@ -137,10 +128,8 @@ async fn an_app_moving_from_token_to_fid_ends_with_the_fid(backend: Backend) {
     let daemon = api.world.start_daemon();
     let w = &mut api.world;
     w.fcm.set_unregistered("fcm-token-carol");
-    w.call(&[("type", "incoming"), ("to", "bob"), ("call_sid", "CA1")])
-        .await;
-    w.call(&[("type", "incoming"), ("to", "carol"), ("call_sid", "CA2")])
-        .await;
+    w.ring("bob", "CA1").await;
+    w.ring("carol", "CA2").await;
     let results = w.results(2).await;
     assert!(
         results.iter().all(|r| r["outcome"] == "delivered"),
@@ -240,12 +229,5 @@ async fn bad_fids_and_mixed_bodies_are_refused_naming_the_field() {
             );
         }
     }
-    assert!(api
-        .world
-        .store()
-        .await
-        .list("alice")
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(api.bindings("alice").await.is_empty());
 }

@@ -185,6 +185,12 @@ impl World {
             .unwrap();
     }
 
+    /// Add an incoming call to `to` with `call_sid`; its stream id.
+    pub async fn ring(&mut self, to: &str, call_sid: &str) -> String {
+        self.call(&[("type", "incoming"), ("to", to), ("call_sid", call_sid)])
+            .await
+    }
+
     pub async fn call(&mut self, fields: &[(&str, &str)]) -> String {
         if let Some(m) = &self.memory {
             let fields: Vec<(String, String)> = fields
