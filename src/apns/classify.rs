@@ -55,9 +55,9 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], now_ms: u6
 }
 
 /// Whether an answer may mean the device (or the key) belongs to the other APNs environment:
-/// `400 BadDeviceToken` (Apple: "verify that the request contains a valid token and that the
-/// token matches the environment") or `403 BadEnvironmentKeyInToken` (a key Apple scoped to
-/// the other environment). For a device whose environment is unknown, the dispatcher tries the
+/// `400 BadDeviceToken` (Apple's table of responses names a token of the other environment
+/// among its causes, beside a malformed one) or `403 BadEnvironmentKeyInToken` (a key Apple
+/// scoped to the other environment). For a device whose environment is unknown, the dispatcher tries the
 /// other environment before believing it.
 pub fn wrong_environment(outcome: &Outcome) -> bool {
     match outcome {
