@@ -41,10 +41,7 @@ fn event_parsing(c: &mut Criterion) {
 fn payloads(c: &mut Criterion) {
     let event = CallEvent::parse(&entry()).unwrap();
     let call = event.call.clone();
-    let push = Push {
-        call: Arc::clone(&call),
-        device_token: Arc::from("fcm-registration-token-0123456789"),
-    };
+    let push = Push::new(Arc::clone(&call), "fcm-registration-token-0123456789");
     let mut group = c.benchmark_group("payload");
     group.bench_function("apns_callpush", |b| {
         b.iter(|| callpush::apns::payload::body(black_box(&call)))

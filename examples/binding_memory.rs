@@ -48,6 +48,8 @@ async fn main() {
                 platform: Platform::Fcm,
                 credential: "CRfcm".into(),
                 device_token: format!("fcm-{n:0>8}-{}", "x".repeat(140)),
+                target: Default::default(),
+                environment: None,
             };
             let store = store.clone();
             async move { store.register(new, now_ms()).await.unwrap() }

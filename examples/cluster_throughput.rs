@@ -83,6 +83,8 @@ async fn main() {
                 platform,
                 credential: credential.into(),
                 device_token: token,
+                target: Default::default(),
+                environment: None,
             };
             store.register(new, now_ms()).await.unwrap();
         }

@@ -327,6 +327,7 @@ pub fn api_context_with(
         limits: api::limits::RegistrationLimits::new(&settings.limits),
         public_limits: settings.api.limits.clone(),
         admin_limits: settings.admin.limits.clone(),
+        apns_environments: settings.apns_environments(),
     })
 }
 

@@ -44,6 +44,121 @@ impl std::str::FromStr for Platform {
     }
 }
 
+/// One of Apple's two push environments. A device token belongs to exactly one: a debug build
+/// (run from Xcode, `aps-environment = development`) gets a sandbox token, a TestFlight, Ad Hoc
+/// or App Store build a production one, and each host answers `400 BadDeviceToken` for a token
+/// of the other.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ApnsEnvironment {
+    /// `https://api.push.apple.com` (TestFlight, Ad Hoc and App Store builds).
+    #[default]
+    Production,
+    /// `https://api.sandbox.push.apple.com` (development builds).
+    Sandbox,
+}
+
+impl ApnsEnvironment {
+    /// Both environments, production first.
+    pub const ALL: [ApnsEnvironment; 2] = [ApnsEnvironment::Production, ApnsEnvironment::Sandbox];
+
+    /// The lower-case name used in config, bindings, metrics and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApnsEnvironment::Production => "production",
+            ApnsEnvironment::Sandbox => "sandbox",
+        }
+    }
+
+    /// The other environment.
+    pub fn other(self) -> ApnsEnvironment {
+        match self {
+            ApnsEnvironment::Production => ApnsEnvironment::Sandbox,
+            ApnsEnvironment::Sandbox => ApnsEnvironment::Production,
+        }
+    }
+}
+
+impl fmt::Display for ApnsEnvironment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ApnsEnvironment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "production" => Ok(ApnsEnvironment::Production),
+            "sandbox" => Ok(ApnsEnvironment::Sandbox),
+            other => Err(format!(
+                "unknown APNs environment {other:?} (expected \"production\" or \"sandbox\")"
+            )),
+        }
+    }
+}
+
+/// Where one APNs credential pushes: its default environment (for bindings that registered
+/// none) and, when its key may serve both, the other one, where a token the default refuses as
+/// another environment's is tried once (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApnsEnvironments {
+    /// The credential's `environment`.
+    pub default: ApnsEnvironment,
+    /// The other environment, when the credential's `environments` allows it.
+    pub other: Option<ApnsEnvironment>,
+}
+
+impl ApnsEnvironments {
+    /// Whether the credential may push to `environment`.
+    pub fn allows(&self, environment: ApnsEnvironment) -> bool {
+        environment == self.default || Some(environment) == self.other
+    }
+
+    /// The environments the credential may push to, the default first.
+    pub fn all(&self) -> impl Iterator<Item = ApnsEnvironment> {
+        std::iter::once(self.default).chain(self.other)
+    }
+
+    /// The environment a binding is pushed to: the one it registered or learned, else the
+    /// default.
+    pub fn of(&self, binding: Option<ApnsEnvironment>) -> ApnsEnvironment {
+        binding.unwrap_or(self.default)
+    }
+}
+
+/// How FCM addresses a device: by registration token (`message.token`), or by Firebase
+/// Installation ID (`message.fid`), which apps that opted in to FID registration receive in
+/// `onRegistered` instead of a token in `onNewToken`. APNs devices are always `Token`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// A device token (APNs) or an FCM registration token.
+    #[default]
+    Token,
+    /// A Firebase Installation ID (FCM only).
+    Fid,
+}
+
+impl Target {
+    /// The lower-case name used in bindings and the API (`token`, `fid`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Token => "token",
+            Target::Fid => "fid",
+        }
+    }
+
+    /// Whether this is the default, registration-token target (stored bindings omit it).
+    pub fn is_token(&self) -> bool {
+        *self == Target::Token
+    }
+}
+
 /// What a call event asks the device to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PushKind {
@@ -116,8 +231,33 @@ impl CallContent {
 pub struct Push {
     /// What to say (shared by all devices of the event).
     pub call: Arc<CallContent>,
-    /// The device token (APNs: lower-case hex; FCM: registration token).
+    /// The device's address (APNs: lower-case hex token; FCM: registration token or FID).
     pub device_token: Arc<str>,
+    /// What `device_token` is: an FCM push to an FID sends `fid` in place of `token`.
+    pub target: Target,
+    /// APNs: the environment to push to — the one the binding registered or learned, or, when
+    /// it knows none, `None`, and the credential's (the dispatcher then learns it, SPEC §6).
+    pub environment: Option<ApnsEnvironment>,
+}
+
+impl Push {
+    /// A push of `call` to a registration token, in the credential's environment.
+    pub fn new(call: Arc<CallContent>, device_token: impl Into<Arc<str>>) -> Push {
+        Push {
+            call,
+            device_token: device_token.into(),
+            target: Target::Token,
+            environment: None,
+        }
+    }
+
+    /// The same push, to `environment`.
+    pub fn in_environment(&self, environment: ApnsEnvironment) -> Push {
+        Push {
+            environment: Some(environment),
+            ..self.clone()
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -77,14 +77,7 @@ async fn unregister_removes_once_then_is_not_found() {
     };
     let first = del(body.clone()).await;
     assert_eq!(first.status, StatusCode::NO_CONTENT);
-    assert!(w
-        .world
-        .store()
-        .await
-        .list("alice")
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(w.bindings("alice").await.is_empty());
     let second = del(body).await;
     assert_eq!(second.status, StatusCode::NOT_FOUND);
     assert_eq!(second.code(), "not_found");
@@ -147,14 +140,7 @@ async fn invalid_device_tokens_are_rejected_per_platform() {
             "{platform} {device:?}"
         );
     }
-    assert!(w
-        .world
-        .store()
-        .await
-        .list("alice")
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(w.bindings("alice").await.is_empty());
 }
 
 #[tokio::test]
@@ -213,14 +199,7 @@ async fn missing_garbled_expired_or_forged_tokens_are_unauthorized() {
         assert_eq!(reply.code(), code, "{header:?}");
         assert!(!reply.message().contains(KEY_SECRET));
     }
-    assert!(w
-        .world
-        .store()
-        .await
-        .list("alice")
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(w.bindings("alice").await.is_empty());
 }
 
 #[tokio::test]

@@ -28,10 +28,7 @@ fn call(call_sid: &str) -> CallContent {
 }
 
 fn push(call: CallContent, token: &str) -> Push {
-    Push {
-        call: Arc::new(call),
-        device_token: token.into(),
-    }
+    Push::new(Arc::new(call), token)
 }
 
 async fn double_and_provider() -> (ApnsDouble, ApnsProvider) {

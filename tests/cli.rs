@@ -210,6 +210,87 @@ async fn an_operator_registers_a_device_enqueues_a_call_and_sees_it_delivered() 
 }
 
 #[tokio::test]
+async fn an_operator_adds_an_fid_and_apns_devices_and_sees_their_target_and_environment() {
+    let redis = RedisServer::start().await;
+    let fcm = FcmDouble::start(FcmDoubleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &redis.url(), &unique_prefix(), &fcm);
+    let apns = format!(
+        "\n[[credentials]]\nsid = \"CRapns\"\nplatform = \"apns\"\nbundle_id = \"com.example.app\"\n\
+         team_id = \"TEAM123456\"\nkey_id = \"KEY1234567\"\nkey_file = \"{}\"\n\
+         endpoint = \"http://127.0.0.1:9\"\nsandbox_endpoint = \"http://127.0.0.1:9\"\n",
+        support::fixtures::fixture("apns_auth_key.p8").display()
+    );
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&apns);
+    std::fs::write(&config, text).unwrap();
+    let add = |args: &[&str]| {
+        let mut all = vec!["bindings", "add", "--identity", "alice"];
+        all.extend_from_slice(args);
+        callpush(&config, &all)
+    };
+    let fid = add(&["--platform", "fcm", "--fid", "cF3kq9zYRv2X-B8mN1pQ_w"]);
+    assert!(fid.status.success(), "{}", stderr(&fid));
+    let fid: serde_json::Value = serde_json::from_str(&stdout(&fid)).unwrap();
+    assert_eq!(fid["target"], "fid");
+    assert_eq!(fid["device_token"], "cF3kq9zY…");
+    let debug_build = format!("deb{}", "1".repeat(61));
+    let sandbox = add(&[
+        "--platform",
+        "apns",
+        "--device-token",
+        &debug_build,
+        "--environment",
+        "sandbox",
+    ]);
+    assert!(sandbox.status.success(), "{}", stderr(&sandbox));
+    let sandbox: serde_json::Value = serde_json::from_str(&stdout(&sandbox)).unwrap();
+    assert_eq!(
+        (&sandbox["environment"], &sandbox["environment_source"]),
+        (&"sandbox".into(), &"registered".into())
+    );
+    let unknown = add(&["--platform", "apns", "--device-token", &"2".repeat(64)]);
+    assert!(unknown.status.success(), "{}", stderr(&unknown));
+
+    let table = callpush(&config, &["bindings", "list", "--identity", "alice"]);
+    let text = stdout(&table);
+    assert!(
+        text.contains("TARGET") && text.contains("ENVIRONMENT"),
+        "{text}"
+    );
+    for row in ["fid", "sandbox", "production (credential)"] {
+        assert!(text.contains(row), "{row}: {text}");
+    }
+
+    for (args, names) in [
+        (
+            vec!["--platform", "fcm", "--fid", "cF3kq9zYRv2X-B8mN1pQ_"],
+            "--fid",
+        ),
+        (
+            vec!["--platform", "apns", "--fid", "cF3kq9zYRv2X-B8mN1pQ_w"],
+            "--fid",
+        ),
+        (
+            vec![
+                "--platform",
+                "fcm",
+                "--device-token",
+                "t",
+                "--environment",
+                "sandbox",
+            ],
+            "--environment",
+        ),
+    ] {
+        let refused = add(&args);
+        assert!(!refused.status.success(), "{args:?}");
+        let line = stderr(&refused);
+        assert!(line.contains(names), "{args:?}: {line}");
+    }
+}
+
+#[tokio::test]
 async fn mistakes_get_one_clear_line_and_a_failure_status() {
     let redis = RedisServer::start().await;
     let fcm = FcmDouble::start(FcmDoubleOptions::default()).await;

@@ -78,6 +78,8 @@ impl Scene {
                 platform: Platform::Apns,
                 credential: CREDENTIAL.into(),
                 device_token: token,
+                target: Default::default(),
+                environment: None,
             };
             w.store.register(binding, now_ms()).await.unwrap();
         }

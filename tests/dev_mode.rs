@@ -303,7 +303,7 @@ async fn common_steps(dev: &mut Dev) -> Vec<String> {
     let (shown, _) = dev.follow(&metrics).await;
     assert!(
         shown.contains(
-            "callpush_pushes_total{credential=\"CRdevfcm\",outcome=\"delivered\",platform=\"fcm\",reason=\"\"} 1"
+            "callpush_pushes_total{credential=\"CRdevfcm\",environment=\"\",outcome=\"delivered\",platform=\"fcm\",reason=\"\"} 1"
         ),
         "{shown}"
     );

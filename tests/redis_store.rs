@@ -42,6 +42,8 @@ fn apns(identity: &str, device_token: &str) -> NewBinding {
         platform: Platform::Apns,
         credential: CRED.into(),
         device_token: device_token.into(),
+        target: Default::default(),
+        environment: None,
     }
 }
 
@@ -376,4 +378,90 @@ async fn list_many_isolates_what_cannot_be_read() {
     );
     assert_eq!(tokens(lists[2].as_ref().unwrap()), vec![token(3)]);
     assert_eq!(f.store.undecodable_skipped(), 1);
+}
+
+/// What both stores do with a binding's APNs environment and FCM target (SPEC §4): learned once
+/// and kept, kept through a refresh that names none, replaced by one that names one, never
+/// overwritten by learning; an FID stored as an FID.
+async fn environments_and_targets_are_kept(store: &dyn BindingStore) {
+    use callpush::domain::ApnsEnvironment::{Production, Sandbox};
+    use callpush::domain::Target;
+    let t0 = now_ms();
+    let first = store.register(apns("alice", &token(1)), t0).await.unwrap();
+    assert_eq!(first.binding.environment, None);
+    assert!(store
+        .learn_environment("alice", CRED, &token(1), Sandbox)
+        .await
+        .unwrap());
+    let listed = store.list("alice").await.unwrap();
+    assert_eq!(listed[0].environment, Some(Sandbox));
+    assert!(listed[0].environment_learned);
+    assert_eq!(
+        (listed[0].created_at_ms, listed[0].updated_at_ms),
+        (t0, t0),
+        "the rest of the binding is untouched"
+    );
+    assert!(
+        !store
+            .learn_environment("alice", CRED, &token(1), Production)
+            .await
+            .unwrap(),
+        "learned once"
+    );
+
+    let again = store
+        .register(apns("alice", &token(1)), t0 + 1_000)
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.binding.environment, Some(Sandbox), "kept on refresh");
+    assert!(again.binding.environment_learned);
+    assert_eq!(store.list("alice").await.unwrap(), vec![again.binding]);
+
+    let named = NewBinding {
+        environment: Some(Production),
+        ..apns("alice", &token(1))
+    };
+    let named = store.register(named, t0 + 2_000).await.unwrap().binding;
+    assert_eq!(
+        (named.environment, named.environment_learned),
+        (Some(Production), false)
+    );
+    assert!(!store
+        .learn_environment("alice", CRED, &token(1), Sandbox)
+        .await
+        .unwrap());
+    assert_eq!(store.list("alice").await.unwrap(), vec![named]);
+    assert!(!store
+        .learn_environment("nobody", CRED, &token(1), Sandbox)
+        .await
+        .unwrap());
+
+    let fid = NewBinding {
+        identity: "bob".into(),
+        platform: Platform::Fcm,
+        credential: "CRfcm".into(),
+        device_token: "cF3kq9zYRv2X-B8mN1pQ_w".into(),
+        target: Target::Fid,
+        environment: None,
+    };
+    let stored = store.register(fid, t0).await.unwrap().binding;
+    assert_eq!(stored.target, Target::Fid);
+    assert_eq!(store.list("bob").await.unwrap(), vec![stored]);
+    assert!(store
+        .unregister("bob", "CRfcm", "cF3kq9zYRv2X-B8mN1pQ_w")
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn environments_and_targets_are_kept_in_redis() {
+    let f = fixture(365, 20).await;
+    environments_and_targets_are_kept(&f.store).await;
+}
+
+#[tokio::test]
+async fn environments_and_targets_are_kept_in_memory() {
+    let store = callpush::memory::MemoryBindingStore::new(365, 20);
+    environments_and_targets_are_kept(&store).await;
 }

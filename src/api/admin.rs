@@ -112,7 +112,11 @@ pub async fn list_bindings(
     valid_identity(&identity)?;
     let bindings = ctx.store.list(&identity).await?;
     // A bare array, as `callpush bindings list` prints it.
-    Ok(Json(bindings.iter().map(|b| b.view()).collect()))
+    let views = bindings
+        .iter()
+        .map(|b| b.view(ctx.default_environment(&b.credential)))
+        .collect();
+    Ok(Json(views))
 }
 
 /// `DELETE /v1/identities/{identity}/bindings/{binding_id}`: 204, or 404 when there is no such

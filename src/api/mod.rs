@@ -40,9 +40,12 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use std::collections::HashMap;
+
 use crate::auth::Auth;
 use crate::bindings::BindingStore;
 use crate::config::ListenerLimits;
+use crate::domain::{ApnsEnvironment, ApnsEnvironments};
 use crate::ingest::CallQueue;
 use crate::metrics::Metrics;
 use error::ApiError;
@@ -75,6 +78,16 @@ pub struct ApiContext {
     pub public_limits: ListenerLimits,
     /// The admin listener's request limits (`[admin.limits]`).
     pub admin_limits: ListenerLimits,
+    /// The APNs environments of each APNs credential (by SID): which a registration may name,
+    /// and which a binding that names none is shown in.
+    pub apns_environments: HashMap<String, ApnsEnvironments>,
+}
+
+impl ApiContext {
+    /// The environment bindings of `credential` that name none are pushed to (APNs only).
+    pub fn default_environment(&self, credential: &str) -> Option<ApnsEnvironment> {
+        self.apns_environments.get(credential).map(|e| e.default)
+    }
 }
 
 /// The two bound listeners. The caller binds them (tests on port 0, `serve` on the configured

@@ -2,10 +2,10 @@
 //! reach me at this device (device token)".
 //!
 //! Order of checks: the address limit (middleware, before any work), the access token, the
-//! body, the `incoming` grant (registration only), the identity limit, the device token, the
-//! credential; then the binding store decides between new (201) and refreshed (200), moves a
-//! device between identities and applies the cap. Logs carry the identity and the masked device
-//! token, never the access token.
+//! body, the `incoming` grant (registration only), the identity limit, the device token (or
+//! FCM's Firebase Installation ID), the credential and the APNs environment; then the binding
+//! store decides between new (201) and refreshed (200), moves a device between identities and
+//! applies the cap. Logs carry the identity and the masked device token, never the access token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,19 +24,29 @@ use super::error::ApiError;
 use super::extract::{bearer, ApiJson};
 use super::ApiContext;
 use crate::auth::VerifiedToken;
-use crate::bindings::{normalize_device_token, NewBinding};
+use crate::bindings::{normalize_device_token, normalize_fid, NewBinding};
 use crate::domain::mask_device_token;
-use crate::domain::{now_ms, Platform};
+use crate::domain::{now_ms, ApnsEnvironment, Platform, Target};
 use crate::metrics::RateScope;
 
-/// The body of `POST` and `DELETE /v1/registrations`.
+/// The body of `POST` and `DELETE /v1/registrations`: the platform and exactly one of
+/// `device_token` and (FCM) `fid`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationBody {
     /// `apns` or `fcm`.
     pub platform: Platform,
-    /// The device token as the platform handed it to the app.
-    pub device_token: String,
+    /// The device token as the platform handed it to the app (APNs, or FCM's `onNewToken`).
+    #[serde(default)]
+    pub device_token: Option<String>,
+    /// FCM: the Firebase Installation ID an app that opted in to FID registration receives in
+    /// `onRegistered`, instead of a registration token.
+    #[serde(default)]
+    pub fid: Option<String>,
+    /// APNs: the environment the app's build pushes in (`sandbox` for a debug build run from
+    /// Xcode, `production` for TestFlight and the App Store). Without it callpush learns it.
+    #[serde(default)]
+    pub environment: Option<ApnsEnvironment>,
 }
 
 /// A verified access token from `Authorization: Bearer …`.
@@ -95,28 +105,82 @@ pub fn read_registration_body(bytes: &[u8]) -> Result<(Platform, String), BodyRe
         message: e.to_string(),
     };
     let body: RegistrationBody = super::extract::from_json(bytes).map_err(reject)?;
-    let token = device_token(&body).map_err(reject)?;
-    Ok((body.platform, token))
+    let (address, _) = device_address(&body).map_err(reject)?;
+    Ok((body.platform, address))
 }
 
-fn device_token(body: &RegistrationBody) -> Result<String, ApiError> {
-    normalize_device_token(body.platform, &body.device_token).map_err(ApiError::InvalidDeviceToken)
+/// The device's address as it will be stored, and what it is: exactly one of `device_token`
+/// and (FCM only) `fid`, each checked; `environment` only for APNs.
+fn device_address(body: &RegistrationBody) -> Result<(String, Target), ApiError> {
+    if body.environment.is_some() && body.platform != Platform::Apns {
+        return Err(ApiError::InvalidRequest(
+            "`environment` is for APNs devices only (FCM has one environment)".into(),
+        ));
+    }
+    match (&body.device_token, &body.fid) {
+        (Some(token), None) => normalize_device_token(body.platform, token)
+            .map(|t| (t, Target::Token))
+            .map_err(ApiError::InvalidDeviceToken),
+        (None, Some(fid)) if body.platform == Platform::Fcm => normalize_fid(fid)
+            .map(|f| (f, Target::Fid))
+            .map_err(|problem| ApiError::InvalidDeviceToken(format!("`fid`: {problem}"))),
+        (None, Some(_)) => Err(ApiError::InvalidRequest(
+            "`fid` (a Firebase Installation ID) is for FCM devices only; APNs devices send \
+             `device_token`"
+                .into(),
+        )),
+        (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
+            "send either `device_token` or `fid`, not both: a registration names one device \
+             address"
+                .into(),
+        )),
+        (None, None) => Err(ApiError::InvalidRequest(match body.platform {
+            Platform::Apns => "missing field `device_token`".into(),
+            Platform::Fcm => "missing field `device_token` (or `fid`, for an app registered \
+                              by its Firebase Installation ID)"
+                .into(),
+        })),
+    }
+}
+
+/// The device both methods act on: its address, what that is, and the credential.
+struct Device {
+    address: String,
+    target: Target,
+    credential: String,
 }
 
 /// What both methods check after the token, in order: the identity's rate limit, the device
-/// token, and the credential it belongs to. Returns (device token, credential).
+/// address, the credential it belongs to, and (APNs) that the credential may push to the
+/// environment the app names.
 fn device_of(
     ctx: &ApiContext,
     token: &VerifiedToken,
     body: &RegistrationBody,
-) -> Result<(String, String), ApiError> {
+) -> Result<Device, ApiError> {
     check_identity_limit(ctx, &token.identity)?;
-    let device_token = device_token(body)?;
+    let (address, target) = device_address(body)?;
     let credential = ctx
         .auth
         .credential_for(token, body.platform)
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    Ok((device_token, credential))
+    if let (Some(environment), Some(environments)) = (
+        body.environment,
+        ctx.apns_environments.get(credential.as_str()),
+    ) {
+        if !environments.allows(environment) {
+            return Err(ApiError::InvalidRequest(format!(
+                "`environment`: push credential {credential} pushes to the APNs {} \
+                 environment only (its key is scoped to it), not to {environment}",
+                environments.default
+            )));
+        }
+    }
+    Ok(Device {
+        address,
+        target,
+        credential,
+    })
 }
 
 fn check_identity_limit(ctx: &ApiContext, identity: &str) -> Result<(), ApiError> {
@@ -133,7 +197,11 @@ pub async fn register(
     ApiJson(body): ApiJson<RegistrationBody>,
 ) -> Result<Response, ApiError> {
     token.require_incoming()?;
-    let (device_token, credential) = device_of(&ctx, &token, &body)?;
+    let Device {
+        address: device_token,
+        target,
+        credential,
+    } = device_of(&ctx, &token, &body)?;
     let registered = ctx
         .store
         .register(
@@ -142,6 +210,8 @@ pub async fn register(
                 platform: body.platform,
                 credential: credential.clone(),
                 device_token: device_token.clone(),
+                target,
+                environment: body.environment,
             },
             now_ms(),
         )
@@ -151,6 +221,8 @@ pub async fn register(
         platform = %body.platform,
         credential = %credential,
         device_token = %mask_device_token(&device_token),
+        target = target.as_str(),
+        environment = body.environment.map(ApnsEnvironment::as_str),
         created = registered.created,
         moved_from = registered.moved_from.as_deref(),
         evicted = registered.evicted.len(),
@@ -162,7 +234,10 @@ pub async fn register(
         (StatusCode::OK, "refreshed")
     };
     ctx.metrics.registration(body.platform, outcome);
-    Ok((status, Json(registered.binding.view())).into_response())
+    let view = registered
+        .binding
+        .view(ctx.default_environment(&credential));
+    Ok((status, Json(view)).into_response())
 }
 
 /// `DELETE /v1/registrations`: 204 when the identity's binding of that device was removed, 404
@@ -172,7 +247,11 @@ pub async fn unregister(
     AccessToken(token): AccessToken,
     ApiJson(body): ApiJson<RegistrationBody>,
 ) -> Result<StatusCode, ApiError> {
-    let (device_token, credential) = device_of(&ctx, &token, &body)?;
+    let Device {
+        address: device_token,
+        credential,
+        ..
+    } = device_of(&ctx, &token, &body)?;
     let masked = mask_device_token(&device_token);
     if ctx
         .store

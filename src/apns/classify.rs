@@ -1,6 +1,8 @@
 //! The one place that reads Apple's answers: status, headers and body in, a [`Verdict`] out
 //! (SPEC §6). Nothing else in callpush looks at an APNs status code. A verdict's `renew_auth`
 //! means Apple said `ExpiredProviderToken`: re-sign the provider token before the retry.
+//! [`wrong_environment`] tells the dispatcher which answers may mean "this token (or key)
+//! belongs to the other environment".
 
 use http::{HeaderMap, StatusCode};
 
@@ -49,6 +51,19 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], now_ms: u6
             retry_after: retry_after(headers),
         }),
         _ => verdict(Outcome::Rejected(failure)),
+    }
+}
+
+/// Whether an answer may mean the device (or the key) belongs to the other APNs environment:
+/// `400 BadDeviceToken` (Apple's table of responses names a token of the other environment
+/// among its causes, beside a malformed one) or `403 BadEnvironmentKeyInToken` (a key Apple
+/// scoped to the other environment). For a device whose environment is unknown, the dispatcher tries the
+/// other environment before believing it.
+pub fn wrong_environment(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::InvalidToken { failure, .. } => failure.reason == "BadDeviceToken",
+        Outcome::Rejected(failure) => failure.reason == "BadEnvironmentKeyInToken",
+        _ => false,
     }
 }
 
@@ -131,6 +146,26 @@ mod tests {
                     judged_at_ms: NOW,
                 }
             );
+        }
+    }
+
+    #[test]
+    fn answers_of_the_other_environment_are_recognised() {
+        let bad_device = answer(400, r#"{"reason":"BadDeviceToken"}"#).outcome;
+        let scoped_key = answer(403, r#"{"reason":"BadEnvironmentKeyInToken"}"#).outcome;
+        assert_eq!(
+            scoped_key,
+            Outcome::Rejected(failure(403, "BadEnvironmentKeyInToken"))
+        );
+        assert!(wrong_environment(&bad_device));
+        assert!(wrong_environment(&scoped_key));
+        for other in [
+            answer(410, r#"{"reason":"Unregistered"}"#).outcome,
+            answer(400, r#"{"reason":"DeviceTokenNotForTopic"}"#).outcome,
+            answer(400, r#"{"reason":"BadTopic"}"#).outcome,
+            answer(200, "").outcome,
+        ] {
+            assert!(!wrong_environment(&other), "{other:?}");
         }
     }
 

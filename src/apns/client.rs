@@ -1,5 +1,8 @@
-//! The APNs provider: one credential's pushes, sent as `POST /3/device/{token}` over a small
-//! pool of HTTP/2 connections with the shared provider token.
+//! The APNs provider: one credential's pushes, sent as `POST /3/device/{token}` to the host of
+//! the push's environment. Each environment the credential may use is a [`Lane`] of its own —
+//! a small pool of HTTP/2 connections and a provider token — so a key Apple scoped to one
+//! environment never signs for the other, and `ExpiredProviderToken` from one host re-signs
+//! only that host's token.
 
 use std::time::Duration;
 
@@ -14,7 +17,7 @@ use super::token::ProviderToken;
 use super::ApnsError;
 use crate::config::{ApnsCredential, PayloadFormat};
 use crate::domain::mask_device_token as mask_token;
-use crate::domain::{now_ms, Platform, Push};
+use crate::domain::{now_ms, ApnsEnvironment, ApnsEnvironments, Platform, Push};
 use crate::providers::answer::unanswered;
 use crate::providers::{Failure, Outcome, Provider};
 use crate::transport::{H2Pool, PoolOptions};
@@ -32,15 +35,26 @@ pub struct ApnsProvider {
     send_cancel: bool,
     /// `<bundle_id>.voip`, built once.
     topic: HeaderValue,
-    token: ProviderToken,
-    pool: H2Pool,
+    /// Where the credential may push, the default first.
+    environments: ApnsEnvironments,
+    /// One lane per environment of `environments`, in the same order.
+    lanes: Vec<Lane>,
     /// `payload`: the `callpush` object or the Twilio Voice SDK's top-level `twi_*` fields.
     format: PayloadFormat,
 }
 
+/// One environment's host: its connections and its provider token.
+#[derive(Debug)]
+struct Lane {
+    environment: ApnsEnvironment,
+    token: ProviderToken,
+    pool: H2Pool,
+}
+
 impl ApnsProvider {
     /// A provider for `cred`: reads and checks the .p8 key (signing a first token), and prepares
-    /// the connection pool to `cred.endpoint()`; connections open on the first push.
+    /// a connection pool to the host of each environment the credential may use; connections
+    /// open on the first push.
     pub fn new(cred: &ApnsCredential) -> Result<ApnsProvider, ApnsError> {
         let pem = std::fs::read(&cred.key_file).map_err(|source| ApnsError::KeyFile {
             sid: cred.sid.clone(),
@@ -54,7 +68,6 @@ impl ApnsProvider {
             source,
         };
         let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).map_err(key_err)?;
-        let token = ProviderToken::new(key, &cred.key_id, &cred.team_id).map_err(key_err)?;
         let topic = HeaderValue::try_from(format!("{}.voip", cred.bundle_id)).map_err(|_| {
             ApnsError::Topic {
                 sid: cred.sid.clone(),
@@ -67,24 +80,42 @@ impl ApnsProvider {
             ca_file: cred.ca_file.clone(),
             ..PoolOptions::default()
         };
-        let pool =
-            H2Pool::new(cred.endpoint(), options).map_err(|source| ApnsError::Transport {
-                sid: cred.sid.clone(),
-                source,
-            })?;
+        let environments = cred.environments();
+        let mut lanes = Vec::with_capacity(2);
+        for environment in environments.all() {
+            let pool =
+                H2Pool::new(cred.endpoint_of(environment), options.clone()).map_err(|source| {
+                    ApnsError::Transport {
+                        sid: cred.sid.clone(),
+                        source,
+                    }
+                })?;
+            let token =
+                ProviderToken::new(key.clone(), &cred.key_id, &cred.team_id).map_err(key_err)?;
+            lanes.push(Lane {
+                environment,
+                token,
+                pool,
+            });
+        }
         Ok(ApnsProvider {
             sid: cred.sid.clone(),
             send_cancel: cred.send_cancel,
             format: cred.payload,
             topic,
-            token,
-            pool,
+            environments,
+            lanes,
         })
     }
 
-    /// How many HTTP/2 connections to Apple are open right now.
+    /// How many HTTP/2 connections to Apple are open right now, all environments together.
     pub fn open_connections(&self) -> usize {
-        self.pool.open_connections()
+        self.lanes.iter().map(|l| l.pool.open_connections()).sum()
+    }
+
+    /// The lane of `environment`, when the credential may push there.
+    fn lane(&self, environment: ApnsEnvironment) -> Option<&Lane> {
+        self.lanes.iter().find(|l| l.environment == environment)
     }
 
     fn request(
@@ -122,7 +153,27 @@ impl Provider for ApnsProvider {
         self.send_cancel
     }
 
+    fn environments(&self) -> Option<ApnsEnvironments> {
+        Some(self.environments)
+    }
+
     async fn send(&self, push: &Push) -> Outcome {
+        let environment = self.environments.of(push.environment);
+        let Some(lane) = self.lane(environment) else {
+            // A binding registered (or stored) for an environment the key may not use: no push
+            // to it can succeed until the configuration allows that environment.
+            let failure = Failure::new(
+                "EnvironmentNotAllowed",
+                format!(
+                    "the device is in the APNs {environment} environment, which credential {} \
+                     may not push to (its `environments`)",
+                    self.sid
+                ),
+            );
+            warn!(credential = %self.sid, device = %mask_token(&push.device_token),
+                call_sid = %push.call.call_sid, detail = %failure.detail, "APNs push not sent");
+            return Outcome::Rejected(failure);
+        };
         let body = match self.format {
             PayloadFormat::Callpush => payload::body(&push.call),
             PayloadFormat::Twilio => match payload::twilio_body(&push.call) {
@@ -151,7 +202,7 @@ impl Provider for ApnsProvider {
                 call_sid = %push.call.call_sid, detail = %failure.detail, "APNs push not sent");
             return Outcome::Rejected(failure);
         }
-        let token = self.token.current();
+        let token = lane.token.current();
         let request = match self.request(push, body, token.authorization.clone()) {
             Ok(request) => request,
             // Only the device token can make the request invalid (the rest is checked in `new`):
@@ -166,44 +217,54 @@ impl Provider for ApnsProvider {
                 }
             }
         };
-        let outcome = match self.pool.send(request).await {
+        let outcome = match lane.pool.send(request).await {
             Ok(resp) => {
                 let verdict = classify(resp.status, &resp.headers, &resp.body, now_ms());
                 if verdict.renew_auth {
-                    self.token.expired(&token);
+                    lane.token.expired(&token);
                 }
                 verdict.outcome
             }
             Err(e) => unanswered("APNs", &e),
         };
-        log(&self.sid, push, &outcome);
+        log(&self.sid, environment, push, &outcome);
         outcome
     }
 }
 
 impl crate::metrics::ProviderProbe for ApnsProvider {
-    fn open_connections(&self) -> usize {
-        self.pool.open_connections()
+    fn open_connections(&self) -> Vec<(Option<ApnsEnvironment>, usize)> {
+        self.lanes
+            .iter()
+            .map(|l| (Some(l.environment), l.pool.open_connections()))
+            .collect()
     }
 
     fn token_refreshes(&self) -> (u64, u64) {
-        self.token.refreshes.snapshot()
+        self.lanes.iter().fold((0, 0), |(ok, failed), l| {
+            let (o, f) = l.token.refreshes.snapshot();
+            (ok + o, failed + f)
+        })
     }
 }
 
-fn log(sid: &str, push: &Push, outcome: &Outcome) {
+fn log(sid: &str, environment: ApnsEnvironment, push: &Push, outcome: &Outcome) {
     let device = mask_token(&push.device_token);
     let call_sid = &push.call.call_sid;
+    let env = environment.as_str();
     match outcome {
-        Outcome::Delivered => debug!(credential = %sid, %device, %call_sid, "APNs push delivered"),
-        Outcome::InvalidToken { failure, .. } => {
-            info!(credential = %sid, %device, %call_sid, detail = %failure.detail, "APNs device token is dead")
+        Outcome::Delivered => {
+            debug!(credential = %sid, environment = env, %device, %call_sid, "APNs push delivered")
         }
-        Outcome::Retry { failure, .. } => {
-            debug!(credential = %sid, %device, %call_sid, detail = %failure.detail, "APNs push to retry")
+        Outcome::InvalidToken { failure, .. } => {
+            info!(credential = %sid, environment = env, %device, %call_sid, detail = %failure.detail,
+                "APNs refused the device token")
+        }
+        Outcome::Retry { failure, .. } | Outcome::OverQuota { failure, .. } => {
+            debug!(credential = %sid, environment = env, %device, %call_sid, detail = %failure.detail, "APNs push to retry")
         }
         Outcome::Rejected(failure) => {
-            warn!(credential = %sid, %device, %call_sid, detail = %failure.detail, "APNs push rejected")
+            warn!(credential = %sid, environment = env, %device, %call_sid, detail = %failure.detail, "APNs push rejected")
         }
     }
 }

@@ -15,6 +15,7 @@ mod token;
 
 use std::path::PathBuf;
 
+pub use classify::wrong_environment;
 pub use client::ApnsProvider;
 
 /// Why an APNs provider could not be built from its credential.

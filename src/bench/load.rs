@@ -77,6 +77,8 @@ pub async fn seed(
                     platform,
                     credential: credential.into(),
                     device_token,
+                    target: Default::default(),
+                    environment: None,
                 },
                 now,
             )

@@ -167,7 +167,12 @@ async fn run_in(o: &RunOptions, files: &DevFiles) -> Result<Report, BenchError> 
     let exe = std::env::current_exe().map_err(BenchError::io("finding this executable"))?;
     let mut sims = providers::Providers::spawn(&exe, o.provider_latency_ms).await?;
     let e = &sims.endpoints;
-    let urls = [e.apns.clone(), e.fcm.clone(), e.token_uri.clone()];
+    let urls = crate::dev::ProviderUrls {
+        apns: e.apns.clone(),
+        apns_sandbox: None,
+        fcm: e.fcm.clone(),
+        token_uri: e.token_uri.clone(),
+    };
     let local = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let (api, admin) = (local(procs::free_port()?), local(procs::free_port()?));
     let config = files.write_config_for(&urls, api, admin, Some(&redis_url))?;

@@ -4,7 +4,7 @@
 pub mod redis;
 
 use crate::backend::BackendError;
-use crate::domain::{mask_device_token, Platform};
+use crate::domain::{mask_device_token, ApnsEnvironment, Platform, Target};
 
 /// One device registered for one identity under one push credential.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -17,8 +17,19 @@ pub struct Binding {
     pub platform: Platform,
     /// The push credential (app) the device token belongs to.
     pub credential: String,
-    /// The device token (APNs tokens lower-case).
+    /// The device's address: the device token (APNs tokens lower-case), or the FCM
+    /// registration token or Firebase Installation ID (see `target`).
     pub device_token: String,
+    /// FCM: whether `device_token` is a registration token or an FID (stored only for FIDs).
+    #[serde(default, skip_serializing_if = "Target::is_token")]
+    pub target: Target,
+    /// APNs: the environment the device's token belongs to, as registered or learned from
+    /// Apple's answers; `None` until known (pushed to the credential's then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<ApnsEnvironment>,
+    /// Whether `environment` was learned from Apple's answers rather than registered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub environment_learned: bool,
     /// When the binding was first created, ms since the Unix epoch.
     pub created_at_ms: u64,
     /// When the binding was last registered or refreshed, ms since the Unix epoch.
@@ -36,8 +47,13 @@ pub struct NewBinding {
     pub platform: Platform,
     /// The push credential SID.
     pub credential: String,
-    /// The device token, already validated and normalised.
+    /// The device token or FID, already validated and normalised.
     pub device_token: String,
+    /// FCM: a registration token or an FID.
+    pub target: Target,
+    /// APNs: the environment the app registered (a debug build: `sandbox`); `None` keeps the
+    /// one already stored for the device, if any.
+    pub environment: Option<ApnsEnvironment>,
 }
 
 /// What a registration did.
@@ -96,6 +112,17 @@ pub trait BindingStore: Send + Sync + 'static {
     /// Race-safe pruning after a provider said the token is dead: remove the binding only if it
     /// still holds `device_token` and was not updated after `judged_at_ms`. True when removed.
     async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, BackendError>;
+
+    /// APNs accepted a push to (credential, device token) of `identity` in `environment`: store
+    /// it as learned on the binding, unless the binding already names one (registered, or
+    /// learned before). True when stored.
+    async fn learn_environment(
+        &self,
+        identity: &str,
+        credential: &str,
+        device_token: &str,
+        environment: ApnsEnvironment,
+    ) -> Result<bool, BackendError>;
 }
 
 /// The binding id for a fresh binding: `BS` and 32 random hex digits.
@@ -147,10 +174,46 @@ pub fn normalize_device_token(platform: Platform, token: &str) -> Result<String,
     }
 }
 
+/// How long a Firebase Installation ID is: 22 characters of URL-safe base64 (128 bits after the
+/// 4-bit FID header, as the Firebase SDKs generate them).
+pub const FID_LEN: usize = 22;
+
+/// Check a Firebase Installation ID as device tokens are checked (SPEC §3): exactly
+/// [`FID_LEN`] characters of `[A-Za-z0-9_-]`, kept as given (FIDs are case-sensitive).
+pub fn normalize_fid(fid: &str) -> Result<String, String> {
+    if fid.len() != FID_LEN {
+        return Err(format!(
+            "a Firebase Installation ID is {FID_LEN} characters; this one has {}",
+            fid.chars().count()
+        ));
+    }
+    if !fid
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    {
+        return Err("a Firebase Installation ID has only letters, digits, `_` and `-`".into());
+    }
+    Ok(fid.to_string())
+}
+
 impl Binding {
-    /// The binding as the API and the CLI show it (SPEC §4): RFC 3339 times, device token masked.
-    pub fn view(&self) -> serde_json::Value {
-        serde_json::json!({
+    /// A push of `call` to this device: its address, its target, and its environment when it
+    /// knows one.
+    pub fn push(&self, call: std::sync::Arc<crate::domain::CallContent>) -> crate::domain::Push {
+        crate::domain::Push {
+            call,
+            device_token: self.device_token.as_str().into(),
+            target: self.target,
+            environment: self.environment,
+        }
+    }
+
+    /// The binding as the API and the CLI show it (SPEC §4): RFC 3339 times, device token masked,
+    /// for FCM its `target` (`token` or `fid`), and for APNs its `environment` — registered,
+    /// else learned, else `default_environment` (the credential's) — and where that came from
+    /// (`environment_source`: `registered`, `learned` or `credential`).
+    pub fn view(&self, default_environment: Option<ApnsEnvironment>) -> serde_json::Value {
+        let mut view = serde_json::json!({
             "binding_id": self.binding_id,
             "identity": self.identity,
             "platform": self.platform,
@@ -159,7 +222,22 @@ impl Binding {
             "created_at": crate::domain::rfc3339_ms(self.created_at_ms),
             "updated_at": crate::domain::rfc3339_ms(self.updated_at_ms),
             "expires_at": crate::domain::rfc3339_ms(self.expires_at_ms),
-        })
+        });
+        match self.platform {
+            Platform::Fcm => view["target"] = self.target.as_str().into(),
+            Platform::Apns => {
+                let (environment, source) = match (self.environment, default_environment) {
+                    (Some(e), _) if self.environment_learned => (Some(e), "learned"),
+                    (Some(e), _) => (Some(e), "registered"),
+                    (None, default) => (default, "credential"),
+                };
+                if let Some(environment) = environment {
+                    view["environment"] = environment.as_str().into();
+                    view["environment_source"] = source.into();
+                }
+            }
+        }
+        view
     }
 }
 
@@ -188,21 +266,73 @@ mod tests {
         assert!(normalize_device_token(Platform::Fcm, &"a".repeat(4097)).is_err());
     }
 
-    #[test]
-    fn view_masks_the_token() {
-        let b = Binding {
+    fn binding(platform: Platform) -> Binding {
+        Binding {
             binding_id: new_binding_id(),
             identity: "alice".into(),
-            platform: Platform::Fcm,
+            platform,
             credential: "CR1".into(),
             device_token: "0123456789abcdef".into(),
+            target: Target::Token,
+            environment: None,
+            environment_learned: false,
             created_at_ms: 0,
             updated_at_ms: 1_000,
             expires_at_ms: 2_000,
-        };
-        let v = b.view();
+        }
+    }
+
+    #[test]
+    fn view_masks_the_token() {
+        let v = binding(Platform::Fcm).view(None);
         assert_eq!(v["device_token"], "01234567…");
         assert_eq!(v["updated_at"], "1970-01-01T00:00:01.000Z");
         assert!(v["binding_id"].as_str().unwrap().starts_with("BS"));
+        assert_eq!(v["target"], "token");
+        assert!(v.get("environment").is_none());
+    }
+
+    #[test]
+    fn view_shows_the_environment_and_where_it_came_from() {
+        let mut b = binding(Platform::Apns);
+        let v = b.view(Some(ApnsEnvironment::Production));
+        assert_eq!(v["environment"], "production");
+        assert_eq!(v["environment_source"], "credential");
+        assert!(v.get("target").is_none());
+        b.environment = Some(ApnsEnvironment::Sandbox);
+        let v = b.view(Some(ApnsEnvironment::Production));
+        assert_eq!(v["environment"], "sandbox");
+        assert_eq!(v["environment_source"], "registered");
+        b.environment_learned = true;
+        assert_eq!(b.view(None)["environment_source"], "learned");
+    }
+
+    #[test]
+    fn stored_bindings_of_earlier_versions_still_decode() {
+        let old = r#"{"binding_id":"BS1","identity":"a","platform":"fcm","credential":"CR1",
+            "device_token":"t","created_at_ms":1,"updated_at_ms":2,"expires_at_ms":3}"#;
+        let b: Binding = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (b.target, b.environment, b.environment_learned),
+            (Target::Token, None, false)
+        );
+        let json = serde_json::to_string(&b).unwrap();
+        assert!(
+            !json.contains("target") && !json.contains("environment"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn fids_are_22_url_safe_characters() {
+        assert_eq!(
+            normalize_fid("cF3kq9zYRv2X-B8mN1pQ_w").as_deref(),
+            Ok("cF3kq9zYRv2X-B8mN1pQ_w")
+        );
+        assert!(normalize_fid("cF3kq9zYRv2X-B8mN1pQ_").is_err());
+        assert!(normalize_fid("cF3kq9zYRv2X-B8mN1pQ_ww").is_err());
+        assert!(normalize_fid("cF3kq9zYRv2X:B8mN1pQ_w").is_err());
+        assert!(normalize_fid("").is_err());
+        assert!(normalize_fid("ééééééééééé").is_err());
     }
 }

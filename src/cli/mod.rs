@@ -12,10 +12,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::bindings::{normalize_device_token, BindingStore, NewBinding};
+use crate::bindings::{normalize_device_token, normalize_fid, BindingStore, NewBinding};
 use crate::config::{ConfigError, Settings};
 use crate::daemon::{self, DaemonError};
-use crate::domain::{now_ms, Platform};
+use crate::domain::{now_ms, ApnsEnvironment, Platform, Target};
 use crate::event::{check_identity, check_params, CallEvent, StreamEntry};
 
 /// callpush: push notification gateway for incoming calls.
@@ -127,8 +127,16 @@ pub struct BindingAddArgs {
     #[arg(long)]
     platform: Platform,
     /// The device token (APNs: hex; FCM: registration token).
+    #[arg(long, required_unless_present = "fid", conflicts_with = "fid")]
+    device_token: Option<String>,
+    /// FCM: the app's Firebase Installation ID, for an app registered by FID instead of a
+    /// registration token.
     #[arg(long)]
-    device_token: String,
+    fid: Option<String>,
+    /// APNs: the environment of the app's build (sandbox for a debug build); default: learned
+    /// from Apple's answers.
+    #[arg(long)]
+    environment: Option<ApnsEnvironment>,
     /// The push credential SID; default: the single credential of the platform.
     #[arg(long)]
     credential: Option<String>,
@@ -313,9 +321,36 @@ async fn bindings(cmd: BindingsCommand) -> Result<(), CliError> {
         BindingsCommand::Add(a) => {
             let settings = Settings::load(a.config.config.as_deref())?;
             check_identity(&a.identity).map_err(|p| CliError::Usage(format!("--identity {p}")))?;
-            let device_token = normalize_device_token(a.platform, &a.device_token)
-                .map_err(|p| CliError::Usage(format!("--device-token: {p}")))?;
+            let (device_token, target) = match (&a.device_token, &a.fid) {
+                (Some(token), _) => normalize_device_token(a.platform, token)
+                    .map(|t| (t, Target::Token))
+                    .map_err(|p| CliError::Usage(format!("--device-token: {p}")))?,
+                (None, Some(fid)) if a.platform == Platform::Fcm => normalize_fid(fid)
+                    .map(|f| (f, Target::Fid))
+                    .map_err(|p| CliError::Usage(format!("--fid: {p}")))?,
+                _ => {
+                    return Err(CliError::Usage(
+                        "--fid: a Firebase Installation ID is for --platform fcm only".into(),
+                    ))
+                }
+            };
+            if a.environment.is_some() && a.platform != Platform::Apns {
+                return Err(CliError::Usage(
+                    "--environment: for --platform apns only".into(),
+                ));
+            }
             let credential = pick_credential(&settings, a.platform, a.credential.as_deref())?;
+            let environments = settings.apns_environments();
+            let allowed = environments.get(&credential);
+            if let (Some(environment), Some(allowed)) = (a.environment, allowed) {
+                if !allowed.allows(environment) {
+                    return Err(CliError::Usage(format!(
+                        "--environment: credential {credential} pushes to the APNs {} \
+                         environment only, not to {environment}",
+                        allowed.default
+                    )));
+                }
+            }
             let (_, store) = daemon::redis_backends(&settings).await?;
             let registered = store
                 .register(
@@ -324,21 +359,24 @@ async fn bindings(cmd: BindingsCommand) -> Result<(), CliError> {
                         platform: a.platform,
                         credential,
                         device_token,
+                        target,
+                        environment: a.environment,
                     },
                     now_ms(),
                 )
                 .await?;
-            print_json(&registered.binding.view());
+            print_json(&registered.binding.view(allowed.map(|e| e.default)));
             Ok(())
         }
         BindingsCommand::List(a) => {
             let settings = Settings::load(a.config.config.as_deref())?;
             let (_, store) = daemon::redis_backends(&settings).await?;
+            let environments = settings.apns_environments();
             let list: Vec<_> = store
                 .list(&a.identity)
                 .await?
                 .iter()
-                .map(|b| b.view())
+                .map(|b| b.view(environments.get(&b.credential).map(|e| e.default)))
                 .collect();
             if a.json {
                 print_json(&serde_json::Value::Array(list));
@@ -369,16 +407,26 @@ fn print_bindings(identity: &str, list: &[serde_json::Value]) {
         ("PLATFORM", 8),
         ("CREDENTIAL", 18),
         ("DEVICE_TOKEN", 12),
+        ("TARGET", 6),
+        ("ENVIRONMENT", 23),
         ("UPDATED_AT", 24),
         ("EXPIRES_AT", 24),
     ]);
     let cell = |b: &serde_json::Value, k: &str| b[k].as_str().unwrap_or("-").to_string();
     for b in list {
+        // APNs: the environment and, unless registered, where it came from.
+        let environment = match (b["environment"].as_str(), b["environment_source"].as_str()) {
+            (Some(e), Some("registered")) | (Some(e), None) => e.to_string(),
+            (Some(e), Some(source)) => format!("{e} ({source})"),
+            (None, _) => "-".to_string(),
+        };
         table.row(&[
             cell(b, "binding_id"),
             cell(b, "platform"),
             cell(b, "credential"),
             cell(b, "device_token"),
+            cell(b, "target"),
+            environment,
             cell(b, "updated_at"),
             cell(b, "expires_at"),
         ]);

@@ -34,16 +34,13 @@ impl CredentialSettings {
     }
 }
 
-/// APNs environment: which of Apple's hosts to use when no `endpoint` is set.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ApnsEnvironment {
-    /// `https://api.push.apple.com`
-    #[default]
-    Production,
-    /// `https://api.sandbox.push.apple.com` (development builds).
-    Sandbox,
-}
+pub use crate::domain::ApnsEnvironment;
+use crate::domain::ApnsEnvironments;
+
+/// Apple's production host.
+pub const APPLE_PRODUCTION_HOST: &str = "https://api.push.apple.com";
+/// Apple's sandbox (development) host.
+pub const APPLE_SANDBOX_HOST: &str = "https://api.sandbox.push.apple.com";
 
 /// An APNs credential.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,11 +56,22 @@ pub struct ApnsCredential {
     pub key_id: String,
     /// Path of the .p8 key (PKCS#8 PEM, P-256).
     pub key_file: PathBuf,
-    /// `production` or `sandbox`.
+    /// `production` or `sandbox`: where bindings that registered no environment are pushed
+    /// first (SPEC §6).
     #[serde(default)]
     pub environment: ApnsEnvironment,
-    /// Override of Apple's host (staging, a proxy, a test double); `http://` means h2c.
+    /// The environments the key may push to (Apple scopes new keys to one environment if asked,
+    /// since 2025). Default: both — unless only one environment's host is overridden (a proxy,
+    /// a staging server or a test double), then only that one, so callpush never goes around
+    /// the override to Apple on its own.
+    #[serde(default)]
+    pub environments: Option<Vec<ApnsEnvironment>>,
+    /// Override of Apple's production host (staging, a proxy, a test double); `http://` means
+    /// h2c. For a credential whose `environment` is `sandbox` and that has no
+    /// `sandbox_endpoint`, the sandbox host, as before callpush pushed to both environments.
     pub endpoint: Option<String>,
+    /// Override of Apple's sandbox host; `http://` means h2c.
+    pub sandbox_endpoint: Option<String>,
     /// An extra root certificate (PEM) for the endpoint.
     pub ca_file: Option<PathBuf>,
     /// Send `cancel` events as VoIP pushes too (off: iOS 13+ kills an app that gets a VoIP
@@ -85,12 +93,50 @@ pub struct ApnsCredential {
 }
 
 impl ApnsCredential {
-    /// The endpoint to use: the override, or Apple's host for the environment.
+    /// The one-host form of earlier versions: a sandbox credential's `endpoint` without a
+    /// `sandbox_endpoint` is its sandbox host.
+    fn endpoint_is_sandbox(&self) -> bool {
+        self.environment == ApnsEnvironment::Sandbox
+            && self.sandbox_endpoint.is_none()
+            && self.endpoint.is_some()
+    }
+
+    /// The configured override of `environment`'s host, if any.
+    fn override_of(&self, environment: ApnsEnvironment) -> Option<&str> {
+        match environment {
+            ApnsEnvironment::Production if self.endpoint_is_sandbox() => None,
+            ApnsEnvironment::Production => self.endpoint.as_deref(),
+            ApnsEnvironment::Sandbox if self.endpoint_is_sandbox() => self.endpoint.as_deref(),
+            ApnsEnvironment::Sandbox => self.sandbox_endpoint.as_deref(),
+        }
+    }
+
+    /// The host pushes to `environment` go to: the override, or Apple's.
+    pub fn endpoint_of(&self, environment: ApnsEnvironment) -> &str {
+        self.override_of(environment).unwrap_or(match environment {
+            ApnsEnvironment::Production => APPLE_PRODUCTION_HOST,
+            ApnsEnvironment::Sandbox => APPLE_SANDBOX_HOST,
+        })
+    }
+
+    /// The host of the credential's default `environment`.
     pub fn endpoint(&self) -> &str {
-        match (&self.endpoint, self.environment) {
-            (Some(e), _) => e,
-            (None, ApnsEnvironment::Production) => "https://api.push.apple.com",
-            (None, ApnsEnvironment::Sandbox) => "https://api.sandbox.push.apple.com",
+        self.endpoint_of(self.environment)
+    }
+
+    /// The environments this credential pushes to (see `environments`; validation made sure
+    /// the list holds `environment`).
+    pub fn environments(&self) -> ApnsEnvironments {
+        let other = self.environment.other();
+        let allowed = match &self.environments {
+            Some(list) => list.contains(&other),
+            None => {
+                self.override_of(self.environment).is_some() == self.override_of(other).is_some()
+            }
+        };
+        ApnsEnvironments {
+            default: self.environment,
+            other: allowed.then_some(other),
         }
     }
 }

@@ -404,6 +404,19 @@ impl Default for ShutdownSettings {
 }
 
 impl Settings {
+    /// The APNs environments of each APNs credential, by SID.
+    pub fn apns_environments(
+        &self,
+    ) -> std::collections::HashMap<String, crate::domain::ApnsEnvironments> {
+        self.credentials
+            .iter()
+            .filter_map(|c| match c {
+                CredentialSettings::Apns(a) => Some((a.sid.clone(), a.environments())),
+                CredentialSettings::Fcm(_) => None,
+            })
+            .collect()
+    }
+
     /// Every file a secret is read from, with its config key: the admin token, API key
     /// secrets, the Twilio auth tokens and SharedKeys, the Redis password, push credentials' keys and the
     /// public listener's TLS key.

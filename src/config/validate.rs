@@ -203,6 +203,10 @@ impl Settings {
                         ));
                     }
                     check_url(&key("endpoint"), c.endpoint.as_deref())?;
+                    check_url(&key("sandbox_endpoint"), c.sandbox_endpoint.as_deref())?;
+                    if let Some(list) = &c.environments {
+                        check_environments(&key("environments"), list, c.environment)?;
+                    }
                     if c.connections == 0 {
                         return Err(invalid(key("connections"), "must be at least 1"));
                     }
@@ -235,6 +239,34 @@ impl Settings {
     pub fn claim_idle_is_short(&self) -> bool {
         self.stream.claim_idle_ms < SUGGESTED_MIN_CLAIM_IDLE_MS
     }
+}
+
+/// `environments`: one or both environments, each once, holding the credential's
+/// `environment` (where bindings that registered none are pushed).
+fn check_environments(
+    key: &str,
+    list: &[crate::domain::ApnsEnvironment],
+    default: crate::domain::ApnsEnvironment,
+) -> Result<(), ConfigError> {
+    if list.is_empty() {
+        return Err(invalid(key, "must name at least one environment"));
+    }
+    for (i, environment) in list.iter().enumerate() {
+        if list[..i].contains(environment) {
+            return Err(invalid(key, format!("names {environment} twice")));
+        }
+    }
+    if !list.contains(&default) {
+        return Err(invalid(
+            key,
+            format!(
+                "does not hold the credential's environment ({default}); a key scoped to {} \
+                 needs environment = \"{}\"",
+                list[0], list[0]
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The fewest and most header bytes `max_header_bytes` may allow.
@@ -343,6 +375,60 @@ mod tests {
         assert!(err.to_string().contains("credentials[0]"), "{err}");
         let err = load("[[credentials]]\nsid=\"CR1\"\nplatform=\"gcm\"\n").unwrap_err();
         assert!(err.to_string().contains("credentials[0]"), "{err}");
+    }
+
+    #[test]
+    fn apns_environments_follow_the_hosts_and_the_keys_scope() {
+        use crate::domain::ApnsEnvironment::{Production, Sandbox};
+        let base = "[[credentials]]\nsid=\"CR1\"\nplatform=\"apns\"\nbundle_id=\"a\"\nteam_id=\"T\"\nkey_id=\"K\"\nkey_file=\"/k\"\n";
+        let of = |extra: &str| {
+            let s = load(&format!("{base}{extra}")).unwrap();
+            let crate::config::CredentialSettings::Apns(c) = &s.credentials[0] else {
+                panic!("an APNs credential");
+            };
+            let e = c.environments();
+            let hosts = (
+                c.endpoint_of(Production).to_string(),
+                c.endpoint_of(Sandbox).to_string(),
+            );
+            (e.default, e.other, hosts)
+        };
+        let apple = (
+            "https://api.push.apple.com".to_string(),
+            "https://api.sandbox.push.apple.com".to_string(),
+        );
+        assert_eq!(of(""), (Production, Some(Sandbox), apple.clone()));
+        // A double or proxy for one environment: callpush never goes around it to Apple.
+        let (default, other, hosts) = of("endpoint=\"http://p:1\"\n");
+        assert_eq!((default, other), (Production, None));
+        assert_eq!(hosts.0, "http://p:1");
+        let both = "endpoint=\"http://p:1\"\nsandbox_endpoint=\"http://s:1\"\n";
+        let (_, other, hosts) = of(both);
+        assert_eq!(other, Some(Sandbox));
+        assert_eq!(hosts, ("http://p:1".into(), "http://s:1".into()));
+        // The one-host form of earlier versions: a sandbox credential's endpoint is its host.
+        let (default, other, hosts) = of("environment=\"sandbox\"\nendpoint=\"http://s:1\"\n");
+        assert_eq!((default, other), (Sandbox, None));
+        assert_eq!(hosts, (apple.0.clone(), "http://s:1".into()));
+        // A key Apple scoped to production.
+        let scoped = "environments=[\"production\"]\n";
+        assert_eq!(of(scoped), (Production, None, apple.clone()));
+        let listed = "endpoint=\"http://p:1\"\nenvironments=[\"production\",\"sandbox\"]\n";
+        assert_eq!(of(listed).1, Some(Sandbox), "listed explicitly: both");
+        for (extra, needle) in [
+            ("environments=[]\n", "at least one"),
+            ("environments=[\"sandbox\"]\n", "needs environment"),
+            (
+                "environments=[\"sandbox\",\"sandbox\"]\nenvironment=\"sandbox\"\n",
+                "twice",
+            ),
+            ("environments=[\"staging\"]\n", "credentials[0]"),
+            ("sandbox_endpoint=\"sandbox.example\"\n", "sandbox_endpoint"),
+        ] {
+            let err = load(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(err.contains("credentials[0]"), "{extra}: {err}");
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
     }
 
     #[test]

@@ -16,6 +16,19 @@ pub const DEV_APNS_SID: &str = "CRdevapns";
 /// The FCM credential's SID.
 pub const DEV_FCM_SID: &str = "CRdevfcm";
 
+/// Where the simulated providers listen.
+#[derive(Debug, Clone)]
+pub struct ProviderUrls {
+    /// The APNs production simulator (`endpoint`).
+    pub apns: String,
+    /// The APNs sandbox simulator (`sandbox_endpoint`), when one runs.
+    pub apns_sandbox: Option<String>,
+    /// The FCM simulator (`base_url`).
+    pub fcm: String,
+    /// Its token endpoint (`token_uri`).
+    pub token_uri: String,
+}
+
 /// The data directory and what is in it.
 #[derive(Debug)]
 pub struct DevFiles {
@@ -98,20 +111,36 @@ impl DevFiles {
         admin: SocketAddr,
         redis: Option<&str>,
     ) -> Result<PathBuf, DevError> {
-        let providers = [sims.apns_endpoint(), sims.fcm_base_url(), sims.token_uri()];
+        let providers = ProviderUrls {
+            apns: sims.apns_endpoint(),
+            apns_sandbox: Some(sims.apns_sandbox_endpoint()),
+            fcm: sims.fcm_base_url(),
+            token_uri: sims.token_uri(),
+        };
         self.write_config_for(&providers, api, admin, redis)
     }
 
-    /// [`DevFiles::write_config`] for simulators given by their URLs: the APNs endpoint, the
-    /// FCM base URL and the token URI (simulators in another process, as the benchmark runs
-    /// them).
+    /// [`DevFiles::write_config`] for simulators given by their URLs (simulators in another
+    /// process, as the benchmark runs them).
     pub fn write_config_for(
         &self,
-        [apns, fcm, token_uri]: &[String; 3],
+        urls: &ProviderUrls,
         api: SocketAddr,
         admin: SocketAddr,
         redis: Option<&str>,
     ) -> Result<PathBuf, DevError> {
+        let ProviderUrls {
+            apns,
+            apns_sandbox,
+            fcm,
+            token_uri,
+        } = urls;
+        // With a sandbox simulator, bindings of either environment are pushed (a token's
+        // environment is learned); without one, the production simulator alone.
+        let sandbox = apns_sandbox
+            .as_ref()
+            .map(|url| format!("sandbox_endpoint = \"{url}\"\n"))
+            .unwrap_or_default();
         let p = |name: &str| format!("{:?}", self.path(name).display().to_string());
         let redis = redis.unwrap_or("redis://127.0.0.1:6379");
         let config = format!(
@@ -143,9 +172,9 @@ bundle_id = "{bundle}"
 team_id = "{team}"
 key_id = "{key_id}"
 key_file = {p8}
-environment = "sandbox"
+environment = "production"
 endpoint = "{apns}"
-send_cancel = true
+{sandbox}send_cancel = true
 
 [[credentials]]
 sid = "{DEV_FCM_SID}"

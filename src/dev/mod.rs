@@ -20,7 +20,7 @@ use crate::config::{ConfigError, Settings};
 use crate::daemon::{self, DaemonError, Listeners};
 use crate::sim::Simulators;
 
-pub use files::{DevFiles, DEV_APNS_SID, DEV_FCM_SID};
+pub use files::{DevFiles, ProviderUrls, DEV_APNS_SID, DEV_FCM_SID};
 
 /// Where the public API listens unless told otherwise (port 0 when it is taken).
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 
 use super::DevFiles;
-use crate::sim::{Simulators, FLAKY_PREFIX, GONE_PREFIX, REJECT_PREFIX};
+use crate::sim::{Simulators, FLAKY_PREFIX, GONE_PREFIX, REJECT_PREFIX, SANDBOX_PREFIX};
 
 /// The walkthrough for a dev daemon on these listeners.
 pub fn text(
@@ -49,8 +49,9 @@ pub fn text(
     let _ = writeln!(t, "  backend      {backend}");
     let _ = writeln!(
         t,
-        "  simulators   APNs {}   FCM {}",
+        "  simulators   APNs {} (sandbox {})   FCM {}",
         sims.apns_endpoint(),
+        sims.apns_sandbox_endpoint(),
         sims.fcm_base_url()
     );
     let _ = writeln!(t, "  data dir     {} ({dir_note})", files.dir().display());
@@ -144,7 +145,11 @@ pub fn text(
         "Simulated device tokens: {GONE_PREFIX}… answers 410 Unregistered / 404 UNREGISTERED \
          (the binding is pruned); {REJECT_PREFIX}… 400 TopicDisallowed / 403 PERMISSION_DENIED \
          (dead letter); {FLAKY_PREFIX}… 503 once per call, then 200 (a retry); anything else \
-         200. APNs tokens are 64+ hex digits, e.g. {GONE_PREFIX}{}.",
+         200. APNs tokens are 64+ hex digits, e.g. {GONE_PREFIX}{}; one starting with \
+         {SANDBOX_PREFIX} is a debug build's (sandbox) token, which callpush learns by trying \
+         the sandbox after production's 400 BadDeviceToken (or registers with \
+         \"environment\":\"sandbox\"). An FCM app registered by Firebase Installation ID \
+         sends \"fid\" (22 characters) in place of \"device_token\".",
         "0".repeat(60)
     );
     let _ = writeln!(t, "Stop with Ctrl-C.");

@@ -14,7 +14,7 @@ use super::Shared;
 use crate::backend::BackendError;
 use crate::bindings::{Binding, BindingStore, NewBinding, Registered};
 use crate::config::RetrySettings;
-use crate::domain::{now_ms, Platform, Push};
+use crate::domain::{now_ms, ApnsEnvironment, ApnsEnvironments, Platform, Push};
 use crate::event::StreamEntry;
 use crate::ingest::CallQueue;
 use crate::outcome::{DeadLetter, EventResult};
@@ -24,6 +24,8 @@ use crate::providers::{Failure, Outcome, Provider};
 pub(super) struct Store {
     pub(super) bindings: Vec<Binding>,
     pub(super) pruned: Mutex<Vec<(String, u64)>>,
+    /// Environments learned: (device token, environment).
+    pub(super) learned: Mutex<Vec<(String, ApnsEnvironment)>>,
     /// Fail this many `list` calls first, as Redis in an outage would.
     pub(super) failing_lists: std::sync::atomic::AtomicUsize,
 }
@@ -62,6 +64,19 @@ impl BindingStore for Store {
             .lock()
             .unwrap()
             .push((binding.device_token.clone(), judged_at_ms));
+        Ok(true)
+    }
+    async fn learn_environment(
+        &self,
+        _: &str,
+        _: &str,
+        device_token: &str,
+        environment: ApnsEnvironment,
+    ) -> Result<bool, BackendError> {
+        self.learned
+            .lock()
+            .unwrap()
+            .push((device_token.to_string(), environment));
         Ok(true)
     }
 }
@@ -112,8 +127,12 @@ pub(super) struct Scripted {
     platform: Platform,
     pub(super) sid: String,
     cancel: bool,
+    /// APNs: the environments the credential pushes to.
+    environments: Option<ApnsEnvironments>,
     scripts: Mutex<HashMap<String, VecDeque<Outcome>>>,
     sent: Mutex<Vec<String>>,
+    /// Each send's environment, as the push named it.
+    environments_sent: Mutex<Vec<Option<ApnsEnvironment>>>,
 }
 
 impl Scripted {
@@ -122,9 +141,20 @@ impl Scripted {
             platform,
             sid: sid.into(),
             cancel,
+            environments: None,
             scripts: Mutex::default(),
             sent: Mutex::default(),
+            environments_sent: Mutex::default(),
         }
+    }
+    /// An APNs credential pushing to `environments`.
+    pub(super) fn in_environments(mut self, environments: ApnsEnvironments) -> Self {
+        self.environments = Some(environments);
+        self
+    }
+    /// The environment each send named, in order.
+    pub(super) fn environments_sent(&self) -> Vec<Option<ApnsEnvironment>> {
+        self.environments_sent.lock().unwrap().clone()
     }
     pub(super) fn script(self, token: &str, answers: Vec<Outcome>) -> Self {
         self.scripts
@@ -149,11 +179,18 @@ impl Provider for Scripted {
     fn sends_cancel(&self) -> bool {
         self.cancel
     }
+    fn environments(&self) -> Option<ApnsEnvironments> {
+        self.environments
+    }
     async fn send(&self, push: &Push) -> Outcome {
         self.sent
             .lock()
             .unwrap()
             .push(push.device_token.to_string());
+        self.environments_sent
+            .lock()
+            .unwrap()
+            .push(push.environment);
         self.scripts
             .lock()
             .unwrap()
@@ -175,6 +212,9 @@ pub(super) fn binding(
         platform,
         credential: credential.into(),
         device_token: token.into(),
+        target: Default::default(),
+        environment: None,
+        environment_learned: false,
         created_at_ms: 0,
         updated_at_ms: 0,
         expires_at_ms: u64::MAX,
@@ -213,6 +253,7 @@ pub(super) fn shared_with_store(
         consumer: "test".into(),
         instance: "i-test".into(),
         credential_slots: super::credential_slots(&providers, 16),
+        quota: super::quota::QuotaGates::new(&providers),
         providers,
         ledger: Arc::new(MemoryLedger::default()),
         pushes: tokio::sync::Semaphore::new(16),

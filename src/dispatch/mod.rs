@@ -20,11 +20,13 @@
 //! many events notice them ([`outage`]).
 
 mod batch;
+mod environment;
 mod finish;
 pub mod ledger;
 pub(crate) mod limits;
 mod outage;
 mod push;
+mod quota;
 mod resolve;
 pub(crate) mod retry;
 
@@ -105,6 +107,8 @@ pub(crate) struct Shared {
     credential_slots: HashMap<String, Semaphore>,
     retry: RetryPolicy,
     limits: limits::Limits,
+    /// Credentials paused because their provider says they are over quota.
+    quota: quota::QuotaGates,
     /// Whether Redis is failing, logged once per outage.
     outage: Outage,
     /// Stream ids of the entries this process is working on.
@@ -177,6 +181,7 @@ impl Dispatcher {
             store: parts.store,
             queue: parts.queue,
             credential_slots: credential_slots(&parts.providers, options.max_in_flight),
+            quota: quota::QuotaGates::new(&parts.providers),
             providers: parts.providers,
             ledger: parts.ledger,
             pushes: Semaphore::new(options.max_in_flight),
@@ -490,3 +495,5 @@ mod fixtures;
 mod tests;
 #[cfg(test)]
 mod tests_delivery;
+#[cfg(test)]
+mod tests_providers;

@@ -50,6 +50,9 @@ pub(super) async fn push_until_final(
         if now >= deadline {
             return (DeviceEnd::Expired(last), attempt);
         }
+        if let Err(end) = super::quota::wait_turn(shared, provider.credential(), deadline).await {
+            return (end, attempt);
+        }
         let turn = tokio::select! {
             turn = shared.limits.wait_for_credential(provider.credential(), deadline) => turn,
             _ = shared.hard_stop.cancelled() => return (DeviceEnd::Aborted { in_flight: false }, attempt),
@@ -90,7 +93,7 @@ pub(super) async fn push_until_final(
         };
         attempt += 1;
         let answer = tokio::select! {
-            answer = timeout_at(deadline_at, provider.send(&push)) => answer,
+            answer = timeout_at(deadline_at, super::environment::send(shared, provider, &push)) => answer,
             _ = shared.hard_stop.cancelled() => return (DeviceEnd::Aborted { in_flight: true }, attempt),
         };
         drop(permit);
@@ -112,6 +115,10 @@ pub(super) async fn push_until_final(
                 failure,
                 retry_after,
             }) => (failure, retry_after),
+            Ok(Outcome::OverQuota { failure, pause }) => {
+                super::quota::pause(shared, provider, pause, &failure);
+                (failure, Some(pause))
+            }
         };
         let jitter: f64 = rand::random();
         match shared

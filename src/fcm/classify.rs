@@ -5,7 +5,27 @@
 //! `details` entry typed `google.firebase.fcm.v1.FcmError`; without one, the canonical `status`
 //! (`INVALID_ARGUMENT`, `PERMISSION_DENIED`, …) is the code. Token pruning is irreversible, so a
 //! token is judged dead only on answers that name it: a 404 `NOT_FOUND` without `UNREGISTERED`
-//! (a wrong project id) is a rejected push, not a dead device.
+//! (a wrong project id) is a rejected push, not a dead device. A device registered by its
+//! Firebase Installation ID is named `message.fid` where a token is `message.token`.
+//!
+//! A `429` is about one device unless Google's details say the project is over its quota:
+//! then the whole credential pauses ([`Outcome::OverQuota`]) instead of every push retrying on
+//! its own. FCM's `QUOTA_EXCEEDED` covers three limits — the project's messages per minute, one
+//! device's message rate, one topic's — and "an extension of type `google.rpc.QuotaFailure` is
+//! returned to specify which quota was exceeded" (FCM's `ErrorCode` reference). The project's
+//! is recognised by either:
+//! - an `ErrorInfo` detail with reason `RATE_LIMIT_EXCEEDED`: Google's service infrastructure
+//!   counting the consumer project's "Send requests per minute" (metadata `quota_limit`
+//!   `SendsPerMinutePerProject`, `quota_unit` `1/min/{project}`; firebase-admin-go#719 shows
+//!   FCM's answer, which carries no `FcmError` detail at all), or
+//! - a `QuotaFailure` violation whose `subject` is a project (`project:<id>`, the subject form
+//!   `google.rpc.QuotaFailure` documents).
+//!
+//! The pause is the answer's `Retry-After`, else its `RetryInfo` delay, else a minute (Google:
+//! retry a project over quota "with a minimum initial delay of 1 minute"), and never more than
+//! a minute: the quota is per minute and refills within one.
+
+use std::time::Duration;
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -16,6 +36,11 @@ use crate::transport::Response;
 
 const FCM_ERROR_TYPE: &str = "type.googleapis.com/google.firebase.fcm.v1.FcmError";
 const BAD_REQUEST_TYPE: &str = "type.googleapis.com/google.rpc.BadRequest";
+const ERROR_INFO_TYPE: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+const QUOTA_FAILURE_TYPE: &str = "type.googleapis.com/google.rpc.QuotaFailure";
+const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+/// The longest a project quota pauses the credential: FCM's quota is per minute.
+pub(crate) const MAX_QUOTA_PAUSE: Duration = Duration::from_secs(60);
 /// How much of Google's error message goes into a dead letter's detail.
 const MAX_MESSAGE_CHARS: usize = 200;
 
@@ -43,6 +68,21 @@ struct Detail {
     error_code: Option<String>,
     #[serde(rename = "fieldViolations", default)]
     field_violations: Vec<FieldViolation>,
+    /// `ErrorInfo.reason`.
+    #[serde(default)]
+    reason: Option<String>,
+    /// `QuotaFailure.violations`.
+    #[serde(default)]
+    violations: Vec<QuotaViolation>,
+    /// `RetryInfo.retryDelay`, a protobuf duration (`"42s"`).
+    #[serde(rename = "retryDelay", default)]
+    retry_delay: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct QuotaViolation {
+    #[serde(default)]
+    subject: String,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +125,13 @@ pub(crate) fn classify(response: &Response, sent_at_ms: u64) -> Verdict {
         (StatusCode::BAD_REQUEST, _, Some("INVALID_ARGUMENT")) if names_token(&error) => {
             verdict(invalid_token())
         }
+        (StatusCode::TOO_MANY_REQUESTS, _, _) if project_over_quota(&error) => {
+            let pause = retry_after(&response.headers)
+                .or_else(|| retry_delay(&error))
+                .unwrap_or(MAX_QUOTA_PAUSE)
+                .min(MAX_QUOTA_PAUSE);
+            verdict(Outcome::OverQuota { failure, pause })
+        }
         (s, _, _) if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
             verdict(Outcome::Retry {
                 failure,
@@ -95,18 +142,41 @@ pub(crate) fn classify(response: &Response, sent_at_ms: u64) -> Verdict {
     }
 }
 
-/// Whether a 400 `INVALID_ARGUMENT` blames the registration token rather than the message.
+/// Whether a 400 `INVALID_ARGUMENT` blames the device's address (the registration token or the
+/// installation id) rather than the message.
 fn names_token(error: &GoogleError) -> bool {
     let field_blamed = error
         .details
         .iter()
         .filter(|d| d.kind == BAD_REQUEST_TYPE)
         .flat_map(|d| &d.field_violations)
-        .any(|v| v.field == "message.token");
+        .any(|v| v.field == "message.token" || v.field == "message.fid");
     let message = error.message.to_ascii_lowercase();
     field_blamed
         || (message.contains("registration token")
             && (message.contains("not a valid") || message.contains("invalid")))
+}
+
+/// Whether a 429 says the project is over its quota, not one device (see the module docs).
+fn project_over_quota(error: &GoogleError) -> bool {
+    error.details.iter().any(|d| {
+        (d.kind == ERROR_INFO_TYPE && d.reason.as_deref() == Some("RATE_LIMIT_EXCEEDED"))
+            || (d.kind == QUOTA_FAILURE_TYPE
+                && d.violations
+                    .iter()
+                    .any(|v| v.subject.starts_with("project:")))
+    })
+}
+
+/// `RetryInfo.retryDelay` (`"42s"`, `"1.5s"`), when Google sent one.
+fn retry_delay(error: &GoogleError) -> Option<Duration> {
+    let delay = error
+        .details
+        .iter()
+        .filter(|d| d.kind == RETRY_INFO_TYPE)
+        .find_map(|d| d.retry_delay.as_deref())?;
+    let secs: f64 = delay.strip_suffix('s')?.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
 fn failure(status: StatusCode, code: Option<&str>, message: &str) -> Failure {

@@ -178,6 +178,76 @@ fn third_party_auth_error_is_rejected() {
     assert_eq!(rejected(v).reason, "THIRD_PARTY_AUTH_ERROR");
 }
 
+fn over_quota(verdict: Verdict) -> (Failure, Duration) {
+    match verdict.outcome {
+        Outcome::OverQuota { failure, pause } => (failure, pause),
+        other => panic!("expected OverQuota, got {other:?}"),
+    }
+}
+
+/// FCM's answer for a project over its "Send requests per minute", as firebase-admin-go#719
+/// quotes it: no FcmError detail, an ErrorInfo from Google's service infrastructure.
+fn project_quota_body() -> String {
+    serde_json::json!({"error": {"code": 429,
+        "message": "Quota exceeded for quota metric 'Send requests' and limit 'Send requests per minute' of service 'fcm.googleapis.com' for consumer 'project_number:123'.",
+        "status": "RESOURCE_EXHAUSTED",
+        "details": [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
+             "domain": "googleapis.com", "metadata": {"quota_limit": "SendsPerMinutePerProject",
+             "quota_unit": "1/min/{project}", "service": "fcm.googleapis.com"}},
+            {"@type": "type.googleapis.com/google.rpc.Help", "links": []}
+        ]}})
+    .to_string()
+}
+
+#[test]
+fn a_project_over_its_quota_pauses_the_credential_for_retry_after() {
+    let (f, pause) = over_quota(answer(429, &project_quota_body(), Some("2")));
+    assert_eq!(f.reason, "RESOURCE_EXHAUSTED");
+    assert_eq!(pause, Duration::from_secs(2));
+}
+
+#[test]
+fn a_quota_failure_naming_the_project_pauses_the_credential() {
+    let body = serde_json::json!({"error": {"code": 429, "message": "Sending limit exceeded",
+        "status": "RESOURCE_EXHAUSTED", "details": [
+            {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "QUOTA_EXCEEDED"},
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+             "violations": [{"subject": "project:callpush-dev", "description": "Message rate exceeded"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"}
+        ]}})
+    .to_string();
+    let (f, pause) = over_quota(answer(429, &body, None));
+    assert_eq!(f.reason, "QUOTA_EXCEEDED");
+    assert_eq!(
+        pause,
+        Duration::from_secs(7),
+        "RetryInfo without Retry-After"
+    );
+}
+
+#[test]
+fn a_project_pause_is_a_minute_without_a_hint_and_never_longer() {
+    let (_, pause) = over_quota(answer(429, &project_quota_body(), None));
+    assert_eq!(pause, Duration::from_secs(60));
+    let (_, pause) = over_quota(answer(429, &project_quota_body(), Some("3600")));
+    assert_eq!(pause, Duration::from_secs(60));
+}
+
+#[test]
+fn a_device_or_topic_quota_stays_with_the_device() {
+    let body = serde_json::json!({"error": {"code": 429, "message": "Sending limit exceeded",
+        "status": "RESOURCE_EXHAUSTED", "details": [
+            {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "QUOTA_EXCEEDED"},
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+             "violations": [{"subject": "device:abc", "description": "Device message rate exceeded"}]}
+        ]}})
+    .to_string();
+    let (f, after) = retry(answer(429, &body, Some("5")));
+    assert_eq!(f.reason, "QUOTA_EXCEEDED");
+    assert_eq!(after, Some(Duration::from_secs(5)));
+}
+
 #[test]
 fn quota_exceeded_retries_after_the_header() {
     let body = fcm_error(
@@ -189,6 +259,20 @@ fn quota_exceeded_retries_after_the_header() {
     let (f, after) = retry(answer(429, &body, Some("17")));
     assert_eq!(f.reason, "QUOTA_EXCEEDED");
     assert_eq!(after, Some(Duration::from_secs(17)));
+}
+
+#[test]
+fn an_invalid_fid_is_a_dead_device() {
+    let body = serde_json::json!({"error": {"code": 400, "message": "Invalid value at 'message.fid'",
+        "status": "INVALID_ARGUMENT", "details": [
+            {"@type": "type.googleapis.com/google.rpc.BadRequest",
+             "fieldViolations": [{"field": "message.fid", "description": "Invalid installation id"}]}
+        ]}})
+    .to_string();
+    assert_eq!(
+        invalid_token(answer(400, &body, None)).reason,
+        "INVALID_ARGUMENT"
+    );
 }
 
 #[test]

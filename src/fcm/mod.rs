@@ -184,8 +184,8 @@ impl FcmProvider {
 }
 
 impl crate::metrics::ProviderProbe for FcmProvider {
-    fn open_connections(&self) -> usize {
-        FcmProvider::open_connections(self)
+    fn open_connections(&self) -> Vec<(Option<crate::domain::ApnsEnvironment>, usize)> {
+        vec![(None, FcmProvider::open_connections(self))]
     }
 
     fn token_refreshes(&self) -> (u64, u64) {
@@ -273,6 +273,10 @@ impl Provider for FcmProvider {
             }
             Outcome::Retry { failure, .. } => {
                 debug!(credential = %self.sid, %device, call_sid, detail = %failure.detail, "FCM push to retry")
+            }
+            Outcome::OverQuota { failure, pause } => {
+                warn!(credential = %self.sid, call_sid, detail = %failure.detail, ?pause,
+                    "FCM says the project is over its quota: the credential pauses")
             }
             Outcome::Rejected(failure) => {
                 warn!(credential = %self.sid, %device, call_sid, detail = %failure.detail, "FCM rejected the push")

@@ -207,7 +207,9 @@ impl TokenSource {
 
 fn failure_reason(outcome: &Outcome) -> &str {
     match outcome {
-        Outcome::Retry { failure, .. } | Outcome::Rejected(failure) => &failure.reason,
+        Outcome::Retry { failure, .. }
+        | Outcome::OverQuota { failure, .. }
+        | Outcome::Rejected(failure) => &failure.reason,
         Outcome::InvalidToken { failure, .. } => &failure.reason,
         Outcome::Delivered => "",
     }

@@ -77,13 +77,19 @@ fn envelope(push: &Push, data: Map<String, Value>, now_ms: u64) -> Result<Vec<u8
     if bytes > MAX_DATA_BYTES {
         return Err(Unsendable::TooBig(bytes));
     }
-    let body = json!({
-        "message": {
-            "token": push.device_token.as_ref(),
-            "data": Value::Object(data),
-            "android": {"priority": "HIGH", "ttl": ttl(call.deadline_ms, now_ms)},
-        }
-    });
+    // `fid` replaces `token` for a device registered by its Firebase Installation ID: the
+    // message names exactly one target.
+    let mut message = Map::new();
+    message.insert(
+        push.target.as_str().into(),
+        push.device_token.as_ref().into(),
+    );
+    message.insert("data".into(), Value::Object(data));
+    message.insert(
+        "android".into(),
+        json!({"priority": "HIGH", "ttl": ttl(call.deadline_ms, now_ms)}),
+    );
+    let body = json!({ "message": Value::Object(message) });
     Ok(serde_json::to_vec(&body).expect("a JSON value always serialises"))
 }
 
@@ -102,18 +108,16 @@ mod tests {
     use crate::domain::{CallContent, PushKind};
 
     fn push(caller: Option<&str>, params: Option<&str>, deadline_ms: u64) -> Push {
-        Push {
-            call: Arc::new(CallContent {
-                kind: PushKind::Incoming,
-                call_sid: "CA123".into(),
-                caller: caller.map(Into::into),
-                callee: "alice".into(),
-                params: params.map(Into::into),
-                deadline_ms,
-                twilio: Vec::new(),
-            }),
-            device_token: "tok:abc".into(),
-        }
+        let call = Arc::new(CallContent {
+            kind: PushKind::Incoming,
+            call_sid: "CA123".into(),
+            caller: caller.map(Into::into),
+            callee: "alice".into(),
+            params: params.map(Into::into),
+            deadline_ms,
+            twilio: Vec::new(),
+        });
+        Push::new(call, "tok:abc")
     }
 
     fn parse(bytes: &[u8]) -> Value {
@@ -139,6 +143,17 @@ mod tests {
                 "android": {"priority": "HIGH", "ttl": "30s"},
             }})
         );
+    }
+
+    #[test]
+    fn an_fid_is_sent_as_fid_in_place_of_token() {
+        let mut p = push(None, None, 31_000);
+        p.target = crate::domain::Target::Fid;
+        p.device_token = "cF3kq9zYRv2XhB8mN1pQ4w".into();
+        let body = parse(&message(&p, PayloadFormat::Callpush, 1_000).unwrap());
+        let message = body["message"].as_object().unwrap();
+        assert_eq!(message["fid"], "cF3kq9zYRv2XhB8mN1pQ4w");
+        assert!(!message.contains_key("token"), "{body}");
     }
 
     #[test]

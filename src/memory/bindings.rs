@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::backend::BackendError;
 use crate::bindings::{new_binding_id, Binding, BindingStore, NewBinding, Registered};
-use crate::domain::now_ms;
+use crate::domain::{now_ms, ApnsEnvironment};
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -103,6 +103,12 @@ impl BindingStore for MemoryBindingStore {
             }
         }
         let created = existing.is_none();
+        // A refresh that names no environment keeps the one stored (registered or learned).
+        let (environment, environment_learned) = match (new.environment, &existing) {
+            (Some(registered), _) => (Some(registered), false),
+            (None, Some(b)) => (b.environment, b.environment_learned),
+            (None, None) => (None, false),
+        };
         let binding = Binding {
             binding_id: existing
                 .as_ref()
@@ -111,6 +117,9 @@ impl BindingStore for MemoryBindingStore {
             platform: new.platform,
             credential: new.credential,
             device_token: new.device_token,
+            target: new.target,
+            environment,
+            environment_learned,
             created_at_ms: existing.as_ref().map_or(now_ms, |b| b.created_at_ms),
             updated_at_ms: now_ms,
             expires_at_ms: now_ms.saturating_add(self.ttl_ms),
@@ -173,6 +182,29 @@ impl BindingStore for MemoryBindingStore {
         let device = (credential.to_string(), device_token.to_string());
         match t.devices.get(&device).cloned() {
             Some((owner, bid)) if owner == identity => Ok(t.remove(&owner, &bid).is_some()),
+            _ => Ok(false),
+        }
+    }
+
+    async fn learn_environment(
+        &self,
+        identity: &str,
+        credential: &str,
+        device_token: &str,
+        environment: ApnsEnvironment,
+    ) -> Result<bool, BackendError> {
+        let mut t = self.lock();
+        let binding = t.identities.get_mut(identity).and_then(|bindings| {
+            bindings
+                .values_mut()
+                .find(|b| b.credential == credential && b.device_token == device_token)
+        });
+        match binding {
+            Some(b) if b.environment.is_none() => {
+                b.environment = Some(environment);
+                b.environment_learned = true;
+                Ok(true)
+            }
             _ => Ok(false),
         }
     }

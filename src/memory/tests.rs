@@ -150,6 +150,8 @@ fn new(identity: &str, token: &str) -> NewBinding {
         platform: Platform::Fcm,
         credential: "CR1".into(),
         device_token: token.into(),
+        target: Default::default(),
+        environment: None,
     }
 }
 

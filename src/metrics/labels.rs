@@ -71,7 +71,7 @@ pub const REGISTRATION_OUTCOMES: [&str; 4] = ["created", "refreshed", "removed",
 /// The Redis operations whose failures are counted (`callpush_redis_errors_total{op}`): the
 /// sampler's, the readiness probe's and the worker pool's. Created at start so a first error
 /// shows as an increase.
-pub const REDIS_OPS: [&str; 13] = [
+pub const REDIS_OPS: [&str; 14] = [
     "xlen",
     "exists",
     "xinfo_groups",
@@ -85,6 +85,7 @@ pub const REDIS_OPS: [&str; 13] = [
     "claim_devices",
     "settle_devices",
     "prune",
+    "learn_environment",
 ];
 
 /// Which limit turned work away (`callpush_rate_limited_total{scope}`).

@@ -40,7 +40,7 @@ pub use provider::{MeteredProvider, ProviderProbe, RefreshCounter};
 pub use stage::Stage;
 pub(crate) use stage::StageClock;
 
-use crate::domain::Platform;
+use crate::domain::{ApnsEnvironment, Platform};
 
 /// Event latency buckets, seconds: 1 ms to 30 s (the SLO histogram).
 const EVENT_LATENCY_BUCKETS: &[f64] = &[
@@ -55,12 +55,38 @@ const HTTP_DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-/// The per-credential handles of the push path, resolved once at start.
+/// The per-credential handles of the push path, resolved once at start. `delivered` and
+/// `connections` hold one handle per APNs environment (production, sandbox); an FCM
+/// credential's two are the same series, with an empty `environment`.
 #[derive(Clone)]
 pub(crate) struct CredentialHandles {
-    pub(crate) delivered: IntCounter,
+    pub(crate) delivered: [IntCounter; 2],
     pub(crate) duration: Histogram,
-    pub(crate) connections: IntGauge,
+    pub(crate) connections: [IntGauge; 2],
+    /// `callpush_credential_pauses_total`: quota pauses begun or extended.
+    pub(crate) pauses: IntCounter,
+    /// `callpush_credential_paused`: 1 while the credential is paused.
+    pub(crate) paused: IntGauge,
+}
+
+/// The `environment` label values of a platform's series, production then sandbox: APNs'
+/// environments, and none (empty) for FCM.
+pub(crate) fn environment_labels(platform: Platform) -> [&'static str; 2] {
+    match platform {
+        Platform::Apns => [
+            ApnsEnvironment::Production.as_str(),
+            ApnsEnvironment::Sandbox.as_str(),
+        ],
+        Platform::Fcm => ["", ""],
+    }
+}
+
+/// Which of [`CredentialHandles`]' two per-environment handles serves `environment`.
+pub(crate) fn environment_index(environment: Option<ApnsEnvironment>) -> usize {
+    match environment {
+        Some(ApnsEnvironment::Sandbox) => 1,
+        _ => 0,
+    }
 }
 
 /// Every metric of the daemon, registered on one registry.
@@ -154,7 +180,7 @@ impl Metrics {
             .into_iter()
             .map(|t| (t, latency.with_label_values(&[t])))
             .collect();
-        let pushes = counter(registry, "callpush_pushes_total", "Provider requests by answer: outcome is delivered, invalid_token, retry or rejected; reason is the provider's.", &["platform", "credential", "outcome", "reason"])?;
+        let pushes = counter(registry, "callpush_pushes_total", "Provider requests by answer: outcome is delivered, invalid_token, retry or rejected; reason is the provider's; environment is the APNs host's (production, sandbox), empty for FCM.", &["platform", "credential", "environment", "outcome", "reason"])?;
         let push_duration = histogram(
             registry,
             "callpush_push_duration_seconds",
@@ -165,11 +191,26 @@ impl Metrics {
         let connections = IntGaugeVec::new(
             Opts::new(
                 "callpush_provider_connections",
-                "Open HTTP/2 connections to the provider, per credential.",
+                "Open HTTP/2 connections to the provider, per credential and APNs environment.",
+            ),
+            &["platform", "credential", "environment"],
+        )?;
+        registry.register(Box::new(connections.clone()))?;
+        let pauses = counter(
+            registry,
+            "callpush_credential_pauses_total",
+            "Times a credential's pushes were paused (or the pause extended) because the provider \
+             said the credential as a whole is over its quota (FCM: the project's messages per minute).",
+            &["platform", "credential"],
+        )?;
+        let paused = IntGaugeVec::new(
+            Opts::new(
+                "callpush_credential_paused",
+                "1 while a credential's pushes are paused for its provider quota, else 0.",
             ),
             &["platform", "credential"],
         )?;
-        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(paused.clone()))?;
         let token_refreshes = counter(
             registry,
             "callpush_provider_token_refreshes_total",
@@ -200,18 +241,24 @@ impl Metrics {
         let mut credential_handles = HashMap::new();
         for (platform, sid) in credentials {
             let p = platform.as_str();
-            for reason in retry_reasons(platform) {
-                pushes.with_label_values(&[p, sid, "retry", reason]);
-            }
-            for reason in prune_reasons(platform) {
-                pushes.with_label_values(&[p, sid, "invalid_token", reason]);
+            let envs = environment_labels(platform);
+            for env in envs {
+                for reason in retry_reasons(platform) {
+                    pushes.with_label_values(&[p, sid, env, "retry", reason]);
+                }
+                for reason in prune_reasons(platform) {
+                    pushes.with_label_values(&[p, sid, env, "invalid_token", reason]);
+                }
             }
             credential_handles.insert(
                 sid.to_string(),
                 CredentialHandles {
-                    delivered: pushes.with_label_values(&[p, sid, "delivered", ""]),
+                    delivered: envs
+                        .map(|env| pushes.with_label_values(&[p, sid, env, "delivered", ""])),
                     duration: push_duration.with_label_values(&[p, sid]),
-                    connections: connections.with_label_values(&[p, sid]),
+                    connections: envs.map(|env| connections.with_label_values(&[p, sid, env])),
+                    pauses: pauses.with_label_values(&[p, sid]),
+                    paused: paused.with_label_values(&[p, sid]),
                 },
             );
         }

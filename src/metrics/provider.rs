@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
 
-use super::{CredentialHandles, Metrics};
-use crate::domain::{Platform, Push};
+use super::{environment_index, environment_labels, CredentialHandles, Metrics};
+use crate::domain::{ApnsEnvironment, ApnsEnvironments, Platform, Push};
 use crate::providers::{Outcome, Provider};
 
 /// Counts a provider's token refreshes (APNs re-signs, FCM OAuth fetches), read by the sampler.
@@ -43,8 +43,8 @@ impl RefreshCounter {
 
 /// What the sampler reads from a provider every few seconds.
 pub trait ProviderProbe: Provider {
-    /// HTTP/2 connections open right now.
-    fn open_connections(&self) -> usize;
+    /// HTTP/2 connections open right now, per APNs environment (FCM: one entry, `None`).
+    fn open_connections(&self) -> Vec<(Option<ApnsEnvironment>, usize)>;
     /// Token refreshes since start, `(succeeded, failed)`.
     fn token_refreshes(&self) -> (u64, u64);
 }
@@ -70,17 +70,35 @@ impl MeteredProvider {
         }
     }
 
-    fn delivered(&self) -> IntCounter {
+    /// The APNs environment a push goes to (what the provider does with `push.environment`).
+    fn environment(&self, push: &Push) -> Option<ApnsEnvironment> {
+        self.inner
+            .environments()
+            .map(|envs: ApnsEnvironments| envs.of(push.environment))
+    }
+
+    fn delivered(&self, environment: Option<ApnsEnvironment>) -> IntCounter {
         match &self.handles {
-            Some(h) => h.delivered.clone(),
-            None => self.labelled("delivered", ""),
+            Some(h) => h.delivered[environment_index(environment)].clone(),
+            None => self.labelled(environment, "delivered", ""),
         }
     }
 
-    fn labelled(&self, outcome: &str, reason: &str) -> IntCounter {
-        let p = self.inner.platform().as_str();
-        self.pushes
-            .with_label_values(&[p, self.inner.credential(), outcome, reason])
+    fn labelled(
+        &self,
+        environment: Option<ApnsEnvironment>,
+        outcome: &str,
+        reason: &str,
+    ) -> IntCounter {
+        let platform = self.inner.platform();
+        let env = environment_labels(platform)[environment_index(environment)];
+        self.pushes.with_label_values(&[
+            platform.as_str(),
+            self.inner.credential(),
+            env,
+            outcome,
+            reason,
+        ])
     }
 }
 
@@ -107,6 +125,10 @@ impl Provider for MeteredProvider {
         self.inner.sends_cancel()
     }
 
+    fn environments(&self) -> Option<ApnsEnvironments> {
+        self.inner.environments()
+    }
+
     async fn send(&self, push: &Push) -> Outcome {
         self.in_flight.inc();
         let _guard = InFlight(&self.in_flight);
@@ -120,13 +142,16 @@ impl Provider for MeteredProvider {
                 .with_label_values(&[self.inner.platform().as_str(), self.inner.credential()])
                 .observe(seconds),
         }
+        let env = self.environment(push);
         match &outcome {
-            Outcome::Delivered => self.delivered().inc(),
+            Outcome::Delivered => self.delivered(env).inc(),
             Outcome::InvalidToken { failure, .. } => {
-                self.labelled("invalid_token", &failure.reason).inc()
+                self.labelled(env, "invalid_token", &failure.reason).inc()
             }
-            Outcome::Retry { failure, .. } => self.labelled("retry", &failure.reason).inc(),
-            Outcome::Rejected(failure) => self.labelled("rejected", &failure.reason).inc(),
+            Outcome::Retry { failure, .. } | Outcome::OverQuota { failure, .. } => {
+                self.labelled(env, "retry", &failure.reason).inc()
+            }
+            Outcome::Rejected(failure) => self.labelled(env, "rejected", &failure.reason).inc(),
         }
         outcome
     }

@@ -121,7 +121,9 @@ impl Sampler {
         for (probe, seen) in self.probes.iter().zip(self.seen.iter_mut()) {
             let platform = probe.platform().as_str();
             if let Some(h) = self.metrics.credential(probe.credential()) {
-                h.connections.set(probe.open_connections() as i64);
+                for (environment, open) in probe.open_connections() {
+                    h.connections[super::environment_index(environment)].set(open as i64);
+                }
             }
             let (ok, failed) = probe.token_refreshes();
             let refreshes = &self.metrics.token_refreshes;

@@ -36,8 +36,8 @@ impl Provider for Answers {
 }
 
 fn push() -> Push {
-    Push {
-        call: Arc::new(CallContent {
+    Push::new(
+        Arc::new(CallContent {
             kind: PushKind::Incoming,
             call_sid: "CA1".into(),
             caller: None,
@@ -46,8 +46,8 @@ fn push() -> Push {
             deadline_ms: u64::MAX,
             twilio: Vec::new(),
         }),
-        device_token: "token".into(),
-    }
+        "token",
+    )
 }
 
 #[test]
@@ -59,15 +59,19 @@ fn known_label_sets_show_zero_before_any_work() {
         r#"callpush_events_total{outcome="no_bindings",type="incoming"} 0"#,
         r#"callpush_rate_limited_total{scope="callee"} 0"#,
         r#"callpush_registrations_total{outcome="created",platform="fcm"} 0"#,
-        r#"callpush_pushes_total{credential="CRapns",outcome="delivered",platform="apns",reason=""} 0"#,
-        r#"callpush_provider_connections{credential="CRapns",platform="apns"} 0"#,
+        r#"callpush_pushes_total{credential="CRapns",environment="production",outcome="delivered",platform="apns",reason=""} 0"#,
+        r#"callpush_pushes_total{credential="CRapns",environment="sandbox",outcome="delivered",platform="apns",reason=""} 0"#,
+        r#"callpush_provider_connections{credential="CRapns",environment="production",platform="apns"} 0"#,
+        r#"callpush_provider_connections{credential="CRapns",environment="sandbox",platform="apns"} 0"#,
+        r#"callpush_credential_paused{credential="CRapns",platform="apns"} 0"#,
+        r#"callpush_credential_pauses_total{credential="CRapns",platform="apns"} 0"#,
         r#"callpush_provider_token_refreshes_total{outcome="failed",platform="fcm"} 0"#,
         r#"callpush_push_retries_total{platform="apns",reason="ServiceUnavailable"} 0"#,
         r#"callpush_push_retries_total{platform="fcm",reason="timeout"} 0"#,
         r#"callpush_tokens_pruned_total{platform="apns",reason="DeviceTokenNotForTopic"} 0"#,
         r#"callpush_tokens_pruned_total{platform="fcm",reason="UNREGISTERED"} 0"#,
-        r#"callpush_pushes_total{credential="CRapns",outcome="retry",platform="apns",reason="TooManyRequests"} 0"#,
-        r#"callpush_pushes_total{credential="CRapns",outcome="invalid_token",platform="apns",reason="Unregistered"} 0"#,
+        r#"callpush_pushes_total{credential="CRapns",environment="production",outcome="retry",platform="apns",reason="TooManyRequests"} 0"#,
+        r#"callpush_pushes_total{credential="CRapns",environment="sandbox",outcome="invalid_token",platform="apns",reason="Unregistered"} 0"#,
         "callpush_pushes_in_flight 0",
         "callpush_stream_lag 0",
         r#"callpush_event_latency_seconds_bucket{type="incoming",le="30"} 0"#,
@@ -104,9 +108,9 @@ async fn metered_provider_counts_each_request_by_answer() {
     }
     let text = scrape(&registry);
     for line in [
-        r#"callpush_pushes_total{credential="CRfcm",outcome="retry",platform="fcm",reason="UNAVAILABLE"} 1"#,
-        r#"callpush_pushes_total{credential="CRfcm",outcome="delivered",platform="fcm",reason=""} 1"#,
-        r#"callpush_pushes_total{credential="CRfcm",outcome="invalid_token",platform="fcm",reason="UNREGISTERED"} 1"#,
+        r#"callpush_pushes_total{credential="CRfcm",environment="",outcome="retry",platform="fcm",reason="UNAVAILABLE"} 1"#,
+        r#"callpush_pushes_total{credential="CRfcm",environment="",outcome="delivered",platform="fcm",reason=""} 1"#,
+        r#"callpush_pushes_total{credential="CRfcm",environment="",outcome="invalid_token",platform="fcm",reason="UNREGISTERED"} 1"#,
         r#"callpush_push_duration_seconds_count{credential="CRfcm",platform="fcm"} 3"#,
         "callpush_pushes_in_flight 0",
     ] {

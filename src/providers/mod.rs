@@ -10,7 +10,7 @@ pub(crate) mod answer;
 
 use std::time::Duration;
 
-use crate::domain::{Platform, Push};
+use crate::domain::{ApnsEnvironments, Platform, Push};
 
 pub use answer::Verdict;
 
@@ -59,6 +59,15 @@ pub enum Outcome {
     /// A permanent failure (bad topic, bad credentials, payload too large, …): not retried,
     /// dead-lettered with the provider's reason.
     Rejected(Failure),
+    /// The credential as a whole is over its provider's quota (FCM: the project's messages per
+    /// minute), not this device: every push of the credential waits out `pause` before its next
+    /// request, then tries again within its event's deadline.
+    OverQuota {
+        /// What the provider said.
+        failure: Failure,
+        /// How long the credential pauses (the provider's `Retry-After`, bounded).
+        pause: Duration,
+    },
 }
 
 /// A push service for one credential (one app).
@@ -71,6 +80,10 @@ pub trait Provider: Send + Sync + 'static {
     /// Whether `cancel` events are sent to this credential's devices (always for FCM; for APNs
     /// only with `send_cancel = true`).
     fn sends_cancel(&self) -> bool;
+    /// APNs: the environments this credential pushes to (the default first); `None` for FCM.
+    fn environments(&self) -> Option<ApnsEnvironments> {
+        None
+    }
     /// Send one push and classify the answer. Never panics, never returns HTTP details.
     async fn send(&self, push: &Push) -> Outcome;
 }

@@ -19,7 +19,10 @@
 //! token's standing answer (`set_unregistered`), the default answer (`set_default`), and
 //! otherwise the [`Behaviour`] of its first characters (hex, so they make valid APNs tokens
 //! too): `dead…` gone, `0bad…` refused, `503…` unavailable once per call and type, anything
-//! else accepted. Tests script the rest: [`ApnsAnswer`] and [`FcmAnswer`] carry a status, a
+//! else accepted. An APNs simulator plays one environment ([`ApnsOptions::environment`]): a
+//! token of the other ([`SANDBOX_PREFIX`]) gets `400 BadDeviceToken`, as Apple answers it. The
+//! FCM simulator takes `message.fid` (a Firebase Installation ID) as it takes `message.token`,
+//! and can play a project over its quota (`exceed_project_quota`). Tests script the rest: [`ApnsAnswer`] and [`FcmAnswer`] carry a status, a
 //! body, a `Retry-After` and a delay; `expire_provider_tokens_before`, `script_token`,
 //! `set_expires_in`, `revoke_tokens`; and on the [`SimServer`] both dereference to,
 //! `goaway_all` and `kill_connections`.
@@ -104,6 +107,11 @@ pub const REJECT_PREFIX: &str = "0bad";
 /// A token starting with this answers 503 to the first push of each call and type, then 200
 /// (callpush retries).
 pub const FLAKY_PREFIX: &str = "503";
+/// An APNs token starting with this is a sandbox token (a debug build's): the production
+/// simulator answers it `400 BadDeviceToken`, the sandbox simulator as the rest of the token
+/// says (`deb` + `dead…` is gone, and so on). Every other token is a production token, which
+/// the sandbox simulator refuses the same way.
+pub const SANDBOX_PREFIX: &str = "deb";
 
 /// How a simulator answers a device, by the token's prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 /// One push request a simulator received, and what it answered.
 #[derive(Debug, Clone)]
 pub struct Recorded {
-    /// The device token the push was for: APNs' from the path, FCM's `message.token` (empty
-    /// when the body had none).
+    /// The device the push was for: APNs' token from the path, FCM's `message.token` or
+    /// `message.fid` (empty when the body had neither).
     pub token: String,
     /// The request's path.
     pub path: String,

@@ -1,9 +1,11 @@
-//! Both simulators together, as `callpush dev` and the benchmark start them.
+//! The simulators together, as `callpush dev` and the benchmark start them: APNs' production
+//! and sandbox hosts, and FCM.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{ApnsOptions, ApnsSim, FcmOptions, FcmSim, PushObserver, SimError};
+use crate::domain::ApnsEnvironment;
 
 /// How [`Simulators::start_with`] starts both simulators.
 #[derive(Debug, Clone, Default)]
@@ -19,15 +21,17 @@ pub struct SimOptions {
     pub record: bool,
     /// Told of every push on both as it arrives (the benchmark's latency), when set.
     pub observer: Option<Arc<dyn PushObserver>>,
-    /// The APNs simulator (identity, TLS, …); the default is the development identity.
+    /// The APNs simulators (identity, TLS, …); the default is the development identity. Its
+    /// `environment` is ignored: one simulator plays each environment.
     pub apns: ApnsOptions,
     /// The FCM simulator; the default is the development identity.
     pub fcm: FcmOptions,
 }
 
-/// Both simulators, running until dropped.
+/// The simulators, running until dropped.
 pub struct Simulators {
     apns: ApnsSim,
+    apns_sandbox: ApnsSim,
     fcm: FcmSim,
 }
 
@@ -35,6 +39,7 @@ impl std::fmt::Debug for Simulators {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Simulators")
             .field("apns", &self.apns.url())
+            .field("apns_sandbox", &self.apns_sandbox.url())
             .field("fcm", &self.fcm.url())
             .finish()
     }
@@ -73,15 +78,26 @@ impl Simulators {
             apns.max_concurrent_streams = max_concurrent_streams;
             fcm.max_concurrent_streams = max_concurrent_streams;
         }
+        let sandbox = ApnsOptions {
+            environment: ApnsEnvironment::Sandbox,
+            ..apns.clone()
+        };
+        apns.environment = ApnsEnvironment::Production;
         Ok(Simulators {
             apns: ApnsSim::start(apns).await?,
+            apns_sandbox: ApnsSim::start(sandbox).await?,
             fcm: FcmSim::start(fcm).await?,
         })
     }
 
-    /// The APNs endpoint (an APNs credential's `endpoint`).
+    /// The APNs production endpoint (an APNs credential's `endpoint`).
     pub fn apns_endpoint(&self) -> String {
         self.apns.url()
+    }
+
+    /// The APNs sandbox endpoint (an APNs credential's `sandbox_endpoint`).
+    pub fn apns_sandbox_endpoint(&self) -> String {
+        self.apns_sandbox.url()
     }
 
     /// The FCM base URL (an FCM credential's `base_url`).
@@ -94,9 +110,14 @@ impl Simulators {
         self.fcm.token_uri()
     }
 
-    /// The APNs simulator, to script or read back.
+    /// The APNs production simulator, to script or read back.
     pub fn apns(&self) -> &ApnsSim {
         &self.apns
+    }
+
+    /// The APNs sandbox simulator, to script or read back.
+    pub fn apns_sandbox(&self) -> &ApnsSim {
+        &self.apns_sandbox
     }
 
     /// The FCM simulator, to script or read back.

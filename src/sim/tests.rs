@@ -72,8 +72,8 @@ mod served {
     }
 
     fn push(token: &str) -> Push {
-        Push {
-            call: Arc::new(CallContent {
+        Push::new(
+            Arc::new(CallContent {
                 kind: PushKind::Incoming,
                 call_sid: "CA0001".into(),
                 caller: Some("+15551234567".into()),
@@ -82,8 +82,8 @@ mod served {
                 deadline_ms: now_ms() + 30_000,
                 twilio: Vec::new(),
             }),
-            device_token: token.into(),
-        }
+            token,
+        )
     }
 
     fn gone(outcome: &Outcome) -> bool {

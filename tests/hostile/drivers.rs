@@ -279,6 +279,27 @@ pub fn drivers() -> Vec<(&'static str, Driver)> {
         ("P21", |_| device("fcm", "")),
         ("P22", |_| device("fcm", "abcé")),
         ("P23", |_| device("fcm", "abc\ndef")),
+        ("P24", |_| {
+            register(r#"{"platform":"fcm","fid":"cF3kq9zYRv2X-B8mN1pQ_"}"#)
+        }),
+        ("P25", |_| {
+            register(r#"{"platform":"fcm","fid":"cF3kq9zYRv2X-{B8mN1}Qw"}"#)
+        }),
+        ("P26", |_| {
+            register(r#"{"platform":"fcm","device_token":"t","fid":"cF3kq9zYRv2X-B8mN1pQ_w"}"#)
+        }),
+        ("P27", |_| {
+            register(r#"{"platform":"apns","fid":"cF3kq9zYRv2X-B8mN1pQ_w"}"#)
+        }),
+        ("P28", |_| {
+            register(format!(
+                r#"{{"platform":"apns","device_token":"{}","environment":"development"}}"#,
+                "ab".repeat(32)
+            ))
+        }),
+        ("P29", |_| {
+            register(r#"{"platform":"fcm","device_token":"t","environment":"sandbox"}"#)
+        }),
         // Access tokens.
         ("T01", |_| {
             Input::Public(request(

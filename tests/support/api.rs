@@ -144,6 +144,17 @@ impl ApiWorld {
         api::admin_router(self.ctx.clone())
     }
 
+    /// `GET /v1/identities/{identity}/bindings` on the admin router, with the admin token.
+    pub async fn admin_bindings(&self, identity: &str) -> Reply {
+        let uri = format!("/v1/identities/{identity}/bindings");
+        call(self.admin(), Method::GET, &uri, Some(ADMIN_TOKEN), None).await
+    }
+
+    /// The live bindings of `identity`, from the store.
+    pub async fn bindings(&self, identity: &str) -> Vec<callpush::bindings::Binding> {
+        self.world.store().await.list(identity).await.unwrap()
+    }
+
     /// `POST /v1/registrations` with a valid token for `identity`.
     pub async fn register(&self, identity: &str, platform: &str, device_token: &str) -> Reply {
         let body = json!({"platform": platform, "device_token": device_token});

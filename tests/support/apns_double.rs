@@ -28,6 +28,8 @@ pub struct DoubleOptions {
     pub key_id: String,
     /// The `SETTINGS_MAX_CONCURRENT_STREAMS` each connection advertises (Apple's is 1000).
     pub max_concurrent_streams: u32,
+    /// The environment the double plays (tokens of the other, `deb…`, get BadDeviceToken).
+    pub environment: callpush::domain::ApnsEnvironment,
 }
 
 impl Default for DoubleOptions {
@@ -37,6 +39,7 @@ impl Default for DoubleOptions {
             team_id: "TEAM123456".into(),
             key_id: "KEY1234567".into(),
             max_concurrent_streams: 1000,
+            environment: Default::default(),
         }
     }
 }
@@ -79,6 +82,7 @@ impl ApnsDouble {
             key_id: opts.key_id,
             topic: opts.topic,
             max_concurrent_streams: opts.max_concurrent_streams,
+            environment: opts.environment,
             tls,
             ..ApnsOptions::default()
         })
@@ -96,8 +100,10 @@ impl ApnsDouble {
             team_id: "TEAM123456".into(),
             key_id: "KEY1234567".into(),
             key_file: fixture("apns_auth_key.p8"),
-            environment: Default::default(),
+            environment: self.environment(),
+            environments: None,
             endpoint: Some(self.url()),
+            sandbox_endpoint: None,
             ca_file: self.tls.then(|| fixture("test_ca.pem")),
             send_cancel: false,
             connections: 2,

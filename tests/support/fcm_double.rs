@@ -147,8 +147,8 @@ pub async fn start_with_provider(opts: FcmDoubleOptions) -> FcmSetup {
 /// An incoming-call push to `token` (with a caller and params), 30 s before its deadline.
 pub fn incoming_push(token: &str) -> callpush::domain::Push {
     use callpush::domain::{now_ms, CallContent, PushKind};
-    callpush::domain::Push {
-        call: Arc::new(CallContent {
+    callpush::domain::Push::new(
+        Arc::new(CallContent {
             kind: PushKind::Incoming,
             call_sid: "CA0123456789abcdef".into(),
             caller: Some("+15551234567".into()),
@@ -157,8 +157,8 @@ pub fn incoming_push(token: &str) -> callpush::domain::Push {
             deadline_ms: now_ms() + 30_000,
             twilio: Vec::new(),
         }),
-        device_token: token.into(),
-    }
+        token,
+    )
 }
 
 /// Write `value` as `dir/name`, e.g. an edited service account.

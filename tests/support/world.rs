@@ -176,11 +176,19 @@ impl World {
                     platform,
                     credential: credential.into(),
                     device_token: token.into(),
+                    target: Default::default(),
+                    environment: None,
                 },
                 at_ms,
             )
             .await
             .unwrap();
+    }
+
+    /// Add an incoming call to `to` with `call_sid`; its stream id.
+    pub async fn ring(&mut self, to: &str, call_sid: &str) -> String {
+        self.call(&[("type", "incoming"), ("to", to), ("call_sid", call_sid)])
+            .await
     }
 
     pub async fn call(&mut self, fields: &[(&str, &str)]) -> String {

@@ -45,6 +45,7 @@ use tracing::warn;
 
 use super::{Binding, BindingStore, NewBinding, Registered};
 use crate::backend::BackendError;
+use crate::domain::{ApnsEnvironment, Target};
 use crate::redis_conn::{query_each, Answers, Keys};
 
 mod undecodable;
@@ -59,6 +60,7 @@ struct Scripts {
     remove_if_token: Script,
     remove: Script,
     release_device: Script,
+    learn_environment: Script,
 }
 
 impl Scripts {
@@ -69,6 +71,7 @@ impl Scripts {
             remove_if_token: Script::new(include_str!("remove_if_token.lua")),
             remove: Script::new(include_str!("remove.lua")),
             release_device: Script::new(include_str!("release_device.lua")),
+            learn_environment: Script::new(include_str!("learn_environment.lua")),
         }
     }
 }
@@ -92,6 +95,10 @@ struct StoredTail<'a> {
     platform: crate::domain::Platform,
     credential: &'a str,
     device_token: &'a str,
+    #[serde(skip_serializing_if = "Target::is_token")]
+    target: Target,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<ApnsEnvironment>,
     updated_at_ms: u64,
     expires_at_ms: u64,
 }
@@ -204,6 +211,19 @@ impl RedisBindingStore {
     }
 }
 
+/// What the upsert script kept of the stored binding's environment: `""` (none),
+/// `"sandbox"`, or `"sandbox learned"`.
+fn kept_environment(kept: &str) -> (Option<ApnsEnvironment>, bool) {
+    let (name, learned) = match kept.split_once(' ') {
+        Some((name, how)) => (name, how == "learned"),
+        None => (kept, false),
+    };
+    match name.parse() {
+        Ok(environment) => (Some(environment), learned),
+        Err(_) => (None, false),
+    }
+}
+
 /// The device key's value: `<identity>\n<binding_id>` (identities hold no control characters).
 fn owner_value(identity: &str, binding_id: &str) -> String {
     format!("{identity}\n{binding_id}")
@@ -245,11 +265,15 @@ impl BindingStore for RedisBindingStore {
             platform: new.platform,
             credential: &new.credential,
             device_token: &new.device_token,
+            target: new.target,
+            environment: new.environment,
             updated_at_ms: now_ms,
             expires_at_ms,
         })
         .map_err(|e| BackendError::Corrupt(e.to_string()))?;
-        let (created, created_at, evicted): (i64, String, Vec<String>) = self
+        // A refresh that names no environment keeps the one stored (registered or learned).
+        let keep_environment = if new.environment.is_none() { "1" } else { "" };
+        let (created, created_at, evicted, kept): (i64, String, Vec<String>, String) = self
             .scripts
             .upsert
             .key(self.identity_keys(&new.identity))
@@ -260,8 +284,13 @@ impl BindingStore for RedisBindingStore {
             .arg(self.ttl_ms)
             .arg(self.max_per_identity)
             .arg(format!(",{}", &tail[1..]))
+            .arg(keep_environment)
             .invoke_async(&mut conn)
             .await?;
+        let (environment, environment_learned) = match new.environment {
+            Some(registered) => (Some(registered), false),
+            None => kept_environment(&kept),
+        };
         // An evicted binding that does not decode has no device key this store could name.
         let evicted = evicted
             .iter()
@@ -285,6 +314,9 @@ impl BindingStore for RedisBindingStore {
             platform: new.platform,
             credential: new.credential,
             device_token: new.device_token,
+            target: new.target,
+            environment,
+            environment_learned,
             created_at_ms: created_at
                 .parse()
                 .map_err(|_| BackendError::Corrupt(format!("created_at_ms {created_at:?}")))?,
@@ -399,6 +431,25 @@ impl BindingStore for RedisBindingStore {
     ) -> Result<bool, BackendError> {
         self.remove_where(identity, ["token", credential, device_token])
             .await
+    }
+
+    async fn learn_environment(
+        &self,
+        identity: &str,
+        credential: &str,
+        device_token: &str,
+        environment: ApnsEnvironment,
+    ) -> Result<bool, BackendError> {
+        let learned: i64 = self
+            .scripts
+            .learn_environment
+            .key(self.identity_keys(identity))
+            .arg(credential)
+            .arg(device_token)
+            .arg(environment.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(learned == 1)
     }
 
     async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, BackendError> {

@@ -2,11 +2,15 @@
 -- KEYS[1] bindings hash, KEYS[2] updated zset.
 -- ARGV[1] binding id, ARGV[2] credential, ARGV[3] device token, ARGV[4] now (ms),
 -- ARGV[5] ttl (ms), ARGV[6] max bindings, ARGV[7] the binding's JSON without its opening
--- brace and created_at_ms (",\"binding_id\":…}"), so numbers are never re-encoded by Lua.
--- Returns {created (1/0), created_at_ms, {evicted binding JSON…}}.
+-- brace and created_at_ms (",\"binding_id\":…}"), so numbers are never re-encoded by Lua;
+-- ARGV[8] '1' when the registration names no environment: a refresh keeps the stored one.
+-- Returns {created (1/0), created_at_ms, {evicted binding JSON…}, kept environment}: the last
+-- is '', '<environment>' or '<environment> learned'.
 local id, cred, token = ARGV[1], ARGV[2], ARGV[3]
 local now = tonumber(ARGV[4])
 local created_at, created = ARGV[4], 1
+local kept, env_json = '', ''
+local function known(e) return e == 'production' or e == 'sandbox' end
 
 -- Drop expired and undecodable entries, and any other entry holding this token (left behind
 -- when an earlier registration was interrupted), keeping created_at of a live same-id entry.
@@ -20,13 +24,21 @@ for i = 1, #all, 2 do
   if bid == id and same_token then
     created_at = string.format('%.0f', tonumber(b.created_at_ms) or now)
     created = 0
+    if ARGV[8] == '1' and known(b.environment) then
+      env_json = ',"environment":"' .. b.environment .. '"'
+      kept = b.environment
+      if b.environment_learned == true then
+        env_json = env_json .. ',"environment_learned":true'
+        kept = kept .. ' learned'
+      end
+    end
   elseif bid ~= id and (not live or same_token) then
     redis.call('HDEL', KEYS[1], bid)
     redis.call('ZREM', KEYS[2], bid)
   end
 end
 
-redis.call('HSET', KEYS[1], id, '{"created_at_ms":' .. created_at .. ARGV[7])
+redis.call('HSET', KEYS[1], id, '{"created_at_ms":' .. created_at .. env_json .. ARGV[7])
 redis.call('ZADD', KEYS[2], ARGV[4], id)
 
 -- Evict the least recently updated past the cap; never the binding just registered.
@@ -48,4 +60,4 @@ end
 
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
-return {created, created_at, evicted}
+return {created, created_at, evicted, kept}

@@ -7,7 +7,6 @@
 //! entry's stream id to the first device that accepted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use futures::future::join_all;
 
@@ -17,7 +16,7 @@ use super::super::push::{push_until_final, DeviceEnd};
 use super::super::{sleep_or_stop, Shared};
 use super::claim::Claimed;
 use super::decide::DeviceReport;
-use crate::domain::{mask_device_token, now_ms, Push};
+use crate::domain::{mask_device_token, now_ms};
 use crate::event::{stream_id_ms, CallEvent};
 
 /// Push every fresh device of `claimed`; one report per device, in order.
@@ -32,10 +31,7 @@ pub(super) async fn fan_out(
     join_all(claimed.fresh.iter().map(|t| {
         let first_accepted = &first_accepted;
         async move {
-            let push = Push {
-                call: event.call.clone(),
-                device_token: Arc::from(t.binding.device_token.as_str()),
-            };
+            let push = t.binding.push(event.call.clone());
             let (mut end, attempts) = push_until_final(shared, t.provider.as_ref(), push).await;
             if matches!(end, DeviceEnd::Delivered) {
                 if !first_accepted.swap(true, Ordering::Relaxed) {

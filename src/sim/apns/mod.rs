@@ -7,7 +7,7 @@
 mod answers;
 mod checks;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,8 @@ pub use answers::Answer;
 use super::record::{PushObserver, Recorded, Recorder};
 use super::script::Script;
 use super::server::{Handler, SimServer, TlsIdentity};
-use super::{log_push, Behaviour, Flakes, SimError};
+use super::{log_push, Behaviour, Flakes, SimError, SANDBOX_PREFIX};
+use crate::domain::ApnsEnvironment;
 
 /// Who the APNs simulator is: the key, team, key id and topic it accepts, and how it serves.
 /// The default is the development identity of `callpush dev`.
@@ -36,6 +37,9 @@ pub struct ApnsOptions {
     pub key_id: String,
     /// The `apns-topic` pushes must carry (`<bundle id>.voip` for VoIP pushes).
     pub topic: String,
+    /// The environment this simulator plays: tokens of the other ([`SANDBOX_PREFIX`]) get
+    /// `400 BadDeviceToken`.
+    pub environment: ApnsEnvironment,
     /// The `SETTINGS_MAX_CONCURRENT_STREAMS` each connection advertises (Apple's is 1000).
     pub max_concurrent_streams: u32,
     /// How long every push waits before its answer (Apple's round trip is about 30 ms).
@@ -55,6 +59,7 @@ impl Default for ApnsOptions {
             team_id: super::DEV_TEAM_ID.into(),
             key_id: super::DEV_KEY_ID.into(),
             topic: format!("{}.voip", super::DEV_BUNDLE_ID),
+            environment: ApnsEnvironment::Production,
             max_concurrent_streams: 1000,
             latency: Duration::ZERO,
             tls: None,
@@ -67,6 +72,10 @@ impl Default for ApnsOptions {
 /// What the connections share.
 struct State {
     checker: checks::Checker,
+    environment: ApnsEnvironment,
+    /// Answer every push `403 BadEnvironmentKeyInToken`: the key is scoped to the other
+    /// environment.
+    key_elsewhere: AtomicBool,
     latency: Duration,
     script: Script<Answer>,
     /// Provider tokens issued before this second are expired (0: none).
@@ -96,6 +105,8 @@ impl ApnsSim {
     pub async fn start(opts: ApnsOptions) -> Result<ApnsSim, SimError> {
         let state = Arc::new(State {
             checker: checks::Checker::new(&opts)?,
+            environment: opts.environment,
+            key_elsewhere: AtomicBool::new(false),
             latency: opts.latency,
             script: Script::default(),
             expire_before: AtomicU64::new(0),
@@ -136,6 +147,17 @@ impl ApnsSim {
         self.state.expire_before.store(iat_secs, Ordering::SeqCst);
     }
 
+    /// The environment this simulator plays.
+    pub fn environment(&self) -> ApnsEnvironment {
+        self.state.environment
+    }
+
+    /// From now on, refuse every push with `403 BadEnvironmentKeyInToken`, as Apple does for a
+    /// key scoped to the other environment (`false`: accept the key again).
+    pub fn scope_key_elsewhere(&self, elsewhere: bool) {
+        self.state.key_elsewhere.store(elsewhere, Ordering::SeqCst);
+    }
+
     /// The distinct provider tokens seen, in order of first use.
     pub fn distinct_jwts(&self) -> Vec<String> {
         self.server.distinct_bearers()
@@ -145,11 +167,22 @@ impl ApnsSim {
 impl State {
     /// The answer to a well-formed push to `token`.
     fn answer(&self, token: &str, payload: &Value) -> Answer {
+        if self.key_elsewhere.load(Ordering::SeqCst) {
+            return Answer::error(403, "BadEnvironmentKeyInToken");
+        }
         if let Some(answer) = self.script.next(token) {
             return answer;
         }
+        let lower = token.to_ascii_lowercase();
+        let (environment, rest) = match lower.strip_prefix(SANDBOX_PREFIX) {
+            Some(rest) => (ApnsEnvironment::Sandbox, rest),
+            None => (ApnsEnvironment::Production, lower.as_str()),
+        };
+        if environment != self.environment {
+            return Answer::error(400, "BadDeviceToken");
+        }
         let (kind, call_sid) = about(payload);
-        match self.flakes.answer(token, kind, call_sid) {
+        match self.flakes.answer(rest, kind, call_sid) {
             Behaviour::Accept => Answer::ok(),
             Behaviour::Gone => Answer::unregistered(crate::domain::now_ms()),
             Behaviour::Reject => Answer::error(400, "TopicDisallowed"),

@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 
 const FCM_ERROR: &str = "type.googleapis.com/google.firebase.fcm.v1.FcmError";
 const BAD_REQUEST: &str = "type.googleapis.com/google.rpc.BadRequest";
+const ERROR_INFO: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+const QUOTA_FAILURE: &str = "type.googleapis.com/google.rpc.QuotaFailure";
 
 /// How the simulator answers one push.
 #[derive(Debug, Clone)]
@@ -94,6 +96,30 @@ impl Answer {
             Some("QUOTA_EXCEEDED"),
             "Quota exceeded for quota metric 'Send requests'.",
         )
+    }
+
+    /// 429 for a project over its "Send requests per minute", as FCM sends it: no FcmError
+    /// detail, Google's service infrastructure's `ErrorInfo` (firebase-admin-go#719 quotes one),
+    /// and a `QuotaFailure` naming the project.
+    pub fn project_quota_exceeded(project_id: &str) -> Answer {
+        let message = format!("Quota exceeded for quota metric 'Send requests' and limit 'Send requests per minute' of service 'fcm.googleapis.com' for consumer 'project:{project_id}'.");
+        let body = json!({"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED",
+        "details": [
+            {"@type": ERROR_INFO, "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com",
+             "metadata": {"quota_metric": "fcm.googleapis.com/send_requests",
+                          "quota_limit": "SendsPerMinutePerProject",
+                          "quota_unit": "1/min/{project}", "service": "fcm.googleapis.com",
+                          "consumer": format!("projects/{project_id}")}},
+            {"@type": QUOTA_FAILURE, "violations": [
+                {"subject": format!("project:{project_id}"), "description": "Send requests per minute"}
+            ]}
+        ]}});
+        Answer {
+            status: 429,
+            body: Some(body),
+            retry_after: None,
+            delay: Duration::ZERO,
+        }
     }
 
     /// 500 INTERNAL.

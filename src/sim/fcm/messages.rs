@@ -1,6 +1,7 @@
 //! `fcm.googleapis.com/v1/projects/{p}/messages:send`: FCM's checks in FCM's order
-//! (authentication, project, message: recipient, data values and keys, the 4096-byte data
-//! limit, Android priority and TTL), then the answer for the token.
+//! (authentication, project, message: recipient — one `token` or one `fid` —, data values and
+//! keys, the 4096-byte data limit, Android priority and TTL), then the project's quota, then
+//! the answer for the device.
 
 use std::time::Instant;
 
@@ -21,7 +22,11 @@ pub(super) async fn send(state: &State, parts: &Parts, body: &Bytes) -> Response
     state.recorder.arrive();
     let received_at = Instant::now();
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let token = parsed["message"]["token"].as_str().unwrap_or_default();
+    let message = &parsed["message"];
+    let token = message["token"]
+        .as_str()
+        .or_else(|| message["fid"].as_str())
+        .unwrap_or_default();
     let answer = judge(state, parts, &parsed, token);
     let (kind, call_sid) = about(&parsed);
     log_push("FCM", token, kind, call_sid, answer.status, answer.reason());
@@ -66,6 +71,9 @@ fn judge(state: &State, parts: &Parts, body: &Value, token: &str) -> Answer {
     if let Err(answer) = check_message(body) {
         return answer;
     }
+    if let Some(answer) = state.over_quota() {
+        return answer;
+    }
     if let Some(answer) = state.script.next(token) {
         return answer;
     }
@@ -99,19 +107,43 @@ fn check_message(body: &Value) -> Result<(), Answer> {
                 "Invalid JSON payload received. Unknown name or missing \"message\".",
             )
         })?;
-    let token = message["token"].as_str().unwrap_or_default();
-    if token.is_empty() {
-        return Err(Answer::bad_field(
-            "message",
-            "Recipient of the message is not set.",
-        ));
-    }
-    if token.len() > 4096
-        || !token
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_:.-".contains(c))
-    {
-        return Err(Answer::invalid_token());
+    match (message.get("token"), message.get("fid")) {
+        (Some(_), Some(_)) => {
+            return Err(Answer::bad_field(
+                "message.fid",
+                "Invalid value at 'message' (oneof), oneof field 'target' is already set. Cannot set 'fid'",
+            ))
+        }
+        (None, Some(fid)) => {
+            // 22 characters of URL-safe base64, as the Firebase SDKs make them.
+            let fid = fid.as_str().unwrap_or_default();
+            if fid.len() != 22
+                || !fid
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+            {
+                return Err(Answer::bad_field(
+                    "message.fid",
+                    "The installation ID is not a valid Firebase Installation ID",
+                ));
+            }
+        }
+        _ => {
+            let token = message["token"].as_str().unwrap_or_default();
+            if token.is_empty() {
+                return Err(Answer::bad_field(
+                    "message",
+                    "Recipient of the message is not set.",
+                ));
+            }
+            if token.len() > 4096
+                || !token
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_:.-".contains(c))
+            {
+                return Err(Answer::invalid_token());
+            }
+        }
     }
     if let Some(data) = message.get("data") {
         let data = data

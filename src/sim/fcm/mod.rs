@@ -4,8 +4,10 @@
 //!   unexpired, the project its own, the message valid (see `messages`); answered with FCM's
 //!   statuses and `google.rpc.Status` bodies.
 //!
-//! What a valid push gets: the next answer scripted for its token, else the token's
-//! "unregistered" mark, else the default answer, else the token prefix's [`Behaviour`].
+//! What a valid push gets: while the project is over its quota (`exceed_project_quota`), a 429
+//! with Google's project-quota details and a `Retry-After`; else the next answer scripted for
+//! its token (or FID), else the token's "unregistered" mark, else the default answer, else the
+//! token prefix's [`Behaviour`].
 //!
 //! [`Behaviour`]: super::Behaviour
 
@@ -98,6 +100,8 @@ struct State {
     flakes: Flakes,
     recorder: Arc<Recorder>,
     next_id: AtomicU64,
+    /// The project is over its quota until then.
+    over_quota_until: Mutex<Option<Instant>>,
 }
 
 impl State {
@@ -115,6 +119,14 @@ impl State {
 
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The answer of a project over its quota, while it is.
+    fn over_quota(&self) -> Option<Answer> {
+        let until = (*self.over_quota_until.lock().expect("sim lock"))?;
+        let left = until.checked_duration_since(Instant::now())?;
+        let secs = left.as_millis().div_ceil(1000).max(1) as u64;
+        Some(Answer::project_quota_exceeded(&self.project_id).retry_after(secs))
     }
 
     /// Whether `bearer` is an access token issued here, unexpired and not revoked.
@@ -161,6 +173,7 @@ impl FcmSim {
             flakes: Flakes::default(),
             recorder: Arc::new(Recorder::new(opts.record, opts.observer.clone())),
             next_id: AtomicU64::new(1),
+            over_quota_until: Mutex::new(None),
         });
         let server = SimServer::start(
             state.clone(),
@@ -226,6 +239,13 @@ impl FcmSim {
     pub fn issued_at(&self, bearer: &str) -> Option<Instant> {
         let issued = self.state.issued.lock().expect("sim lock");
         issued.get(bearer).map(|i| i.at)
+    }
+
+    /// Play a project over its messages-per-minute quota for `window` from now: every valid push
+    /// meanwhile gets [`Answer::project_quota_exceeded`] with `Retry-After` = the seconds left
+    /// (rounded up).
+    pub fn exceed_project_quota(&self, window: Duration) {
+        *self.state.over_quota_until.lock().expect("sim lock") = Some(Instant::now() + window);
     }
 
     /// How many requests reached the token endpoint.
