@@ -22,7 +22,7 @@
 //! gateway locally with one command), `metrics` (every Prometheus metric, in one module), `auth` (access tokens and the admin token), `config` (one typed,
 //! layered configuration), `lifecycle` (one owner of tasks and of the grace deadline), `daemon`
 //! (wiring) and `cli`. At the bottom, importing nothing of callpush's: `domain` (platform, push
-//! kind, call content, push, time helpers, token masking), `secret` (the redacting [`secret::Secret`]
+//! kind, call content, push, time helpers, token masking), `log_throttle` (one log line per key and period), `secret` (the redacting [`secret::Secret`]
 //! every secret lives in, and the start-up check of secret files' permissions), `backend` (the
 //! one "store failed" error) and `strict_json` (JSON without duplicate keys, for tokens,
 //! `params` and bodies).
@@ -48,6 +48,7 @@ pub mod event;
 pub mod fcm;
 pub mod ingest;
 pub(crate) mod lifecycle;
+pub(crate) mod log_throttle;
 pub mod memory;
 pub(crate) mod metrics;
 pub mod outcome;

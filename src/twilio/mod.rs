@@ -28,6 +28,7 @@ pub(crate) mod signature;
 
 use crate::auth::{Secret, SecretError};
 use crate::config::Settings;
+use crate::log_throttle::LogThrottle;
 use signature::Secrets;
 
 /// The environment variable that may hold the auth token(s) instead of
@@ -133,31 +134,22 @@ impl Webhook {
 
 /// Remembers when a signature failure was last logged per source address, so a prober or a
 /// misconfigured account logs one line a minute, not one per request.
-#[derive(Debug, Default)]
-pub struct FailureLog {
-    last: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>,
+#[derive(Debug)]
+pub struct FailureLog(LogThrottle<std::net::IpAddr>);
+
+impl Default for FailureLog {
+    fn default() -> FailureLog {
+        FailureLog(LogThrottle::new(FAILURE_LOG_EVERY))
+    }
 }
 
 /// How often one source address's signature failures are logged at most.
 pub const FAILURE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Addresses remembered at most; past it, those older than a minute are forgotten.
-const FAILURE_LOG_MAX: usize = 10_000;
-
 impl FailureLog {
     /// Whether a failure from `addr` at `now` should be logged (and, if so, note it).
     pub fn should_log(&self, addr: std::net::IpAddr, now: std::time::Instant) -> bool {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = last.get(&addr) {
-            if now.saturating_duration_since(*at) < FAILURE_LOG_EVERY {
-                return false;
-            }
-        }
-        if last.len() >= FAILURE_LOG_MAX {
-            last.retain(|_, at| now.saturating_duration_since(*at) < FAILURE_LOG_EVERY);
-        }
-        last.insert(addr, now);
-        true
+        self.0.should_log(addr, now)
     }
 }
 

@@ -6,26 +6,31 @@
 //! identity's next registration (which drops entries it cannot decode, `upsert.lua`), or for
 //! the keys' TTL.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tracing::warn;
 
 use crate::backend::BackendError;
+use crate::log_throttle::LogThrottle;
 
 /// How often one key's undecodable binding is logged at most.
 pub const LOG_EVERY: Duration = Duration::from_secs(3600);
 
-/// Keys remembered at most; past it, those logged more than [`LOG_EVERY`] ago are forgotten.
-const REMEMBERED: usize = 10_000;
-
 /// The undecodable bindings seen: a count, and when each was last logged.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Undecodable {
     seen: AtomicU64,
-    logged: Mutex<HashMap<(String, String), Instant>>,
+    logged: LogThrottle<(String, String)>,
+}
+
+impl Default for Undecodable {
+    fn default() -> Undecodable {
+        Undecodable {
+            seen: AtomicU64::new(0),
+            logged: LogThrottle::new(LOG_EVERY),
+        }
+    }
 }
 
 impl Undecodable {
@@ -46,18 +51,8 @@ impl Undecodable {
     }
 
     fn should_log(&self, identity: &str, binding_id: &str, now: Instant) -> bool {
-        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
         let key = (identity.to_string(), binding_id.to_string());
-        if let Some(at) = logged.get(&key) {
-            if now.saturating_duration_since(*at) < LOG_EVERY {
-                return false;
-            }
-        }
-        if logged.len() >= REMEMBERED {
-            logged.retain(|_, at| now.saturating_duration_since(*at) < LOG_EVERY);
-        }
-        logged.insert(key, now);
-        true
+        self.logged.should_log(key, now)
     }
 }
 
