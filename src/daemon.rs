@@ -376,6 +376,7 @@ async fn serve(
         redis,
     } = backends;
     let on_redis = redis.is_some();
+    let limits = Limits::for_daemon(&settings, redis.as_ref(), layout.first().clone());
     let ctx = Arc::new(api_context_with(
         &settings,
         queue.clone(),
@@ -422,7 +423,7 @@ async fn serve(
         store,
         ledger,
         providers,
-        limits: Limits::new(&settings),
+        limits,
         metrics: ctx.metrics.clone(),
     };
     let http = life.spawn(serve_http(listeners, ctx, tls, life.clone()));

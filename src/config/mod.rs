@@ -319,6 +319,9 @@ impl Default for RetrySettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitSettings {
+    /// Where the callee limit and the credentials' `rate_limit_per_sec` are counted: `daemon`
+    /// (each daemon counts its own share) or `cluster` (in Redis, shared by every daemon).
+    pub scope: LimitScope,
     /// Call events per callee per minute; the excess is dead-lettered as `rate_limited`.
     pub calls_per_identity_per_min: u32,
     /// Registrations per identity per minute.
@@ -330,11 +333,23 @@ pub struct LimitSettings {
 impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {
+            scope: LimitScope::Daemon,
             calls_per_identity_per_min: 60,
             registrations_per_identity_per_min: 30,
             registrations_per_address_per_min: 600,
         }
     }
+}
+
+/// `limits.scope`: who counts the dispatch limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitScope {
+    /// Each daemon counts on its own: N daemons let N times the limit through.
+    #[default]
+    Daemon,
+    /// Counted in Redis and shared by every daemon of the group (in-memory `dev`: the daemon).
+    Cluster,
 }
 
 /// `[bindings]`
