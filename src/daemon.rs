@@ -316,7 +316,13 @@ pub fn api_context_with(
     let registry = api::health::base_registry()?;
     let credentials = settings.credentials.iter().map(|c| (c.platform(), c.sid()));
     let metrics = Metrics::new(&registry, credentials).map_err(api::health::RegistryError::from)?;
+    let reload = Arc::new(crate::reload::Reloader::new(
+        settings,
+        auth.clone(),
+        metrics.clone(),
+    ));
     Ok(ApiContext {
+        reload,
         auth,
         store,
         queue,
@@ -385,6 +391,7 @@ async fn serve(
         redis,
     )?);
     check_admin_exposure(&listeners, &ctx.auth)?;
+    crate::reload::on_sighup(ctx.reload.clone(), shutdown.clone()).map_err(DaemonError::Serve)?;
     crate::secret::warn_exposed_files(&settings.secret_files());
     if on_redis && settings.claim_idle_is_short() {
         warn!(

@@ -63,6 +63,9 @@ pub struct Settings {
     /// Twilio's call-notification webhook.
     #[serde(default)]
     pub twilio: TwilioSettings,
+    /// The file these settings were loaded from (`--config`), which a reload reads again.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[redis]`
@@ -489,7 +492,9 @@ impl Settings {
             })?,
             None => String::new(),
         };
-        Self::from_toml_with_env(&text, vars)
+        let mut settings = Self::from_toml_with_env(&text, vars)?;
+        settings.source = path.map(Path::to_path_buf);
+        Ok(settings)
     }
 
     /// Parse TOML text, apply `CALLPUSH_` variables, and validate.
