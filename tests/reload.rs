@@ -69,6 +69,18 @@ impl ConfigFile {
 
     /// Write the configuration with these API keys and admin token (and `extra` TOML).
     fn write(&self, w: &World, keys: &[(&str, &str)], admin: &str, extra: &str) {
+        self.write_with(w, keys, admin, &[("CRfcm", &self.service_account)], extra)
+    }
+
+    /// [`ConfigFile::write`] with these FCM credentials (SID, service-account file).
+    fn write_with(
+        &self,
+        w: &World,
+        keys: &[(&str, &str)],
+        admin: &str,
+        credentials: &[(&str, &std::path::Path)],
+        extra: &str,
+    ) {
         let mut text = format!(
             "[redis]\n{}\n[stream]\nblock_ms = 200\n\n[admin]\ntoken_file = \"{}\"\n\n[auth]\naccount_sid = \"{ACCOUNT_SID}\"\n",
             self.redis,
@@ -80,11 +92,14 @@ impl ConfigFile {
                 self.secret(&format!("{sid}.secret"), secret).display()
             ));
         }
-        text.push_str(&format!(
-            "\n[[credentials]]\nsid = \"CRfcm\"\nplatform = \"fcm\"\nservice_account_file = \"{}\"\nbase_url = \"{}\"\n{extra}",
-            self.service_account.display(),
-            w.fcm.url()
-        ));
+        for (sid, account) in credentials {
+            text.push_str(&format!(
+                "\n[[credentials]]\nsid = \"{sid}\"\nplatform = \"fcm\"\nservice_account_file = \"{}\"\nbase_url = \"{}\"\n",
+                account.display(),
+                w.fcm.url()
+            ));
+        }
+        text.push_str(extra);
         std::fs::write(self.path(), text).unwrap();
     }
 
@@ -176,9 +191,20 @@ async fn secrets_rotate_under_a_steady_stream_of_calls_and_a_broken_config_is_re
 
     // Step 1: add the new API key and change the admin token (the old one still authorizes
     // this reload: it is the one in force).
+    // ... and rotate the FCM service account in place (a new key of the same account).
     config.write(&w, &[OLD_KEY, NEW_KEY], NEW_ADMIN, UNLIMITED);
+    let mut account: Value =
+        serde_json::from_slice(&std::fs::read(&config.service_account).unwrap()).unwrap();
+    account["private_key_id"] = "rotated-key-id".into();
+    std::fs::write(
+        &config.service_account,
+        serde_json::to_vec(&account).unwrap(),
+    )
+    .unwrap();
+    let tokens_before = w.fcm.token_requests();
     let (status, report, took) = reload(&d, OLD_ADMIN).await;
     assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["credentials"]["changed"], json!(["CRfcm"]));
     eprintln!("reload under load took {took:?}: {report}");
     assert_eq!(report["api_keys"], json!([OLD_KEY.0, NEW_KEY.0]));
     assert_eq!(report["restart_required"], json!([]));
@@ -240,7 +266,24 @@ async fn secrets_rotate_under_a_steady_stream_of_calls_and_a_broken_config_is_re
         .collect();
     assert!(missed.is_empty(), "{missed:?}");
 
+    assert_eq!(
+        w.fcm.token_requests(),
+        tokens_before + 1,
+        "pushes after the reload signed in with the rotated key"
+    );
+    let latency = |m: &scrape::Scrape| {
+        let sum = m
+            .value("callpush_event_latency_seconds_sum", &[])
+            .unwrap_or(0.0);
+        let n = m
+            .value("callpush_event_latency_seconds_count", &[])
+            .unwrap_or(1.0);
+        sum / n
+    };
     let metrics = scrape::fetch(&d.admin_url()).await;
+    let mean = latency(&metrics);
+    eprintln!("mean event latency over the run: {:.1} ms", mean * 1000.0);
+    assert!(mean < 1.0, "no call waited on the reloads: mean {mean} s");
     let count = |result| metrics.value("callpush_config_reloads_total", &[("result", result)]);
     assert_eq!(count("applied"), Some(2.0));
     assert_eq!(count("refused"), Some(1.0));
@@ -336,4 +379,90 @@ fn signal_process_id(pid: u32, signal: &str) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// A copy of the world's service account at `name`, with `private_key_id` set to `key_id`.
+fn account_copy(config: &ConfigFile, name: &str, key_id: &str) -> PathBuf {
+    let mut account: Value =
+        serde_json::from_slice(&std::fs::read(&config.service_account).unwrap()).unwrap();
+    account["private_key_id"] = key_id.into();
+    let path = config.dir.path().join(name);
+    std::fs::write(&path, serde_json::to_vec(&account).unwrap()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn credentials_are_added_rotated_and_removed_by_reload() {
+    let mut w = World::new().await;
+    let config = ConfigFile::new(&w);
+    let first = account_copy(&config, "first.json", "key-1");
+    let second = account_copy(&config, "second.json", "key-1");
+    config.write_with(&w, &[NEW_KEY], NEW_ADMIN, &[("CRfcm", &first)], UNLIMITED);
+    let d = TestDaemon::start(config.settings());
+    let mut registered = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..100 {
+        registered = register(&d, "alice", NEW_KEY, "fcm-alice").await;
+        if registered == StatusCode::CREATED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(registered, StatusCode::CREATED);
+
+    // Add a credential and ring a device of it.
+    config.write_with(
+        &w,
+        &[NEW_KEY],
+        NEW_ADMIN,
+        &[("CRfcm", &first), ("CRfcm2", &second)],
+        UNLIMITED,
+    );
+    let (status, report, _) = reload(&d, NEW_ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["credentials"]["added"], json!(["CRfcm2"]));
+    let mut grant = claims("bob");
+    grant["iss"] = NEW_KEY.0.into();
+    grant["grants"]["voice"]["push_credential_sid"] = "CRfcm2".into();
+    let bob = sign(&grant, NEW_KEY.1);
+    let body = json!({"platform": "fcm", "device_token": "fcm-bob"});
+    let reply = http(
+        Method::POST,
+        &d.api_url(),
+        "/v1/registrations",
+        Some(&bob),
+        Some(body),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    w.ring("bob", "CA-new-credential").await;
+    let results = w.result_entries(1, Duration::from_secs(10)).await;
+    assert_eq!(results[0].1["outcome"], "delivered", "{results:?}");
+    assert!(w.fcm.requests().iter().any(|r| r.token == "fcm-bob"));
+
+    // Rotate the first credential's service account in place: new pushes fetch a new token.
+    let tokens_before = w.fcm.token_requests();
+    account_copy(&config, "first.json", "key-2");
+    let (status, report, _) = reload(&d, NEW_ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["credentials"]["changed"], json!(["CRfcm"]));
+    assert_eq!(report["credentials"]["added"], json!([]));
+    w.ring("alice", "CA-rotated").await;
+    let results = w.result_entries(2, Duration::from_secs(10)).await;
+    assert_eq!(results[1].1["outcome"], "delivered", "{results:?}");
+    assert_eq!(
+        w.fcm.token_requests(),
+        tokens_before + 1,
+        "the rotated account signed in anew"
+    );
+
+    // Remove the second credential: its bindings' calls are dead-lettered naming it.
+    config.write_with(&w, &[NEW_KEY], NEW_ADMIN, &[("CRfcm", &first)], UNLIMITED);
+    let (status, report, _) = reload(&d, NEW_ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["credentials"]["removed"], json!(["CRfcm2"]));
+    w.ring("bob", "CA-removed-credential").await;
+    let dead = w.dead(1).await;
+    assert_eq!(dead[0]["call_sid"], "CA-removed-credential");
+    assert!(dead[0]["detail"].contains("CRfcm2"), "{dead:?}");
+    d.stop().await;
 }
