@@ -43,6 +43,11 @@ impl Rig {
         }
     }
 
+    /// `callpush check` of the good configuration with `wrong` in it.
+    async fn check(&self, wrong: Wrong<'_>) -> Output {
+        check(&self.config(wrong), false).await
+    }
+
     fn config(&self, wrong: Wrong<'_>) -> PathBuf {
         let apns = self.apns.credential("CRapns");
         let sa = wrong
@@ -173,14 +178,12 @@ async fn a_good_configuration_passes_without_pushing_to_anyone() {
 #[tokio::test]
 async fn a_wrong_key_id_names_key_id() {
     let rig = Rig::start().await;
-    let out = check(
-        &rig.config(Wrong {
+    let out = rig
+        .check(Wrong {
             key_id: Some("WRONGKEY01"),
             ..Wrong::default()
-        }),
-        false,
-    )
-    .await;
+        })
+        .await;
     assert_one_problem(&out, "credential CRapns", "key_id");
     assert!(problems(&out)[0].contains("InvalidProviderToken"));
 }
@@ -188,28 +191,24 @@ async fn a_wrong_key_id_names_key_id() {
 #[tokio::test]
 async fn a_wrong_team_id_names_team_id() {
     let rig = Rig::start().await;
-    let out = check(
-        &rig.config(Wrong {
+    let out = rig
+        .check(Wrong {
             team_id: Some("OTHERTEAM1"),
             ..Wrong::default()
-        }),
-        false,
-    )
-    .await;
+        })
+        .await;
     assert_one_problem(&out, "credential CRapns", "team_id (OTHERTEAM1)");
 }
 
 #[tokio::test]
 async fn a_wrong_topic_names_bundle_id() {
     let rig = Rig::start().await;
-    let out = check(
-        &rig.config(Wrong {
+    let out = rig
+        .check(Wrong {
             bundle_id: Some("com.example.other"),
             ..Wrong::default()
-        }),
-        false,
-    )
-    .await;
+        })
+        .await;
     assert_one_problem(&out, "credential CRapns", "bundle_id (com.example.other)");
 }
 
@@ -219,14 +218,12 @@ async fn a_wrong_service_account_names_the_file_to_replace() {
     let mut account = rig.fcm.service_account_json();
     account["client_email"] = "someone-else@other-project.iam.gserviceaccount.com".into();
     let sa = write_json(rig.dir.path(), "other-account.json", &account);
-    let out = check(
-        &rig.config(Wrong {
+    let out = rig
+        .check(Wrong {
             service_account: Some(sa.clone()),
             ..Wrong::default()
-        }),
-        false,
-    )
-    .await;
+        })
+        .await;
     assert_one_problem(&out, "credential CRfcm", &sa.display().to_string());
     assert!(problems(&out)[0].contains("invalid_grant"));
 }
@@ -234,14 +231,12 @@ async fn a_wrong_service_account_names_the_file_to_replace() {
 #[tokio::test]
 async fn an_unreachable_redis_names_redis_url() {
     let rig = Rig::start().await;
-    let out = check(
-        &rig.config(Wrong {
+    let out = rig
+        .check(Wrong {
             redis_url: Some("redis://127.0.0.1:1"),
             ..Wrong::default()
-        }),
-        false,
-    )
-    .await;
+        })
+        .await;
     assert_one_problem(&out, "redis", "redis.url");
 }
 
@@ -256,14 +251,12 @@ async fn a_redis_user_without_evalsha_is_told_what_to_grant() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let out = check(
-        &rig.config(Wrong {
+    let out = rig
+        .check(Wrong {
             redis_user: Some(("pusher", "s3cret")),
             ..Wrong::default()
-        }),
-        false,
-    )
-    .await;
+        })
+        .await;
     assert_one_problem(&out, "redis", "ACL SETUSER pusher +evalsha");
     let line = &problems(&out)[0];
     assert!(line.contains("may not run EVALSHA"), "{line}");

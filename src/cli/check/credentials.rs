@@ -52,22 +52,31 @@ fn probe_push(token: &str) -> Push {
     )
 }
 
+/// The probe's outcome, or a retryable "no answer" when it takes longer than [`PROBE_TIMEOUT`].
+async fn within_timeout(probe: impl std::future::Future<Output = Outcome>) -> Outcome {
+    tokio::time::timeout(PROBE_TIMEOUT, probe)
+        .await
+        .unwrap_or_else(|_| Outcome::Retry {
+            failure: crate::providers::Failure::new("timeout", "no answer within the probe's time"),
+            retry_after: None,
+        })
+}
+
+/// The finding of a credential whose provider cannot even be built.
+fn unbuildable(sid: &str, error: impl std::fmt::Display, fix: &str) -> Finding {
+    Finding::problem(subject(sid), error.to_string(), fix)
+}
+
 async fn apns(c: &ApnsCredential) -> Finding {
     let provider = match ApnsProvider::new(c) {
         Ok(p) => p,
         Err(e) => {
-            return Finding::problem(
-                subject(&c.sid),
-                e.to_string(),
-                "set key_file to the .p8 key Apple let you download, and key_id to its Key ID",
-            )
+            let fix =
+                "set key_file to the .p8 key Apple let you download, and key_id to its Key ID";
+            return unbuildable(&c.sid, e, fix);
         }
     };
-    let outcome = tokio::time::timeout(PROBE_TIMEOUT, provider.send(&probe_push(PROBE_TOKEN)))
-        .await
-        .unwrap_or_else(|_| {
-            Outcome::Rejected(crate::providers::Failure::new("timeout", "no answer"))
-        });
+    let outcome = within_timeout(provider.send(&probe_push(PROBE_TOKEN))).await;
     apns_finding(c, &outcome)
 }
 
@@ -123,19 +132,11 @@ async fn fcm(c: &FcmCredential) -> Finding {
     let provider = match FcmProvider::new(c) {
         Ok(p) => p,
         Err(e) => {
-            return Finding::problem(
-                subject(&c.sid),
-                e.to_string(),
-                "set service_account_file to the JSON key Firebase let you download",
-            )
+            let fix = "set service_account_file to the JSON key Firebase let you download";
+            return unbuildable(&c.sid, e, fix);
         }
     };
-    let outcome = tokio::time::timeout(
-        PROBE_TIMEOUT,
-        provider.validate(&probe_push(FCM_PROBE_TOKEN)),
-    )
-    .await
-    .unwrap_or_else(|_| Outcome::Rejected(crate::providers::Failure::new("timeout", "no answer")));
+    let outcome = within_timeout(provider.validate(&probe_push(FCM_PROBE_TOKEN))).await;
     fcm_finding(c, &outcome)
 }
 
