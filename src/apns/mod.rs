@@ -18,10 +18,10 @@ use std::path::PathBuf;
 pub use classify::wrong_environment;
 pub use client::ApnsProvider;
 
-/// A device token Apple never hands an app (64 zero digits): `callpush check` pushes to it to
-/// prove a credential without ringing anyone. Apple checks the provider token and the topic
+/// A device token no app holds (64 `f` digits): `callpush check` pushes to it to prove a
+/// credential without ringing anyone. Apple checks the provider token and the topic
 /// first, then answers `400 BadDeviceToken` for this one; the simulators do the same.
-pub const PROBE_TOKEN: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub const PROBE_TOKEN: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
 
 /// Why an APNs provider could not be built from its credential.
 #[derive(Debug, thiserror::Error)]
