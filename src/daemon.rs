@@ -24,6 +24,7 @@ use crate::config::{CredentialSettings, Settings, SUGGESTED_MIN_CLAIM_IDLE_MS};
 use crate::dispatch::ledger::redis::RedisSentLedger;
 use crate::dispatch::ledger::{MemoryLedger, SentLedger};
 use crate::dispatch::limits::Limits;
+use crate::dispatch::providers::ProviderSet;
 use crate::dispatch::retry::RetryPolicy;
 use crate::dispatch::{DispatchOptions, DispatchParts, Dispatcher};
 use crate::dlq::DeadLetters;
@@ -124,6 +125,19 @@ fn probed_providers(credentials: &[CredentialSettings]) -> Result<Probed, Daemon
         providers.insert(cred.sid().to_string(), provider);
     }
     Ok(providers)
+}
+
+/// How a reload builds a credential's provider: as at start, metered.
+fn provider_builder(metrics: Arc<Metrics>) -> crate::reload::BuildProvider {
+    Arc::new(move |credential: &CredentialSettings| {
+        let probed =
+            probed_providers(std::slice::from_ref(credential)).map_err(|e| e.to_string())?;
+        let (providers, _) = meter(probed, &metrics);
+        providers
+            .into_values()
+            .next()
+            .ok_or_else(|| format!("credential {}: no provider built", credential.sid()))
+    })
 }
 
 /// Wrap each provider in a [`MeteredProvider`]; keep what the metrics sampler reads from them.
@@ -316,7 +330,13 @@ pub fn api_context_with(
     let registry = api::health::base_registry()?;
     let credentials = settings.credentials.iter().map(|c| (c.platform(), c.sid()));
     let metrics = Metrics::new(&registry, credentials).map_err(api::health::RegistryError::from)?;
+    let reload = Arc::new(crate::reload::Reloader::new(
+        settings,
+        auth.clone(),
+        metrics.clone(),
+    ));
     Ok(ApiContext {
+        reload,
         auth,
         store,
         queue,
@@ -376,6 +396,7 @@ async fn serve(
         redis,
     } = backends;
     let on_redis = redis.is_some();
+    let limits = Limits::for_daemon(&settings, redis.as_ref(), layout.first().clone());
     let ctx = Arc::new(api_context_with(
         &settings,
         queue.clone(),
@@ -384,6 +405,7 @@ async fn serve(
         redis,
     )?);
     check_admin_exposure(&listeners, &ctx.auth)?;
+    crate::reload::on_sighup(ctx.reload.clone(), shutdown.clone()).map_err(DaemonError::Serve)?;
     crate::secret::warn_exposed_files(&settings.secret_files());
     if on_redis && settings.claim_idle_is_short() {
         warn!(
@@ -396,6 +418,9 @@ async fn serve(
         );
     }
     let (providers, probes) = meter(probed, &ctx.metrics);
+    let providers = Arc::new(ProviderSet::new(providers));
+    ctx.reload
+        .attach_providers(providers.clone(), provider_builder(ctx.metrics.clone()));
     let life = Lifecycle::new(shutdown, Duration::from_millis(settings.shutdown.grace_ms));
     let sampler = Sampler::new(
         ctx.metrics.clone(),
@@ -413,7 +438,7 @@ async fn serve(
         "in-memory (not durable)".to_string()
     };
     info!(
-        credentials = providers.len(),
+        credentials = providers.snapshot().len(),
         backend = %backend,
         "callpush serving"
     );
@@ -422,7 +447,7 @@ async fn serve(
         store,
         ledger,
         providers,
-        limits: Limits::new(&settings),
+        limits,
         metrics: ctx.metrics.clone(),
     };
     let http = life.spawn(serve_http(listeners, ctx, tls, life.clone()));

@@ -54,6 +54,7 @@ pub(crate) mod metrics;
 pub mod outcome;
 pub mod providers;
 pub mod redis_conn;
+pub mod reload;
 pub mod secret;
 pub mod sim;
 pub mod strict_json;

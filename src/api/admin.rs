@@ -135,3 +135,19 @@ pub async fn delete_binding(
         )))
     }
 }
+
+/// `POST /v1/admin/reload`: read the configuration file and its secret files again, as
+/// `SIGHUP` does (`crate::reload`). 200 with what was reloaded and what needs a restart; 400
+/// naming the key when the new configuration is refused (the daemon keeps the previous one).
+pub async fn reload(State(ctx): State<Arc<ApiContext>>) -> Result<Response, ApiError> {
+    let reloader = ctx.reload.clone();
+    let result = tokio::task::spawn_blocking(move || reloader.reload())
+        .await
+        .map_err(|_| ApiError::Unavailable("the reload did not finish".into()))?;
+    match result {
+        Ok(report) => Ok(Json(report).into_response()),
+        Err(e) => Err(ApiError::InvalidRequest(format!(
+            "configuration not reloaded, the previous one stays: {e}"
+        ))),
+    }
+}

@@ -81,6 +81,8 @@ pub struct ApiContext {
     /// The APNs environments of each APNs credential (by SID): which a registration may name,
     /// and which a binding that names none is shown in.
     pub apns_environments: HashMap<String, ApnsEnvironments>,
+    /// Reads the configuration again (`POST /v1/admin/reload`, `SIGHUP`).
+    pub reload: Arc<crate::reload::Reloader>,
 }
 
 impl ApiContext {
@@ -206,6 +208,7 @@ pub fn public_router(ctx: Arc<ApiContext>) -> Router {
 pub fn admin_router(ctx: Arc<ApiContext>) -> Router {
     let guarded = Router::new()
         .route("/v1/calls", post(admin::enqueue_call))
+        .route("/v1/admin/reload", post(admin::reload))
         .route(
             "/v1/identities/{identity}/bindings",
             get(admin::list_bindings),

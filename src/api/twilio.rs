@@ -132,11 +132,11 @@ async fn answer(ctx: &ApiContext, peer: IpAddr, request: Request) -> Result<Resp
     let fields = match encoding {
         Encoding::Form => {
             let fields = body::parse_form(&bytes).map_err(invalid)?;
-            check_signature(ctx, webhook, peer, &signed(signature::Body::Form(&fields)))?;
+            check_signature(ctx, &webhook, peer, &signed(signature::Body::Form(&fields)))?;
             fields
         }
         Encoding::Json => {
-            check_signature(ctx, webhook, peer, &signed(signature::Body::Json(&bytes)))?;
+            check_signature(ctx, &webhook, peer, &signed(signature::Body::Json(&bytes)))?;
             body::parse_json(&bytes).map_err(invalid)?
         }
     };

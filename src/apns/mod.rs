@@ -18,6 +18,11 @@ use std::path::PathBuf;
 pub use classify::wrong_environment;
 pub use client::ApnsProvider;
 
+/// A device token no app holds (64 `f` digits): `callpush check` pushes to it to prove a
+/// credential without ringing anyone. Apple checks the provider token and the topic
+/// first, then answers `400 BadDeviceToken` for this one; the simulators do the same.
+pub const PROBE_TOKEN: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+
 /// Why an APNs provider could not be built from its credential.
 #[derive(Debug, thiserror::Error)]
 pub enum ApnsError {

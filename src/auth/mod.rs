@@ -11,6 +11,7 @@ mod token;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
@@ -57,19 +58,27 @@ pub enum AuthConfigError {
 #[error("{0}")]
 pub struct CredentialChoiceError(String);
 
-/// Access-token verification and the admin token, built once at start.
+/// Access-token verification, the admin token and the Twilio webhook's secrets: built at
+/// start, and replaced whole by a reload ([`Auth::replace`]). A request checks against the
+/// secrets current when it is checked; nothing is half-replaced.
 pub struct Auth {
+    loaded: RwLock<Arc<Loaded>>,
+}
+
+/// One load of the secrets.
+struct Loaded {
     rules: token::TokenRules,
     admin: Option<Secret>,
     credentials: Vec<(String, Platform)>,
-    twilio: Option<crate::twilio::Webhook>,
+    twilio: Option<Arc<crate::twilio::Webhook>>,
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let now = self.now();
         f.debug_struct("Auth")
-            .field("api_keys", &self.rules.keys.keys().collect::<Vec<_>>())
-            .field("admin_token", &self.admin.as_ref().map(|_| "***"))
+            .field("api_keys", &now.rules.keys.keys().collect::<Vec<_>>())
+            .field("admin_token", &now.admin.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -116,7 +125,7 @@ impl Auth {
     /// `CALLPUSH_ADMIN_TOKEN`; without either, every admin route answers 401.
     pub fn from_settings(settings: &Settings) -> Result<Auth, AuthConfigError> {
         let admin = admin_token(settings)?;
-        Ok(Auth {
+        let loaded = Loaded {
             rules: token::TokenRules {
                 account_sid: settings.auth.account_sid.clone(),
                 max_ttl_secs: settings.auth.max_token_ttl_secs,
@@ -128,18 +137,39 @@ impl Auth {
                 .iter()
                 .map(|c| (c.sid().to_string(), c.platform()))
                 .collect(),
-            twilio: crate::twilio::Webhook::from_settings(settings)?,
+            twilio: crate::twilio::Webhook::from_settings(settings)?.map(Arc::new),
+        };
+        Ok(Auth {
+            loaded: RwLock::new(Arc::new(loaded)),
         })
     }
 
+    /// From now on, check against `other`'s secrets (a reload); requests being checked finish
+    /// with the ones they started with.
+    pub fn replace(&self, other: Auth) {
+        let new = other.now();
+        *self.loaded.write().expect("never poisoned") = new;
+    }
+
+    fn now(&self) -> Arc<Loaded> {
+        self.loaded.read().expect("never poisoned").clone()
+    }
+
+    /// The API key SIDs that sign access tokens.
+    pub fn api_key_sids(&self) -> Vec<String> {
+        let mut sids: Vec<String> = self.now().rules.keys.keys().cloned().collect();
+        sids.sort();
+        sids
+    }
+
     /// The Twilio webhook's secrets and settings; `None` when no auth token is configured.
-    pub fn twilio(&self) -> Option<&crate::twilio::Webhook> {
-        self.twilio.as_ref()
+    pub fn twilio(&self) -> Option<Arc<crate::twilio::Webhook>> {
+        self.now().twilio.clone()
     }
 
     /// Verify an access token (the raw JWT, without `Bearer `) at `now_secs`.
     pub fn verify(&self, token: &str, now_secs: u64) -> Result<VerifiedToken, TokenError> {
-        self.rules.verify(token, now_secs)
+        self.now().rules.verify(token, now_secs)
     }
 
     /// The credential a registration goes to: the grant's `push_credential_sid` (configured, of
@@ -150,7 +180,7 @@ impl Auth {
         platform: Platform,
     ) -> Result<String, CredentialChoiceError> {
         pick_credential(
-            &self.credentials,
+            &self.now().credentials,
             platform,
             token.push_credential_sid.as_deref(),
         )
@@ -158,12 +188,15 @@ impl Auth {
 
     /// Whether an admin token is configured.
     pub fn has_admin_token(&self) -> bool {
-        self.admin.is_some()
+        self.now().admin.is_some()
     }
 
     /// Whether `presented` is the admin token (constant time); false when none is configured.
     pub fn admin_token_matches(&self, presented: &str) -> bool {
-        self.admin.as_ref().is_some_and(|s| s.matches(presented))
+        self.now()
+            .admin
+            .as_ref()
+            .is_some_and(|s| s.matches(presented))
     }
 }
 

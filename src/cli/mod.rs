@@ -4,6 +4,7 @@
 //! output is for people by default (tables, one-line answers; [`output`]) and JSON with
 //! `--json`. `main.rs` only parses and calls [`run`].
 
+pub mod check;
 pub mod dlq;
 pub mod output;
 
@@ -64,6 +65,9 @@ pub enum Command {
     /// --admin URL).
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Check a configuration before a deploy: it validates, Redis answers and lets the user run
+    /// every command callpush needs, and each credential's key works (no device is pushed).
+    Check(CheckArgs),
     /// Mint an access token with the first configured API key, for trying the API (real
     /// backends mint with their own libraries).
     Token(TokenArgs),
@@ -86,6 +90,16 @@ pub struct DevArgs {
     /// The admin API's address (default 127.0.0.1:9090, or a free port when it is taken).
     #[arg(long)]
     admin_listen: Option<String>,
+}
+
+/// `callpush check`
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// As one JSON object (`{"ok", "checks": [{"subject", "ok", "detail", "fix"}]}`).
+    #[arg(long)]
+    json: bool,
 }
 
 /// `callpush token`
@@ -232,6 +246,9 @@ pub enum CliError {
     /// The signal handlers could not be installed.
     #[error("cannot listen for SIGTERM/SIGINT: {0}")]
     Signal(#[source] std::io::Error),
+    /// `callpush check` found problems (each printed on its own line before).
+    #[error("check found {0} problem(s)")]
+    Check(usize),
     /// The admin API (`callpush dlq --admin`) failed or refused.
     #[error(transparent)]
     Admin(#[from] dlq::admin::AdminError),
@@ -262,6 +279,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             crate::dev::run(options, shutdown).await?;
             Ok(())
         }
+        Command::Check(args) => check::run(args.config.config.as_deref(), args.json).await,
         Command::Bindings(cmd) => bindings(cmd).await,
         Command::Enqueue(args) => enqueue(args).await,
         Command::Dlq(cmd) => dlq::run(cmd).await,

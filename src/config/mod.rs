@@ -63,6 +63,9 @@ pub struct Settings {
     /// Twilio's call-notification webhook.
     #[serde(default)]
     pub twilio: TwilioSettings,
+    /// The file these settings were loaded from (`--config`), which a reload reads again.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[redis]`
@@ -319,6 +322,9 @@ impl Default for RetrySettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitSettings {
+    /// Where the callee limit and the credentials' `rate_limit_per_sec` are counted: `daemon`
+    /// (each daemon counts its own share) or `cluster` (in Redis, shared by every daemon).
+    pub scope: LimitScope,
     /// Call events per callee per minute; the excess is dead-lettered as `rate_limited`.
     pub calls_per_identity_per_min: u32,
     /// Registrations per identity per minute.
@@ -330,11 +336,23 @@ pub struct LimitSettings {
 impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {
+            scope: LimitScope::Daemon,
             calls_per_identity_per_min: 60,
             registrations_per_identity_per_min: 30,
             registrations_per_address_per_min: 600,
         }
     }
+}
+
+/// `limits.scope`: who counts the dispatch limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitScope {
+    /// Each daemon counts on its own: N daemons let N times the limit through.
+    #[default]
+    Daemon,
+    /// Counted in Redis and shared by every daemon of the group (in-memory `dev`: the daemon).
+    Cluster,
 }
 
 /// `[bindings]`
@@ -474,7 +492,9 @@ impl Settings {
             })?,
             None => String::new(),
         };
-        Self::from_toml_with_env(&text, vars)
+        let mut settings = Self::from_toml_with_env(&text, vars)?;
+        settings.source = path.map(Path::to_path_buf);
+        Ok(settings)
     }
 
     /// Parse TOML text, apply `CALLPUSH_` variables, and validate.

@@ -254,7 +254,7 @@ pub(super) fn shared_with_store(
         instance: "i-test".into(),
         credential_slots: super::credential_slots(&providers, 16),
         quota: super::quota::QuotaGates::new(&providers),
-        providers,
+        providers: Arc::new(super::providers::ProviderSet::new(providers)),
         ledger: Arc::new(MemoryLedger::default()),
         pushes: tokio::sync::Semaphore::new(16),
         retry: RetryPolicy::new(&RetrySettings {

@@ -25,6 +25,7 @@ mod finish;
 pub mod ledger;
 pub(crate) mod limits;
 mod outage;
+pub mod providers;
 mod push;
 mod quota;
 mod resolve;
@@ -79,8 +80,8 @@ pub struct DispatchParts {
     pub store: Arc<dyn BindingStore>,
     /// Which devices each call already pushed (shared by every daemon of the group).
     pub ledger: Arc<dyn SentLedger>,
-    /// One provider per credential SID.
-    pub providers: HashMap<String, Arc<dyn Provider>>,
+    /// One provider per credential SID (replaced by a reload).
+    pub providers: Arc<providers::ProviderSet>,
     /// Per-credential and per-callee rate limits.
     pub limits: limits::Limits,
     /// Events, latency, retries, prunes, call rate limits and Redis errors are counted here.
@@ -94,7 +95,7 @@ const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
 pub(crate) struct Shared {
     store: Arc<dyn BindingStore>,
     queue: Arc<dyn CallQueue>,
-    providers: HashMap<String, Arc<dyn Provider>>,
+    providers: Arc<providers::ProviderSet>,
     /// Which devices each call already pushed.
     ledger: Arc<dyn SentLedger>,
     /// This process's consumer name, as its ledger claims record it.
@@ -180,8 +181,8 @@ impl Dispatcher {
             instance: new_instance(),
             store: parts.store,
             queue: parts.queue,
-            credential_slots: credential_slots(&parts.providers, options.max_in_flight),
-            quota: quota::QuotaGates::new(&parts.providers),
+            credential_slots: credential_slots(&parts.providers.snapshot(), options.max_in_flight),
+            quota: quota::QuotaGates::new(&parts.providers.snapshot()),
             providers: parts.providers,
             ledger: parts.ledger,
             pushes: Semaphore::new(options.max_in_flight),

@@ -179,10 +179,10 @@ async fn a_hanging_credential_leaves_push_slots_to_the_others() {
     bindings.push(binding("alice", Platform::Fcm, "CRf", "t1"));
     let mut s = shared(bindings, vec![fcm.clone()], 3);
     s.providers
-        .insert("CRslow".into(), Arc::new(Hanging) as Arc<dyn Provider>);
+        .insert("CRslow", Arc::new(Hanging) as Arc<dyn Provider>);
     // A pool of 4 push slots: each credential may hold 2.
     s.pushes = tokio::sync::Semaphore::new(4);
-    s.credential_slots = credential_slots(&s.providers, 4);
+    s.credential_slots = credential_slots(&s.providers.snapshot(), 4);
     let s = Arc::new(s);
     let slow = {
         let s = s.clone();
@@ -259,10 +259,10 @@ async fn an_attempt_that_queued_for_a_slot_still_ends_at_its_deadline() {
     ];
     let mut s = shared(bindings, vec![], 3);
     s.providers
-        .insert("CRslow".into(), Arc::new(Hanging) as Arc<dyn Provider>);
+        .insert("CRslow", Arc::new(Hanging) as Arc<dyn Provider>);
     // One push slot: the second call waits for the first one's deadline to get it.
     s.pushes = tokio::sync::Semaphore::new(1);
-    s.credential_slots = credential_slots(&s.providers, 1);
+    s.credential_slots = credential_slots(&s.providers.snapshot(), 1);
     let s = Arc::new(s);
     let call = |to: &str, ttl: &str| {
         entry(&[

@@ -241,6 +241,33 @@ impl Provider for FcmProvider {
                 return Outcome::Rejected(failure);
             }
         };
+        self.send_body(push, body).await
+    }
+}
+
+impl FcmProvider {
+    /// Send `push` with `"validate_only": true`: FCM checks the credential, the project and
+    /// the message without delivering anything (`callpush check`). The same classification as
+    /// a real push.
+    pub async fn validate(&self, push: &Push) -> Outcome {
+        let body = payload::message(push, self.format, now_ms()).map(|body| {
+            let mut message: serde_json::Value =
+                serde_json::from_slice(&body).expect("the payload module writes JSON");
+            message["validate_only"] = true.into();
+            serde_json::to_vec(&message).expect("a JSON value serializes")
+        });
+        match body {
+            Ok(body) => self.send_body(push, body).await,
+            Err(_) => Outcome::Rejected(Failure::new(
+                "unsendable",
+                "the probe message cannot be built",
+            )),
+        }
+    }
+
+    async fn send_body(&self, push: &Push, body: Vec<u8>) -> Outcome {
+        let device = mask_token(&push.device_token);
+        let call_sid = push.call.call_sid.as_ref();
         let token = match self.tokens.get().await {
             Ok(token) => token,
             Err(outcome) => {

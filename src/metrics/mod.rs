@@ -100,6 +100,8 @@ pub struct Metrics {
     retries: IntCounterVec,
     pruned: IntCounterVec,
     rate_limited: Vec<(RateScope, IntCounter)>,
+    /// `callpush_config_reloads_total{result}`: applied, refused.
+    reloads: [IntCounter; 2],
     pub(crate) stream_lag: IntGauge,
     pub(crate) stream_pending: IntGauge,
     pub(crate) dead_letters: IntGauge,
@@ -277,6 +279,13 @@ impl Metrics {
             .into_iter()
             .map(|s| (s, limited.with_label_values(&[s.as_str()])))
             .collect();
+        let reloads_vec = counter(
+            registry,
+            "callpush_config_reloads_total",
+            "Configuration reloads (SIGHUP, POST /v1/admin/reload), by result: applied or refused (the daemon kept the previous configuration).",
+            &["result"],
+        )?;
+        let reloads = ["applied", "refused"].map(|r| reloads_vec.with_label_values(&[r]));
         let registrations_vec = counter(
             registry,
             "callpush_registrations_total",
@@ -336,6 +345,7 @@ impl Metrics {
             retries,
             pruned,
             rate_limited,
+            reloads,
             stream_lag: gauge(
                 registry,
                 "callpush_stream_lag",
@@ -420,7 +430,12 @@ impl Metrics {
             .inc();
     }
 
-    /// A rate limit turned work away.
+    /// A configuration reload, applied or refused.
+    pub fn config_reload(&self, applied: bool) {
+        self.reloads[usize::from(!applied)].inc();
+    }
+
+    /// Work turned away by the limit of `scope`.
     pub fn rate_limited(&self, scope: RateScope) {
         if let Some((_, c)) = self.rate_limited.iter().find(|(s, _)| *s == scope) {
             c.inc();

@@ -129,7 +129,7 @@ pub(super) async fn resolve_timed(
     }
     // Charged only now: an event left pending by an outage, a redelivery with nothing left to
     // send and a call to nobody never count against the callee.
-    if event.kind() == PushKind::Incoming && !shared.limits.allow_call(&event.call.callee) {
+    if event.kind() == PushKind::Incoming && !shared.limits.allow_call(&event.call.callee).await {
         info!("callee over its call rate limit; event dead-lettered");
         shared.metrics.rate_limited(RateScope::Callee);
         let released = settle::release_all(&event, &claimed);

@@ -167,6 +167,9 @@ impl ApnsSim {
 impl State {
     /// The answer to a well-formed push to `token`.
     fn answer(&self, token: &str, payload: &Value) -> Answer {
+        if token == crate::apns::PROBE_TOKEN {
+            return Answer::error(400, "BadDeviceToken");
+        }
         if self.key_elsewhere.load(Ordering::SeqCst) {
             return Answer::error(403, "BadEnvironmentKeyInToken");
         }

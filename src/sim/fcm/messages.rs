@@ -71,6 +71,15 @@ fn judge(state: &State, parts: &Parts, body: &Value, token: &str) -> Answer {
     if let Err(answer) = check_message(body) {
         return answer;
     }
+    // A dry run (`callpush check`): checked like a push, delivered to nobody. FCM answers it
+    // with a made-up message name.
+    if body["validate_only"] == Value::Bool(true) {
+        let name = format!("projects/{}/messages/fake_message_id", state.project_id);
+        return Answer {
+            body: Some(json!({ "name": name })),
+            ..Answer::ok()
+        };
+    }
     if let Some(answer) = state.over_quota() {
         return answer;
     }
