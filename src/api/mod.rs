@@ -208,7 +208,7 @@ pub fn admin_router(ctx: Arc<ApiContext>) -> Router {
         .route("/v1/calls", post(admin::enqueue_call))
         .route(
             "/v1/identities/{identity}/bindings",
-            get(admin::list_bindings),
+            get(admin::list_bindings).delete(admin::erase_bindings),
         )
         .route(
             "/v1/identities/{identity}/bindings/{binding_id}",
