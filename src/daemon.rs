@@ -328,6 +328,8 @@ pub fn api_context_with(
         public_limits: settings.api.limits.clone(),
         admin_limits: settings.admin.limits.clone(),
         apns_environments: settings.apns_environments(),
+        ledger: None,
+        acks_stream: format!("{}acks", settings.redis.key_prefix),
     })
 }
 
@@ -376,13 +378,9 @@ async fn serve(
         redis,
     } = backends;
     let on_redis = redis.is_some();
-    let ctx = Arc::new(api_context_with(
-        &settings,
-        queue.clone(),
-        store.clone(),
-        dead_letters,
-        redis,
-    )?);
+    let mut ctx = api_context_with(&settings, queue.clone(), store.clone(), dead_letters, redis)?;
+    ctx.ledger = Some(ledger.clone());
+    let ctx = Arc::new(ctx);
     check_admin_exposure(&listeners, &ctx.auth)?;
     crate::secret::warn_exposed_files(&settings.secret_files());
     if on_redis && settings.claim_idle_is_short() {

@@ -13,6 +13,7 @@
 //! bytes, requests at once, body and handler time in front of every route ([`guard`]). The
 //! public listener serves HTTPS when given a certificate ([`tls`]).
 
+pub(crate) mod acks;
 pub(crate) mod admin;
 pub(crate) mod dead_letters;
 pub(crate) mod error;
@@ -81,6 +82,11 @@ pub struct ApiContext {
     /// The APNs environments of each APNs credential (by SID): which a registration may name,
     /// and which a binding that names none is shown in.
     pub apns_environments: HashMap<String, ApnsEnvironments>,
+    /// The push ledger, for device acks (SPEC §11); `None` where no dispatcher runs beside
+    /// the API (then every ack is a 404).
+    pub ledger: Option<Arc<dyn crate::dispatch::ledger::SentLedger>>,
+    /// `<p>acks`: where device acks are added (on Redis).
+    pub acks_stream: String,
 }
 
 impl ApiContext {
@@ -190,6 +196,7 @@ pub fn public_router(ctx: Arc<ApiContext>) -> Router {
             "/v1/registrations",
             post(registrations::register).delete(registrations::unregister),
         )
+        .route("/v1/calls/{call_sid}/ack", post(acks::ack))
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),
             registrations::address_limit,
