@@ -45,6 +45,12 @@ fn ev(event: &str, identity: &str, token: &str, reason: &str) -> (String, String
     (event.into(), identity.into(), token.into(), reason.into())
 }
 
+/// `DELETE /v1/identities/{identity}/bindings` on the admin router: an account's erasure.
+async fn erase(api: &ApiWorld, identity: &str) -> support::api::Reply {
+    let path = format!("/v1/identities/{identity}/bindings");
+    call(api.admin(), Method::DELETE, &path, Some(ADMIN_TOKEN), None).await
+}
+
 async fn every_change_an_app_or_operator_makes_is_one_event(backend: Backend) {
     let api = ApiWorld::on(backend, |s| s.bindings.max_per_identity = 2).await;
     let (t1, t2, t3) = (apns_token(1), apns_token(2), apns_token(3));
@@ -80,14 +86,7 @@ async fn every_change_an_app_or_operator_makes_is_one_event(backend: Backend) {
         );
     }
     // carol deletes her account.
-    let erased = call(
-        api.admin(),
-        Method::DELETE,
-        "/v1/identities/carol/bindings",
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let erased = erase(&api, "carol").await;
     assert_eq!(erased.status, StatusCode::OK, "{}", erased.body);
     assert_eq!(erased.body["removed"], 2);
     assert!(api.bindings("carol").await.is_empty());
@@ -142,14 +141,7 @@ async fn every_change_an_app_or_operator_makes_is_one_event(backend: Backend) {
     assert_eq!(after.len(), 2);
 
     // Erasing twice is no error and adds nothing.
-    let again = call(
-        api.admin(),
-        Method::DELETE,
-        "/v1/identities/carol/bindings",
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let again = erase(&api, "carol").await;
     assert_eq!(
         (again.status, &again.body["removed"]),
         (StatusCode::OK, &json!(0))
@@ -244,25 +236,30 @@ async fn a_killed_registration_never_splits_a_change_from_its_event() {
     let config = dir.path().join("callpush.toml");
     std::fs::write(&config, config_toml(&w, "cli", &Knobs::default())).unwrap();
     let phone = apns_token(42);
+    // `callpush bindings add` of the phone for `identity`, as an operator runs it.
+    let add_phone = |identity: &str| {
+        let mut add = Command::new(env!("CARGO_BIN_EXE_callpush"));
+        add.args([
+            "bindings",
+            "add",
+            "--identity",
+            identity,
+            "--platform",
+            "apns",
+        ])
+        .args([
+            "--device-token",
+            &phone,
+            "--credential",
+            "CRapns",
+            "--config",
+        ])
+        .arg(&config);
+        add
+    };
     for round in 0..24u64 {
         let identity = if round % 2 == 0 { "alice" } else { "bob" };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_callpush"))
-            .args([
-                "bindings",
-                "add",
-                "--identity",
-                identity,
-                "--platform",
-                "apns",
-            ])
-            .args([
-                "--device-token",
-                &phone,
-                "--credential",
-                "CRapns",
-                "--config",
-            ])
-            .arg(&config)
+        let mut child = add_phone(identity)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -274,18 +271,7 @@ async fn a_killed_registration_never_splits_a_change_from_its_event() {
         assert_feed_matches_redis(&w).await;
     }
     // One registration left to finish: bob's phone, and the feed says so last.
-    let done = Command::new(env!("CARGO_BIN_EXE_callpush"))
-        .args(["bindings", "add", "--identity", "bob", "--platform", "apns"])
-        .args([
-            "--device-token",
-            &phone,
-            "--credential",
-            "CRapns",
-            "--config",
-        ])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let done = add_phone("bob").output().unwrap();
     assert!(
         done.status.success(),
         "{}",
