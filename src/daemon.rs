@@ -70,6 +70,9 @@ pub enum DaemonError {
     /// The public listener's certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] api::tls::TlsConfigError),
+    /// The binding feed's webhook cannot be set up.
+    #[error(transparent)]
+    FeedWebhook(#[from] crate::bindings::webhook::WebhookConfigError),
     /// The admin listener is reachable from other machines, and nothing guards it.
     #[error(
         "admin.listen = {addr} is not a loopback address, and no admin token is configured: set \
@@ -405,6 +408,13 @@ async fn serve(
     let counted = store.clone();
     let sampler = sampler.counting_undecodable(Arc::new(move || counted.undecodable_skipped()));
     life.spawn(sampler.run(sampler::SAMPLE_EVERY, life.stopping()));
+    let webhook = crate::bindings::webhook::FeedWebhook::from_settings(
+        &settings.bindings.feed,
+        store.clone(),
+    )?;
+    if let Some(webhook) = webhook {
+        life.spawn(webhook.run(life.stopping()));
+    }
     let backend = if on_redis {
         redacted_url(&settings.redis.url)
     } else {

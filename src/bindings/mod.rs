@@ -3,6 +3,7 @@
 
 pub mod feed;
 pub mod redis;
+pub mod webhook;
 
 use crate::backend::BackendError;
 use crate::domain::{mask_device_token, ApnsEnvironment, Platform, Target};
@@ -131,6 +132,23 @@ pub trait BindingStore: Send + Sync + 'static {
         after: Option<&str>,
         count: usize,
     ) -> Result<Vec<feed::FeedEvent>, BackendError>;
+
+    /// The feed webhook's place: the id of the last event it delivered (`None`: none yet).
+    async fn feed_cursor(&self) -> Result<Option<String>, BackendError> {
+        Ok(None)
+    }
+
+    /// Move the feed webhook's place to `id` (delivered).
+    async fn set_feed_cursor(&self, _id: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// Take or keep the lease on delivering the feed webhook for `ttl_ms` from now, so of
+    /// several daemons one delivers (in order); true when `holder` holds it. `ttl_ms` 0 gives
+    /// it up (a daemon stopping), so another need not wait for it to lapse.
+    async fn feed_lease(&self, _holder: &str, _ttl_ms: u64) -> Result<bool, BackendError> {
+        Ok(true)
+    }
 
     /// APNs accepted a push to (credential, device token) of `identity` in `environment`: store
     /// it as learned on the binding, unless the binding already names one (registered, or

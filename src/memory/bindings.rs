@@ -22,6 +22,8 @@ struct Tables {
     devices: HashMap<(String, String), (String, String)>,
     /// The binding feed.
     feed: MemoryFeed,
+    /// The feed webhook's place.
+    cursor: Option<String>,
 }
 
 impl Tables {
@@ -288,5 +290,14 @@ impl BindingStore for MemoryBindingStore {
         count: usize,
     ) -> Result<Vec<FeedEvent>, BackendError> {
         Ok(self.lock().feed.read(after, count))
+    }
+
+    async fn feed_cursor(&self) -> Result<Option<String>, BackendError> {
+        Ok(self.lock().cursor.clone())
+    }
+
+    async fn set_feed_cursor(&self, id: &str) -> Result<(), BackendError> {
+        self.lock().cursor = Some(id.to_string());
+        Ok(())
     }
 }

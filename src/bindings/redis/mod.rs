@@ -12,6 +12,8 @@
 //!   a change and its event happen together or not at all. On a cluster the stream is in
 //!   another slot than the identity's keys: there the script returns the events and the store
 //!   adds them right after (a crash between the two loses those events; see docs/operations.md).
+//! - `<p>binding-events:webhook` — string: the id of the last feed event the webhook delivered;
+//!   `<p>binding-events:lease` — string, with a PX expiry: the daemon delivering the webhook.
 //!
 //! An identity or token holding `}` only shortens the tag; both keys of one identity still share
 //! it, so they still share a slot. An identity *starting* with `}` would leave the tag empty
@@ -78,6 +80,7 @@ struct Scripts {
     release_device: Script,
     learn_environment: Script,
     expire: Script,
+    lease: Script,
 }
 
 /// A script that changes bindings, with the feed prelude (`feed.lua`) in front.
@@ -93,6 +96,7 @@ impl Scripts {
             remove_if_token: feeding(include_str!("remove_if_token.lua")),
             remove: feeding(include_str!("remove.lua")),
             expire: feeding(include_str!("expire.lua")),
+            lease: Script::new(include_str!("lease.lua")),
             release_device: Script::new(include_str!("release_device.lua")),
             learn_environment: Script::new(include_str!("learn_environment.lua")),
         }
@@ -617,5 +621,34 @@ impl BindingStore for RedisBindingStore {
         count: usize,
     ) -> Result<Vec<FeedEvent>, BackendError> {
         feed::read(&mut self.conn.clone(), &self.feed_key, after, count).await
+    }
+
+    async fn feed_cursor(&self) -> Result<Option<String>, BackendError> {
+        let cursor: Option<String> = redis::cmd("GET")
+            .arg(format!("{}:webhook", self.feed_key))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(cursor)
+    }
+
+    async fn set_feed_cursor(&self, id: &str) -> Result<(), BackendError> {
+        redis::cmd("SET")
+            .arg(format!("{}:webhook", self.feed_key))
+            .arg(id)
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn feed_lease(&self, holder: &str, ttl_ms: u64) -> Result<bool, BackendError> {
+        let held: i64 = self
+            .scripts
+            .lease
+            .key(format!("{}:lease", self.feed_key))
+            .arg(holder)
+            .arg(ttl_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(held == 1)
     }
 }
