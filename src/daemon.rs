@@ -71,6 +71,9 @@ pub enum DaemonError {
     /// The public listener's certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] api::tls::TlsConfigError),
+    /// The binding feed's webhook cannot be set up.
+    #[error(transparent)]
+    FeedWebhook(#[from] crate::bindings::webhook::WebhookConfigError),
     /// The admin listener is reachable from other machines, and nothing guards it.
     #[error(
         "admin.listen = {addr} is not a loopback address, and no admin token is configured: set \
@@ -348,6 +351,8 @@ pub fn api_context_with(
         public_limits: settings.api.limits.clone(),
         admin_limits: settings.admin.limits.clone(),
         apns_environments: settings.apns_environments(),
+        ledger: None,
+        acks_stream: format!("{}acks", settings.redis.key_prefix),
     })
 }
 
@@ -397,13 +402,9 @@ async fn serve(
     } = backends;
     let on_redis = redis.is_some();
     let limits = Limits::for_daemon(&settings, redis.as_ref(), layout.first().clone());
-    let ctx = Arc::new(api_context_with(
-        &settings,
-        queue.clone(),
-        store.clone(),
-        dead_letters,
-        redis,
-    )?);
+    let mut ctx = api_context_with(&settings, queue.clone(), store.clone(), dead_letters, redis)?;
+    ctx.ledger = Some(ledger.clone());
+    let ctx = Arc::new(ctx);
     check_admin_exposure(&listeners, &ctx.auth)?;
     crate::reload::on_sighup(ctx.reload.clone(), shutdown.clone()).map_err(DaemonError::Serve)?;
     crate::secret::warn_exposed_files(&settings.secret_files());
@@ -432,6 +433,13 @@ async fn serve(
     let counted = store.clone();
     let sampler = sampler.counting_undecodable(Arc::new(move || counted.undecodable_skipped()));
     life.spawn(sampler.run(sampler::SAMPLE_EVERY, life.stopping()));
+    let webhook = crate::bindings::webhook::FeedWebhook::from_settings(
+        &settings.bindings.feed,
+        store.clone(),
+    )?;
+    if let Some(webhook) = webhook {
+        life.spawn(webhook.run(life.stopping()));
+    }
     let backend = if on_redis {
         redacted_url(&settings.redis.url)
     } else {

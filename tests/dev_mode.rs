@@ -307,6 +307,9 @@ async fn common_steps(dev: &mut Dev) -> Vec<String> {
         ),
         "{shown}"
     );
+    // The app's ack: the phone woke.
+    let (body, status) = dev.follow(&next()).await;
+    assert_eq!(status, Some(204), "{body}");
 
     let (_, _) = dev.follow(&next()).await;
     let (body, status) = dev.follow(&next()).await;
@@ -323,7 +326,7 @@ async fn common_steps(dev: &mut Dev) -> Vec<String> {
         "callpush_events_total{outcome=\"dead_lettered\",type=\"incoming\"} 1",
     )
     .await;
-    commands[7..].to_vec()
+    commands[8..].to_vec()
 }
 
 #[tokio::test]

@@ -170,22 +170,38 @@ async fn pruning_spares_a_binding_re_registered_after_the_verdict() {
         .unwrap();
 
     // The provider judged the token dead before the app registered it again: keep it.
-    let pruned = f.store.prune(&first.binding, t0 + 500).await.unwrap();
+    let pruned = f
+        .store
+        .prune(&first.binding, t0 + 500, "Unregistered")
+        .await
+        .unwrap();
     assert!(!pruned);
     assert_eq!(f.store.list("alice").await.unwrap().len(), 1);
 
     // A binding with the same id but another token is never touched.
     let mut other = first.binding.clone();
     other.device_token = token(9);
-    assert!(!f.store.prune(&other, t0 + 5_000).await.unwrap());
+    assert!(!f
+        .store
+        .prune(&other, t0 + 5_000, "Unregistered")
+        .await
+        .unwrap());
 
     // Judged dead after the last registration: removed, device key released.
-    assert!(f.store.prune(&first.binding, t0 + 1_500).await.unwrap());
+    assert!(f
+        .store
+        .prune(&first.binding, t0 + 1_500, "Unregistered")
+        .await
+        .unwrap());
     assert!(f.store.list("alice").await.unwrap().is_empty());
     let mut conn = f.conn.clone();
     let device_key: bool = conn.exists(f.keys.device(CRED, &token(1))).await.unwrap();
     assert!(!device_key);
-    assert!(!f.store.prune(&first.binding, t0 + 1_500).await.unwrap());
+    assert!(!f
+        .store
+        .prune(&first.binding, t0 + 1_500, "Unregistered")
+        .await
+        .unwrap());
 }
 
 #[tokio::test]
@@ -270,6 +286,9 @@ async fn keys_are_hash_tagged_by_identity_and_device_and_expire() {
         format!("{p}id:{{alice}}:b"),
         format!("{p}id:{{alice}}:u"),
     ];
+    // The binding feed (SPEC §11), capped rather than expiring.
+    let feed = format!("{p}binding-events");
+    found.retain(|k| k != &feed);
     expected.sort();
     assert_eq!(found, expected);
 

@@ -151,3 +151,16 @@ pub async fn reload(State(ctx): State<Arc<ApiContext>>) -> Result<Response, ApiE
         ))),
     }
 }
+
+/// `DELETE /v1/identities/{identity}/bindings`: every binding of the identity (an account's
+/// erasure), one `unregistered` feed event (reason `erased`) each; `200 {"removed": n}`, also
+/// when there was none (erasing twice is no error).
+pub async fn erase_bindings(
+    State(ctx): State<Arc<ApiContext>>,
+    ApiPath(identity): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    valid_identity(&identity)?;
+    let removed = ctx.store.erase(&identity).await?;
+    info!(identity = %identity, removed = removed.len(), "every binding of an identity erased by an operator");
+    Ok(Json(serde_json::json!({"removed": removed.len()})))
+}

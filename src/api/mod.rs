@@ -13,6 +13,7 @@
 //! bytes, requests at once, body and handler time in front of every route ([`guard`]). The
 //! public listener serves HTTPS when given a certificate ([`tls`]).
 
+pub(crate) mod acks;
 pub(crate) mod admin;
 pub(crate) mod dead_letters;
 pub(crate) mod error;
@@ -83,6 +84,11 @@ pub struct ApiContext {
     pub apns_environments: HashMap<String, ApnsEnvironments>,
     /// Reads the configuration again (`POST /v1/admin/reload`, `SIGHUP`).
     pub reload: Arc<crate::reload::Reloader>,
+    /// The push ledger, for device acks (SPEC §11); `None` where no dispatcher runs beside
+    /// the API (then every ack is a 404).
+    pub ledger: Option<Arc<dyn crate::dispatch::ledger::SentLedger>>,
+    /// `<p>acks`: where device acks are added (on Redis).
+    pub acks_stream: String,
 }
 
 impl ApiContext {
@@ -192,6 +198,7 @@ pub fn public_router(ctx: Arc<ApiContext>) -> Router {
             "/v1/registrations",
             post(registrations::register).delete(registrations::unregister),
         )
+        .route("/v1/calls/{call_sid}/ack", post(acks::ack))
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),
             registrations::address_limit,
@@ -211,7 +218,7 @@ pub fn admin_router(ctx: Arc<ApiContext>) -> Router {
         .route("/v1/admin/reload", post(admin::reload))
         .route(
             "/v1/identities/{identity}/bindings",
-            get(admin::list_bindings),
+            get(admin::list_bindings).delete(admin::erase_bindings),
         )
         .route(
             "/v1/identities/{identity}/bindings/{binding_id}",

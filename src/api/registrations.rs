@@ -144,16 +144,16 @@ fn device_address(body: &RegistrationBody) -> Result<(String, Target), ApiError>
 }
 
 /// The device both methods act on: its address, what that is, and the credential.
-struct Device {
-    address: String,
-    target: Target,
-    credential: String,
+pub(super) struct Device {
+    pub(super) address: String,
+    pub(super) target: Target,
+    pub(super) credential: String,
 }
 
 /// What both methods check after the token, in order: the identity's rate limit, the device
 /// address, the credential it belongs to, and (APNs) that the credential may push to the
 /// environment the app names.
-fn device_of(
+pub(super) fn device_of(
     ctx: &ApiContext,
     token: &VerifiedToken,
     body: &RegistrationBody,

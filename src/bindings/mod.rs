@@ -1,7 +1,9 @@
 //! Bindings: identity → device (SPEC §4). The trait is what the dispatcher, the API and the CLI
 //! use; `redis` is the production store (its module header documents the keys).
 
+pub mod feed;
 pub mod redis;
+pub mod webhook;
 
 use crate::backend::BackendError;
 use crate::domain::{mask_device_token, ApnsEnvironment, Platform, Target};
@@ -110,8 +112,43 @@ pub trait BindingStore: Send + Sync + 'static {
     ) -> Result<bool, BackendError>;
 
     /// Race-safe pruning after a provider said the token is dead: remove the binding only if it
-    /// still holds `device_token` and was not updated after `judged_at_ms`. True when removed.
-    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, BackendError>;
+    /// still holds `device_token` and was not updated after `judged_at_ms`. True when removed;
+    /// `reason` (the provider's) goes on the binding feed.
+    async fn prune(
+        &self,
+        binding: &Binding,
+        judged_at_ms: u64,
+        reason: &str,
+    ) -> Result<bool, BackendError>;
+
+    /// Remove every binding of an identity at once (an account's erasure), one feed event
+    /// each. The bindings removed.
+    async fn erase(&self, identity: &str) -> Result<Vec<Binding>, BackendError>;
+
+    /// Up to `count` events of the binding feed after the id `after` (`None`: the oldest kept),
+    /// oldest first (SPEC §11).
+    async fn feed(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<feed::FeedEvent>, BackendError>;
+
+    /// The feed webhook's place: the id of the last event it delivered (`None`: none yet).
+    async fn feed_cursor(&self) -> Result<Option<String>, BackendError> {
+        Ok(None)
+    }
+
+    /// Move the feed webhook's place to `id` (delivered).
+    async fn set_feed_cursor(&self, _id: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// Take or keep the lease on delivering the feed webhook for `ttl_ms` from now, so of
+    /// several daemons one delivers (in order); true when `holder` holds it. `ttl_ms` 0 gives
+    /// it up (a daemon stopping), so another need not wait for it to lapse.
+    async fn feed_lease(&self, _holder: &str, _ttl_ms: u64) -> Result<bool, BackendError> {
+        Ok(true)
+    }
 
     /// APNs accepted a push to (credential, device token) of `identity` in `environment`: store
     /// it as learned on the binding, unless the binding already names one (registered, or

@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod dlq;
+mod feed;
 pub mod output;
 
 use std::path::PathBuf;
@@ -125,8 +126,10 @@ pub enum BindingsCommand {
     Add(BindingAddArgs),
     /// List the live bindings of an identity.
     List(BindingListArgs),
-    /// Delete one binding of an identity.
+    /// Delete one binding of an identity, or all of them (--all).
     Delete(BindingDeleteArgs),
+    /// Print the binding feed: every change to a binding (registered, pruned, moved, …).
+    Events(feed::BindingEventsArgs),
 }
 
 /// `callpush bindings add`
@@ -178,8 +181,11 @@ pub struct BindingDeleteArgs {
     #[arg(long)]
     identity: String,
     /// The binding id (`BS…`, from `bindings list`).
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    binding_id: Option<String>,
+    /// Every binding of the identity (a user who deleted their account).
     #[arg(long)]
-    binding_id: String,
+    all: bool,
 }
 
 /// `callpush enqueue`
@@ -406,15 +412,21 @@ async fn bindings(cmd: BindingsCommand) -> Result<(), CliError> {
         BindingsCommand::Delete(a) => {
             let settings = Settings::load(a.config.config.as_deref())?;
             let (_, store) = daemon::redis_backends(&settings).await?;
-            if store.delete(&a.identity, &a.binding_id).await? {
+            let Some(binding_id) = a.binding_id else {
+                let removed = store.erase(&a.identity).await?;
+                println!("{} binding(s) of {:?} deleted", removed.len(), a.identity);
+                return Ok(());
+            };
+            if store.delete(&a.identity, &binding_id).await? {
                 Ok(())
             } else {
                 Err(CliError::NotFound(format!(
                     "identity {:?} has no binding {}",
-                    a.identity, a.binding_id
+                    a.identity, binding_id
                 )))
             }
         }
+        BindingsCommand::Events(a) => feed::events(a).await,
     }
 }
 

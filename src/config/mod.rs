@@ -363,6 +363,8 @@ pub struct BindingSettings {
     pub ttl_days: u32,
     /// Bindings per identity; registering one more evicts the least recently updated.
     pub max_per_identity: usize,
+    /// `[bindings.feed]`: the binding feed's webhook (SPEC §11).
+    pub feed: FeedSettings,
 }
 
 impl Default for BindingSettings {
@@ -370,6 +372,32 @@ impl Default for BindingSettings {
         BindingSettings {
             ttl_days: 365,
             max_per_identity: 20,
+            feed: FeedSettings::default(),
+        }
+    }
+}
+
+/// `[bindings.feed]`: POST every binding event to the app backend (docs/closing-the-loop.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedSettings {
+    /// Where to POST each event (`http://` or `https://`); off when unset.
+    pub webhook_url: Option<String>,
+    /// The signing secret (HMAC-SHA256 of `<timestamp>.<body>`); required with `webhook_url`.
+    pub secret_file: Option<PathBuf>,
+    /// Longest wait between two attempts at one event, ms (the wait doubles from 500 ms).
+    pub max_backoff_ms: u64,
+    /// An extra root certificate (PEM) for an `https://` webhook behind a private CA.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        FeedSettings {
+            webhook_url: None,
+            secret_file: None,
+            max_backoff_ms: 60_000,
+            ca_file: None,
         }
     }
 }
@@ -456,6 +484,10 @@ impl Settings {
             &self.twilio.shared_key_file,
         );
         add("api.tls_key_file".into(), &self.api.tls_key_file);
+        add(
+            "bindings.feed.secret_file".into(),
+            &self.bindings.feed.secret_file,
+        );
         for (i, k) in self.auth.api_keys.iter().enumerate() {
             add(format!("auth.api_keys[{i}].secret_file"), &k.secret_file);
         }

@@ -146,6 +146,12 @@ impl Settings {
         if self.bindings.max_per_identity == 0 {
             return Err(invalid("bindings.max_per_identity", "must be at least 1"));
         }
+        if self.bindings.feed.webhook_url.is_some() && self.bindings.feed.secret_file.is_none() {
+            return Err(invalid(
+                "bindings.feed.secret_file",
+                "is required with bindings.feed.webhook_url: every POST is signed",
+            ));
+        }
         if self.bindings.ttl_days == 0 {
             return Err(invalid("bindings.ttl_days", "must be at least 1"));
         }

@@ -99,6 +99,22 @@ pub fn text(
     );
     let _ = writeln!(
         t,
+        "  # 4b. the app says the push woke the phone: 204 (iOS: in \
+         pushRegistry(_:didReceiveIncomingPushWith:…),\n  \
+         #     Android: in onMessageReceived; docs/closing-the-loop.md has the two lines)"
+    );
+    let _ = writeln!(
+        t,
+        "  {}\n",
+        post(
+            api,
+            "/v1/calls/CA0001/ack",
+            "$TOKEN",
+            r#"{"platform":"fcm","device_token":"alice-phone-1"}"#
+        )
+    );
+    let _ = writeln!(
+        t,
         "  # 5. a dead letter: the simulators refuse tokens starting with {REJECT_PREFIX}"
     );
     let _ = writeln!(t, "  BOB=$({exe} token --config {config} --identity bob)");

@@ -59,12 +59,27 @@ impl BindingStore for Store {
     async fn unregister(&self, _: &str, _: &str, _: &str) -> Result<bool, BackendError> {
         Ok(false)
     }
-    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, BackendError> {
+    async fn prune(
+        &self,
+        binding: &Binding,
+        judged_at_ms: u64,
+        _: &str,
+    ) -> Result<bool, BackendError> {
         self.pruned
             .lock()
             .unwrap()
             .push((binding.device_token.clone(), judged_at_ms));
         Ok(true)
+    }
+    async fn erase(&self, _: &str) -> Result<Vec<Binding>, BackendError> {
+        Ok(Vec::new())
+    }
+    async fn feed(
+        &self,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<Vec<crate::bindings::feed::FeedEvent>, BackendError> {
+        Ok(Vec::new())
     }
     async fn learn_environment(
         &self,

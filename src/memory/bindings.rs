@@ -1,12 +1,14 @@
 //! Bindings in memory: the same rules as the Redis store — one owner per (credential, device
 //! token), a device moving between identities, a TTL per binding, the per-identity cap evicting
 //! the least recently updated, and pruning only while the binding still holds the token and was
-//! not updated after the provider's verdict — under one lock, so every operation is atomic.
+//! not updated after the provider's verdict — under one lock, so every operation is atomic,
+//! and so is each change with its event on the binding feed (kept in memory, SPEC §11).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::backend::BackendError;
+use crate::bindings::feed::{FeedEvent, MemoryFeed};
 use crate::bindings::{new_binding_id, Binding, BindingStore, NewBinding, Registered};
 use crate::domain::{now_ms, ApnsEnvironment};
 
@@ -18,6 +20,10 @@ struct Tables {
     identities: HashMap<String, HashMap<String, Binding>>,
     /// (credential, device token) → (identity, binding id): who owns a device.
     devices: HashMap<(String, String), (String, String)>,
+    /// The binding feed.
+    feed: MemoryFeed,
+    /// The feed webhook's place.
+    cursor: Option<String>,
 }
 
 impl Tables {
@@ -35,6 +41,23 @@ impl Tables {
         Some(removed)
     }
 
+    /// Remove one binding (as [`Tables::remove`]) and add `event` for it to the feed.
+    fn remove_noting(
+        &mut self,
+        identity: &str,
+        binding_id: &str,
+        event: &str,
+        reason: &str,
+    ) -> Option<Binding> {
+        let removed = self.remove(identity, binding_id)?;
+        self.note(FeedEvent::of(event, &removed, reason, now_ms()));
+        Some(removed)
+    }
+
+    fn note(&mut self, event: FeedEvent) {
+        self.feed.add(event, now_ms());
+    }
+
     /// Drop the identity's expired bindings.
     fn expire(&mut self, identity: &str, now: u64) {
         let expired: Vec<String> = match self.identities.get(identity) {
@@ -46,7 +69,7 @@ impl Tables {
             None => return,
         };
         for id in expired {
-            self.remove(identity, &id);
+            self.remove_noting(identity, &id, "expired", "ttl");
         }
     }
 }
@@ -81,6 +104,8 @@ impl BindingStore for MemoryBindingStore {
         t.expire(&new.identity, now_ms);
         let device = (new.credential.clone(), new.device_token.clone());
         let mut moved_from = None;
+        // Noted after the new owner's event, in the order the Redis store adds them.
+        let mut moved = None;
         let mut existing = None;
         if let Some((owner, bid)) = t.devices.get(&device).cloned() {
             if owner == new.identity {
@@ -91,13 +116,11 @@ impl BindingStore for MemoryBindingStore {
                     .filter(|b| b.device_token == new.device_token)
                     .cloned();
             } else {
-                let still_there = t
-                    .identities
-                    .get(&owner)
-                    .and_then(|b| b.get(&bid))
-                    .is_some_and(|b| b.expires_at_ms > now_ms);
-                t.remove(&owner, &bid);
-                if still_there {
+                t.expire(&owner, now_ms);
+                if let Some(gone) = t.remove(&owner, &bid) {
+                    let mut event = FeedEvent::of("moved", &gone, "", now_ms);
+                    event.to = Some(new.identity.clone());
+                    moved = Some(event);
                     moved_from = Some(owner);
                 }
             }
@@ -130,6 +153,11 @@ impl BindingStore for MemoryBindingStore {
             .entry(new.identity.clone())
             .or_default()
             .insert(binding.binding_id.clone(), binding.clone());
+        let event = if created { "registered" } else { "refreshed" };
+        t.note(FeedEvent::of(event, &binding, "", now_ms));
+        if let Some(moved) = moved {
+            t.note(moved);
+        }
         // Evict the least recently updated past the cap; never the binding just registered.
         let mut others: Vec<(u64, String)> = t.identities[&new.identity]
             .values()
@@ -141,7 +169,9 @@ impl BindingStore for MemoryBindingStore {
         let evicted = others
             .into_iter()
             .take(excess)
-            .filter_map(|(_, id)| t.remove(&new.identity, &id))
+            .filter_map(|(_, id)| {
+                t.remove_noting(&new.identity, &id, "evicted", "max_per_identity")
+            })
             .collect();
         Ok(Registered {
             binding,
@@ -153,7 +183,8 @@ impl BindingStore for MemoryBindingStore {
 
     async fn list(&self, identity: &str) -> Result<Vec<Binding>, BackendError> {
         let now = now_ms();
-        let t = self.lock();
+        let mut t = self.lock();
+        t.expire(identity, now);
         let mut live: Vec<Binding> = t
             .identities
             .get(identity)
@@ -169,7 +200,12 @@ impl BindingStore for MemoryBindingStore {
     }
 
     async fn delete(&self, identity: &str, binding_id: &str) -> Result<bool, BackendError> {
-        Ok(self.lock().remove(identity, binding_id).is_some())
+        let mut t = self.lock();
+        t.expire(identity, now_ms());
+        Ok(
+            t.remove_noting(identity, binding_id, "unregistered", "admin")
+                .is_some(),
+        )
     }
 
     async fn unregister(
@@ -179,9 +215,12 @@ impl BindingStore for MemoryBindingStore {
         device_token: &str,
     ) -> Result<bool, BackendError> {
         let mut t = self.lock();
+        t.expire(identity, now_ms());
         let device = (credential.to_string(), device_token.to_string());
         match t.devices.get(&device).cloned() {
-            Some((owner, bid)) if owner == identity => Ok(t.remove(&owner, &bid).is_some()),
+            Some((owner, bid)) if owner == identity => Ok(t
+                .remove_noting(&owner, &bid, "unregistered", "app")
+                .is_some()),
             _ => Ok(false),
         }
     }
@@ -209,7 +248,12 @@ impl BindingStore for MemoryBindingStore {
         }
     }
 
-    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, BackendError> {
+    async fn prune(
+        &self,
+        binding: &Binding,
+        judged_at_ms: u64,
+        reason: &str,
+    ) -> Result<bool, BackendError> {
         let mut t = self.lock();
         let current = t
             .identities
@@ -221,8 +265,39 @@ impl BindingStore for MemoryBindingStore {
                 && c.updated_at_ms <= judged_at_ms
         });
         if prunable {
-            t.remove(&binding.identity, &binding.binding_id);
+            t.remove_noting(&binding.identity, &binding.binding_id, "pruned", reason);
         }
         Ok(prunable)
+    }
+
+    async fn erase(&self, identity: &str) -> Result<Vec<Binding>, BackendError> {
+        let mut t = self.lock();
+        t.expire(identity, now_ms());
+        let ids: Vec<String> = t
+            .identities
+            .get(identity)
+            .map(|b| b.keys().cloned().collect())
+            .unwrap_or_default();
+        Ok(ids
+            .iter()
+            .filter_map(|id| t.remove_noting(identity, id, "unregistered", "erased"))
+            .collect())
+    }
+
+    async fn feed(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<FeedEvent>, BackendError> {
+        Ok(self.lock().feed.read(after, count))
+    }
+
+    async fn feed_cursor(&self) -> Result<Option<String>, BackendError> {
+        Ok(self.lock().cursor.clone())
+    }
+
+    async fn set_feed_cursor(&self, id: &str) -> Result<(), BackendError> {
+        self.lock().cursor = Some(id.to_string());
+        Ok(())
     }
 }

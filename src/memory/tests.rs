@@ -214,11 +214,14 @@ async fn pruning_spares_a_binding_refreshed_after_the_verdict() {
         .binding;
     store.register(new("alice", "t1"), now + 10).await.unwrap();
     assert!(
-        !store.prune(&b, now + 5).await.unwrap(),
+        !store.prune(&b, now + 5, "Unregistered").await.unwrap(),
         "re-registered after"
     );
-    assert!(store.prune(&b, now + 20).await.unwrap());
-    assert!(!store.prune(&b, now + 20).await.unwrap(), "gone already");
+    assert!(store.prune(&b, now + 20, "Unregistered").await.unwrap());
+    assert!(
+        !store.prune(&b, now + 20, "Unregistered").await.unwrap(),
+        "gone already"
+    );
     assert!(store.list("alice").await.unwrap().is_empty());
 
     let b = store

@@ -11,13 +11,14 @@
 //! - events, event latency, stage durations ([`stage`]), retries, prunes, call rate limits: the
 //!   dispatcher;
 //! - registrations, registration rate limits, HTTP requests, dead letters replayed and purged,
-//!   Twilio webhooks ([`twilio`]): the API (a `callpush dlq` command runs in its own process and counts in none of these; the
+//!   Twilio webhooks ([`twilio`]), device acks ([`acks`]): the API (a `callpush dlq` command runs in its own process and counts in none of these; the
 //!   sampled `callpush_dead_letters` shows its effect).
 //!
 //! A [`Metrics`] is built once per registry and passed around as `Arc<Metrics>` (no statics), so
 //! each test has its own. Handles used per push or per event are resolved at start; the
 //! `with_label_values` lookups left are on rare paths (failures, Redis errors).
 
+mod acks;
 mod labels;
 mod provider;
 pub(crate) mod sampler;
@@ -116,6 +117,7 @@ pub struct Metrics {
     pub(crate) token_refreshes: IntCounterVec,
     credentials: HashMap<String, CredentialHandles>,
     pub(crate) twilio: twilio::TwilioMetrics,
+    pub(crate) acks: acks::AckMetrics,
     pub(crate) stages: stage::StageMetrics,
 }
 
@@ -240,6 +242,8 @@ impl Metrics {
                 pruned.with_label_values(&[p, reason]);
             }
         }
+        let credentials: Vec<(Platform, &str)> = credentials.into_iter().collect();
+        let acks = acks::AckMetrics::new(registry, credentials.iter().copied())?;
         let mut credential_handles = HashMap::new();
         for (platform, sid) in credentials {
             let p = platform.as_str();
@@ -388,6 +392,7 @@ impl Metrics {
             token_refreshes,
             credentials: credential_handles,
             twilio: twilio::TwilioMetrics::new(registry)?,
+            acks,
             stages: stage::StageMetrics::new(registry)?,
         }))
     }

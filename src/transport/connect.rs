@@ -125,6 +125,14 @@ async fn keep_alive(mut ping_pong: PingPong, interval: Duration) {
 
 /// The TLS client of an `https://` pool: the system roots plus `ca_file`, ALPN `h2`.
 pub(super) fn tls_connector(ca_file: Option<&Path>) -> Result<TlsConnector, TransportError> {
+    tls_connector_for(ca_file, b"h2")
+}
+
+/// [`tls_connector`] offering `alpn` (`h2`, or `http/1.1` for the binding feed's webhook).
+pub(super) fn tls_connector_for(
+    ca_file: Option<&Path>,
+    alpn: &[u8],
+) -> Result<TlsConnector, TransportError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
@@ -154,6 +162,6 @@ pub(super) fn tls_connector(ca_file: Option<&Path>) -> Result<TlsConnector, Tran
         })?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(TlsConnector::from(Arc::new(config)))
 }

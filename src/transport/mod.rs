@@ -173,6 +173,14 @@ impl std::fmt::Debug for H2Pool {
     }
 }
 
+/// A TLS connector for HTTP/1.1 (ALPN `http/1.1`) with the system roots and an optional extra
+/// CA file: for webhooks of app backends, which may not speak HTTP/2.
+pub fn http1_tls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> Result<TlsConnector, TransportError> {
+    connect::tls_connector_for(ca_file, b"http/1.1")
+}
+
 impl H2Pool {
     /// A pool for the origin of `endpoint` (`https://host[:port]` or `http://host[:port]`; any
     /// path is ignored). Connections open on first use.

@@ -7,6 +7,13 @@
 //!   cap evicts. Same hash tag as the hash, so one identity is one slot.
 //! - `<p>dev:{<credential>:<device_token>}` — string `<identity>\n<binding_id>`: which identity
 //!   owns the device token under that credential. This key is the authority on ownership.
+//! - `<p>binding-events` — stream, capped with `MAXLEN ~` ([`feed::FEED_MAX_LEN`]): the binding
+//!   feed (SPEC §11). Every script that changes a binding adds its event in the same script, so
+//!   a change and its event happen together or not at all. On a cluster the stream is in
+//!   another slot than the identity's keys: there the script returns the events and the store
+//!   adds them right after (a crash between the two loses those events; see docs/operations.md).
+//! - `<p>binding-events:webhook` — string: the id of the last feed event the webhook delivered;
+//!   `<p>binding-events:lease` — string, with a PX expiry: the daemon delivering the webhook.
 //!
 //! An identity or token holding `}` only shortens the tag; both keys of one identity still share
 //! it, so they still share a slot. An identity *starting* with `}` would leave the tag empty
@@ -14,9 +21,12 @@
 //! `<p>id}:{=}<identity>:b` and `…:u` instead (`Keys::identity_bindings`). Device tokens never
 //! hold braces (SPEC §3), and credential SIDs come from the configuration.
 //!
-//! All three get a PEXPIRE of `bindings.ttl_days` on every registration; a binding also carries
-//! its own `expires_at_ms`, and expired bindings are never listed and are dropped by the next
-//! registration of that identity. Every script touches one slot, so the layout works on Redis
+//! The device key gets a PEXPIRE of `bindings.ttl_days` on every registration, the identity's
+//! keys that plus [`EXPIRY_GRACE_MS`]; a binding also carries its own `expires_at_ms`. Expired
+//! bindings are never listed; the next lookup (a call to the identity, a listing) or
+//! registration of the identity removes them and adds their `expired` event to the feed. An
+//! identity nobody looks up within the grace after its last binding expired loses its keys to
+//! Redis without a feed event. Every script touches one slot, so the layout works on Redis
 //! Cluster; a registration is therefore a short sequence of scripts:
 //!
 //! 1. claim the device key for the identity (keeping its binding id when it already owned it);
@@ -43,6 +53,7 @@ use crate::redis_conn::RedisConn;
 use redis::Script;
 use tracing::warn;
 
+use super::feed::{self, FeedEvent, FEED_MAX_LEN};
 use super::{Binding, BindingStore, NewBinding, Registered};
 use crate::backend::BackendError;
 use crate::domain::{ApnsEnvironment, Target};
@@ -53,6 +64,13 @@ pub use undecodable::Undecodable;
 
 const DAY_MS: u64 = 86_400_000;
 
+/// How long an identity's keys outlive the TTL of its newest binding, so a lookup in that time
+/// still finds the expired bindings and reports them on the feed.
+pub const EXPIRY_GRACE_MS: u64 = 30 * DAY_MS;
+
+/// Feed events a script handed back (on a cluster) for the store to add.
+type Returned = Vec<Vec<String>>;
+
 /// The store's scripts, loaded once per server (EVALSHA, with a load on NOSCRIPT).
 struct Scripts {
     claim_device: Script,
@@ -61,15 +79,24 @@ struct Scripts {
     remove: Script,
     release_device: Script,
     learn_environment: Script,
+    expire: Script,
+    lease: Script,
+}
+
+/// A script that changes bindings, with the feed prelude (`feed.lua`) in front.
+fn feeding(body: &str) -> Script {
+    Script::new(&format!("{}\n{body}", include_str!("feed.lua")))
 }
 
 impl Scripts {
     fn new() -> Scripts {
         Scripts {
             claim_device: Script::new(include_str!("claim_device.lua")),
-            upsert: Script::new(include_str!("upsert.lua")),
-            remove_if_token: Script::new(include_str!("remove_if_token.lua")),
-            remove: Script::new(include_str!("remove.lua")),
+            upsert: feeding(include_str!("upsert.lua")),
+            remove_if_token: feeding(include_str!("remove_if_token.lua")),
+            remove: feeding(include_str!("remove.lua")),
+            expire: feeding(include_str!("expire.lua")),
+            lease: Script::new(include_str!("lease.lua")),
             release_device: Script::new(include_str!("release_device.lua")),
             learn_environment: Script::new(include_str!("learn_environment.lua")),
         }
@@ -84,6 +111,10 @@ pub struct RedisBindingStore {
     max_per_identity: usize,
     scripts: Scripts,
     undecodable: Undecodable,
+    /// `<p>binding-events`.
+    feed_key: String,
+    /// Whether the scripts add the feed events themselves (not on a cluster).
+    feed_inline: bool,
 }
 
 /// The stored JSON of a binding minus `created_at_ms`, which the upsert script prepends (it keeps
@@ -112,8 +143,11 @@ impl RedisBindingStore {
         ttl_days: u32,
         max_per_identity: usize,
     ) -> RedisBindingStore {
+        let conn = conn.into();
         RedisBindingStore {
-            conn: conn.into(),
+            feed_inline: !matches!(conn, RedisConn::Cluster(_)),
+            feed_key: keys.named("binding-events"),
+            conn,
             keys,
             ttl_ms: u64::from(ttl_days) * DAY_MS,
             max_per_identity: max_per_identity.max(1),
@@ -127,24 +161,79 @@ impl RedisBindingStore {
         &self.keys
     }
 
-    /// The unexpired bindings of `identity`'s hash, most recently updated first; a binding that
-    /// does not decode is skipped and noted ([`Undecodable`]).
+    /// The unexpired bindings of `identity`'s hash, most recently updated first, and the ids
+    /// of the expired ones; a binding that does not decode is skipped and noted
+    /// ([`Undecodable`]).
     fn live_bindings(
         &self,
         identity: &str,
         hash: &[(String, String)],
         now_ms: u64,
-    ) -> Vec<Binding> {
+    ) -> (Vec<Binding>, Vec<String>) {
         let mut live = Vec::with_capacity(hash.len());
+        let mut expired = Vec::new();
         for (binding_id, json) in hash {
             match decode(json) {
                 Ok(b) if b.expires_at_ms > now_ms => live.push(b),
-                Ok(_) => {}
+                Ok(_) => expired.push(binding_id.clone()),
                 Err(e) => self.undecodable.note(identity, binding_id, &e),
             }
         }
         live.sort_by(newest_first);
-        live
+        (live, expired)
+    }
+
+    /// Key and arguments every feeding script ends with: the feed stream (unless on a cluster),
+    /// the time and the cap.
+    fn feed_tail(&self, invocation: &mut redis::ScriptInvocation<'_>, now_ms: u64) {
+        if self.feed_inline {
+            invocation.key(&self.feed_key);
+        }
+        invocation
+            .arg(crate::domain::rfc3339_ms(now_ms))
+            .arg(FEED_MAX_LEN);
+    }
+
+    /// Add the events a script handed back (only on a cluster; elsewhere there are none).
+    async fn publish(&self, events: Returned) -> Result<(), BackendError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for fields in events {
+            pipe.cmd("XADD")
+                .arg(&self.feed_key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(FEED_MAX_LEN)
+                .arg("*")
+                .arg(fields)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Remove the expired bindings a lookup found, each with its `expired` event; best effort
+    /// (the next lookup tries again).
+    async fn expire(&self, identity: &str, expired: &[String]) {
+        let now = crate::domain::now_ms();
+        for binding_id in expired {
+            let mut invocation = self.scripts.expire.prepare_invoke();
+            invocation
+                .key(self.identity_keys(identity))
+                .arg(binding_id)
+                .arg(now);
+            self.feed_tail(&mut invocation, now);
+            let done = async {
+                let (_, events): (i64, Returned) =
+                    invocation.invoke_async(&mut self.conn.clone()).await?;
+                self.publish(events).await
+            };
+            if let Err(e) = done.await {
+                warn!(error = %e, binding_id = %binding_id, "could not remove an expired binding");
+            }
+        }
     }
 
     fn identity_keys(&self, identity: &str) -> Vec<String> {
@@ -154,25 +243,32 @@ impl RedisBindingStore {
         ]
     }
 
-    /// Step 3, prune, and clean-up: remove a binding by id while it holds the token.
+    /// Step 3, prune, and clean-up: remove a binding by id while it holds the token, with its
+    /// feed event: `moved` (to the identity `to`) or `pruned` (for `reason`).
     async fn remove_if_token(
         &self,
         identity: &str,
         binding_id: &str,
-        credential: &str,
-        device_token: &str,
+        device: (&str, &str),
         judged_at_ms: Option<u64>,
+        event: (&str, &str, &str),
     ) -> Result<bool, BackendError> {
-        let removed: i64 = self
-            .scripts
-            .remove_if_token
+        let (credential, device_token) = device;
+        let (event, reason, to) = event;
+        let mut invocation = self.scripts.remove_if_token.prepare_invoke();
+        invocation
             .key(self.identity_keys(identity))
             .arg(binding_id)
             .arg(credential)
             .arg(device_token)
             .arg(judged_at_ms.map(|t| t.to_string()).unwrap_or_default())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .arg(event)
+            .arg(reason)
+            .arg(to);
+        self.feed_tail(&mut invocation, crate::domain::now_ms());
+        let (removed, events): (i64, Returned) =
+            invocation.invoke_async(&mut self.conn.clone()).await?;
+        self.publish(events).await?;
         Ok(removed == 1)
     }
 
@@ -192,21 +288,42 @@ impl RedisBindingStore {
         Ok(())
     }
 
-    /// Remove by id or by token, then release the device keys; true when a live binding went.
-    async fn remove_where(&self, identity: &str, by: [&str; 3]) -> Result<bool, BackendError> {
-        let removed: Vec<String> = self
-            .scripts
-            .remove
+    /// Remove by id, by token or all (`remove.lua`), each with an `unregistered` event for
+    /// `reason`, then release the device keys; the bindings removed (undecodable ones have no
+    /// device key to release and are left out).
+    async fn remove_where(
+        &self,
+        identity: &str,
+        by: [&str; 3],
+        reason: &str,
+    ) -> Result<Vec<Binding>, BackendError> {
+        let now = crate::domain::now_ms();
+        let mut invocation = self.scripts.remove.prepare_invoke();
+        invocation
             .key(self.identity_keys(identity))
             .arg(&by[..])
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        let removed = removed
+            .arg(reason);
+        self.feed_tail(&mut invocation, now);
+        let (removed, events): (Vec<String>, Returned) =
+            invocation.invoke_async(&mut self.conn.clone()).await?;
+        self.publish(events).await?;
+        let removed: Vec<Binding> = removed
             .iter()
-            .map(|json| decode(json))
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|json| decode(json).ok())
+            .collect();
         self.release_devices(&removed).await?;
+        Ok(removed)
+    }
+
+    /// [`Self::remove_where`], true when a live binding went.
+    async fn remove_live(
+        &self,
+        identity: &str,
+        by: [&str; 3],
+        reason: &str,
+    ) -> Result<bool, BackendError> {
         let now = crate::domain::now_ms();
+        let removed = self.remove_where(identity, by, reason).await?;
         Ok(removed.iter().any(|b| b.expires_at_ms > now))
     }
 }
@@ -273,20 +390,26 @@ impl BindingStore for RedisBindingStore {
         .map_err(|e| BackendError::Corrupt(e.to_string()))?;
         // A refresh that names no environment keeps the one stored (registered or learned).
         let keep_environment = if new.environment.is_none() { "1" } else { "" };
-        let (created, created_at, evicted, kept): (i64, String, Vec<String>, String) = self
-            .scripts
-            .upsert
+        let mut upsert = self.scripts.upsert.prepare_invoke();
+        upsert
             .key(self.identity_keys(&new.identity))
             .arg(&binding_id)
             .arg(&new.credential)
             .arg(&new.device_token)
             .arg(now_ms)
-            .arg(self.ttl_ms)
+            .arg(self.ttl_ms + EXPIRY_GRACE_MS)
             .arg(self.max_per_identity)
             .arg(format!(",{}", &tail[1..]))
-            .arg(keep_environment)
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(keep_environment);
+        self.feed_tail(&mut upsert, now_ms);
+        let (created, created_at, evicted, kept, events): (
+            i64,
+            String,
+            Vec<String>,
+            String,
+            Returned,
+        ) = upsert.invoke_async(&mut conn).await?;
+        self.publish(events).await?;
         let (environment, environment_learned) = match new.environment {
             Some(registered) => (Some(registered), false),
             None => kept_environment(&kept),
@@ -301,8 +424,14 @@ impl BindingStore for RedisBindingStore {
         let moved_from =
             (!prev_owner.is_empty() && prev_owner != new.identity).then_some(prev_owner);
         if let Some(old) = &moved_from {
-            self.remove_if_token(old, &prev_binding, &new.credential, &new.device_token, None)
-                .await?;
+            self.remove_if_token(
+                old,
+                &prev_binding,
+                (&new.credential, &new.device_token),
+                None,
+                ("moved", "", &new.identity),
+            )
+            .await?;
         }
 
         // Step 4: evicted bindings give up their device keys.
@@ -357,11 +486,21 @@ impl BindingStore for RedisBindingStore {
             .collect();
         let stored: Answers<Vec<(String, String)>> = query_each(&self.conn, hashes).await;
         let now = crate::domain::now_ms();
+        let mut expired = Vec::new();
         let mut lives: Vec<Result<Vec<Binding>, BackendError>> = identities
             .iter()
             .zip(stored)
-            .map(|(identity, hash)| Ok(self.live_bindings(identity, &hash?, now)))
+            .map(|(identity, hash)| {
+                let (live, gone) = self.live_bindings(identity, &hash?, now);
+                if !gone.is_empty() {
+                    expired.push((*identity, gone));
+                }
+                Ok(live)
+            })
             .collect();
+        for (identity, gone) in expired {
+            self.expire(identity, &gone).await;
+        }
 
         // The device keys are the authority on ownership: skip bindings whose token moved on
         // (left behind by an interrupted registration, see the module docs).
@@ -393,18 +532,16 @@ impl BindingStore for RedisBindingStore {
                     }
                     None => None,
                 };
-                if owner
-                    .as_deref()
-                    .is_none_or(|o| o == owner_value(&b.identity, &b.binding_id))
-                {
+                let owner = owner.unwrap_or_default();
+                if owner.is_empty() || owner == owner_value(&b.identity, &b.binding_id) {
                     kept.push(b);
                 } else if let Err(e) = self
                     .remove_if_token(
                         identity,
                         &b.binding_id,
-                        &b.credential,
-                        &b.device_token,
+                        (&b.credential, &b.device_token),
                         None,
+                        ("moved", "", owner.split('\n').next().unwrap_or_default()),
                     )
                     .await
                 {
@@ -420,7 +557,8 @@ impl BindingStore for RedisBindingStore {
     }
 
     async fn delete(&self, identity: &str, binding_id: &str) -> Result<bool, BackendError> {
-        self.remove_where(identity, ["id", binding_id, ""]).await
+        self.remove_live(identity, ["id", binding_id, ""], "admin")
+            .await
     }
 
     async fn unregister(
@@ -429,7 +567,7 @@ impl BindingStore for RedisBindingStore {
         credential: &str,
         device_token: &str,
     ) -> Result<bool, BackendError> {
-        self.remove_where(identity, ["token", credential, device_token])
+        self.remove_live(identity, ["token", credential, device_token], "app")
             .await
     }
 
@@ -452,19 +590,65 @@ impl BindingStore for RedisBindingStore {
         Ok(learned == 1)
     }
 
-    async fn prune(&self, binding: &Binding, judged_at_ms: u64) -> Result<bool, BackendError> {
+    async fn prune(
+        &self,
+        binding: &Binding,
+        judged_at_ms: u64,
+        reason: &str,
+    ) -> Result<bool, BackendError> {
         let removed = self
             .remove_if_token(
                 &binding.identity,
                 &binding.binding_id,
-                &binding.credential,
-                &binding.device_token,
+                (&binding.credential, &binding.device_token),
                 Some(judged_at_ms),
+                ("pruned", reason, ""),
             )
             .await?;
         if removed {
             self.release_devices(std::slice::from_ref(binding)).await?;
         }
         Ok(removed)
+    }
+
+    async fn erase(&self, identity: &str) -> Result<Vec<Binding>, BackendError> {
+        self.remove_where(identity, ["all", "", ""], "erased").await
+    }
+
+    async fn feed(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<FeedEvent>, BackendError> {
+        feed::read(&mut self.conn.clone(), &self.feed_key, after, count).await
+    }
+
+    async fn feed_cursor(&self) -> Result<Option<String>, BackendError> {
+        let cursor: Option<String> = redis::cmd("GET")
+            .arg(format!("{}:webhook", self.feed_key))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(cursor)
+    }
+
+    async fn set_feed_cursor(&self, id: &str) -> Result<(), BackendError> {
+        redis::cmd("SET")
+            .arg(format!("{}:webhook", self.feed_key))
+            .arg(id)
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn feed_lease(&self, holder: &str, ttl_ms: u64) -> Result<bool, BackendError> {
+        let held: i64 = self
+            .scripts
+            .lease
+            .key(format!("{}:lease", self.feed_key))
+            .arg(holder)
+            .arg(ttl_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(held == 1)
     }
 }

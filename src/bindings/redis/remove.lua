@@ -1,12 +1,18 @@
--- Remove an identity's bindings by id (ARGV[1] = 'id', ARGV[2] = binding id) or by token
--- (ARGV[1] = 'token', ARGV[2] = credential, ARGV[3] = device token).
--- KEYS[1] bindings hash, KEYS[2] updated zset.
--- Returns the JSON of every binding removed, so the caller can release their device keys.
+-- Remove an identity's bindings by id (ARGV[1] = 'id', ARGV[2] = binding id), by token
+-- (ARGV[1] = 'token', ARGV[2] = credential, ARGV[3] = device token) or all of them
+-- (ARGV[1] = 'all': an account's erasure); ARGV[4] the reason the feed names;
+-- ARGV[5], ARGV[6]: the feed's time and cap (feed.lua).
+-- KEYS[1] bindings hash, KEYS[2] updated zset, KEYS[3] the binding feed (absent on a cluster).
+-- Returns {the JSON of every binding removed, feed}, so the caller can release their device
+-- keys (and add the feed events when there is no KEYS[3]).
+feed_key(2)
 local removed = {}
 local function drop(bid, json)
   redis.call('HDEL', KEYS[1], bid)
   redis.call('ZREM', KEYS[2], bid)
   table.insert(removed, json)
+  local ok, b = pcall(cjson.decode, json)
+  if ok and type(b) == 'table' then note('unregistered', b, ARGV[4]) end
 end
 if ARGV[1] == 'id' then
   local json = redis.call('HGET', KEYS[1], ARGV[2])
@@ -15,9 +21,10 @@ else
   local all = redis.call('HGETALL', KEYS[1])
   for i = 1, #all, 2 do
     local ok, b = pcall(cjson.decode, all[i + 1])
-    if ok and type(b) == 'table' and b.credential == ARGV[2] and b.device_token == ARGV[3] then
+    if ARGV[1] == 'all' or (ok and type(b) == 'table' and b.credential == ARGV[2]
+        and b.device_token == ARGV[3]) then
       drop(all[i], all[i + 1])
     end
   end
 end
-return removed
+return {removed, FEED}

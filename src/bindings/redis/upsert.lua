@@ -1,11 +1,15 @@
 -- Register step 2, on one identity's keys only.
--- KEYS[1] bindings hash, KEYS[2] updated zset.
+-- KEYS[1] bindings hash, KEYS[2] updated zset, KEYS[3] the binding feed (absent on a cluster).
 -- ARGV[1] binding id, ARGV[2] credential, ARGV[3] device token, ARGV[4] now (ms),
--- ARGV[5] ttl (ms), ARGV[6] max bindings, ARGV[7] the binding's JSON without its opening
+-- ARGV[5] how long the identity's keys live (ms: the binding TTL plus the grace in which an
+-- expiry is still noticed), ARGV[6] max bindings, ARGV[7] the binding's JSON without its opening
 -- brace and created_at_ms (",\"binding_id\":…}"), so numbers are never re-encoded by Lua;
--- ARGV[8] '1' when the registration names no environment: a refresh keeps the stored one.
--- Returns {created (1/0), created_at_ms, {evicted binding JSON…}, kept environment}: the last
--- is '', '<environment>' or '<environment> learned'.
+-- ARGV[8] '1' when the registration names no environment: a refresh keeps the stored one;
+-- ARGV[9], ARGV[10]: the feed's time and cap (feed.lua).
+-- Returns {created (1/0), created_at_ms, {evicted binding JSON…}, kept environment, feed}: the
+-- kept environment is '', '<environment>' or '<environment> learned'; feed is the events for
+-- the caller to add when there is no KEYS[3].
+feed_key(2)
 local id, cred, token = ARGV[1], ARGV[2], ARGV[3]
 local now = tonumber(ARGV[4])
 local created_at, created = ARGV[4], 1
@@ -33,6 +37,9 @@ for i = 1, #all, 2 do
       end
     end
   elseif bid ~= id and (not live or same_token) then
+    if ok and type(b) == 'table' then
+      if live then note('unregistered', b, 'replaced') else note('expired', b, 'ttl') end
+    end
     redis.call('HDEL', KEYS[1], bid)
     redis.call('ZREM', KEYS[2], bid)
   end
@@ -40,6 +47,8 @@ end
 
 redis.call('HSET', KEYS[1], id, '{"created_at_ms":' .. created_at .. env_json .. ARGV[7])
 redis.call('ZADD', KEYS[2], ARGV[4], id)
+local this = cjson.decode('{' .. string.sub(ARGV[7], 2))
+if created == 1 then note('registered', this, '') else note('refreshed', this, '') end
 
 -- Evict the least recently updated past the cap; never the binding just registered.
 local evicted = {}
@@ -50,7 +59,11 @@ if excess > 0 then
     if excess <= 0 then break end
     if bid ~= id then
       local json = redis.call('HGET', KEYS[1], bid)
-      if json then table.insert(evicted, json) end
+      if json then
+        table.insert(evicted, json)
+        local ok, b = pcall(cjson.decode, json)
+        if ok and type(b) == 'table' then note('evicted', b, 'max_per_identity') end
+      end
       redis.call('HDEL', KEYS[1], bid)
       redis.call('ZREM', KEYS[2], bid)
       excess = excess - 1
@@ -60,4 +73,4 @@ end
 
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
-return {created, created_at, evicted, kept}
+return {created, created_at, evicted, kept, FEED}

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{Claim, ClaimRequest, Holder, SentLedger, Settle, SENT};
+use super::{Acked, Claim, ClaimRequest, Holder, SentLedger, Settle};
 use crate::backend::BackendError;
 use crate::domain::now_ms;
 
@@ -78,7 +78,7 @@ impl SentLedger for MemoryLedger {
         for (device, how) in settled {
             match how {
                 Settle::Sent => {
-                    call.insert(device.to_string(), SENT.to_string());
+                    call.insert(device.to_string(), super::sent_value(&me.entry));
                 }
                 Settle::Release => {
                     if call.get(*device) == Some(&mine) {
@@ -88,5 +88,33 @@ impl SentLedger for MemoryLedger {
             }
         }
         Ok(())
+    }
+
+    async fn ack(
+        &self,
+        call_sid: &str,
+        device: &str,
+        now_ms: u64,
+        record: bool,
+    ) -> Result<Acked, BackendError> {
+        let mut inner = self.inner.lock().expect("ledger lock");
+        let Some((expiry, call)) = inner.calls.get_mut(call_sid) else {
+            return Ok(Acked::NotPushed);
+        };
+        let sent = match call.get(device) {
+            Some(sent) if *expiry > now_ms && sent.starts_with("sent") => sent.clone(),
+            _ => return Ok(Acked::NotPushed),
+        };
+        let field = format!("ack:{device}");
+        let first = if record {
+            call.insert(field, now_ms.to_string()).is_none()
+        } else {
+            !call.contains_key(&field)
+        };
+        Ok(if first {
+            Acked::parse(&["first".into(), sent])
+        } else {
+            Acked::Again
+        })
     }
 }

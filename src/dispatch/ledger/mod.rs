@@ -57,8 +57,15 @@ pub struct Holder {
 /// The state word of a claim in flight; the stored value is `sending|since|instance|entry|consumer`
 /// (the consumer last, since it is the only part that may contain `|`).
 const SENDING: &str = "sending";
-/// The stored value of a device a provider accepted.
+/// The stored value of a device a provider accepted, as written before device acks (read
+/// still); now [`sent_value`].
 const SENT: &str = "sent";
+
+/// The stored value of a device a provider accepted a push of the stream entry `entry` to:
+/// `sent|<entry id>`, so a device's ack can be timed from the entry's stream-id time.
+pub fn sent_value(entry: &str) -> String {
+    format!("{SENT}|{entry}")
+}
 
 impl Holder {
     /// The stored form of a claim held by `self`.
@@ -107,6 +114,7 @@ impl Claim {
         match stored {
             "fresh" => Claim::Fresh,
             SENT => Claim::Sent,
+            sent if sent.starts_with("sent|") => Claim::Sent,
             other => Claim::Held(Holder::decode(other)),
         }
     }
@@ -275,6 +283,43 @@ pub trait SentLedger: Send + Sync + 'static {
             answers.push(self.settle(&s.call_sid, &s.me, &devices).await);
         }
         answers
+    }
+
+    /// A device says a push of `call_sid` woke it (SPEC §11): whether a provider accepted a
+    /// push of the call to `device` (a [`device_key`]) and the call is not over, and whether
+    /// this is the device's first ack. With `record`, `now_ms` is recorded as the ack's time
+    /// (so the next ack is [`Acked::Again`]); without, the ledger is only read.
+    async fn ack(
+        &self,
+        call_sid: &str,
+        device: &str,
+        now_ms: u64,
+        record: bool,
+    ) -> Result<Acked, BackendError>;
+}
+
+/// What a device's ack found on the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acked {
+    /// No push of the call to that device was accepted, or the call is over.
+    NotPushed,
+    /// The first ack of the device: the stream id of the entry whose push was accepted (`None`
+    /// for a push recorded before device acks).
+    First(Option<String>),
+    /// The device acked the call before.
+    Again,
+}
+
+impl Acked {
+    /// Read the ack script's answer: `no`, `again`, or `first` and the stored sent value.
+    fn parse(answer: &[String]) -> Acked {
+        match answer {
+            [first, sent] if first == "first" => {
+                Acked::First(sent.strip_prefix("sent|").map(str::to_string))
+            }
+            [again] if again == "again" => Acked::Again,
+            _ => Acked::NotPushed,
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! Key (`<p>` is `redis.key_prefix`):
 //! - `<p>sent:{<call_sid>}` — hash: device key (`<kind>:<credential>:<token digest>`, see
 //!   [`super::device_key`]) → `sending|<since ms>|<instance>|<entry id>|<consumer>` (claimed:
-//!   the push is in flight, or its holder died) or `sent` (a provider accepted it). Expires
+//!   the push is in flight, or its holder died) or `sent|<entry id>` (a provider accepted the
+//!   push of that stream entry; `sent` alone before device acks, SPEC §11); and
+//!   `ack:<device key>` → the time of the device's first ack (`acks`). Expires
 //!   [`super::CLAIM_MARGIN_MS`] after the latest deadline of the call's events; only
 //!   lengthened, never shortened. The hash tag keeps one call in one cluster slot, and both
 //!   scripts touch that key alone.
@@ -23,7 +25,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use redis::{Script, Value};
 use tracing::warn;
 
-use super::{Claim, ClaimCall, ClaimRequest, Holder, SentLedger, Settle, Settlement};
+use super::{Acked, Claim, ClaimCall, ClaimRequest, Holder, SentLedger, Settle, Settlement};
 use crate::backend::BackendError;
 use crate::domain::now_ms;
 use crate::redis_conn::{exec_each, invoke_each, Keys, ScriptCall};
@@ -34,6 +36,7 @@ pub struct RedisSentLedger {
     keys: Keys,
     claim: Script,
     settle: Script,
+    ack: Script,
     /// Whether the common claims and `sent` marks go as plain commands ([`lean`]): [`UNKNOWN`]
     /// until the server's version is read, and again after the plain commands failed (a
     /// failover to an older server); [`SCRIPTS`] for good with
@@ -55,6 +58,7 @@ impl RedisSentLedger {
             keys,
             claim: Script::new(include_str!("claim.lua")),
             settle: Script::new(include_str!("settle.lua")),
+            ack: Script::new(include_str!("ack.lua")),
             way: AtomicU8::new(UNKNOWN),
             scripts_only: false,
         }
@@ -187,7 +191,10 @@ impl SentLedger for RedisSentLedger {
         let marked = async {
             let blocks = marks
                 .iter()
-                .map(|i| lean::mark_sent(&self.keys.sent(&batch[*i].call_sid), &batch[*i].devices))
+                .map(|i| {
+                    let s = batch[*i];
+                    lean::mark_sent(&self.keys.sent(&s.call_sid), &s.me.entry, &s.devices)
+                })
                 .collect();
             exec_each(&self.conn, blocks).await
         };
@@ -218,6 +225,24 @@ impl SentLedger for RedisSentLedger {
             answers[i] = answer.map_err(BackendError::from);
         }
         answers
+    }
+
+    async fn ack(
+        &self,
+        call_sid: &str,
+        device: &str,
+        now_ms: u64,
+        record: bool,
+    ) -> Result<Acked, BackendError> {
+        let answer: Vec<String> = self
+            .ack
+            .key(self.keys.sent(call_sid))
+            .arg(device)
+            .arg(now_ms)
+            .arg(if record { "1" } else { "0" })
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(Acked::parse(&answer))
     }
 }
 
@@ -298,7 +323,7 @@ impl RedisSentLedger {
         let mut call = ScriptCall::new(&self.settle, self.keys.sent(call_sid));
         call.arg(me.encode());
         for (device, how) in devices {
-            call.arg(device).arg(settle_word(how));
+            call.arg(device).arg(settle_word(how, me));
         }
         call
     }
@@ -352,9 +377,9 @@ impl RedisSentLedger {
     }
 }
 
-fn settle_word(how: Settle) -> &'static str {
+fn settle_word(how: Settle, me: &Holder) -> String {
     match how {
-        Settle::Sent => "sent",
-        Settle::Release => "release",
+        Settle::Sent => super::sent_value(&me.entry),
+        Settle::Release => "release".into(),
     }
 }

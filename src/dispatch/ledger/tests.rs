@@ -140,3 +140,62 @@ fn device_keys_separate_kinds_and_hide_the_token() {
         device_key(PushKind::Incoming, "CR1", "secret-token")
     );
 }
+
+#[tokio::test]
+async fn an_ack_counts_once_for_a_device_a_provider_accepted() {
+    use super::{sent_value, Acked, MemoryLedger};
+    let ledger = MemoryLedger::default();
+    let me = Holder {
+        consumer: "c1".into(),
+        instance: "i-1".into(),
+        entry: "1700000000000-0".into(),
+        since_ms: 1,
+    };
+    let now = crate::domain::now_ms();
+    let free = [
+        ClaimRequest {
+            device: "incoming:CR1:aa",
+            take_over: None,
+        },
+        ClaimRequest {
+            device: "incoming:CR1:bb",
+            take_over: None,
+        },
+    ];
+    ledger.claim("CA1", &me, &free, now + 60_000).await.unwrap();
+    ledger
+        .settle("CA1", &me, &[("incoming:CR1:aa", Settle::Sent)])
+        .await
+        .unwrap();
+    assert_eq!(
+        Claim::parse(&sent_value(&me.entry)),
+        Claim::Sent,
+        "a sent mark names its entry and still reads as sent"
+    );
+    let ack = |device: &'static str, record| ledger.ack("CA1", device, now, record);
+    assert_eq!(
+        ack("incoming:CR1:bb", true).await.unwrap(),
+        Acked::NotPushed,
+        "still in flight"
+    );
+    assert_eq!(
+        ack("incoming:CR1:cc", true).await.unwrap(),
+        Acked::NotPushed
+    );
+    let first = Acked::First(Some(me.entry.clone()));
+    assert_eq!(
+        ack("incoming:CR1:aa", false).await.unwrap(),
+        first,
+        "looking records nothing"
+    );
+    assert_eq!(ack("incoming:CR1:aa", true).await.unwrap(), first);
+    assert_eq!(ack("incoming:CR1:aa", true).await.unwrap(), Acked::Again);
+    assert_eq!(
+        ledger
+            .ack("CA1", "incoming:CR1:aa", now + 61_000, true)
+            .await
+            .unwrap(),
+        Acked::NotPushed,
+        "the call is over"
+    );
+}

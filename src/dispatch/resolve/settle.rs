@@ -83,7 +83,11 @@ pub(super) async fn settle_now(shared: &Shared, settlement: &Settlement) {
 }
 
 async fn prune(shared: &Shared, binding: &Binding, failure: &Failure, judged_at_ms: u64) {
-    match shared.store.prune(binding, judged_at_ms).await {
+    match shared
+        .store
+        .prune(binding, judged_at_ms, &failure.reason)
+        .await
+    {
         Ok(true) => {
             shared.metrics.pruned(binding.platform, &failure.reason);
             info!(

@@ -73,12 +73,14 @@ pub(super) fn claim_free(key: &str, me: &str, requests: &[ClaimRequest], ttl_ms:
     cmds
 }
 
-/// Mark `devices` (all [`Settle::Sent`]) sent on the ledger hash `key`.
-pub(super) fn mark_sent(key: &str, devices: &[(String, Settle)]) -> Vec<Cmd> {
+/// Mark `devices` (all [`Settle::Sent`]) sent by the stream entry `entry` on the ledger hash
+/// `key`.
+pub(super) fn mark_sent(key: &str, entry: &str, devices: &[(String, Settle)]) -> Vec<Cmd> {
     let mut hset = redis::cmd("HSET");
     hset.arg(key);
+    let sent = super::super::sent_value(entry);
     for (device, _) in devices {
-        hset.arg(device).arg(super::super::SENT);
+        hset.arg(device).arg(&sent);
     }
     let mut expire = redis::cmd("PEXPIRE");
     expire.arg(key).arg(CLAIM_MARGIN_MS).arg("NX");

@@ -1,0 +1,196 @@
+//! The binding feed's webhook (SPEC §11, `[bindings.feed]`): an app backend gets every binding
+//! event POSTed, signed, in order, exactly once when it answers — through its own failures and
+//! outages — without polling.
+
+#[macro_use]
+mod support;
+
+on_both_backends!(a_backend_that_fails_twice_gets_every_event_once_in_order_and_signed,);
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use callpush::domain::{now_ms, Platform};
+use support::fixtures::numbered_apns_token as apns_token;
+use support::world::{Backend, World};
+
+const SECRET: &str = "feed-secret-0123456789abcdef";
+
+/// What the backend double took: each accepted POST's headers and body.
+#[derive(Default)]
+struct Double {
+    /// Answer this many POSTs with 503 first.
+    fail_first: usize,
+    seen: usize,
+    accepted: Vec<(HeaderMap, String)>,
+}
+
+type Shared = Arc<Mutex<Double>>;
+
+async fn hook(State(state): State<Shared>, headers: HeaderMap, body: String) -> StatusCode {
+    let mut s = state.lock().unwrap();
+    s.seen += 1;
+    if s.seen <= s.fail_first {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    s.accepted.push((headers, body));
+    StatusCode::OK
+}
+
+/// Serve the double on `listener` (HTTP/1.1, as most app backends speak).
+fn serve(listener: std::net::TcpListener, state: Shared) {
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let app = Router::new()
+        .route("/callpush/bindings", post(hook))
+        .with_state(state);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+}
+
+/// What a backend checks: the signature over `<timestamp>.<body>` with the shared secret, and a
+/// timestamp close to its clock.
+fn verify(headers: &HeaderMap, body: &str) {
+    let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_string();
+    let timestamp = header("x-callpush-timestamp");
+    let age = (now_ms() / 1000).abs_diff(timestamp.parse::<u64>().unwrap());
+    assert!(age < 300, "a timestamp within 5 minutes: {timestamp}");
+    let signature = header("x-callpush-signature");
+    let tag = hex::decode(signature.strip_prefix("v1=").unwrap()).unwrap();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+    let signed = format!("{timestamp}.{body}");
+    ring::hmac::verify(&key, signed.as_bytes(), &tag).expect("the signature verifies");
+}
+
+/// A world whose daemon POSTs the feed to `addr`.
+async fn world(backend: Backend, addr: SocketAddr, dir: &std::path::Path) -> World {
+    let secret_file = dir.join("feed-secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    World::on(backend, |s| {
+        s.bindings.feed.webhook_url = Some(format!("http://{addr}/callpush/bindings"));
+        s.bindings.feed.secret_file = Some(secret_file);
+        s.bindings.feed.max_backoff_ms = 300;
+    })
+    .await
+}
+
+/// Wait until the double accepted `n` events (or 20 s passed); their bodies as JSON.
+async fn accepted(state: &Shared, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = state.lock().unwrap().accepted.len();
+        if got >= n || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = state.lock().unwrap();
+    for (headers, body) in &s.accepted {
+        verify(headers, body);
+    }
+    s.accepted
+        .iter()
+        .map(|(_, body)| serde_json::from_str(body).unwrap())
+        .collect()
+}
+
+/// The changes the tests make: alice's two phones, one moving to bob, bob's refresh.
+async fn changes(w: &World) {
+    w.register("alice", Platform::Apns, &apns_token(1)).await;
+    w.register("alice", Platform::Fcm, "fcm-alice").await;
+    w.register("bob", Platform::Apns, &apns_token(1)).await;
+    w.register("bob", Platform::Apns, &apns_token(1)).await;
+}
+
+/// The feed as the backend should have received it: (id, event, identity), in feed order.
+async fn feed(w: &World) -> Vec<(String, String, String)> {
+    let events = w.store().await.feed(None, 100).await.unwrap();
+    events
+        .into_iter()
+        .map(|e| (e.id, e.event, e.identity))
+        .collect()
+}
+
+fn received(bodies: &[serde_json::Value]) -> Vec<(String, String, String)> {
+    bodies
+        .iter()
+        .map(|b| {
+            let s = |k: &str| b[k].as_str().unwrap().to_string();
+            (s("id"), s("event"), s("identity"))
+        })
+        .collect()
+}
+
+async fn a_backend_that_fails_twice_gets_every_event_once_in_order_and_signed(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state: Shared = Arc::new(Mutex::new(Double {
+        fail_first: 2,
+        ..Default::default()
+    }));
+    serve(listener, state.clone());
+    let w = world(backend, addr, dir.path()).await;
+    changes(&w).await;
+    let daemon = w.start_daemon();
+    let want = feed(&w).await;
+    assert_eq!(want.len(), 5, "{want:?}");
+    let got = received(&accepted(&state, want.len()).await);
+    assert_eq!(got, want, "every event once, in feed order");
+    assert_eq!(
+        state.lock().unwrap().seen,
+        want.len() + 2,
+        "two refusals, retried"
+    );
+    // A change made while the daemon runs is POSTed too.
+    w.register("carol", Platform::Fcm, "fcm-carol").await;
+    let got = received(&accepted(&state, want.len() + 1).await);
+    assert_eq!(got.last().unwrap().2, "carol");
+    assert_eq!(got.len(), want.len() + 1);
+    daemon.stop().await;
+}
+
+/// The backend is down (nothing listens) while changes happen; when it is back it gets all of
+/// them, once, in order. The daemon never gives up on an event (its waits stop growing at
+/// `max_backoff_ms`), so the length of the outage changes nothing but the wait.
+#[tokio::test]
+async fn a_backend_down_for_a_while_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let w = world(Backend::Redis, addr, dir.path()).await;
+    let daemon = w.start_daemon();
+    changes(&w).await;
+    // Several attempts fail on a refused connection meanwhile.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let state: Shared = Arc::default();
+    serve(std::net::TcpListener::bind(addr).unwrap(), state.clone());
+    let want = feed(&w).await;
+    let got = received(&accepted(&state, want.len()).await);
+    assert_eq!(got, want);
+    daemon.stop().await;
+
+    // A restarted daemon starts where the last one stopped: nothing is sent twice.
+    let daemon = w.start_daemon();
+    w.register("dave", Platform::Fcm, "fcm-dave").await;
+    let got = received(&accepted(&state, want.len() + 1).await);
+    assert_eq!(got.len(), want.len() + 1, "{got:?}");
+    assert_eq!(got.last().unwrap().2, "dave");
+    daemon.stop().await;
+}
+
+/// A webhook without a signing secret is refused at start, naming the key.
+#[test]
+fn a_webhook_without_a_secret_is_refused() {
+    let text = "[bindings.feed]\nwebhook_url = \"https://backend.example.com/hook\"\n";
+    let err = callpush::config::Settings::from_toml_with_env(text, Vec::new()).unwrap_err();
+    assert!(
+        err.to_string().contains("bindings.feed.secret_file"),
+        "{err}"
+    );
+}
