@@ -440,6 +440,9 @@ async fn serve(
     if let Some(webhook) = webhook {
         life.spawn(webhook.run(life.stopping()));
     }
+    if on_redis && settings.redis.cluster {
+        life.spawn(crate::bindings::feed::sweep(store.clone(), life.stopping()));
+    }
     let backend = if on_redis {
         redacted_url(&settings.redis.url)
     } else {

@@ -5,11 +5,18 @@
 //!
 //! The Redis store adds the entry inside the script that makes the change (`feed.lua`), so the
 //! feed never misses or invents one; on a cluster the stream sits in another slot than the
-//! identity's keys, so the script hands the events back and the store adds them right after
-//! (see `bindings::redis`). The in-memory store keeps the last [`MEMORY_FEED_LEN`] in memory.
+//! identity's keys, so the script adds the events to an outbox in the identity's slot and the
+//! store forwards them right after, or [`sweep`] does after a crash (`bindings::redis::outbox`).
+//! The in-memory store keeps the last [`MEMORY_FEED_LEN`] in memory.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::redis::outbox::{SWEEP_AFTER, SWEEP_EVERY};
+use super::BindingStore;
 use crate::backend::BackendError;
 
 /// The stream's approximate cap (`XADD … MAXLEN ~`): about a week of changes for a million
@@ -24,6 +31,10 @@ pub const MEMORY_FEED_LEN: usize = 10_000;
 pub struct FeedEvent {
     /// The entry's stream id (in memory: `<ms>-<seq>` too), for reading on after it.
     pub id: String,
+    /// The event's own id, the same on every copy of it: the stream id on one server and in
+    /// memory; on a Redis Cluster `<outbox entry id>@<slot>`, since a crash while forwarding
+    /// from the outbox can add an event to the feed twice (at least once).
+    pub event_id: String,
     /// `registered`, `refreshed`, `unregistered`, `moved`, `pruned`, `expired` or `evicted`.
     pub event: String,
     /// The binding that changed.
@@ -56,6 +67,7 @@ impl FeedEvent {
                 .map(|(_, v)| v.clone())
         };
         FeedEvent {
+            event_id: get("event_id").unwrap_or_else(|| id.clone()),
             id,
             event: get("event").unwrap_or_default(),
             binding_id: get("binding_id").unwrap_or_default(),
@@ -73,6 +85,7 @@ impl FeedEvent {
     pub fn of(event: &str, binding: &super::Binding, reason: &str, at_ms: u64) -> FeedEvent {
         FeedEvent {
             id: String::new(),
+            event_id: String::new(),
             event: event.to_string(),
             binding_id: binding.binding_id.clone(),
             identity: binding.identity.clone(),
@@ -130,6 +143,7 @@ impl MemoryFeed {
             (self.last.0, self.last.1 + 1)
         };
         event.id = format!("{}-{}", self.last.0, self.last.1);
+        event.event_id = event.id.clone();
         if self.events.len() == MEMORY_FEED_LEN {
             self.events.pop_front();
         }
@@ -145,6 +159,25 @@ impl MemoryFeed {
             .take(count)
             .cloned()
             .collect()
+    }
+}
+
+/// Sweep the feed's outboxes every [`SWEEP_EVERY`] until `shutdown` (a daemon on a Redis
+/// Cluster): what a crash left there reaches the feed [`SWEEP_AFTER`] to about twice that late.
+pub async fn sweep(store: Arc<dyn BindingStore>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+        match store.sweep_feed(SWEEP_AFTER).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                events = n,
+                "binding feed: forwarded events a crash left in outboxes"
+            ),
+            Err(e) => warn!(error = %e, "binding feed: could not sweep the outboxes"),
+        }
     }
 }
 
