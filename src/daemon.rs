@@ -338,6 +338,8 @@ pub fn api_context_with(
         auth.clone(),
         metrics.clone(),
     ));
+    let acks =
+        api::ack_log::AckLog::new(redis.clone(), format!("{}acks", settings.redis.key_prefix));
     Ok(ApiContext {
         reload,
         auth,
@@ -352,7 +354,7 @@ pub fn api_context_with(
         admin_limits: settings.admin.limits.clone(),
         apns_environments: settings.apns_environments(),
         ledger: None,
-        acks_stream: format!("{}acks", settings.redis.key_prefix),
+        acks,
     })
 }
 

@@ -127,38 +127,62 @@ pub async fn read(
         .collect())
 }
 
-/// The in-memory feed: the last [`MEMORY_FEED_LEN`] events, with ids as a stream's.
-#[derive(Debug, Default)]
-pub struct MemoryFeed {
-    events: VecDeque<FeedEvent>,
+/// A capped stream kept in memory (the in-memory backend's feed and acks): the last `CAP`
+/// entries, with ids as a Redis stream's (`<ms>-<seq>`, only growing, even when the clock steps
+/// back).
+#[derive(Debug)]
+pub struct MemoryLog<T, const CAP: usize> {
+    entries: VecDeque<((u64, u64), T)>,
     last: (u64, u64),
 }
 
-impl MemoryFeed {
-    /// Add an event now, giving it the next id.
-    pub fn add(&mut self, mut event: FeedEvent, now_ms: u64) {
+impl<T, const CAP: usize> Default for MemoryLog<T, CAP> {
+    fn default() -> Self {
+        MemoryLog {
+            entries: VecDeque::new(),
+            last: (0, 0),
+        }
+    }
+}
+
+impl<T: Clone, const CAP: usize> MemoryLog<T, CAP> {
+    /// Add the entry `make` builds from the next id, at `now_ms`.
+    pub fn push(&mut self, now_ms: u64, make: impl FnOnce(String) -> T) {
         self.last = if now_ms > self.last.0 {
             (now_ms, 0)
         } else {
             (self.last.0, self.last.1 + 1)
         };
-        event.id = format!("{}-{}", self.last.0, self.last.1);
-        event.event_id = event.id.clone();
-        if self.events.len() == MEMORY_FEED_LEN {
-            self.events.pop_front();
+        if self.entries.len() == CAP {
+            self.entries.pop_front();
         }
-        self.events.push_back(event);
+        let entry = make(format!("{}-{}", self.last.0, self.last.1));
+        self.entries.push_back((self.last, entry));
     }
 
-    /// Up to `count` events after `after` (`None`: from the oldest kept).
-    pub fn read(&self, after: Option<&str>, count: usize) -> Vec<FeedEvent> {
+    /// Up to `count` entries after the id `after` (`None`: from the oldest kept).
+    pub fn read(&self, after: Option<&str>, count: usize) -> Vec<T> {
         let after = after.and_then(parse_id);
-        self.events
+        self.entries
             .iter()
-            .filter(|e| after.is_none_or(|a| parse_id(&e.id).is_some_and(|id| id > a)))
+            .filter(|(id, _)| after.is_none_or(|a| *id > a))
             .take(count)
-            .cloned()
+            .map(|(_, entry)| entry.clone())
             .collect()
+    }
+}
+
+/// The in-memory feed: the last [`MEMORY_FEED_LEN`] events.
+pub type MemoryFeed = MemoryLog<FeedEvent, MEMORY_FEED_LEN>;
+
+impl MemoryFeed {
+    /// Add an event now, giving it the next id.
+    pub fn add(&mut self, mut event: FeedEvent, now_ms: u64) {
+        self.push(now_ms, |id| {
+            event.event_id = id.clone();
+            event.id = id;
+            event
+        });
     }
 }
 
@@ -181,7 +205,8 @@ pub async fn sweep(store: Arc<dyn BindingStore>, shutdown: CancellationToken) {
     }
 }
 
-fn parse_id(id: &str) -> Option<(u64, u64)> {
+/// A stream id `<ms>-<seq>` (or `<ms>`), as numbers.
+pub fn parse_id(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }
