@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::ApiContext;
 use crate::backend::BackendError;
-use crate::bindings::feed::{parse_id, MemoryLog};
+use crate::bindings::feed::{entries_after, parse_id, MemoryLog};
 use crate::redis_conn::RedisConn;
 
 /// The `<p>acks` stream's approximate cap.
@@ -128,15 +128,7 @@ impl AckLog {
     ) -> Result<Vec<AckEntry>, BackendError> {
         match self {
             AckLog::Redis { conn, key } => {
-                let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
-                let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-                    .arg(key)
-                    .arg(start)
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async(&mut conn.clone())
-                    .await?;
+                let entries = entries_after(&mut conn.clone(), key, after, count).await?;
                 Ok(entries
                     .into_iter()
                     .map(|(id, flat)| AckEntry::from_fields(id, &flat))

@@ -106,16 +106,8 @@ pub async fn read(
     after: Option<&str>,
     count: usize,
 ) -> Result<Vec<FeedEvent>, BackendError> {
-    let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(key)
-        .arg(start)
-        .arg("+")
-        .arg("COUNT")
-        .arg(count)
-        .query_async(conn)
-        .await?;
-    Ok(entries
+    Ok(entries_after(conn, key, after, count)
+        .await?
         .into_iter()
         .map(|(id, flat)| {
             let fields: Vec<(String, String)> = flat
@@ -125,6 +117,25 @@ pub async fn read(
             FeedEvent::from_fields(id, &fields)
         })
         .collect())
+}
+
+/// Up to `count` entries of the stream `key` after the id `after` (`None`: from the start),
+/// each as its id and its flat field list.
+pub async fn entries_after(
+    conn: &mut impl redis::aio::ConnectionLike,
+    key: &str,
+    after: Option<&str>,
+    count: usize,
+) -> Result<Vec<(String, Vec<String>)>, BackendError> {
+    let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
+    Ok(redis::cmd("XRANGE")
+        .arg(key)
+        .arg(start)
+        .arg("+")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?)
 }
 
 /// A capped stream kept in memory (the in-memory backend's feed and acks): the last `CAP`
