@@ -338,6 +338,8 @@ pub fn api_context_with(
         auth.clone(),
         metrics.clone(),
     ));
+    let acks =
+        api::ack_log::AckLog::new(redis.clone(), format!("{}acks", settings.redis.key_prefix));
     Ok(ApiContext {
         reload,
         auth,
@@ -352,7 +354,7 @@ pub fn api_context_with(
         admin_limits: settings.admin.limits.clone(),
         apns_environments: settings.apns_environments(),
         ledger: None,
-        acks_stream: format!("{}acks", settings.redis.key_prefix),
+        acks,
     })
 }
 
@@ -439,6 +441,9 @@ async fn serve(
     )?;
     if let Some(webhook) = webhook {
         life.spawn(webhook.run(life.stopping()));
+    }
+    if on_redis && settings.redis.cluster {
+        life.spawn(crate::bindings::feed::sweep(store.clone(), life.stopping()));
     }
     let backend = if on_redis {
         redacted_url(&settings.redis.url)

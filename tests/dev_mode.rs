@@ -145,6 +145,14 @@ impl Dev {
             let (status, text) = request("POST", url, Some(&self.expand(auth)), Some(body)).await;
             return (text, Some(status));
         }
+        if let Some((url, auth)) = line
+            .strip_prefix("curl -s ")
+            .and_then(|rest| rest.split_once(" -H \"Authorization: Bearer "))
+        {
+            let auth = self.expand(auth.trim_end_matches('"'));
+            let (status, text) = request("GET", url, Some(&auth), None).await;
+            return (text, Some(status));
+        }
         if let Some(rest) = line.strip_prefix("curl -s ") {
             let (url, grep) = rest.split_once(" | grep ").unwrap();
             let (status, text) = request("GET", url, None, None).await;
@@ -310,6 +318,13 @@ async fn common_steps(dev: &mut Dev) -> Vec<String> {
     // The app's ack: the phone woke.
     let (body, status) = dev.follow(&next()).await;
     assert_eq!(status, Some(204), "{body}");
+    // What a call server reads of it: alice's phone woke for CA0001.
+    let (body, status) = dev.follow(&next()).await;
+    assert_eq!(status, Some(200), "{body}");
+    assert!(
+        body.contains(r#""call_sid":"CA0001""#) && body.contains(r#""to":"alice""#),
+        "{body}"
+    );
 
     let (_, _) = dev.follow(&next()).await;
     let (body, status) = dev.follow(&next()).await;
@@ -326,7 +341,7 @@ async fn common_steps(dev: &mut Dev) -> Vec<String> {
         "callpush_events_total{outcome=\"dead_lettered\",type=\"incoming\"} 1",
     )
     .await;
-    commands[8..].to_vec()
+    commands[9..].to_vec()
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ on_both_backends!(an_ack_of_a_pushed_device_counts_once_and_leaves_the_outcome_a
 use http::{Method, StatusCode};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
-use support::api::{http, token, ApiWorld, Reply};
+use support::api::{http, token, ApiWorld, Reply, ADMIN_TOKEN};
 use support::daemon::read_all;
 use support::fixtures::numbered_apns_token as apns_token;
 use support::scrape;
@@ -26,6 +26,14 @@ async fn ack(api_url: &str, call_sid: &str, identity: &str, device: Value) -> Re
         Some(device),
     )
     .await
+}
+
+/// `GET /v1/acks<query>` on the admin listener: the acks.
+async fn read_acks(admin_url: &str, query: &str) -> Vec<Value> {
+    let path = format!("/v1/acks{query}");
+    let reply = http(Method::GET, admin_url, &path, Some(ADMIN_TOKEN), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body["acks"].as_array().unwrap().clone()
 }
 
 fn wakes(metrics: &scrape::Scrape, platform: &str) -> f64 {
@@ -77,13 +85,48 @@ async fn an_ack_of_a_pushed_device_counts_once_and_leaves_the_outcome_alone(back
         Some(1.0)
     );
 
+    // A call server reads the ack on the admin listener, on either backend (`callpush dev`
+    // keeps acks in memory).
+    let iphone_binding = w.store().await.list("alice").await.unwrap();
+    let iphone_binding = iphone_binding
+        .iter()
+        .find(|b| b.device_token == iphone)
+        .unwrap();
+    let listed = read_acks(&daemon.admin_url(), "").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (
+            &listed[0]["call_sid"],
+            &listed[0]["to"],
+            &listed[0]["platform"],
+            &listed[0]["credential"]
+        ),
+        (
+            &json!("CA1"),
+            &json!("alice"),
+            &json!("apns"),
+            &json!("CRapns")
+        )
+    );
+    assert_eq!(listed[0]["binding_id"], json!(iphone_binding.binding_id));
+    assert_eq!(
+        listed[0]["pushed_ms"].as_u64().unwrap().to_string(),
+        pushed_id.split('-').next().unwrap(),
+        "the event's stream-id time"
+    );
+    assert!(listed[0]["acked_ms"].as_u64() >= listed[0]["pushed_ms"].as_u64());
+    let after = listed[0]["id"].as_str().unwrap();
+    assert_eq!(
+        read_acks(&daemon.admin_url(), &format!("?after={after}")).await,
+        Vec::<Value>::new()
+    );
+
     if backend == Backend::Redis {
         let mut conn = w.conn.clone();
         let acks = read_all(&mut conn, &w.keys.named("acks")).await;
         assert_eq!(acks.len(), 1, "{acks:?}");
+        assert_eq!(acks[0].0, after, "the route reads the stream");
         let entry = &acks[0].1;
-        let binding = w.store().await.list("alice").await.unwrap();
-        let iphone_binding = binding.iter().find(|b| b.device_token == iphone).unwrap();
         assert_eq!(entry["call_sid"], "CA1");
         assert_eq!(entry["to"], "alice");
         assert_eq!(entry["binding_id"], iphone_binding.binding_id);
@@ -132,6 +175,17 @@ async fn an_ack_of_a_pushed_device_counts_once_and_leaves_the_outcome_alone(back
     }
     let metrics = scrape::fetch(&daemon.admin_url()).await;
     assert_eq!(wakes(&metrics, "apns") + wakes(&metrics, "fcm"), 1.0);
+    assert_eq!(read_acks(&daemon.admin_url(), "").await.len(), 1);
+    let bad = http(
+        Method::GET,
+        &daemon.admin_url(),
+        "/v1/acks?after=yesterday",
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.to_string().contains("after"), "{}", bad.body);
 
     // The call's one outcome is what it was.
     let results = w.results(1).await;

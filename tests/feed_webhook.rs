@@ -8,6 +8,7 @@ mod support;
 on_both_backends!(a_backend_that_fails_twice_gets_every_event_once_in_order_and_signed,);
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,14 +43,48 @@ async fn hook(State(state): State<Shared>, headers: HeaderMap, body: String) -> 
     StatusCode::OK
 }
 
+fn app(state: Shared) -> Router {
+    Router::new()
+        .route("/callpush/bindings", post(hook))
+        .with_state(state)
+}
+
 /// Serve the double on `listener` (HTTP/1.1, as most app backends speak).
 fn serve(listener: std::net::TcpListener, state: Shared) {
     listener.set_nonblocking(true).unwrap();
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-    let app = Router::new()
-        .route("/callpush/bindings", post(hook))
-        .with_state(state);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move { axum::serve(listener, app(state)).await });
+}
+
+/// Serve the double over TLS on `listener` (HTTP/1.1, the fixtures' `localhost` certificate,
+/// signed by the test CA); the number of TLS handshakes that failed (the client refused the
+/// certificate).
+fn serve_tls(listener: std::net::TcpListener, state: Shared) -> Arc<AtomicUsize> {
+    use support::fixtures::fixture;
+    let acceptor =
+        callpush::api::tls::acceptor(&fixture("localhost.pem"), &fixture("localhost.key")).unwrap();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counted = refused.clone();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app, refused) = (acceptor.clone(), app(state.clone()), counted.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                    return;
+                };
+                let service = hyper::service::service_fn(move |request| {
+                    tower::ServiceExt::oneshot(app.clone(), request)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    refused
 }
 
 /// What a backend checks: the signature over `<timestamp>.<body>` with the shared secret, and a
@@ -68,14 +103,16 @@ fn verify(headers: &HeaderMap, body: &str) {
 
 /// A world whose daemon POSTs the feed to `addr`.
 async fn world(backend: Backend, addr: SocketAddr, dir: &std::path::Path) -> World {
+    World::on(backend, |s| webhook_to(s, &format!("http://{addr}"), dir)).await
+}
+
+/// Settings that POST the feed to `origin`'s `/callpush/bindings`, signed with [`SECRET`].
+fn webhook_to(s: &mut callpush::config::Settings, origin: &str, dir: &std::path::Path) {
     let secret_file = dir.join("feed-secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    World::on(backend, |s| {
-        s.bindings.feed.webhook_url = Some(format!("http://{addr}/callpush/bindings"));
-        s.bindings.feed.secret_file = Some(secret_file);
-        s.bindings.feed.max_backoff_ms = 300;
-    })
-    .await
+    s.bindings.feed.webhook_url = Some(format!("{origin}/callpush/bindings"));
+    s.bindings.feed.secret_file = Some(secret_file);
+    s.bindings.feed.max_backoff_ms = 300;
 }
 
 /// Wait until the double accepted `n` events (or 20 s passed); their bodies as JSON.
@@ -181,6 +218,50 @@ async fn a_backend_down_for_a_while_loses_nothing() {
     let got = received(&accepted(&state, want.len() + 1).await);
     assert_eq!(got.len(), want.len() + 1, "{got:?}");
     assert_eq!(got.last().unwrap().2, "dave");
+    daemon.stop().await;
+}
+
+/// An `https://` backend: with its CA in `bindings.feed.ca_file` the daemon verifies its
+/// certificate and delivers every event; without it (the certificate is untrusted) nothing is
+/// delivered, every attempt fails the handshake, and the events wait in the feed until the
+/// operator trusts the CA.
+#[tokio::test]
+async fn an_https_backend_gets_events_only_over_a_certificate_the_daemon_trusts() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state: Shared = Arc::default();
+    let refused = serve_tls(listener, state.clone());
+    // The certificate names `localhost`; the test CA is no system root.
+    let origin = format!("https://localhost:{port}");
+    let mut w = World::on(Backend::Redis, |s| webhook_to(s, &origin, dir.path())).await;
+    changes(&w).await;
+    let want = feed(&w).await;
+
+    let daemon = w.start_daemon();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while refused.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    daemon.stop().await;
+    assert!(
+        refused.load(Ordering::SeqCst) >= 2,
+        "the daemon tried, and retried, and refused the certificate each time"
+    );
+    assert_eq!(state.lock().unwrap().seen, 0, "nothing delivered");
+    let store = w.store().await;
+    assert_eq!(
+        store.feed_cursor().await.unwrap(),
+        None,
+        "nothing counted as delivered"
+    );
+    assert_eq!(feed(&w).await, want, "the events wait in the feed");
+
+    // The operator trusts the backend's CA: everything arrives, once, in order, signed.
+    w.settings.bindings.feed.ca_file = Some(support::fixtures::fixture("test_ca.pem"));
+    let daemon = w.start_daemon();
+    let got = received(&accepted(&state, want.len()).await);
+    assert_eq!(got, want);
     daemon.stop().await;
 }
 

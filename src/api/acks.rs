@@ -10,7 +10,8 @@
 //! `platform`, `credential`, `pushed_ms`, `acked_ms`, capped with `MAXLEN ~`); later ones are
 //! answered 204 and add nothing. An ack never touches the event's outcome.
 //!
-//! With the in-memory backend acks are counted in the metrics only (there is no stream).
+//! With the in-memory backend the entries are kept in memory instead ([`super::ack_log`]);
+//! `GET /v1/acks` (admin) reads them on either backend.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use tracing::{info, warn};
 
+use super::ack_log::AckEntry;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
 use super::registrations::{device_of, AccessToken, Device, RegistrationBody};
@@ -25,9 +27,6 @@ use super::ApiContext;
 use crate::dispatch::ledger::{device_key, Acked};
 use crate::domain::{mask_device_token, now_ms, PushKind};
 use crate::event::MAX_CALL_SID_BYTES;
-
-/// The `<p>acks` stream's approximate cap.
-pub const ACKS_MAX_LEN: u64 = 1_000_000;
 
 /// `POST /v1/calls/{call_sid}/ack`: 204, 404 when the device was not pushed for the call (or
 /// the call is over), 403 when the device is not the token's identity's.
@@ -94,33 +93,22 @@ pub async fn ack(
     info!(call_sid = %call_sid, identity = %token.identity, platform = %body.platform,
         credential = %credential, device_token = %masked, wake_ms = pushed_ms.map(|p| acked_ms.saturating_sub(p)),
         "device acked a call");
-    if let Some(redis) = &ctx.redis {
-        let added = redis::cmd("XADD")
-            .arg(&ctx.acks_stream)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(ACKS_MAX_LEN)
-            .arg("*")
-            .arg("call_sid")
-            .arg(&call_sid)
-            .arg("to")
-            .arg(&token.identity)
-            .arg("binding_id")
-            .arg(&binding.binding_id)
-            .arg("platform")
-            .arg(body.platform.as_str())
-            .arg("credential")
-            .arg(&credential)
-            .arg("pushed_ms")
-            .arg(pushed_ms.map(|p| p.to_string()).unwrap_or_default())
-            .arg("acked_ms")
-            .arg(acked_ms)
-            .query_async::<String>(&mut redis.clone())
-            .await;
-        if let Err(e) = added {
-            // Counted already, and a repeat would find the ack recorded: the entry is lost.
-            warn!(error = %e, call_sid = %call_sid, "could not add a device ack to the acks stream");
-        }
+    let added = ctx
+        .acks
+        .add(AckEntry {
+            id: String::new(),
+            call_sid: call_sid.clone(),
+            to: token.identity.clone(),
+            binding_id: binding.binding_id.clone(),
+            platform: body.platform.as_str().to_string(),
+            credential: credential.clone(),
+            pushed_ms,
+            acked_ms,
+        })
+        .await;
+    if let Err(e) = added {
+        // Counted already, and a repeat would find the ack recorded: the entry is lost.
+        warn!(error = %e, call_sid = %call_sid, "could not add a device ack to the acks stream");
     }
     Ok(StatusCode::NO_CONTENT)
 }

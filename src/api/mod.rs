@@ -13,6 +13,7 @@
 //! bytes, requests at once, body and handler time in front of every route ([`guard`]). The
 //! public listener serves HTTPS when given a certificate ([`tls`]).
 
+pub mod ack_log;
 pub(crate) mod acks;
 pub(crate) mod admin;
 pub(crate) mod dead_letters;
@@ -87,8 +88,8 @@ pub struct ApiContext {
     /// The push ledger, for device acks (SPEC §11); `None` where no dispatcher runs beside
     /// the API (then every ack is a 404).
     pub ledger: Option<Arc<dyn crate::dispatch::ledger::SentLedger>>,
-    /// `<p>acks`: where device acks are added (on Redis).
-    pub acks_stream: String,
+    /// Where device acks are added: `<p>acks` on Redis, else in memory (`ack_log`).
+    pub acks: Arc<ack_log::AckLog>,
 }
 
 impl ApiContext {
@@ -224,6 +225,7 @@ pub fn admin_router(ctx: Arc<ApiContext>) -> Router {
             "/v1/identities/{identity}/bindings/{binding_id}",
             delete(admin::delete_binding),
         )
+        .route("/v1/acks", get(ack_log::list))
         .route("/v1/dead-letters", get(dead_letters::list))
         .route("/v1/dead-letters/replay", post(dead_letters::replay))
         .route("/v1/dead-letters/purge", post(dead_letters::purge))

@@ -5,11 +5,18 @@
 //!
 //! The Redis store adds the entry inside the script that makes the change (`feed.lua`), so the
 //! feed never misses or invents one; on a cluster the stream sits in another slot than the
-//! identity's keys, so the script hands the events back and the store adds them right after
-//! (see `bindings::redis`). The in-memory store keeps the last [`MEMORY_FEED_LEN`] in memory.
+//! identity's keys, so the script adds the events to an outbox in the identity's slot and the
+//! store forwards them right after, or [`sweep`] does after a crash (`bindings::redis::outbox`).
+//! The in-memory store keeps the last [`MEMORY_FEED_LEN`] in memory.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::redis::outbox::{SWEEP_AFTER, SWEEP_EVERY};
+use super::BindingStore;
 use crate::backend::BackendError;
 
 /// The stream's approximate cap (`XADD … MAXLEN ~`): about a week of changes for a million
@@ -24,6 +31,10 @@ pub const MEMORY_FEED_LEN: usize = 10_000;
 pub struct FeedEvent {
     /// The entry's stream id (in memory: `<ms>-<seq>` too), for reading on after it.
     pub id: String,
+    /// The event's own id, the same on every copy of it: the stream id on one server and in
+    /// memory; on a Redis Cluster `<outbox entry id>@<slot>`, since a crash while forwarding
+    /// from the outbox can add an event to the feed twice (at least once).
+    pub event_id: String,
     /// `registered`, `refreshed`, `unregistered`, `moved`, `pruned`, `expired` or `evicted`.
     pub event: String,
     /// The binding that changed.
@@ -56,6 +67,7 @@ impl FeedEvent {
                 .map(|(_, v)| v.clone())
         };
         FeedEvent {
+            event_id: get("event_id").unwrap_or_else(|| id.clone()),
             id,
             event: get("event").unwrap_or_default(),
             binding_id: get("binding_id").unwrap_or_default(),
@@ -73,6 +85,7 @@ impl FeedEvent {
     pub fn of(event: &str, binding: &super::Binding, reason: &str, at_ms: u64) -> FeedEvent {
         FeedEvent {
             id: String::new(),
+            event_id: String::new(),
             event: event.to_string(),
             binding_id: binding.binding_id.clone(),
             identity: binding.identity.clone(),
@@ -93,16 +106,8 @@ pub async fn read(
     after: Option<&str>,
     count: usize,
 ) -> Result<Vec<FeedEvent>, BackendError> {
-    let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(key)
-        .arg(start)
-        .arg("+")
-        .arg("COUNT")
-        .arg(count)
-        .query_async(conn)
-        .await?;
-    Ok(entries
+    Ok(entries_after(conn, key, after, count)
+        .await?
         .into_iter()
         .map(|(id, flat)| {
             let fields: Vec<(String, String)> = flat
@@ -114,41 +119,105 @@ pub async fn read(
         .collect())
 }
 
-/// The in-memory feed: the last [`MEMORY_FEED_LEN`] events, with ids as a stream's.
-#[derive(Debug, Default)]
-pub struct MemoryFeed {
-    events: VecDeque<FeedEvent>,
+/// Up to `count` entries of the stream `key` after the id `after` (`None`: from the start),
+/// each as its id and its flat field list.
+pub async fn entries_after(
+    conn: &mut impl redis::aio::ConnectionLike,
+    key: &str,
+    after: Option<&str>,
+    count: usize,
+) -> Result<Vec<(String, Vec<String>)>, BackendError> {
+    let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
+    Ok(redis::cmd("XRANGE")
+        .arg(key)
+        .arg(start)
+        .arg("+")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?)
+}
+
+/// A capped stream kept in memory (the in-memory backend's feed and acks): the last `CAP`
+/// entries, with ids as a Redis stream's (`<ms>-<seq>`, only growing, even when the clock steps
+/// back).
+#[derive(Debug)]
+pub struct MemoryLog<T, const CAP: usize> {
+    entries: VecDeque<((u64, u64), T)>,
     last: (u64, u64),
 }
 
-impl MemoryFeed {
-    /// Add an event now, giving it the next id.
-    pub fn add(&mut self, mut event: FeedEvent, now_ms: u64) {
+impl<T, const CAP: usize> Default for MemoryLog<T, CAP> {
+    fn default() -> Self {
+        MemoryLog {
+            entries: VecDeque::new(),
+            last: (0, 0),
+        }
+    }
+}
+
+impl<T: Clone, const CAP: usize> MemoryLog<T, CAP> {
+    /// Add the entry `make` builds from the next id, at `now_ms`.
+    pub fn push(&mut self, now_ms: u64, make: impl FnOnce(String) -> T) {
         self.last = if now_ms > self.last.0 {
             (now_ms, 0)
         } else {
             (self.last.0, self.last.1 + 1)
         };
-        event.id = format!("{}-{}", self.last.0, self.last.1);
-        if self.events.len() == MEMORY_FEED_LEN {
-            self.events.pop_front();
+        if self.entries.len() == CAP {
+            self.entries.pop_front();
         }
-        self.events.push_back(event);
+        let entry = make(format!("{}-{}", self.last.0, self.last.1));
+        self.entries.push_back((self.last, entry));
     }
 
-    /// Up to `count` events after `after` (`None`: from the oldest kept).
-    pub fn read(&self, after: Option<&str>, count: usize) -> Vec<FeedEvent> {
+    /// Up to `count` entries after the id `after` (`None`: from the oldest kept).
+    pub fn read(&self, after: Option<&str>, count: usize) -> Vec<T> {
         let after = after.and_then(parse_id);
-        self.events
+        self.entries
             .iter()
-            .filter(|e| after.is_none_or(|a| parse_id(&e.id).is_some_and(|id| id > a)))
+            .filter(|(id, _)| after.is_none_or(|a| *id > a))
             .take(count)
-            .cloned()
+            .map(|(_, entry)| entry.clone())
             .collect()
     }
 }
 
-fn parse_id(id: &str) -> Option<(u64, u64)> {
+/// The in-memory feed: the last [`MEMORY_FEED_LEN`] events.
+pub type MemoryFeed = MemoryLog<FeedEvent, MEMORY_FEED_LEN>;
+
+impl MemoryFeed {
+    /// Add an event now, giving it the next id.
+    pub fn add(&mut self, mut event: FeedEvent, now_ms: u64) {
+        self.push(now_ms, |id| {
+            event.event_id = id.clone();
+            event.id = id;
+            event
+        });
+    }
+}
+
+/// Sweep the feed's outboxes every [`SWEEP_EVERY`] until `shutdown` (a daemon on a Redis
+/// Cluster): what a crash left there reaches the feed [`SWEEP_AFTER`] to about twice that late.
+pub async fn sweep(store: Arc<dyn BindingStore>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+        match store.sweep_feed(SWEEP_AFTER).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                events = n,
+                "binding feed: forwarded events a crash left in outboxes"
+            ),
+            Err(e) => warn!(error = %e, "binding feed: could not sweep the outboxes"),
+        }
+    }
+}
+
+/// A stream id `<ms>-<seq>` (or `<ms>`), as numbers.
+pub fn parse_id(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }

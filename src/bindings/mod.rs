@@ -150,6 +150,13 @@ pub trait BindingStore: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// Forward to the feed what a crash left in the feed's outboxes (a Redis Cluster only,
+    /// see `redis::outbox`): entries older than `older_than`, when this daemon holds the sweep
+    /// lease. How many were forwarded.
+    async fn sweep_feed(&self, _older_than: std::time::Duration) -> Result<usize, BackendError> {
+        Ok(0)
+    }
+
     /// APNs accepted a push to (credential, device token) of `identity` in `environment`: store
     /// it as learned on the binding, unless the binding already names one (registered, or
     /// learned before). True when stored.

@@ -115,6 +115,11 @@ pub fn text(
     );
     let _ = writeln!(
         t,
+        "  # 4c. what call servers read: each device's first ack (on Redis also the stream \
+         <prefix>acks)\n  curl -s http://{admin}/v1/acks -H \"Authorization: Bearer {admin_auth}\"\n"
+    );
+    let _ = writeln!(
+        t,
         "  # 5. a dead letter: the simulators refuse tokens starting with {REJECT_PREFIX}"
     );
     let _ = writeln!(t, "  BOB=$({exe} token --config {config} --identity bob)");

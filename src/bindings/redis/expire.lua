@@ -1,7 +1,8 @@
 -- Remove one binding by id if it has expired by now, and say so on the feed: how an expiry is
 -- noticed (on a lookup of the identity, see the module docs).
--- KEYS[1] bindings hash, KEYS[2] updated zset, KEYS[3] the binding feed (absent on a cluster).
--- ARGV[1] binding id, ARGV[2] now (ms), ARGV[3], ARGV[4]: the feed's time and cap (feed.lua).
+-- KEYS[1] bindings hash, KEYS[2] updated zset, KEYS[3] the binding feed or
+-- the identity's outbox (feed.lua).
+-- ARGV[1] binding id, ARGV[2] now (ms), ARGV[3]..ARGV[5]: the feed's time, cap and mode (feed.lua).
 -- Returns {1 when removed, 0 otherwise; feed}.
 feed_key(2)
 local json = redis.call('HGET', KEYS[1], ARGV[1])

@@ -1,10 +1,12 @@
 -- The binding feed (SPEC §11), prepended to every script that changes a binding so the change
--- and its feed event are one Redis step. The script's caller passes the feed stream as the last
--- KEYS entry (the standalone layout) or none (a cluster: the stream lives in another slot, so
--- the events come back in the reply and the caller adds them), and two trailing ARGV: the time
--- (RFC 3339) and the stream's approximate cap.
+-- and its feed event are one Redis step. The script's caller passes, as the last KEYS entry,
+-- the feed stream itself (one server) or the outbox in the identity's slot (a cluster: the
+-- stream lives in another slot; see outbox.rs), and three trailing ARGV: the time (RFC 3339),
+-- the stream's approximate cap, and 'inline' or 'outbox'. Events added to an outbox come back
+-- in the reply as {entry id, fields} for the caller to forward to the feed.
 local FEED_KEY = nil
-local FEED_AT, FEED_MAXLEN = ARGV[#ARGV - 1], ARGV[#ARGV]
+local FEED_AT, FEED_MAXLEN = ARGV[#ARGV - 2], ARGV[#ARGV - 1]
+local FEED_OUTBOX = ARGV[#ARGV] == 'outbox'
 local FEED = {}
 local function feed_key(n) if #KEYS > n then FEED_KEY = KEYS[#KEYS] end end
 local function note(event, b, reason, to)
@@ -16,9 +18,10 @@ local function note(event, b, reason, to)
     table.insert(fields, 'to')
     table.insert(fields, to)
   end
-  if FEED_KEY then
-    redis.call('XADD', FEED_KEY, 'MAXLEN', '~', FEED_MAXLEN, '*', unpack(fields))
+  if FEED_OUTBOX then
+    local id = redis.call('XADD', FEED_KEY, '*', unpack(fields))
+    table.insert(FEED, {id, fields})
   else
-    table.insert(FEED, fields)
+    redis.call('XADD', FEED_KEY, 'MAXLEN', '~', FEED_MAXLEN, '*', unpack(fields))
   end
 end

@@ -10,8 +10,10 @@
 //! - `<p>binding-events` — stream, capped with `MAXLEN ~` ([`feed::FEED_MAX_LEN`]): the binding
 //!   feed (SPEC §11). Every script that changes a binding adds its event in the same script, so
 //!   a change and its event happen together or not at all. On a cluster the stream is in
-//!   another slot than the identity's keys: there the script returns the events and the store
-//!   adds them right after (a crash between the two loses those events; see docs/operations.md).
+//!   another slot than the identity's keys: there the script adds the events to the outbox in
+//!   the identity's slot, `<p>binding-events:outbox:{<tag>}`, and the store forwards them to the
+//!   feed right after, or a sweep does after a crash ([`outbox`]: at least once, with an
+//!   `event_id` that repeats with the event).
 //! - `<p>binding-events:webhook` — string: the id of the last feed event the webhook delivered;
 //!   `<p>binding-events:lease` — string, with a PX expiry: the daemon delivering the webhook.
 //!
@@ -53,12 +55,14 @@ use crate::redis_conn::RedisConn;
 use redis::Script;
 use tracing::warn;
 
-use super::feed::{self, FeedEvent, FEED_MAX_LEN};
+use super::feed::{self, FeedEvent};
 use super::{Binding, BindingStore, NewBinding, Registered};
 use crate::backend::BackendError;
 use crate::domain::{ApnsEnvironment, Target};
 use crate::redis_conn::{query_each, Answers, Keys};
 
+mod feeding;
+pub mod outbox;
 mod undecodable;
 pub use undecodable::Undecodable;
 
@@ -68,8 +72,8 @@ const DAY_MS: u64 = 86_400_000;
 /// still finds the expired bindings and reports them on the feed.
 pub const EXPIRY_GRACE_MS: u64 = 30 * DAY_MS;
 
-/// Feed events a script handed back (on a cluster) for the store to add.
-type Returned = Vec<Vec<String>>;
+/// Feed events a script added to an outbox (on a cluster), for the store to forward.
+type Returned = outbox::Added;
 
 /// The store's scripts, loaded once per server (EVALSHA, with a load on NOSCRIPT).
 struct Scripts {
@@ -113,8 +117,12 @@ pub struct RedisBindingStore {
     undecodable: Undecodable,
     /// `<p>binding-events`.
     feed_key: String,
-    /// Whether the scripts add the feed events themselves (not on a cluster).
-    feed_inline: bool,
+    /// The outboxes the scripts add the feed events to on a cluster (`None`: the scripts add
+    /// them to the feed itself).
+    outbox: Option<outbox::Outbox>,
+    /// Whether the events of an outbox are forwarded right after their script (false only in
+    /// tests that play a crash right after the script).
+    forward: bool,
 }
 
 /// The stored JSON of a binding minus `created_at_ms`, which the upsert script prepends (it keeps
@@ -144,9 +152,11 @@ impl RedisBindingStore {
         max_per_identity: usize,
     ) -> RedisBindingStore {
         let conn = conn.into();
+        let feed_key = keys.named("binding-events");
         RedisBindingStore {
-            feed_inline: !matches!(conn, RedisConn::Cluster(_)),
-            feed_key: keys.named("binding-events"),
+            outbox: matches!(conn, RedisConn::Cluster(_)).then(|| outbox::Outbox::new(&feed_key)),
+            forward: true,
+            feed_key,
             conn,
             keys,
             ttl_ms: u64::from(ttl_days) * DAY_MS,
@@ -183,37 +193,6 @@ impl RedisBindingStore {
         (live, expired)
     }
 
-    /// Key and arguments every feeding script ends with: the feed stream (unless on a cluster),
-    /// the time and the cap.
-    fn feed_tail(&self, invocation: &mut redis::ScriptInvocation<'_>, now_ms: u64) {
-        if self.feed_inline {
-            invocation.key(&self.feed_key);
-        }
-        invocation
-            .arg(crate::domain::rfc3339_ms(now_ms))
-            .arg(FEED_MAX_LEN);
-    }
-
-    /// Add the events a script handed back (only on a cluster; elsewhere there are none).
-    async fn publish(&self, events: Returned) -> Result<(), BackendError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for fields in events {
-            pipe.cmd("XADD")
-                .arg(&self.feed_key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(FEED_MAX_LEN)
-                .arg("*")
-                .arg(fields)
-                .ignore();
-        }
-        pipe.query_async::<()>(&mut self.conn.clone()).await?;
-        Ok(())
-    }
-
     /// Remove the expired bindings a lookup found, each with its `expired` event; best effort
     /// (the next lookup tries again).
     async fn expire(&self, identity: &str, expired: &[String]) {
@@ -224,11 +203,12 @@ impl RedisBindingStore {
                 .key(self.identity_keys(identity))
                 .arg(binding_id)
                 .arg(now);
-            self.feed_tail(&mut invocation, now);
+            let feed = self.feed_tail(&mut invocation, identity, now);
             let done = async {
                 let (_, events): (i64, Returned) =
                     invocation.invoke_async(&mut self.conn.clone()).await?;
-                self.publish(events).await
+                self.publish(&feed, events).await;
+                Ok::<_, BackendError>(())
             };
             if let Err(e) = done.await {
                 warn!(error = %e, binding_id = %binding_id, "could not remove an expired binding");
@@ -265,10 +245,10 @@ impl RedisBindingStore {
             .arg(event)
             .arg(reason)
             .arg(to);
-        self.feed_tail(&mut invocation, crate::domain::now_ms());
+        let feed = self.feed_tail(&mut invocation, identity, crate::domain::now_ms());
         let (removed, events): (i64, Returned) =
             invocation.invoke_async(&mut self.conn.clone()).await?;
-        self.publish(events).await?;
+        self.publish(&feed, events).await;
         Ok(removed == 1)
     }
 
@@ -303,10 +283,10 @@ impl RedisBindingStore {
             .key(self.identity_keys(identity))
             .arg(&by[..])
             .arg(reason);
-        self.feed_tail(&mut invocation, now);
+        let feed = self.feed_tail(&mut invocation, identity, now);
         let (removed, events): (Vec<String>, Returned) =
             invocation.invoke_async(&mut self.conn.clone()).await?;
-        self.publish(events).await?;
+        self.publish(&feed, events).await;
         let removed: Vec<Binding> = removed
             .iter()
             .filter_map(|json| decode(json).ok())
@@ -401,7 +381,7 @@ impl BindingStore for RedisBindingStore {
             .arg(self.max_per_identity)
             .arg(format!(",{}", &tail[1..]))
             .arg(keep_environment);
-        self.feed_tail(&mut upsert, now_ms);
+        let feed = self.feed_tail(&mut upsert, &new.identity, now_ms);
         let (created, created_at, evicted, kept, events): (
             i64,
             String,
@@ -409,7 +389,7 @@ impl BindingStore for RedisBindingStore {
             String,
             Returned,
         ) = upsert.invoke_async(&mut conn).await?;
-        self.publish(events).await?;
+        self.publish(&feed, events).await;
         let (environment, environment_learned) = match new.environment {
             Some(registered) => (Some(registered), false),
             None => kept_environment(&kept),
@@ -621,6 +601,10 @@ impl BindingStore for RedisBindingStore {
         count: usize,
     ) -> Result<Vec<FeedEvent>, BackendError> {
         feed::read(&mut self.conn.clone(), &self.feed_key, after, count).await
+    }
+
+    async fn sweep_feed(&self, older_than: std::time::Duration) -> Result<usize, BackendError> {
+        self.sweep_outboxes(older_than).await
     }
 
     async fn feed_cursor(&self) -> Result<Option<String>, BackendError> {

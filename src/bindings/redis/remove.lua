@@ -1,10 +1,11 @@
 -- Remove an identity's bindings by id (ARGV[1] = 'id', ARGV[2] = binding id), by token
 -- (ARGV[1] = 'token', ARGV[2] = credential, ARGV[3] = device token) or all of them
 -- (ARGV[1] = 'all': an account's erasure); ARGV[4] the reason the feed names;
--- ARGV[5], ARGV[6]: the feed's time and cap (feed.lua).
--- KEYS[1] bindings hash, KEYS[2] updated zset, KEYS[3] the binding feed (absent on a cluster).
+-- ARGV[5]..ARGV[7]: the feed's time, cap and mode (feed.lua).
+-- KEYS[1] bindings hash, KEYS[2] updated zset, KEYS[3] the binding feed or
+-- the identity's outbox (feed.lua).
 -- Returns {the JSON of every binding removed, feed}, so the caller can release their device
--- keys (and add the feed events when there is no KEYS[3]).
+-- keys (and forward the events an outbox holds, feed.lua).
 feed_key(2)
 local removed = {}
 local function drop(bid, json)

@@ -1,10 +1,11 @@
 -- Remove one binding by id only if it still holds the device token (register step 3, prune,
 -- and the clean-up of bindings whose token moved away).
--- KEYS[1] bindings hash, KEYS[2] updated zset, KEYS[3] the binding feed (absent on a cluster).
+-- KEYS[1] bindings hash, KEYS[2] updated zset, KEYS[3] the binding feed or
+-- the identity's outbox (feed.lua).
 -- ARGV[1] binding id, ARGV[2] credential, ARGV[3] device token,
 -- ARGV[4] judged_at (ms): keep the binding when it was updated after it ('' = no check),
 -- ARGV[5] the feed event ('moved' or 'pruned'), ARGV[6] its reason, ARGV[7] the identity the
--- token moved to ('' = none), ARGV[8], ARGV[9]: the feed's time and cap (feed.lua).
+-- token moved to ('' = none), ARGV[8]..ARGV[10]: the feed's time, cap and mode (feed.lua).
 -- Returns {1 when removed, 0 otherwise; feed}.
 feed_key(2)
 local json = redis.call('HGET', KEYS[1], ARGV[1])

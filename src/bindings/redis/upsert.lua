@@ -1,14 +1,15 @@
 -- Register step 2, on one identity's keys only.
--- KEYS[1] bindings hash, KEYS[2] updated zset, KEYS[3] the binding feed (absent on a cluster).
+-- KEYS[1] bindings hash, KEYS[2] updated zset, KEYS[3] the binding feed or
+-- the identity's outbox (feed.lua).
 -- ARGV[1] binding id, ARGV[2] credential, ARGV[3] device token, ARGV[4] now (ms),
 -- ARGV[5] how long the identity's keys live (ms: the binding TTL plus the grace in which an
 -- expiry is still noticed), ARGV[6] max bindings, ARGV[7] the binding's JSON without its opening
 -- brace and created_at_ms (",\"binding_id\":…}"), so numbers are never re-encoded by Lua;
 -- ARGV[8] '1' when the registration names no environment: a refresh keeps the stored one;
--- ARGV[9], ARGV[10]: the feed's time and cap (feed.lua).
+-- ARGV[9]..ARGV[11]: the feed's time, cap and mode (feed.lua).
 -- Returns {created (1/0), created_at_ms, {evicted binding JSON…}, kept environment, feed}: the
--- kept environment is '', '<environment>' or '<environment> learned'; feed is the events for
--- the caller to add when there is no KEYS[3].
+-- kept environment is '', '<environment>' or '<environment> learned'; feed is the events an
+-- outbox got, for the caller to forward (feed.lua).
 feed_key(2)
 local id, cred, token = ARGV[1], ARGV[2], ARGV[3]
 local now = tonumber(ARGV[4])

@@ -11,7 +11,7 @@
 //! daemons, the one holding the lease (`BindingStore::feed_lease`) delivers.
 //!
 //! Each POST: `Content-Type: application/json`, the body the event as JSON (`FeedEvent`),
-//! `X-Callpush-Event-Id: <feed id>`, `X-Callpush-Timestamp: <unix seconds>` and
+//! `X-Callpush-Event-Id: <the event's event_id>`, `X-Callpush-Timestamp: <unix seconds>` and
 //! `X-Callpush-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>` ([`sign`]).
 
 mod post;
@@ -153,15 +153,15 @@ impl FeedWebhook {
             let timestamp = crate::domain::now_ms() / 1000;
             let signature = sign(self.secret.expose(), timestamp, &body);
             let headers = [
-                ("x-callpush-event-id", event.id.clone()),
+                ("x-callpush-event-id", event.event_id.clone()),
                 ("x-callpush-timestamp", timestamp.to_string()),
                 ("x-callpush-signature", signature),
             ];
             match self.target.post(&headers, body.clone()).await {
                 Ok(status) if status.is_success() => return true,
-                Ok(status) => warn!(event_id = %event.id, attempt, status = status.as_u16(),
+                Ok(status) => warn!(event_id = %event.event_id, attempt, status = status.as_u16(),
                     "binding feed webhook refused an event; trying again"),
-                Err(e) => warn!(event_id = %event.id, attempt, error = %e,
+                Err(e) => warn!(event_id = %event.event_id, attempt, error = %e,
                     "binding feed webhook unreachable; trying again"),
             }
             let jitter = rand::random_range(0.8..1.2);
