@@ -1,5 +1,5 @@
-//! The `callpush` binary as an operator uses it (the README's walkthrough): `bindings add`,
-//! `bindings list`, `enqueue`, `serve` until SIGTERM, and clear one-line errors.
+//! The `callpush` binary as an operator uses it (the walkthrough of docs/getting-started.md):
+//! `bindings add`, `bindings list`, `enqueue`, `serve` until SIGTERM, and clear one-line errors.
 
 mod support;
 
