@@ -204,23 +204,11 @@ async fn replay_purge_and_delete_act_and_count(backend: Backend) {
     assert_eq!(calls.len(), 3);
     assert_eq!(calls[2]["ttl_ms"], "15000");
 
-    let deleted = call(
-        w.admin(),
-        Method::DELETE,
-        &format!("/v1/dead-letters/{}", ids[1]),
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let one = format!("/v1/dead-letters/{}", ids[1]);
+    let delete = || call(w.admin(), Method::DELETE, &one, Some(ADMIN_TOKEN), None);
+    let deleted = delete().await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    let again = call(
-        w.admin(),
-        Method::DELETE,
-        &format!("/v1/dead-letters/{}", ids[1]),
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let again = delete().await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     assert_eq!(again.code(), "not_found");
 
@@ -263,109 +251,73 @@ async fn metrics_text(w: &ApiWorld) -> String {
 async fn mistakes_are_answered_in_the_error_shape_naming_the_field(backend: Backend) {
     let mut w = ApiWorld::on(backend, |_| {}).await;
     seed(&mut w).await;
+    // (the request: a GET of the path, or a POST of the body; the status; the code; what the
+    // message must name)
+    let bad = (StatusCode::BAD_REQUEST, "invalid_request");
+    let not_found = (StatusCode::NOT_FOUND, "not_found");
+    let replay = "/v1/dead-letters/replay";
     let cases = [
         (
-            get(&w, "/v1/dead-letters/1764727200000-0").await,
-            StatusCode::NOT_FOUND,
-            "not_found",
+            "/v1/dead-letters/1764727200000-0",
+            None,
+            not_found,
             "1764727200000-0",
         ),
         (
-            get(&w, "/v1/dead-letters/nope").await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            "/v1/dead-letters/nope",
+            None,
+            bad,
             "malformed dead-letter id",
         ),
+        ("/v1/dead-letters?since=yesterday", None, bad, "since"),
+        ("/v1/dead-letters?limit=5000", None, bad, "limit"),
+        ("/v1/dead-letters?reasn=expired", None, bad, "reasn"),
         (
-            get(&w, "/v1/dead-letters?since=yesterday").await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "since",
-        ),
-        (
-            get(&w, "/v1/dead-letters?limit=5000").await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "limit",
-        ),
-        (
-            get(&w, "/v1/dead-letters?reasn=expired").await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "reasn",
-        ),
-        (
-            get(&w, "/v1/dead-letters?after=x").await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            "/v1/dead-letters?after=x",
+            None,
+            bad,
             "malformed dead-letter id",
         ),
+        (replay, Some(json!({})), bad, "choose the dead letters"),
         (
-            post(&w, "/v1/dead-letters/replay", json!({})).await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "choose the dead letters",
-        ),
-        (
-            post(
-                &w,
-                "/v1/dead-letters/replay",
-                json!({"ids": ["1-0"], "all": true}),
-            )
-            .await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            replay,
+            Some(json!({"ids": ["1-0"], "all": true})),
+            bad,
             "ids",
         ),
         (
-            post(
-                &w,
-                "/v1/dead-letters/replay",
-                json!({"ids": ["1764727200000-0"]}),
-            )
-            .await,
-            StatusCode::NOT_FOUND,
-            "not_found",
+            replay,
+            Some(json!({"ids": ["1764727200000-0"]})),
+            not_found,
             "1764727200000-0",
         ),
         (
-            post(
-                &w,
-                "/v1/dead-letters/replay",
-                json!({"all": true, "until": "later"}),
-            )
-            .await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            replay,
+            Some(json!({"all": true, "until": "later"})),
+            bad,
             "until",
         ),
         (
-            post(
-                &w,
-                "/v1/dead-letters/replay",
-                json!({"all": true, "ttl_ms": 0}),
-            )
-            .await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            replay,
+            Some(json!({"all": true, "ttl_ms": 0})),
+            bad,
             "ttl_ms",
         ),
+        (replay, Some(json!({"all": "yes"})), bad, "all"),
         (
-            post(&w, "/v1/dead-letters/replay", json!({"all": "yes"})).await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "all",
-        ),
-        (
-            post(&w, "/v1/dead-letters/purge", json!({"before": "tomorrow"})).await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            "/v1/dead-letters/purge",
+            Some(json!({"before": "tomorrow"})),
+            bad,
             "before",
         ),
     ];
-    for (reply, status, code, named) in cases {
-        assert_eq!(reply.status, status, "{}", reply.body);
-        assert_eq!(reply.code(), code, "{}", reply.body);
+    for (uri, body, (status, code), named) in cases {
+        let reply = match body {
+            None => get(&w, uri).await,
+            Some(body) => post(&w, uri, body).await,
+        };
+        assert_eq!(reply.status, status, "{uri}: {}", reply.body);
+        assert_eq!(reply.code(), code, "{uri}: {}", reply.body);
         assert!(reply.message().contains(named), "{named}: {}", reply.body);
     }
     assert_eq!(dead::world_streams(&mut w.world).await.0.len(), 5);

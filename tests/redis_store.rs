@@ -4,7 +4,7 @@
 mod support;
 
 use callpush::bindings::redis::RedisBindingStore;
-use callpush::bindings::{Binding, BindingStore, NewBinding};
+use callpush::bindings::{Binding, BindingStore, NewBinding, Registered};
 use callpush::domain::{now_ms, Platform};
 use callpush::redis_conn::Keys;
 use redis::aio::ConnectionManager;
@@ -36,6 +36,47 @@ async fn fixture(ttl_days: u32, max_per_identity: usize) -> Fixture {
     }
 }
 
+impl Fixture {
+    /// Register alice's (or another identity's) APNs device `n` at `at_ms`.
+    async fn register(&self, identity: &str, n: u64, at_ms: u64) -> Registered {
+        self.store
+            .register(apns(identity, &token(n)), at_ms)
+            .await
+            .unwrap()
+    }
+
+    /// Register each `(identity, n)` at `t0 + n`: one millisecond apart, so "most recently
+    /// updated first" has one answer.
+    async fn register_all(&self, devices: &[(&str, u64)], t0: u64) {
+        for &(identity, n) in devices {
+            self.register(identity, n, t0 + n).await;
+        }
+    }
+
+    /// The device tokens `identity` lists, most recently updated first.
+    async fn listed(&self, identity: &str) -> Vec<String> {
+        tokens(&self.store.list(identity).await.unwrap())
+    }
+
+    /// Whether device `n`'s key (its owner) exists.
+    async fn device_key_exists(&self, n: u64) -> bool {
+        let mut conn = self.conn.clone();
+        conn.exists(self.keys.device(CRED, &token(n)))
+            .await
+            .unwrap()
+    }
+
+    /// Make device `n`'s key name `owner` (`identity\nbinding id`), as an interrupted
+    /// registration leaves it.
+    async fn set_device_owner(&self, n: u64, owner: &str) {
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .set(self.keys.device(CRED, &token(n)), owner)
+            .await
+            .unwrap();
+    }
+}
+
 fn apns(identity: &str, device_token: &str) -> NewBinding {
     NewBinding {
         identity: identity.into(),
@@ -56,11 +97,7 @@ async fn registering_twice_refreshes_the_same_binding() {
     let f = fixture(365, 20).await;
     let t0 = now_ms();
 
-    let first = f
-        .store
-        .register(apns("alice", &token(1)), t0)
-        .await
-        .unwrap();
+    let first = f.register("alice", 1, t0).await;
     assert!(first.created);
     assert!(first.binding.binding_id.starts_with("BS"));
     assert_eq!(first.binding.created_at_ms, t0);
@@ -69,11 +106,7 @@ async fn registering_twice_refreshes_the_same_binding() {
     assert_eq!(first.moved_from, None);
 
     let t1 = t0 + 1_000;
-    let again = f
-        .store
-        .register(apns("alice", &token(1)), t1)
-        .await
-        .unwrap();
+    let again = f.register("alice", 1, t1).await;
     assert!(!again.created);
     assert_eq!(again.binding.binding_id, first.binding.binding_id);
     assert_eq!(again.binding.created_at_ms, t0);
@@ -88,69 +121,38 @@ async fn registering_twice_refreshes_the_same_binding() {
 async fn a_token_registered_for_bob_is_gone_from_alice() {
     let f = fixture(365, 20).await;
     let t0 = now_ms();
-    f.store
-        .register(apns("alice", &token(1)), t0)
-        .await
-        .unwrap();
-    f.store
-        .register(apns("alice", &token(2)), t0)
-        .await
-        .unwrap();
+    f.register("alice", 1, t0).await;
+    f.register("alice", 2, t0).await;
 
-    let bob = f
-        .store
-        .register(apns("bob", &token(1)), t0 + 10)
-        .await
-        .unwrap();
+    let bob = f.register("bob", 1, t0 + 10).await;
     assert!(bob.created);
     assert_eq!(bob.moved_from.as_deref(), Some("alice"));
 
-    assert_eq!(
-        tokens(&f.store.list("alice").await.unwrap()),
-        vec![token(2)]
-    );
-    assert_eq!(tokens(&f.store.list("bob").await.unwrap()), vec![token(1)]);
+    assert_eq!(f.listed("alice").await, vec![token(2)]);
+    assert_eq!(f.listed("bob").await, vec![token(1)]);
 }
 
 #[tokio::test]
 async fn the_cap_evicts_the_least_recently_updated() {
     let f = fixture(365, 3).await;
     let t0 = now_ms();
-    for (i, n) in [1, 2, 3].into_iter().enumerate() {
-        f.store
-            .register(apns("alice", &token(n)), t0 + i as u64)
-            .await
-            .unwrap();
-    }
+    f.register_all(&[("alice", 1), ("alice", 2), ("alice", 3)], t0)
+        .await;
     // Refreshing token 1 makes token 2 the least recently updated.
-    f.store
-        .register(apns("alice", &token(1)), t0 + 10)
-        .await
-        .unwrap();
+    f.register("alice", 1, t0 + 10).await;
 
-    let fourth = f
-        .store
-        .register(apns("alice", &token(4)), t0 + 20)
-        .await
-        .unwrap();
+    let fourth = f.register("alice", 4, t0 + 20).await;
     assert_eq!(tokens(&fourth.evicted), vec![token(2)]);
-    assert_eq!(
-        tokens(&f.store.list("alice").await.unwrap()),
-        vec![token(4), token(1), token(3)]
-    );
+    assert_eq!(f.listed("alice").await, vec![token(4), token(1), token(3)]);
 
-    let mut conn = f.conn.clone();
-    let evicted_key: bool = conn.exists(f.keys.device(CRED, &token(2))).await.unwrap();
-    assert!(!evicted_key, "the evicted binding's device key is released");
-    let kept_key: bool = conn.exists(f.keys.device(CRED, &token(3))).await.unwrap();
-    assert!(kept_key);
+    assert!(
+        !f.device_key_exists(2).await,
+        "the evicted binding's device key is released"
+    );
+    assert!(f.device_key_exists(3).await);
 
     // The evicted token can come back, as a new binding.
-    let back = f
-        .store
-        .register(apns("alice", &token(2)), t0 + 30)
-        .await
-        .unwrap();
+    let back = f.register("alice", 2, t0 + 30).await;
     assert!(back.created);
     assert_eq!(tokens(&back.evicted), vec![token(3)]);
 }
@@ -159,15 +161,8 @@ async fn the_cap_evicts_the_least_recently_updated() {
 async fn pruning_spares_a_binding_re_registered_after_the_verdict() {
     let f = fixture(365, 20).await;
     let t0 = now_ms();
-    let first = f
-        .store
-        .register(apns("alice", &token(1)), t0)
-        .await
-        .unwrap();
-    f.store
-        .register(apns("alice", &token(1)), t0 + 1_000)
-        .await
-        .unwrap();
+    let first = f.register("alice", 1, t0).await;
+    f.register("alice", 1, t0 + 1_000).await;
 
     // The provider judged the token dead before the app registered it again: keep it.
     let pruned = f
@@ -194,9 +189,7 @@ async fn pruning_spares_a_binding_re_registered_after_the_verdict() {
         .await
         .unwrap());
     assert!(f.store.list("alice").await.unwrap().is_empty());
-    let mut conn = f.conn.clone();
-    let device_key: bool = conn.exists(f.keys.device(CRED, &token(1))).await.unwrap();
-    assert!(!device_key);
+    assert!(!f.device_key_exists(1).await);
     assert!(!f
         .store
         .prune(&first.binding, t0 + 1_500, "Unregistered")
@@ -208,30 +201,17 @@ async fn pruning_spares_a_binding_re_registered_after_the_verdict() {
 async fn expired_bindings_are_not_listed_and_are_dropped_on_the_next_registration() {
     let f = fixture(1, 20).await;
     let long_ago = now_ms() - 2 * DAY_MS;
-    f.store
-        .register(apns("alice", &token(1)), long_ago)
-        .await
-        .unwrap();
+    f.register("alice", 1, long_ago).await;
     assert!(f.store.list("alice").await.unwrap().is_empty());
 
-    f.store
-        .register(apns("alice", &token(2)), now_ms())
-        .await
-        .unwrap();
-    assert_eq!(
-        tokens(&f.store.list("alice").await.unwrap()),
-        vec![token(2)]
-    );
+    f.register("alice", 2, now_ms()).await;
+    assert_eq!(f.listed("alice").await, vec![token(2)]);
     let mut conn = f.conn.clone();
     let stored: usize = conn.hlen(f.keys.identity_bindings("alice")).await.unwrap();
     assert_eq!(stored, 1, "the expired binding is dropped from the hash");
 
     // Registering the expired token again creates a fresh binding.
-    let again = f
-        .store
-        .register(apns("alice", &token(1)), now_ms())
-        .await
-        .unwrap();
+    let again = f.register("alice", 1, now_ms()).await;
     assert!(again.created);
 }
 
@@ -239,22 +219,16 @@ async fn expired_bindings_are_not_listed_and_are_dropped_on_the_next_registratio
 async fn unregister_and_delete_only_remove_the_callers_own_binding() {
     let f = fixture(365, 20).await;
     let t0 = now_ms();
-    let alice = f
-        .store
-        .register(apns("alice", &token(1)), t0)
-        .await
-        .unwrap();
-    f.store.register(apns("bob", &token(2)), t0).await.unwrap();
+    let alice = f.register("alice", 1, t0).await;
+    f.register("bob", 2, t0).await;
 
     assert!(!f.store.unregister("alice", CRED, &token(2)).await.unwrap());
-    assert_eq!(tokens(&f.store.list("bob").await.unwrap()), vec![token(2)]);
+    assert_eq!(f.listed("bob").await, vec![token(2)]);
 
     assert!(f.store.unregister("alice", CRED, &token(1)).await.unwrap());
     assert!(f.store.list("alice").await.unwrap().is_empty());
     assert!(!f.store.unregister("alice", CRED, &token(1)).await.unwrap());
-    let mut conn = f.conn.clone();
-    let device_key: bool = conn.exists(f.keys.device(CRED, &token(1))).await.unwrap();
-    assert!(!device_key);
+    assert!(!f.device_key_exists(1).await);
 
     let bob = f.store.list("bob").await.unwrap().remove(0);
     assert!(!f.store.delete("alice", &bob.binding_id).await.unwrap());
@@ -270,11 +244,7 @@ async fn unregister_and_delete_only_remove_the_callers_own_binding() {
 #[tokio::test]
 async fn keys_are_hash_tagged_by_identity_and_device_and_expire() {
     let f = fixture(365, 20).await;
-    let reg = f
-        .store
-        .register(apns("alice", &token(1)), now_ms())
-        .await
-        .unwrap();
+    let reg = f.register("alice", 1, now_ms()).await;
     let p = f.keys.prefix();
 
     let mut conn = f.conn.clone();
@@ -305,15 +275,9 @@ async fn list_skips_a_binding_whose_device_key_names_another_identity() {
     // What a registration interrupted between its steps leaves behind: the device key already
     // names bob, alice's hash still holds the token.
     let f = fixture(365, 20).await;
-    f.store
-        .register(apns("alice", &token(1)), now_ms())
-        .await
-        .unwrap();
+    f.register("alice", 1, now_ms()).await;
+    f.set_device_owner(1, "bob\nBS0").await;
     let mut conn = f.conn.clone();
-    let _: () = conn
-        .set(f.keys.device(CRED, &token(1)), "bob\nBS0")
-        .await
-        .unwrap();
 
     assert!(f.store.list("alice").await.unwrap().is_empty());
     let stored: usize = conn.hlen(f.keys.identity_bindings("alice")).await.unwrap();
@@ -326,19 +290,10 @@ async fn list_many_answers_each_identity_in_order_with_the_ownership_check() {
     // Identities repeat (two calls to one callee), one has nothing, one holds a binding whose
     // token moved on.
     let f = fixture(365, 20).await;
-    // One millisecond apart, so "most recently updated first" has one answer.
     let t0 = now_ms();
-    for (identity, n) in [("alice", 1), ("alice", 2), ("bob", 3), ("carol", 4)] {
-        f.store
-            .register(apns(identity, &token(n)), t0 + n)
-            .await
-            .unwrap();
-    }
-    let mut conn = f.conn.clone();
-    let _: () = conn
-        .set(f.keys.device(CRED, &token(4)), "dave\nBS0")
-        .await
-        .unwrap();
+    let devices = [("alice", 1), ("alice", 2), ("bob", 3), ("carol", 4)];
+    f.register_all(&devices, t0).await;
+    f.set_device_owner(4, "dave\nBS0").await;
 
     let lists = f
         .store
@@ -371,13 +326,8 @@ async fn list_many_isolates_what_cannot_be_read() {
     // One identity's hash holds a binding another version wrote, another identity's key is
     // not a hash at all: each answer is its own, and the readable bindings are all listed.
     let f = fixture(365, 20).await;
-    let t0 = now_ms();
-    for (identity, n) in [("alice", 1), ("alice", 2), ("bob", 3)] {
-        f.store
-            .register(apns(identity, &token(n)), t0 + n)
-            .await
-            .unwrap();
-    }
+    f.register_all(&[("alice", 1), ("alice", 2), ("bob", 3)], now_ms())
+        .await;
     let mut conn = f.conn.clone();
     let _: () = conn
         .hset(f.keys.identity_bindings("alice"), "BSfuture", "{\"v\":2}")

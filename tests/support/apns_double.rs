@@ -87,7 +87,6 @@ impl ApnsDouble {
                 tls,
                 ..Serving::default()
             },
-            ..ApnsOptions::default()
         })
         .await
         .expect("start the APNs simulator");
