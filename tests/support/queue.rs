@@ -1,5 +1,5 @@
 //! The Redis call queue on a test's redis-server, built as a (re)started daemon builds it, and
-//! the call events and outcomes the queue tests finish (`tests/redis_queue.rs`,
+//! the call events and outcomes the queue tests finish (`tests/redis_queue/`,
 //! `tests/queue_isolation.rs`).
 
 use std::time::Duration;
