@@ -5,8 +5,8 @@
 
 use super::filter::Filter;
 use super::page::{Page, Pager};
-use super::source::{PerEntry, Source};
-use super::{DeadEntry, DlqError, ReplayOptions, PAGE};
+use super::source::{PerEntry, Read, Source};
+use super::{DeadEntry, ReplayOptions, PAGE};
 use crate::memory::MemoryCallQueue;
 
 /// The dead-letter stream of one in-memory queue.
@@ -16,12 +16,7 @@ pub(super) struct MemorySource {
 
 #[async_trait::async_trait]
 impl Source for MemorySource {
-    async fn read_page(
-        &self,
-        pager: &Pager,
-        filter: &Filter,
-        want: usize,
-    ) -> Result<Page, DlqError> {
+    async fn read_page(&self, pager: &Pager, filter: &Filter, want: usize) -> Read<Page> {
         let read = self
             .queue
             .dead_range(&pager.start, &pager.end, PAGE)
@@ -31,7 +26,7 @@ impl Source for MemorySource {
         Ok(Page::filtered(read, filter, want))
     }
 
-    async fn read_one(&self, id: &str) -> Result<Option<DeadEntry>, DlqError> {
+    async fn read_one(&self, id: &str) -> Read<Option<DeadEntry>> {
         let found = self.queue.dead_range(id, id, 1);
         Ok(found.into_iter().next().map(DeadEntry::from))
     }

@@ -243,3 +243,6 @@ pub fn select(ids: Vec<String>, filter: Filter, all: bool) -> Result<Selection, 
     }
     Ok(Selection::Matching(filter))
 }
+
+#[cfg(test)]
+mod tests;

@@ -19,6 +19,9 @@ impl From<StreamEntry> for DeadEntry {
     }
 }
 
+/// What a read of a source gives.
+pub(super) type Read<T> = Result<T, DlqError>;
+
 /// Per entry of a batch, in order: whether it was done (replayed, deleted) or already gone.
 pub(super) type PerEntry = Result<Vec<bool>, DlqError>;
 
@@ -27,15 +30,10 @@ pub(super) type PerEntry = Result<Vec<bool>, DlqError>;
 pub(super) trait Source: Send + Sync {
     /// The next page from `pager.start` to `pager.end`: up to `want` matches of `filter` in
     /// full, the other matches only counted.
-    async fn read_page(
-        &self,
-        pager: &Pager,
-        filter: &Filter,
-        want: usize,
-    ) -> Result<Page, DlqError>;
+    async fn read_page(&self, pager: &Pager, filter: &Filter, want: usize) -> Read<Page>;
 
     /// The entry with this (valid) id, if there is one.
-    async fn read_one(&self, id: &str) -> Result<Option<DeadEntry>, DlqError>;
+    async fn read_one(&self, id: &str) -> Read<Option<DeadEntry>>;
 
     /// The next page of `pager`'s range (then advanced): up to `want` matches of `filter` in
     /// full, the other matches only counted; empty once the range is done.

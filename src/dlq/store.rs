@@ -20,8 +20,8 @@ use redis::{Script, Value};
 
 use super::filter::Filter;
 use super::page::{Page, Pager};
-use super::source::{PerEntry, Source};
-use super::{DeadEntry, DlqError, ReplayOptions, PAGE};
+use super::source::{PerEntry, Read, Source};
+use super::{DeadEntry, ReplayOptions, PAGE};
 use crate::ingest::redis::read_range;
 use crate::redis_conn::{Keys, RedisConn};
 
@@ -51,12 +51,7 @@ impl RedisSource {
 impl Source for RedisSource {
     /// The next page of `pager`'s range, filtered in Redis (`scan.lua`): up to `want` matches in
     /// full, the other matches only counted.
-    async fn read_page(
-        &self,
-        pager: &Pager,
-        filter: &Filter,
-        want: usize,
-    ) -> Result<Page, DlqError> {
+    async fn read_page(&self, pager: &Pager, filter: &Filter, want: usize) -> Read<Page> {
         let any = |f: &Option<String>| f.clone().unwrap_or_default();
         let value: Value = self
             .scan
@@ -74,7 +69,7 @@ impl Source for RedisSource {
     }
 
     /// One dead letter by id.
-    async fn read_one(&self, id: &str) -> Result<Option<DeadEntry>, DlqError> {
+    async fn read_one(&self, id: &str) -> Read<Option<DeadEntry>> {
         let mut conn = self.conn.clone();
         let found = read_range(&mut conn, &self.keys.dead, id, id, 1).await?;
         Ok(found.into_iter().next().map(DeadEntry::from))

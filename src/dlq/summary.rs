@@ -159,6 +159,3 @@ impl ActionSummary {
         out
     }
 }
-
-#[cfg(test)]
-mod tests;
