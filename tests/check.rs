@@ -82,20 +82,14 @@ key_file = "{}"
 environment = "{}"
 endpoint = "{}"
 
-[[credentials]]
-sid = "CRfcm"
-platform = "fcm"
-service_account_file = "{}"
-base_url = "{}"
-"#,
+{}"#,
             wrong.bundle_id.unwrap_or(&apns.bundle_id),
             wrong.team_id.unwrap_or(&apns.team_id),
             wrong.key_id.unwrap_or(&apns.key_id),
             apns.key_file.display(),
             apns.environment,
             apns.endpoint.unwrap(),
-            sa.display(),
-            self.fcm.url()
+            self.fcm.credential_toml("CRfcm", &sa),
         );
         let path = self.dir.path().join("callpush.toml");
         std::fs::write(&path, text).unwrap();

@@ -1,5 +1,5 @@
-//! The `callpush` binary as an operator uses it (the README's walkthrough): `bindings add`,
-//! `bindings list`, `enqueue`, `serve` until SIGTERM, and clear one-line errors.
+//! The `callpush` binary as an operator uses it (the walkthrough of docs/getting-started.md):
+//! `bindings add`, `bindings list`, `enqueue`, `serve` until SIGTERM, and clear one-line errors.
 
 mod support;
 
@@ -7,18 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::daemon::wait_entries;
+use support::daemon::{redis_toml, wait_entries};
 use support::fcm_double::{FcmDouble, FcmDoubleOptions};
+use support::process::callpush_cli;
 use support::redis_server::{unique_prefix, RedisServer};
 
 fn callpush(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_callpush"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("CALLPUSH_LOG_FORMAT", "json")
-        .output()
-        .expect("run callpush")
+    callpush_cli(config, args).output().expect("run callpush")
 }
 
 fn stdout(o: &Output) -> String {
@@ -31,12 +26,11 @@ fn stderr(o: &Output) -> String {
 
 fn write_config(dir: &Path, redis_url: &str, prefix: &str, fcm: &FcmDouble) -> PathBuf {
     let sa = fcm.write_service_account(dir);
+    let redis = redis_toml(redis_url, prefix);
+    let credential = fcm.credential_toml("CRfcm", &sa);
     let text = format!(
         r#"
-[redis]
-url = "{redis_url}"
-key_prefix = "{prefix}"
-
+{redis}
 [stream]
 block_ms = 200
 
@@ -46,14 +40,7 @@ listen = "127.0.0.1:0"
 [admin]
 listen = "127.0.0.1:0"
 
-[[credentials]]
-sid = "CRfcm"
-platform = "fcm"
-service_account_file = "{}"
-base_url = "{}"
-"#,
-        sa.display(),
-        fcm.url()
+{credential}"#
     );
     let path = dir.join("callpush.toml");
     std::fs::write(&path, text).unwrap();
@@ -178,29 +165,17 @@ async fn an_operator_registers_a_device_enqueues_a_call_and_sees_it_delivered() 
     );
 
     let bid = binding["binding_id"].as_str().unwrap();
-    let deleted = callpush(
-        &config,
-        &[
-            "bindings",
-            "delete",
-            "--identity",
-            "alice",
-            "--binding-id",
-            bid,
-        ],
-    );
+    let delete = [
+        "bindings",
+        "delete",
+        "--identity",
+        "alice",
+        "--binding-id",
+        bid,
+    ];
+    let deleted = callpush(&config, &delete);
     assert!(deleted.status.success(), "{}", stderr(&deleted));
-    let again = callpush(
-        &config,
-        &[
-            "bindings",
-            "delete",
-            "--identity",
-            "alice",
-            "--binding-id",
-            bid,
-        ],
-    );
+    let again = callpush(&config, &delete);
     assert!(!again.status.success());
     assert!(
         stderr(&again).contains("has no binding"),

@@ -6,21 +6,17 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use callpush::domain::{now_ms, Platform};
 use serde_json::Value;
 use support::daemon::{read_all, TestDaemon};
 use support::dead::{self, Dead};
-use support::process::{config_toml, Knobs};
+use support::process::{callpush_cli, config_toml, Knobs};
 use support::world::World;
 
 fn callpush(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_callpush"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("CALLPUSH_LOG_FORMAT", "json")
+    callpush_cli(config, args)
         .env("COLUMNS", "160")
         .stdin(Stdio::null())
         .output()

@@ -56,6 +56,29 @@ fn provider_for(
     FcmProvider::new(&fcm.credential("CRfcm", &sa))
 }
 
+/// Push to `n` devices at once; every push must be delivered.
+async fn push_many_at_once(provider: &FcmProvider, n: usize) {
+    let pushes: Vec<Push> = (0..n)
+        .map(|i| incoming_push(&format!("device-{i}")))
+        .collect();
+    let outcomes = join_all(pushes.iter().map(|p| provider.send(p))).await;
+    assert!(
+        outcomes.iter().all(|o| *o == Outcome::Delivered),
+        "{outcomes:?}"
+    );
+}
+
+/// The reason and the `Retry-After` of a push answered with a retry.
+async fn retried(provider: &FcmProvider) -> (String, Option<Duration>) {
+    match provider.send(&incoming_push("dev")).await {
+        Outcome::Retry {
+            failure,
+            retry_after,
+        } => (failure.reason.to_string(), retry_after),
+        other => panic!("expected Retry, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn one_token_serves_many_concurrent_pushes() {
     let opts = FcmDoubleOptions {
@@ -63,14 +86,7 @@ async fn one_token_serves_many_concurrent_pushes() {
         ..FcmDoubleOptions::default()
     };
     let s = start_with_provider(opts).await;
-    let pushes: Vec<Push> = (0..200)
-        .map(|i| incoming_push(&format!("device-{i}")))
-        .collect();
-    let outcomes = join_all(pushes.iter().map(|p| s.provider.send(p))).await;
-    assert!(
-        outcomes.iter().all(|o| *o == Outcome::Delivered),
-        "{outcomes:?}"
-    );
+    push_many_at_once(&s.provider, 200).await;
     assert_eq!(s.fcm.token_requests(), 1);
     assert_eq!(s.fcm.count(), 200);
     let first = s.fcm.requests()[0].bearer.clone();
@@ -102,14 +118,7 @@ async fn a_short_lived_token_is_refreshed_once_before_it_expires() {
 
     // Half its life gone: due for refresh, though Google would still take it.
     tokio::time::sleep(Duration::from_millis(2_300)).await;
-    let pushes: Vec<Push> = (0..100)
-        .map(|i| incoming_push(&format!("device-{i}")))
-        .collect();
-    let outcomes = join_all(pushes.iter().map(|p| s.provider.send(p))).await;
-    assert!(
-        outcomes.iter().all(|o| *o == Outcome::Delivered),
-        "{outcomes:?}"
-    );
+    push_many_at_once(&s.provider, 100).await;
     assert_eq!(
         s.fcm.token_requests(),
         2,
@@ -130,16 +139,9 @@ async fn a_refused_token_is_replaced_and_the_push_retried() {
     );
     s.fcm.revoke_tokens();
 
-    match s.provider.send(&incoming_push("dev")).await {
-        Outcome::Retry {
-            failure,
-            retry_after,
-        } => {
-            assert_eq!(failure.reason, "UNAUTHENTICATED");
-            assert_eq!(retry_after, Some(Duration::ZERO));
-        }
-        other => panic!("expected Retry, got {other:?}"),
-    }
+    let (reason, retry_after) = retried(&s.provider).await;
+    assert_eq!(reason, "UNAUTHENTICATED");
+    assert_eq!(retry_after, Some(Duration::ZERO));
     assert_eq!(
         s.provider.send(&incoming_push("dev")).await,
         Outcome::Delivered
@@ -173,16 +175,9 @@ async fn a_token_endpoint_outage_is_retried() {
     let s = start_with_provider(FcmDoubleOptions::default()).await;
     s.fcm
         .script_token(vec![Answer::unavailable().retry_after(2)]);
-    match s.provider.send(&incoming_push("dev")).await {
-        Outcome::Retry {
-            failure,
-            retry_after,
-        } => {
-            assert_eq!(failure.reason, "oauth_http_503");
-            assert_eq!(retry_after, Some(Duration::from_secs(2)));
-        }
-        other => panic!("expected Retry, got {other:?}"),
-    }
+    let (reason, retry_after) = retried(&s.provider).await;
+    assert_eq!(reason, "oauth_http_503");
+    assert_eq!(retry_after, Some(Duration::from_secs(2)));
     // The endpoint is asked again once the failure is a second old.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(

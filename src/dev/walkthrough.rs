@@ -57,109 +57,89 @@ pub fn text(
     let _ = writeln!(t, "  data dir     {} ({dir_note})", files.dir().display());
     let _ = writeln!(t, "  config       {config}\n");
     let _ = writeln!(t, "Try it from another terminal:\n");
-    let _ = writeln!(
-        t,
-        "  # 1. an access token for alice (your backend mints these)"
+    let alice_phone = r#"{"platform":"fcm","device_token":"alice-phone-1"}"#;
+    step(
+        &mut t,
+        "1. an access token for alice (your backend mints these)",
+        &[format!(
+            "TOKEN=$({exe} token --config {config} --identity alice)"
+        )],
     );
-    let _ = writeln!(
-        t,
-        "  TOKEN=$({exe} token --config {config} --identity alice)\n"
+    step(
+        &mut t,
+        "2. register alice's phone (what the app does)",
+        &[post(api, "/v1/registrations", "$TOKEN", alice_phone)],
     );
-    let _ = writeln!(t, "  # 2. register alice's phone (what the app does)");
-    let _ = writeln!(
-        t,
-        "  {}\n",
-        post(
-            api,
-            "/v1/registrations",
-            "$TOKEN",
-            r#"{"platform":"fcm","device_token":"alice-phone-1"}"#
-        )
-    );
-    let _ = writeln!(t, "  # 3. ring alice (what a call server does)");
-    let _ = writeln!(
-        t,
-        "  {}\n",
-        post(
+    step(
+        &mut t,
+        "3. ring alice (what a call server does)",
+        &[post(
             admin,
             "/v1/calls",
             &admin_auth,
-            r#"{"type":"incoming","to":"alice","call_sid":"CA0001","from":"+15551234567"}"#
-        )
+            r#"{"type":"incoming","to":"alice","call_sid":"CA0001","from":"+15551234567"}"#,
+        )],
     );
-    let _ = writeln!(
-        t,
-        "  # 4. this terminal logs the push the simulator received, e.g.\n  \
+    step(
+        &mut t,
+        "4. this terminal logs the push the simulator received, e.g.\n  \
          #    FCM sim: incoming push for call CA0001 to alice-ph… answered 200\n  \
-         #    and the daemon counts it:"
+         #    and the daemon counts it:",
+        &[format!(
+            "curl -s http://{admin}/metrics | grep -E '^callpush_(events|pushes)_total'"
+        )],
     );
-    let _ = writeln!(
-        t,
-        "  curl -s http://{admin}/metrics | grep -E '^callpush_(events|pushes)_total'\n"
-    );
-    let _ = writeln!(
-        t,
-        "  # 4b. the app says the push woke the phone: 204 (iOS: in \
+    step(
+        &mut t,
+        "4b. the app says the push woke the phone: 204 (iOS: in \
          pushRegistry(_:didReceiveIncomingPushWith:…),\n  \
-         #     Android: in onMessageReceived; docs/closing-the-loop.md has the two lines)"
+         #     Android: in onMessageReceived; docs/closing-the-loop.md has the two lines)",
+        &[post(api, "/v1/calls/CA0001/ack", "$TOKEN", alice_phone)],
     );
-    let _ = writeln!(
-        t,
-        "  {}\n",
-        post(
-            api,
-            "/v1/calls/CA0001/ack",
-            "$TOKEN",
-            r#"{"platform":"fcm","device_token":"alice-phone-1"}"#
-        )
+    step(
+        &mut t,
+        "4c. what call servers read: each device's first ack (on Redis also the stream \
+         <prefix>acks)",
+        &[format!(
+            "curl -s http://{admin}/v1/acks -H \"Authorization: Bearer {admin_auth}\""
+        )],
     );
-    let _ = writeln!(
-        t,
-        "  # 4c. what call servers read: each device's first ack (on Redis also the stream \
-         <prefix>acks)\n  curl -s http://{admin}/v1/acks -H \"Authorization: Bearer {admin_auth}\"\n"
-    );
-    let _ = writeln!(
-        t,
-        "  # 5. a dead letter: the simulators refuse tokens starting with {REJECT_PREFIX}"
-    );
-    let _ = writeln!(t, "  BOB=$({exe} token --config {config} --identity bob)");
-    let _ = writeln!(
-        t,
-        "  {}",
+    let mut dead_letter = vec![
+        format!("BOB=$({exe} token --config {config} --identity bob)"),
         post(
             api,
             "/v1/registrations",
             "$BOB",
-            &format!(r#"{{"platform":"fcm","device_token":"{REJECT_PREFIX}-bob-phone"}}"#)
-        )
-    );
-    let _ = writeln!(
-        t,
-        "  {}",
+            &format!(r#"{{"platform":"fcm","device_token":"{REJECT_PREFIX}-bob-phone"}}"#),
+        ),
         post(
             admin,
             "/v1/calls",
             &admin_auth,
-            r#"{"type":"incoming","to":"bob","call_sid":"CA0002"}"#
-        )
-    );
+            r#"{"type":"incoming","to":"bob","call_sid":"CA0002"}"#,
+        ),
+    ];
     // In memory the dead letters live in this process: `callpush dlq` reaches them through the
     // admin API (`--admin`), as it would a production daemon without access to its Redis.
     let target = match redis {
         Some(_) => format!("--config {config}"),
         None => {
-            let _ = writeln!(
-                t,
-                "  # the dead letters live in this process: callpush dlq reaches them through the \
+            dead_letter.push(
+                "# the dead letters live in this process: callpush dlq reaches them through the \
                  admin API"
+                    .into(),
             );
             format!("--admin http://{admin} --config {config}")
         }
     };
-    let _ = writeln!(t, "  {exe} dlq list {target}");
-    let _ = writeln!(
-        t,
-        "  {exe} dlq replay {target} --reason provider_rejected --yes\n"
+    dead_letter.push(format!("{exe} dlq list {target}"));
+    dead_letter.push(format!(
+        "{exe} dlq replay {target} --reason provider_rejected --yes"
+    ));
+    step(
+        &mut t,
+        &format!("5. a dead letter: the simulators refuse tokens starting with {REJECT_PREFIX}"),
+        &dead_letter,
     );
     let _ = writeln!(
         t,
@@ -175,4 +155,13 @@ pub fn text(
     );
     let _ = writeln!(t, "Stop with Ctrl-C.");
     t
+}
+
+/// One step of the walkthrough: its `# comment`, its commands, a blank line.
+fn step(t: &mut String, comment: &str, commands: &[String]) {
+    let _ = writeln!(t, "  # {comment}");
+    for command in commands {
+        let _ = writeln!(t, "  {command}");
+    }
+    let _ = writeln!(t);
 }

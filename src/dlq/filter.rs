@@ -165,22 +165,24 @@ mod tests {
 
     #[test]
     fn times_and_ids_become_range_bounds() {
-        assert_eq!(
-            parse_bound("since", "2025-12-03T02:00:00Z", Bound::Start).unwrap(),
-            "1764727200000-0"
-        );
-        assert_eq!(
-            parse_bound("until", "2025-12-03T02:00:00Z", Bound::End).unwrap(),
-            "1764727200000"
-        );
-        assert_eq!(
-            parse_bound("since", "1764727200000-7", Bound::Start).unwrap(),
-            "1764727200000-7"
-        );
-        assert_eq!(
-            parse_bound("since", "1764727200000", Bound::Start).unwrap(),
-            "1764727200000-0"
-        );
+        let cases = [
+            (
+                "since",
+                "2025-12-03T02:00:00Z",
+                Bound::Start,
+                "1764727200000-0",
+            ),
+            ("until", "2025-12-03T02:00:00Z", Bound::End, "1764727200000"),
+            ("since", "1764727200000-7", Bound::Start, "1764727200000-7"),
+            ("since", "1764727200000", Bound::Start, "1764727200000-0"),
+        ];
+        for (field, raw, bound, expected) in cases {
+            assert_eq!(
+                parse_bound(field, raw, bound).unwrap(),
+                expected,
+                "{field} {raw}"
+            );
+        }
     }
 
     #[test]

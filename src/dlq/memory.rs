@@ -3,10 +3,10 @@
 //! the same in-memory calls stream the daemon reads, under the queue's one lock per batch, so
 //! each entry is replayed at most once even with two replays running at once.
 
-use super::filter::{parse_id, Filter};
+use super::filter::Filter;
 use super::page::{Page, Pager};
-use super::source::Source;
-use super::{DeadEntry, DlqError, ReplayOptions, PAGE};
+use super::source::{PerEntry, Read, Source};
+use super::{DeadEntry, ReplayOptions, PAGE};
 use crate::memory::MemoryCallQueue;
 
 /// The dead-letter stream of one in-memory queue.
@@ -16,41 +16,22 @@ pub(super) struct MemorySource {
 
 #[async_trait::async_trait]
 impl Source for MemorySource {
-    async fn page(
-        &self,
-        pager: &mut Pager,
-        filter: &Filter,
-        want: usize,
-    ) -> Result<Page, DlqError> {
-        if pager.done {
-            return Ok(Page::default());
-        }
+    async fn read_page(&self, pager: &Pager, filter: &Filter, want: usize) -> Read<Page> {
         let read = self
             .queue
             .dead_range(&pager.start, &pager.end, PAGE)
             .into_iter()
             .map(DeadEntry::from)
             .collect();
-        let page = Page::filtered(read, filter, want);
-        pager.advance(&page);
-        Ok(page)
+        Ok(Page::filtered(read, filter, want))
     }
 
-    async fn get(&self, id: &str) -> Result<DeadEntry, DlqError> {
-        let id = parse_id(id)?;
-        self.queue
-            .dead_range(&id, &id, 1)
-            .into_iter()
-            .next()
-            .map(DeadEntry::from)
-            .ok_or(DlqError::NotFound(id))
+    async fn read_one(&self, id: &str) -> Read<Option<DeadEntry>> {
+        let found = self.queue.dead_range(id, id, 1);
+        Ok(found.into_iter().next().map(DeadEntry::from))
     }
 
-    async fn replay(
-        &self,
-        batch: &[DeadEntry],
-        options: &ReplayOptions,
-    ) -> Result<Vec<bool>, DlqError> {
+    async fn replay(&self, batch: &[DeadEntry], options: &ReplayOptions) -> PerEntry {
         let events = batch
             .iter()
             .map(|e| (e.id.clone(), e.replay_fields(options.ttl_ms)))
@@ -59,7 +40,7 @@ impl Source for MemorySource {
         Ok(added.iter().map(Option::is_some).collect())
     }
 
-    async fn purge(&self, batch: &[DeadEntry]) -> Result<Vec<bool>, DlqError> {
+    async fn purge(&self, batch: &[DeadEntry]) -> PerEntry {
         let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
         Ok(self.queue.delete_dead(&ids))
     }

@@ -18,10 +18,10 @@
 
 use redis::{Script, Value};
 
-use super::filter::{parse_id, Filter};
+use super::filter::Filter;
 use super::page::{Page, Pager};
-use super::source::Source;
-use super::{DeadEntry, DlqError, ReplayOptions, PAGE};
+use super::source::{PerEntry, Read, Source};
+use super::{DeadEntry, ReplayOptions, PAGE};
 use crate::ingest::redis::read_range;
 use crate::redis_conn::{Keys, RedisConn};
 
@@ -51,15 +51,7 @@ impl RedisSource {
 impl Source for RedisSource {
     /// The next page of `pager`'s range, filtered in Redis (`scan.lua`): up to `want` matches in
     /// full, the other matches only counted.
-    async fn page(
-        &self,
-        pager: &mut Pager,
-        filter: &Filter,
-        want: usize,
-    ) -> Result<Page, DlqError> {
-        if pager.done {
-            return Ok(Page::default());
-        }
+    async fn read_page(&self, pager: &Pager, filter: &Filter, want: usize) -> Read<Page> {
         let any = |f: &Option<String>| f.clone().unwrap_or_default();
         let value: Value = self
             .scan
@@ -73,29 +65,18 @@ impl Source for RedisSource {
             .arg(any(&filter.call_sid))
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let page = Page::decode(&value)?;
-        pager.advance(&page);
-        Ok(page)
+        Page::decode(&value)
     }
 
     /// One dead letter by id.
-    async fn get(&self, id: &str) -> Result<DeadEntry, DlqError> {
-        let id = parse_id(id)?;
+    async fn read_one(&self, id: &str) -> Read<Option<DeadEntry>> {
         let mut conn = self.conn.clone();
-        let found = read_range(&mut conn, &self.keys.dead, &id, &id, 1).await?;
-        found
-            .into_iter()
-            .next()
-            .map(DeadEntry::from)
-            .ok_or(DlqError::NotFound(id))
+        let found = read_range(&mut conn, &self.keys.dead, id, id, 1).await?;
+        Ok(found.into_iter().next().map(DeadEntry::from))
     }
 
     /// One script call for the batch; per entry, whether it was replayed (else it was gone).
-    async fn replay(
-        &self,
-        batch: &[DeadEntry],
-        options: &ReplayOptions,
-    ) -> Result<Vec<bool>, DlqError> {
+    async fn replay(&self, batch: &[DeadEntry], options: &ReplayOptions) -> PerEntry {
         let mut invocation = self.replay.prepare_invoke();
         invocation
             .key(&self.keys.dead)
@@ -114,7 +95,7 @@ impl Source for RedisSource {
     }
 
     /// XDEL each entry (pipelined); per entry, whether it was still there.
-    async fn purge(&self, batch: &[DeadEntry]) -> Result<Vec<bool>, DlqError> {
+    async fn purge(&self, batch: &[DeadEntry]) -> PerEntry {
         let mut pipe = redis::pipe();
         for entry in batch {
             pipe.cmd("XDEL").arg(&self.keys.dead).arg(&entry.id);

@@ -31,11 +31,11 @@
 //! Every push, in a [`Recorded`] (token, path, headers, body, bearer, arrival time, status),
 //! read back with `requests`, `count`, `wait_for`, `received`, `wait_for_received`; FCM also
 //! counts token requests and remembers when it issued each access token. Each simulator keeps
-//! the pushes by default (`record`); [`Simulators`] (dev, benchmark) only counts them unless
+//! the pushes by default (`serve.record`); [`Simulators`] (dev, benchmark) only counts them unless
 //! [`SimOptions::record`] is set, so a long run does not grow.
 //!
 //! ## Latency and streams
-//! [`SimOptions::latency`] (or each simulator's `latency`) holds every push's answer that long
+//! [`SimOptions::latency`] (or each simulator's `serve.latency`, a [`Serving`]) holds every push's answer that long
 //! — the benchmark sets 30 ms to model Apple's round trip — on top of any scripted delay;
 //! token requests are not held. `max_concurrent_streams` is what each connection advertises in
 //! `SETTINGS_MAX_CONCURRENT_STREAMS` (Apple's is 1000).
@@ -48,6 +48,7 @@
 //! [`FcmOptions`] default to them; tests pass the public halves of their fixture keys instead.
 
 mod apns;
+mod base;
 mod fcm;
 mod record;
 mod script;
@@ -59,8 +60,9 @@ use std::sync::Mutex;
 
 use crate::domain::mask_device_token;
 
-pub use apns::{Answer as ApnsAnswer, ApnsOptions, ApnsSim};
-pub use fcm::{Answer as FcmAnswer, FcmOptions, FcmSim};
+pub use apns::{Answer as ApnsAnswer, ApnsOptions, ApnsSim, State as ApnsState};
+pub use base::{Serving, Sim};
+pub use fcm::{Answer as FcmAnswer, FcmOptions, FcmSim, State as FcmState};
 pub use record::{PushObserver, Recorded};
 pub use server::{SimServer, TlsIdentity};
 pub use simulators::{SimOptions, Simulators};

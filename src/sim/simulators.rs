@@ -64,19 +64,17 @@ impl Simulators {
             mut apns,
             mut fcm,
         } = opts;
-        apns.record = record;
-        fcm.record = record;
-        if observer.is_some() {
-            apns.observer = observer.clone();
-            fcm.observer = observer;
-        }
-        if !latency.is_zero() {
-            apns.latency = latency;
-            fcm.latency = latency;
-        }
-        if max_concurrent_streams > 0 {
-            apns.max_concurrent_streams = max_concurrent_streams;
-            fcm.max_concurrent_streams = max_concurrent_streams;
+        for serve in [&mut apns.serve, &mut fcm.serve] {
+            serve.record = record;
+            if observer.is_some() {
+                serve.observer = observer.clone();
+            }
+            if !latency.is_zero() {
+                serve.latency = latency;
+            }
+            if max_concurrent_streams > 0 {
+                serve.max_concurrent_streams = max_concurrent_streams;
+            }
         }
         let sandbox = ApnsOptions {
             environment: ApnsEnvironment::Sandbox,

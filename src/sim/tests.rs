@@ -71,6 +71,17 @@ mod served {
         )
     }
 
+    /// The simulators started with `opts`, and the real clients pointed at them (the
+    /// directory holds their keys).
+    async fn started(
+        opts: SimOptions,
+    ) -> (Simulators, tempfile::TempDir, ApnsProvider, FcmProvider) {
+        let sims = Simulators::start_with(opts).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (apns, fcm) = providers(&sims, dir.path());
+        (sims, dir, apns, fcm)
+    }
+
     fn push(token: &str) -> Push {
         Push::new(
             Arc::new(CallContent {
@@ -92,9 +103,7 @@ mod served {
 
     #[tokio::test]
     async fn scripted_answers_win_and_unscripted_tokens_follow_their_prefix() {
-        let sims = Simulators::start().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (apns, fcm) = providers(&sims, dir.path());
+        let (sims, _dir, apns, fcm) = started(SimOptions::default()).await;
         let dead_iphone = format!("dead{}", "0".repeat(60));
         sims.apns().script(&dead_iphone, vec![ApnsAnswer::ok()]);
         sims.fcm().script("dead-pixel", vec![FcmAnswer::ok()]);
@@ -110,14 +119,11 @@ mod served {
 
     #[tokio::test]
     async fn every_push_is_recorded_with_its_path_and_bearer() {
-        let sims = Simulators::start_with(SimOptions {
+        let (sims, _dir, apns, fcm) = started(SimOptions {
             record: true,
             ..SimOptions::default()
         })
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (apns, fcm) = providers(&sims, dir.path());
+        .await;
         let iphone = "ab".repeat(32);
         assert_eq!(apns.send(&push(&iphone)).await, Outcome::Delivered);
         assert_eq!(fcm.send(&push("alice-pixel")).await, Outcome::Delivered);
@@ -143,9 +149,7 @@ mod served {
 
     #[tokio::test]
     async fn without_recording_pushes_are_counted_not_kept() {
-        let sims = Simulators::start().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (apns, fcm) = providers(&sims, dir.path());
+        let (sims, _dir, apns, fcm) = started(SimOptions::default()).await;
         assert_eq!(apns.send(&push(&"ab".repeat(32))).await, Outcome::Delivered);
         assert_eq!(fcm.send(&push("alice-pixel")).await, Outcome::Delivered);
         assert_eq!((sims.apns().count(), sims.fcm().count()), (1, 1));
@@ -156,14 +160,11 @@ mod served {
     /// A latency of a minute: the pushes arrive, and no answer comes back meanwhile.
     #[tokio::test]
     async fn the_latency_holds_every_answer() {
-        let sims = Simulators::start_with(SimOptions {
+        let (sims, _dir, apns, fcm) = started(SimOptions {
             latency: Duration::from_secs(60),
             ..SimOptions::default()
         })
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (apns, fcm) = providers(&sims, dir.path());
+        .await;
         let iphone = "ab".repeat(32);
         let mut apns_push = tokio::spawn(async move { apns.send(&push(&iphone)).await });
         let mut fcm_push = tokio::spawn(async move { fcm.send(&push("alice-pixel")).await });
@@ -188,7 +189,10 @@ mod served {
             key_pem: "not a key".into(),
         };
         let started = ApnsSim::start(ApnsOptions {
-            tls: Some(tls),
+            serve: Serving {
+                tls: Some(tls),
+                ..Serving::default()
+            },
             ..ApnsOptions::default()
         })
         .await;

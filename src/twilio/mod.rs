@@ -17,6 +17,10 @@
 //! (added by an earlier callpush, or by a call server) still carry `twi_*` stream fields, which
 //! are read as before.
 //!
+//! Imports point one way: `auth` holds the loaded [`Webhook`] beside the other secrets (so a
+//! reload replaces them together) and so imports this module; this module takes its secret type
+//! from the bottom module `secret` and imports nothing of `auth`.
+//!
 //! Redis keys (`<p>` is `redis.key_prefix`): `<p>once:twilio:<twi_message_id>` and, when
 //! Twilio sent `I-Twilio-Idempotency-Token`, `<p>once:twilio-token:<token>`, set with the stream
 //! entry by one script and expiring with the call's ttl, so a webhook Twilio retries adds no
@@ -26,9 +30,9 @@ pub(crate) mod body;
 pub(crate) mod call;
 pub(crate) mod signature;
 
-use crate::auth::{Secret, SecretError};
 use crate::config::Settings;
 use crate::log_throttle::LogThrottle;
+use crate::secret::{Secret, SecretError};
 use signature::Secrets;
 
 /// The environment variable that may hold the auth token(s) instead of

@@ -21,7 +21,7 @@ use percent_encoding::percent_decode;
 use ring::hmac;
 use sha2::{Digest, Sha256};
 
-use crate::auth::Secret;
+use crate::secret::Secret;
 
 /// The header naming a SharedKey and its algorithm.
 pub const SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";

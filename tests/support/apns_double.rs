@@ -11,7 +11,7 @@
 
 use std::ops::Deref;
 
-use callpush::sim::{ApnsOptions, ApnsSim, TlsIdentity};
+use callpush::sim::{ApnsOptions, ApnsSim, Serving, TlsIdentity};
 
 pub use super::fixtures::fixture;
 #[allow(unused_imports)]
@@ -81,10 +81,12 @@ impl ApnsDouble {
             team_id: opts.team_id,
             key_id: opts.key_id,
             topic: opts.topic,
-            max_concurrent_streams: opts.max_concurrent_streams,
             environment: opts.environment,
-            tls,
-            ..ApnsOptions::default()
+            serve: Serving {
+                max_concurrent_streams: opts.max_concurrent_streams,
+                tls,
+                ..Serving::default()
+            },
         })
         .await
         .expect("start the APNs simulator");

@@ -82,14 +82,17 @@ impl TestDaemon {
     }
 }
 
+/// The `[redis]` table of a config on this server and key prefix.
+pub fn redis_toml(redis_url: &str, prefix: &str) -> String {
+    format!("[redis]\nurl = \"{redis_url}\"\nkey_prefix = \"{prefix}\"\n")
+}
+
 /// Settings from TOML text (as a user would write them) with test-friendly timing.
 pub fn settings(redis_url: &str, prefix: &str, credentials_toml: &str) -> Settings {
+    let redis = redis_toml(redis_url, prefix);
     let text = format!(
         r#"
-[redis]
-url = "{redis_url}"
-key_prefix = "{prefix}"
-
+{redis}
 [stream]
 block_ms = 200
 claim_idle_ms = 2000

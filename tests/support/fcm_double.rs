@@ -123,6 +123,16 @@ impl FcmDouble {
         }))
         .unwrap()
     }
+
+    /// The same credential as a config file's `[[credentials]]` table.
+    pub fn credential_toml(&self, sid: &str, service_account_file: &Path) -> String {
+        format!(
+            "[[credentials]]\nsid = \"{sid}\"\nplatform = \"fcm\"\n\
+             service_account_file = \"{}\"\nbase_url = \"{}\"\n",
+            service_account_file.display(),
+            self.url()
+        )
+    }
 }
 
 /// A running double and a provider signed in with its service account.

@@ -18,6 +18,27 @@ use callpush::config::{CredentialSettings, Settings};
 
 use super::world::World;
 
+/// The `callpush` binary's path. `option_env!`: examples share this support code and have no
+/// binary path.
+fn binary() -> &'static str {
+    let Some(binary) = option_env!("CARGO_BIN_EXE_callpush") else {
+        panic!("only integration tests run the binary");
+    };
+    binary
+}
+
+/// The `callpush` binary run as an operator runs it: `args`, then `--config config`, logging
+/// JSON. The caller adds what else it needs and runs it.
+pub fn callpush_cli(config: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("CALLPUSH_LOG_FORMAT", "json");
+    command
+}
+
 /// The settings the delivery tests vary.
 #[derive(Debug, Clone)]
 pub struct Knobs {
@@ -69,11 +90,7 @@ impl DaemonProcess {
             .append(true)
             .open(&log)
             .unwrap();
-        // `option_env!`: examples share this support code and have no binary path.
-        let Some(binary) = option_env!("CARGO_BIN_EXE_callpush") else {
-            panic!("only integration tests run the binary");
-        };
-        let child = Command::new(binary)
+        let child = Command::new(binary())
             .args(["serve", "--config"])
             .arg(&config)
             .env("RUST_LOG", &knobs.log_filter)

@@ -1,5 +1,5 @@
 //! The Redis call queue on a test's redis-server, built as a (re)started daemon builds it, and
-//! the call events and outcomes the queue tests finish (`tests/redis_queue.rs`,
+//! the call events and outcomes the queue tests finish (`tests/redis_queue/`,
 //! `tests/queue_isolation.rs`).
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use callpush::config::RedisSettings;
 use callpush::event::StreamEntry;
 use callpush::ingest::redis::{read_stream, QueueOptions, RedisCallQueue};
 use callpush::ingest::CallQueue;
-use callpush::outcome::{EventOutcome, EventResult};
+use callpush::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
 use callpush::redis_conn::{connect_blocking, connect_heartbeat, Keys, RedisConn};
 use redis::aio::{ConnectionLike, ConnectionManager};
 
@@ -91,6 +91,24 @@ impl Fixture {
         self.queue_with(consumer, true).await
     }
 
+    /// The queue of `consumer`, its consumer group made sure of.
+    pub async fn grouped(&self, consumer: &str) -> RedisCallQueue {
+        let q = self.queue(consumer).await;
+        q.ensure_group().await.unwrap();
+        q
+    }
+
+    /// Delete the consumer group, as an operator's `XGROUP DESTROY` does.
+    pub async fn destroy_group(&self) {
+        self.run(
+            redis::cmd("XGROUP")
+                .arg("DESTROY")
+                .arg(&self.keys.calls)
+                .arg(GROUP),
+        )
+        .await;
+    }
+
     /// The queue of `consumer` with its group, after adding a call to alice for each of `sids`
     /// and reading them all.
     pub async fn read_calls(
@@ -106,6 +124,15 @@ impl Fixture {
         let entries = q.read_new(sids.len() + 10, SHORT_BLOCK).await.unwrap();
         assert_eq!(entries.len(), sids.len());
         (q, entries)
+    }
+
+    /// The number of entries of the stream `key` (`XLEN`).
+    pub async fn len(&self, key: &str) -> usize {
+        redis::cmd("XLEN")
+            .arg(key)
+            .query_async(&mut self.conn.clone())
+            .await
+            .unwrap()
     }
 
     /// Entries pending in the group, over all consumers.
@@ -169,5 +196,32 @@ pub fn delivered(sid: &str) -> EventResult {
         outcome: EventOutcome::Delivered,
         devices: 1,
         delivered: 1,
+    }
+}
+
+/// Add a call to alice for each of `sids`; their stream ids, in order.
+pub async fn enqueue_all(q: &RedisCallQueue, sids: &[&str]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for sid in sids {
+        ids.push(q.enqueue(&call(sid)).await.unwrap());
+    }
+    ids
+}
+
+/// The stream entry `id` of a call to alice with the call sid `sid`.
+pub fn entry(id: &str, sid: &str) -> StreamEntry {
+    StreamEntry {
+        id: id.to_string(),
+        fields: call(sid),
+    }
+}
+
+/// A dead letter of `reason` after `attempts`, failed at a fixed time.
+pub fn dead_letter(reason: DeadReason, detail: &str, attempts: u32) -> DeadLetter {
+    DeadLetter {
+        reason,
+        detail: detail.into(),
+        attempts,
+        failed_at_ms: 1_700_000_000_000,
     }
 }

@@ -9,7 +9,7 @@ mod checks;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -19,10 +19,10 @@ use serde_json::Value;
 
 pub use answers::Answer;
 
-use super::record::{PushObserver, Recorded, Recorder};
-use super::script::Script;
-use super::server::{Handler, SimServer, TlsIdentity};
-use super::{log_push, Behaviour, Flakes, SimError, SANDBOX_PREFIX};
+use super::base::{Core, Pushed, Serving, Sim};
+use super::record::Recorded;
+use super::server::Handler;
+use super::{Behaviour, SimError, SANDBOX_PREFIX};
 use crate::domain::ApnsEnvironment;
 
 /// Who the APNs simulator is: the key, team, key id and topic it accepts, and how it serves.
@@ -40,16 +40,8 @@ pub struct ApnsOptions {
     /// The environment this simulator plays: tokens of the other ([`SANDBOX_PREFIX`]) get
     /// `400 BadDeviceToken`.
     pub environment: ApnsEnvironment,
-    /// The `SETTINGS_MAX_CONCURRENT_STREAMS` each connection advertises (Apple's is 1000).
-    pub max_concurrent_streams: u32,
-    /// How long every push waits before its answer (Apple's round trip is about 30 ms).
-    pub latency: Duration,
-    /// Serve TLS (ALPN `h2`) with this certificate instead of h2c.
-    pub tls: Option<TlsIdentity>,
-    /// Keep every push for `requests()` (on by default); off, only their numbers are kept.
-    pub record: bool,
-    /// Told of every push as it arrives, when set.
-    pub observer: Option<Arc<dyn PushObserver>>,
+    /// How it serves: streams, latency, TLS, recording.
+    pub serve: Serving,
 }
 
 impl Default for ApnsOptions {
@@ -60,85 +52,44 @@ impl Default for ApnsOptions {
             key_id: super::DEV_KEY_ID.into(),
             topic: format!("{}.voip", super::DEV_BUNDLE_ID),
             environment: ApnsEnvironment::Production,
-            max_concurrent_streams: 1000,
-            latency: Duration::ZERO,
-            tls: None,
-            record: true,
-            observer: None,
+            serve: Serving::default(),
         }
     }
 }
 
-/// What the connections share.
-struct State {
+/// What the APNs simulator's connections share besides the [`Core`]: its checks, its
+/// environment and what tests set on it. Opaque: reach it through [`ApnsSim`].
+pub struct State {
     checker: checks::Checker,
     environment: ApnsEnvironment,
     /// Answer every push `403 BadEnvironmentKeyInToken`: the key is scoped to the other
     /// environment.
     key_elsewhere: AtomicBool,
-    latency: Duration,
-    script: Script<Answer>,
     /// Provider tokens issued before this second are expired (0: none).
     expire_before: AtomicU64,
-    flakes: Flakes,
-    recorder: Arc<Recorder>,
-    ids: AtomicU64,
+    core: Arc<Core<Answer>>,
 }
 
 /// A running APNs simulator; it stops, with its connections, when dropped.
-pub struct ApnsSim {
-    server: SimServer,
-    state: Arc<State>,
-}
-
-impl std::ops::Deref for ApnsSim {
-    type Target = SimServer;
-
-    /// The server: URL, connections, recorded pushes.
-    fn deref(&self) -> &SimServer {
-        &self.server
-    }
-}
+pub type ApnsSim = Sim<Answer, State>;
 
 impl ApnsSim {
     /// Start on 127.0.0.1, port 0.
     pub async fn start(opts: ApnsOptions) -> Result<ApnsSim, SimError> {
+        let core = Arc::new(Core::new(&opts.serve));
         let state = Arc::new(State {
             checker: checks::Checker::new(&opts)?,
             environment: opts.environment,
             key_elsewhere: AtomicBool::new(false),
-            latency: opts.latency,
-            script: Script::default(),
             expire_before: AtomicU64::new(0),
-            flakes: Flakes::default(),
-            recorder: Arc::new(Recorder::new(opts.record, opts.observer.clone())),
-            ids: AtomicU64::new(1),
+            core: core.clone(),
         });
-        let server = SimServer::start(
-            state.clone(),
-            state.recorder.clone(),
-            opts.tls.as_ref(),
-            opts.max_concurrent_streams,
-        )
-        .await?;
-        Ok(ApnsSim { server, state })
+        Sim::serve(core, state, &opts.serve).await
     }
 
     /// Answer 410 Unregistered (with this timestamp) to every push to `token`.
     pub fn set_unregistered(&self, token: &str, timestamp_ms: u64) {
-        let answer = Answer::unregistered(timestamp_ms);
-        self.state.script.stand(token, answer);
-    }
-
-    /// Answer the next pushes to `token` with `answers`, in order (then as before).
-    pub fn script(&self, token: &str, answers: Vec<Answer>) {
-        self.state.script.push(token, answers);
-    }
-
-    /// Answer every well-formed push that has no scripted answer with `answer` (instead of the
-    /// token prefix's behaviour).
-    pub fn set_default(&self, answer: Answer) {
-        self.state.script.set_default(answer);
+        self.stand(token, Answer::unregistered(timestamp_ms));
     }
 
     /// Treat provider tokens issued before `iat_secs` (epoch seconds) as expired: 403
@@ -160,7 +111,7 @@ impl ApnsSim {
 
     /// The distinct provider tokens seen, in order of first use.
     pub fn distinct_jwts(&self) -> Vec<String> {
-        self.server.distinct_bearers()
+        self.distinct_bearers()
     }
 }
 
@@ -173,7 +124,7 @@ impl State {
         if self.key_elsewhere.load(Ordering::SeqCst) {
             return Answer::error(403, "BadEnvironmentKeyInToken");
         }
-        if let Some(answer) = self.script.next(token) {
+        if let Some(answer) = self.core.script.next(token) {
             return answer;
         }
         let lower = token.to_ascii_lowercase();
@@ -185,7 +136,7 @@ impl State {
             return Answer::error(400, "BadDeviceToken");
         }
         let (kind, call_sid) = about(payload);
-        match self.flakes.answer(rest, kind, call_sid) {
+        match self.core.flakes.answer(rest, kind, call_sid) {
             Behaviour::Accept => Answer::ok(),
             Behaviour::Gone => Answer::unregistered(crate::domain::now_ms()),
             Behaviour::Reject => Answer::error(400, "TopicDisallowed"),
@@ -204,7 +155,7 @@ fn about(payload: &Value) -> (&str, &str) {
 impl Handler for State {
     async fn handle(&self, parts: Parts, body: Bytes) -> Response<Full<Bytes>> {
         let received_at = Instant::now();
-        self.recorder.arrive();
+        self.core.recorder.arrive();
         let path = parts.uri.path();
         let token = checks::device_token(path).unwrap_or("").to_string();
         let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -223,9 +174,15 @@ impl Handler for State {
         };
         let (kind, call_sid) = about(&payload);
         let reason = answer.reason.as_deref().unwrap_or("");
-        log_push("APNs", &token, kind, call_sid, answer.status, reason);
-        self.recorder.observe("APNs", call_sid, answer.status);
-        self.recorder.record(Recorded::new(
+        let pushed = Pushed {
+            token: &token,
+            kind,
+            call_sid,
+            status: answer.status,
+            reason,
+        };
+        self.core.answered("APNs", pushed);
+        self.core.record(Recorded::new(
             token,
             path,
             &parts.headers,
@@ -233,10 +190,7 @@ impl Handler for State {
             received_at,
             answer.status,
         ));
-        let wait = self.latency + answer.delay;
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        answer.respond(&parts.headers, self.ids.fetch_add(1, Ordering::Relaxed))
+        self.core.hold(answer.delay).await;
+        answer.respond(&parts.headers, self.core.next_id())
     }
 }

@@ -12,14 +12,15 @@ use http_body_util::Full;
 use serde_json::{json, Value};
 
 use super::{Answer, State};
+use crate::sim::base::Pushed;
 use crate::sim::record::{bearer, Recorded};
 use crate::sim::server::json;
-use crate::sim::{log_push, Behaviour};
+use crate::sim::Behaviour;
 
 const UNAUTHENTICATED: &str = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
 
 pub(super) async fn send(state: &State, parts: &Parts, body: &Bytes) -> Response<Full<Bytes>> {
-    state.recorder.arrive();
+    state.core.recorder.arrive();
     let received_at = Instant::now();
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let message = &parsed["message"];
@@ -29,14 +30,17 @@ pub(super) async fn send(state: &State, parts: &Parts, body: &Bytes) -> Response
         .unwrap_or_default();
     let answer = judge(state, parts, &parsed, token);
     let (kind, call_sid) = about(&parsed);
-    log_push("FCM", token, kind, call_sid, answer.status, answer.reason());
-    state.recorder.observe("FCM", call_sid, answer.status);
-    let wait = state.latency + answer.delay;
-    if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
-    }
+    let pushed = Pushed {
+        token,
+        kind,
+        call_sid,
+        status: answer.status,
+        reason: answer.reason(),
+    };
+    state.core.answered("FCM", pushed);
+    state.core.hold(answer.delay).await;
     let path = parts.uri.path();
-    state.recorder.record(Recorded::new(
+    state.core.record(Recorded::new(
         token.to_string(),
         path,
         &parts.headers,
@@ -45,7 +49,7 @@ pub(super) async fn send(state: &State, parts: &Parts, body: &Bytes) -> Response
         answer.status,
     ));
     let body = answer.body.unwrap_or_else(|| {
-        let id = state.next_id();
+        let id = state.core.next_id();
         json!({"name": format!("projects/{}/messages/0:{id}", state.project_id)})
     });
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -83,11 +87,11 @@ fn judge(state: &State, parts: &Parts, body: &Value, token: &str) -> Answer {
     if let Some(answer) = state.over_quota() {
         return answer;
     }
-    if let Some(answer) = state.script.next(token) {
+    if let Some(answer) = state.core.script.next(token) {
         return answer;
     }
     let (kind, call_sid) = about(body);
-    match state.flakes.answer(token, kind, call_sid) {
+    match state.core.flakes.answer(token, kind, call_sid) {
         Behaviour::Accept => Answer::ok(),
         Behaviour::Gone => Answer::unregistered(),
         Behaviour::Reject => Answer::error(

@@ -29,10 +29,9 @@ use tokio::time::Instant;
 
 pub use answers::Answer;
 
-use super::record::{PushObserver, Recorder};
-use super::script::Script;
-use super::server::{Handler, SimServer, TlsIdentity};
-use super::{Flakes, SimError};
+use super::base::{Core, Serving, Sim};
+use super::server::Handler;
+use super::SimError;
 
 /// Who the FCM simulator is: the service account it trusts, the project it serves, and how it
 /// serves. The default is the development identity of `callpush dev`.
@@ -48,16 +47,8 @@ pub struct FcmOptions {
     pub expires_in: u64,
     /// How long the token endpoint takes to answer.
     pub token_delay: Duration,
-    /// The `SETTINGS_MAX_CONCURRENT_STREAMS` each connection advertises.
-    pub max_concurrent_streams: u32,
-    /// How long every push waits before its answer.
-    pub latency: Duration,
-    /// Serve TLS (ALPN `h2`) with this certificate instead of h2c.
-    pub tls: Option<TlsIdentity>,
-    /// Keep every push for `requests()` (on by default); off, only their numbers are kept.
-    pub record: bool,
-    /// Told of every push as it arrives, when set.
-    pub observer: Option<Arc<dyn PushObserver>>,
+    /// How it serves: streams, latency, TLS, recording.
+    pub serve: Serving,
 }
 
 impl Default for FcmOptions {
@@ -68,11 +59,7 @@ impl Default for FcmOptions {
             client_email: super::DEV_CLIENT_EMAIL.into(),
             expires_in: 3600,
             token_delay: Duration::ZERO,
-            max_concurrent_streams: 1000,
-            latency: Duration::ZERO,
-            tls: None,
-            record: true,
-            observer: None,
+            serve: Serving::default(),
         }
     }
 }
@@ -84,22 +71,20 @@ struct Issued {
     expires: Instant,
 }
 
-/// What the connections share.
-struct State {
+/// What the FCM simulator's connections share besides the [`Core`]: the key it trusts, the
+/// project, the access tokens it issued and what tests set on it. Opaque: reach it through
+/// [`FcmSim`].
+pub struct State {
     key: DecodingKey,
     project_id: String,
     client_email: String,
     token_delay: Duration,
-    latency: Duration,
     token_uri: OnceLock<String>,
     expires_in: AtomicU64,
     issued: Mutex<HashMap<String, Issued>>,
     token_requests: AtomicUsize,
     token_script: Mutex<VecDeque<Answer>>,
-    script: Script<Answer>,
-    flakes: Flakes,
-    recorder: Arc<Recorder>,
-    next_id: AtomicU64,
+    core: Arc<Core<Answer>>,
     /// The project is over its quota until then.
     over_quota_until: Mutex<Option<Instant>>,
 }
@@ -115,10 +100,6 @@ impl State {
 
     fn count_token_request(&self) {
         self.token_requests.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The answer of a project over its quota, while it is.
@@ -139,51 +120,30 @@ impl State {
 }
 
 /// A running FCM simulator; it stops, with its connections, when dropped.
-pub struct FcmSim {
-    server: SimServer,
-    state: Arc<State>,
-}
-
-impl std::ops::Deref for FcmSim {
-    type Target = SimServer;
-
-    /// The server: URL, connections, recorded pushes.
-    fn deref(&self) -> &SimServer {
-        &self.server
-    }
-}
+pub type FcmSim = Sim<Answer, State>;
 
 impl FcmSim {
     /// Start on 127.0.0.1, port 0.
     pub async fn start(opts: FcmOptions) -> Result<FcmSim, SimError> {
         let key = DecodingKey::from_rsa_pem(opts.public_key_pem.as_bytes())
             .map_err(|e| SimError::Key(format!("the FCM public key: {e}")))?;
+        let core = Arc::new(Core::new(&opts.serve));
         let state = Arc::new(State {
             key,
             project_id: opts.project_id,
             client_email: opts.client_email,
             token_delay: opts.token_delay,
-            latency: opts.latency,
             token_uri: OnceLock::new(),
             expires_in: AtomicU64::new(opts.expires_in),
             issued: Mutex::default(),
             token_requests: AtomicUsize::new(0),
             token_script: Mutex::default(),
-            script: Script::default(),
-            flakes: Flakes::default(),
-            recorder: Arc::new(Recorder::new(opts.record, opts.observer.clone())),
-            next_id: AtomicU64::new(1),
+            core: core.clone(),
             over_quota_until: Mutex::new(None),
         });
-        let server = SimServer::start(
-            state.clone(),
-            state.recorder.clone(),
-            opts.tls.as_ref(),
-            opts.max_concurrent_streams,
-        )
-        .await?;
-        let _ = state.token_uri.set(format!("{}/token", server.url()));
-        Ok(FcmSim { server, state })
+        let sim = Sim::serve(core, state, &opts.serve).await?;
+        let _ = sim.state.token_uri.set(format!("{}/token", sim.url()));
+        Ok(sim)
     }
 
     /// The token endpoint, `<url>/token`: the service account's `token_uri`.
@@ -203,17 +163,7 @@ impl FcmSim {
 
     /// Answer `token` with 404 UNREGISTERED from now on.
     pub fn set_unregistered(&self, token: &str) {
-        self.state.script.stand(token, Answer::unregistered());
-    }
-
-    /// Answer the next pushes to `token` with `answers`, in order (then fall back as usual).
-    pub fn script(&self, token: &str, answers: Vec<Answer>) {
-        self.state.script.push(token, answers);
-    }
-
-    /// Answer unscripted valid pushes with `answer` instead of the token prefix's behaviour.
-    pub fn set_default(&self, answer: Answer) {
-        self.state.script.set_default(answer);
+        self.stand(token, Answer::unregistered());
     }
 
     /// Answer the next token requests with `answers` (e.g. 503), in order.

@@ -1,23 +1,26 @@
 //! The Redis call queue against a real redis-server: the consumer group, reading, recovering
 //! after a crash, claiming from a dead consumer, finishing, and long blocking reads.
 
+#[path = "../support/mod.rs"]
 mod support;
+
+mod recovery;
 
 use std::time::{Duration, Instant};
 
-use callpush::event::StreamEntry;
 use callpush::ingest::redis::QueueOptions;
 use callpush::ingest::{CallQueue, Finish};
-use callpush::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
+use callpush::outcome::{DeadReason, EventOutcome, EventResult};
 use callpush::redis_conn::Keys;
-use support::queue::{call, delivered, options, queue_on, Fixture, GROUP, SHORT_BLOCK};
+use support::queue::{
+    call, dead_letter, delivered, entry, options, queue_on, Fixture, GROUP, SHORT_BLOCK,
+};
 use support::redis_server::{pause_clients, unique_prefix, RedisOptions, RedisServer, SLOW_ANSWER};
 
 #[tokio::test]
 async fn ensure_group_is_idempotent() {
     let f = Fixture::start().await;
-    let q = f.queue("c1").await;
-    q.ensure_group().await.unwrap();
+    let q = f.grouped("c1").await;
     q.ensure_group().await.unwrap();
     let groups: Vec<redis::Value> = redis::cmd("XINFO")
         .arg("GROUPS")
@@ -31,33 +34,19 @@ async fn ensure_group_is_idempotent() {
 #[tokio::test]
 async fn enqueued_events_are_read_with_their_fields_in_order() {
     let f = Fixture::start().await;
-    let q = f.queue("c1").await;
-    q.ensure_group().await.unwrap();
+    let q = f.grouped("c1").await;
     let id1 = q.enqueue(&call("CA1")).await.unwrap();
     let id2 = q.enqueue(&call("CA2")).await.unwrap();
 
     let read = q.read_new(10, SHORT_BLOCK).await.unwrap();
-    assert_eq!(
-        read,
-        vec![
-            StreamEntry {
-                id: id1,
-                fields: call("CA1")
-            },
-            StreamEntry {
-                id: id2,
-                fields: call("CA2")
-            },
-        ]
-    );
+    assert_eq!(read, vec![entry(&id1, "CA1"), entry(&id2, "CA2")]);
     assert!(q.read_new(10, SHORT_BLOCK).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn finish_writes_the_result_and_the_dead_letter_then_acknowledges() {
     let f = Fixture::start().await;
-    let q = f.queue("c1").await;
-    q.ensure_group().await.unwrap();
+    let q = f.grouped("c1").await;
     q.enqueue(&call("CA1")).await.unwrap();
     let entry = q.read_new(10, SHORT_BLOCK).await.unwrap().remove(0);
     assert_eq!(f.pending().await, 1);
@@ -69,12 +58,7 @@ async fn finish_writes_the_result_and_the_dead_letter_then_acknowledges() {
         devices: 2,
         delivered: 0,
     };
-    let dead = DeadLetter {
-        reason: DeadReason::RetriesExhausted,
-        detail: "503 ServiceUnavailable".into(),
-        attempts: 6,
-        failed_at_ms: 1_700_000_000_000,
-    };
+    let dead = dead_letter(DeadReason::RetriesExhausted, "503 ServiceUnavailable", 6);
     q.finish(&entry, &result, Some(&dead)).await.unwrap();
 
     assert_eq!(f.pending().await, 0);
@@ -92,8 +76,7 @@ async fn finish_writes_the_result_and_the_dead_letter_then_acknowledges() {
 #[tokio::test]
 async fn finish_loads_its_script_again_when_redis_forgot_it() {
     let f = Fixture::start().await;
-    let q = f.queue("c1").await;
-    q.ensure_group().await.unwrap();
+    let q = f.grouped("c1").await;
     q.enqueue(&call("CA1")).await.unwrap();
     q.enqueue(&call("CA2")).await.unwrap();
     let entries = q.read_new(10, SHORT_BLOCK).await.unwrap();
@@ -121,12 +104,7 @@ async fn finish_many_records_each_entry_once_in_one_call() {
     let results: Vec<EventResult> = ["CA1", "CA2", "CA3"].map(delivered).into();
     // CA2 was finished already (another consumer got there first): no second outcome.
     q.finish(&entries[1], &results[1], None).await.unwrap();
-    let dead = DeadLetter {
-        reason: DeadReason::ProviderRejected,
-        detail: "BadDeviceToken".into(),
-        attempts: 1,
-        failed_at_ms: 1_700_000_000_000,
-    };
+    let dead = dead_letter(DeadReason::ProviderRejected, "BadDeviceToken", 1);
     let items: Vec<Finish> = entries
         .iter()
         .zip(&results)
@@ -168,150 +146,9 @@ async fn with_results_disabled_finish_only_acknowledges() {
 }
 
 #[tokio::test]
-async fn a_restarted_consumer_gets_its_unfinished_entries_back() {
-    let f = Fixture::start().await;
-    let q = f.queue("worker-a").await;
-    q.ensure_group().await.unwrap();
-    let id1 = q.enqueue(&call("CA1")).await.unwrap();
-    let id2 = q.enqueue(&call("CA2")).await.unwrap();
-    assert_eq!(q.read_new(10, SHORT_BLOCK).await.unwrap().len(), 2);
-    drop(q); // the "crash": read, never finished
-
-    // The second entry is deleted from the stream meanwhile: skipped and acknowledged.
-    f.run(redis::cmd("XDEL").arg(&f.keys.calls).arg(&id2)).await;
-
-    let restarted = f.queue("worker-a").await;
-    let pending = restarted.read_own_pending("0", 10).await.unwrap();
-    assert_eq!(
-        pending,
-        vec![StreamEntry {
-            id: id1,
-            fields: call("CA1")
-        }]
-    );
-    assert_eq!(f.pending().await, 1);
-    assert!(restarted
-        .read_new(10, SHORT_BLOCK)
-        .await
-        .unwrap()
-        .is_empty());
-}
-
-#[tokio::test]
-async fn another_consumer_claims_entries_left_idle() {
-    let f = Fixture::start().await;
-    let dead = f.queue("worker-a").await;
-    dead.ensure_group().await.unwrap();
-    let id1 = dead.enqueue(&call("CA1")).await.unwrap();
-    let id2 = dead.enqueue(&call("CA2")).await.unwrap();
-    assert_eq!(dead.read_new(10, SHORT_BLOCK).await.unwrap().len(), 2);
-    f.run(redis::cmd("XDEL").arg(&f.keys.calls).arg(&id2)).await;
-
-    let alive = f.queue("worker-b").await;
-    assert!(
-        alive
-            .claim_stale(Duration::from_secs(60), 10)
-            .await
-            .unwrap()
-            .is_empty(),
-        "entries idle for less than min_idle stay with their consumer"
-    );
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let claimed = alive
-        .claim_stale(Duration::from_millis(100), 10)
-        .await
-        .unwrap();
-    assert_eq!(
-        claimed,
-        vec![StreamEntry {
-            id: id1.clone(),
-            fields: call("CA1")
-        }]
-    );
-    // The deleted entry is acknowledged; the claimed one is now worker-b's.
-    assert_eq!(f.pending().await, 1);
-    let mine = alive.read_own_pending("0", 10).await.unwrap();
-    assert_eq!(mine.len(), 1);
-    assert_eq!(mine[0].id, id1);
-}
-
-#[tokio::test]
-async fn read_new_recovers_when_the_group_or_stream_is_deleted() {
-    let f = Fixture::start().await;
-    let q = f.queue("c1").await;
-    q.ensure_group().await.unwrap();
-
-    f.run(
-        redis::cmd("XGROUP")
-            .arg("DESTROY")
-            .arg(&f.keys.calls)
-            .arg(GROUP),
-    )
-    .await;
-    let id = q.enqueue(&call("CA1")).await.unwrap();
-    let read = q.read_new(10, SHORT_BLOCK).await.unwrap();
-    assert_eq!(read.len(), 1);
-    assert_eq!(read[0].id, id);
-
-    f.run(redis::cmd("DEL").arg(&f.keys.calls)).await;
-    assert!(q.read_new(10, SHORT_BLOCK).await.unwrap().is_empty());
-    q.enqueue(&call("CA2")).await.unwrap();
-    assert_eq!(q.read_new(10, SHORT_BLOCK).await.unwrap().len(), 1);
-}
-
-#[tokio::test]
-async fn a_group_deleted_under_a_running_daemon_comes_back_where_it_left_off() {
-    let f = Fixture::start().await;
-    let q = f.queue("c1").await;
-    q.ensure_group().await.unwrap();
-    for n in 0..5 {
-        q.enqueue(&call(&format!("CA-old-{n}"))).await.unwrap();
-    }
-    assert_eq!(q.read_new(10, SHORT_BLOCK).await.unwrap().len(), 5);
-    f.run(
-        redis::cmd("XGROUP")
-            .arg("DESTROY")
-            .arg(&f.keys.calls)
-            .arg(GROUP),
-    )
-    .await;
-    let new: Vec<String> = vec![
-        q.enqueue(&call("CA-new-1")).await.unwrap(),
-        q.enqueue(&call("CA-new-2")).await.unwrap(),
-    ];
-    let read: Vec<String> = q
-        .read_new(10, SHORT_BLOCK)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    assert_eq!(
-        read, new,
-        "only what came after the last entry read, not the history"
-    );
-
-    // A process that read nothing yet resumes where the group stood when it started.
-    let fresh = f.queue("c2").await;
-    fresh.ensure_group().await.unwrap();
-    f.run(
-        redis::cmd("XGROUP")
-            .arg("DESTROY")
-            .arg(&f.keys.calls)
-            .arg(GROUP),
-    )
-    .await;
-    let later = q.enqueue(&call("CA-new-3")).await.unwrap();
-    let read = fresh.read_new(10, SHORT_BLOCK).await.unwrap();
-    assert_eq!(read.len(), 1, "{read:?}");
-    assert_eq!(read[0].id, later);
-}
-
-#[tokio::test]
 async fn a_touch_never_takes_back_an_entry_another_consumer_reclaimed() {
     let f = Fixture::start().await;
-    let slow = f.queue("slow").await;
-    slow.ensure_group().await.unwrap();
+    let slow = f.grouped("slow").await;
     let id = slow.enqueue(&call("CA1")).await.unwrap();
     let other = slow.enqueue(&call("CA2")).await.unwrap();
     assert_eq!(slow.read_new(10, SHORT_BLOCK).await.unwrap().len(), 2);
@@ -344,8 +181,7 @@ async fn a_touch_never_takes_back_an_entry_another_consumer_reclaimed() {
 #[tokio::test]
 async fn a_touch_waits_for_a_server_that_answers_late() {
     let f = Fixture::start().await;
-    let busy = f.queue("busy").await;
-    busy.ensure_group().await.unwrap();
+    let busy = f.grouped("busy").await;
     let id = busy.enqueue(&call("CA1")).await.unwrap();
     assert_eq!(busy.read_new(10, SHORT_BLOCK).await.unwrap().len(), 1);
     // Redis holds every command for 4 s, as a server swamped by a burst answers late.
@@ -368,8 +204,7 @@ async fn a_touch_waits_for_a_server_that_answers_late() {
 #[tokio::test]
 async fn a_two_second_blocking_read_is_not_cut_short_by_the_client() {
     let f = Fixture::start().await;
-    let q = f.queue("c1").await;
-    q.ensure_group().await.unwrap();
+    let q = f.grouped("c1").await;
 
     let started = Instant::now();
     let read = q.read_new(10, Duration::from_millis(2_000)).await.unwrap();
@@ -404,40 +239,6 @@ async fn a_two_second_blocking_read_is_not_cut_short_by_the_client() {
 }
 
 #[tokio::test]
-async fn the_queue_carries_on_after_redis_restarts() {
-    let mut redis = RedisServer::start_with(RedisOptions {
-        appendonly: true,
-        ..RedisOptions::default()
-    })
-    .await;
-    let prefix = unique_prefix();
-    let settings = redis.settings(&prefix);
-    let keys = Keys::new(&prefix).unwrap();
-    let conn = callpush::redis_conn::connect(&settings).await.unwrap();
-    let q = queue_on(&settings, conn, keys, options("c1")).await;
-    q.ensure_group().await.unwrap();
-    let id = q.enqueue(&call("CA1")).await.unwrap();
-
-    redis.restart().await;
-
-    // The first command after the restart may fail while the connections are re-made, as the
-    // dispatcher's retry loop expects; within a few seconds the queue works again, data intact.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let read = loop {
-        match q.read_new(10, SHORT_BLOCK).await {
-            Ok(read) => break read,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("while Redis restarts: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("the queue did not recover: {e}"),
-        }
-    };
-    assert_eq!(read.len(), 1);
-    assert_eq!(read[0].id, id);
-}
-
-#[tokio::test]
 async fn the_dead_letter_stream_is_capped_at_its_max_len() {
     let f = Fixture::start().await;
     let q = f
@@ -454,12 +255,7 @@ async fn the_dead_letter_stream_is_capped_at_its_max_len() {
     }
     let entries = q.read_new(1000, SHORT_BLOCK).await.unwrap();
     assert_eq!(entries.len(), 1000);
-    let dead = DeadLetter {
-        reason: DeadReason::ProviderRejected,
-        detail: "APNs 400 BadTopic".into(),
-        attempts: 1,
-        failed_at_ms: 1_700_000_000_000,
-    };
+    let dead = dead_letter(DeadReason::ProviderRejected, "APNs 400 BadTopic", 1);
     for entry in &entries {
         let result = EventResult {
             call_sid: entry.field("call_sid").unwrap().into(),
@@ -496,8 +292,7 @@ async fn a_touch_does_not_count_an_entry_finished_meanwhile_as_lost() {
     // The heartbeat takes its list of entries in flight, then touches them; an entry whose
     // outcome was recorded in between is acknowledged, not taken by another consumer.
     let f = Fixture::start().await;
-    let q = f.queue("one").await;
-    q.ensure_group().await.unwrap();
+    let q = f.grouped("one").await;
     let done = q.enqueue(&call("CA1")).await.unwrap();
     let working = q.enqueue(&call("CA2")).await.unwrap();
     assert_eq!(q.read_new(10, SHORT_BLOCK).await.unwrap().len(), 2);

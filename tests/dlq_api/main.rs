@@ -5,7 +5,10 @@
 //! and name the field, and replays and purges done here count in the metrics.
 
 #[macro_use]
+#[path = "../support/mod.rs"]
 mod support;
+
+mod cli_admin;
 
 on_both_backends!(
     the_routes_need_the_admin_token,
@@ -204,23 +207,11 @@ async fn replay_purge_and_delete_act_and_count(backend: Backend) {
     assert_eq!(calls.len(), 3);
     assert_eq!(calls[2]["ttl_ms"], "15000");
 
-    let deleted = call(
-        w.admin(),
-        Method::DELETE,
-        &format!("/v1/dead-letters/{}", ids[1]),
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let one = format!("/v1/dead-letters/{}", ids[1]);
+    let delete = || call(w.admin(), Method::DELETE, &one, Some(ADMIN_TOKEN), None);
+    let deleted = delete().await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    let again = call(
-        w.admin(),
-        Method::DELETE,
-        &format!("/v1/dead-letters/{}", ids[1]),
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let again = delete().await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     assert_eq!(again.code(), "not_found");
 
@@ -263,109 +254,73 @@ async fn metrics_text(w: &ApiWorld) -> String {
 async fn mistakes_are_answered_in_the_error_shape_naming_the_field(backend: Backend) {
     let mut w = ApiWorld::on(backend, |_| {}).await;
     seed(&mut w).await;
+    // (the request: a GET of the path, or a POST of the body; the status; the code; what the
+    // message must name)
+    let bad = (StatusCode::BAD_REQUEST, "invalid_request");
+    let not_found = (StatusCode::NOT_FOUND, "not_found");
+    let replay = "/v1/dead-letters/replay";
     let cases = [
         (
-            get(&w, "/v1/dead-letters/1764727200000-0").await,
-            StatusCode::NOT_FOUND,
-            "not_found",
+            "/v1/dead-letters/1764727200000-0",
+            None,
+            not_found,
             "1764727200000-0",
         ),
         (
-            get(&w, "/v1/dead-letters/nope").await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            "/v1/dead-letters/nope",
+            None,
+            bad,
             "malformed dead-letter id",
         ),
+        ("/v1/dead-letters?since=yesterday", None, bad, "since"),
+        ("/v1/dead-letters?limit=5000", None, bad, "limit"),
+        ("/v1/dead-letters?reasn=expired", None, bad, "reasn"),
         (
-            get(&w, "/v1/dead-letters?since=yesterday").await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "since",
-        ),
-        (
-            get(&w, "/v1/dead-letters?limit=5000").await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "limit",
-        ),
-        (
-            get(&w, "/v1/dead-letters?reasn=expired").await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "reasn",
-        ),
-        (
-            get(&w, "/v1/dead-letters?after=x").await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            "/v1/dead-letters?after=x",
+            None,
+            bad,
             "malformed dead-letter id",
         ),
+        (replay, Some(json!({})), bad, "choose the dead letters"),
         (
-            post(&w, "/v1/dead-letters/replay", json!({})).await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "choose the dead letters",
-        ),
-        (
-            post(
-                &w,
-                "/v1/dead-letters/replay",
-                json!({"ids": ["1-0"], "all": true}),
-            )
-            .await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            replay,
+            Some(json!({"ids": ["1-0"], "all": true})),
+            bad,
             "ids",
         ),
         (
-            post(
-                &w,
-                "/v1/dead-letters/replay",
-                json!({"ids": ["1764727200000-0"]}),
-            )
-            .await,
-            StatusCode::NOT_FOUND,
-            "not_found",
+            replay,
+            Some(json!({"ids": ["1764727200000-0"]})),
+            not_found,
             "1764727200000-0",
         ),
         (
-            post(
-                &w,
-                "/v1/dead-letters/replay",
-                json!({"all": true, "until": "later"}),
-            )
-            .await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            replay,
+            Some(json!({"all": true, "until": "later"})),
+            bad,
             "until",
         ),
         (
-            post(
-                &w,
-                "/v1/dead-letters/replay",
-                json!({"all": true, "ttl_ms": 0}),
-            )
-            .await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            replay,
+            Some(json!({"all": true, "ttl_ms": 0})),
+            bad,
             "ttl_ms",
         ),
+        (replay, Some(json!({"all": "yes"})), bad, "all"),
         (
-            post(&w, "/v1/dead-letters/replay", json!({"all": "yes"})).await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "all",
-        ),
-        (
-            post(&w, "/v1/dead-letters/purge", json!({"before": "tomorrow"})).await,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            "/v1/dead-letters/purge",
+            Some(json!({"before": "tomorrow"})),
+            bad,
             "before",
         ),
     ];
-    for (reply, status, code, named) in cases {
-        assert_eq!(reply.status, status, "{}", reply.body);
-        assert_eq!(reply.code(), code, "{}", reply.body);
+    for (uri, body, (status, code), named) in cases {
+        let reply = match body {
+            None => get(&w, uri).await,
+            Some(body) => post(&w, uri, body).await,
+        };
+        assert_eq!(reply.status, status, "{uri}: {}", reply.body);
+        assert_eq!(reply.code(), code, "{uri}: {}", reply.body);
         assert!(reply.message().contains(named), "{named}: {}", reply.body);
     }
     assert_eq!(dead::world_streams(&mut w.world).await.0.len(), 5);
@@ -426,71 +381,4 @@ async fn paging_through_many_pages_sees_every_match_once_and_counts_them_all(bac
         }
     }
     assert_eq!(seen, expected, "every match once, oldest first");
-}
-
-/// `callpush dlq … --admin`: a purge through the admin API acts like the Redis path, and
-/// failures are one line with a failure status — the API's refusal, a wrong token, a missing
-/// token, a daemon that is not there.
-#[tokio::test]
-async fn the_cli_through_the_admin_api_acts_and_fails_with_one_line() {
-    let mut w = ApiWorld::on(Backend::Memory, |_| {}).await;
-    let ids = seed(&mut w).await;
-    let admin = w.serve_admin().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("callpush.toml");
-    std::fs::write(&config, config_toml(&w.world, "cli", &Knobs::default())).unwrap();
-    let (_, summary) = cli(
-        &config,
-        &["--admin", &admin],
-        &["dlq", "purge", &ids[0], "--yes"],
-    )
-    .await;
-    assert_eq!(summary["purged"], 1, "{summary}");
-    assert_eq!(dead::world_streams(&mut w.world).await.0.len(), 4);
-
-    let run = |args: Vec<String>, token: Option<&'static str>| {
-        let config = config.clone();
-        async move {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_callpush"));
-            command.args(&args).arg("--config").arg(&config);
-            command.env_remove("CALLPUSH_ADMIN_TOKEN");
-            if let Some(token) = token {
-                command.env("CALLPUSH_ADMIN_TOKEN", token);
-            }
-            let out = tokio::task::spawn_blocking(move || command.output())
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(!out.status.success(), "{args:?} succeeded");
-            String::from_utf8_lossy(&out.stderr).trim().to_string()
-        }
-    };
-    let show = |id: &str, url: &str| {
-        ["dlq", "show", id, "--admin", url]
-            .map(String::from)
-            .to_vec()
-    };
-    let gone = run(show(&ids[0], &admin), Some(ADMIN_TOKEN)).await;
-    assert_eq!(
-        gone,
-        format!(
-            "callpush: admin API answered 404: no dead letter with id {}",
-            ids[0]
-        )
-    );
-    let wrong = run(show(&ids[1], &admin), Some("not-the-token")).await;
-    assert!(
-        wrong.starts_with("callpush: admin API answered 401"),
-        "{wrong}"
-    );
-    let missing = run(show(&ids[1], &admin), None).await;
-    assert!(missing.contains("CALLPUSH_ADMIN_TOKEN"), "{missing}");
-    let nobody = run(show(&ids[1], "http://127.0.0.1:1"), Some(ADMIN_TOKEN)).await;
-    assert!(
-        nobody.starts_with("callpush: admin API http://127.0.0.1:1:"),
-        "{nobody}"
-    );
-    for err in [gone, wrong, missing, nobody] {
-        assert_eq!(err.lines().count(), 1, "{err}");
-    }
 }
