@@ -29,15 +29,23 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::api::limits::RegistrationLimits;
+use crate::api::tls::{ServedCert, TlsConfigError};
+use crate::api::ApnsEnvironmentMap;
 use crate::auth::{Auth, AuthConfigError};
 use crate::config::{ConfigError, CredentialSettings, Settings};
-use crate::dispatch::providers::{ProviderMap, ProviderSet};
-use crate::metrics::Metrics;
+use crate::dispatch::limits::Rules;
+use crate::dispatch::providers::{ProbeMap, ProviderMap, ProviderSet};
+use crate::metrics::{Metrics, ProviderProbe};
 use crate::providers::Provider;
 
-/// Builds the (metered) provider of one credential; the error names the credential and the key.
-pub type BuildProvider =
-    Arc<dyn Fn(&CredentialSettings) -> Result<Arc<dyn Provider>, String> + Send + Sync>;
+/// Builds the (metered) provider of one credential, and what the metrics sampler reads of it;
+/// the error names the credential and the key.
+pub type BuildProvider = Arc<
+    dyn Fn(&CredentialSettings) -> Result<(Arc<dyn Provider>, Arc<dyn ProviderProbe>), String>
+        + Send
+        + Sync,
+>;
 
 /// The pool's providers, as a reload replaces them.
 struct Pushing {
@@ -107,6 +115,9 @@ pub enum ReloadError {
     /// A credential's provider cannot be built (its key file, its endpoint).
     #[error("{0}")]
     Credential(String),
+    /// The new HTTPS certificate or key cannot be used.
+    #[error("{0}")]
+    Tls(#[from] TlsConfigError),
 }
 
 /// Reads the configuration again and swaps in what may change.
@@ -118,6 +129,12 @@ pub struct Reloader {
     /// The pool's providers, once the daemon runs the pool; before (and in API-only tests)
     /// credentials are not reloaded.
     pushing: OnceLock<Pushing>,
+    /// The certificate of the public listener, when it serves HTTPS.
+    tls: OnceLock<Arc<ServedCert>>,
+    /// The registration limits and the APNs environments registrations are checked against.
+    api: OnceLock<(Arc<RegistrationLimits>, ApnsEnvironmentMap)>,
+    /// The pool's call and credential limits.
+    limits: OnceLock<Arc<Rules>>,
     /// One reload at a time.
     running: Mutex<()>,
 }
@@ -130,6 +147,9 @@ impl Reloader {
             auth,
             metrics,
             pushing: OnceLock::new(),
+            tls: OnceLock::new(),
+            api: OnceLock::new(),
+            limits: OnceLock::new(),
             running: Mutex::new(()),
         }
     }
@@ -147,6 +167,21 @@ impl Reloader {
             build,
             built_from: Mutex::new(built_from),
         });
+    }
+
+    /// Reload the public listener's certificate too (`api.tls_cert_file`, `api.tls_key_file`).
+    pub fn attach_tls(&self, cert: Arc<ServedCert>) {
+        let _ = self.tls.set(cert);
+    }
+
+    /// Reload the registration limits and the APNs environments of the API too.
+    pub fn attach_api(&self, limits: Arc<RegistrationLimits>, environments: ApnsEnvironmentMap) {
+        let _ = self.api.set((limits, environments));
+    }
+
+    /// Reload the pool's call and credential limits too.
+    pub(crate) fn attach_limits(&self, rules: Arc<Rules>) {
+        let _ = self.limits.set(rules);
     }
 
     /// Read the file again and apply it, or refuse it whole; counted and logged either way.
@@ -171,6 +206,21 @@ impl Reloader {
     fn apply(&self) -> Result<ReloadReport, ReloadError> {
         let file: PathBuf = self.started.source.clone().ok_or(ReloadError::NoFile)?;
         let next = Settings::load(Some(&file))?;
+        let mut restart = restart_required(&self.started, &next);
+        let mut reloaded: Vec<String> = ["auth", "admin.token", "twilio", "limits"]
+            .map(String::from)
+            .to_vec();
+        // Everything is built before anything is swapped: a refusal changes nothing.
+        let certificate = match (
+            self.tls.get(),
+            &next.api.tls_cert_file,
+            &next.api.tls_key_file,
+        ) {
+            (Some(served), Some(cert), Some(key)) => {
+                Some((served, crate::api::tls::load(cert, key)?, cert, key))
+            }
+            _ => None,
+        };
         let Some(pushing) = self.pushing.get() else {
             // Registrations pick among the credentials that push: the running ones.
             let secrets_of = Settings {
@@ -178,19 +228,20 @@ impl Reloader {
                 ..next.clone()
             };
             self.auth.replace(Auth::from_settings(&secrets_of)?);
+            self.apply_limits(&secrets_of, false);
             return Ok(ReloadReport {
                 file: file.display().to_string(),
-                reloaded: ["auth", "admin.token", "twilio"].map(String::from).to_vec(),
+                reloaded,
                 api_keys: self.auth.api_key_sids(),
                 credentials: CredentialChanges::default(),
-                restart_required: restart_required(&self.started, &next),
+                restart_required: restart,
             });
         };
-        // Everything is built before anything is swapped: a refusal changes nothing.
         let auth = Auth::from_settings(&next)?;
         let running = pushing.set.snapshot();
         let mut built_from = pushing.built_from.lock().expect("never poisoned");
         let mut providers = ProviderMap::new();
+        let mut probes = ProbeMap::new();
         let mut fingerprints = HashMap::new();
         let mut changes = CredentialChanges::default();
         for credential in &next.credentials {
@@ -206,7 +257,10 @@ impl Reloader {
                         true => changes.changed.push(sid.clone()),
                         false => changes.added.push(sid.clone()),
                     }
-                    (pushing.build)(credential).map_err(ReloadError::Credential)?
+                    let (provider, probe) =
+                        (pushing.build)(credential).map_err(ReloadError::Credential)?;
+                    probes.insert(sid.clone(), probe);
+                    provider
                 }
             };
             providers.insert(sid.clone(), provider);
@@ -219,21 +273,45 @@ impl Reloader {
             .collect();
         changes.removed.sort();
         self.auth.replace(auth);
-        pushing.set.replace(providers);
+        // The limits first: a credential added below finds its rate limit in place.
+        self.apply_limits(&next, true);
+        pushing.set.replace_probed(providers, probes);
         *built_from = fingerprints;
-        let mut restart = restart_required(&self.started, &next);
         restart.retain(|section| section != "credentials");
+        reloaded.push("credentials".into());
+        if let Some((served, pair, cert, key)) = certificate {
+            let changed = served.install(pair, cert, key);
+            info!(changed, cert = %cert.display(), "HTTPS certificate reloaded");
+            restart.retain(|section| section != TLS_FILES);
+            reloaded.push(TLS_FILES.into());
+        }
         Ok(ReloadReport {
             file: file.display().to_string(),
-            reloaded: ["auth", "admin.token", "twilio", "credentials"]
-                .map(String::from)
-                .to_vec(),
+            reloaded,
             api_keys: self.auth.api_key_sids(),
             credentials: changes,
             restart_required: restart,
         })
     }
+
+    /// Swap in the limits of `settings`, and (when the credentials are reloaded) the APNs
+    /// environments registrations are checked against.
+    fn apply_limits(&self, settings: &Settings, credentials: bool) {
+        if let Some((limits, environments)) = self.api.get() {
+            limits.apply(&settings.limits);
+            if credentials {
+                *environments.write().unwrap_or_else(|e| e.into_inner()) =
+                    settings.apns_environments();
+            }
+        }
+        if let Some(rules) = self.limits.get() {
+            rules.apply(settings);
+        }
+    }
 }
+
+/// How the HTTPS certificate and key are named in reports.
+const TLS_FILES: &str = "api.tls_cert_file / api.tls_key_file";
 
 /// The sections of `next` that differ from `running` and apply only after a restart.
 pub fn restart_required(running: &Settings, next: &Settings) -> Vec<String> {
@@ -242,7 +320,7 @@ pub fn restart_required(running: &Settings, next: &Settings) -> Vec<String> {
     let sections: [(&str, bool); 15] = [
         ("api.listen", running.api.listen != next.api.listen),
         (
-            "api.tls_cert_file / api.tls_key_file",
+            TLS_FILES,
             running.api.tls_cert_file != next.api.tls_cert_file
                 || running.api.tls_key_file != next.api.tls_key_file,
         ),
@@ -256,7 +334,7 @@ pub fn restart_required(running: &Settings, next: &Settings) -> Vec<String> {
         ("stream", differs(&running.stream, &next.stream)),
         ("workers", differs(&running.workers, &next.workers)),
         ("retry", differs(&running.retry, &next.retry)),
-        ("limits", differs(&running.limits, &next.limits)),
+        ("limits.scope", running.limits.scope != next.limits.scope),
         ("bindings", differs(&running.bindings, &next.bindings)),
         ("results", differs(&running.results, &next.results)),
         (
