@@ -156,6 +156,15 @@ pub fn text(
         t,
         "  {exe} dlq replay {target} --reason provider_rejected --yes\n"
     );
+    // The simulators answer check's probes as Apple and Google do.
+    let skip_redis = if redis.is_some() { "" } else { " --skip-redis" };
+    let _ = writeln!(
+        t,
+        "  # 6. before a deploy, check a configuration without ringing anyone (here dev's own):\n  \
+         #    each credential's key proven against the simulators{}",
+        if redis.is_some() { ", and Redis" } else { "; in memory there is no Redis to check" }
+    );
+    let _ = writeln!(t, "  {exe} check --config {config}{skip_redis}\n");
     let _ = writeln!(
         t,
         "Simulated device tokens: {GONE_PREFIX}… answers 410 Unregistered / 404 UNREGISTERED \
