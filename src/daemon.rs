@@ -24,7 +24,7 @@ use crate::config::{CredentialSettings, Settings, SUGGESTED_MIN_CLAIM_IDLE_MS};
 use crate::dispatch::ledger::redis::RedisSentLedger;
 use crate::dispatch::ledger::{MemoryLedger, SentLedger};
 use crate::dispatch::limits::Limits;
-use crate::dispatch::providers::ProviderSet;
+use crate::dispatch::providers::{ProbeMap, ProviderMap, ProviderSet};
 use crate::dispatch::retry::RetryPolicy;
 use crate::dispatch::{DispatchOptions, DispatchParts, Dispatcher};
 use crate::dlq::DeadLetters;
@@ -97,12 +97,6 @@ pub enum DaemonError {
     },
 }
 
-/// Metered providers keyed by credential SID, and what the metrics sampler reads from them.
-type Metered = (
-    HashMap<String, Arc<dyn Provider>>,
-    Vec<Arc<dyn ProviderProbe>>,
-);
-
 /// Each credential's provider, plus the same provider as the sampler reads it.
 type Probed = HashMap<String, (Arc<dyn Provider>, Arc<dyn ProviderProbe>)>;
 
@@ -130,26 +124,31 @@ fn probed_providers(credentials: &[CredentialSettings]) -> Result<Probed, Daemon
     Ok(providers)
 }
 
-/// How a reload builds a credential's provider: as at start, metered.
+/// How a reload builds a credential's provider: as at start, metered, with its metric series.
 fn provider_builder(metrics: Arc<Metrics>) -> crate::reload::BuildProvider {
     Arc::new(move |credential: &CredentialSettings| {
         let probed =
             probed_providers(std::slice::from_ref(credential)).map_err(|e| e.to_string())?;
-        let (providers, _) = meter(probed, &metrics);
-        providers
-            .into_values()
-            .next()
+        metrics.add_credential(credential.platform(), credential.sid());
+        let (providers, probes) = meter(probed, &metrics);
+        let provider = providers.into_values().next();
+        let probe = probes.into_values().next();
+        provider
+            .zip(probe)
             .ok_or_else(|| format!("credential {}: no provider built", credential.sid()))
     })
 }
 
 /// Wrap each provider in a [`MeteredProvider`]; keep what the metrics sampler reads from them.
-fn meter(probed: Probed, metrics: &Metrics) -> Metered {
-    let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
-    let mut probes = Vec::new();
+fn meter(probed: Probed, metrics: &Metrics) -> (ProviderMap, ProbeMap) {
+    let mut providers = ProviderMap::new();
+    let mut probes = ProbeMap::new();
     for (sid, (provider, probe)) in probed {
-        providers.insert(sid, Arc::new(MeteredProvider::new(provider, metrics)));
-        probes.push(probe);
+        providers.insert(
+            sid.clone(),
+            Arc::new(MeteredProvider::new(provider, metrics)),
+        );
+        probes.insert(sid, probe);
     }
     (providers, probes)
 }
@@ -340,6 +339,9 @@ pub fn api_context_with(
     ));
     let acks =
         api::ack_log::AckLog::new(redis.clone(), format!("{}acks", settings.redis.key_prefix));
+    let limits = Arc::new(api::limits::RegistrationLimits::new(&settings.limits));
+    let apns_environments = Arc::new(std::sync::RwLock::new(settings.apns_environments()));
+    reload.attach_api(limits.clone(), apns_environments.clone());
     Ok(ApiContext {
         reload,
         auth,
@@ -349,10 +351,10 @@ pub fn api_context_with(
         redis,
         registry,
         metrics,
-        limits: api::limits::RegistrationLimits::new(&settings.limits),
+        limits,
         public_limits: settings.api.limits.clone(),
         admin_limits: settings.admin.limits.clone(),
-        apns_environments: settings.apns_environments(),
+        apns_environments,
         ledger: None,
         acks,
     })
@@ -391,10 +393,11 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     let layout = layout(&settings)?;
-    let tls = match (&settings.api.tls_cert_file, &settings.api.tls_key_file) {
-        (Some(cert), Some(key)) => Some(api::tls::acceptor(cert, key)?),
+    let served_cert = match (&settings.api.tls_cert_file, &settings.api.tls_key_file) {
+        (Some(cert), Some(key)) => Some(api::tls::ServedCert::load(cert, key)?),
         _ => None,
     };
+    let tls = served_cert.as_ref().map(|c| c.acceptor());
     let Backends {
         queue,
         store,
@@ -406,6 +409,9 @@ async fn serve(
     let limits = Limits::for_daemon(&settings, redis.as_ref(), layout.first().clone());
     let mut ctx = api_context_with(&settings, queue.clone(), store.clone(), dead_letters, redis)?;
     ctx.ledger = Some(ledger.clone());
+    if let Some(cert) = served_cert {
+        ctx.reload.attach_tls(cert);
+    }
     let ctx = Arc::new(ctx);
     check_admin_exposure(&listeners, &ctx.auth)?;
     crate::reload::on_sighup(ctx.reload.clone(), shutdown.clone()).map_err(DaemonError::Serve)?;
@@ -421,16 +427,20 @@ async fn serve(
         );
     }
     let (providers, probes) = meter(probed, &ctx.metrics);
-    let providers = Arc::new(ProviderSet::new(providers));
+    let providers = Arc::new(ProviderSet::with_probes(providers, probes));
     ctx.reload
         .attach_providers(providers.clone(), provider_builder(ctx.metrics.clone()));
+    ctx.reload.attach_limits(limits.rules());
     let life = Lifecycle::new(shutdown, Duration::from_millis(settings.shutdown.grace_ms));
     let sampler = Sampler::new(
         ctx.metrics.clone(),
         ctx.redis.clone(),
         layout.shards().to_vec(),
         settings.stream.group.clone(),
-        probes,
+        {
+            let providers = providers.clone();
+            Arc::new(move || providers.probes())
+        },
     );
     let counted = store.clone();
     let sampler = sampler.counting_undecodable(Arc::new(move || counted.undecodable_skipped()));

@@ -10,6 +10,7 @@ use std::time::Duration;
 use callpush::config::{CredentialSettings, LimitScope, Settings};
 use callpush::domain::Platform;
 use support::daemon::TestDaemon;
+use support::process::{DaemonProcess, Knobs};
 use support::scrape;
 use support::world::{Backend, World};
 
@@ -129,4 +130,82 @@ async fn cluster_scope_on_the_in_memory_backend_counts_in_the_one_daemon() {
     assert_eq!(count(&results, "delivered"), 2, "{results:?}");
     assert_eq!(count(&results, "dead_lettered"), 1, "{results:?}");
     daemon.stop().await;
+}
+
+/// How many lines of `log` contain `text`.
+fn lines_with(log: &str, text: &str) -> usize {
+    log.lines().filter(|l| l.contains(text)).count()
+}
+
+#[tokio::test]
+async fn when_the_shared_limit_fails_calls_ring_under_the_daemons_own_count_until_it_answers() {
+    let mut w = World::with(|s| {
+        cluster_scope(s);
+        s.limits.calls_per_identity_per_min = 3;
+    })
+    .await;
+    w.register("erin", Platform::Fcm, "fcm-erin").await;
+    // The limit script fails on erin's limiter key (a list where it keeps a number), while the
+    // stream, the bindings and the ledger work: what a user sees when the shared count fails.
+    let mut conn = w.redis.multiplexed().await;
+    let key = format!("{}limit:callee:erin", w.prefix);
+    let _: () = redis::cmd("RPUSH")
+        .arg(&key)
+        .arg("not a limiter")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let knobs = Knobs {
+        batch_size: 1,
+        ..Knobs::default()
+    };
+    let daemon = DaemonProcess::start_on(&w.settings, dir.path(), "host-a", &knobs);
+    for i in 0..6 {
+        w.ring("erin", &format!("CA-down-{i}")).await;
+    }
+    let results = w.results(6).await;
+    assert_eq!(
+        count(&results, "delivered"),
+        3,
+        "counted by the daemon: {results:?}"
+    );
+    assert_eq!(count(&results, "dead_lettered"), 3, "{results:?}");
+    let log = daemon.log_text();
+    assert_eq!(
+        lines_with(&log, "Redis did not answer"),
+        1,
+        "said once, not per call:\n{log}"
+    );
+
+    // The shared count works again: a fresh limiter in Redis, not the daemon's spent one.
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for i in 0..4 {
+        w.ring("erin", &format!("CA-back-{i}")).await;
+    }
+    let results = w.results(10).await;
+    let back: Vec<_> = results
+        .iter()
+        .filter(|r| r["call_sid"].starts_with("CA-back-"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        count(&back, "delivered"),
+        3,
+        "counted in Redis again: {back:?}"
+    );
+    assert_eq!(count(&back, "dead_lettered"), 1, "{back:?}");
+    let log = daemon.log_text();
+    assert_eq!(lines_with(&log, "Redis answers again"), 1, "{log}");
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(exists, "the shared limiter counts again");
 }

@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -19,11 +20,16 @@ use crate::config::LimitSettings;
 /// How often keyed limiter state is pruned.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// The registration limiters.
+/// The registration limiters; a reload ([`RegistrationLimits::apply`]) swaps in new ones.
 pub struct RegistrationLimits {
-    per_identity: Option<DefaultKeyedRateLimiter<String>>,
-    per_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    current: RwLock<Arc<Keyed>>,
     clock: DefaultClock,
+}
+
+/// One set of limiters and the limits they count.
+struct Keyed {
+    per_identity: (u32, Option<Arc<DefaultKeyedRateLimiter<String>>>),
+    per_address: (u32, Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>),
 }
 
 fn keyed<K>(per_min: u32) -> Option<DefaultKeyedRateLimiter<K>>
@@ -36,17 +42,52 @@ where
 impl RegistrationLimits {
     /// Limiters sized from the settings.
     pub fn new(settings: &LimitSettings) -> Self {
+        let (identity, address) = (
+            settings.registrations_per_identity_per_min,
+            settings.registrations_per_address_per_min,
+        );
         RegistrationLimits {
-            per_identity: keyed(settings.registrations_per_identity_per_min),
-            per_address: keyed(settings.registrations_per_address_per_min),
+            current: RwLock::new(Arc::new(Keyed {
+                per_identity: (identity, keyed(identity).map(Arc::new)),
+                per_address: (address, keyed(address).map(Arc::new)),
+            })),
             clock: DefaultClock::default(),
         }
+    }
+
+    /// Count with the limits of `settings` from now on (a reload). A limit that changed starts
+    /// counting afresh; one that did not keeps its counts.
+    pub fn apply(&self, settings: &LimitSettings) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let (identity, address) = (
+            settings.registrations_per_identity_per_min,
+            settings.registrations_per_address_per_min,
+        );
+        let per_identity = match &current.per_identity {
+            kept @ (n, _) if *n == identity => kept.clone(),
+            _ => (identity, keyed(identity).map(Arc::new)),
+        };
+        let per_address = match &current.per_address {
+            kept @ (n, _) if *n == address => kept.clone(),
+            _ => (address, keyed(address).map(Arc::new)),
+        };
+        *current = Arc::new(Keyed {
+            per_identity,
+            per_address,
+        });
+    }
+
+    fn keyed(&self) -> Arc<Keyed> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Count one registration request from `address`; `Err` holds how long until the next is
     /// allowed.
     pub fn check_address(&self, address: IpAddr) -> Result<(), Duration> {
-        match &self.per_address {
+        match &self.keyed().per_address.1 {
             Some(limiter) => limiter
                 .check_key(&address)
                 .map_err(|not_until| not_until.wait_time_from(self.clock.now())),
@@ -57,7 +98,7 @@ impl RegistrationLimits {
     /// Count one registration request of `identity`; `Err` holds how long until the next is
     /// allowed.
     pub fn check_identity(&self, identity: &str) -> Result<(), Duration> {
-        match &self.per_identity {
+        match &self.keyed().per_identity.1 {
             Some(limiter) => limiter
                 .check_key(&identity.to_string())
                 .map_err(|not_until| not_until.wait_time_from(self.clock.now())),
@@ -67,11 +108,12 @@ impl RegistrationLimits {
 
     /// Forget keys whose limit has fully refilled and give their memory back.
     pub fn prune(&self) {
-        if let Some(limiter) = &self.per_identity {
+        let keyed = self.keyed();
+        if let Some(limiter) = &keyed.per_identity.1 {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        if let Some(limiter) = &self.per_address {
+        if let Some(limiter) = &keyed.per_address.1 {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -79,9 +121,10 @@ impl RegistrationLimits {
 
     /// How many identities and addresses are tracked now.
     pub fn tracked(&self) -> (usize, usize) {
+        let keyed = self.keyed();
         (
-            self.per_identity.as_ref().map_or(0, |l| l.len()),
-            self.per_address.as_ref().map_or(0, |l| l.len()),
+            keyed.per_identity.1.as_ref().map_or(0, |l| l.len()),
+            keyed.per_address.1.as_ref().map_or(0, |l| l.len()),
         )
     }
 }
@@ -130,5 +173,27 @@ mod tests {
         l.prune();
         assert_eq!(l.tracked(), (1, 1), "a key within its minute is kept");
         assert!(l.check_identity("alice").is_err());
+    }
+
+    #[test]
+    fn a_reload_keeps_the_counts_of_a_limit_that_did_not_change() {
+        let l = limits(1, 5);
+        l.check_identity("alice").unwrap();
+        l.apply(&LimitSettings {
+            registrations_per_identity_per_min: 1,
+            registrations_per_address_per_min: 0,
+            ..LimitSettings::default()
+        });
+        assert!(
+            l.check_identity("alice").is_err(),
+            "counted before the reload"
+        );
+        let addr: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..100 {
+            assert!(
+                l.check_address(addr).is_ok(),
+                "the address limit is off now"
+            );
+        }
     }
 }

@@ -74,15 +74,16 @@ pub struct ApiContext {
     pub registry: prometheus::Registry,
     /// The daemon's metrics, registered on `registry`.
     pub metrics: Arc<Metrics>,
-    /// Registration rate limits.
-    pub limits: RegistrationLimits,
+    /// Registration rate limits (swapped by a reload).
+    pub limits: Arc<RegistrationLimits>,
     /// The public listener's request limits (`[api.limits]`).
     pub public_limits: ListenerLimits,
     /// The admin listener's request limits (`[admin.limits]`).
     pub admin_limits: ListenerLimits,
     /// The APNs environments of each APNs credential (by SID): which a registration may name,
     /// and which a binding that names none is shown in.
-    pub apns_environments: HashMap<String, ApnsEnvironments>,
+    /// Replaced by a reload that changes the credentials.
+    pub apns_environments: ApnsEnvironmentMap,
     /// Reads the configuration again (`POST /v1/admin/reload`, `SIGHUP`).
     pub reload: Arc<crate::reload::Reloader>,
     /// The push ledger, for device acks (SPEC §11); `None` where no dispatcher runs beside
@@ -95,9 +96,23 @@ pub struct ApiContext {
 impl ApiContext {
     /// The environment bindings of `credential` that name none are pushed to (APNs only).
     pub fn default_environment(&self, credential: &str) -> Option<ApnsEnvironment> {
-        self.apns_environments.get(credential).map(|e| e.default)
+        self.apns_environments_of(credential).map(|e| e.default)
+    }
+
+    /// The APNs environments `credential` may push to (None: not an APNs credential).
+    pub fn apns_environments_of(&self, credential: &str) -> Option<ApnsEnvironments> {
+        self.apns_environments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(credential)
+            .copied()
     }
 }
+
+/// The APNs environments of each APNs credential, by SID; replaced whole by a reload.
+pub type ApnsEnvironmentMap = Arc<std::sync::RwLock<HashMap<String, ApnsEnvironments>>>;
+
+impl ApiContext {}
 
 /// The two bound listeners. The caller binds them (tests on port 0, `serve` on the configured
 /// addresses), so the addresses are known before the daemon runs.

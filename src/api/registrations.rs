@@ -166,7 +166,7 @@ pub(super) fn device_of(
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     if let (Some(environment), Some(environments)) = (
         body.environment,
-        ctx.apns_environments.get(credential.as_str()),
+        ctx.apns_environments_of(credential.as_str()),
     ) {
         if !environments.allows(environment) {
             return Err(ApiError::InvalidRequest(format!(

@@ -101,6 +101,10 @@ pub struct CheckArgs {
     /// As one JSON object (`{"ok", "checks": [{"subject", "ok", "detail", "fix"}]}`).
     #[arg(long)]
     json: bool,
+    /// Leave Redis out: for a daemon that keeps no Redis (`callpush dev` without --redis,
+    /// whose configuration's [redis] nobody uses).
+    #[arg(long)]
+    skip_redis: bool,
 }
 
 /// `callpush token`
@@ -285,7 +289,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             crate::dev::run(options, shutdown).await?;
             Ok(())
         }
-        Command::Check(args) => check::run(args.config.config.as_deref(), args.json).await,
+        Command::Check(args) => {
+            check::run(args.config.config.as_deref(), args.json, args.skip_redis).await
+        }
         Command::Bindings(cmd) => bindings(cmd).await,
         Command::Enqueue(args) => enqueue(args).await,
         Command::Dlq(cmd) => dlq::run(cmd).await,

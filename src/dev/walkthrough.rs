@@ -141,6 +141,21 @@ pub fn text(
         &format!("5. a dead letter: the simulators refuse tokens starting with {REJECT_PREFIX}"),
         &dead_letter,
     );
+    // The simulators answer check's probes as Apple and Google do.
+    let skip_redis = if redis.is_some() { "" } else { " --skip-redis" };
+    step(
+        &mut t,
+        &format!(
+            "6. before a deploy, check a configuration without ringing anyone (here dev's own):\n  \
+             #    each credential's key proven against the simulators{}",
+            if redis.is_some() {
+                ", and Redis"
+            } else {
+                "; in memory there is no Redis to check"
+            }
+        ),
+        &[format!("{exe} check --config {config}{skip_redis}")],
+    );
     let _ = writeln!(
         t,
         "Simulated device tokens: {GONE_PREFIX}… answers 410 Unregistered / 404 UNREGISTERED \

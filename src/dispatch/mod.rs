@@ -30,6 +30,7 @@ mod push;
 mod quota;
 mod resolve;
 pub(crate) mod retry;
+mod slots;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -105,7 +106,7 @@ pub(crate) struct Shared {
     /// Push slots of the pool.
     pushes: Semaphore,
     /// Push slots of each credential (by SID), taken before a pool slot.
-    credential_slots: HashMap<String, Semaphore>,
+    credential_slots: slots::CredentialSlots,
     retry: RetryPolicy,
     limits: limits::Limits,
     /// Credentials paused because their provider says they are over quota.
@@ -135,21 +136,12 @@ struct Inboxes {
     claims: mpsc::Receiver<resolve::ClaimAsk>,
 }
 
-/// Push slots of each credential: all of them with one credential, else half the pool (at least
-/// one), so one stuck credential leaves at least half the pool to the others.
+/// Push slots of each credential ([`slots`]).
 fn credential_slots(
     providers: &HashMap<String, Arc<dyn Provider>>,
     max_in_flight: usize,
-) -> HashMap<String, Semaphore> {
-    let cap = if providers.len() > 1 {
-        max_in_flight.div_ceil(2).max(1)
-    } else {
-        max_in_flight.max(1)
-    };
-    providers
-        .keys()
-        .map(|sid| (sid.clone(), Semaphore::new(cap)))
-        .collect()
+) -> slots::CredentialSlots {
+    slots::CredentialSlots::new(providers, max_in_flight)
 }
 
 /// A random id for this process's ledger claims.
@@ -193,6 +185,15 @@ impl Dispatcher {
             hard_stop,
             metrics: parts.metrics,
             batches: Some(Batches { lookups, claims }),
+        });
+        // A credential a reload adds gets its slots and its quota gate as those of the start
+        // did (the limits follow the settings: `limits::Rules::apply`).
+        let weak = Arc::downgrade(&shared);
+        shared.providers.on_replace(move |providers| {
+            if let Some(shared) = weak.upgrade() {
+                shared.credential_slots.adopt(providers);
+                shared.quota.adopt(providers);
+            }
         });
         Dispatcher {
             shared,

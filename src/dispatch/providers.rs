@@ -4,20 +4,35 @@
 //! the new one. A credential a reload removed answers every new push with a rejection naming
 //! it ([`Removed`]), so its bindings' calls are dead-lettered with a reason an operator can act
 //! on instead of vanishing as `no_bindings`.
+//!
+//! What the pool keeps per credential beside its provider (its push slots, its quota gate) is
+//! made by one function at start and at every reload, from the providers of the moment
+//! ([`ProviderSet::on_replace`]), so a credential a reload added gets everything one
+//! configured at start has. The metrics sampler reads each credential's connections and token
+//! refreshes from the probes kept here ([`ProviderSet::probes`]), replaced with their providers.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::domain::{Platform, Push};
+use crate::metrics::ProviderProbe;
 use crate::providers::{Failure, Outcome, Provider};
 
 /// Providers by credential SID.
 pub type ProviderMap = HashMap<String, Arc<dyn Provider>>;
 
+/// What the sampler reads of each credential's provider, by SID.
+pub type ProbeMap = HashMap<String, Arc<dyn ProviderProbe>>;
+
+/// Called with the new providers whenever they are replaced.
+type OnReplace = Box<dyn Fn(&ProviderMap) + Send + Sync>;
+
 /// The current providers, and the credentials a reload removed.
 #[derive(Default)]
 pub struct ProviderSet {
     current: RwLock<(Arc<ProviderMap>, HashSet<String>)>,
+    probes: RwLock<ProbeMap>,
+    on_replace: Mutex<Vec<OnReplace>>,
 }
 
 impl ProviderSet {
@@ -25,7 +40,36 @@ impl ProviderSet {
     pub fn new(providers: ProviderMap) -> ProviderSet {
         ProviderSet {
             current: RwLock::new((Arc::new(providers), HashSet::new())),
+            ..ProviderSet::default()
         }
+    }
+
+    /// The providers of the start, with what the sampler reads of them.
+    pub fn with_probes(providers: ProviderMap, probes: ProbeMap) -> ProviderSet {
+        let set = ProviderSet::new(providers);
+        *set.probes.write().expect("never poisoned") = probes;
+        set
+    }
+
+    /// Call `adopt` with the current providers now, and with the new ones after every
+    /// [`ProviderSet::replace`]: what is built per credential, built the same at start and on
+    /// reload.
+    pub fn on_replace(&self, adopt: impl Fn(&ProviderMap) + Send + Sync + 'static) {
+        adopt(&self.snapshot());
+        self.on_replace
+            .lock()
+            .expect("never poisoned")
+            .push(Box::new(adopt));
+    }
+
+    /// What the sampler reads now: one probe per current credential.
+    pub fn probes(&self) -> Vec<Arc<dyn ProviderProbe>> {
+        self.probes
+            .read()
+            .expect("never poisoned")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The provider of `credential`: the current one, a [`Removed`] one for a credential a
@@ -50,16 +94,31 @@ impl ProviderSet {
     /// From now on, push with `providers`; the credentials of the previous set that are not in
     /// it count as removed (until a later reload adds them again).
     pub fn replace(&self, providers: ProviderMap) {
-        let mut current = self.current.write().expect("never poisoned");
-        let mut removed: HashSet<String> = current
-            .0
-            .keys()
-            .chain(current.1.iter())
-            .filter(|sid| !providers.contains_key(*sid))
-            .cloned()
-            .collect();
-        removed.shrink_to_fit();
-        *current = (Arc::new(providers), removed);
+        self.replace_probed(providers, ProbeMap::new());
+    }
+
+    /// [`ProviderSet::replace`], with the probes of the providers built anew (the others keep
+    /// theirs; a removed credential's goes).
+    pub fn replace_probed(&self, providers: ProviderMap, built: ProbeMap) {
+        let providers = Arc::new(providers);
+        {
+            let mut current = self.current.write().expect("never poisoned");
+            let mut removed: HashSet<String> = current
+                .0
+                .keys()
+                .chain(current.1.iter())
+                .filter(|sid| !providers.contains_key(*sid))
+                .cloned()
+                .collect();
+            removed.shrink_to_fit();
+            *current = (providers.clone(), removed);
+            let mut probes = self.probes.write().expect("never poisoned");
+            probes.retain(|sid, _| providers.contains_key(sid));
+            probes.extend(built);
+        }
+        for adopt in self.on_replace.lock().expect("never poisoned").iter() {
+            adopt(&providers);
+        }
     }
 
     /// Add or replace one provider (unit tests).

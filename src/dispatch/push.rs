@@ -71,7 +71,11 @@ pub(super) async fn push_until_final(
         // cap and never holds pool slots the other credentials need.
         let slots = async {
             let own = match shared.credential_slots.get(provider.credential()) {
-                Some(s) => Some(s.acquire().await.expect("slot semaphores are never closed")),
+                Some(s) => Some(
+                    s.acquire_owned()
+                        .await
+                        .expect("slot semaphores are never closed"),
+                ),
                 None => None,
             };
             let pool = shared

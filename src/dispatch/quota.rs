@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,7 @@ use crate::providers::{Failure, Provider};
 /// The pause of each credential (by SID).
 #[derive(Default)]
 pub(crate) struct QuotaGates {
-    gates: HashMap<String, Gate>,
+    gates: RwLock<HashMap<String, Arc<Gate>>>,
 }
 
 /// One credential's pause.
@@ -48,31 +48,46 @@ struct Gate {
 impl QuotaGates {
     /// A gate for each provider's credential, none paused.
     pub(crate) fn new(providers: &HashMap<String, Arc<dyn Provider>>) -> QuotaGates {
-        let gates = providers
-            .iter()
-            .map(|(sid, p)| {
-                let gate = Gate {
+        let gates = QuotaGates::default();
+        gates.adopt(providers);
+        gates
+    }
+
+    /// A gate for each of `providers`' credentials (at start and after every reload): a
+    /// credential's gate, and its pause, outlive a reload that keeps the credential.
+    pub(crate) fn adopt(&self, providers: &HashMap<String, Arc<dyn Provider>>) {
+        let mut gates = self.gates.write().unwrap_or_else(|e| e.into_inner());
+        let old = std::mem::take(&mut *gates);
+        for (sid, p) in providers {
+            let gate = old.get(sid).cloned().unwrap_or_else(|| {
+                Arc::new(Gate {
                     platform: p.platform(),
                     until_ms: Arc::new(AtomicU64::new(0)),
                     cause: Mutex::new(None),
-                };
-                (sid.clone(), gate)
-            })
-            .collect();
-        QuotaGates { gates }
+                })
+            });
+            gates.insert(sid.clone(), gate);
+        }
+    }
+
+    fn gate(&self, credential: &str) -> Option<Arc<Gate>> {
+        self.gates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(credential)
+            .cloned()
     }
 
     /// When `credential`'s pause ends, if it is paused at `now_ms`.
     fn paused_until(&self, credential: &str, now_ms: u64) -> Option<u64> {
-        let until = self.gates.get(credential)?.until_ms.load(Ordering::Acquire);
+        let until = self.gate(credential)?.until_ms.load(Ordering::Acquire);
         (until > now_ms).then_some(until)
     }
 
     /// The answer that paused `credential`, as the failure of a push the pause outlasts.
     fn cause(&self, credential: &str) -> Failure {
         let cause = self
-            .gates
-            .get(credential)
+            .gate(credential)
             .and_then(|g| g.cause.lock().unwrap_or_else(|e| e.into_inner()).clone());
         match cause {
             Some(cause) => Failure::new(
@@ -99,7 +114,7 @@ impl QuotaGates {
         metrics: &Arc<Metrics>,
         stop: &CancellationToken,
     ) {
-        let Some(gate) = self.gates.get(credential) else {
+        let Some(gate) = self.gate(credential) else {
             return;
         };
         let now = now_ms();
@@ -110,7 +125,7 @@ impl QuotaGates {
         }
         let began = before <= now;
         *gate.cause.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure.clone());
-        let handles = metrics.credential(credential).cloned();
+        let handles = metrics.credential(credential);
         if let Some(h) = &handles {
             h.pauses.inc();
             h.paused.set(1);

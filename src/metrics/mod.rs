@@ -19,6 +19,7 @@
 //! `with_label_values` lookups left are on rare paths (failures, Redis errors).
 
 mod acks;
+mod credential;
 mod labels;
 mod provider;
 pub(crate) mod sampler;
@@ -115,7 +116,10 @@ pub struct Metrics {
     http_refused: IntCounterVec,
     redis_errors: IntCounterVec,
     pub(crate) token_refreshes: IntCounterVec,
-    credentials: HashMap<String, CredentialHandles>,
+    /// Each credential's handles: those of the start, and those a reload added.
+    credentials: std::sync::RwLock<HashMap<String, CredentialHandles>>,
+    /// What a credential's handles are made of.
+    families: credential::Families,
     pub(crate) twilio: twilio::TwilioMetrics,
     pub(crate) acks: acks::AckMetrics,
     pub(crate) stages: stage::StageMetrics,
@@ -244,30 +248,17 @@ impl Metrics {
         }
         let credentials: Vec<(Platform, &str)> = credentials.into_iter().collect();
         let acks = acks::AckMetrics::new(registry, credentials.iter().copied())?;
-        let mut credential_handles = HashMap::new();
-        for (platform, sid) in credentials {
-            let p = platform.as_str();
-            let envs = environment_labels(platform);
-            for env in envs {
-                for reason in retry_reasons(platform) {
-                    pushes.with_label_values(&[p, sid, env, "retry", reason]);
-                }
-                for reason in prune_reasons(platform) {
-                    pushes.with_label_values(&[p, sid, env, "invalid_token", reason]);
-                }
-            }
-            credential_handles.insert(
-                sid.to_string(),
-                CredentialHandles {
-                    delivered: envs
-                        .map(|env| pushes.with_label_values(&[p, sid, env, "delivered", ""])),
-                    duration: push_duration.with_label_values(&[p, sid]),
-                    connections: envs.map(|env| connections.with_label_values(&[p, sid, env])),
-                    pauses: pauses.with_label_values(&[p, sid]),
-                    paused: paused.with_label_values(&[p, sid]),
-                },
-            );
-        }
+        let families = credential::Families {
+            pushes: pushes.clone(),
+            push_duration: push_duration.clone(),
+            connections,
+            pauses,
+            paused,
+        };
+        let credential_handles = credentials
+            .into_iter()
+            .map(|(platform, sid)| (sid.to_string(), families.handles(platform, sid)))
+            .collect();
         for p in [Platform::Apns, Platform::Fcm] {
             for o in ["ok", "failed"] {
                 token_refreshes.with_label_values(&[p.as_str(), o]);
@@ -390,16 +381,30 @@ impl Metrics {
             )?,
             redis_errors,
             token_refreshes,
-            credentials: credential_handles,
+            credentials: std::sync::RwLock::new(credential_handles),
+            families,
             twilio: twilio::TwilioMetrics::new(registry)?,
             acks,
             stages: stage::StageMetrics::new(registry)?,
         }))
     }
 
-    /// The cached handles of one credential (None for a credential not given to [`Metrics::new`]).
-    pub(crate) fn credential(&self, sid: &str) -> Option<&CredentialHandles> {
-        self.credentials.get(sid)
+    /// The cached handles of one credential (None for a credential neither given to
+    /// [`Metrics::new`] nor added by [`Metrics::add_credential`]).
+    pub(crate) fn credential(&self, sid: &str) -> Option<CredentialHandles> {
+        self.credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sid)
+            .cloned()
+    }
+
+    /// Series for a credential a reload added, made as those of the start are.
+    pub fn add_credential(&self, platform: Platform, sid: &str) {
+        let mut credentials = self.credentials.write().unwrap_or_else(|e| e.into_inner());
+        if !credentials.contains_key(sid) {
+            credentials.insert(sid.to_string(), self.families.handles(platform, sid));
+        }
     }
 
     /// An event reached its one outcome. `kind` and `outcome` are the SPEC §5 names.

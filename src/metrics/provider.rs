@@ -62,7 +62,7 @@ impl MeteredProvider {
     /// Wrap `inner`, with the handles of its credential resolved now.
     pub fn new(inner: Arc<dyn Provider>, metrics: &Metrics) -> MeteredProvider {
         MeteredProvider {
-            handles: metrics.credential(inner.credential()).cloned(),
+            handles: metrics.credential(inner.credential()),
             inner,
             pushes: metrics.pushes.clone(),
             in_flight: metrics.in_flight.clone(),

@@ -16,6 +16,7 @@
 //! Providers: `callpush_provider_connections` and `callpush_provider_token_refreshes_total` from
 //! each [`ProviderProbe`] (counters advance by what the provider counted since the last sample).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// Counts something the sampler turns into a counter (read, never reset).
 pub type Count = Arc<dyn Fn() -> u64 + Send + Sync>;
 
+/// The providers' probes of the moment (a reload adds and replaces providers).
+pub type Probes = Arc<dyn Fn() -> Vec<Arc<dyn ProviderProbe>> + Send + Sync>;
+
 /// What the sampler reads.
 pub struct Sampler {
     metrics: Arc<Metrics>,
@@ -40,9 +44,9 @@ pub struct Sampler {
     conn: Option<RedisConn>,
     shards: Vec<Keys>,
     group: String,
-    probes: Vec<Arc<dyn ProviderProbe>>,
-    /// Token refreshes already added to the counters, per probe.
-    seen: Vec<(u64, u64)>,
+    probes: Probes,
+    /// Token refreshes already added to the counters, per probe (by its address).
+    seen: HashMap<usize, (u64, u64)>,
     /// Undecodable bindings the store skipped, and how many were already counted.
     undecodable: Option<(Count, u64)>,
     failing: bool,
@@ -56,9 +60,9 @@ impl Sampler {
         conn: Option<RedisConn>,
         shards: Vec<Keys>,
         group: String,
-        probes: Vec<Arc<dyn ProviderProbe>>,
+        probes: Probes,
     ) -> Sampler {
-        let seen = vec![(0, 0); probes.len()];
+        let seen = HashMap::new();
         Sampler {
             metrics,
             conn,
@@ -118,7 +122,13 @@ impl Sampler {
     }
 
     fn sample_providers(&mut self) {
-        for (probe, seen) in self.probes.iter().zip(self.seen.iter_mut()) {
+        let probes = (self.probes)();
+        let mut seen_now = HashMap::with_capacity(probes.len());
+        for probe in &probes {
+            let key = Arc::as_ptr(probe) as *const () as usize;
+            let seen = seen_now
+                .entry(key)
+                .or_insert_with(|| self.seen.get(&key).copied().unwrap_or((0, 0)));
             let platform = probe.platform().as_str();
             if let Some(h) = self.metrics.credential(probe.credential()) {
                 for (environment, open) in probe.open_connections() {
@@ -135,6 +145,8 @@ impl Sampler {
                 .inc_by(failed.saturating_sub(seen.1));
             *seen = (ok, failed);
         }
+        // Probes of replaced providers are forgotten.
+        self.seen = seen_now;
     }
 
     async fn sample_redis(&mut self) -> Result<(), (&'static str, RedisError)> {

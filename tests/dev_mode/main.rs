@@ -101,6 +101,7 @@ async fn the_walkthrough_works_as_printed_in_memory() {
     let rest = common_steps(&mut dev).await;
     assert!(rest[0].contains("dlq list --admin http://"), "{}", rest[0]);
     dlq_steps(&mut dev, &rest).await;
+    check_step(&mut dev, &rest[2], "--skip-redis").await;
     // Ready without Redis.
     let admin = dev.shown("admin API");
     let (status, body) = request("GET", &format!("{admin}/readyz"), None, None).await;
@@ -177,6 +178,7 @@ async fn the_walkthrough_works_as_printed_on_redis_with_dlq() {
     assert!(dev.walkthrough.contains("Redis at"));
     let rest = common_steps(&mut dev).await;
     dlq_steps(&mut dev, &rest).await;
+    check_step(&mut dev, &rest[2], "--config").await;
 
     let status = dev.sigterm().await;
     assert!(status.success(), "{status:?}; log:\n{}", dev.log_text());
@@ -184,6 +186,27 @@ async fn the_walkthrough_works_as_printed_on_redis_with_dlq() {
         data_dir.join("callpush.toml").exists(),
         "a --data-dir is kept"
     );
+}
+
+/// The printed `callpush check` passes against dev's simulators (and Redis, when it has one).
+async fn check_step(dev: &mut Dev, line: &str, shows: &str) {
+    assert!(
+        line.contains(" check --config ") && line.contains(shows),
+        "{line}"
+    );
+    let (report, _) = dev.follow(line).await;
+    for subject in [
+        "config",
+        "redis",
+        "credential CRdevapns",
+        "credential CRdevfcm",
+    ] {
+        let row = report.lines().find(|l| l.starts_with(subject));
+        assert!(
+            row.is_some_and(|r| r.contains(" ok ")),
+            "{subject}: {report}"
+        );
+    }
 }
 
 /// Whether `pid` catches SIGTERM yet (`SigCgt` of /proc/<pid>/status).

@@ -33,6 +33,7 @@ pub mod apns_double;
 pub mod cluster_calls;
 pub mod cluster_slots;
 pub mod cluster_world;
+pub mod config_file;
 pub mod daemon;
 pub mod dead;
 pub mod fcm_double;

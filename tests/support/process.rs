@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use callpush::config::{CredentialSettings, Settings};
+use callpush::config::{CredentialSettings, LimitScope, Settings};
 
 use super::world::World;
 
@@ -215,6 +215,7 @@ max_attempts = {attempts}
 
 [limits]
 calls_per_identity_per_min = {per_min}
+scope = "{scope}"
 
 # `serve` binds both listeners; port 0 lets several daemons and tests run side by side.
 [api]
@@ -237,6 +238,10 @@ grace_ms = {grace}
         max_ms = s.retry.max_ms,
         attempts = s.retry.max_attempts,
         per_min = s.limits.calls_per_identity_per_min,
+        scope = match s.limits.scope {
+            LimitScope::Daemon => "daemon",
+            LimitScope::Cluster => "cluster",
+        },
         grace = knobs.grace_ms,
     );
     for cred in &s.credentials {

@@ -9,12 +9,16 @@
 //! the share of the stream it reads, so N daemons let N times the limit through. With
 //! `"cluster"` the limits are counted in Redis ([`cluster`]) and shared by every daemon; while
 //! Redis does not answer, each daemon falls back to its own counting.
+//!
+//! A reload ([`Rules::apply`]) swaps in the limits of the new configuration: a limit that
+//! changed (or a credential that is new) counts afresh in this process from the reload on; an
+//! unchanged one keeps its counts. `limits.scope` itself needs a restart.
 
 mod cluster;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -31,12 +35,70 @@ struct CredentialLimit {
     local: DefaultDirectRateLimiter,
 }
 
+/// The limits counted in this process, replaced whole by a reload ([`Rules::apply`]).
+#[derive(Default)]
+struct Local {
+    credentials: HashMap<String, Arc<CredentialLimit>>,
+    calls_per_min: Option<NonZeroU32>,
+    callees: Option<Arc<DefaultKeyedRateLimiter<Arc<str>>>>,
+}
+
+/// The limits of the settings, swapped by a reload; shared by the pool and the reloader.
+#[derive(Default)]
+pub struct Rules {
+    current: RwLock<Arc<Local>>,
+}
+
+impl Rules {
+    fn local(&self) -> Arc<Local> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Count with the limits of `settings` from now on (`limits.calls_per_identity_per_min`
+    /// and each credential's `rate_limit_per_sec`, credentials added by a reload included). A
+    /// limit that changed, or is new, starts counting afresh; one that did not keeps its
+    /// counts. The cluster's counts (`limits.scope = "cluster"`) live in Redis and carry on
+    /// under the new numbers.
+    pub fn apply(&self, settings: &Settings) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let mut credentials = HashMap::new();
+        for c in &settings.credentials {
+            let rate = match c {
+                crate::config::CredentialSettings::Apns(a) => a.rate_limit_per_sec,
+                crate::config::CredentialSettings::Fcm(f) => f.rate_limit_per_sec,
+            };
+            let Some(per_sec) = rate.and_then(NonZeroU32::new) else {
+                continue;
+            };
+            let limit = match current.credentials.get(c.sid()) {
+                Some(kept) if kept.per_sec == per_sec => kept.clone(),
+                _ => Arc::new(CredentialLimit {
+                    per_sec,
+                    local: RateLimiter::direct(Quota::per_second(per_sec)),
+                }),
+            };
+            credentials.insert(c.sid().to_string(), limit);
+        }
+        let calls_per_min = NonZeroU32::new(settings.limits.calls_per_identity_per_min);
+        let callees = match &current.callees {
+            Some(kept) if current.calls_per_min == calls_per_min => Some(kept.clone()),
+            _ => calls_per_min.map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n)))),
+        };
+        *current = Arc::new(Local {
+            credentials,
+            calls_per_min,
+            callees,
+        });
+    }
+}
+
 /// The limits of one dispatcher. `Limits::default()` limits nothing.
 #[derive(Default)]
 pub struct Limits {
-    credentials: HashMap<String, CredentialLimit>,
-    calls_per_min: Option<NonZeroU32>,
-    callees: Option<DefaultKeyedRateLimiter<Arc<str>>>,
+    rules: Arc<Rules>,
     /// The limits shared by every daemon, with the keys they are counted under.
     shared: Option<(ClusterCounter, Keys)>,
 }
@@ -44,26 +106,17 @@ pub struct Limits {
 impl Limits {
     /// The limits the settings ask for (a limit of 0 means none), counted in this process.
     pub fn new(settings: &Settings) -> Self {
-        let credentials = settings
-            .credentials
-            .iter()
-            .filter_map(|c| {
-                let rate = match c {
-                    crate::config::CredentialSettings::Apns(a) => a.rate_limit_per_sec,
-                    crate::config::CredentialSettings::Fcm(f) => f.rate_limit_per_sec,
-                };
-                let per_sec = NonZeroU32::new(rate?)?;
-                let local = RateLimiter::direct(Quota::per_second(per_sec));
-                Some((c.sid().to_string(), CredentialLimit { per_sec, local }))
-            })
-            .collect();
-        let calls_per_min = NonZeroU32::new(settings.limits.calls_per_identity_per_min);
+        let rules = Rules::default();
+        rules.apply(settings);
         Limits {
-            credentials,
-            calls_per_min,
-            callees: calls_per_min.map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+            rules: Arc::new(rules),
             shared: None,
         }
+    }
+
+    /// What a reload swaps.
+    pub fn rules(&self) -> Arc<Rules> {
+        self.rules.clone()
     }
 
     /// The limits of a daemon: counted in Redis when `limits.scope = "cluster"` and the daemon
@@ -90,7 +143,8 @@ impl Limits {
 
     /// Whether one more incoming call to `callee` is within its limit (and count it).
     pub async fn allow_call(&self, callee: &Arc<str>) -> bool {
-        let Some(n) = self.calls_per_min else {
+        let local = self.rules.local();
+        let Some(n) = local.calls_per_min else {
             return true;
         };
         if let Some((counter, keys)) = &self.shared {
@@ -104,14 +158,16 @@ impl Limits {
                 return granted == Granted::After(Duration::ZERO);
             }
         }
-        self.callees
+        local
+            .callees
             .as_ref()
             .is_none_or(|l| l.check_key(callee).is_ok())
     }
 
     /// Wait until `credential` may send one more push. False when the deadline comes first.
     pub async fn wait_for_credential(&self, credential: &str, deadline_ms: u64) -> bool {
-        let Some(limit) = self.credentials.get(credential) else {
+        let local = self.rules.local();
+        let Some(limit) = local.credentials.get(credential) else {
             return true;
         };
         let left_ms = deadline_ms.saturating_sub(now_ms());
@@ -139,7 +195,7 @@ impl Limits {
 
     /// Forget callees that have not called lately, so the keyed state stays bounded.
     pub fn forget_idle(&self) {
-        if let Some(l) = &self.callees {
+        if let Some(l) = &self.rules.local().callees {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -196,5 +252,23 @@ mod tests {
             "the next slot is a second away, past the deadline"
         );
         assert!(limits.wait_for_credential("CR-other", deadline).await);
+    }
+
+    #[tokio::test]
+    async fn a_reload_lowers_the_callee_limit_and_adds_a_credential_limit() {
+        let limits = Limits::new(&settings("[limits]\ncalls_per_identity_per_min = 100\n"));
+        let alice: Arc<str> = Arc::from("alice");
+        assert_eq!(allowed(&limits, &alice, 5).await, 5);
+        limits.rules().apply(&settings(
+            "[limits]\ncalls_per_identity_per_min = 2\n[[credentials]]\nsid=\"CR2\"\nplatform=\"fcm\"\nservice_account_file=\"/f\"\nrate_limit_per_sec=1\n",
+        ));
+        assert_eq!(
+            allowed(&limits, &alice, 5).await,
+            2,
+            "counted afresh under the new limit"
+        );
+        let deadline = now_ms() + 200;
+        assert!(limits.wait_for_credential("CR2", deadline).await);
+        assert!(!limits.wait_for_credential("CR2", deadline).await);
     }
 }

@@ -1,23 +1,50 @@
 //! Reloading without a restart (`SIGHUP`, `POST /v1/admin/reload`): the configuration file is
 //! read again, validated whole, and what can change in a running daemon is swapped in at once.
 //!
-//! Applied on reload: every secret the access-token, admin and webhook checks use — the API
-//! keys and their secret files (`auth.*`), the admin token (`admin.token_file` or
-//! `CALLPUSH_ADMIN_TOKEN`), the Twilio auth tokens and shared keys (`twilio.*`) — and the push
-//! `credentials`: a credential whose settings or key file bytes changed gets a new provider
-//! (new connections, a new provider or OAuth token), one added starts pushing, one removed
-//! stops ([`crate::dispatch::providers`]: its bindings' calls are dead-lettered naming it);
-//! unchanged ones keep theirs, warm. Pushes in flight finish on the provider they started with.
-//! A request is checked against one set of secrets, never half of each.
+//! Applied on reload:
+//! - every secret the access-token, admin and webhook checks use — the API keys and their
+//!   secret files (`auth.*`), the admin token (`admin.token_file` or `CALLPUSH_ADMIN_TOKEN`),
+//!   the Twilio auth tokens and shared keys (`twilio.*`); a request is checked against one set
+//!   of secrets, never half of each;
+//! - the push `credentials`: a credential whose settings or key file bytes changed gets a new
+//!   provider (new connections, a new provider or OAuth token), one added starts pushing, one
+//!   removed stops ([`crate::dispatch::providers`]: its bindings' calls are dead-lettered
+//!   naming it); unchanged ones keep theirs, warm. Pushes in flight finish on the provider they
+//!   started with. A credential added gets what one of the start has, built by the same code:
+//!   its push slots and quota gate (`ProviderSet::on_replace`), its rate limit, its metric
+//!   series and connection gauge, and its APNs environments for registrations;
+//! - the HTTPS certificate and key (`api.tls_cert_file`, `api.tls_key_file`), read again even
+//!   when the paths are the same (renewed in place): new handshakes get the new pair,
+//!   connections already open keep theirs ([`crate::api::tls::ServedCert`]);
+//! - the limits: `limits.calls_per_identity_per_min`, `limits.registrations_per_*` and each
+//!   credential's `rate_limit_per_sec`. A limit that changed counts afresh in this process from
+//!   the reload on (a callee who had used the old budget gets the new one whole); an unchanged
+//!   one keeps its counts. With `limits.scope = "cluster"` the counts live in Redis and carry
+//!   on under the new numbers.
 //!
-//! A configuration that does not validate, or whose secret files cannot be read, is refused
-//! whole: the error names the key, the daemon keeps the secrets it had, and
-//! `callpush_config_reloads_total{result="refused"}` counts it. Every other section differs
-//! from the running one only after a restart, and the answer and the log name those that do
-//! (compared with the settings the daemon started with): the listeners, `redis`, `stream`
-//! (shards, group, consumer), `workers`, `retry`, `limits`, `bindings`, `results`,
-//! `dead_letters`, `shutdown` and the HTTPS certificate. Without a running pool (API-only
-//! tests) credentials are not reloaded and are named among those.
+//! A configuration that does not validate, whose secret files cannot be read, whose
+//! credential cannot be built or whose certificate and key cannot be used is refused whole:
+//! everything is built before anything is swapped, the error names the key, the daemon keeps
+//! what it had, and `callpush_config_reloads_total{result="refused"}` counts it.
+//!
+//! Needs a restart (named in the answer and the log when they differ from the settings the
+//! daemon started with), and why:
+//! - `api.listen`, `admin.listen`: the sockets are bound once; rebinding would drop or split
+//!   the connections open;
+//! - HTTPS turned on or off (a certificate added where there was none, or removed): the public
+//!   listener's protocol is decided when it starts;
+//! - `api.limits`, `admin.limits`: the HTTP server's connection cap, header and h2 settings are
+//!   baked into the listener at start;
+//! - `redis` (a rotated Redis password too): the connections are opened at start;
+//! - `stream` (shards, group, consumer name): they decide which entries this daemon owns;
+//! - `workers`, `retry`: the pool's slots and its retry policy are fixed for its life;
+//! - `limits.scope`: moving the counting between Redis and this process mid-run would start
+//!   every callee and credential with a fresh budget on the other side;
+//! - `bindings`, `results`, `dead_letters`, `shutdown`: read by the stores and the lifecycle at
+//!   start.
+//!
+//! Without a running pool (API-only tests) credentials are not reloaded and are named among
+//! those.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,15 +56,27 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::api::limits::RegistrationLimits;
+use crate::api::tls::{ServedCert, TlsConfigError};
+use crate::api::ApnsEnvironmentMap;
 use crate::auth::{Auth, AuthConfigError};
 use crate::config::{ConfigError, CredentialSettings, Settings};
-use crate::dispatch::providers::{ProviderMap, ProviderSet};
-use crate::metrics::Metrics;
-use crate::providers::Provider;
+use crate::dispatch::limits::Rules;
+use crate::dispatch::providers::{ProbeMap, ProviderMap, ProviderSet};
+use crate::metrics::{Metrics, ProviderProbe};
 
-/// Builds the (metered) provider of one credential; the error names the credential and the key.
-pub type BuildProvider =
-    Arc<dyn Fn(&CredentialSettings) -> Result<Arc<dyn Provider>, String> + Send + Sync>;
+mod restart;
+use crate::providers::Provider;
+pub use restart::restart_required;
+use restart::TLS_FILES;
+
+/// Builds the (metered) provider of one credential, and what the metrics sampler reads of it;
+/// the error names the credential and the key.
+pub type BuildProvider = Arc<
+    dyn Fn(&CredentialSettings) -> Result<(Arc<dyn Provider>, Arc<dyn ProviderProbe>), String>
+        + Send
+        + Sync,
+>;
 
 /// The pool's providers, as a reload replaces them.
 struct Pushing {
@@ -107,6 +146,9 @@ pub enum ReloadError {
     /// A credential's provider cannot be built (its key file, its endpoint).
     #[error("{0}")]
     Credential(String),
+    /// The new HTTPS certificate or key cannot be used.
+    #[error("{0}")]
+    Tls(#[from] TlsConfigError),
 }
 
 /// Reads the configuration again and swaps in what may change.
@@ -118,6 +160,12 @@ pub struct Reloader {
     /// The pool's providers, once the daemon runs the pool; before (and in API-only tests)
     /// credentials are not reloaded.
     pushing: OnceLock<Pushing>,
+    /// The certificate of the public listener, when it serves HTTPS.
+    tls: OnceLock<Arc<ServedCert>>,
+    /// The registration limits and the APNs environments registrations are checked against.
+    api: OnceLock<(Arc<RegistrationLimits>, ApnsEnvironmentMap)>,
+    /// The pool's call and credential limits.
+    limits: OnceLock<Arc<Rules>>,
     /// One reload at a time.
     running: Mutex<()>,
 }
@@ -130,6 +178,9 @@ impl Reloader {
             auth,
             metrics,
             pushing: OnceLock::new(),
+            tls: OnceLock::new(),
+            api: OnceLock::new(),
+            limits: OnceLock::new(),
             running: Mutex::new(()),
         }
     }
@@ -147,6 +198,21 @@ impl Reloader {
             build,
             built_from: Mutex::new(built_from),
         });
+    }
+
+    /// Reload the public listener's certificate too (`api.tls_cert_file`, `api.tls_key_file`).
+    pub fn attach_tls(&self, cert: Arc<ServedCert>) {
+        let _ = self.tls.set(cert);
+    }
+
+    /// Reload the registration limits and the APNs environments of the API too.
+    pub fn attach_api(&self, limits: Arc<RegistrationLimits>, environments: ApnsEnvironmentMap) {
+        let _ = self.api.set((limits, environments));
+    }
+
+    /// Reload the pool's call and credential limits too.
+    pub(crate) fn attach_limits(&self, rules: Arc<Rules>) {
+        let _ = self.limits.set(rules);
     }
 
     /// Read the file again and apply it, or refuse it whole; counted and logged either way.
@@ -171,6 +237,21 @@ impl Reloader {
     fn apply(&self) -> Result<ReloadReport, ReloadError> {
         let file: PathBuf = self.started.source.clone().ok_or(ReloadError::NoFile)?;
         let next = Settings::load(Some(&file))?;
+        let mut restart = restart_required(&self.started, &next);
+        let mut reloaded: Vec<String> = ["auth", "admin.token", "twilio", "limits"]
+            .map(String::from)
+            .to_vec();
+        // Everything is built before anything is swapped: a refusal changes nothing.
+        let certificate = match (
+            self.tls.get(),
+            &next.api.tls_cert_file,
+            &next.api.tls_key_file,
+        ) {
+            (Some(served), Some(cert), Some(key)) => {
+                Some((served, crate::api::tls::load(cert, key)?, cert, key))
+            }
+            _ => None,
+        };
         let Some(pushing) = self.pushing.get() else {
             // Registrations pick among the credentials that push: the running ones.
             let secrets_of = Settings {
@@ -178,19 +259,20 @@ impl Reloader {
                 ..next.clone()
             };
             self.auth.replace(Auth::from_settings(&secrets_of)?);
+            self.apply_limits(&secrets_of, false);
             return Ok(ReloadReport {
                 file: file.display().to_string(),
-                reloaded: ["auth", "admin.token", "twilio"].map(String::from).to_vec(),
+                reloaded,
                 api_keys: self.auth.api_key_sids(),
                 credentials: CredentialChanges::default(),
-                restart_required: restart_required(&self.started, &next),
+                restart_required: restart,
             });
         };
-        // Everything is built before anything is swapped: a refusal changes nothing.
         let auth = Auth::from_settings(&next)?;
         let running = pushing.set.snapshot();
         let mut built_from = pushing.built_from.lock().expect("never poisoned");
         let mut providers = ProviderMap::new();
+        let mut probes = ProbeMap::new();
         let mut fingerprints = HashMap::new();
         let mut changes = CredentialChanges::default();
         for credential in &next.credentials {
@@ -206,7 +288,10 @@ impl Reloader {
                         true => changes.changed.push(sid.clone()),
                         false => changes.added.push(sid.clone()),
                     }
-                    (pushing.build)(credential).map_err(ReloadError::Credential)?
+                    let (provider, probe) =
+                        (pushing.build)(credential).map_err(ReloadError::Credential)?;
+                    probes.insert(sid.clone(), probe);
+                    provider
                 }
             };
             providers.insert(sid.clone(), provider);
@@ -219,61 +304,41 @@ impl Reloader {
             .collect();
         changes.removed.sort();
         self.auth.replace(auth);
-        pushing.set.replace(providers);
+        // The limits first: a credential added below finds its rate limit in place.
+        self.apply_limits(&next, true);
+        pushing.set.replace_probed(providers, probes);
         *built_from = fingerprints;
-        let mut restart = restart_required(&self.started, &next);
         restart.retain(|section| section != "credentials");
+        reloaded.push("credentials".into());
+        if let Some((served, pair, cert, key)) = certificate {
+            let changed = served.install(pair, cert, key);
+            info!(changed, cert = %cert.display(), "HTTPS certificate reloaded");
+            restart.retain(|section| section != TLS_FILES);
+            reloaded.push(TLS_FILES.into());
+        }
         Ok(ReloadReport {
             file: file.display().to_string(),
-            reloaded: ["auth", "admin.token", "twilio", "credentials"]
-                .map(String::from)
-                .to_vec(),
+            reloaded,
             api_keys: self.auth.api_key_sids(),
             credentials: changes,
             restart_required: restart,
         })
     }
-}
 
-/// The sections of `next` that differ from `running` and apply only after a restart.
-pub fn restart_required(running: &Settings, next: &Settings) -> Vec<String> {
-    let differs =
-        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
-    let sections: [(&str, bool); 15] = [
-        ("api.listen", running.api.listen != next.api.listen),
-        (
-            "api.tls_cert_file / api.tls_key_file",
-            running.api.tls_cert_file != next.api.tls_cert_file
-                || running.api.tls_key_file != next.api.tls_key_file,
-        ),
-        ("api.limits", differs(&running.api.limits, &next.api.limits)),
-        ("admin.listen", running.admin.listen != next.admin.listen),
-        (
-            "admin.limits",
-            differs(&running.admin.limits, &next.admin.limits),
-        ),
-        ("redis", differs(&running.redis, &next.redis)),
-        ("stream", differs(&running.stream, &next.stream)),
-        ("workers", differs(&running.workers, &next.workers)),
-        ("retry", differs(&running.retry, &next.retry)),
-        ("limits", differs(&running.limits, &next.limits)),
-        ("bindings", differs(&running.bindings, &next.bindings)),
-        ("results", differs(&running.results, &next.results)),
-        (
-            "dead_letters",
-            differs(&running.dead_letters, &next.dead_letters),
-        ),
-        ("shutdown", differs(&running.shutdown, &next.shutdown)),
-        (
-            "credentials",
-            differs(&running.credentials, &next.credentials),
-        ),
-    ];
-    sections
-        .into_iter()
-        .filter(|(_, changed)| *changed)
-        .map(|(name, _)| name.to_string())
-        .collect()
+    /// Swap in the limits of `settings`, and (when the credentials are reloaded) the APNs
+    /// environments registrations are checked against.
+    fn apply_limits(&self, settings: &Settings, credentials: bool) {
+        if let Some((limits, environments)) = self.api.get() {
+            limits.apply(&settings.limits);
+            if credentials {
+                *environments.write().unwrap_or_else(|e| e.into_inner()) =
+                    settings.apns_environments();
+            }
+        }
+        if let Some(rules) = self.limits.get() {
+            rules.apply(settings);
+        }
+    }
 }
 
 /// Reload on every `SIGHUP` until `stop`.
@@ -298,23 +363,4 @@ pub fn on_sighup(reloader: Arc<Reloader>, stop: CancellationToken) -> std::io::R
     #[cfg(not(unix))]
     let _ = (reloader, stop);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(toml: &str) -> Settings {
-        Settings::from_toml_with_env(toml, Vec::new()).unwrap()
-    }
-
-    #[test]
-    fn only_the_sections_that_changed_are_named() {
-        let running = settings("[api]\nlisten = \"127.0.0.1:8080\"\n");
-        assert!(restart_required(&running, &running.clone()).is_empty());
-        let next = settings(
-            "[api]\nlisten = \"127.0.0.1:8081\"\n[stream]\nshards = 4\n[auth]\nmax_token_ttl_secs = 60\n",
-        );
-        assert_eq!(restart_required(&running, &next), ["api.listen", "stream"]);
-    }
 }
