@@ -62,7 +62,9 @@ fn serve(listener: std::net::TcpListener, state: Shared) {
 fn serve_tls(listener: std::net::TcpListener, state: Shared) -> Arc<AtomicUsize> {
     use support::fixtures::fixture;
     let acceptor =
-        callpush::api::tls::acceptor(&fixture("localhost.pem"), &fixture("localhost.key")).unwrap();
+        callpush::api::tls::ServedCert::load(&fixture("localhost.pem"), &fixture("localhost.key"))
+            .unwrap()
+            .acceptor();
     let refused = Arc::new(AtomicUsize::new(0));
     let counted = refused.clone();
     listener.set_nonblocking(true).unwrap();
