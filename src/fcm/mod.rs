@@ -18,7 +18,7 @@ use http::{header, HeaderValue, Request};
 use tracing::{debug, info, warn};
 
 use crate::config::{FcmCredential, PayloadFormat};
-use crate::domain::mask_device_token as mask_token;
+use crate::domain::masked as mask_token;
 use crate::domain::{now_ms, Platform, Push};
 use crate::providers::answer::unanswered;
 use crate::providers::{Failure, Outcome, Provider};
