@@ -158,7 +158,7 @@ impl FcmProvider {
         let send_path = http::Uri::try_from(send_path).map_err(|e| FcmError::BadField {
             file: cred.service_account_file.display().to_string(),
             field: "project_id",
-            reason: format!("does not fit in a URL path: {e}"),
+            reason: format!("does not make a valid URL path with `base_url`: {e}"),
         })?;
         Ok(FcmProvider {
             sid: cred.sid.clone(),
