@@ -278,6 +278,36 @@ pub fn rfc3339_ms(ms: u64) -> String {
 
 /// A device token as shown in responses and logs: the first 8 characters and an ellipsis.
 pub fn mask_device_token(token: &str) -> String {
-    let head: String = token.chars().take(8).collect();
-    format!("{head}…")
+    masked(token).to_string()
+}
+
+/// [`mask_device_token`] without building a string: written only when a log line or a
+/// message is, so a push whose log level is off allocates nothing for it.
+pub fn masked(token: &str) -> MaskedToken<'_> {
+    let end = token.char_indices().nth(8).map_or(token.len(), |(i, _)| i);
+    MaskedToken(&token[..end])
+}
+
+/// A device token's first 8 characters, shown with an ellipsis ([`masked`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MaskedToken<'a>(&'a str);
+
+impl std::fmt::Display for MaskedToken<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)?;
+        f.write_str("…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_masked_token_shows_its_first_8_characters() {
+        assert_eq!(mask_device_token("0123456789abcdef"), "01234567…");
+        assert_eq!(mask_device_token("abc"), "abc…");
+        assert_eq!(mask_device_token("ééééééééé"), "éééééééé…");
+        assert_eq!(masked("fcm:tok-xyz").to_string(), "fcm:tok-…");
+    }
 }

@@ -18,7 +18,7 @@ use http::{header, HeaderValue, Request};
 use tracing::{debug, info, warn};
 
 use crate::config::{FcmCredential, PayloadFormat};
-use crate::domain::mask_device_token as mask_token;
+use crate::domain::masked as mask_token;
 use crate::domain::{now_ms, Platform, Push};
 use crate::providers::answer::unanswered;
 use crate::providers::{Failure, Outcome, Provider};
@@ -91,7 +91,8 @@ pub struct FcmProvider {
     pool: Arc<H2Pool>,
     /// Distinct from `pool` only when the token endpoint is on another origin.
     token_pool: Option<Arc<H2Pool>>,
-    send_path: String,
+    /// `…/v1/projects/<project>/messages:send`, parsed once.
+    send_path: http::Uri,
     tokens: TokenSource,
     /// `payload`: the `callpush` data keys or the Twilio Voice SDK's `twi_*` keys.
     format: PayloadFormat,
@@ -154,6 +155,11 @@ impl FcmProvider {
             prefix.trim_end_matches('/'),
             account.project_id
         );
+        let send_path = http::Uri::try_from(send_path).map_err(|e| FcmError::BadField {
+            file: cred.service_account_file.display().to_string(),
+            field: "project_id",
+            reason: format!("does not make a valid URL path with `base_url`: {e}"),
+        })?;
         Ok(FcmProvider {
             sid: cred.sid.clone(),
             project_id: account.project_id,
@@ -170,16 +176,20 @@ impl FcmProvider {
         self.pool.open_connections() + self.token_pool.as_ref().map_or(0, |p| p.open_connections())
     }
 
-    fn request(&self, bearer: &str, body: Vec<u8>) -> Request<Bytes> {
-        let mut auth = HeaderValue::try_from(format!("Bearer {bearer}"))
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
-        // Keeps the token out of HPACK's dynamic table and out of any header dump.
-        auth.set_sensitive(true);
-        Request::post(self.send_path.as_str())
-            .header(header::AUTHORIZATION, auth)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Bytes::from(body))
-            .expect("a POST with valid headers is a valid request")
+    /// The request of one push: the path and the authorization are encoded once (per
+    /// credential, per access token) and shared by every push.
+    fn request(&self, authorization: &HeaderValue, body: Vec<u8>) -> Request<Bytes> {
+        let mut request = Request::new(Bytes::from(body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = self.send_path.clone();
+        let headers = request.headers_mut();
+        headers.reserve(2);
+        headers.insert(header::AUTHORIZATION, authorization.clone());
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        request
     }
 }
 
@@ -278,7 +288,7 @@ impl FcmProvider {
         let sent_at = now_ms();
         let response = match self
             .pool
-            .send(self.request(token.value.expose_str(), body))
+            .send(self.request(&token.authorization, body))
             .await
         {
             Ok(response) => response,

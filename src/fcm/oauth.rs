@@ -41,8 +41,13 @@ const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// A cached access token.
 #[derive(Debug)]
 pub(crate) struct AccessToken {
-    /// The bearer value.
+    /// The bearer value, as granted (the pushes send [`AccessToken::authorization`]; the tests
+    /// read this).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub value: crate::secret::Secret,
+    /// `Bearer <value>`, encoded once for every push it signs, marked sensitive: kept out of
+    /// HPACK's dynamic table and out of any header dump.
+    pub authorization: http::HeaderValue,
     expires_at: Instant,
     refresh_at: Instant,
 }
@@ -231,7 +236,12 @@ fn granted(response: &Response, sent_at: Instant) -> Result<AccessToken, Outcome
         let margin = REFRESH_MARGIN
             .max(lifetime / REFRESH_FRACTION)
             .min(lifetime / 2);
+        let mut authorization =
+            http::HeaderValue::try_from(format!("Bearer {}", granted.access_token))
+                .unwrap_or_else(|_| http::HeaderValue::from_static("Bearer"));
+        authorization.set_sensitive(true);
         return Ok(AccessToken {
+            authorization,
             value: crate::secret::Secret::new(granted.access_token),
             expires_at: sent_at + lifetime,
             refresh_at: sent_at + lifetime - margin,

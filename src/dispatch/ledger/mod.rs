@@ -223,12 +223,20 @@ pub fn liveness(
 /// The key of one device within a call: the push kind, the credential and a digest of the
 /// device token (the ledger never stores device tokens).
 pub fn device_key(kind: PushKind, credential: &str, device_token: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(device_token.as_bytes());
-    format!(
-        "{}:{credential}:{}",
-        kind.as_str(),
-        hex::encode(&digest[..16])
-    )
+    let kind = kind.as_str();
+    // One string of the right size (once per device of every event).
+    let mut key = String::with_capacity(kind.len() + credential.len() + 2 + 32);
+    key.push_str(kind);
+    key.push(':');
+    key.push_str(credential);
+    key.push(':');
+    for byte in &digest[..16] {
+        key.push(char::from(HEX[usize::from(byte >> 4)]));
+        key.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    key
 }
 
 /// Remembers which devices each call already pushed.

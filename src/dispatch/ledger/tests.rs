@@ -141,6 +141,17 @@ fn device_keys_separate_kinds_and_hide_the_token() {
     );
 }
 
+#[test]
+fn device_keys_keep_their_stored_form() {
+    // Ledgers written by earlier builds hold keys of this form: a rolling upgrade must find them.
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(b"secret-token");
+    assert_eq!(
+        device_key(PushKind::Cancel, "CR1", "secret-token"),
+        format!("cancel:CR1:{}", hex::encode(&digest[..16]))
+    );
+}
+
 #[tokio::test]
 async fn an_ack_counts_once_for_a_device_a_provider_accepted() {
     use super::{sent_value, Acked, MemoryLedger};
