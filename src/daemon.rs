@@ -448,6 +448,7 @@ async fn serve(
     let webhook = crate::bindings::webhook::FeedWebhook::from_settings(
         &settings.bindings.feed,
         store.clone(),
+        ctx.metrics.clone(),
     )?;
     if let Some(webhook) = webhook {
         life.spawn(webhook.run(life.stopping()));

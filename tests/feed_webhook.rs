@@ -18,6 +18,7 @@ use axum::routing::post;
 use axum::Router;
 use callpush::domain::{now_ms, Platform};
 use support::fixtures::numbered_apns_token as apns_token;
+use support::scrape;
 use support::world::{Backend, World};
 
 const SECRET: &str = "feed-secret-0123456789abcdef";
@@ -185,6 +186,19 @@ async fn a_backend_that_fails_twice_gets_every_event_once_in_order_and_signed(ba
         want.len() + 2,
         "two refusals, retried"
     );
+    // The dashboard sees the same: every event delivered, two refusals on the way.
+    let posts = |result: &'static str| {
+        let admin = daemon.admin_url();
+        async move {
+            scrape::fetch(&admin).await.value(
+                "callpush_binding_feed_webhook_posts_total",
+                &[("result", result)],
+            )
+        }
+    };
+    assert_eq!(posts("delivered").await, Some(want.len() as f64));
+    assert_eq!(posts("refused").await, Some(2.0));
+    assert_eq!(posts("unreachable").await, Some(0.0));
     // A change made while the daemon runs is POSTed too.
     w.register("carol", Platform::Fcm, "fcm-carol").await;
     let got = received(&accepted(&state, want.len() + 1).await);
@@ -245,6 +259,20 @@ async fn an_https_backend_gets_events_only_over_a_certificate_the_daemon_trusts(
     while refused.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // What an operator sees: POSTs that never reached the backend, none delivered.
+    let metrics = scrape::fetch(&daemon.admin_url()).await;
+    let posts = |result| {
+        metrics.value(
+            "callpush_binding_feed_webhook_posts_total",
+            &[("result", result)],
+        )
+    };
+    assert!(
+        posts("unreachable").unwrap_or(0.0) >= 1.0,
+        "{}",
+        metrics.text
+    );
+    assert_eq!(posts("delivered"), Some(0.0));
     daemon.stop().await;
     assert!(
         refused.load(Ordering::SeqCst) >= 2,

@@ -12,7 +12,8 @@
 //!   dispatcher;
 //! - registrations, registration rate limits, HTTP requests, dead letters replayed and purged,
 //!   Twilio webhooks ([`twilio`]), device acks ([`acks`]): the API (a `callpush dlq` command runs in its own process and counts in none of these; the
-//!   sampled `callpush_dead_letters` shows its effect).
+//!   sampled `callpush_dead_letters` shows its effect);
+//! - binding feed webhook POSTs ([`feed`]): the webhook's task.
 //!
 //! A [`Metrics`] is built once per registry and passed around as `Arc<Metrics>` (no statics), so
 //! each test has its own. Handles used per push or per event are resolved at start; the
@@ -20,6 +21,7 @@
 
 mod acks;
 mod credential;
+mod feed;
 mod labels;
 mod provider;
 pub(crate) mod sampler;
@@ -34,6 +36,7 @@ use prometheus::{
     Registry,
 };
 
+pub use feed::FeedPost;
 pub use labels::{
     prune_reasons, retry_reasons, RateScope, DEAD_REASONS, EVENT_OUTCOMES, EVENT_TYPES, REDIS_OPS,
     REGISTRATION_OUTCOMES,
@@ -122,6 +125,7 @@ pub struct Metrics {
     families: credential::Families,
     pub(crate) twilio: twilio::TwilioMetrics,
     pub(crate) acks: acks::AckMetrics,
+    pub(crate) feed: feed::FeedMetrics,
     pub(crate) stages: stage::StageMetrics,
 }
 
@@ -385,6 +389,7 @@ impl Metrics {
             families,
             twilio: twilio::TwilioMetrics::new(registry)?,
             acks,
+            feed: feed::FeedMetrics::new(registry)?,
             stages: stage::StageMetrics::new(registry)?,
         }))
     }

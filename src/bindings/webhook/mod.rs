@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use super::feed::FeedEvent;
 use super::BindingStore;
 use crate::config::FeedSettings;
+use crate::metrics::{FeedPost, Metrics};
 use crate::secret::Secret;
 
 pub use post::PostError;
@@ -66,6 +67,7 @@ pub struct FeedWebhook {
     secret: Secret,
     max_backoff: Duration,
     holder: String,
+    metrics: Arc<Metrics>,
 }
 
 impl FeedWebhook {
@@ -73,6 +75,7 @@ impl FeedWebhook {
     pub fn from_settings(
         settings: &FeedSettings,
         store: Arc<dyn BindingStore>,
+        metrics: Arc<Metrics>,
     ) -> Result<Option<FeedWebhook>, WebhookConfigError> {
         let Some(url) = &settings.webhook_url else {
             return Ok(None);
@@ -91,6 +94,7 @@ impl FeedWebhook {
             secret,
             max_backoff: Duration::from_millis(settings.max_backoff_ms.max(1)),
             holder: crate::bindings::new_binding_id(),
+            metrics,
         }))
     }
 
@@ -158,11 +162,20 @@ impl FeedWebhook {
                 ("x-callpush-signature", signature),
             ];
             match self.target.post(&headers, body.clone()).await {
-                Ok(status) if status.is_success() => return true,
-                Ok(status) => warn!(event_id = %event.event_id, attempt, status = status.as_u16(),
-                    "binding feed webhook refused an event; trying again"),
-                Err(e) => warn!(event_id = %event.event_id, attempt, error = %e,
-                    "binding feed webhook unreachable; trying again"),
+                Ok(status) if status.is_success() => {
+                    self.metrics.feed.post(FeedPost::Delivered);
+                    return true;
+                }
+                Ok(status) => {
+                    self.metrics.feed.post(FeedPost::Refused);
+                    warn!(event_id = %event.event_id, attempt, status = status.as_u16(),
+                        "binding feed webhook refused an event; trying again")
+                }
+                Err(e) => {
+                    self.metrics.feed.post(FeedPost::Unreachable);
+                    warn!(event_id = %event.event_id, attempt, error = %e,
+                        "binding feed webhook unreachable; trying again")
+                }
             }
             let jitter = rand::random_range(0.8..1.2);
             tokio::select! {
