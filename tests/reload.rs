@@ -352,5 +352,22 @@ async fn credentials_are_added_rotated_and_removed_by_reload() {
     let dead = w.dead(1).await;
     assert_eq!(dead[0]["call_sid"], "CA-removed-credential");
     assert!(dead[0]["detail"].contains("CRfcm2"), "{dead:?}");
+    // Its connections are closed, and the dashboard stops showing them open.
+    let mut open = None;
+    for _ in 0..60 {
+        open = scrape::fetch(&d.admin_url()).await.value(
+            "callpush_provider_connections",
+            &[("credential", "CRfcm2"), ("platform", "fcm")],
+        );
+        if open == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        open,
+        Some(0.0),
+        "a removed credential shows no open connection"
+    );
     d.stop().await;
 }

@@ -412,6 +412,17 @@ impl Metrics {
         }
     }
 
+    /// Credentials no provider serves any more (a reload removed them) hold no connections:
+    /// their connection gauges read 0 rather than their last value. Their counters stay.
+    pub(crate) fn close_connections_except(&self, live: &std::collections::HashSet<&str>) {
+        let credentials = self.credentials.read().unwrap_or_else(|e| e.into_inner());
+        for (sid, handles) in credentials.iter() {
+            if !live.contains(sid.as_str()) {
+                handles.connections.iter().for_each(|g| g.set(0));
+            }
+        }
+    }
+
     /// An event reached its one outcome. `kind` and `outcome` are the SPEC §5 names.
     pub fn event(&self, kind: &str, outcome: &str) {
         match self.events.get(&(kind, outcome)) {

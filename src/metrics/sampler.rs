@@ -145,8 +145,10 @@ impl Sampler {
                 .inc_by(failed.saturating_sub(seen.1));
             *seen = (ok, failed);
         }
-        // Probes of replaced providers are forgotten.
+        // Probes of replaced providers are forgotten; removed credentials hold no connections.
         self.seen = seen_now;
+        let live = probes.iter().map(|p| p.credential()).collect();
+        self.metrics.close_connections_except(&live);
     }
 
     async fn sample_redis(&mut self) -> Result<(), (&'static str, RedisError)> {
