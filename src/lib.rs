@@ -18,7 +18,7 @@
 //!
 //! Beside the path: `api` (the public and admin HTTP listeners), `dlq` (dead letters for
 //! on-call: list, show, replay, purge), `memory` (the in-memory backend behind the same traits
-//! as Redis, not durable), `sim` (simulated APNs and FCM), `bench` (`callpush-bench`, the load benchmark), `dev` (`callpush dev`: the whole
+//! as Redis, not durable), `dev` (`callpush dev`: the whole
 //! gateway locally with one command), `metrics` (every Prometheus metric, in one module), `auth` (access tokens and the admin token), `config` (one typed,
 //! layered configuration), `lifecycle` (one owner of tasks and of the grace deadline), `daemon`
 //! (wiring) and `cli`. At the bottom, importing nothing of callpush's: `domain` (platform, push
@@ -35,7 +35,6 @@ pub mod api;
 pub mod apns;
 pub mod auth;
 pub(crate) mod backend;
-pub mod bench;
 pub mod bindings;
 pub mod cli;
 pub mod config;
@@ -56,7 +55,6 @@ pub mod providers;
 pub mod redis_conn;
 pub mod reload;
 pub mod secret;
-pub mod sim;
 pub mod strict_json;
 pub(crate) mod transport;
 pub mod twilio;
