@@ -1,9 +1,12 @@
-//! Simulated APNs and FCM: real HTTP/2 servers on 127.0.0.1 (port 0; h2c, or TLS with a
-//! certificate the caller gives) that the real provider clients talk to, so the provider JWT,
-//! the OAuth flow, the payloads and the classifiers all run. One implementation serves
-//! `callpush dev`, the integration tests (`tests/support/{apns,fcm}_double.rs` are thin
+//! `callpush-sim`: simulated APNs and FCM, real HTTP/2 servers on 127.0.0.1 (port 0; h2c, or
+//! TLS with a certificate the caller gives) that the real provider clients talk to, so the
+//! provider JWT, the OAuth flow, the payloads and the classifiers all run. One implementation
+//! serves `callpush dev`, the integration tests (`tests/support/{apns,fcm}_double.rs` are thin
 //! wrappers with the test identity) and the benchmark. The code path to a simulator is only
 //! configuration — an APNs `endpoint`, an FCM `base_url` and `token_uri` — never `cfg(test)`.
+//! The crate depends on nothing of callpush's (callpush depends on it for `callpush dev`), so
+//! the few things it shares with callpush are its own: [`Environment`], [`PROBE_TOKEN`], the
+//! clock and the token masking of its log line.
 //!
 //! They check requests as Apple and Google do and answer with their real statuses and bodies:
 //! APNs (`apns`) the ES256 provider token (signature, `kid`, `iss`, age), topic, push type,
