@@ -18,31 +18,37 @@
 //!
 //! Beside the path: `api` (the public and admin HTTP listeners), `dlq` (dead letters for
 //! on-call: list, show, replay, purge), `memory` (the in-memory backend behind the same traits
-//! as Redis, not durable), `sim` (simulated APNs and FCM), `bench` (`callpush-bench`, the load benchmark), `dev` (`callpush dev`: the whole
-//! gateway locally with one command), `metrics` (every Prometheus metric, in one module), `auth` (access tokens and the admin token), `config` (one typed,
-//! layered configuration), `lifecycle` (one owner of tasks and of the grace deadline), `daemon`
-//! (wiring) and `cli`. At the bottom, importing nothing of callpush's: `domain` (platform, push
-//! kind, call content, push, time helpers, token masking), `log_throttle` (one log line per key and period), `secret` (the redacting [`secret::Secret`]
-//! every secret lives in, and the start-up check of secret files' permissions), `backend` (the
-//! one "store failed" error) and `strict_json` (JSON without duplicate keys, for tokens,
-//! `params` and bodies).
+//! as Redis, not durable), `dev` (`callpush dev`: the whole gateway locally with one command, on
+//! the simulated APNs and FCM of the `callpush-sim` crate), `twilio` (the Twilio Voice webhook),
+//! `metrics` (every Prometheus metric, in one module), `auth` (access tokens and the admin
+//! token), `config` (one typed, layered configuration), `reload` (SIGHUP and the admin reload),
+//! `lifecycle` (one owner of tasks and of the grace deadline), `daemon` (wiring) and `cli`. At
+//! the bottom, importing nothing of callpush's: `domain` (platform, push kind, call content,
+//! push, time helpers, token masking), `log_throttle` (one log line per key and period),
+//! `secret` (the redacting `Secret` every secret lives in, and the start-up check of secret
+//! files' permissions), `backend` (the one "store failed" error) and `strict_json` (JSON without
+//! duplicate keys, for tokens, `params` and bodies).
 //!
-//! Imports point down: a stage never imports the stage after it, and the modules only the
-//! daemon wires together (`transport`, `metrics`, `lifecycle`, the dispatcher's internals) are
-//! private to the crate, so the compiler keeps those boundaries.
+//! The rest of the workspace: `crates/sim` (`callpush-sim`, the simulators, which depend on
+//! nothing of callpush's) and `crates/bench` (`callpush-bench`, the load benchmark, which drives
+//! this library and the `callpush` binary).
+//!
+//! Imports point down: a stage never imports the stage after it. The modules public here are
+//! the ones the binary, the benchmark, the examples, the tests and the fuzz targets use; the
+//! rest (`transport`, `metrics`, `lifecycle`, `dlq`, `twilio`, `reload`, `secret`,
+//! `strict_json`, …) are private to the crate, so the compiler keeps those boundaries.
 
 pub mod api;
 pub mod apns;
 pub mod auth;
 pub(crate) mod backend;
-pub mod bench;
 pub mod bindings;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dev;
 pub mod dispatch;
-pub mod dlq;
+pub(crate) mod dlq;
 pub mod domain;
 pub mod event;
 pub mod fcm;
@@ -54,12 +60,11 @@ pub(crate) mod metrics;
 pub mod outcome;
 pub mod providers;
 pub mod redis_conn;
-pub mod reload;
-pub mod secret;
-pub mod sim;
-pub mod strict_json;
+pub(crate) mod reload;
+pub(crate) mod secret;
+pub(crate) mod strict_json;
 pub(crate) mod transport;
-pub mod twilio;
+pub(crate) mod twilio;
 
 pub use backend::{BackendError, Fate};
 pub use metrics::Metrics;

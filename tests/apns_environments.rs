@@ -17,7 +17,7 @@ on_both_backends!(
 
 use callpush::config::{ApnsCredential, CredentialSettings, Settings};
 use callpush::domain::{now_ms, ApnsEnvironment, Platform, Target};
-use callpush::sim::SANDBOX_PREFIX;
+use callpush_sim::SANDBOX_PREFIX;
 use http::{Method, StatusCode};
 use serde_json::json;
 use support::api::{call, token, ApiWorld};

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::DevError;
-use crate::sim::{self, Simulators};
+use callpush_sim::Simulators;
 
 /// The account SID of the dev API key's tokens.
 pub const DEV_ACCOUNT_SID: &str = "AC00000000000000000000000000000dev";
@@ -59,13 +59,13 @@ impl DevFiles {
         let files = DevFiles { dir, temporary };
         files.write("admin_token", &random_hex(24))?;
         files.write("api_key_secret", &random_hex(24))?;
-        files.write("apns_dev_key.p8", sim::DEV_APNS_KEY)?;
+        files.write("apns_dev_key.p8", callpush_sim::DEV_APNS_KEY)?;
         let account = serde_json::json!({
             "type": "service_account",
-            "project_id": sim::DEV_PROJECT_ID,
+            "project_id": callpush_sim::DEV_PROJECT_ID,
             "private_key_id": "dev",
-            "private_key": sim::DEV_FCM_KEY,
-            "client_email": sim::DEV_CLIENT_EMAIL,
+            "private_key": callpush_sim::DEV_FCM_KEY,
+            "client_email": callpush_sim::DEV_CLIENT_EMAIL,
             "token_uri": "set by the config",
         });
         files.write("fcm_dev_service_account.json", &account.to_string())?;
@@ -190,9 +190,9 @@ max_attempts = 4
 "#,
             admin_token = p("admin_token"),
             secret = p("api_key_secret"),
-            bundle = sim::DEV_BUNDLE_ID,
-            team = sim::DEV_TEAM_ID,
-            key_id = sim::DEV_KEY_ID,
+            bundle = callpush_sim::DEV_BUNDLE_ID,
+            team = callpush_sim::DEV_TEAM_ID,
+            key_id = callpush_sim::DEV_KEY_ID,
             p8 = p("apns_dev_key.p8"),
             sa = p("fcm_dev_service_account.json"),
         );

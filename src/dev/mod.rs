@@ -1,6 +1,6 @@
 //! `callpush dev`: the whole gateway on one machine with one command. It writes what a real
 //! deployment is given — an admin token, an API key and secret, an APNs `.p8` key and an FCM
-//! service account (the development keys of [`crate::sim`]) and a config naming them — into a
+//! service account (the development keys of [`callpush_sim`]) and a config naming them — into a
 //! data directory, starts the simulated APNs and FCM servers, and runs the real daemon
 //! ([`daemon::run_with`]) on the in-memory backend (or on Redis with `--redis`), printing a
 //! walkthrough ([`walkthrough`]) whose commands work as printed.
@@ -10,6 +10,9 @@
 mod files;
 mod walkthrough;
 
+#[cfg(test)]
+mod sim_tests;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -18,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Settings};
 use crate::daemon::{self, DaemonError, Listeners};
-use crate::sim::Simulators;
+use callpush_sim::Simulators;
 
 pub use files::{DevFiles, ProviderUrls, DEV_APNS_SID, DEV_FCM_SID};
 

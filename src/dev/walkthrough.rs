@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 
 use super::DevFiles;
-use crate::sim::{Simulators, FLAKY_PREFIX, GONE_PREFIX, REJECT_PREFIX, SANDBOX_PREFIX};
+use callpush_sim::{Simulators, FLAKY_PREFIX, GONE_PREFIX, REJECT_PREFIX, SANDBOX_PREFIX};
 
 /// The walkthrough for a dev daemon on these listeners.
 pub fn text(

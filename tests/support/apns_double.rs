@@ -1,4 +1,4 @@
-//! The APNs simulator of `callpush::sim` with the test identity: the fixture key
+//! The APNs simulator of `callpush_sim` with the test identity: the fixture key
 //! (`tests/fixtures/apns_auth_key.p8`), team `TEAM123456`, key `KEY1234567`, topic
 //! `com.example.app.voip`; h2c, or TLS with the test CA's localhost certificate. Scripting and
 //! recording are the simulator's own (`script`, `set_default`, `requests`, `wait_for`, …).
@@ -11,11 +11,12 @@
 
 use std::ops::Deref;
 
-use callpush::sim::{ApnsOptions, ApnsSim, Serving, TlsIdentity};
+use callpush::domain::ApnsEnvironment;
+use callpush_sim::{ApnsOptions, ApnsSim, Environment, Serving, TlsIdentity};
 
 pub use super::fixtures::fixture;
 #[allow(unused_imports)]
-pub use callpush::sim::{ApnsAnswer as Answer, Recorded};
+pub use callpush_sim::{ApnsAnswer as Answer, Recorded};
 
 /// Who the double is: the one topic, team and key it accepts.
 #[derive(Debug, Clone)]
@@ -29,7 +30,7 @@ pub struct DoubleOptions {
     /// The `SETTINGS_MAX_CONCURRENT_STREAMS` each connection advertises (Apple's is 1000).
     pub max_concurrent_streams: u32,
     /// The environment the double plays (tokens of the other, `deb…`, get BadDeviceToken).
-    pub environment: callpush::domain::ApnsEnvironment,
+    pub environment: ApnsEnvironment,
 }
 
 impl Default for DoubleOptions {
@@ -81,7 +82,10 @@ impl ApnsDouble {
             team_id: opts.team_id,
             key_id: opts.key_id,
             topic: opts.topic,
-            environment: opts.environment,
+            environment: match opts.environment {
+                ApnsEnvironment::Production => Environment::Production,
+                ApnsEnvironment::Sandbox => Environment::Sandbox,
+            },
             serve: Serving {
                 max_concurrent_streams: opts.max_concurrent_streams,
                 tls,
@@ -102,7 +106,10 @@ impl ApnsDouble {
             team_id: "TEAM123456".into(),
             key_id: "KEY1234567".into(),
             key_file: fixture("apns_auth_key.p8"),
-            environment: self.environment(),
+            environment: match self.environment() {
+                Environment::Production => ApnsEnvironment::Production,
+                Environment::Sandbox => ApnsEnvironment::Sandbox,
+            },
             environments: None,
             endpoint: Some(self.url()),
             sandbox_endpoint: None,

@@ -1,4 +1,4 @@
-//! The FCM simulator of `callpush::sim` (Google's token endpoint and `fcm.googleapis.com` on
+//! The FCM simulator of `callpush_sim` (Google's token endpoint and `fcm.googleapis.com` on
 //! one h2c server) with the test identity: the fixture service-account key
 //! (`tests/fixtures/fcm_sa_key.pk8.pem`), project `callpush-test`, client
 //! `callpush@callpush-test.iam.gserviceaccount.com`. Scripting and recording are the
@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use callpush::sim::{FcmOptions, FcmSim};
+use callpush_sim::{FcmOptions, FcmSim};
 use serde_json::{json, Value};
 
 #[allow(unused_imports)]
-pub use callpush::sim::{FcmAnswer as Answer, Recorded};
+pub use callpush_sim::{FcmAnswer as Answer, Recorded};
 
 /// The fixture service-account key the double trusts.
 pub const SA_KEY_FILE: &str = concat!(

@@ -1,6 +1,6 @@
 //! Test support shared by the integration tests: a real redis-server per test (or a local Redis
 //! Cluster, with faults: a node paused, killed, failed over), the APNs and FCM simulators of
-//! `callpush::sim` (with Google's OAuth token endpoint) started with the test identity, key
+//! `callpush_sim` (with Google's OAuth token endpoint) started with the test identity, key
 //! fixtures, and HTTP API helpers (independently minted access tokens, `oneshot` and
 //! real-socket requests).
 #![allow(dead_code)]

@@ -6,16 +6,16 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::redis_conn::RedisConn;
+use callpush::redis_conn::RedisConn;
 use futures::{stream, StreamExt};
 
 use super::providers::unix_us;
 use super::BenchError;
-use crate::bindings::redis::RedisBindingStore;
-use crate::bindings::{BindingStore, NewBinding};
-use crate::dev::{DEV_APNS_SID, DEV_FCM_SID};
-use crate::domain::{now_ms, Platform};
-use crate::redis_conn::Keys;
+use callpush::bindings::redis::RedisBindingStore;
+use callpush::bindings::{BindingStore, NewBinding};
+use callpush::dev::{DEV_APNS_SID, DEV_FCM_SID};
+use callpush::domain::{now_ms, Platform};
+use callpush::redis_conn::Keys;
 
 /// Which platforms the bindings are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn a_half_mix_alternates_and_tokens_never_pick_a_simulator_behaviour() {
-        use crate::sim::Behaviour;
+        use callpush_sim::Behaviour;
         let platforms: Vec<Platform> = (0..4).map(|k| device(Mix::Half, k).0).collect();
         assert_eq!(
             platforms,
@@ -212,7 +212,7 @@ mod tests {
             for mix in [Mix::Apns, Mix::Fcm] {
                 let (platform, token) = device(mix, k);
                 assert_eq!(Behaviour::of(&token), Behaviour::Accept, "{token}");
-                crate::bindings::normalize_device_token(platform, &token).unwrap();
+                callpush::bindings::normalize_device_token(platform, &token).unwrap();
             }
         }
     }

@@ -1,9 +1,12 @@
-//! Simulated APNs and FCM: real HTTP/2 servers on 127.0.0.1 (port 0; h2c, or TLS with a
-//! certificate the caller gives) that the real provider clients talk to, so the provider JWT,
-//! the OAuth flow, the payloads and the classifiers all run. One implementation serves
-//! `callpush dev`, the integration tests (`tests/support/{apns,fcm}_double.rs` are thin
+//! `callpush-sim`: simulated APNs and FCM, real HTTP/2 servers on 127.0.0.1 (port 0; h2c, or
+//! TLS with a certificate the caller gives) that the real provider clients talk to, so the
+//! provider JWT, the OAuth flow, the payloads and the classifiers all run. One implementation
+//! serves `callpush dev`, the integration tests (`tests/support/{apns,fcm}_double.rs` are thin
 //! wrappers with the test identity) and the benchmark. The code path to a simulator is only
 //! configuration — an APNs `endpoint`, an FCM `base_url` and `token_uri` — never `cfg(test)`.
+//! The crate depends on nothing of callpush's (callpush depends on it for `callpush dev`), so
+//! the few things it shares with callpush are its own: [`Environment`], [`PROBE_TOKEN`], the
+//! clock and the token masking of its log line.
 //!
 //! They check requests as Apple and Google do and answer with their real statuses and bodies:
 //! APNs (`apns`) the ES256 provider token (signature, `kid`, `iss`, age), topic, push type,
@@ -43,7 +46,7 @@
 //! Every push is logged in one line at `info`, target `callpush::sim`: platform, masked token,
 //! push type, call SID and the answer.
 //!
-//! The keys under `src/sim/keys/` are **development keys**, published with the source: they sign
+//! The keys under `crates/sim/src/keys/` are **development keys**, published with the source: they sign
 //! for the simulators only and must never be given to Apple or Google. [`ApnsOptions`] and
 //! [`FcmOptions`] default to them; tests pass the public halves of their fixture keys instead.
 
@@ -57,8 +60,6 @@ mod simulators;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-
-use crate::domain::mask_device_token;
 
 pub use apns::{Answer as ApnsAnswer, ApnsOptions, ApnsSim, State as ApnsState};
 pub use base::{Serving, Sim};
@@ -114,6 +115,20 @@ pub const FLAKY_PREFIX: &str = "503";
 /// says (`deb` + `dead…` is gone, and so on). Every other token is a production token, which
 /// the sandbox simulator refuses the same way.
 pub const SANDBOX_PREFIX: &str = "deb";
+/// The token `callpush check` probes APNs credentials with (callpush's `apns::PROBE_TOKEN`),
+/// which Apple never issues: both APNs simulators answer it `400 BadDeviceToken`, as Apple does
+/// once the provider token passed.
+pub const PROBE_TOKEN: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+
+/// The APNs environment a simulator plays: Apple's production or sandbox host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Environment {
+    /// `api.push.apple.com`: production tokens (no [`SANDBOX_PREFIX`]).
+    #[default]
+    Production,
+    /// `api.sandbox.push.apple.com`: tokens with [`SANDBOX_PREFIX`].
+    Sandbox,
+}
 
 /// How a simulator answers a device, by the token's prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +184,8 @@ impl Flakes {
 
 /// Log one push in one readable line.
 fn log_push(platform: &str, token: &str, kind: &str, call_sid: &str, status: u16, reason: &str) {
-    let masked = mask_device_token(token);
+    // As callpush masks tokens in its own logs: the first 8 characters and an ellipsis.
+    let masked = format!("{}…", token.chars().take(8).collect::<String>());
     let answer = if reason.is_empty() {
         status.to_string()
     } else {
@@ -184,6 +200,14 @@ fn log_push(platform: &str, token: &str, kind: &str, call_sid: &str, status: u16
         status,
         "{platform} sim: {kind} push for call {call_sid} to {masked} answered {answer}"
     );
+}
+
+/// Now, in ms since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

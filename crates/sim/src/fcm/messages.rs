@@ -12,10 +12,10 @@ use http_body_util::Full;
 use serde_json::{json, Value};
 
 use super::{Answer, State};
-use crate::sim::base::Pushed;
-use crate::sim::record::{bearer, Recorded};
-use crate::sim::server::json;
-use crate::sim::Behaviour;
+use crate::base::Pushed;
+use crate::record::{bearer, Recorded};
+use crate::server::json;
+use crate::Behaviour;
 
 const UNAUTHENTICATED: &str = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
 

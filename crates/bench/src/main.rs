@@ -1,14 +1,14 @@
 //! `callpush-bench`: the load benchmark (`docs/benchmarks.md`). Parses the command line and
-//! runs [`callpush::bench`].
+//! runs [`callpush_bench::main`].
 
 use std::process::ExitCode;
 
-use callpush::bench::{self, BenchCli};
+use callpush_bench::BenchCli;
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match bench::main(BenchCli::parse()).await {
+    match callpush_bench::main(BenchCli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("callpush-bench: {err}");

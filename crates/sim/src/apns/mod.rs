@@ -23,7 +23,7 @@ use super::base::{Core, Pushed, Serving, Sim};
 use super::record::Recorded;
 use super::server::Handler;
 use super::{Behaviour, SimError, SANDBOX_PREFIX};
-use crate::domain::ApnsEnvironment;
+use crate::Environment;
 
 /// Who the APNs simulator is: the key, team, key id and topic it accepts, and how it serves.
 /// The default is the development identity of `callpush dev`.
@@ -39,7 +39,7 @@ pub struct ApnsOptions {
     pub topic: String,
     /// The environment this simulator plays: tokens of the other ([`SANDBOX_PREFIX`]) get
     /// `400 BadDeviceToken`.
-    pub environment: ApnsEnvironment,
+    pub environment: Environment,
     /// How it serves: streams, latency, TLS, recording.
     pub serve: Serving,
 }
@@ -51,7 +51,7 @@ impl Default for ApnsOptions {
             team_id: super::DEV_TEAM_ID.into(),
             key_id: super::DEV_KEY_ID.into(),
             topic: format!("{}.voip", super::DEV_BUNDLE_ID),
-            environment: ApnsEnvironment::Production,
+            environment: Environment::Production,
             serve: Serving::default(),
         }
     }
@@ -61,7 +61,7 @@ impl Default for ApnsOptions {
 /// environment and what tests set on it. Opaque: reach it through [`ApnsSim`].
 pub struct State {
     checker: checks::Checker,
-    environment: ApnsEnvironment,
+    environment: Environment,
     /// Answer every push `403 BadEnvironmentKeyInToken`: the key is scoped to the other
     /// environment.
     key_elsewhere: AtomicBool,
@@ -99,7 +99,7 @@ impl ApnsSim {
     }
 
     /// The environment this simulator plays.
-    pub fn environment(&self) -> ApnsEnvironment {
+    pub fn environment(&self) -> Environment {
         self.state.environment
     }
 
@@ -118,7 +118,7 @@ impl ApnsSim {
 impl State {
     /// The answer to a well-formed push to `token`.
     fn answer(&self, token: &str, payload: &Value) -> Answer {
-        if token == crate::apns::PROBE_TOKEN {
+        if token == crate::PROBE_TOKEN {
             return Answer::error(400, "BadDeviceToken");
         }
         if self.key_elsewhere.load(Ordering::SeqCst) {
@@ -129,8 +129,8 @@ impl State {
         }
         let lower = token.to_ascii_lowercase();
         let (environment, rest) = match lower.strip_prefix(SANDBOX_PREFIX) {
-            Some(rest) => (ApnsEnvironment::Sandbox, rest),
-            None => (ApnsEnvironment::Production, lower.as_str()),
+            Some(rest) => (Environment::Sandbox, rest),
+            None => (Environment::Production, lower.as_str()),
         };
         if environment != self.environment {
             return Answer::error(400, "BadDeviceToken");
@@ -138,7 +138,7 @@ impl State {
         let (kind, call_sid) = about(payload);
         match self.core.flakes.answer(rest, kind, call_sid) {
             Behaviour::Accept => Answer::ok(),
-            Behaviour::Gone => Answer::unregistered(crate::domain::now_ms()),
+            Behaviour::Gone => Answer::unregistered(crate::now_ms()),
             Behaviour::Reject => Answer::error(400, "TopicDisallowed"),
             Behaviour::Flaky => Answer::error(503, "ServiceUnavailable"),
         }
@@ -159,7 +159,7 @@ impl Handler for State {
         let path = parts.uri.path();
         let token = checks::device_token(path).unwrap_or("").to_string();
         let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let now_secs = crate::domain::now_ms() / 1000;
+        let now_secs = crate::now_ms() / 1000;
         let expire_before = self.expire_before.load(Ordering::SeqCst);
         let answer = match self.checker.check(
             &parts.method,

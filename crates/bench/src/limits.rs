@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
-use crate::sim::{DEV_APNS_KEY, DEV_BUNDLE_ID, DEV_KEY_ID, DEV_TEAM_ID};
+use callpush_sim::{DEV_APNS_KEY, DEV_BUNDLE_ID, DEV_KEY_ID, DEV_TEAM_ID};
 
 /// What a limit measurement gave: requests per second, or why there is no number.
 pub type Limit = Result<f64, String>;
@@ -17,7 +17,7 @@ pub type Limit = Result<f64, String>;
 fn provider_token() -> Result<String, String> {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.kid = Some(DEV_KEY_ID.into());
-    let claims = serde_json::json!({"iss": DEV_TEAM_ID, "iat": crate::domain::now_ms() / 1000});
+    let claims = serde_json::json!({"iss": DEV_TEAM_ID, "iat": callpush::domain::now_ms() / 1000});
     let key = jsonwebtoken::EncodingKey::from_ec_pem(DEV_APNS_KEY.as_bytes())
         .map_err(|e| format!("the dev APNs key: {e}"))?;
     jsonwebtoken::encode(&header, &claims, &key).map_err(|e| format!("signing: {e}"))

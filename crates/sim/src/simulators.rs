@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{ApnsOptions, ApnsSim, FcmOptions, FcmSim, PushObserver, SimError};
-use crate::domain::ApnsEnvironment;
+use crate::Environment;
 
 /// How [`Simulators::start_with`] starts both simulators.
 #[derive(Debug, Clone, Default)]
@@ -77,10 +77,10 @@ impl Simulators {
             }
         }
         let sandbox = ApnsOptions {
-            environment: ApnsEnvironment::Sandbox,
+            environment: Environment::Sandbox,
             ..apns.clone()
         };
-        apns.environment = ApnsEnvironment::Production;
+        apns.environment = Environment::Production;
         Ok(Simulators {
             apns: ApnsSim::start(apns).await?,
             apns_sandbox: ApnsSim::start(sandbox).await?,

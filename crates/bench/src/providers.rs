@@ -1,5 +1,5 @@
 //! The simulated providers of the benchmark, in their own process so their CPU is not counted
-//! as callpush's: `callpush-bench providers` runs [`crate::sim::Simulators`] and records when
+//! as callpush's: `callpush-bench providers` runs [`callpush_sim::Simulators`] and records when
 //! each push arrived. The benchmark's call SIDs carry the time the event was added
 //! (`bench-<unix µs>-<n>`), so the latency XADD → push at the simulator is computed on arrival.
 //!
@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::BenchError;
-use crate::sim::{PushObserver, SimOptions, Simulators};
+use callpush_sim::{PushObserver, SimOptions, Simulators};
 
 /// Where the simulators listen.
 #[derive(Debug, Clone, Serialize, Deserialize)]

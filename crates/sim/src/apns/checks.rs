@@ -10,8 +10,8 @@ use http::{HeaderMap, Method};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use super::ApnsOptions;
-use crate::sim::record::bearer;
-use crate::sim::SimError;
+use crate::record::bearer;
+use crate::SimError;
 
 /// Apple's VoIP payload limit.
 pub(super) const MAX_VOIP_PAYLOAD: usize = 5120;

@@ -96,10 +96,20 @@ pub fn callpush_serve(bin: &Path, config: &Path, log: &Path) -> Result<Spawned, 
     Spawned::new(command, log, "starting callpush serve")
 }
 
-/// The `callpush` binary beside this one (`target/release/callpush` for a release bench).
+/// The `callpush` binary beside this one (`target/release/callpush` for a release bench). Both
+/// are in the one target directory of the workspace; `callpush` is another package's binary,
+/// so building this package alone (`-p callpush-bench`) does not build it.
 pub fn sibling(name: &str) -> Result<PathBuf, BenchError> {
     let exe = std::env::current_exe().map_err(BenchError::io("finding this executable"))?;
-    Ok(exe.with_file_name(name))
+    let path = exe.with_file_name(name);
+    if !path.is_file() {
+        return Err(BenchError::Protocol(format!(
+            "no {name} binary at {}: build both with `cargo build --release --bins` at the \
+             repository's root, or pass --callpush",
+            path.display()
+        )));
+    }
+    Ok(path)
 }
 
 /// User plus system CPU time of a process, in seconds (None when it is not readable here).

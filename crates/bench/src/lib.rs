@@ -26,8 +26,8 @@ use clap::{Args, Parser, Subcommand};
 pub use load::Mix;
 pub use report::Report;
 
-use crate::config::Settings;
-use crate::dev::DevFiles;
+use callpush::config::Settings;
+use callpush::dev::DevFiles;
 use load::Offer;
 
 /// Why a benchmark run failed.
@@ -47,10 +47,10 @@ pub enum BenchError {
     Redis(#[from] redis::RedisError),
     /// The generated files or config did not work.
     #[error(transparent)]
-    Dev(#[from] crate::dev::DevError),
+    Dev(#[from] callpush::dev::DevError),
     /// The generated config did not load.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] callpush::config::ConfigError),
     /// A child process answered something unexpected.
     #[error("{0}")]
     Protocol(String),
@@ -167,7 +167,7 @@ async fn run_in(o: &RunOptions, files: &DevFiles) -> Result<Report, BenchError> 
     let exe = std::env::current_exe().map_err(BenchError::io("finding this executable"))?;
     let mut sims = providers::Providers::spawn(&exe, o.provider_latency_ms).await?;
     let e = &sims.endpoints;
-    let urls = crate::dev::ProviderUrls {
+    let urls = callpush::dev::ProviderUrls {
         apns: e.apns.clone(),
         apns_sandbox: None,
         fcm: e.fcm.clone(),
@@ -186,10 +186,10 @@ async fn run_in(o: &RunOptions, files: &DevFiles) -> Result<Report, BenchError> 
     ));
     std::fs::write(&config, text).map_err(BenchError::io("the config"))?;
     let settings = Settings::load(Some(&config))?;
-    let keys = crate::redis_conn::Keys::new(&settings.redis.key_prefix)
+    let keys = callpush::redis_conn::Keys::new(&settings.redis.key_prefix)
         .map_err(|e| BenchError::Protocol(e.to_string()))?;
     let (calls, results) = (keys.named("calls"), keys.named("results"));
-    let mut conn = crate::redis_conn::connect(&settings.redis)
+    let mut conn = callpush::redis_conn::connect(&settings.redis)
         .await
         .map_err(|e| BenchError::Protocol(format!("connecting to {redis_url}: {e}")))?;
     let () = redis::cmd("DEL")
@@ -310,7 +310,7 @@ fn scenario(o: &RunOptions) -> BTreeMap<&'static str, String> {
 }
 
 /// The redis-server's pid (INFO server), when it runs on this machine.
-async fn redis_pid(conn: &mut crate::redis_conn::RedisConn) -> Option<u32> {
+async fn redis_pid(conn: &mut callpush::redis_conn::RedisConn) -> Option<u32> {
     let info: String = redis::cmd("INFO")
         .arg("server")
         .query_async(conn)
@@ -329,7 +329,7 @@ async fn redis_pid(conn: &mut crate::redis_conn::RedisConn) -> Option<u32> {
 
 /// Wait until callpush made its consumer group on the calls stream (it is serving then).
 async fn wait_for_group(
-    conn: &mut crate::redis_conn::RedisConn,
+    conn: &mut callpush::redis_conn::RedisConn,
     calls: &str,
 ) -> Result<(), BenchError> {
     let until = Instant::now() + Duration::from_secs(30);
