@@ -19,6 +19,7 @@ use callpush::bindings::feed::FeedEvent;
 use callpush::bindings::redis::RedisBindingStore;
 use callpush::bindings::{BindingStore, NewBinding};
 use callpush::domain::{now_ms, Platform};
+use futures::StreamExt;
 use support::cluster_world::ClusterWorld;
 use support::fixtures::numbered_apns_token as apns_token;
 use support::process::Knobs;
@@ -128,7 +129,11 @@ async fn outbox_entries(w: &ClusterWorld) -> Vec<(u16, String, Vec<String>)> {
             entries.into_iter().map(move |(id, f)| (slot, id, f))
         }
     });
-    futures::future::join_all(reads)
+    // A few hundred reads at a time, as the daemon's sweep does: 16,384 at once can outlast
+    // the connection's response timeout on a loaded machine.
+    futures::stream::iter(reads)
+        .buffered(256)
+        .collect::<Vec<_>>()
         .await
         .into_iter()
         .flatten()
