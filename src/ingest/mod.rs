@@ -28,9 +28,9 @@ pub struct Finish<'a> {
 
 /// The push ledger's record that a provider accepted an event's push, written by the queue
 /// with the event's outcome, in the same step ([`CallQueue::records_sent_marks`]): each of
-/// `devices` in the hash `key` is set to `value`, written before the entry's pending check (the
-/// push was accepted whoever finishes the entry) and only while the hash exists (a hash that
-/// expired meanwhile is not created again without an expiry). The dispatcher builds it
+/// `devices` in the hash `key` is set to `value`, before the entry's pending check (the push
+/// was accepted whoever finishes the entry); a hash the write finds without an expiry (it
+/// expired meanwhile and was made again) gets `life_ms`. The dispatcher builds it
 /// (`dispatch::ledger`); the queue only writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentMark {
@@ -40,6 +40,8 @@ pub struct SentMark {
     pub devices: Vec<String>,
     /// The value each is set to.
     pub value: String,
+    /// The life of a hash the mark finds without an expiry, in ms.
+    pub life_ms: u64,
 }
 
 /// The calls stream as the worker pool sees it.

@@ -299,7 +299,7 @@ pub trait SentLedger: Send + Sync + 'static {
     /// ([`crate::ingest::CallQueue::records_sent_marks`]), instead of [`SentLedger::settle_many`]
     /// a round trip before: `Some` only when every device of it is [`Settle::Sent`] and this
     /// ledger keeps its records where the queue does (one Redis server). The mark is then what
-    /// `settle` would write (`sent|<entry>`, only into a hash that exists). The default: `None`.
+    /// `settle` would write (`sent|<entry>`). The default: `None`.
     fn sent_mark(&self, settlement: &Settlement) -> Option<SentMark> {
         let _ = settlement;
         None

@@ -18,8 +18,8 @@
 //! so one call's refused command fails that call alone.
 //!
 //! On one server the `sent` mark of a single-device event is not sent from here at all: the
-//! queue's `finish.lua` writes it with the outcome ([`SentLedger::sent_mark`]); the same write
-//! as `settle.lua` (only into a hash that exists), one round trip and four commands fewer.
+//! queue's `finish.lua` writes it with the outcome ([`SentLedger::sent_mark`]): the same write
+//! as `lean::mark_sent`, one round trip and three commands fewer.
 
 mod lean;
 
@@ -247,6 +247,7 @@ impl SentLedger for RedisSentLedger {
             key: self.keys.sent(&settlement.call_sid),
             devices: settlement.devices.iter().map(|(d, _)| d.clone()).collect(),
             value: super::sent_value(&settlement.me.entry),
+            life_ms: super::CLAIM_MARGIN_MS,
         })
     }
 

@@ -5,16 +5,19 @@
 -- ARGV: group, results MAXLEN, dead MAXLEN, then per entry: entry id, number of result
 -- arguments (0 when results are off), number of dead-letter arguments (0 when there is none),
 -- number of `sent` mark arguments (0 when there is none), the result's field/value pairs, the
--- dead letter's, the mark's: the index of its hash in KEYS, the value, the device fields.
+-- dead letter's, the mark's: the index of its hash in KEYS, the life in ms to give a hash
+-- without an expiry, the device/value pairs.
 -- Returns per entry 1 when recorded, 0 when the entry was no longer pending: another consumer
 -- recorded its outcome already, and a second one must not be written; plus 2 when its mark was
 -- not written because its key holds another type than a hash.
 --
 -- A `sent` mark is written before the pending check (the provider accepted the push, whoever
--- finishes the entry), and only into a hash that exists: one that expired meanwhile is not
--- created again without an expiry (as `settle.lua`). A key of another type is left alone and
--- said so, not failed: the outcome is recorded all the same, as when the ledger refuses a
--- settlement on its own.
+-- finishes the entry), with one HSET: the devices' claims are in the hash, so it adds no field.
+-- When it did add one (the hash expired meanwhile), a hash left without an expiry gets the
+-- given life, as the ledger's own mark does (`dispatch::ledger::redis::lean`): a `sent` mark
+-- that outlives its call by a minute is harmless, a hash that never expires is not. A key of
+-- another type is left alone and said so, not failed: the outcome is recorded all the same,
+-- as when the ledger refuses a settlement on its own.
 --
 -- A script that fails stops where it is and keeps what it wrote (scripts have no rollback), so
 -- the order makes a failure leave every entry either finished or untouched:
@@ -55,13 +58,12 @@ while i <= #ARGV do
   if n_mark > 0 then
     local m = first + n_result + n_dead
     local ledger = KEYS[tonumber(ARGV[m])]
-    local kind = redis.call('TYPE', ledger).ok
-    if kind == 'hash' then
-      for d = m + 2, m + n_mark - 1 do
-        redis.call('HSET', ledger, ARGV[d], ARGV[m + 1])
-      end
-    elseif kind ~= 'none' then
+    -- One call in the common case: the devices' claims are there, so HSET adds no field.
+    local added = redis.pcall('HSET', ledger, unpack(ARGV, m + 2, m + n_mark - 1))
+    if type(added) == 'table' then
       refused = 2
+    elseif added > 0 and redis.call('PTTL', ledger) == -1 then
+      redis.call('PEXPIRE', ledger, ARGV[m + 1])
     end
   end
   if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) == 0 then

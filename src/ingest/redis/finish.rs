@@ -150,7 +150,7 @@ impl RedisCallQueue {
             let result_fields = item.result.fields();
             let n_result = if results { result_fields.len() * 2 } else { 0 };
             let mark = item.sent.filter(|_| marks);
-            let n_mark = mark.map_or(0, |m| m.devices.len() + 2);
+            let n_mark = mark.map_or(0, |m| m.devices.len() * 2 + 2);
             call.arg(*id)
                 .arg(n_result)
                 .arg(dead_fields.len() * 2)
@@ -165,7 +165,10 @@ impl RedisCallQueue {
             }
             if let Some(mark) = mark {
                 mark_key += 1;
-                call.arg(mark_key).arg(&mark.value).arg(&mark.devices);
+                call.arg(mark_key).arg(mark.life_ms);
+                for device in &mark.devices {
+                    call.arg(device).arg(&mark.value);
+                }
             }
         }
         let recorded: Result<Vec<i64>, RedisError> = call.invoke(&self.conn, &self.finish).await;
