@@ -48,7 +48,6 @@ fn finishes<'a>(
             entry,
             result,
             dead: (result.outcome == EventOutcome::DeadLettered).then_some(letter),
-            sent: None,
         })
         .collect()
 }
@@ -257,7 +256,6 @@ async fn a_shard_whose_server_hangs_does_not_hold_up_the_other() {
             entry,
             result: &result,
             dead: None,
-            sent: None,
         })
         .collect();
     let started = Instant::now();

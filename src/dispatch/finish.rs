@@ -4,10 +4,7 @@
 //! every event (sent and released claims), then the outcomes and acknowledgements
 //! ([`CallQueue::finish_many`]: one script call per stream shard). The order is the guarantee:
 //! an entry is acknowledged only once its accepted push is recorded, so a later attempt of the
-//! call never pushes that device again. On one Redis server the settlements that only mark
-//! devices sent (every single-device event that pushed) skip the first round trip: the queue's
-//! script writes each mark in the step that records the outcome, before the acknowledgement
-//! ([`sent_marks`]).
+//! call never pushes that device again.
 //!
 //! A batch shares its round trips, never its fate: each event is answered as soon as its own
 //! outcome is recorded, and the events whose settlement or outcome could not be recorded
@@ -33,7 +30,7 @@ use super::ledger::Settlement;
 use super::outage::{Backoff, StoreFailure};
 use super::{batch, sleep_or_stop, Shared};
 use crate::event::StreamEntry;
-use crate::ingest::{Finish, SentMark};
+use crate::ingest::Finish;
 use crate::outcome::{DeadLetter, EventResult};
 
 /// One event's outcome, on its way to be recorded.
@@ -73,25 +70,6 @@ async fn finish(shared: Arc<Shared>, batch: Vec<Job>) {
     }
 }
 
-/// Per job, its settlement as a `sent` mark the queue writes with its outcome, when both the
-/// queue and the ledger can ([`SentLedger::sent_mark`]): on one Redis server, one round trip
-/// per batch instead of two, and the mark is written in the same step as the outcome, so the
-/// order the module docs give (an entry acknowledged only once its accepted push is recorded)
-/// holds within one script. `None` for every job elsewhere (a cluster, memory).
-///
-/// [`SentLedger::sent_mark`]: super::ledger::SentLedger::sent_mark
-fn sent_marks(shared: &Shared, jobs: &[Job]) -> Vec<Option<SentMark>> {
-    let fold = shared.queue.records_sent_marks();
-    jobs.iter()
-        .map(|job| {
-            job.settlement
-                .as_ref()
-                .filter(|_| fold)
-                .and_then(|s| shared.ledger.sent_mark(s))
-        })
-        .collect()
-}
-
 /// Where one job stands after a try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fate {
@@ -116,17 +94,13 @@ async fn record_until_done(shared: Arc<Shared>, mut jobs: Vec<Job>) {
 }
 
 /// Settle, then finish, every job of `jobs`; answer each one recorded and return the rest.
-/// Where the queue writes `sent` marks with the outcomes ([`sent_marks`]), the jobs whose
-/// settlement is only that are not settled first: their mark goes with their outcome.
 async fn record(shared: &Shared, mut jobs: Vec<Job>) -> Vec<Job> {
-    let marks = sent_marks(shared, &jobs);
     let settling: Vec<usize> = (0..jobs.len())
         .filter(|i| {
-            marks[*i].is_none()
-                && jobs[*i]
-                    .settlement
-                    .as_ref()
-                    .is_some_and(|s| !s.devices.is_empty())
+            jobs[*i]
+                .settlement
+                .as_ref()
+                .is_some_and(|s| !s.devices.is_empty())
         })
         .collect();
     let mut unsettled = vec![false; jobs.len()];
@@ -154,7 +128,6 @@ async fn record(shared: &Shared, mut jobs: Vec<Job>) -> Vec<Job> {
             entry: &jobs[*i].entry,
             result: &jobs[*i].result,
             dead: jobs[*i].dead.as_ref(),
-            sent: marks[*i].as_ref(),
         })
         .collect();
     let finished = shared.queue.finish_many(&items).await;

@@ -21,27 +21,6 @@ pub struct Finish<'a> {
     pub result: &'a EventResult,
     /// Its dead letter, when there is one.
     pub dead: Option<&'a DeadLetter>,
-    /// The push ledger's `sent` mark to write with the outcome, only for a queue that
-    /// [records them](CallQueue::records_sent_marks).
-    pub sent: Option<&'a SentMark>,
-}
-
-/// The push ledger's record that a provider accepted an event's push, written by the queue
-/// with the event's outcome, in the same step ([`CallQueue::records_sent_marks`]): each of
-/// `devices` in the hash `key` is set to `value`, before the entry's pending check (the push
-/// was accepted whoever finishes the entry); a hash the write finds without an expiry (it
-/// expired meanwhile and was made again) gets `life_ms`. The dispatcher builds it
-/// (`dispatch::ledger`); the queue only writes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentMark {
-    /// The ledger hash of the call.
-    pub key: String,
-    /// The devices' fields.
-    pub devices: Vec<String>,
-    /// The value each is set to.
-    pub value: String,
-    /// The life of a hash the mark finds without an expiry, in ms.
-    pub life_ms: u64,
 }
 
 /// The calls stream as the worker pool sees it.
@@ -129,14 +108,6 @@ pub trait CallQueue: Send + Sync + 'static {
             out.push(self.finish(item.entry, item.result, item.dead).await);
         }
         out
-    }
-
-    /// Whether [`Finish::sent`] marks are written with the outcomes (by
-    /// [`CallQueue::finish_many`]): only where the ledger's hash and the entry's stream are
-    /// on one server, so one script writes both (standalone Redis, not a cluster). The default:
-    /// no, the marks are the ledger's to write ([`CallQueue::finish_many`] ignores them then).
-    fn records_sent_marks(&self) -> bool {
-        false
     }
 
     /// Append an event to the calls stream (the `enqueue` CLI, `POST /v1/calls`). Returns the

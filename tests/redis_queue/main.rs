@@ -5,7 +5,6 @@
 mod support;
 
 mod recovery;
-mod sent_marks;
 
 use std::time::{Duration, Instant};
 
@@ -114,7 +113,6 @@ async fn finish_many_records_each_entry_once_in_one_call() {
             entry,
             result,
             dead: (i == 2).then_some(&dead),
-            sent: None,
         })
         .collect();
     for answer in q.finish_many(&items).await {

@@ -8,8 +8,7 @@
 //! device is never pushed again for the call; after a final failure the claim is released so a
 //! later attempt (a replayed dead letter) may send. The one device of an event that pushes a
 //! single device is marked sent with the event's outcome instead ([`Settlement`], settled by the
-//! dispatcher's finish stage for many events at once, before their entries are acknowledged; on
-//! one Redis server in the very script that acknowledges them, [`SentLedger::sent_mark`]):
+//! dispatcher's finish stage for many events at once, before their entries are acknowledged):
 //! nothing else of that event happens in between, so the window in which a crash leaves an
 //! accepted push unrecorded is the same, one round trip fewer per event.
 //!
@@ -34,7 +33,6 @@ use sha2::{Digest, Sha256};
 
 use crate::backend::BackendError;
 use crate::domain::PushKind;
-use crate::ingest::SentMark;
 
 pub use memory::MemoryLedger;
 
@@ -293,16 +291,6 @@ pub trait SentLedger: Send + Sync + 'static {
             answers.push(self.settle(&s.call_sid, &s.me, &devices).await);
         }
         answers
-    }
-
-    /// `settlement` as a `sent` mark the queue writes with the event's outcome, in the same step
-    /// ([`crate::ingest::CallQueue::records_sent_marks`]), instead of [`SentLedger::settle_many`]
-    /// a round trip before: `Some` only when every device of it is [`Settle::Sent`] and this
-    /// ledger keeps its records where the queue does (one Redis server). The mark is then what
-    /// `settle` would write (`sent|<entry>`). The default: `None`.
-    fn sent_mark(&self, settlement: &Settlement) -> Option<SentMark> {
-        let _ = settlement;
-        None
     }
 
     /// A device says a push of `call_sid` woke it (SPEC §11): whether a provider accepted a

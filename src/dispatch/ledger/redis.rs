@@ -16,10 +16,6 @@
 //! ([`SentLedger::claim_many`]), as do the settlements of many events
 //! ([`SentLedger::settle_many`]): one pipeline on one server; each call keeps its own answer,
 //! so one call's refused command fails that call alone.
-//!
-//! On one server the `sent` mark of a single-device event is not sent from here at all: the
-//! queue's `finish.lua` writes it with the outcome ([`SentLedger::sent_mark`]): the same write
-//! as `lean::mark_sent`, one round trip and three commands fewer.
 
 mod lean;
 
@@ -32,7 +28,6 @@ use tracing::warn;
 use super::{Acked, Claim, ClaimCall, ClaimRequest, Holder, SentLedger, Settle, Settlement};
 use crate::backend::BackendError;
 use crate::domain::now_ms;
-use crate::ingest::SentMark;
 use crate::redis_conn::{exec_each, invoke_each, Keys, ScriptCall};
 
 /// The Redis-backed ledger (see the module docs for its key).
@@ -230,25 +225,6 @@ impl SentLedger for RedisSentLedger {
             answers[i] = answer.map_err(BackendError::from);
         }
         answers
-    }
-
-    /// On one server the queue's `finish.lua` writes it; on a cluster the call's hash is in
-    /// another slot than the stream, so the mark stays a round trip of its own.
-    fn sent_mark(&self, settlement: &Settlement) -> Option<SentMark> {
-        let all_sent = !settlement.devices.is_empty()
-            && settlement
-                .devices
-                .iter()
-                .all(|(_, how)| *how == Settle::Sent);
-        if !all_sent || matches!(self.conn, RedisConn::Cluster(_)) {
-            return None;
-        }
-        Some(SentMark {
-            key: self.keys.sent(&settlement.call_sid),
-            devices: settlement.devices.iter().map(|(d, _)| d.clone()).collect(),
-            value: super::sent_value(&settlement.me.entry),
-            life_ms: super::CLAIM_MARGIN_MS,
-        })
     }
 
     async fn ack(

@@ -20,7 +20,7 @@
 
 use redis::RedisError;
 
-use super::{is_no_group, CallQueue, Finish, RedisCallQueue};
+use super::{is_no_group, Finish, RedisCallQueue};
 use crate::backend::{BackendError, Fate};
 use crate::outcome::{DeadLetter, DeadReason};
 use crate::redis_conn::ScriptCall;
@@ -119,26 +119,16 @@ impl RedisCallQueue {
         items: &[Item<'_>],
         fields: DeadFields,
     ) -> Result<(), BackendError> {
-        let mut keys = vec![
+        let keys = [
             self.keys.calls.as_str(),
             self.keys.results.as_str(),
             self.keys.dead.as_str(),
         ];
-        let marks = self.records_sent_marks();
-        if marks {
-            keys.extend(
-                items
-                    .iter()
-                    .filter_map(|(_, item)| item.sent)
-                    .map(|m| m.key.as_str()),
-            );
-        }
         let mut call = ScriptCall::with_keys(&self.finish, &keys);
         call.arg(&self.options.group)
             .arg(self.options.results_max_len)
             .arg(self.options.dead_max_len);
         let results = self.options.results_enabled;
-        let mut mark_key = 3;
         for (id, item) in items {
             let dead_fields = item
                 .dead
@@ -149,12 +139,7 @@ impl RedisCallQueue {
                 .unwrap_or_default();
             let result_fields = item.result.fields();
             let n_result = if results { result_fields.len() * 2 } else { 0 };
-            let mark = item.sent.filter(|_| marks);
-            let n_mark = mark.map_or(0, |m| m.devices.len() * 2 + 2);
-            call.arg(*id)
-                .arg(n_result)
-                .arg(dead_fields.len() * 2)
-                .arg(n_mark);
+            call.arg(*id).arg(n_result).arg(dead_fields.len() * 2);
             if results {
                 for (k, v) in result_fields {
                     call.arg(k).arg(v);
@@ -163,24 +148,12 @@ impl RedisCallQueue {
             for (k, v) in &dead_fields {
                 call.arg(k).arg(v);
             }
-            if let Some(mark) = mark {
-                mark_key += 1;
-                call.arg(mark_key).arg(mark.life_ms);
-                for device in &mark.devices {
-                    call.arg(device).arg(&mark.value);
-                }
-            }
         }
         let recorded: Result<Vec<i64>, RedisError> = call.invoke(&self.conn, &self.finish).await;
         match recorded {
             Ok(recorded) => {
-                for ((id, item), answer) in items.iter().zip(&recorded) {
-                    if answer & 1 == 0 {
-                        tracing::debug!(stream_id = %id, "entry finished by another consumer first; outcome not repeated");
-                    }
-                    if let (true, Some(mark)) = (answer & 2 != 0, item.sent) {
-                        tracing::warn!(stream_id = %id, key = %mark.key, "the push ledger's key holds another type than a hash; the accepted push is not recorded there, the outcome is");
-                    }
+                for ((id, _), _) in items.iter().zip(&recorded).filter(|(_, r)| **r == 0) {
+                    tracing::debug!(stream_id = %id, "entry finished by another consumer first; outcome not repeated");
                 }
                 Ok(())
             }

@@ -11,9 +11,6 @@
 //! - `<p>dead` — stream of dead letters (the original fields, within the bounds of
 //!   `crate::outcome`, plus `reason`, `detail`, `attempts`, `failed_at`, `source_id` and, when
 //!   the bounds left something out, `truncated`), capped with `MAXLEN ~ dead_letters.max_len`.
-//! - `<p>sent:{<call_sid>}` — not this module's (the push ledger's, `dispatch::ledger`), but on
-//!   one server `finish.lua` writes an event's `sent` mark there with its outcome
-//!   ([`CallQueue::records_sent_marks`]).
 //!
 //! An entry is acknowledged only in [`CallQueue::finish`] (or [`CallQueue::finish_many`], many
 //! entries in one call), by one script (`finish.lua`) that checks each entry is still pending,
@@ -286,12 +283,6 @@ impl CallQueue for RedisCallQueue {
         &self.options.consumer
     }
 
-    /// On one server, yes: `finish.lua` writes the marks (the ledger hash of a call may sit in
-    /// another slot than the shard's streams, so never on a cluster).
-    fn records_sent_marks(&self) -> bool {
-        !matches!(self.conn, RedisConn::Cluster(_))
-    }
-
     async fn ensure_group(&self) -> Result<(), BackendError> {
         self.create_group("0").await?;
         // Where the group stands now is where it would be created again if it disappeared
@@ -467,7 +458,6 @@ impl CallQueue for RedisCallQueue {
             entry,
             result,
             dead,
-            sent: None,
         };
         let mut answers = self.finish_ids(&[(entry.id.as_str(), item)]).await;
         answers.pop().expect("one answer per item")

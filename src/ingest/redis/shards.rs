@@ -112,10 +112,6 @@ impl CallQueue for ShardedQueue {
         self.came_back.swap(false, Ordering::AcqRel)
     }
 
-    fn records_sent_marks(&self) -> bool {
-        self.shards.iter().all(|s| s.queue.records_sent_marks())
-    }
-
     /// Every shard at once; fine when at least one has its group (the others are tried again
     /// by the calls that come to them).
     async fn ensure_group(&self) -> Result<(), BackendError> {
@@ -302,7 +298,6 @@ impl CallQueue for ShardedQueue {
             entry,
             result,
             dead,
-            sent: None,
         };
         let mut answers = self.finish_many(&[item]).await;
         answers.pop().expect("one answer per item")
