@@ -51,21 +51,20 @@ def satisfied(expr, allowed):
             pos += 2
         return name in allowed
 
-    def both():
+    def chain(operand, word, combine):
+        """`operand (word operand)*`, folded left to right with `combine`."""
         nonlocal pos
-        value = term()
-        while pos < len(toks) and toks[pos] == "AND":
+        value = operand()
+        while pos < len(toks) and toks[pos] == word:
             pos += 1
-            value = term() and value
+            value = combine(operand(), value)
         return value
 
+    def both():
+        return chain(term, "AND", lambda a, b: a and b)
+
     def either():
-        nonlocal pos
-        value = both()
-        while pos < len(toks) and toks[pos] == "OR":
-            pos += 1
-            value = both() or value
-        return value
+        return chain(both, "OR", lambda a, b: a or b)
 
     return either()
 

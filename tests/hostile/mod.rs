@@ -1,3 +1,5 @@
 //! Test code of `tests/hostile_input.rs`.
 
+mod app_rows;
 pub mod drivers;
+mod server_rows;

@@ -223,6 +223,31 @@ async fn list(a: ListArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Unless this is a dry run or `yes`: count the selection with a dry run of `options` and
+/// have the operator approve it (replays over [`CONFIRM_OVER`] entries, purges of any).
+/// Returns the count, for the progress bar.
+async fn counted(
+    store: &Target,
+    action: Action,
+    selection: &Selection,
+    options: &ReplayOptions,
+    yes: bool,
+) -> Result<Option<u64>, CliError> {
+    if options.dry_run || yes {
+        return Ok(None);
+    }
+    let dry = ReplayOptions {
+        dry_run: true,
+        ..*options
+    };
+    let n = store.act(action, selection, &dry, &mut |_| {}).await?.done;
+    let needed = match action {
+        Action::Replay => n > CONFIRM_OVER,
+        Action::Purge => n > 0,
+    };
+    approve(n, action, needed).map(Some)
+}
+
 /// Ask about `n` entries (counted by a dry run), or refuse without a terminal, when `needed`.
 /// Returns the count, for the progress bar.
 fn approve(n: u64, action: Action, needed: bool) -> Result<u64, CliError> {
@@ -264,19 +289,7 @@ async fn replay(a: ReplayArgs) -> Result<(), CliError> {
         ttl_ms: a.ttl_ms,
     };
     let store = a.target.open().await?;
-    let total = if a.dry_run || a.yes {
-        None
-    } else {
-        let dry = ReplayOptions {
-            dry_run: true,
-            ..options
-        };
-        let n = store
-            .act(Action::Replay, &selection, &dry, &mut |_| {})
-            .await?
-            .done;
-        Some(approve(n, Action::Replay, n > CONFIRM_OVER)?)
-    };
+    let total = counted(&store, Action::Replay, &selection, &options, a.yes).await?;
     act(&store, &selection, Action::Replay, &options, total, a.json).await
 }
 
@@ -290,23 +303,11 @@ async fn purge(a: PurgeArgs) -> Result<(), CliError> {
     let all = a.all || filter.until.is_some();
     let selection = dlq::select(a.ids, filter, all)?;
     let store = a.target.open().await?;
-    let total = if a.dry_run || a.yes {
-        None
-    } else {
-        let dry = ReplayOptions {
-            dry_run: true,
-            ..ReplayOptions::default()
-        };
-        let n = store
-            .act(Action::Purge, &selection, &dry, &mut |_| {})
-            .await?
-            .done;
-        Some(approve(n, Action::Purge, n > 0)?)
-    };
     let options = ReplayOptions {
         dry_run: a.dry_run,
         ..ReplayOptions::default()
     };
+    let total = counted(&store, Action::Purge, &selection, &options, a.yes).await?;
     act(&store, &selection, Action::Purge, &options, total, a.json).await
 }
 

@@ -1,0 +1,185 @@
+//! callpush's own commands and scripts on a real cluster, one store at a time: heartbeat touches
+//! wait for masters that answer late, binding scripts keep every key of an identity in one slot,
+//! and the ledger claims with plain commands.
+
+use std::time::Duration;
+
+use callpush::api;
+use callpush::redis_conn::Keys;
+use http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::api::{call, token, ADMIN_TOKEN};
+use crate::support::cluster_world::ClusterWorld;
+use crate::support::redis_cluster::RedisCluster;
+use crate::support::redis_server::{pause_clients, unique_prefix, SLOW_ANSWER};
+
+/// The heartbeat on a cluster: while every master holds its commands for 4 s (as masters
+/// swamped by a burst answer late), touching entries of every shard waits for them instead of
+/// failing as a short command would after 3 s, and the entries stay this daemon's.
+#[tokio::test]
+async fn touches_wait_for_masters_that_answer_late() {
+    let w = ClusterWorld::start().await;
+    let mut settings = w.settings.clone();
+    settings.stream.claim_idle_ms = 10_000;
+    settings.stream.consumer = Some("busy".into());
+    let (queue, _) = callpush::daemon::redis_backends(&settings).await.unwrap();
+    queue.ensure_group().await.unwrap();
+    w.add_calls("hb", 40).await;
+    let read = queue
+        .read_new(100, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 40);
+    let ids: Vec<String> = read.iter().map(|e| e.id.clone()).collect();
+    for url in w.cluster.urls() {
+        pause_clients(&url, SLOW_ANSWER).await;
+    }
+    let lost = queue
+        .touch(&ids)
+        .await
+        .expect("the touch waits for the paused masters instead of failing");
+    assert_eq!(lost, 0, "every entry is still this consumer's");
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let owners = queue.owners(&refs).await.unwrap();
+    assert!(
+        owners.iter().all(|o| o.as_deref() == Some("busy")),
+        "{owners:?}"
+    );
+}
+
+/// Identities whose braces would move or empty the hash tag (docs/security.md, rows I01–I05)
+/// register, list and unregister on a real cluster: the binding scripts never meet CROSSSLOT.
+#[tokio::test]
+async fn identities_with_braces_keep_their_bindings_in_one_slot_on_a_cluster() {
+    let w = ClusterWorld::start().await;
+    for (i, who) in ["}alice", "}", "al}ice", "{bob", "{}", "a:b*c d"]
+        .into_iter()
+        .enumerate()
+    {
+        let body = json!({"platform": "fcm", "device_token": format!("brace-{i}")});
+        let public = || api::public_router(w.ctx.clone());
+        let reply = call(
+            public(),
+            Method::POST,
+            "/v1/registrations",
+            Some(&token(who)),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{who}: {reply:?}");
+        let segment =
+            percent_encoding::utf8_percent_encode(who, percent_encoding::NON_ALPHANUMERIC);
+        let path = format!("/v1/identities/{segment}/bindings");
+        let listed = call(
+            api::admin_router(w.ctx.clone()),
+            Method::GET,
+            &path,
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+        assert_eq!(
+            listed.body.as_array().map(Vec::len),
+            Some(1),
+            "{who}: {listed:?}"
+        );
+        let reply = call(
+            public(),
+            Method::DELETE,
+            "/v1/registrations",
+            Some(&token(who)),
+            Some(body),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{who}: {reply:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_ledger_claims_with_plain_commands_on_a_cluster() {
+    // Each call's ledger hash is in its own slot: the claims of a batch go as one transaction
+    // per call, to the masters that own them, and a second attempt sees the first one's claims.
+    use callpush::dispatch::ledger::redis::RedisSentLedger;
+    use callpush::dispatch::ledger::{Claim, ClaimCall, ClaimRequest, Holder, SentLedger};
+    let cluster = RedisCluster::start().await;
+    let conn = cluster.client().get_async_connection().await.unwrap();
+    let ledger = RedisSentLedger::new(
+        callpush::redis_conn::RedisConn::Cluster(conn),
+        Keys::new(&unique_prefix()).unwrap(),
+    );
+    let holder = |entry: &str| Holder {
+        consumer: "c1".into(),
+        instance: "i-1".into(),
+        entry: entry.into(),
+        since_ms: 1,
+    };
+    let (first, second) = (holder("1-0"), holder("2-0"));
+    let devices = [
+        ClaimRequest {
+            device: "x",
+            take_over: None,
+        },
+        ClaimRequest {
+            device: "y",
+            take_over: None,
+        },
+    ];
+    let far = callpush::domain::now_ms() + 3_600_000;
+    let calls = ["CA1", "CA2", "CA3", "CA4", "CA5", "CA6"];
+    let batch = |me| -> Vec<ClaimCall> {
+        calls
+            .iter()
+            .map(|call_sid| ClaimCall {
+                call_sid,
+                me,
+                requests: &devices,
+                expire_at_ms: far,
+            })
+            .collect()
+    };
+    let claims = ledger
+        .claim_many(&batch(&first))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert!(claims
+        .iter()
+        .all(|c| *c == vec![Claim::Fresh, Claim::Fresh]));
+    let again = ledger
+        .claim_many(&batch(&second))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert!(
+        again
+            .iter()
+            .flatten()
+            .all(|c| matches!(c, Claim::Held(Some(h)) if h.entry == "1-0")),
+        "{again:?}"
+    );
+    let mut hsetnx = 0;
+    let mut evalsha = 0;
+    for port in cluster.ports() {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut node = client.get_multiplexed_async_connection().await.unwrap();
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut node)
+            .await
+            .unwrap();
+        let calls_of = |name: &str| {
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+                .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        hsetnx += calls_of("hsetnx");
+        evalsha += calls_of("evalsha");
+    }
+    assert_eq!(hsetnx, 24, "two devices of six calls, twice");
+    assert_eq!(evalsha, 0, "no script on Redis 7");
+}
