@@ -66,7 +66,7 @@ use std::time::{Duration, Instant};
 use crate::redis_conn::RedisConn;
 use redis::{RedisError, RedisWrite, Script, ToRedisArgs, Value};
 
-use super::{CallQueue, Finish};
+use super::{finish_through_many, CallQueue, Finish};
 use crate::backend::BackendError;
 use crate::domain::now_ms;
 use crate::event::StreamEntry;
@@ -312,13 +312,7 @@ impl CallQueue for RedisCallQueue {
         result: &EventResult,
         dead: Option<&DeadLetter>,
     ) -> Result<(), BackendError> {
-        let item = Finish {
-            entry,
-            result,
-            dead,
-        };
-        let mut answers = self.finish_ids(&[(entry.id.as_str(), item)]).await;
-        answers.pop().expect("one answer per item")
+        finish_through_many(self, entry, result, dead).await
     }
 
     async fn finish_many(&self, items: &[Finish<'_>]) -> Vec<Result<(), BackendError>> {
