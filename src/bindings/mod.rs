@@ -58,6 +58,33 @@ pub struct NewBinding {
     pub environment: Option<ApnsEnvironment>,
 }
 
+impl NewBinding {
+    /// The binding this registration stores: its id, its environment (registered, or kept from
+    /// the stored binding: `(environment, learned)`) and its times.
+    pub(crate) fn into_binding(
+        self,
+        binding_id: String,
+        (environment, environment_learned): (Option<ApnsEnvironment>, bool),
+        created_at_ms: u64,
+        updated_at_ms: u64,
+        expires_at_ms: u64,
+    ) -> Binding {
+        Binding {
+            binding_id,
+            identity: self.identity,
+            platform: self.platform,
+            credential: self.credential,
+            device_token: self.device_token,
+            target: self.target,
+            environment,
+            environment_learned,
+            created_at_ms,
+            updated_at_ms,
+            expires_at_ms,
+        }
+    }
+}
+
 /// What a registration did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registered {

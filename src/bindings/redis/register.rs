@@ -4,7 +4,7 @@
 
 use super::{decode, RedisBindingStore, Returned, EXPIRY_GRACE_MS};
 use crate::backend::BackendError;
-use crate::bindings::{Binding, NewBinding, Registered};
+use crate::bindings::{NewBinding, Registered};
 use crate::domain::{ApnsEnvironment, Target};
 
 /// The stored JSON of a binding minus `created_at_ms`, which the upsert script prepends (it keeps
@@ -122,21 +122,16 @@ impl RedisBindingStore {
         // Step 4: evicted bindings give up their device keys.
         self.release_devices(&evicted).await?;
 
-        let binding = Binding {
+        let created_at_ms = created_at
+            .parse()
+            .map_err(|_| BackendError::Corrupt(format!("created_at_ms {created_at:?}")))?;
+        let binding = new.into_binding(
             binding_id,
-            identity: new.identity,
-            platform: new.platform,
-            credential: new.credential,
-            device_token: new.device_token,
-            target: new.target,
-            environment,
-            environment_learned,
-            created_at_ms: created_at
-                .parse()
-                .map_err(|_| BackendError::Corrupt(format!("created_at_ms {created_at:?}")))?,
-            updated_at_ms: now_ms,
+            (environment, environment_learned),
+            created_at_ms,
+            now_ms,
             expires_at_ms,
-        };
+        );
         Ok(Registered {
             binding,
             created: created == 1,
