@@ -23,6 +23,23 @@ pub struct Finish<'a> {
     pub dead: Option<&'a DeadLetter>,
 }
 
+/// [`CallQueue::finish`] for a queue whose [`CallQueue::finish_many`] does the work (the Redis
+/// queue, the sharded one): the one item through it, and its answer.
+pub(crate) async fn finish_through_many<Q: CallQueue + ?Sized>(
+    queue: &Q,
+    entry: &StreamEntry,
+    result: &EventResult,
+    dead: Option<&DeadLetter>,
+) -> Result<(), BackendError> {
+    let item = Finish {
+        entry,
+        result,
+        dead,
+    };
+    let mut answers = queue.finish_many(&[item]).await;
+    answers.pop().expect("one answer per item")
+}
+
 /// The calls stream as the worker pool sees it.
 #[async_trait::async_trait]
 pub trait CallQueue: Send + Sync + 'static {

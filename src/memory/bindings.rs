@@ -132,25 +132,22 @@ impl BindingStore for MemoryBindingStore {
             (None, Some(b)) => (b.environment, b.environment_learned),
             (None, None) => (None, false),
         };
-        let binding = Binding {
-            binding_id: existing
-                .as_ref()
-                .map_or_else(new_binding_id, |b| b.binding_id.clone()),
-            identity: new.identity.clone(),
-            platform: new.platform,
-            credential: new.credential,
-            device_token: new.device_token,
-            target: new.target,
-            environment,
-            environment_learned,
-            created_at_ms: existing.as_ref().map_or(now_ms, |b| b.created_at_ms),
-            updated_at_ms: now_ms,
-            expires_at_ms: now_ms.saturating_add(self.ttl_ms),
-        };
+        let binding_id = existing
+            .as_ref()
+            .map_or_else(new_binding_id, |b| b.binding_id.clone());
+        let created_at_ms = existing.as_ref().map_or(now_ms, |b| b.created_at_ms);
+        let identity = new.identity.clone();
+        let binding = new.into_binding(
+            binding_id,
+            (environment, environment_learned),
+            created_at_ms,
+            now_ms,
+            now_ms.saturating_add(self.ttl_ms),
+        );
         t.devices
-            .insert(device, (new.identity.clone(), binding.binding_id.clone()));
+            .insert(device, (identity.clone(), binding.binding_id.clone()));
         t.identities
-            .entry(new.identity.clone())
+            .entry(identity.clone())
             .or_default()
             .insert(binding.binding_id.clone(), binding.clone());
         let event = if created { "registered" } else { "refreshed" };
@@ -159,7 +156,7 @@ impl BindingStore for MemoryBindingStore {
             t.note(moved);
         }
         // Evict the least recently updated past the cap; never the binding just registered.
-        let mut others: Vec<(u64, String)> = t.identities[&new.identity]
+        let mut others: Vec<(u64, String)> = t.identities[&identity]
             .values()
             .filter(|b| b.binding_id != binding.binding_id)
             .map(|b| (b.updated_at_ms, b.binding_id.clone()))
@@ -169,9 +166,7 @@ impl BindingStore for MemoryBindingStore {
         let evicted = others
             .into_iter()
             .take(excess)
-            .filter_map(|(_, id)| {
-                t.remove_noting(&new.identity, &id, "evicted", "max_per_identity")
-            })
+            .filter_map(|(_, id)| t.remove_noting(&identity, &id, "evicted", "max_per_identity"))
             .collect();
         Ok(Registered {
             binding,

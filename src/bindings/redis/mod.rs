@@ -53,16 +53,18 @@
 
 use crate::redis_conn::RedisConn;
 use redis::Script;
-use tracing::warn;
 
 use super::feed::{self, FeedEvent};
 use super::{Binding, BindingStore, NewBinding, Registered};
 use crate::backend::BackendError;
-use crate::domain::{ApnsEnvironment, Target};
-use crate::redis_conn::{query_each, Answers, Keys};
+use crate::domain::ApnsEnvironment;
+use crate::redis_conn::Keys;
 
 mod feeding;
+mod lookup;
 pub mod outbox;
+mod register;
+mod removal;
 mod undecodable;
 pub use undecodable::Undecodable;
 
@@ -125,23 +127,6 @@ pub struct RedisBindingStore {
     forward: bool,
 }
 
-/// The stored JSON of a binding minus `created_at_ms`, which the upsert script prepends (it keeps
-/// the stored one on a refresh) so Lua never re-encodes a number.
-#[derive(serde::Serialize)]
-struct StoredTail<'a> {
-    binding_id: &'a str,
-    identity: &'a str,
-    platform: crate::domain::Platform,
-    credential: &'a str,
-    device_token: &'a str,
-    #[serde(skip_serializing_if = "Target::is_token")]
-    target: Target,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    environment: Option<ApnsEnvironment>,
-    updated_at_ms: u64,
-    expires_at_ms: u64,
-}
-
 impl RedisBindingStore {
     /// A store on `conn` with the given key names, `bindings.ttl_days` and
     /// `bindings.max_per_identity`.
@@ -171,166 +156,17 @@ impl RedisBindingStore {
         &self.keys
     }
 
-    /// The unexpired bindings of `identity`'s hash, most recently updated first, and the ids
-    /// of the expired ones; a binding that does not decode is skipped and noted
-    /// ([`Undecodable`]).
-    fn live_bindings(
-        &self,
-        identity: &str,
-        hash: &[(String, String)],
-        now_ms: u64,
-    ) -> (Vec<Binding>, Vec<String>) {
-        let mut live = Vec::with_capacity(hash.len());
-        let mut expired = Vec::new();
-        for (binding_id, json) in hash {
-            match decode(json) {
-                Ok(b) if b.expires_at_ms > now_ms => live.push(b),
-                Ok(_) => expired.push(binding_id.clone()),
-                Err(e) => self.undecodable.note(identity, binding_id, &e),
-            }
-        }
-        live.sort_by(newest_first);
-        (live, expired)
-    }
-
-    /// Remove the expired bindings a lookup found, each with its `expired` event; best effort
-    /// (the next lookup tries again).
-    async fn expire(&self, identity: &str, expired: &[String]) {
-        let now = crate::domain::now_ms();
-        for binding_id in expired {
-            let mut invocation = self.scripts.expire.prepare_invoke();
-            invocation
-                .key(self.identity_keys(identity))
-                .arg(binding_id)
-                .arg(now);
-            let feed = self.feed_tail(&mut invocation, identity, now);
-            let done = async {
-                let (_, events): (i64, Returned) =
-                    invocation.invoke_async(&mut self.conn.clone()).await?;
-                self.publish(&feed, events).await;
-                Ok::<_, BackendError>(())
-            };
-            if let Err(e) = done.await {
-                warn!(error = %e, binding_id = %binding_id, "could not remove an expired binding");
-            }
-        }
-    }
-
     fn identity_keys(&self, identity: &str) -> Vec<String> {
         vec![
             self.keys.identity_bindings(identity),
             self.keys.identity_updated(identity),
         ]
     }
-
-    /// Step 3, prune, and clean-up: remove a binding by id while it holds the token, with its
-    /// feed event: `moved` (to the identity `to`) or `pruned` (for `reason`).
-    async fn remove_if_token(
-        &self,
-        identity: &str,
-        binding_id: &str,
-        device: (&str, &str),
-        judged_at_ms: Option<u64>,
-        event: (&str, &str, &str),
-    ) -> Result<bool, BackendError> {
-        let (credential, device_token) = device;
-        let (event, reason, to) = event;
-        let mut invocation = self.scripts.remove_if_token.prepare_invoke();
-        invocation
-            .key(self.identity_keys(identity))
-            .arg(binding_id)
-            .arg(credential)
-            .arg(device_token)
-            .arg(judged_at_ms.map(|t| t.to_string()).unwrap_or_default())
-            .arg(event)
-            .arg(reason)
-            .arg(to);
-        let feed = self.feed_tail(&mut invocation, identity, crate::domain::now_ms());
-        let (removed, events): (i64, Returned) =
-            invocation.invoke_async(&mut self.conn.clone()).await?;
-        self.publish(&feed, events).await;
-        Ok(removed == 1)
-    }
-
-    /// Release the device keys of bindings that are gone. One script call per key, sent
-    /// together (the multiplexed connection pipelines them): device keys of different tokens
-    /// live in different slots of a cluster, so they cannot share one pipeline.
-    async fn release_devices(&self, gone: &[Binding]) -> Result<(), BackendError> {
-        let calls = gone.iter().map(|b| {
-            let mut invocation = self.scripts.release_device.prepare_invoke();
-            invocation
-                .key(self.keys.device(&b.credential, &b.device_token))
-                .arg(owner_value(&b.identity, &b.binding_id));
-            let mut conn = self.conn.clone();
-            async move { invocation.invoke_async::<i64>(&mut conn).await }
-        });
-        futures::future::try_join_all(calls).await?;
-        Ok(())
-    }
-
-    /// Remove by id, by token or all (`remove.lua`), each with an `unregistered` event for
-    /// `reason`, then release the device keys; the bindings removed (undecodable ones have no
-    /// device key to release and are left out).
-    async fn remove_where(
-        &self,
-        identity: &str,
-        by: [&str; 3],
-        reason: &str,
-    ) -> Result<Vec<Binding>, BackendError> {
-        let now = crate::domain::now_ms();
-        let mut invocation = self.scripts.remove.prepare_invoke();
-        invocation
-            .key(self.identity_keys(identity))
-            .arg(&by[..])
-            .arg(reason);
-        let feed = self.feed_tail(&mut invocation, identity, now);
-        let (removed, events): (Vec<String>, Returned) =
-            invocation.invoke_async(&mut self.conn.clone()).await?;
-        self.publish(&feed, events).await;
-        let removed: Vec<Binding> = removed
-            .iter()
-            .filter_map(|json| decode(json).ok())
-            .collect();
-        self.release_devices(&removed).await?;
-        Ok(removed)
-    }
-
-    /// [`Self::remove_where`], true when a live binding went.
-    async fn remove_live(
-        &self,
-        identity: &str,
-        by: [&str; 3],
-        reason: &str,
-    ) -> Result<bool, BackendError> {
-        let now = crate::domain::now_ms();
-        let removed = self.remove_where(identity, by, reason).await?;
-        Ok(removed.iter().any(|b| b.expires_at_ms > now))
-    }
-}
-
-/// What the upsert script kept of the stored binding's environment: `""` (none),
-/// `"sandbox"`, or `"sandbox learned"`.
-fn kept_environment(kept: &str) -> (Option<ApnsEnvironment>, bool) {
-    let (name, learned) = match kept.split_once(' ') {
-        Some((name, how)) => (name, how == "learned"),
-        None => (kept, false),
-    };
-    match name.parse() {
-        Ok(environment) => (Some(environment), learned),
-        Err(_) => (None, false),
-    }
 }
 
 /// The device key's value: `<identity>\n<binding_id>` (identities hold no control characters).
 fn owner_value(identity: &str, binding_id: &str) -> String {
     format!("{identity}\n{binding_id}")
-}
-
-/// The order bindings are listed in: most recently updated first, ties by binding id.
-fn newest_first(a: &Binding, b: &Binding) -> std::cmp::Ordering {
-    b.updated_at_ms
-        .cmp(&a.updated_at_ms)
-        .then_with(|| a.binding_id.cmp(&b.binding_id))
 }
 
 fn decode(json: &str) -> Result<Binding, BackendError> {
@@ -340,104 +176,7 @@ fn decode(json: &str) -> Result<Binding, BackendError> {
 #[async_trait::async_trait]
 impl BindingStore for RedisBindingStore {
     async fn register(&self, new: NewBinding, now_ms: u64) -> Result<Registered, BackendError> {
-        let mut conn = self.conn.clone();
-        let device_key = self.keys.device(&new.credential, &new.device_token);
-
-        // Step 1: the device key says who owns the token from now on.
-        let (binding_id, prev_owner, prev_binding): (String, String, String) = self
-            .scripts
-            .claim_device
-            .key(&device_key)
-            .arg(&new.identity)
-            .arg(super::new_binding_id())
-            .arg(self.ttl_ms)
-            .invoke_async(&mut conn)
-            .await?;
-
-        // Step 2: upsert on the identity's keys.
-        let expires_at_ms = now_ms + self.ttl_ms;
-        let tail = serde_json::to_string(&StoredTail {
-            binding_id: &binding_id,
-            identity: &new.identity,
-            platform: new.platform,
-            credential: &new.credential,
-            device_token: &new.device_token,
-            target: new.target,
-            environment: new.environment,
-            updated_at_ms: now_ms,
-            expires_at_ms,
-        })
-        .map_err(|e| BackendError::Corrupt(e.to_string()))?;
-        // A refresh that names no environment keeps the one stored (registered or learned).
-        let keep_environment = if new.environment.is_none() { "1" } else { "" };
-        let mut upsert = self.scripts.upsert.prepare_invoke();
-        upsert
-            .key(self.identity_keys(&new.identity))
-            .arg(&binding_id)
-            .arg(&new.credential)
-            .arg(&new.device_token)
-            .arg(now_ms)
-            .arg(self.ttl_ms + EXPIRY_GRACE_MS)
-            .arg(self.max_per_identity)
-            .arg(format!(",{}", &tail[1..]))
-            .arg(keep_environment);
-        let feed = self.feed_tail(&mut upsert, &new.identity, now_ms);
-        let (created, created_at, evicted, kept, events): (
-            i64,
-            String,
-            Vec<String>,
-            String,
-            Returned,
-        ) = upsert.invoke_async(&mut conn).await?;
-        self.publish(&feed, events).await;
-        let (environment, environment_learned) = match new.environment {
-            Some(registered) => (Some(registered), false),
-            None => kept_environment(&kept),
-        };
-        // An evicted binding that does not decode has no device key this store could name.
-        let evicted = evicted
-            .iter()
-            .filter_map(|json| decode(json).ok())
-            .collect::<Vec<_>>();
-
-        // Step 3: the token left its previous owner.
-        let moved_from =
-            (!prev_owner.is_empty() && prev_owner != new.identity).then_some(prev_owner);
-        if let Some(old) = &moved_from {
-            self.remove_if_token(
-                old,
-                &prev_binding,
-                (&new.credential, &new.device_token),
-                None,
-                ("moved", "", &new.identity),
-            )
-            .await?;
-        }
-
-        // Step 4: evicted bindings give up their device keys.
-        self.release_devices(&evicted).await?;
-
-        let binding = Binding {
-            binding_id,
-            identity: new.identity,
-            platform: new.platform,
-            credential: new.credential,
-            device_token: new.device_token,
-            target: new.target,
-            environment,
-            environment_learned,
-            created_at_ms: created_at
-                .parse()
-                .map_err(|_| BackendError::Corrupt(format!("created_at_ms {created_at:?}")))?,
-            updated_at_ms: now_ms,
-            expires_at_ms,
-        };
-        Ok(Registered {
-            binding,
-            created: created == 1,
-            moved_from,
-            evicted,
-        })
+        self.register_steps(new, now_ms).await
     }
 
     async fn list(&self, identity: &str) -> Result<Vec<Binding>, BackendError> {
@@ -451,89 +190,8 @@ impl BindingStore for RedisBindingStore {
         self.undecodable.count()
     }
 
-    /// Two round trips for the whole lot: every identity's `HGETALL`, then every live binding's
-    /// device key. Each identity's answer is its own: a hash that cannot be read (`WRONGTYPE`)
-    /// or a device key whose node does not answer fails that identity alone, and a binding
-    /// that does not decode is skipped ([`Undecodable`]) while the identity's others are listed.
     async fn list_many(&self, identities: &[&str]) -> Vec<Result<Vec<Binding>, BackendError>> {
-        let hashes = identities
-            .iter()
-            .map(|identity| {
-                let mut cmd = redis::cmd("HGETALL");
-                cmd.arg(self.keys.identity_bindings(identity));
-                cmd
-            })
-            .collect();
-        let stored: Answers<Vec<(String, String)>> = query_each(&self.conn, hashes).await;
-        let now = crate::domain::now_ms();
-        let mut expired = Vec::new();
-        let mut lives: Vec<Result<Vec<Binding>, BackendError>> = identities
-            .iter()
-            .zip(stored)
-            .map(|(identity, hash)| {
-                let (live, gone) = self.live_bindings(identity, &hash?, now);
-                if !gone.is_empty() {
-                    expired.push((*identity, gone));
-                }
-                Ok(live)
-            })
-            .collect();
-        for (identity, gone) in expired {
-            self.expire(identity, &gone).await;
-        }
-
-        // The device keys are the authority on ownership: skip bindings whose token moved on
-        // (left behind by an interrupted registration, see the module docs).
-        let gets = lives
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|b| {
-                let mut cmd = redis::cmd("GET");
-                cmd.arg(self.keys.device(&b.credential, &b.device_token));
-                cmd
-            })
-            .collect();
-        let mut owners = query_each::<Option<String>>(&self.conn, gets)
-            .await
-            .into_iter();
-        for (identity, live) in identities.iter().zip(&mut lives) {
-            let Ok(bindings) = live else {
-                continue;
-            };
-            let mut kept = Vec::with_capacity(bindings.len());
-            let mut failed = None;
-            for b in std::mem::take(bindings) {
-                let owner = match owners.next() {
-                    Some(Ok(owner)) => owner,
-                    Some(Err(e)) => {
-                        failed = Some(e);
-                        continue;
-                    }
-                    None => None,
-                };
-                let owner = owner.unwrap_or_default();
-                if owner.is_empty() || owner == owner_value(&b.identity, &b.binding_id) {
-                    kept.push(b);
-                } else if let Err(e) = self
-                    .remove_if_token(
-                        identity,
-                        &b.binding_id,
-                        (&b.credential, &b.device_token),
-                        None,
-                        ("moved", "", owner.split('\n').next().unwrap_or_default()),
-                    )
-                    .await
-                {
-                    warn!(error = %e, binding_id = %b.binding_id, "could not remove a binding whose token moved on");
-                }
-            }
-            *live = match failed {
-                Some(e) => Err(e.into()),
-                None => Ok(kept),
-            };
-        }
-        lives
+        self.lookup_many(identities).await
     }
 
     async fn delete(&self, identity: &str, binding_id: &str) -> Result<bool, BackendError> {

@@ -46,23 +46,28 @@
 
 mod consumers;
 mod finish;
+mod group;
 mod health;
+mod options;
+mod range;
 mod reply;
 mod shard;
 mod shards;
 
+pub use options::{default_consumer_name, QueueOptions};
+pub use range::{decode_entries, read_range, read_stream};
 pub use shards::{ShardedQueue, SHARD_BLOCK};
+
+use group::{is_no_group, StreamId};
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::redis_conn::RedisConn;
-use redis::aio::ConnectionLike;
 use redis::{RedisError, RedisWrite, Script, ToRedisArgs, Value};
 
-use super::{CallQueue, Finish};
+use super::{finish_through_many, CallQueue, Finish};
 use crate::backend::BackendError;
-use crate::config::Settings;
 use crate::domain::now_ms;
 use crate::event::StreamEntry;
 use crate::outcome::{DeadLetter, EventResult, Field};
@@ -71,57 +76,6 @@ use crate::redis_conn::{BlockingConnection, HeartbeatConnection, Keys};
 /// XAUTOCLAIM round trips per [`CallQueue::claim_stale`] at most, so one call stays short even
 /// when the pending list holds many entries that are not idle long enough.
 const MAX_CLAIM_ROUNDS: usize = 64;
-
-/// How the queue names itself and caps the streams it writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueOptions {
-    /// Consumer group (`stream.group`).
-    pub group: String,
-    /// This process's consumer name (`stream.consumer`, else host name and process id).
-    pub consumer: String,
-    /// Write results (`results.enabled`).
-    pub results_enabled: bool,
-    /// `MAXLEN ~` of the results stream (`results.max_len`).
-    pub results_max_len: u64,
-    /// `MAXLEN ~` of the dead-letter stream (`dead_letters.max_len`).
-    pub dead_max_len: u64,
-    /// `MAXLEN ~` of the calls stream for entries callpush adds (`stream.max_len`).
-    pub calls_max_len: u64,
-    /// Consumers of the group idle this long and holding nothing are deleted
-    /// (`stream.consumer_idle_delete_ms`, module `consumers`).
-    pub consumer_idle_delete: Duration,
-}
-
-impl QueueOptions {
-    /// The options the settings ask for.
-    pub fn from_settings(settings: &Settings) -> QueueOptions {
-        QueueOptions {
-            group: settings.stream.group.clone(),
-            consumer: settings
-                .stream
-                .consumer
-                .clone()
-                .unwrap_or_else(default_consumer_name),
-            results_enabled: settings.results.enabled,
-            results_max_len: settings.results.max_len,
-            dead_max_len: settings.dead_letters.max_len,
-            calls_max_len: settings.stream.max_len,
-            consumer_idle_delete: settings.stream.consumer_idle_delete(),
-        }
-    }
-}
-
-/// `<host name>-<process id>`: stable for one process, distinct between replicas, so a restart
-/// with a configured name finds its own pending entries and others are claimed when idle.
-pub fn default_consumer_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "callpush".into());
-    format!("{host}-{}", std::process::id())
-}
 
 /// The calls stream in Redis (see the module docs for the keys).
 pub struct RedisCallQueue {
@@ -138,23 +92,6 @@ pub struct RedisCallQueue {
     last_sweep: Mutex<Option<Instant>>,
     /// Where a group that disappeared while running is created again: the newest id read.
     resume_from: Mutex<StreamId>,
-}
-
-/// A stream id as numbers, to keep the newest one read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct StreamId(u64, u64);
-
-impl StreamId {
-    fn parse(id: &str) -> Option<StreamId> {
-        let (ms, seq) = id.split_once('-')?;
-        Some(StreamId(ms.parse().ok()?, seq.parse().ok()?))
-    }
-}
-
-impl std::fmt::Display for StreamId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.0, self.1)
-    }
 }
 
 impl RedisCallQueue {
@@ -192,89 +129,10 @@ impl RedisCallQueue {
         self.conn.clone()
     }
 
-    /// Remember the newest id of `entries` as where a lost group is created again.
-    fn note_read(&self, entries: &[StreamEntry]) {
-        let newest = entries.iter().filter_map(|e| StreamId::parse(&e.id)).max();
-        if let Some(newest) = newest {
-            let mut at = self.resume_from.lock().expect("resume lock");
-            *at = (*at).max(newest);
-        }
-    }
-
-    /// The group disappeared under the running daemon: create it again where this process
-    /// left off (see the module docs), not at `0`.
-    async fn recreate_group(&self) -> Result<(), BackendError> {
-        let at = *self.resume_from.lock().expect("resume lock");
-        tracing::warn!(
-            group = %self.options.group,
-            stream = %self.keys.calls,
-            from = %at,
-            "the consumer group is gone; creating it again after the newest entry this daemon read"
-        );
-        self.create_group(&at.to_string()).await
-    }
-
-    /// XGROUP CREATE at `id` (MKSTREAM); an existing group is fine.
-    async fn create_group(&self, id: &str) -> Result<(), BackendError> {
-        let created = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&self.keys.calls)
-            .arg(&self.options.group)
-            .arg(id)
-            .arg("MKSTREAM")
-            .query_async::<()>(&mut self.conn.clone())
-            .await;
-        match created {
-            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
-            _ => Ok(()),
-        }
-    }
-
     /// The key names this queue uses.
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
-
-    /// XREADGROUP from `start` (`>` for new entries, an id for this consumer's pending ones).
-    async fn read_group(
-        &self,
-        mut conn: impl ConnectionLike,
-        count: usize,
-        block: Option<Duration>,
-        start: &str,
-    ) -> Result<Vec<reply::RawEntry>, RedisError> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&self.options.group)
-            .arg(&self.options.consumer)
-            .arg("COUNT")
-            .arg(count);
-        if let Some(block) = block {
-            cmd.arg("BLOCK").arg(block.as_millis() as u64);
-        }
-        cmd.arg("STREAMS").arg(&self.keys.calls).arg(start);
-        let value: Value = cmd.query_async(&mut conn).await?;
-        reply::read_reply(&value)
-    }
-
-    /// Acknowledge entries that were deleted from the stream while pending: there is nothing
-    /// left to deliver, and leaving them would make every restart see them again.
-    async fn ack(&self, ids: &[String]) -> Result<(), RedisError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        redis::cmd("XACK")
-            .arg(&self.keys.calls)
-            .arg(&self.options.group)
-            .arg(ids)
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-    }
-}
-
-/// The group or the stream was deleted under us (XGROUP DESTROY, DEL): create it again.
-fn is_no_group(err: &RedisError) -> bool {
-    err.code() == Some("NOGROUP")
 }
 
 #[async_trait::async_trait]
@@ -454,13 +312,7 @@ impl CallQueue for RedisCallQueue {
         result: &EventResult,
         dead: Option<&DeadLetter>,
     ) -> Result<(), BackendError> {
-        let item = Finish {
-            entry,
-            result,
-            dead,
-        };
-        let mut answers = self.finish_ids(&[(entry.id.as_str(), item)]).await;
-        answers.pop().expect("one answer per item")
+        finish_through_many(self, entry, result, dead).await
     }
 
     async fn finish_many(&self, items: &[Finish<'_>]) -> Vec<Result<(), BackendError>> {
@@ -499,44 +351,6 @@ impl CallQueue for RedisCallQueue {
         }
         Ok(invocation.invoke_async(&mut self.conn.clone()).await?)
     }
-}
-
-/// Read up to `count` entries of any stream from `start` on (XRANGE `start` `+`): `-` for the
-/// beginning, an id to include it, `(id` to start after it. For the results and dead-letter
-/// streams (CLI, admin API, tests).
-pub async fn read_stream(
-    conn: &mut impl ConnectionLike,
-    key: &str,
-    start: &str,
-    count: usize,
-) -> Result<Vec<StreamEntry>, BackendError> {
-    read_range(conn, key, start, "+", count).await
-}
-
-/// Read up to `count` entries of any stream between `start` and `end` (XRANGE bounds: `-`,
-/// `+`, an id, `(id` exclusive), oldest first.
-pub async fn read_range(
-    conn: &mut impl ConnectionLike,
-    key: &str,
-    start: &str,
-    end: &str,
-    count: usize,
-) -> Result<Vec<StreamEntry>, BackendError> {
-    let value: Value = redis::cmd("XRANGE")
-        .arg(key)
-        .arg(start)
-        .arg(end)
-        .arg("COUNT")
-        .arg(count)
-        .query_async(conn)
-        .await?;
-    Ok(reply::split(reply::entries(&value)?).0)
-}
-
-/// Decode a list of stream entries (`[[id, [field, value, …]], …]`, as XRANGE answers, also when
-/// a script passes such a list on).
-pub fn decode_entries(value: &Value) -> Result<Vec<StreamEntry>, BackendError> {
-    Ok(reply::split(reply::entries(value)?).0)
 }
 
 /// A results-stream field as a command argument, written straight into the command.

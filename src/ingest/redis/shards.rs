@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use super::health::ANSWER_BOUND;
 use super::shard::{split, Gathered, Shard};
-use super::{CallQueue, Finish, RedisCallQueue};
+use super::{finish_through_many, CallQueue, Finish, RedisCallQueue};
 use crate::backend::BackendError;
 use crate::event::StreamEntry;
 use crate::outcome::{DeadLetter, EventResult};
@@ -294,13 +294,7 @@ impl CallQueue for ShardedQueue {
         result: &EventResult,
         dead: Option<&DeadLetter>,
     ) -> Result<(), BackendError> {
-        let item = Finish {
-            entry,
-            result,
-            dead,
-        };
-        let mut answers = self.finish_many(&[item]).await;
-        answers.pop().expect("one answer per item")
+        finish_through_many(self, entry, result, dead).await
     }
 
     /// One script call per shard, the shards at once (on a cluster, each on its own node); the

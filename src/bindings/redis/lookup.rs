@@ -1,0 +1,130 @@
+//! Looking bindings up in the Redis store: an identity's hash read, each binding checked
+//! against its device key (the authority on ownership), the expired ones removed with their
+//! feed events, and the rest listed most recently updated first.
+
+use tracing::warn;
+
+use super::{decode, owner_value, RedisBindingStore};
+use crate::backend::BackendError;
+use crate::bindings::Binding;
+use crate::redis_conn::{query_each, Answers};
+
+impl RedisBindingStore {
+    /// The unexpired bindings of `identity`'s hash, most recently updated first, and the ids
+    /// of the expired ones; a binding that does not decode is skipped and noted
+    /// ([`Undecodable`](super::Undecodable)).
+    pub(super) fn live_bindings(
+        &self,
+        identity: &str,
+        hash: &[(String, String)],
+        now_ms: u64,
+    ) -> (Vec<Binding>, Vec<String>) {
+        let mut live = Vec::with_capacity(hash.len());
+        let mut expired = Vec::new();
+        for (binding_id, json) in hash {
+            match decode(json) {
+                Ok(b) if b.expires_at_ms > now_ms => live.push(b),
+                Ok(_) => expired.push(binding_id.clone()),
+                Err(e) => self.undecodable.note(identity, binding_id, &e),
+            }
+        }
+        live.sort_by(newest_first);
+        (live, expired)
+    }
+
+    /// [`BindingStore::list_many`](crate::bindings::BindingStore::list_many) in two round trips for
+    /// the whole lot: every identity's `HGETALL`, then every live binding's device key. Each
+    /// identity's answer is its own: a hash that cannot be read (`WRONGTYPE`) or a device key whose
+    /// node does not answer fails that identity alone, and a binding that does not decode is
+    /// skipped ([`Undecodable`](super::Undecodable)) while the identity's others are listed.
+    pub(super) async fn lookup_many(
+        &self,
+        identities: &[&str],
+    ) -> Vec<Result<Vec<Binding>, BackendError>> {
+        let hashes = identities
+            .iter()
+            .map(|identity| {
+                let mut cmd = redis::cmd("HGETALL");
+                cmd.arg(self.keys.identity_bindings(identity));
+                cmd
+            })
+            .collect();
+        let stored: Answers<Vec<(String, String)>> = query_each(&self.conn, hashes).await;
+        let now = crate::domain::now_ms();
+        let mut expired = Vec::new();
+        let mut lives: Vec<Result<Vec<Binding>, BackendError>> = identities
+            .iter()
+            .zip(stored)
+            .map(|(identity, hash)| {
+                let (live, gone) = self.live_bindings(identity, &hash?, now);
+                if !gone.is_empty() {
+                    expired.push((*identity, gone));
+                }
+                Ok(live)
+            })
+            .collect();
+        for (identity, gone) in expired {
+            self.expire(identity, &gone).await;
+        }
+
+        // The device keys are the authority on ownership: skip bindings whose token moved on
+        // (left behind by an interrupted registration, see the module docs).
+        let gets = lives
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|b| {
+                let mut cmd = redis::cmd("GET");
+                cmd.arg(self.keys.device(&b.credential, &b.device_token));
+                cmd
+            })
+            .collect();
+        let mut owners = query_each::<Option<String>>(&self.conn, gets)
+            .await
+            .into_iter();
+        for (identity, live) in identities.iter().zip(&mut lives) {
+            let Ok(bindings) = live else {
+                continue;
+            };
+            let mut kept = Vec::with_capacity(bindings.len());
+            let mut failed = None;
+            for b in std::mem::take(bindings) {
+                let owner = match owners.next() {
+                    Some(Ok(owner)) => owner,
+                    Some(Err(e)) => {
+                        failed = Some(e);
+                        continue;
+                    }
+                    None => None,
+                };
+                let owner = owner.unwrap_or_default();
+                if owner.is_empty() || owner == owner_value(&b.identity, &b.binding_id) {
+                    kept.push(b);
+                } else if let Err(e) = self
+                    .remove_if_token(
+                        identity,
+                        &b.binding_id,
+                        (&b.credential, &b.device_token),
+                        None,
+                        ("moved", "", owner.split('\n').next().unwrap_or_default()),
+                    )
+                    .await
+                {
+                    warn!(error = %e, binding_id = %b.binding_id, "could not remove a binding whose token moved on");
+                }
+            }
+            *live = match failed {
+                Some(e) => Err(e.into()),
+                None => Ok(kept),
+            };
+        }
+        lives
+    }
+}
+
+/// The order bindings are listed in: most recently updated first, ties by binding id.
+fn newest_first(a: &Binding, b: &Binding) -> std::cmp::Ordering {
+    b.updated_at_ms
+        .cmp(&a.updated_at_ms)
+        .then_with(|| a.binding_id.cmp(&b.binding_id))
+}
