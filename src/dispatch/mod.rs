@@ -2,7 +2,7 @@
 //!
 //! One reader loop pulls batches from the [`CallQueue`] — first this consumer's own pending
 //! entries (after a restart), then new ones, and every so often entries a dead consumer left
-//! pending — and spawns one task per event. Memory is bounded twice: an event holds one of
+//! pending — and spawns one task per event ([`event_task`]). Memory is bounded twice: an event holds one of
 //! `workers.max_in_flight` event slots from read to acknowledgement, so reading pauses while
 //! they are all taken (stream lag grows instead of memory), and a push holds one of as many push
 //! slots only while its request is in flight. An entry is acknowledged only with its final
@@ -14,14 +14,16 @@
 //!
 //! Failures stay where they start: each credential also has its own cap of push slots (half the
 //! pool when there are several credentials), taken before a pool slot, so a credential that hangs
-//! or times out cannot hold every slot the others need. Entries being worked on are touched
-//! every `claim_idle / 3`, so no consumer (this one included) reclaims an event that is only
-//! slow — say, waiting out a provider's `Retry-After`. Redis outages are logged once, however
-//! many events notice them ([`outage`]).
+//! or times out cannot hold every slot the others need. Entries being worked on
+//! ([`in_flight`]) are touched every `claim_idle / 3`, so no consumer (this one included)
+//! reclaims an event that is only slow — say, waiting out a provider's `Retry-After`. Redis
+//! outages are logged once, however many events notice them ([`outage`]).
 
 mod batch;
 mod environment;
+mod event_task;
 mod finish;
+mod in_flight;
 pub mod ledger;
 pub(crate) mod limits;
 mod outage;
@@ -36,22 +38,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn, Instrument};
+use tracing::{info, Instrument};
 
 use crate::bindings::BindingStore;
-use crate::domain::now_ms;
-use crate::event::{stream_id_ms, StreamEntry};
 use crate::ingest::CallQueue;
 use crate::lifecycle::Lifecycle;
-use crate::metrics::{Metrics, Stage};
-use crate::outcome::EventOutcome;
+use crate::metrics::Metrics;
 use crate::providers::Provider;
+use event_task::handle;
+use in_flight::heartbeat;
 use ledger::SentLedger;
 use outage::{Backoff, Outage};
-use resolve::Resolution;
 use retry::RetryPolicy;
 
 /// How the worker pool runs.
@@ -380,114 +380,6 @@ async fn sleep_or_stop(wait: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(wait) => false,
         _ = shutdown.cancelled() => true,
-    }
-}
-
-impl Shared {
-    /// Note that work on `id` starts; false when it is already in flight here.
-    fn start(&self, id: &str) -> bool {
-        self.in_flight
-            .lock()
-            .expect("in-flight lock")
-            .insert(id.to_string())
-    }
-
-    /// Whether this process is working on entry `id` now.
-    fn is_in_flight(&self, id: &str) -> bool {
-        self.in_flight.lock().expect("in-flight lock").contains(id)
-    }
-}
-
-/// Forgets an entry from the in-flight set however its task ends.
-struct InFlight<'a>(&'a Shared, String);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0
-            .in_flight
-            .lock()
-            .expect("in-flight lock")
-            .remove(&self.1);
-    }
-}
-
-/// Touch the entries in flight every `every` until `done`, so they never look idle to
-/// XAUTOCLAIM while this process works on them.
-async fn heartbeat(shared: Arc<Shared>, every: Duration, done: CancellationToken) {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = done.cancelled() => return,
-        }
-        let ids: Vec<String> = shared
-            .in_flight
-            .lock()
-            .expect("in-flight lock")
-            .iter()
-            .cloned()
-            .collect();
-        if ids.is_empty() {
-            continue;
-        }
-        match shared.queue.touch(&ids).await {
-            Ok(lost) => {
-                shared.outage.recovered();
-                if lost > 0 {
-                    // Cut off from Redis past `claim_idle`: another consumer took them, and
-                    // pushes devices this process may be pushing too.
-                    warn!(
-                        entries = lost,
-                        "entries in flight here were reclaimed by another consumer"
-                    );
-                }
-            }
-            Err(err) => shared
-                .outage
-                .failed("touch", "touching entries in flight", &err),
-        }
-    }
-}
-
-/// Take one event to its outcome and hand it to the finish stage; return once it is recorded
-/// and the entry acknowledged (or the daemon stopped hard first).
-async fn handle(
-    shared: Arc<Shared>,
-    jobs: mpsc::Sender<finish::Job>,
-    entry: StreamEntry,
-    _slot: OwnedSemaphorePermit,
-) {
-    let _in_flight = InFlight(&shared, entry.id.clone());
-    if let Some(at) = stream_id_ms(&entry.id) {
-        let waited = now_ms().saturating_sub(at) as f64 / 1000.0;
-        shared.metrics.stages.observe(Stage::Read, waited);
-    }
-    let mut clock = shared.metrics.stages.clock();
-    let (result, dead, settlement) = match resolve::resolve_timed(&shared, &entry, &mut clock).await
-    {
-        Resolution::Final(result, dead, settlement) => (result, dead, settlement),
-        Resolution::LeavePending => return,
-    };
-    let (outcome, devices, delivered) = (result.outcome, result.devices, result.delivered);
-    let (done, recorded) = oneshot::channel();
-    let job = finish::Job {
-        entry,
-        result,
-        dead,
-        settlement,
-        done,
-    };
-    // Either fails only when the finish stage stopped hard: the entry stays pending.
-    if jobs.send(job).await.is_err() || recorded.await.is_err() {
-        return;
-    }
-    clock.lap(Stage::Finish);
-    // Delivered is the common case: keep it out of the default log volume.
-    if outcome == EventOutcome::Delivered {
-        tracing::debug!(devices, delivered, "event delivered");
-    } else {
-        info!(%outcome, devices, "event finished");
     }
 }
 
