@@ -22,13 +22,7 @@ fn entry() -> StreamEntry {
         ("ttl_ms", "30000"),
         ("params", r#"{"display":"Bob","room":"42"}"#),
     ];
-    StreamEntry {
-        id: format!("{}-0", now_ms()),
-        fields: fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
+    StreamEntry::of(format!("{}-0", now_ms()), &fields)
 }
 
 fn event_parsing(c: &mut Criterion) {

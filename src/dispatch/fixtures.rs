@@ -287,13 +287,7 @@ pub(super) fn shared_with_store(
 }
 
 pub(super) fn entry(fields: &[(&str, &str)]) -> StreamEntry {
-    StreamEntry {
-        id: format!("{}-0", now_ms()),
-        fields: fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
+    StreamEntry::of(format!("{}-0", now_ms()), fields)
 }
 
 pub(super) fn incoming(to: &str) -> StreamEntry {

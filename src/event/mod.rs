@@ -33,6 +33,18 @@ pub struct StreamEntry {
 }
 
 impl StreamEntry {
+    /// An entry of `fields` in order, as a call server would write them (tests, benchmarks,
+    /// replays).
+    pub fn of(id: impl Into<String>, fields: &[(&str, &str)]) -> StreamEntry {
+        StreamEntry {
+            id: id.into(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
     /// The value of the first field named `name`.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields

@@ -3,13 +3,7 @@
 use super::*;
 
 fn entry(fields: &[(&str, &str)]) -> StreamEntry {
-    StreamEntry {
-        id: "1700000000000-0".into(),
-        fields: fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
+    StreamEntry::of("1700000000000-0", fields)
 }
 
 #[test]
