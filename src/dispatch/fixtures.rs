@@ -267,7 +267,7 @@ pub(super) fn shared_with_store(
         queue: Arc::new(NoQueue::default()),
         consumer: "test".into(),
         instance: "i-test".into(),
-        credential_slots: super::credential_slots(&providers, 16),
+        credential_slots: super::slots::CredentialSlots::new(&providers, 16),
         quota: super::quota::QuotaGates::new(&providers),
         providers: Arc::new(super::providers::ProviderSet::new(providers)),
         ledger: Arc::new(MemoryLedger::default()),

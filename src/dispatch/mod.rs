@@ -34,7 +34,7 @@ mod resolve;
 pub(crate) mod retry;
 mod slots;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,6 @@ use crate::bindings::BindingStore;
 use crate::ingest::CallQueue;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::providers::Provider;
 use event_task::handle;
 use in_flight::heartbeat;
 use ledger::SentLedger;
@@ -136,14 +135,6 @@ struct Inboxes {
     claims: mpsc::Receiver<resolve::ClaimAsk>,
 }
 
-/// Push slots of each credential ([`slots`]).
-fn credential_slots(
-    providers: &HashMap<String, Arc<dyn Provider>>,
-    max_in_flight: usize,
-) -> slots::CredentialSlots {
-    slots::CredentialSlots::new(providers, max_in_flight)
-}
-
 /// A random id for this process's ledger claims.
 fn new_instance() -> String {
     hex::encode(rand::random::<[u8; 8]>())
@@ -173,7 +164,10 @@ impl Dispatcher {
             instance: new_instance(),
             store: parts.store,
             queue: parts.queue,
-            credential_slots: credential_slots(&parts.providers.snapshot(), options.max_in_flight),
+            credential_slots: slots::CredentialSlots::new(
+                &parts.providers.snapshot(),
+                options.max_in_flight,
+            ),
             quota: quota::QuotaGates::new(&parts.providers.snapshot()),
             providers: parts.providers,
             ledger: parts.ledger,
@@ -238,32 +232,19 @@ impl Dispatcher {
             self.options.split_batches,
             all_done.clone(),
         ));
-        let batch_size = self.options.batch_size.max(1);
         if let Some(inboxes) = self.inboxes.take() {
-            let shared = self.shared.clone();
-            life.spawn(batch::run(
+            self.serve_batches(
+                &life,
                 inboxes.lookups,
-                batch_size,
-                batch::IN_FLIGHT,
-                self.options.split_batches,
-                all_done.clone(),
-                move |batch| {
-                    let shared = shared.clone();
-                    async move { resolve::serve_lookups(&shared, batch).await }
-                },
-            ));
-            let shared = self.shared.clone();
-            life.spawn(batch::run(
+                &all_done,
+                |shared, batch| async move { resolve::serve_lookups(&shared, batch).await },
+            );
+            self.serve_batches(
+                &life,
                 inboxes.claims,
-                batch_size,
-                batch::IN_FLIGHT,
-                self.options.split_batches,
-                all_done.clone(),
-                move |batch| {
-                    let shared = shared.clone();
-                    async move { resolve::serve_claims(&shared, batch).await }
-                },
-            ));
+                &all_done,
+                |shared, batch| async move { resolve::serve_claims(&shared, batch).await },
+            );
         }
         let claim_every = (self.options.claim_idle / 2).max(Duration::from_millis(500));
         let mut next_claim = Instant::now();
@@ -342,6 +323,29 @@ impl Dispatcher {
         // Events watch the hard stop themselves and return at once when it comes.
         tracker.wait().await;
         all_done.cancel();
+    }
+
+    /// Serve the requests of `inbox` in batches ([`batch`]: one round trip each) until `all_done`.
+    fn serve_batches<R, S, Fut>(
+        &self,
+        life: &Lifecycle,
+        inbox: mpsc::Receiver<R>,
+        all_done: &CancellationToken,
+        serve: S,
+    ) where
+        R: Send + 'static,
+        S: Fn(Arc<Shared>, Vec<R>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        life.spawn(batch::run(
+            inbox,
+            self.options.batch_size.max(1),
+            batch::IN_FLIGHT,
+            self.options.split_batches,
+            all_done.clone(),
+            move |batch| serve(shared.clone(), batch),
+        ));
     }
 
     /// Wait for at least one free event slot, then take as many as are free, up to a batch.

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::credential_slots;
 use super::fixtures::{binding, entry, fail, final_of, incoming, shared, NoQueue, Scripted};
 use super::ledger::{device_key, ClaimRequest, Holder, MemoryLedger, SentLedger};
+use super::slots::CredentialSlots;
 use crate::domain::{Platform, Push, PushKind};
 use crate::outcome::{DeadReason, EventOutcome};
 use crate::providers::{Outcome, Provider};
@@ -182,7 +182,7 @@ async fn a_hanging_credential_leaves_push_slots_to_the_others() {
         .insert("CRslow", Arc::new(Hanging) as Arc<dyn Provider>);
     // A pool of 4 push slots: each credential may hold 2.
     s.pushes = tokio::sync::Semaphore::new(4);
-    s.credential_slots = credential_slots(&s.providers.snapshot(), 4);
+    s.credential_slots = CredentialSlots::new(&s.providers.snapshot(), 4);
     let s = Arc::new(s);
     let slow = {
         let s = s.clone();
@@ -262,7 +262,7 @@ async fn an_attempt_that_queued_for_a_slot_still_ends_at_its_deadline() {
         .insert("CRslow", Arc::new(Hanging) as Arc<dyn Provider>);
     // One push slot: the second call waits for the first one's deadline to get it.
     s.pushes = tokio::sync::Semaphore::new(1);
-    s.credential_slots = credential_slots(&s.providers.snapshot(), 1);
+    s.credential_slots = CredentialSlots::new(&s.providers.snapshot(), 1);
     let s = Arc::new(s);
     let call = |to: &str, ttl: &str| {
         entry(&[
