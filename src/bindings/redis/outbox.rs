@@ -142,7 +142,8 @@ impl Outbox {
     }
 
     /// When this daemon holds the sweep lease (taking it if free), forward every outbox entry
-    /// older than `older_than`; how many were forwarded.
+    /// older than `older_than`; how many were forwarded. An outbox that cannot be read or
+    /// forwarded does not stop the others: the first such error is returned after them.
     pub async fn sweep(
         &self,
         conn: &RedisConn,
@@ -161,7 +162,7 @@ impl Outbox {
         }
         let before = crate::domain::now_ms().saturating_sub(older_than.as_millis() as u64);
         let slots: Vec<u16> = (0..SLOTS).collect();
-        let mut forwarded = 0;
+        let (mut forwarded, mut failed) = (0, None);
         for batch in slots.chunks(SWEEP_BATCH) {
             let reads = batch
                 .iter()
@@ -177,13 +178,27 @@ impl Outbox {
                 .collect();
             let answers = query_each::<Added>(conn, reads).await;
             for (&slot, answer) in batch.iter().zip(answers) {
-                let added = answer?;
-                let n = added.len();
-                self.forward(conn, &self.key_of_slot(slot), added).await?;
-                forwarded += n;
+                // A node that fails keeps its own outboxes for the next sweep; the others'
+                // are forwarded all the same.
+                let moved = match answer {
+                    Ok(added) => {
+                        let n = added.len();
+                        self.forward(conn, &self.key_of_slot(slot), added)
+                            .await
+                            .map(|()| n)
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                match moved {
+                    Ok(n) => forwarded += n,
+                    Err(e) => failed = failed.or(Some(e)),
+                }
             }
         }
-        Ok(forwarded)
+        match failed {
+            None => Ok(forwarded),
+            Some(e) => Err(e),
+        }
     }
 
     /// Give up the sweep lease (a daemon stopping).
