@@ -75,7 +75,7 @@ pub async fn invoke_each<T: FromRedisValue>(
         return Vec::new();
     }
     match conn {
-        RedisConn::Single(_) => {
+        RedisConn::Single(..) => {
             let n = calls.len();
             let mut pipe = redis::pipe();
             for call in calls {
@@ -110,7 +110,7 @@ pub async fn query_each<T: FromRedisValue>(conn: &RedisConn, cmds: Vec<redis::Cm
         return Vec::new();
     }
     match conn {
-        RedisConn::Single(_) => {
+        RedisConn::Single(..) => {
             let n = cmds.len();
             let mut pipe = redis::pipe();
             for cmd in cmds {
@@ -139,7 +139,7 @@ pub async fn exec_each(conn: &RedisConn, transactions: Vec<Vec<redis::Cmd>>) -> 
         return Vec::new();
     }
     match conn {
-        RedisConn::Single(_) => {
+        RedisConn::Single(..) => {
             let n = transactions.len();
             let mut pipe = redis::pipe();
             let mut exec_at = Vec::with_capacity(n);

@@ -22,6 +22,7 @@
 //! each key holds. [`slots`] holds the shard function call servers compute.
 
 mod keys;
+pub mod lean;
 mod many;
 pub mod slots;
 
@@ -40,22 +41,33 @@ use crate::config::RedisSettings;
 /// A connection to one Redis or to a Redis Cluster; cheap to clone (both are multiplexed).
 #[derive(Clone)]
 pub enum RedisConn {
-    /// One server (`redis.url`), reconnecting with backoff.
-    Single(ConnectionManager),
+    /// One server (`redis.url`), reconnecting with backoff; with the event path's lean
+    /// connection to it when the address allows one ([`lean`]).
+    Single(ConnectionManager, Option<lean::LeanConn>),
     /// A cluster (`redis.cluster`), routing by slot.
     Cluster(ClusterConnection),
 }
 
 impl From<ConnectionManager> for RedisConn {
     fn from(conn: ConnectionManager) -> RedisConn {
-        RedisConn::Single(conn)
+        RedisConn::Single(conn, None)
+    }
+}
+
+impl RedisConn {
+    /// The lean connection for the event path's batches, when there is one ([`lean`]).
+    pub fn lean(&self) -> Option<&lean::LeanConn> {
+        match self {
+            RedisConn::Single(_, lean) => lean.as_ref(),
+            RedisConn::Cluster(_) => None,
+        }
     }
 }
 
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Single(c, _) => c.req_packed_command(cmd),
             RedisConn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -67,14 +79,14 @@ impl ConnectionLike for RedisConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Single(c, _) => c.req_packed_commands(pipeline, offset, count),
             RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Single(c, _) => c.get_db(),
             RedisConn::Cluster(c) => c.get_db(),
         }
     }
@@ -202,9 +214,14 @@ async fn connect_with(
         ));
     }
     let client = client(settings)?;
+    let lean = lean::LeanConn::for_info(
+        client.get_connection_info(),
+        CONNECT_TIMEOUT,
+        response_timeout,
+    );
     let manager =
         ConnectionManager::new_with_config(client, manager_config(response_timeout)).await?;
-    Ok(RedisConn::Single(manager))
+    Ok(RedisConn::Single(manager, lean))
 }
 
 /// Connect the shared connection for short commands (scripts, XADD, XACK, XRANGE, …).

@@ -136,7 +136,7 @@ impl RedisServer {
             .await
             .expect("connect to the test redis-server")
         {
-            callpush::redis_conn::RedisConn::Single(conn) => conn,
+            callpush::redis_conn::RedisConn::Single(conn, _) => conn,
             callpush::redis_conn::RedisConn::Cluster(_) => unreachable!("a single server"),
         }
     }
