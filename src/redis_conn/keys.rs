@@ -112,6 +112,12 @@ impl Keys {
         format!("{}sent:{{{call_sid}}}", self.prefix)
     }
 
+    /// [`Keys::sent`] in the pieces it is made of, to be written out without joining them
+    /// first ([`super::wire::Commands::arg_parts`]).
+    pub fn sent_parts<'a>(&'a self, call_sid: &'a str) -> [&'a [u8]; 4] {
+        [self.prefix.as_bytes(), b"sent:{", call_sid.as_bytes(), b"}"]
+    }
+
     /// `<p><name>`: any other key callpush owns, so its prefix is applied in one place.
     pub fn named(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)

@@ -22,9 +22,9 @@
 //! each key holds. [`slots`] holds the shard function call servers compute.
 
 mod keys;
-pub mod lean;
 mod many;
 pub mod slots;
+pub mod wire;
 
 use std::time::Duration;
 
@@ -41,9 +41,9 @@ use crate::config::RedisSettings;
 /// A connection to one Redis or to a Redis Cluster; cheap to clone (both are multiplexed).
 #[derive(Clone)]
 pub enum RedisConn {
-    /// One server (`redis.url`), reconnecting with backoff; with the event path's lean
-    /// connection to it when the address allows one ([`lean`]).
-    Single(ConnectionManager, Option<lean::LeanConn>),
+    /// One server (`redis.url`), reconnecting with backoff; with the event path's own
+    /// connection to it when the address allows one ([`wire`]).
+    Single(ConnectionManager, Option<wire::WireConn>),
     /// A cluster (`redis.cluster`), routing by slot.
     Cluster(ClusterConnection),
 }
@@ -55,10 +55,10 @@ impl From<ConnectionManager> for RedisConn {
 }
 
 impl RedisConn {
-    /// The lean connection for the event path's batches, when there is one ([`lean`]).
-    pub fn lean(&self) -> Option<&lean::LeanConn> {
+    /// The wire connection for the event path's batches, when there is one ([`wire`]).
+    pub fn wire(&self) -> Option<&wire::WireConn> {
         match self {
-            RedisConn::Single(_, lean) => lean.as_ref(),
+            RedisConn::Single(_, wire) => wire.as_ref(),
             RedisConn::Cluster(_) => None,
         }
     }
@@ -214,14 +214,14 @@ async fn connect_with(
         ));
     }
     let client = client(settings)?;
-    let lean = lean::LeanConn::for_info(
+    let wire = wire::WireConn::for_info(
         client.get_connection_info(),
         CONNECT_TIMEOUT,
         response_timeout,
     );
     let manager =
         ConnectionManager::new_with_config(client, manager_config(response_timeout)).await?;
-    Ok(RedisConn::Single(manager, lean))
+    Ok(RedisConn::Single(manager, wire))
 }
 
 /// Connect the shared connection for short commands (scripts, XADD, XACK, XRANGE, …).

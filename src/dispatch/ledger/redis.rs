@@ -28,6 +28,7 @@ use tracing::warn;
 use super::{Acked, Claim, ClaimCall, ClaimRequest, Holder, SentLedger, Settle, Settlement};
 use crate::backend::BackendError;
 use crate::domain::now_ms;
+use crate::redis_conn::wire::Commands;
 use crate::redis_conn::{exec_each, invoke_each, Keys, ScriptCall};
 
 /// The Redis-backed ledger (see the module docs for its key).
@@ -189,6 +190,24 @@ impl SentLedger for RedisSentLedger {
             .map(|i| self.settlement_call(batch[*i]))
             .collect();
         let marked = async {
+            if let Some(wire) = self.conn.wire() {
+                let mut out = Commands::with_capacity(marks.len() * 256);
+                for i in &marks {
+                    let s = batch[*i];
+                    let key = self.keys.sent_parts(&s.call_sid);
+                    lean::mark_sent_wire(&mut out, &key, &s.me.entry, &s.devices);
+                }
+                return match wire.send(out).await {
+                    Ok(replies) => {
+                        let mut replies = replies.iter();
+                        marks
+                            .iter()
+                            .map(|_| lean::read_exec_wire(&mut replies, 2))
+                            .collect()
+                    }
+                    Err(e) => marks.iter().map(|_| Err(e.clone().into())).collect(),
+                };
+            }
             let blocks = marks
                 .iter()
                 .map(|i| {
@@ -196,7 +215,11 @@ impl SentLedger for RedisSentLedger {
                     lean::mark_sent(&self.keys.sent(&s.call_sid), &s.me.entry, &s.devices)
                 })
                 .collect();
-            exec_each(&self.conn, blocks).await
+            exec_each(&self.conn, blocks)
+                .await
+                .into_iter()
+                .map(|answer| answer.map(drop).map_err(BackendError::from))
+                .collect::<Vec<Result<(), BackendError>>>()
         };
         let settled = invoke_each::<()>(&self.conn, &self.settle, calls);
         let (marked, settled) = futures::join!(marked, settled);
@@ -205,7 +228,7 @@ impl SentLedger for RedisSentLedger {
         }
         let mut refused = Vec::new();
         for (i, answer) in marks.into_iter().zip(marked) {
-            match answer.map_err(BackendError::from) {
+            match answer {
                 Err(e) if e.store_answered() => {
                     if refused.is_empty() {
                         self.lean_failed(&e);
@@ -255,39 +278,71 @@ impl RedisSentLedger {
         calls: &[ClaimCall<'_>],
     ) -> Vec<Result<Vec<Claim>, BackendError>> {
         let now = now_ms();
-        let blocks = calls
-            .iter()
-            .filter(|c| !c.requests.is_empty())
-            .map(|c| {
-                let ttl_ms = c.expire_at_ms.saturating_sub(now).max(1);
-                lean::claim_free(
-                    &self.keys.sent(c.call_sid),
-                    &c.me.encode(),
-                    c.requests,
-                    ttl_ms,
-                )
-            })
-            .collect();
-        let mut replies = exec_each(&self.conn, blocks).await.into_iter();
+        let ttl_ms = |c: &ClaimCall| c.expire_at_ms.saturating_sub(now).max(1);
+        let read: Vec<Result<Vec<Option<Claim>>, BackendError>> = match self.conn.wire() {
+            Some(wire) => {
+                let mut out = Commands::with_capacity(calls.len() * 512);
+                for c in calls.iter().filter(|c| !c.requests.is_empty()) {
+                    let key = self.keys.sent_parts(c.call_sid);
+                    lean::claim_free_wire(&mut out, &key, &c.me.encode(), c.requests, ttl_ms(c));
+                }
+                match wire.send(out).await {
+                    Ok(replies) => {
+                        let mut replies = replies.iter();
+                        calls
+                            .iter()
+                            .filter(|c| !c.requests.is_empty())
+                            .map(|c| lean::read_claims_wire(&mut replies, c.requests.len()))
+                            .collect()
+                    }
+                    Err(e) => calls
+                        .iter()
+                        .filter(|c| !c.requests.is_empty())
+                        .map(|_| Err(e.clone().into()))
+                        .collect(),
+                }
+            }
+            None => {
+                let blocks = calls
+                    .iter()
+                    .filter(|c| !c.requests.is_empty())
+                    .map(|c| {
+                        lean::claim_free(
+                            &self.keys.sent(c.call_sid),
+                            &c.me.encode(),
+                            c.requests,
+                            ttl_ms(c),
+                        )
+                    })
+                    .collect();
+                exec_each(&self.conn, blocks)
+                    .await
+                    .into_iter()
+                    .zip(calls.iter().filter(|c| !c.requests.is_empty()))
+                    .map(|(reply, c)| lean::read_claims(reply?, c.requests.len()))
+                    .collect()
+            }
+        };
+        let mut read = read.into_iter();
         let mut answers = Vec::with_capacity(calls.len());
         for c in calls {
             if c.requests.is_empty() {
                 answers.push(Ok(Vec::new()));
                 continue;
             }
-            let reply = replies.next().unwrap_or(Ok(Value::Nil));
-            answers.push(self.read_lean_claims(c, reply).await);
+            let claims = read.next().unwrap_or_else(|| Ok(Vec::new()));
+            answers.push(self.claim_vanished(c, claims).await);
         }
         answers
     }
 
-    /// One call's [`lean::claim_free`] answer as its claims, claiming vanished devices again.
-    async fn read_lean_claims(
+    /// One call's [`lean::claim_free`] claims, with the devices that vanished claimed again.
+    async fn claim_vanished(
         &self,
         c: &ClaimCall<'_>,
-        reply: Result<Value, redis::RedisError>,
+        claims: Result<Vec<Option<Claim>>, BackendError>,
     ) -> Result<Vec<Claim>, BackendError> {
-        let mut claims = lean::read_claims(reply?, c.requests.len())?;
+        let mut claims = claims?;
         let vanished: Vec<ClaimRequest> = c
             .requests
             .iter()

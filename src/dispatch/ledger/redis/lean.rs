@@ -19,6 +19,8 @@
 
 use redis::{Cmd, Value};
 
+use crate::redis_conn::wire::{Commands, Items, Reply};
+
 use super::super::{Claim, ClaimRequest, Settle, CLAIM_MARGIN_MS};
 use crate::backend::BackendError;
 
@@ -73,6 +75,70 @@ pub(super) fn claim_free(key: &str, me: &str, requests: &[ClaimRequest], ttl_ms:
     cmds
 }
 
+/// [`claim_free`] as one `MULTI` … `EXEC` written into `out` (the wire connection's batch):
+/// `2 × devices + 4` commands, whose replies [`read_claims_wire`] reads.
+pub(super) fn claim_free_wire(
+    out: &mut Commands,
+    key: &[&[u8]],
+    me: &str,
+    requests: &[ClaimRequest],
+    ttl_ms: u64,
+) {
+    out.command(1).arg("MULTI");
+    for r in requests {
+        out.command(4)
+            .arg("HSETNX")
+            .arg_parts(key)
+            .arg(r.device)
+            .arg(me);
+    }
+    for r in requests {
+        out.command(3).arg("HGET").arg_parts(key).arg(r.device);
+    }
+    for condition in ["NX", "GT"] {
+        out.command(4)
+            .arg("PEXPIRE")
+            .arg_parts(key)
+            .arg_u64(ttl_ms)
+            .arg(condition);
+    }
+    out.command(1).arg("EXEC");
+}
+
+/// The claims of one [`claim_free_wire`] transaction, read from its replies (taken from
+/// `replies`, which goes on to the next call's): as [`read_claims`].
+pub(super) fn read_claims_wire(
+    replies: &mut Items<'_>,
+    devices: usize,
+) -> Result<Vec<Option<Claim>>, BackendError> {
+    let corrupt = |what: &str| {
+        BackendError::Corrupt(format!(
+            "a claim transaction for {devices} devices answered {what}"
+        ))
+    };
+    // `MULTI` and each queued command answer first; a refused one makes `EXEC` refuse too.
+    let exec = replies
+        .nth(devices * 2 + 3)
+        .ok_or_else(|| corrupt("too few replies"))?;
+    let Some(items) = exec_items(exec)? else {
+        return Err(corrupt("no list"));
+    };
+    if items.remaining() != devices * 2 + 2 {
+        return Err(corrupt(&format!("{} replies", items.remaining())));
+    }
+    let held = items.clone().skip(devices);
+    items
+        .take(devices)
+        .zip(held)
+        .map(|(set, held)| match (set, held) {
+            (Reply::Int(1), _) => Ok(Some(Claim::Fresh)),
+            (_, Reply::Bulk(held)) => Ok(Some(Claim::parse(&String::from_utf8_lossy(held)))),
+            (_, Reply::Nil) => Ok(None),
+            (_, other) => Err(corrupt(&format!("{other:?} for a held device"))),
+        })
+        .collect()
+}
+
 /// Mark `devices` (all [`Settle::Sent`]) sent by the stream entry `entry` on the ledger hash
 /// `key`.
 pub(super) fn mark_sent(key: &str, entry: &str, devices: &[(String, Settle)]) -> Vec<Cmd> {
@@ -85,6 +151,53 @@ pub(super) fn mark_sent(key: &str, entry: &str, devices: &[(String, Settle)]) ->
     let mut expire = redis::cmd("PEXPIRE");
     expire.arg(key).arg(CLAIM_MARGIN_MS).arg("NX");
     vec![hset, expire]
+}
+
+/// [`mark_sent`] as one `MULTI` … `EXEC` written into `out`: 4 commands, whose `EXEC` reply
+/// [`read_exec_wire`] reads.
+pub(super) fn mark_sent_wire(
+    out: &mut Commands,
+    key: &[&[u8]],
+    entry: &str,
+    devices: &[(String, Settle)],
+) {
+    let sent = super::super::sent_value(entry);
+    out.command(1).arg("MULTI");
+    out.command(2 + 2 * devices.len())
+        .arg("HSET")
+        .arg_parts(key);
+    for (device, _) in devices {
+        out.arg(device).arg(&sent);
+    }
+    out.command(4)
+        .arg("PEXPIRE")
+        .arg_parts(key)
+        .arg_u64(CLAIM_MARGIN_MS)
+        .arg("NX");
+    out.command(1).arg("EXEC");
+}
+
+/// Whether one [`mark_sent_wire`] transaction went through (its `EXEC` refused: the server's
+/// error), taken from `replies`.
+pub(super) fn read_exec_wire(replies: &mut Items<'_>, commands: usize) -> Result<(), BackendError> {
+    let exec = replies.nth(commands + 1).ok_or_else(|| {
+        BackendError::Corrupt("a transaction answered too few replies".to_string())
+    })?;
+    exec_items(exec)?;
+    Ok(())
+}
+
+/// The items of an `EXEC` reply (`None` when it is not a list), or the error the transaction
+/// or one of its commands was refused with (`EXECABORT`, `WRONGTYPE`), as the client reports
+/// it.
+fn exec_items(exec: Reply<'_>) -> Result<Option<Items<'_>>, BackendError> {
+    let Reply::Array(items) = exec.ok()? else {
+        return Ok(None);
+    };
+    for item in items.clone() {
+        item.ok()?;
+    }
+    Ok(Some(items))
 }
 
 /// What a [`claim_free`] transaction answered, per device: `None` for a device that was held

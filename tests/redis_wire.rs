@@ -1,4 +1,4 @@
-//! The event path's lean Redis connection against a real redis-server: batches answered in
+//! The event path's own Redis connection against a real redis-server: batches answered in
 //! order and each command on its own, many batches at once, a server restarted or hung under
 //! a batch in flight, and the client's rules on who to be (user, password, database).
 
@@ -6,13 +6,13 @@ mod support;
 
 use std::time::Duration;
 
-use callpush::redis_conn::lean::{Commands, LeanConn, Reply};
+use callpush::redis_conn::wire::{Commands, Reply, WireConn};
 use redis::{ErrorKind, IntoConnectionInfo};
 use support::redis_server::{RedisOptions, RedisServer, TLS_PASSWORD, TLS_USER};
 
-fn lean(url: &str, response_timeout: Duration) -> LeanConn {
+fn wire(url: &str, response_timeout: Duration) -> WireConn {
     let info = url.into_connection_info().unwrap();
-    LeanConn::for_info(&info, Duration::from_secs(2), response_timeout).expect("plain TCP")
+    WireConn::for_info(&info, Duration::from_secs(2), response_timeout).expect("plain TCP")
 }
 
 fn set_get(key: &str, value: &str) -> Commands {
@@ -22,7 +22,7 @@ fn set_get(key: &str, value: &str) -> Commands {
     c
 }
 
-fn texts(replies: &callpush::redis_conn::lean::Replies) -> Vec<String> {
+fn texts(replies: &callpush::redis_conn::wire::Replies) -> Vec<String> {
     replies
         .iter()
         .map(|r| match r {
@@ -38,7 +38,7 @@ fn texts(replies: &callpush::redis_conn::lean::Replies) -> Vec<String> {
 #[tokio::test]
 async fn a_batch_is_answered_in_order_and_a_refused_command_fails_alone() {
     let redis = RedisServer::start().await;
-    let conn = lean(&redis.url(), Duration::from_secs(3));
+    let conn = wire(&redis.url(), Duration::from_secs(3));
     let mut c = Commands::with_capacity(256);
     c.command(3).arg("SET").arg("s").arg("text");
     c.command(3).arg("HSET").arg("s").arg("f"); // wrong type: refused
@@ -73,7 +73,7 @@ async fn a_batch_is_answered_in_order_and_a_refused_command_fails_alone() {
 #[tokio::test]
 async fn many_batches_at_once_each_get_their_own_replies() {
     let redis = RedisServer::start().await;
-    let conn = lean(&redis.url(), Duration::from_secs(3));
+    let conn = wire(&redis.url(), Duration::from_secs(3));
     let tasks: Vec<_> = (0..64)
         .map(|i| {
             let conn = conn.clone();
@@ -102,7 +102,7 @@ async fn many_batches_at_once_each_get_their_own_replies() {
 #[tokio::test]
 async fn a_restarted_server_fails_the_batch_in_flight_as_transient_and_the_next_reconnects() {
     let mut redis = RedisServer::start().await;
-    let conn = lean(&redis.url(), Duration::from_secs(3));
+    let conn = wire(&redis.url(), Duration::from_secs(3));
     conn.send(set_get("a", "1")).await.unwrap();
     // In flight when the server goes away: a BLPOP of an empty list holds the answer back.
     let mut c = Commands::with_capacity(64);
@@ -125,7 +125,7 @@ async fn a_restarted_server_fails_the_batch_in_flight_as_transient_and_the_next_
 #[tokio::test]
 async fn a_hung_server_times_the_batch_out_and_the_connection_is_made_anew() {
     let redis = RedisServer::start().await;
-    let conn = lean(&redis.url(), Duration::from_millis(500));
+    let conn = wire(&redis.url(), Duration::from_millis(500));
     conn.send(set_get("a", "1")).await.unwrap();
     redis.pause();
     let err = conn.send(set_get("b", "2")).await.unwrap_err();
@@ -146,7 +146,7 @@ async fn it_connects_as_the_url_says_user_password_and_database() {
     let port = redis.port();
     let password = TLS_PASSWORD.replace(' ', "%20");
     let url = format!("redis://{TLS_USER}:{password}@127.0.0.1:{port}/3");
-    let conn = lean(&url, Duration::from_secs(3));
+    let conn = wire(&url, Duration::from_secs(3));
     conn.send(set_get("in-db-3", "yes")).await.unwrap();
     let mut plain = redis::Client::open(url.as_str())
         .unwrap()
@@ -161,7 +161,7 @@ async fn it_connects_as_the_url_says_user_password_and_database() {
     assert_eq!(got.as_deref(), Some("yes"), "written to database 3");
 
     let wrong = format!("redis://{TLS_USER}:wrong@127.0.0.1:{port}");
-    let err = lean(&wrong, Duration::from_secs(3))
+    let err = wire(&wrong, Duration::from_secs(3))
         .send(set_get("x", "1"))
         .await
         .unwrap_err();
@@ -170,7 +170,7 @@ async fn it_connects_as_the_url_says_user_password_and_database() {
 
     let tls = redis.tls_url().into_connection_info().unwrap();
     assert!(
-        LeanConn::for_info(&tls, Duration::from_secs(1), Duration::from_secs(1)).is_none(),
+        WireConn::for_info(&tls, Duration::from_secs(1), Duration::from_secs(1)).is_none(),
         "rediss:// stays with the client"
     );
 }

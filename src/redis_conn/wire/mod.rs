@@ -1,4 +1,4 @@
-//! A lean connection for the event path's round trips on one Redis server: each batch's
+//! The event path's own connection to one Redis server (the wire connection): each batch's
 //! commands go out as one buffer ([`Commands`]) and come back as the bytes of their replies,
 //! read in place ([`Replies`]) — no command objects, no reply trees, no channel per command.
 //!
@@ -14,7 +14,7 @@
 //! that fails or times out is dropped with every batch it carried (they fail alike, as a
 //! pipeline's commands do) and the next batch connects again. Only plain TCP with RESP2 (the
 //! default) is served this way: for `rediss://`, a unix socket or `protocol=resp3` there is no
-//! lean connection ([`LeanConn::for_info`]) and the callers use the client's.
+//! wire connection ([`WireConn::for_info`]) and the callers use the client's.
 
 mod resp;
 
@@ -60,32 +60,32 @@ impl Drop for Link {
     }
 }
 
-/// The lean connection to one server; cheap to clone (clones share the connection).
+/// The wire connection to one server; cheap to clone (clones share the connection).
 #[derive(Clone)]
-pub struct LeanConn {
+pub struct WireConn {
     target: Arc<Target>,
     link: Arc<tokio::sync::Mutex<Option<Arc<Link>>>>,
     connect_timeout: Duration,
     response_timeout: Duration,
 }
 
-impl std::fmt::Debug for LeanConn {
+impl std::fmt::Debug for WireConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeanConn")
+        f.debug_struct("WireConn")
             .field("host", &self.target.host)
             .field("port", &self.target.port)
             .finish_non_exhaustive()
     }
 }
 
-impl LeanConn {
-    /// A lean connection to the server `info` names, or `None` when it is not plain TCP with
+impl WireConn {
+    /// A wire connection to the server `info` names, or `None` when it is not plain TCP with
     /// RESP2 (module docs). Connects at the first batch.
     pub fn for_info(
         info: &ConnectionInfo,
         connect_timeout: Duration,
         response_timeout: Duration,
-    ) -> Option<LeanConn> {
+    ) -> Option<WireConn> {
         let ConnectionAddr::Tcp(host, port) = info.addr() else {
             return None;
         };
@@ -93,7 +93,7 @@ impl LeanConn {
         if settings.protocol() != ProtocolVersion::RESP2 {
             return None;
         }
-        Some(LeanConn {
+        Some(WireConn {
             target: Arc::new(Target {
                 host: host.clone(),
                 port: *port,
@@ -205,7 +205,7 @@ impl LeanConn {
                 reply.ok().map_err(|e| {
                     RedisError::from((
                         redis::ErrorKind::AuthenticationFailed,
-                        "redis refused the lean connection's AUTH or SELECT",
+                        "redis refused the wire connection's AUTH or SELECT",
                         e.to_string(),
                     ))
                 })?;

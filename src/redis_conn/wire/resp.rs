@@ -1,6 +1,6 @@
 //! RESP2 on the wire without the client's trees: commands written straight into one buffer
 //! per batch ([`Commands`]), replies read in place from the bytes they arrived in ([`Replies`],
-//! [`Reply`]). The connection ([`super::LeanConn`]) only finds where each reply ends
+//! [`Reply`]). The connection ([`super::WireConn`]) only finds where each reply ends
 //! ([`reply_end`]) before it hands a batch its bytes, so reading a reply never runs out of data.
 
 use bytes::{BufMut, Bytes, BytesMut};
