@@ -112,6 +112,28 @@ impl Keys {
         format!("{}sent:{{{call_sid}}}", self.prefix)
     }
 
+    /// [`Keys::identity_bindings`] in the pieces it is made of ([`Keys::sent_parts`]).
+    pub fn identity_bindings_parts<'a>(&'a self, identity: &'a str) -> [&'a [u8]; 4] {
+        let p = self.prefix.as_bytes();
+        if identity.starts_with('}') {
+            [p, b"id}:{=}", identity.as_bytes(), b":b"]
+        } else {
+            [p, b"id:{", identity.as_bytes(), b"}:b"]
+        }
+    }
+
+    /// [`Keys::device`] in the pieces it is made of ([`Keys::sent_parts`]).
+    pub fn device_parts<'a>(&'a self, credential: &'a str, device_token: &'a str) -> [&'a [u8]; 6] {
+        [
+            self.prefix.as_bytes(),
+            b"dev:{",
+            credential.as_bytes(),
+            b":",
+            device_token.as_bytes(),
+            b"}",
+        ]
+    }
+
     /// [`Keys::sent`] in the pieces it is made of, to be written out without joining them
     /// first ([`super::wire::Commands::arg_parts`]).
     pub fn sent_parts<'a>(&'a self, call_sid: &'a str) -> [&'a [u8]; 4] {
@@ -166,6 +188,23 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_in_pieces_are_the_keys() {
+        let k = Keys::new("cp:").unwrap();
+        let joined = |parts: &[&[u8]]| String::from_utf8(parts.concat()).unwrap();
+        for identity in ["alice", "}odd{one"] {
+            assert_eq!(
+                joined(&k.identity_bindings_parts(identity)),
+                k.identity_bindings(identity)
+            );
+        }
+        assert_eq!(
+            joined(&k.device_parts("CR1", "tok")),
+            k.device("CR1", "tok")
+        );
+        assert_eq!(joined(&k.sent_parts("CA1")), k.sent("CA1"));
+    }
 
     #[test]
     fn keys_carry_the_prefix_and_hash_tags() {

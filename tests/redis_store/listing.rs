@@ -35,14 +35,16 @@ async fn keys_are_hash_tagged_by_identity_and_device_and_expire() {
 async fn list_skips_a_binding_whose_device_key_names_another_identity() {
     // What a registration interrupted between its steps leaves behind: the device key already
     // names bob, alice's hash still holds the token.
-    let f = fixture(365, 20).await;
-    f.register("alice", 1, now_ms()).await;
-    f.set_device_owner(1, "bob\nBS0").await;
-    let mut conn = f.conn.clone();
+    for (way, f) in both_fixtures(365, 20).await {
+        println!("{way}");
+        f.register("alice", 1, now_ms()).await;
+        f.set_device_owner(1, "bob\nBS0").await;
+        let mut conn = f.conn.clone();
 
-    assert!(f.store.list("alice").await.unwrap().is_empty());
-    let stored: usize = conn.hlen(f.keys.identity_bindings("alice")).await.unwrap();
-    assert_eq!(stored, 0, "the stale binding is cleaned up");
+        assert!(f.store.list("alice").await.unwrap().is_empty());
+        let stored: usize = conn.hlen(f.keys.identity_bindings("alice")).await.unwrap();
+        assert_eq!(stored, 0, "the stale binding is cleaned up");
+    }
 }
 
 #[tokio::test]
@@ -50,35 +52,37 @@ async fn list_many_answers_each_identity_in_order_with_the_ownership_check() {
     // The dispatcher's lookup stage: the bindings of a whole read batch in two round trips.
     // Identities repeat (two calls to one callee), one has nothing, one holds a binding whose
     // token moved on.
-    let f = fixture(365, 20).await;
-    let t0 = now_ms();
-    let devices = [("alice", 1), ("alice", 2), ("bob", 3), ("carol", 4)];
-    f.register_all(&devices, t0).await;
-    f.set_device_owner(4, "dave\nBS0").await;
+    for (way, f) in both_fixtures(365, 20).await {
+        println!("{way}");
+        let t0 = now_ms();
+        let devices = [("alice", 1), ("alice", 2), ("bob", 3), ("carol", 4)];
+        f.register_all(&devices, t0).await;
+        f.set_device_owner(4, "dave\nBS0").await;
 
-    let lists = f
-        .store
-        .list_many(&["alice", "nobody", "bob", "alice", "carol"])
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let seen: Vec<Vec<String>> = lists.iter().map(|l| tokens(l)).collect();
-    assert_eq!(
-        seen,
-        vec![
-            vec![token(2), token(1)],
-            vec![],
-            vec![token(3)],
-            vec![token(2), token(1)],
-            vec![],
-        ]
-    );
-    for (identity, list) in ["alice", "nobody", "bob", "alice", "carol"]
-        .iter()
-        .zip(&lists)
-    {
-        assert_eq!(&f.store.list(identity).await.unwrap(), list);
+        let lists = f
+            .store
+            .list_many(&["alice", "nobody", "bob", "alice", "carol"])
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let seen: Vec<Vec<String>> = lists.iter().map(|l| tokens(l)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                vec![token(2), token(1)],
+                vec![],
+                vec![token(3)],
+                vec![token(2), token(1)],
+                vec![],
+            ]
+        );
+        for (identity, list) in ["alice", "nobody", "bob", "alice", "carol"]
+            .iter()
+            .zip(&lists)
+        {
+            assert_eq!(&f.store.list(identity).await.unwrap(), list);
+        }
     }
 }
 
@@ -86,28 +90,30 @@ async fn list_many_answers_each_identity_in_order_with_the_ownership_check() {
 async fn list_many_isolates_what_cannot_be_read() {
     // One identity's hash holds a binding another version wrote, another identity's key is
     // not a hash at all: each answer is its own, and the readable bindings are all listed.
-    let f = fixture(365, 20).await;
-    f.register_all(&[("alice", 1), ("alice", 2), ("bob", 3)], now_ms())
-        .await;
-    let mut conn = f.conn.clone();
-    let _: () = conn
-        .hset(f.keys.identity_bindings("alice"), "BSfuture", "{\"v\":2}")
-        .await
-        .unwrap();
-    let _: () = conn
-        .set(f.keys.identity_bindings("eve"), "a string")
-        .await
-        .unwrap();
+    for (way, f) in both_fixtures(365, 20).await {
+        println!("{way}");
+        f.register_all(&[("alice", 1), ("alice", 2), ("bob", 3)], now_ms())
+            .await;
+        let mut conn = f.conn.clone();
+        let _: () = conn
+            .hset(f.keys.identity_bindings("alice"), "BSfuture", "{\"v\":2}")
+            .await
+            .unwrap();
+        let _: () = conn
+            .set(f.keys.identity_bindings("eve"), "a string")
+            .await
+            .unwrap();
 
-    let lists = f.store.list_many(&["alice", "eve", "bob"]).await;
-    assert_eq!(tokens(lists[0].as_ref().unwrap()), vec![token(2), token(1)]);
-    let refused = lists[1].as_ref().unwrap_err();
-    assert!(
-        !refused.is_transient(),
-        "WRONGTYPE is the entry's: {refused}"
-    );
-    assert_eq!(tokens(lists[2].as_ref().unwrap()), vec![token(3)]);
-    assert_eq!(f.store.undecodable_skipped(), 1);
+        let lists = f.store.list_many(&["alice", "eve", "bob"]).await;
+        assert_eq!(tokens(lists[0].as_ref().unwrap()), vec![token(2), token(1)]);
+        let refused = lists[1].as_ref().unwrap_err();
+        assert!(
+            !refused.is_transient(),
+            "WRONGTYPE is the entry's: {refused}"
+        );
+        assert_eq!(tokens(lists[2].as_ref().unwrap()), vec![token(3)]);
+        assert_eq!(f.store.undecodable_skipped(), 1);
+    }
 }
 
 /// What both stores do with a binding's APNs environment and FCM target (SPEC §4): learned once

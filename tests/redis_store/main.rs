@@ -26,11 +26,35 @@ struct Fixture {
     conn: ConnectionManager,
 }
 
+/// A store on the daemon's connection (its lookups on the wire connection).
 async fn fixture(ttl_days: u32, max_per_identity: usize) -> Fixture {
+    fixture_on(ttl_days, max_per_identity, true).await
+}
+
+/// The fixture both ways the store reads bindings: on the daemon's wire connection, and on the
+/// client's alone (what a `rediss://` server gets).
+async fn both_fixtures(ttl_days: u32, max_per_identity: usize) -> [(&'static str, Fixture); 2] {
+    [
+        ("wire", fixture_on(ttl_days, max_per_identity, true).await),
+        (
+            "client",
+            fixture_on(ttl_days, max_per_identity, false).await,
+        ),
+    ]
+}
+
+async fn fixture_on(ttl_days: u32, max_per_identity: usize, wire: bool) -> Fixture {
     let redis = RedisServer::start().await;
     let keys = Keys::new(&unique_prefix()).unwrap();
     let conn = redis.conn().await;
-    let store = RedisBindingStore::new(conn.clone(), keys.clone(), ttl_days, max_per_identity);
+    let store_conn = match wire {
+        true => callpush::redis_conn::connect(&redis.settings(""))
+            .await
+            .unwrap(),
+        false => conn.clone().into(),
+    };
+    assert_eq!(store_conn.wire().is_some(), wire);
+    let store = RedisBindingStore::new(store_conn, keys.clone(), ttl_days, max_per_identity);
     Fixture {
         _redis: redis,
         store,

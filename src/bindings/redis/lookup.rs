@@ -2,30 +2,34 @@
 //! against its device key (the authority on ownership), the expired ones removed with their
 //! feed events, and the rest listed most recently updated first.
 
+use std::borrow::Cow;
+
+use redis::RedisError;
 use tracing::warn;
 
-use super::{decode, owner_value, RedisBindingStore};
+use super::{decode, owner_is, RedisBindingStore};
 use crate::backend::BackendError;
 use crate::bindings::Binding;
+use crate::redis_conn::wire::{Commands, Items, Reply};
 use crate::redis_conn::{query_each, Answers};
 
 impl RedisBindingStore {
     /// The unexpired bindings of `identity`'s hash, most recently updated first, and the ids
     /// of the expired ones; a binding that does not decode is skipped and noted
     /// ([`Undecodable`](super::Undecodable)).
-    pub(super) fn live_bindings(
+    pub(super) fn live_bindings<'h>(
         &self,
         identity: &str,
-        hash: &[(String, String)],
+        hash: impl Iterator<Item = (Cow<'h, str>, &'h [u8])>,
         now_ms: u64,
     ) -> (Vec<Binding>, Vec<String>) {
-        let mut live = Vec::with_capacity(hash.len());
+        let mut live = Vec::with_capacity(hash.size_hint().0);
         let mut expired = Vec::new();
         for (binding_id, json) in hash {
             match decode(json) {
                 Ok(b) if b.expires_at_ms > now_ms => live.push(b),
-                Ok(_) => expired.push(binding_id.clone()),
-                Err(e) => self.undecodable.note(identity, binding_id, &e),
+                Ok(_) => expired.push(binding_id.into_owned()),
+                Err(e) => self.undecodable.note(identity, &binding_id, &e),
             }
         }
         live.sort_by(newest_first);
@@ -41,47 +45,73 @@ impl RedisBindingStore {
         &self,
         identities: &[&str],
     ) -> Vec<Result<Vec<Binding>, BackendError>> {
-        let hashes = identities
-            .iter()
-            .map(|identity| {
-                let mut cmd = redis::cmd("HGETALL");
-                cmd.arg(self.keys.identity_bindings(identity));
-                cmd
-            })
-            .collect();
-        let stored: Answers<Vec<(String, String)>> = query_each(&self.conn, hashes).await;
         let now = crate::domain::now_ms();
         let mut expired = Vec::new();
-        let mut lives: Vec<Result<Vec<Binding>, BackendError>> = identities
-            .iter()
-            .zip(stored)
-            .map(|(identity, hash)| {
-                let (live, gone) = self.live_bindings(identity, &hash?, now);
-                if !gone.is_empty() {
-                    expired.push((*identity, gone));
+        let mut lives: Vec<Result<Vec<Binding>, BackendError>> = match self.conn.wire() {
+            Some(wire) => {
+                let mut out = Commands::with_capacity(identities.len() * 64);
+                for identity in identities {
+                    let key = self.keys.identity_bindings_parts(identity);
+                    out.command(2).arg("HGETALL").arg_parts(&key);
                 }
-                Ok(live)
-            })
-            .collect();
+                match wire.send(out).await {
+                    Ok(replies) => identities
+                        .iter()
+                        .zip(replies.iter())
+                        .map(|(identity, hash)| {
+                            let Reply::Array(items) = hash.ok()? else {
+                                return Err(BackendError::Corrupt(
+                                    "HGETALL answered no list".to_string(),
+                                ));
+                            };
+                            let (live, gone) = self.live_bindings(identity, pairs(items), now);
+                            if !gone.is_empty() {
+                                expired.push((*identity, gone));
+                            }
+                            Ok(live)
+                        })
+                        .collect(),
+                    Err(e) => identities.iter().map(|_| Err(e.clone().into())).collect(),
+                }
+            }
+            None => {
+                let hashes = identities
+                    .iter()
+                    .map(|identity| {
+                        let mut cmd = redis::cmd("HGETALL");
+                        cmd.arg(self.keys.identity_bindings(identity));
+                        cmd
+                    })
+                    .collect();
+                let stored: Answers<Vec<(String, String)>> = query_each(&self.conn, hashes).await;
+                identities
+                    .iter()
+                    .zip(stored)
+                    .map(|(identity, hash)| {
+                        let hash = hash?;
+                        let fields = hash
+                            .iter()
+                            .map(|(id, json)| (Cow::Borrowed(id.as_str()), json.as_bytes()));
+                        let (live, gone) = self.live_bindings(identity, fields, now);
+                        if !gone.is_empty() {
+                            expired.push((*identity, gone));
+                        }
+                        Ok(live)
+                    })
+                    .collect()
+            }
+        };
         for (identity, gone) in expired {
             self.expire(identity, &gone).await;
         }
 
         // The device keys are the authority on ownership: skip bindings whose token moved on
         // (left behind by an interrupted registration, see the module docs).
-        let gets = lives
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|b| {
-                let mut cmd = redis::cmd("GET");
-                cmd.arg(self.keys.device(&b.credential, &b.device_token));
-                cmd
-            })
-            .collect();
-        let mut owners = query_each::<Option<String>>(&self.conn, gets)
-            .await
-            .into_iter();
+        let owners = self.owners(&lives).await;
+        let mut owners = owners.iter().map(|owner| match owner {
+            Ok(owner) => Ok(owner.as_deref()),
+            Err(e) => Err(e.clone()),
+        });
         for (identity, live) in identities.iter().zip(&mut lives) {
             let Ok(bindings) = live else {
                 continue;
@@ -98,7 +128,7 @@ impl RedisBindingStore {
                     None => None,
                 };
                 let owner = owner.unwrap_or_default();
-                if owner.is_empty() || owner == owner_value(&b.identity, &b.binding_id) {
+                if owner.is_empty() || owner_is(owner, &b.identity, &b.binding_id) {
                     kept.push(b);
                 } else if let Err(e) = self
                     .remove_if_token(
@@ -120,6 +150,51 @@ impl RedisBindingStore {
         }
         lives
     }
+}
+
+impl RedisBindingStore {
+    /// The owner of each binding of `lives` (its device key's value), in order: one `GET`
+    /// each, in one round trip.
+    async fn owners(
+        &self,
+        lives: &[Result<Vec<Binding>, BackendError>],
+    ) -> Vec<Result<Option<String>, RedisError>> {
+        let bindings = || lives.iter().flatten().flatten();
+        let Some(wire) = self.conn.wire() else {
+            let gets = bindings()
+                .map(|b| {
+                    let mut cmd = redis::cmd("GET");
+                    cmd.arg(self.keys.device(&b.credential, &b.device_token));
+                    cmd
+                })
+                .collect();
+            return query_each::<Option<String>>(&self.conn, gets).await;
+        };
+        let mut out = Commands::with_capacity(lives.len() * 128);
+        for b in bindings() {
+            let key = self.keys.device_parts(&b.credential, &b.device_token);
+            out.command(2).arg("GET").arg_parts(&key);
+        }
+        let count = out.count();
+        match wire.send(out).await {
+            Ok(replies) => replies
+                .iter()
+                .map(|owner| match owner.ok()? {
+                    Reply::Nil => Ok(None),
+                    other => Ok(Some(other.text().unwrap_or_default().into_owned())),
+                })
+                .collect(),
+            Err(e) => (0..count).map(|_| Err(e.clone())).collect(),
+        }
+    }
+}
+
+/// An `HGETALL` reply's fields and values, read in place.
+fn pairs<'a>(mut items: Items<'a>) -> impl Iterator<Item = (Cow<'a, str>, &'a [u8])> {
+    std::iter::from_fn(move || match (items.next()?, items.next()?) {
+        (Reply::Bulk(field), Reply::Bulk(value)) => Some((String::from_utf8_lossy(field), value)),
+        _ => None,
+    })
 }
 
 /// The order bindings are listed in: most recently updated first, ties by binding id.

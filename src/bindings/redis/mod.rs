@@ -169,8 +169,14 @@ fn owner_value(identity: &str, binding_id: &str) -> String {
     format!("{identity}\n{binding_id}")
 }
 
-fn decode(json: &str) -> Result<Binding, BackendError> {
-    serde_json::from_str(json).map_err(|e| BackendError::Corrupt(e.to_string()))
+/// Whether a device key's value (`owner`) names `identity`'s binding `binding_id`
+/// ([`owner_value`]).
+fn owner_is(owner: &str, identity: &str, binding_id: &str) -> bool {
+    owner.split_once('\n') == Some((identity, binding_id))
+}
+
+fn decode(json: &[u8]) -> Result<Binding, BackendError> {
+    serde_json::from_slice(json).map_err(|e| BackendError::Corrupt(e.to_string()))
 }
 
 #[async_trait::async_trait]

@@ -102,7 +102,7 @@ impl RedisBindingStore {
         // An evicted binding that does not decode has no device key this store could name.
         let evicted = evicted
             .iter()
-            .filter_map(|json| decode(json).ok())
+            .filter_map(|json| decode(json.as_bytes()).ok())
             .collect::<Vec<_>>();
 
         // Step 3: the token left its previous owner.

@@ -98,7 +98,7 @@ impl RedisBindingStore {
         self.publish(&feed, events).await;
         let removed: Vec<Binding> = removed
             .iter()
-            .filter_map(|json| decode(json).ok())
+            .filter_map(|json| decode(json.as_bytes()).ok())
             .collect();
         self.release_devices(&removed).await?;
         Ok(removed)
