@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionLike;
 use redis::{RedisError, Value};
 
 use super::{reply, RedisCallQueue};
 use crate::backend::BackendError;
 use crate::event::StreamEntry;
+use crate::redis_conn::wire::{Commands, Reply};
+use crate::redis_conn::RedisConn;
 
 /// A stream id as numbers, to keep the newest one read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,11 +70,28 @@ impl RedisCallQueue {
     /// XREADGROUP from `start` (`>` for new entries, an id for this consumer's pending ones).
     pub(super) async fn read_group(
         &self,
-        mut conn: impl ConnectionLike,
+        mut conn: RedisConn,
         count: usize,
         block: Option<Duration>,
         start: &str,
     ) -> Result<Vec<reply::RawEntry>, RedisError> {
+        if let Some(wire) = conn.wire() {
+            let mut out = Commands::with_capacity(128);
+            out.command(if block.is_some() { 11 } else { 9 })
+                .arg("XREADGROUP")
+                .arg("GROUP")
+                .arg(&self.options.group)
+                .arg(&self.options.consumer)
+                .arg("COUNT")
+                .arg_u64(count as u64);
+            if let Some(block) = block {
+                out.arg("BLOCK").arg_u64(block.as_millis() as u64);
+            }
+            out.arg("STREAMS").arg(&self.keys.calls).arg(start);
+            let replies = wire.send(out).await?;
+            let reply = replies.iter().next().unwrap_or(Reply::Nil);
+            return reply::read_reply_wire(reply);
+        }
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.options.group)

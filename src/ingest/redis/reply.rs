@@ -7,6 +7,7 @@
 use redis::{ErrorKind, RedisError, Value};
 
 use crate::event::StreamEntry;
+use crate::redis_conn::wire::{Items, Reply};
 
 /// One entry of a reply: its id and its fields, `None` when the entry was deleted.
 pub(super) type RawEntry = (String, Option<Vec<(String, String)>>);
@@ -85,6 +86,87 @@ pub(super) fn read_reply(value: &Value) -> Result<Vec<RawEntry>, RedisError> {
             Some((_, list)) => entries(list),
         },
         other => Err(unexpected("expected an XREADGROUP reply", other)),
+    }
+}
+
+/// [`read_reply`] of a reply read in place off the wire connection (RESP2).
+pub(super) fn read_reply_wire(reply: Reply<'_>) -> Result<Vec<RawEntry>, RedisError> {
+    match reply.ok()? {
+        Reply::Nil => Ok(Vec::new()),
+        Reply::Array(mut streams) => match streams.next() {
+            None => Ok(Vec::new()),
+            Some(Reply::Array(mut pair)) if pair.remaining() == 2 => {
+                pair.next();
+                entries_wire(pair.next())
+            }
+            Some(other) => Err(unexpected_wire("expected a [stream, entries] pair", &other)),
+        },
+        other => Err(unexpected_wire("expected an XREADGROUP reply", &other)),
+    }
+}
+
+fn unexpected_wire(what: &str, reply: &Reply<'_>) -> RedisError {
+    RedisError::from((
+        ErrorKind::UnexpectedReturnType,
+        "unexpected stream reply",
+        format!("{what}: {reply:?}"),
+    ))
+}
+
+/// [`entries`] off the wire.
+fn entries_wire(list: Option<Reply<'_>>) -> Result<Vec<RawEntry>, RedisError> {
+    let items = match list {
+        Some(Reply::Nil) => return Ok(Vec::new()),
+        Some(Reply::Array(items)) => items,
+        Some(other) => return Err(unexpected_wire("expected a list of entries", &other)),
+        None => return Err(unexpected_wire("expected a list of entries", &Reply::Nil)),
+    };
+    let mut out = Vec::with_capacity(items.remaining());
+    for item in items {
+        let Reply::Array(mut pair) = item else {
+            return Err(unexpected_wire("expected an [id, fields] entry", &item));
+        };
+        if pair.remaining() != 2 {
+            return Err(unexpected_wire(
+                "expected an [id, fields] entry",
+                &Reply::Array(pair),
+            ));
+        }
+        let id = text_wire(pair.next())?;
+        out.push((id, fields_wire(pair.next())?));
+    }
+    Ok(out)
+}
+
+/// [`fields`] off the wire.
+fn fields_wire(value: Option<Reply<'_>>) -> Result<Option<Vec<(String, String)>>, RedisError> {
+    let mut items: Items<'_> = match value {
+        Some(Reply::Nil) | None => return Ok(None),
+        Some(Reply::Array(items)) => items,
+        Some(other) => return Err(unexpected_wire("expected fields", &other)),
+    };
+    if items.remaining() % 2 != 0 {
+        return Err(unexpected_wire(
+            "odd number of field items",
+            &Reply::Array(items),
+        ));
+    }
+    let mut pairs = Vec::with_capacity(items.remaining() / 2);
+    while items.remaining() > 0 {
+        pairs.push((text_wire(items.next())?, text_wire(items.next())?));
+    }
+    Ok(Some(pairs))
+}
+
+/// [`text`] off the wire.
+fn text_wire(value: Option<Reply<'_>>) -> Result<String, RedisError> {
+    match value {
+        Some(Reply::Int(i)) => Ok(i.to_string()),
+        Some(other) => match other.text() {
+            Some(text) => Ok(text.into_owned()),
+            None => Err(unexpected_wire("expected a string", &other)),
+        },
+        None => Err(unexpected_wire("expected a string", &Reply::Nil)),
     }
 }
 
@@ -192,6 +274,31 @@ mod tests {
             }]
         );
         assert_eq!(deleted, vec!["2-0".to_string()]);
+    }
+
+    #[test]
+    fn a_read_off_the_wire_gives_live_and_deleted_entries() {
+        let wire = b"*1\r\n*2\r\n$5\r\ncalls\r\n*2\r\n\
+            *2\r\n$3\r\n1-0\r\n*4\r\n$4\r\ntype\r\n$8\r\nincoming\r\n$2\r\nto\r\n$5\r\nalice\r\n\
+            *2\r\n$3\r\n2-0\r\n$-1\r\n";
+        let replies = crate::redis_conn::wire::Replies::from_static(wire, 1);
+        let raw = read_reply_wire(replies.iter().next().unwrap()).unwrap();
+        let (live, deleted) = split(raw);
+        assert_eq!(
+            live,
+            vec![StreamEntry::of(
+                "1-0",
+                &[("type", "incoming"), ("to", "alice")]
+            )]
+        );
+        assert_eq!(deleted, vec!["2-0".to_string()]);
+        let timed_out = crate::redis_conn::wire::Replies::from_static(b"*-1\r\n", 1);
+        assert!(read_reply_wire(timed_out.iter().next().unwrap())
+            .unwrap()
+            .is_empty());
+        let refused = crate::redis_conn::wire::Replies::from_static(b"-NOGROUP No such key\r\n", 1);
+        let err = read_reply_wire(refused.iter().next().unwrap()).unwrap_err();
+        assert_eq!(err.code(), Some("NOGROUP"));
     }
 
     #[test]

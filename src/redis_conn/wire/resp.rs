@@ -177,6 +177,17 @@ impl Replies {
         Replies { bytes, count }
     }
 
+    /// `count` replies as they would arrive (tests of the readers elsewhere).
+    #[cfg(test)]
+    pub(crate) fn from_static(wire: &'static [u8], count: usize) -> Replies {
+        assert_eq!(
+            (0..count).try_fold(0, |at, _| reply_end(wire, at).ok().flatten()),
+            Some(wire.len()),
+            "exactly {count} whole replies"
+        );
+        Replies::new(Bytes::from_static(wire), count)
+    }
+
     /// The replies, in order.
     pub fn iter(&self) -> Items<'_> {
         Items {
