@@ -75,7 +75,9 @@ impl Fixture {
     /// A queue object as a (re)started process makes it, with `options`.
     pub async fn queue_with_options(&self, options: QueueOptions) -> RedisCallQueue {
         let settings = self.redis.settings(&self.prefix);
-        queue_on(&settings, self.conn.clone(), self.keys.clone(), options).await
+        // The daemon's own connection (its event path on the wire connection).
+        let conn = callpush::redis_conn::connect(&settings).await.unwrap();
+        queue_on(&settings, conn, self.keys.clone(), options).await
     }
 
     /// A queue object as a (re)started process makes it, under the consumer name given.

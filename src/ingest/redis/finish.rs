@@ -22,8 +22,12 @@ use redis::RedisError;
 
 use super::{is_no_group, Finish, RedisCallQueue};
 use crate::backend::{BackendError, Fate};
-use crate::outcome::{DeadLetter, DeadReason};
+use crate::outcome::{DeadLetter, DeadReason, Field};
+use crate::redis_conn::wire::{Commands, Reply, WireConn};
 use crate::redis_conn::ScriptCall;
+
+/// Fields of a results-stream entry ([`crate::outcome::EventResult::fields`]).
+const FINISH_RESULT_FIELDS: usize = 5;
 
 /// Which dead-letter fields a call writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,32 +128,41 @@ impl RedisCallQueue {
             self.keys.results.as_str(),
             self.keys.dead.as_str(),
         ];
-        let mut call = ScriptCall::with_keys(&self.finish, &keys);
-        call.arg(&self.options.group)
-            .arg(self.options.results_max_len)
-            .arg(self.options.dead_max_len);
         let results = self.options.results_enabled;
-        for (id, item) in items {
-            let dead_fields = item
-                .dead
-                .map(|d| match fields {
-                    DeadFields::Full => d.fields_of(&item.entry.fields, id),
-                    DeadFields::Bare => d.bare_fields_of(&item.entry.fields, id),
-                })
-                .unwrap_or_default();
-            let result_fields = item.result.fields();
-            let n_result = if results { result_fields.len() * 2 } else { 0 };
-            call.arg(*id).arg(n_result).arg(dead_fields.len() * 2);
-            if results {
-                for (k, v) in result_fields {
-                    call.arg(k).arg(v);
+        let dead_fields: Vec<Vec<(String, String)>> = items
+            .iter()
+            .map(|(id, item)| {
+                item.dead
+                    .map(|d| match fields {
+                        DeadFields::Full => d.fields_of(&item.entry.fields, id),
+                        DeadFields::Bare => d.bare_fields_of(&item.entry.fields, id),
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        let recorded: Result<Vec<i64>, RedisError> = match self.conn.wire() {
+            Some(wire) => self.finish_wire(wire, &keys, items, &dead_fields).await,
+            None => {
+                let mut call = ScriptCall::with_keys(&self.finish, &keys);
+                call.arg(&self.options.group)
+                    .arg(self.options.results_max_len)
+                    .arg(self.options.dead_max_len);
+                for ((id, item), dead_fields) in items.iter().zip(&dead_fields) {
+                    let result_fields = item.result.fields();
+                    let n_result = if results { result_fields.len() * 2 } else { 0 };
+                    call.arg(*id).arg(n_result).arg(dead_fields.len() * 2);
+                    if results {
+                        for (k, v) in result_fields {
+                            call.arg(k).arg(v);
+                        }
+                    }
+                    for (k, v) in dead_fields {
+                        call.arg(k).arg(v);
+                    }
                 }
+                call.invoke(&self.conn, &self.finish).await
             }
-            for (k, v) in &dead_fields {
-                call.arg(k).arg(v);
-            }
-        }
-        let recorded: Result<Vec<i64>, RedisError> = call.invoke(&self.conn, &self.finish).await;
+        };
         match recorded {
             Ok(recorded) => {
                 for ((id, _), _) in items.iter().zip(&recorded).filter(|(_, r)| **r == 0) {
@@ -160,5 +173,79 @@ impl RedisCallQueue {
             Err(e) if is_no_group(&e) => self.recreate_group().await,
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// [`RedisCallQueue::finish_call`]'s script call over the wire connection, written
+    /// straight into its buffer; a script the server forgot is loaded through the client and
+    /// the call sent again.
+    async fn finish_wire(
+        &self,
+        wire: &WireConn,
+        keys: &[&str; 3],
+        items: &[Item<'_>],
+        dead_fields: &[Vec<(String, String)>],
+    ) -> Result<Vec<i64>, RedisError> {
+        let results = self.options.results_enabled;
+        let result_words = if results { 2 * FINISH_RESULT_FIELDS } else { 0 };
+        let words = 3
+            + keys.len()
+            + 3
+            + dead_fields
+                .iter()
+                .map(|dead| 3 + result_words + 2 * dead.len())
+                .sum::<usize>();
+        let write = || {
+            let mut out = Commands::with_capacity(words * 24);
+            out.command(words)
+                .arg("EVALSHA")
+                .arg(self.finish.get_hash())
+                .arg_u64(keys.len() as u64);
+            for key in keys {
+                out.arg(key);
+            }
+            out.arg(&self.options.group)
+                .arg_u64(self.options.results_max_len as u64)
+                .arg_u64(self.options.dead_max_len as u64);
+            for ((id, item), dead) in items.iter().zip(dead_fields) {
+                out.arg(id)
+                    .arg_u64(result_words as u64)
+                    .arg_u64(2 * dead.len() as u64);
+                if results {
+                    for (k, v) in item.result.fields() {
+                        out.arg(k);
+                        match v {
+                            Field::Text(text) => out.arg(text),
+                            Field::Count(n) => out.arg_u64(n as u64),
+                        };
+                    }
+                }
+                for (k, v) in dead {
+                    out.arg(k).arg(v);
+                }
+            }
+            out
+        };
+        let mut replies = wire.send(write()).await?;
+        let forgot =
+            matches!(replies.iter().next(), Some(Reply::Error(e)) if e.starts_with(b"NOSCRIPT"));
+        if forgot {
+            self.finish
+                .prepare_invoke()
+                .load_async(&mut self.conn.clone())
+                .await?;
+            replies = wire.send(write()).await?;
+        }
+        let Some(Reply::Array(recorded)) = replies.iter().next().map(Reply::ok).transpose()? else {
+            return Err(RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "finish.lua answered no list",
+            )));
+        };
+        Ok(recorded
+            .map(|r| match r {
+                Reply::Int(n) => n,
+                _ => -1,
+            })
+            .collect())
     }
 }
