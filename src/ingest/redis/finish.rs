@@ -204,8 +204,8 @@ impl RedisCallQueue {
                 out.arg(key);
             }
             out.arg(&self.options.group)
-                .arg_u64(self.options.results_max_len as u64)
-                .arg_u64(self.options.dead_max_len as u64);
+                .arg_u64(self.options.results_max_len)
+                .arg_u64(self.options.dead_max_len);
             for ((id, item), dead) in items.iter().zip(dead_fields) {
                 out.arg(id)
                     .arg_u64(result_words as u64)
