@@ -122,6 +122,32 @@ impl ApnsProvider {
         self.lanes.iter().find(|l| l.environment == environment)
     }
 
+    /// The JSON body of one push, or why it cannot be sent.
+    fn body(&self, push: &Push) -> Result<Vec<u8>, Failure> {
+        let body = match self.format {
+            PayloadFormat::Callpush => payload::body(&push.call),
+            PayloadFormat::Twilio => {
+                payload::twilio_body(&push.call).map_err(|payload::ApsCollision| {
+                    Failure::new(
+                        "InvalidPayloadKey",
+                        "the Twilio notification has a field `aps`, which is APNs' own key: \
+                         it cannot travel unchanged",
+                    )
+                })?
+            }
+        };
+        if body.len() > MAX_VOIP_PAYLOAD {
+            return Err(Failure::new(
+                "PayloadTooLarge",
+                format!(
+                    "APNs payload of {} bytes is over the {MAX_VOIP_PAYLOAD}-byte VoIP limit",
+                    body.len()
+                ),
+            ));
+        }
+        Ok(body)
+    }
+
     /// The request of one push. Its header map is sized for every header at once (a builder
     /// grows it twice), the constant values are static or shared with the credential, and the
     /// path is written into one string of the right size.
@@ -189,34 +215,14 @@ impl Provider for ApnsProvider {
                 call_sid = %push.call.call_sid, detail = %failure.detail, "APNs push not sent");
             return Outcome::Rejected(failure);
         };
-        let body = match self.format {
-            PayloadFormat::Callpush => payload::body(&push.call),
-            PayloadFormat::Twilio => match payload::twilio_body(&push.call) {
-                Ok(body) => body,
-                Err(payload::ApsCollision) => {
-                    let failure = Failure::new(
-                        "InvalidPayloadKey",
-                        "the Twilio notification has a field `aps`, which is APNs' own key: \
-                         it cannot travel unchanged",
-                    );
-                    warn!(credential = %self.sid, device = %mask_token(&push.device_token),
-                        call_sid = %push.call.call_sid, detail = %failure.detail, "APNs push not sent");
-                    return Outcome::Rejected(failure);
-                }
-            },
+        let body = match self.body(push) {
+            Ok(body) => body,
+            Err(failure) => {
+                warn!(credential = %self.sid, device = %mask_token(&push.device_token),
+                    call_sid = %push.call.call_sid, detail = %failure.detail, "APNs push not sent");
+                return Outcome::Rejected(failure);
+            }
         };
-        if body.len() > MAX_VOIP_PAYLOAD {
-            let failure = Failure::new(
-                "PayloadTooLarge",
-                format!(
-                    "APNs payload of {} bytes is over the {MAX_VOIP_PAYLOAD}-byte VoIP limit",
-                    body.len()
-                ),
-            );
-            warn!(credential = %self.sid, device = %mask_token(&push.device_token),
-                call_sid = %push.call.call_sid, detail = %failure.detail, "APNs push not sent");
-            return Outcome::Rejected(failure);
-        }
         let token = lane.token.current();
         let request = match self.request(push, body, token.authorization.clone()) {
             Ok(request) => request,
@@ -232,7 +238,12 @@ impl Provider for ApnsProvider {
                 }
             }
         };
-        let outcome = match lane.pool.send(request).await {
+        // A second attempt (the first found its connection closed) builds the same request again.
+        let again = || {
+            let body = self.body(push).ok()?;
+            self.request(push, body, token.authorization.clone()).ok()
+        };
+        let outcome = match lane.pool.send_rebuilding(request, again).await {
             Ok(resp) => {
                 let verdict = classify(resp.status, &resp.headers, &resp.body, now_ms());
                 if verdict.renew_auth {
