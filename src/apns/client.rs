@@ -4,6 +4,7 @@
 //! environment never signs for the other, and `ExpiredProviderToken` from one host re-signs
 //! only that host's token.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -45,6 +46,29 @@ pub struct ApnsProvider {
     lanes: Vec<Lane>,
     /// `payload`: the `callpush` object or the Twilio Voice SDK's top-level `twi_*` fields.
     format: PayloadFormat,
+    /// The last `apns-expiration` value sent.
+    expiration: Expiration,
+}
+
+/// The `apns-expiration` value of the last push, shared by the pushes that expire in the same
+/// second — in a burst, nearly all of them — instead of each formatting its own into a new
+/// buffer.
+#[derive(Debug, Default)]
+struct Expiration(Mutex<Option<(u64, HeaderValue)>>);
+
+impl Expiration {
+    /// The header value of `seconds` since the Unix epoch.
+    fn of(&self, seconds: u64) -> HeaderValue {
+        let mut last = self.0.lock().expect("expiration lock");
+        match &*last {
+            Some((at, value)) if *at == seconds => value.clone(),
+            _ => {
+                let value = HeaderValue::from(seconds);
+                *last = Some((seconds, value.clone()));
+                value
+            }
+        }
+    }
 }
 
 /// One environment's host: its connections and its provider token.
@@ -109,6 +133,7 @@ impl ApnsProvider {
             topic,
             environments,
             lanes,
+            expiration: Expiration::default(),
         })
     }
 
@@ -170,7 +195,7 @@ impl ApnsProvider {
         headers.insert(APNS_PUSH_TYPE, HeaderValue::from_static("voip"));
         headers.insert(APNS_TOPIC, self.topic.clone());
         headers.insert(APNS_PRIORITY, HeaderValue::from_static("10"));
-        headers.insert(APNS_EXPIRATION, HeaderValue::from(call.deadline_ms / 1000));
+        headers.insert(APNS_EXPIRATION, self.expiration.of(call.deadline_ms / 1000));
         headers.insert(
             APNS_COLLAPSE_ID,
             HeaderValue::try_from(payload::collapse_id(&call.call_sid))?,
