@@ -22,6 +22,8 @@ mod fanout;
 mod settle;
 mod targets;
 
+use std::sync::Arc;
+
 use tracing::info;
 
 use super::ledger::Settlement;
@@ -91,7 +93,8 @@ pub(super) async fn resolve_timed(
     let targets = loop {
         match targets::resolve(shared, &event).await {
             Err(StoreFailure::Unavailable) if wait_out(shared, &event, &mut backoff).await => {}
-            Ok(targets) => break targets,
+            // Shared with the claim stage, which claims their devices.
+            Ok(targets) => break Arc::new(targets),
             Err(failure) => return store_failed(&event, failure),
         }
     };
@@ -132,7 +135,7 @@ pub(super) async fn resolve_timed(
     if event.kind() == PushKind::Incoming && !shared.limits.allow_call(&event.call.callee).await {
         info!("callee over its call rate limit; event dead-lettered");
         shared.metrics.rate_limited(RateScope::Callee);
-        let released = settle::release_all(&event, &claimed);
+        let released = settle::release_all(&event, claimed);
         let detail =
             "the callee received more incoming calls than limits.calls_per_identity_per_min";
         return final_of(
@@ -147,8 +150,8 @@ pub(super) async fn resolve_timed(
     }
     let ends = fanout::fan_out(shared, &event, &claimed).await;
     clock.lap(Stage::Push);
-    let settlement = settle::settle(shared, &event, &claimed, &ends).await;
     let decision = decide::decide(devices, claimed.earlier_sent, claimed.skipped(), &ends);
+    let settlement = settle::settle(shared, &event, claimed, &ends).await;
     if matches!(decision, Decision::LeavePending) {
         settle::settle_now(shared, &settlement).await;
     }
