@@ -67,8 +67,8 @@ pub(super) async fn resolve_timed(
         Err(err) => {
             info!(error = %err, "malformed call event dead-lettered");
             let result = EventResult {
-                call_sid: entry.field("call_sid").unwrap_or_default().to_string(),
-                to: entry.field("to").unwrap_or_default().to_string(),
+                call_sid: entry.field("call_sid").unwrap_or_default().into(),
+                to: entry.field("to").unwrap_or_default().into(),
                 outcome: EventOutcome::Malformed,
                 devices: 0,
                 delivered: 0,
@@ -196,8 +196,8 @@ fn final_of(event: &CallEvent, decision: Decision, settlement: Option<Settlement
             dead,
         } => Resolution::Final(
             EventResult {
-                call_sid: event.call_sid().to_string(),
-                to: event.to().to_string(),
+                call_sid: event.call.call_sid.clone(),
+                to: event.call.callee.clone(),
                 outcome,
                 devices,
                 delivered,
