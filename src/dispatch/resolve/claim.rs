@@ -124,26 +124,26 @@ type ClaimAnswer = (Holder, Result<Vec<Claim>, StoreFailure>);
 ///
 /// [`SentLedger::claim_many`]: super::super::ledger::SentLedger::claim_many
 pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<ClaimAsk>) {
-    let requests: Vec<Vec<ClaimRequest>> = batch
-        .iter()
-        .map(|ask| {
-            ask.targets
-                .iter()
-                .map(|target| ClaimRequest {
-                    device: &target.device,
-                    take_over: None,
-                })
-                .collect()
-        })
-        .collect();
+    // The requests of every event in one list, each event's a slice of it.
+    let mut requests = Vec::with_capacity(batch.iter().map(|ask| ask.targets.len()).sum());
+    for ask in &batch {
+        requests.extend(ask.targets.iter().map(|target| ClaimRequest {
+            device: &target.device,
+            take_over: None,
+        }));
+    }
+    let mut rest = requests.as_slice();
     let calls: Vec<ClaimCall> = batch
         .iter()
-        .zip(&requests)
-        .map(|(ask, requests)| ClaimCall {
-            call_sid: &ask.call.call_sid,
-            me: &ask.me,
-            requests,
-            expire_at_ms: ask.expire_at_ms,
+        .map(|ask| {
+            let (requests, others) = rest.split_at(ask.targets.len());
+            rest = others;
+            ClaimCall {
+                call_sid: &ask.call.call_sid,
+                me: &ask.me,
+                requests,
+                expire_at_ms: ask.expire_at_ms,
+            }
         })
         .collect();
     let answers = shared.ledger.claim_many(&calls).await;
