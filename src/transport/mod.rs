@@ -229,8 +229,9 @@ impl H2Pool {
     }
 
     /// Send `request` (whose URI is a path like `/3/device/abc` or an absolute URI on this
-    /// origin) and read the whole answer, within the request timeout. An attempt that may be
-    /// followed by another sends a copy of the request.
+    /// origin) and read the whole answer, within the request timeout. A copy of `request` is
+    /// kept for an attempt after the first; pushes use
+    /// [`send_rebuilding`](Self::send_rebuilding), which keeps none.
     pub async fn send(&self, request: Request<Bytes>) -> Result<Response, TransportError> {
         let copy = request.clone();
         self.send_rebuilding(request, || Some(copy.clone())).await
