@@ -57,13 +57,11 @@ impl StreamEntry {
 /// A valid call event.
 #[derive(Debug, Clone)]
 pub struct CallEvent {
-    /// The stream id of the entry.
-    pub id: String,
     /// What to send, shared by every device of the event.
     pub call: Arc<CallContent>,
     /// Restrict the fan-out to this credential.
     pub credential: Option<String>,
-    /// When the entry was added (the stream id's time), ms since the Unix epoch.
+    /// When the entry was added (the time part of its stream id), ms since the Unix epoch.
     pub enqueued_at_ms: u64,
     /// The event's `ttl_ms`.
     pub ttl_ms: u64,
@@ -268,7 +266,6 @@ impl CallEvent {
         };
         let twilio = twilio_fields(entry)?;
         Ok(CallEvent {
-            id: entry.id.clone(),
             call: Arc::new(CallContent {
                 kind,
                 call_sid: Arc::from(call_sid),

@@ -178,8 +178,8 @@ impl FcmProvider {
 
     /// The request of one push: the path and the authorization are encoded once (per
     /// credential, per access token) and shared by every push.
-    fn request(&self, authorization: &HeaderValue, body: Vec<u8>) -> Request<Bytes> {
-        let mut request = Request::new(Bytes::from(body));
+    fn request(&self, authorization: &HeaderValue, body: Bytes) -> Request<Bytes> {
+        let mut request = Request::new(body);
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = self.send_path.clone();
         let headers = request.headers_mut();
@@ -286,9 +286,13 @@ impl FcmProvider {
             }
         };
         let sent_at = now_ms();
+        // The body is shared by the first request and any second (the first found its
+        // connection closed), which are built each on their own instead of copied.
+        let body = Bytes::from(body);
+        let again = || Some(self.request(&token.authorization, body.clone()));
         let response = match self
             .pool
-            .send(self.request(&token.authorization, body))
+            .send_rebuilding(self.request(&token.authorization, body.clone()), again)
             .await
         {
             Ok(response) => response,

@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn results_carry_at_most_256_bytes_of_call_sid_and_to() {
         let result = EventResult {
-            call_sid: "C".repeat(10_000),
+            call_sid: "C".repeat(10_000).into(),
             to: "alice".into(),
             outcome: crate::outcome::EventOutcome::Malformed,
             devices: 0,

@@ -5,6 +5,7 @@
 mod bounded;
 
 use std::fmt;
+use std::sync::Arc;
 
 pub use bounded::{needed_for_replay, MAX_BYTES, MAX_FIELDS, MAX_ITEM_BYTES, TRUNCATED};
 
@@ -50,10 +51,10 @@ impl fmt::Display for EventOutcome {
 /// One entry of the results stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventResult {
-    /// The event's `call_sid` (empty when the entry had none).
-    pub call_sid: String,
-    /// The event's `to` (empty when the entry had none).
-    pub to: String,
+    /// The event's `call_sid` (empty when the entry had none); shared with the event.
+    pub call_sid: Arc<str>,
+    /// The event's `to` (empty when the entry had none); shared with the event.
+    pub to: Arc<str>,
     /// The outcome.
     pub outcome: EventOutcome,
     /// Devices the event was sent to.

@@ -78,13 +78,13 @@ pub(super) struct Failure {
 pub(super) async fn exchange(
     sender: SendRequest<Bytes>,
     head: Request<()>,
-    body: &Bytes,
+    body: Bytes,
 ) -> Result<http::Response<RecvStream>, Failure> {
     let unsent = |error| Failure { error, sent: false };
     let mut sender = sender.ready().await.map_err(unsent)?;
     let (response, mut stream) = sender.send_request(head, body.is_empty()).map_err(unsent)?;
     // A stream the peer already ended refuses the body; its response future says why.
-    if !body.is_empty() && stream.send_data(body.clone(), true).is_err() {
+    if !body.is_empty() && stream.send_data(body, true).is_err() {
         stream.send_reset(Reason::CANCEL);
     }
     response

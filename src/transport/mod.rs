@@ -229,46 +229,43 @@ impl H2Pool {
     }
 
     /// Send `request` (whose URI is a path like `/3/device/abc` or an absolute URI on this
-    /// origin) and read the whole answer, within the request timeout.
+    /// origin) and read the whole answer, within the request timeout. A copy of `request` is
+    /// kept for an attempt after the first; pushes use
+    /// [`send_rebuilding`](Self::send_rebuilding), which keeps none.
     pub async fn send(&self, request: Request<Bytes>) -> Result<Response, TransportError> {
+        let copy = request.clone();
+        self.send_rebuilding(request, || Some(copy.clone())).await
+    }
+
+    /// [`send`](Self::send) without a copy of `request`: the first attempt hands the request
+    /// to h2 whole, and only an attempt after a failure that left it unprocessed (see
+    /// [`decide`]) calls `again` for a new one — `None` gives up with that failure. Most pushes
+    /// take one attempt, so most never build a second request.
+    pub async fn send_rebuilding(
+        &self,
+        request: Request<Bytes>,
+        again: impl Fn() -> Option<Request<Bytes>> + Sync,
+    ) -> Result<Response, TransportError> {
         let timeout = self.options.request_timeout;
-        match tokio::time::timeout(timeout, self.send_inner(request)).await {
+        match tokio::time::timeout(timeout, self.send_inner(request, &again)).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::Timeout(timeout)),
         }
     }
 
-    async fn send_inner(&self, request: Request<Bytes>) -> Result<Response, TransportError> {
-        let (parts, body) = request.into_parts();
-        let mut target = uri::Parts::default();
-        target.scheme = Some(self.scheme.clone());
-        target.authority = Some(self.authority.clone());
-        target.path_and_query = Some(
-            parts
-                .uri
-                .into_parts()
-                .path_and_query
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
-        let mut head = Request::new(());
-        *head.method_mut() = parts.method;
-        *head.headers_mut() = parts.headers;
-        *head.uri_mut() = Uri::from_parts(target).map_err(|e| TransportError::InvalidEndpoint {
-            endpoint: self.origin(),
-            reason: e.to_string(),
-        })?;
+    async fn send_inner(
+        &self,
+        request: Request<Bytes>,
+        again: &(dyn Fn() -> Option<Request<Bytes>> + Sync),
+    ) -> Result<Response, TransportError> {
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let mut request = Some(request);
         let mut reconnected = false;
         for attempt in 0..MAX_SEND_ATTEMPTS {
             let attempts_left = attempt + 1 < MAX_SEND_ATTEMPTS;
             let conn = self.sender(slot).await?;
-            // h2 takes the head; an attempt that may be followed by another sends a copy.
-            let this = if attempts_left {
-                head.clone()
-            } else {
-                std::mem::take(&mut head)
-            };
-            let failure = match exchange(conn.sender.clone(), this, &body).await {
+            let (head, body) = self.on_origin(request.take().expect("a request per attempt"))?;
+            let failure = match exchange(conn.sender.clone(), head, body).await {
                 Ok(response) => {
                     let (head, body) = response.into_parts();
                     return Ok(Response {
@@ -282,17 +279,41 @@ impl H2Pool {
             if failure.error.is_go_away() || failure.error.is_io() {
                 self.forget(slot, conn.generation).await;
             }
-            match decide(
+            let next = decide(
                 Failed::of(&failure.error, failure.sent),
                 attempts_left,
                 reconnected,
-            ) {
-                Next::SameConnection => {}
-                Next::NewConnection => reconnected = true,
-                Next::GiveUp => return Err(TransportError::Connection(failure.error)),
+            );
+            request = match next {
+                Next::GiveUp => None,
+                Next::SameConnection | Next::NewConnection => again(),
+            };
+            if request.is_none() {
+                return Err(TransportError::Connection(failure.error));
             }
+            reconnected |= next == Next::NewConnection;
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// The head h2 sends for `request` (its URI made absolute on this pool's origin), and its
+    /// body.
+    fn on_origin(&self, request: Request<Bytes>) -> Result<(Request<()>, Bytes), TransportError> {
+        let (mut parts, body) = request.into_parts();
+        let mut target = uri::Parts::default();
+        target.scheme = Some(self.scheme.clone());
+        target.authority = Some(self.authority.clone());
+        target.path_and_query = Some(
+            std::mem::take(&mut parts.uri)
+                .into_parts()
+                .path_and_query
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        parts.uri = Uri::from_parts(target).map_err(|e| TransportError::InvalidEndpoint {
+            endpoint: self.origin(),
+            reason: e.to_string(),
+        })?;
+        Ok((Request::from_parts(parts, ()), body))
     }
 
     /// The connection of `slot`, opening one when there is none or it closed. Requests racing

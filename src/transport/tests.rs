@@ -137,3 +137,47 @@ async fn a_request_on_a_silent_connection_fails_when_the_pong_is_late() {
     assert!(started.elapsed() < Duration::from_secs(12));
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
+
+/// A request the peer refused (REFUSED_STREAM) goes again as `again` builds it, not as a copy
+/// of the first; one that cannot be built again ends with the refusal.
+#[tokio::test]
+async fn a_refused_request_is_sent_again_as_rebuilt() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut conn = h2::server::handshake(socket).await.unwrap();
+        // Every other stream is refused; the rest are answered 200 when rebuilt.
+        let mut refuse = true;
+        while let Some(Ok((request, mut respond))) = conn.accept().await {
+            if refuse {
+                respond.send_reset(Reason::REFUSED_STREAM);
+            } else {
+                let status = if request.uri().path() == "/again" {
+                    200
+                } else {
+                    500
+                };
+                let response = http::Response::builder().status(status).body(()).unwrap();
+                respond.send_response(response, true).unwrap();
+            }
+            refuse = !refuse;
+        }
+    });
+    let options = PoolOptions {
+        connections: 1,
+        ..PoolOptions::default()
+    };
+    let pool = H2Pool::new(&endpoint, options).unwrap();
+    let rebuilt = AtomicUsize::new(0);
+    let again = || {
+        rebuilt.fetch_add(1, Ordering::SeqCst);
+        Some(Request::get("/again").body(Bytes::new()).unwrap())
+    };
+    let response = pool.send_rebuilding(ping(), again).await.unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(rebuilt.load(Ordering::SeqCst), 1);
+
+    let error = pool.send_rebuilding(ping(), || None).await.unwrap_err();
+    assert!(matches!(error, TransportError::Connection(_)), "{error}");
+}

@@ -8,6 +8,8 @@
 //! rather than silently dropped. Whether another consumer still holds its entry is asked of the
 //! queue (one pipelined round trip), only when such claims turn up.
 
+use std::sync::Arc;
+
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
@@ -17,7 +19,7 @@ use super::super::ledger::{
 use super::super::outage::StoreFailure;
 use super::super::Shared;
 use super::Target;
-use crate::domain::now_ms;
+use crate::domain::{now_ms, CallContent};
 use crate::event::CallEvent;
 
 /// What the claims found.
@@ -45,7 +47,7 @@ pub(super) async fn claim<'t>(
     shared: &Shared,
     event: &CallEvent,
     entry_id: &str,
-    targets: &'t [Target],
+    targets: &'t Arc<Vec<Target>>,
 ) -> Result<Claimed<'t>, StoreFailure> {
     let me = Holder {
         consumer: shared.consumer.clone(),
@@ -54,7 +56,7 @@ pub(super) async fn claim<'t>(
         since_ms: now_ms(),
     };
     let expire_at = event.deadline_ms() + CLAIM_MARGIN_MS;
-    let mut claims = first_claims(shared, event, &me, targets, expire_at).await?;
+    let (me, mut claims) = first_claims(shared, event, me, targets, expire_at).await?;
 
     // Held claims: which of them are stale?
     let held: Vec<(usize, Option<Holder>)> = claims
@@ -103,41 +105,45 @@ pub(super) async fn claim<'t>(
     })
 }
 
-/// One event's first claims, served with others' ([`serve`]).
+/// One event's first claims, served with others' ([`serve`]). It shares the event's call and
+/// targets and lends its holder, which comes back with the answer, so asking copies nothing.
 pub(in crate::dispatch) struct ClaimAsk {
-    pub(in crate::dispatch) call_sid: String,
-    pub(in crate::dispatch) me: Holder,
-    /// The device keys to claim (free devices only).
-    pub(in crate::dispatch) devices: Vec<String>,
-    pub(in crate::dispatch) expire_at_ms: u64,
-    /// The claims, or why they could not be made (an outage is logged once, by [`serve`]).
-    pub(in crate::dispatch) answer: oneshot::Sender<Result<Vec<Claim>, StoreFailure>>,
+    call: Arc<CallContent>,
+    me: Holder,
+    /// The event's targets, whose device keys are claimed (free devices only).
+    targets: Arc<Vec<Target>>,
+    expire_at_ms: u64,
+    answer: oneshot::Sender<ClaimAnswer>,
 }
+
+/// The holder an ask lent, and the claims or why they could not be made (an outage is logged
+/// once, by [`serve`]).
+type ClaimAnswer = (Holder, Result<Vec<Claim>, StoreFailure>);
 
 /// Make the claims of every event of `batch` in one [`SentLedger::claim_many`] and answer each.
 ///
 /// [`SentLedger::claim_many`]: super::super::ledger::SentLedger::claim_many
 pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<ClaimAsk>) {
-    let requests: Vec<Vec<ClaimRequest>> = batch
-        .iter()
-        .map(|ask| {
-            ask.devices
-                .iter()
-                .map(|device| ClaimRequest {
-                    device,
-                    take_over: None,
-                })
-                .collect()
-        })
-        .collect();
+    // The requests of every event in one list, each event's a slice of it.
+    let mut requests = Vec::with_capacity(batch.iter().map(|ask| ask.targets.len()).sum());
+    for ask in &batch {
+        requests.extend(ask.targets.iter().map(|target| ClaimRequest {
+            device: &target.device,
+            take_over: None,
+        }));
+    }
+    let mut rest = requests.as_slice();
     let calls: Vec<ClaimCall> = batch
         .iter()
-        .zip(&requests)
-        .map(|(ask, requests)| ClaimCall {
-            call_sid: &ask.call_sid,
-            me: &ask.me,
-            requests,
-            expire_at_ms: ask.expire_at_ms,
+        .map(|ask| {
+            let (requests, others) = rest.split_at(ask.targets.len());
+            rest = others;
+            ClaimCall {
+                call_sid: &ask.call.call_sid,
+                me: &ask.me,
+                requests,
+                expire_at_ms: ask.expire_at_ms,
+            }
         })
         .collect();
     let answers = shared.ledger.claim_many(&calls).await;
@@ -146,7 +152,7 @@ pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<ClaimAsk>) {
         .outage
         .judge_all("claim_devices", "claiming devices", answers);
     for (ask, claims) in batch.into_iter().zip(answers) {
-        let _ = ask.answer.send(claims);
+        let _ = ask.answer.send((ask.me, claims));
     }
 }
 
@@ -155,15 +161,15 @@ pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<ClaimAsk>) {
 async fn first_claims(
     shared: &Shared,
     event: &CallEvent,
-    me: &Holder,
-    targets: &[Target],
+    me: Holder,
+    targets: &Arc<Vec<Target>>,
     expire_at: u64,
-) -> Result<Vec<Claim>, StoreFailure> {
+) -> Result<(Holder, Vec<Claim>), StoreFailure> {
     let (answer, got) = oneshot::channel();
     let ask = ClaimAsk {
-        call_sid: event.call_sid().to_string(),
-        me: me.clone(),
-        devices: targets.iter().map(|t| t.device.clone()).collect(),
+        call: event.call.clone(),
+        me,
+        targets: targets.clone(),
         expire_at_ms: expire_at,
         answer,
     };
@@ -175,9 +181,17 @@ async fn first_claims(
         }
         None => serve(shared, vec![ask]).await,
     }
-    got.await
-        .unwrap_or(Err(StoreFailure::Unavailable))
-        .inspect_err(|_| debug!("cannot claim devices"))
+    match got.await {
+        Ok((me, Ok(claims))) => Ok((me, claims)),
+        Ok((_, Err(failure))) => {
+            debug!("cannot claim devices");
+            Err(failure)
+        }
+        Err(_) => {
+            debug!("cannot claim devices");
+            Err(StoreFailure::Unavailable)
+        }
+    }
 }
 
 async fn ledger_claim(

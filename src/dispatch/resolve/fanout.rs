@@ -16,29 +16,27 @@ use super::super::push::{push_until_final, DeviceEnd};
 use super::super::{sleep_or_stop, Shared};
 use super::claim::Claimed;
 use super::decide::DeviceReport;
+use super::Target;
 use crate::domain::{mask_device_token, now_ms};
-use crate::event::{stream_id_ms, CallEvent};
+use crate::event::CallEvent;
 
 /// Push every fresh device of `claimed`; one report per device, in order.
-pub(super) async fn fan_out(
+pub(super) async fn fan_out<'t>(
     shared: &Shared,
     event: &CallEvent,
-    claimed: &Claimed<'_>,
+    claimed: &Claimed<'t>,
 ) -> Vec<DeviceReport> {
     let first_accepted = AtomicBool::new(false);
-    let stream_ms = stream_id_ms(&event.id);
     let record = records_sent(claimed);
-    join_all(claimed.fresh.iter().map(|t| {
+    let push_one = |t: &'t Target| {
         let first_accepted = &first_accepted;
         async move {
             let push = t.binding.push(event.call.clone());
             let (mut end, attempts) = push_until_final(shared, t.provider.as_ref(), push).await;
             if matches!(end, DeviceEnd::Delivered) {
                 if !first_accepted.swap(true, Ordering::Relaxed) {
-                    if let Some(at) = stream_ms {
-                        let seconds = now_ms().saturating_sub(at) as f64 / 1000.0;
-                        shared.metrics.event_latency(event.kind().as_str(), seconds);
-                    }
+                    let seconds = now_ms().saturating_sub(event.enqueued_at_ms) as f64 / 1000.0;
+                    shared.metrics.event_latency(event.kind().as_str(), seconds);
                 }
                 if record && !record_sent(shared, event, claimed, &t.device).await {
                     // Stopping before the ledger knew: the entry stays pending, and whoever
@@ -64,8 +62,12 @@ pub(super) async fn fan_out(
                 label,
             }
         }
-    }))
-    .await
+    };
+    // Most events go to one device: no futures to join for it.
+    match claimed.fresh.as_slice() {
+        [only] => vec![push_one(only).await],
+        many => join_all(many.iter().map(|&t| push_one(t))).await,
+    }
 }
 
 /// Whether the fan-out records accepted pushes itself: with several devices; the push of a

@@ -22,6 +22,8 @@ mod fanout;
 mod settle;
 mod targets;
 
+use std::sync::Arc;
+
 use tracing::info;
 
 use super::ledger::Settlement;
@@ -65,8 +67,8 @@ pub(super) async fn resolve_timed(
         Err(err) => {
             info!(error = %err, "malformed call event dead-lettered");
             let result = EventResult {
-                call_sid: entry.field("call_sid").unwrap_or_default().to_string(),
-                to: entry.field("to").unwrap_or_default().to_string(),
+                call_sid: entry.field("call_sid").unwrap_or_default().into(),
+                to: entry.field("to").unwrap_or_default().into(),
                 outcome: EventOutcome::Malformed,
                 devices: 0,
                 delivered: 0,
@@ -91,7 +93,8 @@ pub(super) async fn resolve_timed(
     let targets = loop {
         match targets::resolve(shared, &event).await {
             Err(StoreFailure::Unavailable) if wait_out(shared, &event, &mut backoff).await => {}
-            Ok(targets) => break targets,
+            // Shared with the claim stage, which claims their devices.
+            Ok(targets) => break Arc::new(targets),
             Err(failure) => return store_failed(&event, failure),
         }
     };
@@ -132,7 +135,7 @@ pub(super) async fn resolve_timed(
     if event.kind() == PushKind::Incoming && !shared.limits.allow_call(&event.call.callee).await {
         info!("callee over its call rate limit; event dead-lettered");
         shared.metrics.rate_limited(RateScope::Callee);
-        let released = settle::release_all(&event, &claimed);
+        let released = settle::release_all(&event, claimed);
         let detail =
             "the callee received more incoming calls than limits.calls_per_identity_per_min";
         return final_of(
@@ -147,8 +150,8 @@ pub(super) async fn resolve_timed(
     }
     let ends = fanout::fan_out(shared, &event, &claimed).await;
     clock.lap(Stage::Push);
-    let settlement = settle::settle(shared, &event, &claimed, &ends).await;
     let decision = decide::decide(devices, claimed.earlier_sent, claimed.skipped(), &ends);
+    let settlement = settle::settle(shared, &event, claimed, &ends).await;
     if matches!(decision, Decision::LeavePending) {
         settle::settle_now(shared, &settlement).await;
     }
@@ -193,8 +196,8 @@ fn final_of(event: &CallEvent, decision: Decision, settlement: Option<Settlement
             dead,
         } => Resolution::Final(
             EventResult {
-                call_sid: event.call_sid().to_string(),
-                to: event.to().to_string(),
+                call_sid: event.call.call_sid.clone(),
+                to: event.call.callee.clone(),
                 outcome,
                 devices,
                 delivered,

@@ -19,14 +19,14 @@ use crate::domain::mask_device_token;
 use crate::event::CallEvent;
 use crate::providers::Failure;
 
-/// How the claims end, and prune dead tokens.
+/// How the claims end, and prune dead tokens. The settlement takes over the claims' holder.
 pub(super) async fn settle(
     shared: &Shared,
     event: &CallEvent,
-    claimed: &Claimed<'_>,
+    claimed: Claimed<'_>,
     ends: &[DeviceReport],
 ) -> Settlement {
-    let record_sent = !super::fanout::records_sent(claimed);
+    let record_sent = !super::fanout::records_sent(&claimed);
     let devices = claimed
         .fresh
         .iter()
@@ -47,7 +47,7 @@ pub(super) async fn settle(
 }
 
 /// Release every claim of this attempt (the event ends before anything was pushed).
-pub(super) fn release_all(event: &CallEvent, claimed: &Claimed<'_>) -> Settlement {
+pub(super) fn release_all(event: &CallEvent, claimed: Claimed<'_>) -> Settlement {
     let all = claimed
         .fresh
         .iter()
@@ -58,12 +58,12 @@ pub(super) fn release_all(event: &CallEvent, claimed: &Claimed<'_>) -> Settlemen
 
 fn settlement(
     event: &CallEvent,
-    claimed: &Claimed<'_>,
+    claimed: Claimed<'_>,
     devices: Vec<(String, Settle)>,
 ) -> Settlement {
     Settlement {
         call_sid: event.call_sid().to_string(),
-        me: claimed.me.clone(),
+        me: claimed.me,
         devices,
     }
 }

@@ -26,7 +26,8 @@ pub(in crate::dispatch) struct Target {
 
 /// One event's request for its callee's bindings, served with others ([`serve`]).
 pub(in crate::dispatch) struct Lookup {
-    pub(in crate::dispatch) identity: String,
+    /// Shared with the event.
+    pub(in crate::dispatch) identity: Arc<str>,
     /// The bindings, or why they could not be read (an outage is logged once, by [`serve`]).
     pub(in crate::dispatch) answer: oneshot::Sender<Result<Vec<Binding>, StoreFailure>>,
 }
@@ -42,8 +43,8 @@ pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<Lookup>) {
     let index: Vec<usize> = batch
         .iter()
         .map(|l| {
-            let i = *position.entry(&l.identity).or_insert_with(|| {
-                distinct.push(&l.identity);
+            let i = *position.entry(&*l.identity).or_insert_with(|| {
+                distinct.push(&*l.identity);
                 askers.push(0);
                 distinct.len() - 1
             });
@@ -73,12 +74,9 @@ pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<Lookup>) {
 
 /// The callee's bindings: through the lookup stage when the pool runs one, else served alone
 /// here (the unit tests' pools).
-async fn bindings(shared: &Shared, identity: &str) -> Result<Vec<Binding>, StoreFailure> {
+async fn bindings(shared: &Shared, identity: Arc<str>) -> Result<Vec<Binding>, StoreFailure> {
     let (answer, got) = oneshot::channel();
-    let lookup = Lookup {
-        identity: identity.to_string(),
-        answer,
-    };
+    let lookup = Lookup { identity, answer };
     match shared.batches.as_ref() {
         Some(stage) => {
             if stage.lookups.send(lookup).await.is_err() {
@@ -96,9 +94,11 @@ pub(super) async fn resolve(
     shared: &Shared,
     event: &CallEvent,
 ) -> Result<Vec<Target>, StoreFailure> {
-    let bindings = bindings(shared, event.to()).await.inspect_err(|_| {
-        debug!("cannot resolve bindings");
-    })?;
+    let bindings = bindings(shared, event.call.callee.clone())
+        .await
+        .inspect_err(|_| {
+            debug!("cannot resolve bindings");
+        })?;
     Ok(bindings
         .into_iter()
         .filter(|b| event.credential.as_ref().is_none_or(|c| *c == b.credential))
