@@ -67,7 +67,28 @@ pub fn sent_value(entry: &str) -> String {
     format!("{SENT}|{entry}")
 }
 
+/// [`sent_value`] in the pieces it is made of, to be written without joining them first.
+pub(crate) fn sent_value_parts(entry: &str) -> [&[u8]; 3] {
+    [SENT.as_bytes(), b"|", entry.as_bytes()]
+}
+
 impl Holder {
+    /// [`Holder::encode`] in the pieces it is made of (`since` holds the digits of its time),
+    /// to be written without joining them first.
+    pub(crate) fn encode_parts<'a>(&'a self, since: &'a mut [u8; 20]) -> [&'a [u8]; 9] {
+        [
+            SENDING.as_bytes(),
+            b"|",
+            crate::redis_conn::wire::digits(self.since_ms, since),
+            b"|",
+            self.instance.as_bytes(),
+            b"|",
+            self.entry.as_bytes(),
+            b"|",
+            self.consumer.as_bytes(),
+        ]
+    }
+
     /// The stored form of a claim held by `self`.
     pub fn encode(&self) -> String {
         format!(

@@ -284,7 +284,9 @@ impl RedisSentLedger {
                 let mut out = Commands::with_capacity(calls.len() * 512);
                 for c in calls.iter().filter(|c| !c.requests.is_empty()) {
                     let key = self.keys.sent_parts(c.call_sid);
-                    lean::claim_free_wire(&mut out, &key, &c.me.encode(), c.requests, ttl_ms(c));
+                    let mut since = [0; 20];
+                    let me = c.me.encode_parts(&mut since);
+                    lean::claim_free_wire(&mut out, &key, &me, c.requests, ttl_ms(c));
                 }
                 match wire.send(out).await {
                     Ok(replies) => {

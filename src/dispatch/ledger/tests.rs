@@ -100,6 +100,17 @@ fn holders_round_trip_even_with_bars_in_the_consumer_name() {
 }
 
 #[test]
+fn the_values_written_in_pieces_are_the_stored_forms() {
+    let h = holder("pod|7", "ab12", "1700000000000-3");
+    let mut since = [0; 20];
+    assert_eq!(h.encode_parts(&mut since).concat(), h.encode().as_bytes());
+    assert_eq!(
+        super::sent_value_parts("1-0").concat(),
+        super::sent_value("1-0").as_bytes()
+    );
+}
+
+#[test]
 fn liveness_of_a_held_claim() {
     let me = holder("c1", "i1", "5-0");
     let none_in_flight = |_: &str| false;

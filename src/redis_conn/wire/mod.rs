@@ -28,7 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-pub use resp::{server_error, Commands, Items, Replies, Reply};
+pub use resp::{digits, server_error, Commands, Items, Replies, Reply};
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]

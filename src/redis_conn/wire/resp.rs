@@ -89,6 +89,12 @@ impl Commands {
     }
 }
 
+/// `n` in decimal, written into `out` (a word of a longer value: [`Commands::arg_parts`]).
+pub fn digits(n: u64, out: &mut [u8; 20]) -> &[u8] {
+    let at = decimal(n, out);
+    &out[at..]
+}
+
 /// `n` in decimal at the end of `out`; the index its first digit is at.
 fn decimal(mut n: u64, out: &mut [u8; 20]) -> usize {
     let mut at = out.len();

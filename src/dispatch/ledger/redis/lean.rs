@@ -80,7 +80,7 @@ pub(super) fn claim_free(key: &str, me: &str, requests: &[ClaimRequest], ttl_ms:
 pub(super) fn claim_free_wire(
     out: &mut Commands,
     key: &[&[u8]],
-    me: &str,
+    me: &[&[u8]],
     requests: &[ClaimRequest],
     ttl_ms: u64,
 ) {
@@ -90,7 +90,7 @@ pub(super) fn claim_free_wire(
             .arg("HSETNX")
             .arg_parts(key)
             .arg(r.device)
-            .arg(me);
+            .arg_parts(me);
     }
     for r in requests {
         out.command(3).arg("HGET").arg_parts(key).arg(r.device);
@@ -161,13 +161,13 @@ pub(super) fn mark_sent_wire(
     entry: &str,
     devices: &[(String, Settle)],
 ) {
-    let sent = super::super::sent_value(entry);
+    let sent = super::super::sent_value_parts(entry);
     out.command(1).arg("MULTI");
     out.command(2 + 2 * devices.len())
         .arg("HSET")
         .arg_parts(key);
     for (device, _) in devices {
-        out.arg(device).arg(&sent);
+        out.arg(device).arg_parts(&sent);
     }
     out.command(4)
         .arg("PEXPIRE")
