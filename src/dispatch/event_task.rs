@@ -19,9 +19,10 @@ pub(super) async fn handle(
     shared: Arc<Shared>,
     jobs: mpsc::Sender<finish::Job>,
     entry: StreamEntry,
+    id: Arc<str>,
     _slot: OwnedSemaphorePermit,
 ) {
-    let _in_flight = InFlight(&shared, entry.id.clone());
+    let _in_flight = InFlight(&shared, id);
     if let Some(at) = stream_id_ms(&entry.id) {
         let waited = now_ms().saturating_sub(at) as f64 / 1000.0;
         shared.metrics.stages.observe(Stage::Read, waited);

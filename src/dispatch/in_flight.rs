@@ -11,12 +11,15 @@ use tracing::warn;
 use super::Shared;
 
 impl Shared {
-    /// Note that work on `id` starts; false when it is already in flight here.
-    pub(super) fn start(&self, id: &str) -> bool {
+    /// Note that work on `id` starts: its entry in the in-flight set, for its [`InFlight`]
+    /// guard; `None` when it is already in flight here.
+    pub(super) fn start(&self, id: &str) -> Option<Arc<str>> {
+        let id: Arc<str> = id.into();
         self.in_flight
             .lock()
             .expect("in-flight lock")
-            .insert(id.to_string())
+            .insert(id.clone())
+            .then_some(id)
     }
 
     /// Whether this process is working on entry `id` now.
@@ -26,7 +29,7 @@ impl Shared {
 }
 
 /// Forgets an entry from the in-flight set however its task ends.
-pub(super) struct InFlight<'a>(pub(super) &'a Shared, pub(super) String);
+pub(super) struct InFlight<'a>(pub(super) &'a Shared, pub(super) Arc<str>);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -53,7 +56,7 @@ pub(super) async fn heartbeat(shared: Arc<Shared>, every: Duration, done: Cancel
             .lock()
             .expect("in-flight lock")
             .iter()
-            .cloned()
+            .map(|id| id.to_string())
             .collect();
         if ids.is_empty() {
             continue;

@@ -99,9 +99,9 @@ pub(crate) struct Shared {
     /// Which devices each call already pushed.
     ledger: Arc<dyn SentLedger>,
     /// This process's consumer name, as its ledger claims record it.
-    consumer: String,
+    consumer: Arc<str>,
     /// A random id of this process, new at every start (see [`ledger::Holder`]).
-    instance: String,
+    instance: Arc<str>,
     /// Push slots of the pool.
     pushes: Semaphore,
     /// Push slots of each credential (by SID), taken before a pool slot.
@@ -113,7 +113,7 @@ pub(crate) struct Shared {
     /// Whether Redis is failing, logged once per outage.
     outage: Outage,
     /// Stream ids of the entries this process is working on.
-    in_flight: Mutex<HashSet<String>>,
+    in_flight: Mutex<HashSet<Arc<str>>>,
     /// Cancelled when the grace period is over: tasks stop where they are.
     hard_stop: CancellationToken,
     /// Events, latency, retries, prunes, call rate limits.
@@ -160,8 +160,8 @@ impl Dispatcher {
         let (lookups, lookup_inbox) = mpsc::channel(capacity);
         let (claims, claim_inbox) = mpsc::channel(capacity);
         let shared = Arc::new(Shared {
-            consumer: parts.queue.consumer().to_string(),
-            instance: new_instance(),
+            consumer: parts.queue.consumer().into(),
+            instance: new_instance().into(),
             store: parts.store,
             queue: parts.queue,
             credential_slots: slots::CredentialSlots::new(
@@ -302,14 +302,14 @@ impl Dispatcher {
             for entry in entries {
                 // A reclaimed entry this process is still working on (its touches failed
                 // during an outage) must not run twice here.
-                if !self.shared.start(&entry.id) {
+                let Some(id) = self.shared.start(&entry.id) else {
                     continue;
-                }
+                };
                 let permit = permits
                     .split(1)
                     .expect("no more entries are read than slots were taken");
                 let span = tracing::info_span!("event", stream_id = %entry.id, call_sid = entry.field("call_sid").unwrap_or(""));
-                let event = handle(self.shared.clone(), jobs.clone(), entry, permit);
+                let event = handle(self.shared.clone(), jobs.clone(), entry, id, permit);
                 tracker.spawn(event.instrument(span));
             }
         }

@@ -29,6 +29,8 @@
 pub mod memory;
 pub mod redis;
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 
 use crate::backend::BackendError;
@@ -44,10 +46,10 @@ pub const CLAIM_MARGIN_MS: u64 = 60_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
     /// The stream consumer name of the process (`stream.consumer`).
-    pub consumer: String,
+    pub consumer: Arc<str>,
     /// A random id of the process, new at every start: tells a restarted daemon that kept its
     /// consumer name from the one that died.
-    pub instance: String,
+    pub instance: Arc<str>,
     /// The stream id of the entry the claim was made for.
     pub entry: String,
     /// When the claim was made, ms since the Unix epoch.
@@ -105,9 +107,9 @@ impl Holder {
             return None;
         }
         let since_ms = parts.next()?.parse().ok()?;
-        let instance = parts.next()?.to_string();
+        let instance = parts.next()?.into();
         let entry = parts.next()?.to_string();
-        let consumer = parts.next()?.to_string();
+        let consumer = parts.next()?.into();
         Some(Holder {
             consumer,
             instance,
@@ -237,7 +239,7 @@ pub fn liveness(
     }
     Liveness::IfPendingWith {
         entry: held.entry.clone(),
-        consumer: held.consumer.clone(),
+        consumer: held.consumer.to_string(),
     }
 }
 
