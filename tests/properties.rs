@@ -57,10 +57,7 @@ fn apns_token() -> impl Strategy<Value = String> {
 }
 
 fn entry(fields: Vec<(String, String)>) -> StreamEntry {
-    StreamEntry {
-        id: format!("{}-0", now_ms()),
-        fields,
-    }
+    StreamEntry::from_slice(format!("{}-0", now_ms()), &fields)
 }
 
 proptest! {

@@ -95,13 +95,7 @@ async fn an_entry_the_store_refuses_for_good_is_narrowed_down_and_the_rest_are_r
     let f = Fixture::start().await;
     let (q, mut entries) = f.read_calls("c1", &["CA1", "CA2"]).await;
     // An id Redis refuses in every command ("ERR Invalid stream ID"), between two good ones.
-    entries.insert(
-        1,
-        StreamEntry {
-            id: "not-an-id".into(),
-            fields: call("CA-bad"),
-        },
-    );
+    entries.insert(1, StreamEntry::from_slice("not-an-id", &call("CA-bad")));
     let results = [delivered("CA1"), dead_lettered("CA-bad"), delivered("CA2")];
     let letter = dead();
     let items = finishes(&entries, &results, &letter);

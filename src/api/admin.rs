@@ -89,12 +89,9 @@ pub async fn enqueue_call(
     let fields = body.into_fields();
     // A probe entry stamped now: the same parse the consumer runs, so a bad event is refused
     // here instead of becoming a `malformed` dead letter.
-    let probe = StreamEntry {
-        id: format!("{}-0", now_ms()),
-        fields,
-    };
+    let probe = StreamEntry::from_slice(format!("{}-0", now_ms()), &fields);
     let event = CallEvent::parse(&probe).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    let id = ctx.queue.enqueue(&probe.fields).await?;
+    let id = ctx.queue.enqueue(&fields).await?;
     info!(id = %id, call_sid = %event.call_sid(), to = %event.to(), kind = event.kind().as_str(),
         "call event enqueued");
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"id": id}))).into_response())

@@ -61,10 +61,7 @@ pub(super) async fn run(a: EnqueueArgs) -> Result<(), CliError> {
         fields.push(("params".into(), params));
     }
     // The same validation the consumer applies, so a typo fails here and not as a dead letter.
-    let probe = StreamEntry {
-        id: format!("{}-0", now_ms()),
-        fields: fields.clone(),
-    };
+    let probe = StreamEntry::from_slice(format!("{}-0", now_ms()), &fields);
     CallEvent::parse(&probe)
         .map_err(|e| CliError::Usage(format!("--{} {}", e.field.replace('_', "-"), e.problem)))?;
     let (queue, _) = daemon::redis_backends(&settings).await?;
@@ -72,11 +69,8 @@ pub(super) async fn run(a: EnqueueArgs) -> Result<(), CliError> {
     if a.json {
         println!("{}", serde_json::json!({ "id": id }));
     } else {
-        let event = CallEvent::parse(&StreamEntry {
-            id: id.clone(),
-            fields,
-        })
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        let event = CallEvent::parse(&StreamEntry::from_slice(id.clone(), &fields))
+            .map_err(|e| CliError::Usage(e.to_string()))?;
         println!(
             "enqueued {id}: {} call {} to {}",
             event.kind().as_str(),

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::fixtures::*;
 use crate::domain::Platform;
-use crate::event::StreamEntry;
 use crate::outcome::{DeadReason, EventOutcome};
 use crate::providers::Outcome;
 
@@ -192,10 +191,8 @@ async fn malformed_and_expired_entries_end_at_once() {
     assert_eq!(dead.reason, DeadReason::Malformed);
     assert!(dead.detail.contains("`to`"), "{}", dead.detail);
 
-    let old = StreamEntry {
-        id: "1000-0".into(),
-        fields: incoming("alice").fields,
-    };
+    let mut old = incoming("alice");
+    old.id = "1000-0".into();
     let (result, dead) = final_of(&s, &old).await;
     assert_eq!(result.outcome, EventOutcome::Expired);
     assert_eq!(dead.unwrap().reason, DeadReason::Expired);

@@ -13,8 +13,8 @@ use crate::event::StreamEntry;
 impl From<StreamEntry> for DeadEntry {
     fn from(e: StreamEntry) -> Self {
         DeadEntry {
+            fields: e.to_pairs(),
             id: e.id,
-            fields: e.fields,
         }
     }
 }

@@ -208,3 +208,27 @@ fn malformed_names_the_field() {
     .unwrap_err();
     assert_eq!(err.field, "to");
 }
+
+#[test]
+fn an_entry_keeps_its_fields_in_order_empty_and_repeated_ones_included() {
+    let fields = [
+        ("to", "alice"),
+        ("", ""),
+        ("x", "é ✓"),
+        ("to", "bob"),
+        ("y", ""),
+    ];
+    let e = StreamEntry::of("1-0", &fields);
+    assert_eq!(e.fields().collect::<Vec<_>>(), fields);
+    assert_eq!(e.len(), 5);
+    assert_eq!(
+        e.field("to"),
+        Some("alice"),
+        "the first of a repeated field"
+    );
+    assert_eq!(e.field("y"), Some(""));
+    assert_eq!(e.field("z"), None);
+    let owned = e.to_pairs();
+    assert_eq!(StreamEntry::from_slice("1-0", &owned), e);
+    assert!(StreamEntry::of("2-0", &[]).is_empty());
+}

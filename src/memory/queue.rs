@@ -102,10 +102,9 @@ impl Streams {
     }
 
     fn entry(&self, id: Id) -> Option<StreamEntry> {
-        self.calls.get(&id).map(|fields| StreamEntry {
-            id: format_id(id),
-            fields: fields.clone(),
-        })
+        self.calls
+            .get(&id)
+            .map(|fields| StreamEntry::from_slice(format_id(id), fields))
     }
 }
 
@@ -346,13 +345,13 @@ impl CallQueue for MemoryCallQueue {
             return Ok(());
         }
         if limits.results > 0 {
-            let fields = result
-                .fields()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+            let fields = result.fields().map(|(k, v)| (k, v.to_string()));
             let id = format_id(s.next_id());
-            push_capped(&mut s.results, StreamEntry { id, fields }, limits.results);
+            push_capped(
+                &mut s.results,
+                StreamEntry::from_pairs(id, fields),
+                limits.results,
+            );
         }
         if let Some(dead) = dead {
             let id = s.next_id();

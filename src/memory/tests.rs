@@ -137,10 +137,7 @@ async fn trimmed_pending_entries_are_acknowledged_on_reclaim() {
     q.enqueue(&fields("CA2")).await.unwrap();
     assert!(q.claim_stale(Duration::ZERO, 10).await.unwrap().is_empty());
     assert_eq!(q.pending(), 0);
-    let entry = StreamEntry {
-        id: "bogus".into(),
-        fields: vec![],
-    };
+    let entry = StreamEntry::of("bogus", &[]);
     assert!(q.finish(&entry, &result(), None).await.is_err());
 }
 

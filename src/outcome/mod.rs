@@ -129,6 +129,6 @@ pub struct DeadLetter {
 impl DeadLetter {
     /// The fields of the dead-letter entry of `original` ([`DeadLetter::fields_of`]).
     pub fn fields(&self, original: &StreamEntry) -> Vec<(String, String)> {
-        self.fields_of(&original.fields, &original.id)
+        self.fields_of(&original.to_pairs(), &original.id)
     }
 }

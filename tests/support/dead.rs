@@ -116,7 +116,7 @@ pub async fn world_streams(world: &mut World) -> (Vec<String>, Vec<HashMap<Strin
                 queue.dead_letters().into_iter().map(|e| e.id).collect(),
                 calls
                     .into_iter()
-                    .map(|e| e.fields.into_iter().collect())
+                    .map(|e| e.to_pairs().into_iter().collect())
                     .collect(),
             )
         }

@@ -212,10 +212,7 @@ pub async fn enqueue_all(q: &RedisCallQueue, sids: &[&str]) -> Vec<String> {
 
 /// The stream entry `id` of a call to alice with the call sid `sid`.
 pub fn entry(id: &str, sid: &str) -> StreamEntry {
-    StreamEntry {
-        id: id.to_string(),
-        fields: call(sid),
-    }
+    StreamEntry::from_slice(id, &call(sid))
 }
 
 /// A dead letter of `reason` after `attempts`, failed at a fixed time.

@@ -214,7 +214,8 @@ impl World {
             if entries.len() >= n || start.elapsed() > timeout {
                 return entries
                     .into_iter()
-                    .map(|e| (e.id, e.fields.into_iter().collect()))
+                    .map(|e| (e.to_pairs().into_iter().collect(), e.id))
+                    .map(|(fields, id)| (id, fields))
                     .collect();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -134,8 +134,8 @@ impl RedisCallQueue {
             .map(|(id, item)| {
                 item.dead
                     .map(|d| match fields {
-                        DeadFields::Full => d.fields_of(&item.entry.fields, id),
-                        DeadFields::Bare => d.bare_fields_of(&item.entry.fields, id),
+                        DeadFields::Full => d.fields_of(&item.entry.to_pairs(), id),
+                        DeadFields::Bare => d.bare_fields_of(&item.entry.to_pairs(), id),
                     })
                     .unwrap_or_default()
             })

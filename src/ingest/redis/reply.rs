@@ -9,8 +9,9 @@ use redis::{ErrorKind, RedisError, Value};
 use crate::event::StreamEntry;
 use crate::redis_conn::wire::{Items, Reply};
 
-/// One entry of a reply: its id and its fields, `None` when the entry was deleted.
-pub(super) type RawEntry = (String, Option<Vec<(String, String)>>);
+/// One entry of a reply: its id and its fields (an entry whose id [`split`] fills in), `None`
+/// when the entry was deleted.
+pub(super) type RawEntry = (String, Option<StreamEntry>);
 
 fn unexpected(what: &str, value: &Value) -> RedisError {
     RedisError::from((
@@ -32,25 +33,25 @@ pub(super) fn text(value: &Value) -> Result<String, RedisError> {
 }
 
 /// Field/value pairs, flat (`[f, v, f, v]`) or as a RESP3 map; `None` for nil (deleted).
-fn fields(value: &Value) -> Result<Option<Vec<(String, String)>>, RedisError> {
+fn fields(value: &Value) -> Result<Option<StreamEntry>, RedisError> {
     match value {
         Value::Nil => Ok(None),
         Value::Array(items) => {
             if items.len() % 2 != 0 {
                 return Err(unexpected("odd number of field items", value));
             }
-            let pairs = items
-                .chunks(2)
-                .map(|kv| Ok((text(&kv[0])?, text(&kv[1])?)))
-                .collect::<Result<Vec<_>, RedisError>>()?;
-            Ok(Some(pairs))
+            let mut entry = StreamEntry::with_capacity(String::new(), items.len() / 2, 0);
+            for kv in items.chunks(2) {
+                entry.push(&text(&kv[0])?, &text(&kv[1])?);
+            }
+            Ok(Some(entry))
         }
         Value::Map(pairs) => {
-            let pairs = pairs
-                .iter()
-                .map(|(k, v)| Ok((text(k)?, text(v)?)))
-                .collect::<Result<Vec<_>, RedisError>>()?;
-            Ok(Some(pairs))
+            let mut entry = StreamEntry::with_capacity(String::new(), pairs.len(), 0);
+            for (k, v) in pairs {
+                entry.push(&text(k)?, &text(v)?);
+            }
+            Ok(Some(entry))
         }
         other => Err(unexpected("expected fields", other)),
     }
@@ -138,8 +139,8 @@ fn entries_wire(list: Option<Reply<'_>>) -> Result<Vec<RawEntry>, RedisError> {
     Ok(out)
 }
 
-/// [`fields`] off the wire.
-fn fields_wire(value: Option<Reply<'_>>) -> Result<Option<Vec<(String, String)>>, RedisError> {
+/// [`fields`] off the wire, copied once into the entry's one string.
+fn fields_wire(value: Option<Reply<'_>>) -> Result<Option<StreamEntry>, RedisError> {
     let mut items: Items<'_> = match value {
         Some(Reply::Nil) | None => return Ok(None),
         Some(Reply::Array(items)) => items,
@@ -151,11 +152,30 @@ fn fields_wire(value: Option<Reply<'_>>) -> Result<Option<Vec<(String, String)>>
             &Reply::Array(items),
         ));
     }
-    let mut pairs = Vec::with_capacity(items.remaining() / 2);
+    let bytes = items
+        .clone()
+        .map(|item| match item {
+            Reply::Bulk(b) => b.len(),
+            _ => 0,
+        })
+        .sum();
+    let mut entry = StreamEntry::with_capacity(String::new(), items.remaining() / 2, bytes);
     while items.remaining() > 0 {
-        pairs.push((text_wire(items.next())?, text_wire(items.next())?));
+        let (name, value) = (items.next(), items.next());
+        entry.push(&word_wire(&name)?, &word_wire(&value)?);
     }
-    Ok(Some(pairs))
+    Ok(Some(entry))
+}
+
+/// A field name or value off the wire, borrowed when it is UTF-8 (as [`text`] reads it).
+fn word_wire<'a>(value: &'a Option<Reply<'a>>) -> Result<std::borrow::Cow<'a, str>, RedisError> {
+    match value {
+        Some(Reply::Int(i)) => Ok(std::borrow::Cow::Owned(i.to_string())),
+        Some(other) => other
+            .text()
+            .ok_or_else(|| unexpected_wire("expected a string", other)),
+        None => Err(unexpected_wire("expected a string", &Reply::Nil)),
+    }
 }
 
 /// [`text`] off the wire.
@@ -200,7 +220,10 @@ pub(super) fn split(raw: Vec<RawEntry>) -> (Vec<StreamEntry>, Vec<String>) {
     let mut deleted = Vec::new();
     for (id, fields) in raw {
         match fields {
-            Some(fields) => live.push(StreamEntry { id, fields }),
+            Some(mut entry) => {
+                entry.id = id;
+                live.push(entry);
+            }
             None => deleted.push(id),
         }
     }
@@ -266,13 +289,7 @@ mod tests {
             ]),
         ])]);
         let (live, deleted) = split(read_reply(&reply).unwrap());
-        assert_eq!(
-            live,
-            vec![StreamEntry {
-                id: "1-0".into(),
-                fields: vec![("to".into(), "a".into())]
-            }]
-        );
+        assert_eq!(live, vec![StreamEntry::of("1-0", &[("to", "a")])]);
         assert_eq!(deleted, vec!["2-0".to_string()]);
     }
 

@@ -243,13 +243,7 @@ mod tests {
 
     #[test]
     fn ids_carry_their_shard() {
-        let e = tag(
-            3,
-            StreamEntry {
-                id: "1700000000000-1".into(),
-                fields: Vec::new(),
-            },
-        );
+        let e = tag(3, StreamEntry::of("1700000000000-1", &[]));
         assert_eq!(e.id, "1700000000000-1@3");
         assert_eq!(crate::event::stream_id_ms(&e.id), Some(1_700_000_000_000));
         assert_eq!(split(&e.id), Some((3, "1700000000000-1")));
@@ -265,10 +259,7 @@ mod tests {
         assert!(all_down.finish().is_err());
         let mut one_up = Gathered::default();
         one_up.add(0, Reply::Failed(err()));
-        let entry = StreamEntry {
-            id: "5-0".into(),
-            fields: Vec::new(),
-        };
+        let entry = StreamEntry::of("5-0", &[]);
         one_up.add(1, Reply::Answered(vec![entry]));
         let ids: Vec<String> = one_up.finish().unwrap().into_iter().map(|e| e.id).collect();
         assert_eq!(ids, ["5-0@1"]);

@@ -34,10 +34,7 @@ impl MemoryCallQueue {
         self.lock()
             .dead
             .iter()
-            .map(|(id, fields)| StreamEntry {
-                id: format_id(*id),
-                fields: fields.clone(),
-            })
+            .map(|(id, fields)| StreamEntry::from_slice(format_id(*id), fields))
             .collect()
     }
 
@@ -61,10 +58,7 @@ impl MemoryCallQueue {
             .dead
             .range((from, to))
             .take(count)
-            .map(|(id, fields)| StreamEntry {
-                id: format_id(*id),
-                fields: fields.clone(),
-            })
+            .map(|(id, fields)| StreamEntry::from_slice(format_id(*id), fields))
             .collect()
     }
 
