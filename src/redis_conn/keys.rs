@@ -93,33 +93,34 @@ impl Keys {
     /// no other identity's keys can collide with (they all start with `<p>id:{`), tagged `=`:
     /// they share one slot, which only such (rare) identities use.
     fn identity_key(&self, identity: &str, suffix: &str) -> String {
+        join(&self.identity_key_parts(identity, suffix))
+    }
+
+    /// [`Keys::identity_key`] in its pieces.
+    fn identity_key_parts<'a>(&'a self, identity: &'a str, suffix: &'a str) -> [&'a [u8]; 5] {
+        let p = self.prefix.as_bytes();
         if identity.starts_with('}') {
-            format!("{}id}}:{{=}}{identity}:{suffix}", self.prefix)
+            [p, b"id}:{=}", identity.as_bytes(), b":", suffix.as_bytes()]
         } else {
-            format!("{}id:{{{identity}}}:{suffix}", self.prefix)
+            [p, b"id:{", identity.as_bytes(), b"}:", suffix.as_bytes()]
         }
     }
 
     /// `<p>dev:{<credential>:<device_token>}`: which identity (and binding) owns the device token
     /// under the credential.
     pub fn device(&self, credential: &str, device_token: &str) -> String {
-        format!("{}dev:{{{credential}:{device_token}}}", self.prefix)
+        join(&self.device_parts(credential, device_token))
     }
 
     /// `<p>sent:{<call_sid>}`: hash device → push state of one call (the no-double-ring ledger,
     /// `dispatch::ledger`).
     pub fn sent(&self, call_sid: &str) -> String {
-        format!("{}sent:{{{call_sid}}}", self.prefix)
+        join(&self.sent_parts(call_sid))
     }
 
     /// [`Keys::identity_bindings`] in the pieces it is made of ([`Keys::sent_parts`]).
-    pub fn identity_bindings_parts<'a>(&'a self, identity: &'a str) -> [&'a [u8]; 4] {
-        let p = self.prefix.as_bytes();
-        if identity.starts_with('}') {
-            [p, b"id}:{=}", identity.as_bytes(), b":b"]
-        } else {
-            [p, b"id:{", identity.as_bytes(), b"}:b"]
-        }
+    pub fn identity_bindings_parts<'a>(&'a self, identity: &'a str) -> [&'a [u8]; 5] {
+        self.identity_key_parts(identity, "b")
     }
 
     /// [`Keys::device`] in the pieces it is made of ([`Keys::sent_parts`]).
@@ -144,6 +145,11 @@ impl Keys {
     pub fn named(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
+}
+
+/// A key from its pieces (every piece comes from a `&str`, so the whole is UTF-8).
+fn join(parts: &[&[u8]]) -> String {
+    String::from_utf8(parts.concat()).expect("pieces of str make a str")
 }
 
 /// Every shard's keys: `stream.shards` streams (and their results and dead letters), the
@@ -188,23 +194,6 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_in_pieces_are_the_keys() {
-        let k = Keys::new("cp:").unwrap();
-        let joined = |parts: &[&[u8]]| String::from_utf8(parts.concat()).unwrap();
-        for identity in ["alice", "}odd{one"] {
-            assert_eq!(
-                joined(&k.identity_bindings_parts(identity)),
-                k.identity_bindings(identity)
-            );
-        }
-        assert_eq!(
-            joined(&k.device_parts("CR1", "tok")),
-            k.device("CR1", "tok")
-        );
-        assert_eq!(joined(&k.sent_parts("CA1")), k.sent("CA1"));
-    }
 
     #[test]
     fn keys_carry_the_prefix_and_hash_tags() {
