@@ -36,6 +36,22 @@ impl RedisBindingStore {
         (live, expired)
     }
 
+    /// [`RedisBindingStore::live_bindings`] of one identity's hash however it was read, its
+    /// expired bindings added to `expired` (removed once the batch is read).
+    fn listed<'i, 'h>(
+        &self,
+        identity: &'i str,
+        hash: impl Iterator<Item = (Cow<'h, str>, &'h [u8])>,
+        now_ms: u64,
+        expired: &mut Vec<(&'i str, Vec<String>)>,
+    ) -> Vec<Binding> {
+        let (live, gone) = self.live_bindings(identity, hash, now_ms);
+        if !gone.is_empty() {
+            expired.push((identity, gone));
+        }
+        live
+    }
+
     /// [`BindingStore::list_many`](crate::bindings::BindingStore::list_many) in two round trips for
     /// the whole lot: every identity's `HGETALL`, then every live binding's device key. Each
     /// identity's answer is its own: a hash that cannot be read (`WRONGTYPE`) or a device key whose
@@ -64,11 +80,7 @@ impl RedisBindingStore {
                                     "HGETALL answered no list".to_string(),
                                 ));
                             };
-                            let (live, gone) = self.live_bindings(identity, pairs(items), now);
-                            if !gone.is_empty() {
-                                expired.push((*identity, gone));
-                            }
-                            Ok(live)
+                            Ok(self.listed(identity, pairs(items), now, &mut expired))
                         })
                         .collect(),
                     Err(e) => identities.iter().map(|_| Err(e.clone().into())).collect(),
@@ -92,11 +104,7 @@ impl RedisBindingStore {
                         let fields = hash
                             .iter()
                             .map(|(id, json)| (Cow::Borrowed(id.as_str()), json.as_bytes()));
-                        let (live, gone) = self.live_bindings(identity, fields, now);
-                        if !gone.is_empty() {
-                            expired.push((*identity, gone));
-                        }
-                        Ok(live)
+                        Ok(self.listed(identity, fields, now, &mut expired))
                     })
                     .collect()
             }
