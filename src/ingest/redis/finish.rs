@@ -26,9 +26,6 @@ use crate::outcome::{DeadLetter, DeadReason, Field};
 use crate::redis_conn::wire::{Commands, Reply, WireConn};
 use crate::redis_conn::ScriptCall;
 
-/// Fields of a results-stream entry ([`crate::outcome::EventResult::fields`]).
-const FINISH_RESULT_FIELDS: usize = 5;
-
 /// Which dead-letter fields a call writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DeadFields {
@@ -186,7 +183,11 @@ impl RedisCallQueue {
         dead_fields: &[Vec<(String, String)>],
     ) -> Result<Vec<i64>, RedisError> {
         let results = self.options.results_enabled;
-        let result_words = if results { 2 * FINISH_RESULT_FIELDS } else { 0 };
+        // Every result has the same fields (`EventResult::fields` is an array).
+        let result_words = match items.first() {
+            Some((_, item)) if results => 2 * item.result.fields().len(),
+            _ => 0,
+        };
         let words = 3
             + keys.len()
             + 3
