@@ -214,8 +214,10 @@ impl World {
             if entries.len() >= n || start.elapsed() > timeout {
                 return entries
                     .into_iter()
-                    .map(|e| (e.to_pairs().into_iter().collect(), e.id))
-                    .map(|(fields, id)| (id, fields))
+                    .map(|e| {
+                        let fields = e.to_pairs().into_iter().collect();
+                        (e.id, fields)
+                    })
                     .collect();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
