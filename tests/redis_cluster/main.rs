@@ -212,6 +212,20 @@ async fn a_daemon_killed_mid_run_leaves_its_entries_to_the_other() {
         "only {} FCM pushes",
         w.fcm.received()
     );
+    // More pushes waiting at Google than one daemon's FCM slots hold (half its pool: there are
+    // two credentials): the doomed one has some on the wire (on a loaded machine it can start
+    // late and have none yet at the 300th).
+    let one_daemon = knobs.max_in_flight / 2;
+    let waiting = || w.fcm.received() - w.fcm.count();
+    let since = std::time::Instant::now();
+    while waiting() <= one_daemon && since.elapsed() < RUN {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        waiting() > one_daemon,
+        "both daemons never had pushes waiting at Google at once ({} waiting)",
+        waiting()
+    );
     doomed.kill9();
     let mut left = 0;
     for keys in w.layout.shards().to_vec() {
