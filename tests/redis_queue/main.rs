@@ -301,3 +301,105 @@ async fn a_touch_does_not_count_an_entry_finished_meanwhile_as_lost() {
     let lost = q.touch(&[done.clone(), working.clone()]).await.unwrap();
     assert_eq!(lost, 0, "finished is not lost");
 }
+
+/// What `finish_many` left of `entries`: every entry either acknowledged with its one result, or
+/// still pending with none (never acknowledged without its outcome).
+async fn assert_finished_or_untouched(f: &Fixture, sids: &[&str]) {
+    let results: Vec<String> = f
+        .stream(&f.keys.results)
+        .await
+        .iter()
+        .map(|e| e.field("call_sid").unwrap().to_string())
+        .collect();
+    let pending = f.pending().await as usize;
+    assert_eq!(
+        results.len() + pending,
+        sids.len(),
+        "results {results:?} and {pending} pending for {sids:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_redis_records_an_outcome_with_its_acknowledgement_or_neither() {
+    // `maxmemory` reached: Redis refuses a script's first write that needs memory, and once a
+    // script has written lets it go on. Either way no entry may end acknowledged without its
+    // result, nor with a result and still pending.
+    let f = Fixture::start().await;
+    let sids = ["CA1", "CA2", "CA3"];
+    let (q, entries) = f.read_calls("c1", &sids).await;
+    let results: Vec<EventResult> = sids.map(delivered).into();
+    let dead = dead_letter(DeadReason::ProviderRejected, "BadDeviceToken", 1);
+    f.run(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("1"))
+        .await;
+    // A dead letter first (its write is the script's first), then results alone.
+    let items: Vec<Finish> = entries
+        .iter()
+        .zip(&results)
+        .enumerate()
+        .map(|(i, (entry, result))| Finish {
+            entry,
+            result,
+            dead: (i == 0).then_some(&dead),
+        })
+        .collect();
+    let answers = q.finish_many(&items).await;
+    f.run(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("0"))
+        .await;
+    assert_finished_or_untouched(&f, &sids).await;
+    assert_eq!(
+        answers.iter().filter(|a| a.is_ok()).count() as i64,
+        3 - f.pending().await,
+        "an entry is answered recorded exactly when it was acknowledged: {answers:?}"
+    );
+
+    // Results alone under a full Redis: acknowledged and recorded, or neither.
+    let (q, entries) = f.read_calls("c2", &["CA4", "CA5"]).await;
+    let results: Vec<EventResult> = ["CA4", "CA5"].map(delivered).into();
+    f.run(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("1"))
+        .await;
+    let items: Vec<Finish> = entries
+        .iter()
+        .zip(&results)
+        .map(|(entry, result)| Finish {
+            entry,
+            result,
+            dead: None,
+        })
+        .collect();
+    q.finish_many(&items).await;
+    f.run(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("0"))
+        .await;
+    assert_finished_or_untouched(&f, &["CA1", "CA2", "CA3", "CA4", "CA5"]).await;
+}
+
+#[tokio::test]
+async fn a_user_refused_xadd_leaves_entries_pending_not_acknowledged_without_outcome() {
+    // The script acknowledges an entry before writing its result: a user allowed XACK but not
+    // XADD must be refused before anything is acknowledged.
+    let f = Fixture::start().await;
+    let sids = ["CA1", "CA2"];
+    let (_, entries) = f.read_calls("c1", &sids).await;
+    f.run(redis::cmd("ACL").arg(&["SETUSER", "noxadd", "on", ">pw", "~*", "+@all", "-xadd"]))
+        .await;
+    let settings = callpush::config::RedisSettings {
+        url: format!("redis://noxadd:pw@127.0.0.1:{}", f.redis.port()),
+        ..f.redis.settings(&f.prefix)
+    };
+    let conn = callpush::redis_conn::connect(&settings).await.unwrap();
+    let q = queue_on(&settings, conn, f.keys.clone(), options("c1")).await;
+    let results: Vec<EventResult> = sids.map(delivered).into();
+    let items: Vec<Finish> = entries
+        .iter()
+        .zip(&results)
+        .map(|(entry, result)| Finish {
+            entry,
+            result,
+            dead: None,
+        })
+        .collect();
+    let answers = q.finish_many(&items).await;
+
+    assert!(answers.iter().all(|a| a.is_err()), "{answers:?}");
+    assert_eq!(f.pending().await, 2, "both entries still pending");
+    assert!(f.stream(&f.keys.results).await.is_empty());
+}

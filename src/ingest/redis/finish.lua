@@ -9,11 +9,18 @@
 --
 -- A script that fails stops where it is and keeps what it wrote (scripts have no rollback), so
 -- the order makes a failure leave every entry either finished or untouched:
--- - the streams written to are checked first: one that is another type of key fails the call
---   (WRONGTYPE) before anything is written;
--- - per entry the dead letter goes first (the write an entry's own fields could make fail),
---   then the result, then the XACK: the entry whose write fails has nothing written, the ones
---   before it are finished (they answer 0 when tried again), the ones after it untouched.
+-- - what could refuse a write is checked first, before anything is written: a stream written
+--   to that is another type of key (WRONGTYPE), an ACL that refuses the user XADD on it;
+-- - an entry with a dead letter is checked pending first, then its dead letter goes (the
+--   write an entry's own fields could make fail), then the result, then the XACK: the entry
+--   whose write fails has nothing written, the ones before it are finished, the ones after it
+--   untouched;
+-- - an entry with a result alone (the common case) is acknowledged first, and XACK's answer is
+--   its pending check (one command fewer than XPENDING + XACK). Its result cannot fail after
+--   that: its fields are the few short ones callpush writes, the checks above ran, and once a
+--   script has written, Redis no longer refuses its writes for memory (maxmemory), a read-only
+--   replica or a disk error (script.c, scriptVerifyOOM and scriptVerifyWriteCommandAllow:
+--   "we can't stop in the middle"). XACK is such a write.
 local writes = {[2] = false, [3] = false}
 local i = 4
 while i <= #ARGV do
@@ -29,6 +36,10 @@ for k, written in pairs(writes) do
     if kind ~= 'stream' and kind ~= 'none' then
       return redis.error_reply('WRONGTYPE ' .. KEYS[k] .. ' holds a ' .. kind .. ', not a stream')
     end
+    -- Redis 7.0 and later; older servers check each XADD as it comes (pending first there).
+    if redis.acl_check_cmd and not redis.acl_check_cmd('XADD', KEYS[k], '*', 'f', 'v') then
+      return redis.error_reply('NOPERM this user has no permission to XADD to ' .. KEYS[k])
+    end
   end
 end
 local out = {}
@@ -39,14 +50,21 @@ while i <= #ARGV do
   local n_dead = tonumber(ARGV[i + 2])
   local first = i + 3
   i = first + n_result + n_dead
-  if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) == 0 then
+  if n_dead == 0 then
+    if redis.call('XACK', KEYS[1], ARGV[1], id) == 0 then
+      out[#out + 1] = 0
+    else
+      if n_result > 0 then
+        redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, first, i - 1))
+      end
+      out[#out + 1] = 1
+    end
+  elseif #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) == 0 then
     out[#out + 1] = 0
   else
     -- The fields straight from ARGV, no table built per entry.
-    if n_dead > 0 then
-      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
-        unpack(ARGV, first + n_result, first + n_result + n_dead - 1))
-    end
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
+      unpack(ARGV, first + n_result, i - 1))
     if n_result > 0 then
       redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
         unpack(ARGV, first, first + n_result - 1))
