@@ -28,8 +28,8 @@ use tracing::warn;
 use super::{Acked, Claim, ClaimCall, ClaimRequest, Holder, SentLedger, Settle, Settlement};
 use crate::backend::BackendError;
 use crate::domain::now_ms;
-use crate::redis_conn::wire::Commands;
-use crate::redis_conn::{exec_each, invoke_each, Keys, ScriptCall};
+use crate::redis_conn::wire::{Commands, Reply};
+use crate::redis_conn::{exec_each, invoke_each, query_each, Keys, ScriptCall};
 
 /// The Redis-backed ledger (see the module docs for its key).
 pub struct RedisSentLedger {
@@ -271,18 +271,20 @@ impl SentLedger for RedisSentLedger {
 
 impl RedisSentLedger {
     /// The claims of many calls, each call a transaction of plain commands (only free devices),
-    /// each answered on its own. A device found held whose claim vanished before it was read
-    /// (its holder released it in between) is claimed again by the script.
+    /// each answered on its own; who holds the devices found held is read afterwards, for every
+    /// call at once. A device found held whose claim vanished before it was read (its holder
+    /// released it in between) is claimed again by the script.
     async fn claim_many_lean(
         &self,
         calls: &[ClaimCall<'_>],
     ) -> Vec<Result<Vec<Claim>, BackendError>> {
         let now = now_ms();
         let ttl_ms = |c: &ClaimCall| c.expire_at_ms.saturating_sub(now).max(1);
-        let read: Vec<Result<Vec<Option<Claim>>, BackendError>> = match self.conn.wire() {
+        let asked: Vec<&ClaimCall> = calls.iter().filter(|c| !c.requests.is_empty()).collect();
+        let claimed: Vec<Result<Vec<bool>, BackendError>> = match self.conn.wire() {
             Some(wire) => {
-                let mut out = Commands::with_capacity(calls.len() * 512);
-                for c in calls.iter().filter(|c| !c.requests.is_empty()) {
+                let mut out = Commands::with_capacity(asked.len() * 384);
+                for c in &asked {
                     let key = self.keys.sent_parts(c.call_sid);
                     let mut since = [0; 20];
                     let me = c.me.encode_parts(&mut since);
@@ -291,23 +293,17 @@ impl RedisSentLedger {
                 match wire.send(out).await {
                     Ok(replies) => {
                         let mut replies = replies.iter();
-                        calls
+                        asked
                             .iter()
-                            .filter(|c| !c.requests.is_empty())
                             .map(|c| lean::read_claims_wire(&mut replies, c.requests.len()))
                             .collect()
                     }
-                    Err(e) => calls
-                        .iter()
-                        .filter(|c| !c.requests.is_empty())
-                        .map(|_| Err(e.clone().into()))
-                        .collect(),
+                    Err(e) => asked.iter().map(|_| Err(e.clone().into())).collect(),
                 }
             }
             None => {
-                let blocks = calls
+                let blocks = asked
                     .iter()
-                    .filter(|c| !c.requests.is_empty())
                     .map(|c| {
                         lean::claim_free(
                             &self.keys.sent(c.call_sid),
@@ -320,22 +316,103 @@ impl RedisSentLedger {
                 exec_each(&self.conn, blocks)
                     .await
                     .into_iter()
-                    .zip(calls.iter().filter(|c| !c.requests.is_empty()))
+                    .zip(&asked)
                     .map(|(reply, c)| lean::read_claims(reply?, c.requests.len()))
                     .collect()
             }
         };
-        let mut read = read.into_iter();
+        let held_by_call: Vec<(&ClaimCall, Vec<&str>)> = asked
+            .iter()
+            .zip(&claimed)
+            .filter_map(|(c, claimed)| {
+                let held: Vec<&str> = c
+                    .requests
+                    .iter()
+                    .zip(claimed.as_ref().ok()?)
+                    .filter(|(_, fresh)| !**fresh)
+                    .map(|(r, _)| r.device)
+                    .collect();
+                (!held.is_empty()).then_some((*c, held))
+            })
+            .collect();
+        let mut holders = self.read_held(&held_by_call).await.into_iter();
+        let mut claimed = claimed.into_iter();
         let mut answers = Vec::with_capacity(calls.len());
         for c in calls {
             if c.requests.is_empty() {
                 answers.push(Ok(Vec::new()));
                 continue;
             }
-            let claims = read.next().unwrap_or_else(|| Ok(Vec::new()));
+            let claims = match claimed.next().unwrap_or_else(|| Ok(Vec::new())) {
+                Ok(fresh) if fresh.iter().all(|f| *f) => {
+                    Ok(fresh.iter().map(|_| Some(Claim::Fresh)).collect())
+                }
+                Ok(fresh) => holders
+                    .next()
+                    .unwrap_or_else(|| Ok(Vec::new()))
+                    .map(|held| {
+                        let mut held = held.into_iter();
+                        fresh
+                            .iter()
+                            .map(|f| match f {
+                                true => Some(Claim::Fresh),
+                                false => held.next().flatten(),
+                            })
+                            .collect()
+                    }),
+                Err(e) => Err(e),
+            };
             answers.push(self.claim_vanished(c, claims).await);
         }
         answers
+    }
+
+    /// Who holds the devices of each call in `held_by_call` (devices its claim found held):
+    /// one `HMGET` per call, all in one round trip, each answered on its own.
+    async fn read_held(
+        &self,
+        held_by_call: &[(&ClaimCall<'_>, Vec<&str>)],
+    ) -> Vec<Result<Vec<Option<Claim>>, BackendError>> {
+        if held_by_call.is_empty() {
+            return Vec::new();
+        }
+        let Some(wire) = self.conn.wire() else {
+            let cmds = held_by_call
+                .iter()
+                .map(|(c, devices)| lean::read_held(&self.keys.sent(c.call_sid), devices))
+                .collect();
+            return query_each::<Vec<Option<Vec<u8>>>>(&self.conn, cmds)
+                .await
+                .into_iter()
+                .map(|stored| Ok(lean::held_claims(stored?.iter().map(|s| s.as_deref()))))
+                .collect();
+        };
+        let mut out = Commands::with_capacity(held_by_call.len() * 256);
+        for (c, devices) in held_by_call {
+            lean::read_held_wire(&mut out, &self.keys.sent_parts(c.call_sid), devices);
+        }
+        let replies = match wire.send(out).await {
+            Ok(replies) => replies,
+            Err(e) => return held_by_call.iter().map(|_| Err(e.clone().into())).collect(),
+        };
+        let mut replies = replies.iter();
+        held_by_call
+            .iter()
+            .map(
+                |(_, devices)| match replies.next().map(Reply::ok).transpose()? {
+                    Some(Reply::Array(stored)) if stored.remaining() == devices.len() => {
+                        Ok(lean::held_claims(stored.map(|s| match s {
+                            Reply::Bulk(held) => Some(held),
+                            _ => None,
+                        })))
+                    }
+                    other => Err(BackendError::Corrupt(format!(
+                        "HMGET of {} held devices answered {other:?}",
+                        devices.len()
+                    ))),
+                },
+            )
+            .collect()
     }
 
     /// One call's [`lean::claim_free`] claims, with the devices that vanished claimed again.

@@ -4,10 +4,13 @@
 //! Measured (docs/benchmarks.md): a script call costs Redis ~16 µs beyond the hash commands it
 //! runs, and every event made two (`claim.lua`, `settle.lua`); these commands cost 1–2 µs each.
 //! What each keeps of its script:
-//! - claim: `HSETNX` claims a free device and `HGET` reads what holds it otherwise, for every
-//!   device, then `PEXPIRE NX` gives a new hash its life and `PEXPIRE GT` only ever lengthens
-//!   it — the script's rules, in one transaction, so no other client sees a hash without an
-//!   expiry. Take-overs (a compare-and-set on the stale value) stay with the script.
+//! - claim: `HSETNX` claims a free device, for every device, then `PEXPIRE NX` gives a new
+//!   hash its life and `PEXPIRE GT` only ever lengthens it — the script's rules, in one
+//!   transaction, so no other client sees a hash without an expiry. Who holds a device that
+//!   was not free is read afterwards, only for those devices (`HMGET`, [`read_held`]): most
+//!   events find every device free, and a holder read a moment later is as good as one read
+//!   in the transaction (a claim released in between reads as vanished, which the script
+//!   claims again). Take-overs (a compare-and-set on the stale value) stay with the script.
 //! - `sent`: `HSET` of `sent` is true whoever holds the claim by then (a provider accepted the
 //!   push), and `PEXPIRE NX` gives a hash that expired in between a life of
 //!   [`CLAIM_MARGIN_MS`] instead of none (the script wrote nothing then; a `sent` mark that
@@ -54,17 +57,12 @@ fn collect_text(value: &Value, out: &mut Vec<String>) {
 }
 
 /// Claim the free devices of `requests` on the ledger hash `key` for `me` (its encoded value),
-/// giving the hash at least `ttl_ms` to live.
+/// giving the hash at least `ttl_ms` to live: `devices + 2` commands.
 pub(super) fn claim_free(key: &str, me: &str, requests: &[ClaimRequest], ttl_ms: u64) -> Vec<Cmd> {
-    let mut cmds = Vec::with_capacity(requests.len() * 2 + 2);
+    let mut cmds = Vec::with_capacity(requests.len() + 2);
     for r in requests {
         let mut cmd = redis::cmd("HSETNX");
         cmd.arg(key).arg(r.device).arg(me);
-        cmds.push(cmd);
-    }
-    for r in requests {
-        let mut cmd = redis::cmd("HGET");
-        cmd.arg(key).arg(r.device);
         cmds.push(cmd);
     }
     for condition in ["NX", "GT"] {
@@ -76,7 +74,7 @@ pub(super) fn claim_free(key: &str, me: &str, requests: &[ClaimRequest], ttl_ms:
 }
 
 /// [`claim_free`] as one `MULTI` … `EXEC` written into `out` (the wire connection's batch):
-/// `2 × devices + 4` commands, whose replies [`read_claims_wire`] reads.
+/// `devices + 4` commands, whose replies [`read_claims_wire`] reads.
 pub(super) fn claim_free_wire(
     out: &mut Commands,
     key: &[&[u8]],
@@ -92,9 +90,6 @@ pub(super) fn claim_free_wire(
             .arg(r.device)
             .arg_parts(me);
     }
-    for r in requests {
-        out.command(3).arg("HGET").arg_parts(key).arg(r.device);
-    }
     for condition in ["NX", "GT"] {
         out.command(4)
             .arg("PEXPIRE")
@@ -105,37 +100,79 @@ pub(super) fn claim_free_wire(
     out.command(1).arg("EXEC");
 }
 
-/// The claims of one [`claim_free_wire`] transaction, read from its replies (taken from
-/// `replies`, which goes on to the next call's): as [`read_claims`].
+/// Which devices one [`claim_free_wire`] transaction claimed (true) and which it found held,
+/// read from its replies (taken from `replies`, which goes on to the next call's).
 pub(super) fn read_claims_wire(
     replies: &mut Items<'_>,
     devices: usize,
-) -> Result<Vec<Option<Claim>>, BackendError> {
-    let corrupt = |what: &str| {
-        BackendError::Corrupt(format!(
-            "a claim transaction for {devices} devices answered {what}"
-        ))
-    };
+) -> Result<Vec<bool>, BackendError> {
+    let corrupt = |what: &str| corrupt_claims(devices, what);
     // `MULTI` and each queued command answer first; a refused one makes `EXEC` refuse too.
     let exec = replies
-        .nth(devices * 2 + 3)
+        .nth(devices + 3)
         .ok_or_else(|| corrupt("too few replies"))?;
     let Some(items) = exec_items(exec)? else {
         return Err(corrupt("no list"));
     };
-    if items.remaining() != devices * 2 + 2 {
+    if items.remaining() != devices + 2 {
         return Err(corrupt(&format!("{} replies", items.remaining())));
     }
-    let held = items.clone().skip(devices);
     items
         .take(devices)
-        .zip(held)
-        .map(|(set, held)| match (set, held) {
-            (Reply::Int(1), _) => Ok(Some(Claim::Fresh)),
-            (_, Reply::Bulk(held)) => Ok(Some(Claim::parse(&String::from_utf8_lossy(held)))),
-            (_, Reply::Nil) => Ok(None),
-            (_, other) => Err(corrupt(&format!("{other:?} for a held device"))),
+        .map(|set| match set {
+            Reply::Int(n) => Ok(n == 1),
+            other => Err(corrupt(&format!("{other:?} for a device"))),
         })
+        .collect()
+}
+
+/// What a [`claim_free`] transaction answered: as [`read_claims_wire`].
+pub(super) fn read_claims(reply: Value, devices: usize) -> Result<Vec<bool>, BackendError> {
+    let corrupt = |what: &str| corrupt_claims(devices, what);
+    let Value::Array(items) = reply else {
+        return Err(corrupt("no list"));
+    };
+    if items.len() != devices + 2 {
+        return Err(corrupt(&format!("{} replies", items.len())));
+    }
+    items[..devices]
+        .iter()
+        .map(|set| match set {
+            Value::Int(n) => Ok(*n == 1),
+            other => Err(corrupt(&format!("{other:?} for a device"))),
+        })
+        .collect()
+}
+
+fn corrupt_claims(devices: usize, what: &str) -> BackendError {
+    BackendError::Corrupt(format!(
+        "a claim transaction for {devices} devices answered {what}"
+    ))
+}
+
+/// Read who holds `devices` of the ledger hash `key` (the devices a claim found held): one
+/// `HMGET`.
+pub(super) fn read_held(key: &str, devices: &[&str]) -> Cmd {
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(key).arg(devices);
+    cmd
+}
+
+/// [`read_held`] written into `out`.
+pub(super) fn read_held_wire(out: &mut Commands, key: &[&[u8]], devices: &[&str]) {
+    out.command(2 + devices.len()).arg("HMGET").arg_parts(key);
+    for device in devices {
+        out.arg(device);
+    }
+}
+
+/// The claims of a [`read_held`] answer, one per device asked: `None` for a device held when
+/// claimed and free when read (its holder released it in between).
+pub(super) fn held_claims<'a>(
+    stored: impl Iterator<Item = Option<&'a [u8]>>,
+) -> Vec<Option<Claim>> {
+    stored
+        .map(|held| held.map(|held| Claim::parse(&String::from_utf8_lossy(held))))
         .collect()
 }
 
@@ -200,33 +237,6 @@ fn exec_items(exec: Reply<'_>) -> Result<Option<Items<'_>>, BackendError> {
     Ok(Some(items))
 }
 
-/// What a [`claim_free`] transaction answered, per device: `None` for a device that was held
-/// when claimed and free again when read (its holder released it in between).
-pub(super) fn read_claims(
-    reply: Value,
-    devices: usize,
-) -> Result<Vec<Option<Claim>>, BackendError> {
-    let corrupt = |what: &str| {
-        BackendError::Corrupt(format!(
-            "a claim transaction for {devices} devices answered {what}"
-        ))
-    };
-    let Value::Array(items) = reply else {
-        return Err(corrupt("no list"));
-    };
-    if items.len() != devices * 2 + 2 {
-        return Err(corrupt(&format!("{} replies", items.len())));
-    }
-    (0..devices)
-        .map(|i| match (&items[i], &items[devices + i]) {
-            (Value::Int(1), _) => Ok(Some(Claim::Fresh)),
-            (_, Value::BulkString(held)) => Ok(Some(Claim::parse(&String::from_utf8_lossy(held)))),
-            (_, Value::Nil) => Ok(None),
-            (_, other) => Err(corrupt(&format!("{other:?} for a held device"))),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,26 +270,25 @@ mod tests {
     }
 
     #[test]
-    fn claim_replies_read_as_fresh_held_sent_or_vanished() {
-        let held = "sending|1|i-1|1-0|c1";
+    fn claim_replies_read_as_claimed_or_held_and_held_claims_as_holder_sent_or_vanished() {
         let reply = Value::Array(vec![
             Value::Int(1),
             Value::Int(0),
             Value::Int(0),
-            Value::Int(0),
-            text("sending|2|i-2|2-0|c2"),
-            text(held),
-            text("sent"),
-            Value::Nil,
             Value::Int(1),
             Value::Int(0),
         ]);
-        let claims = read_claims(reply, 4).unwrap();
-        assert_eq!(claims[0], Some(Claim::Fresh));
-        assert!(matches!(&claims[1], Some(Claim::Held(Some(h))) if h.entry == "1-0"));
-        assert_eq!(claims[2], Some(Claim::Sent));
-        assert_eq!(claims[3], None);
+        assert_eq!(read_claims(reply, 3).unwrap(), vec![true, false, false]);
         assert!(read_claims(Value::Array(vec![Value::Int(1)]), 4).is_err());
         assert!(read_claims(Value::Nil, 1).is_err());
+        let bad = Value::Array(vec![Value::Nil, Value::Int(1), Value::Int(0)]);
+        assert!(read_claims(bad, 1).is_err());
+
+        let held = "sending|1|i-1|1-0|c1";
+        let stored: [Option<&[u8]>; 3] = [Some(held.as_bytes()), Some(b"sent|1-0"), None];
+        let claims = held_claims(stored.into_iter());
+        assert!(matches!(&claims[0], Some(Claim::Held(Some(h))) if h.entry == "1-0"));
+        assert_eq!(claims[1], Some(Claim::Sent));
+        assert_eq!(claims[2], None);
     }
 }
