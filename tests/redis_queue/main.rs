@@ -8,9 +8,10 @@ mod recovery;
 
 use std::time::{Duration, Instant};
 
+use callpush::event::StreamEntry;
 use callpush::ingest::redis::QueueOptions;
 use callpush::ingest::{CallQueue, Finish};
-use callpush::outcome::{DeadReason, EventOutcome, EventResult};
+use callpush::outcome::{DeadLetter, DeadReason, EventOutcome, EventResult};
 use callpush::redis_conn::Keys;
 use support::queue::{
     call, dead_letter, delivered, entry, options, queue_on, Fixture, GROUP, SHORT_BLOCK,
@@ -105,28 +106,17 @@ async fn finish_many_records_each_entry_once_in_one_call() {
     // CA2 was finished already (another consumer got there first): no second outcome.
     q.finish(&entries[1], &results[1], None).await.unwrap();
     let dead = dead_letter(DeadReason::ProviderRejected, "BadDeviceToken", 1);
-    let items: Vec<Finish> = entries
-        .iter()
-        .zip(&results)
-        .enumerate()
-        .map(|(i, (entry, result))| Finish {
-            entry,
-            result,
-            dead: (i == 2).then_some(&dead),
-        })
-        .collect();
+    let items = items(&entries, &results, Some((2, &dead)));
     for answer in q.finish_many(&items).await {
         answer.unwrap();
     }
 
     assert_eq!(f.pending().await, 0);
-    let sids: Vec<String> = f
-        .stream(&f.keys.results)
-        .await
-        .iter()
-        .map(|e| e.field("call_sid").unwrap().to_string())
-        .collect();
-    assert_eq!(sids, vec!["CA2", "CA1", "CA3"], "one result per entry");
+    assert_eq!(
+        result_sids(&f).await,
+        vec!["CA2", "CA1", "CA3"],
+        "one result per entry"
+    );
     let dead_letters = f.stream(&f.keys.dead).await;
     assert_eq!(dead_letters.len(), 1);
     assert_eq!(dead_letters[0].to_pairs(), dead.fields(&entries[2]));
@@ -302,15 +292,38 @@ async fn a_touch_does_not_count_an_entry_finished_meanwhile_as_lost() {
     assert_eq!(lost, 0, "finished is not lost");
 }
 
-/// What `finish_many` left of `entries`: every entry either acknowledged with its one result, or
-/// still pending with none (never acknowledged without its outcome).
-async fn assert_finished_or_untouched(f: &Fixture, sids: &[&str]) {
-    let results: Vec<String> = f
-        .stream(&f.keys.results)
+/// The items finishing `entries` with `results`, and the entry at `dead`'s index with its
+/// dead letter.
+fn items<'a>(
+    entries: &'a [StreamEntry],
+    results: &'a [EventResult],
+    dead: Option<(usize, &'a DeadLetter)>,
+) -> Vec<Finish<'a>> {
+    entries
+        .iter()
+        .zip(results)
+        .enumerate()
+        .map(|(i, (entry, result))| Finish {
+            entry,
+            result,
+            dead: dead.filter(|(at, _)| *at == i).map(|(_, dead)| dead),
+        })
+        .collect()
+}
+
+/// The call sids of the results stream's entries, in order.
+async fn result_sids(f: &Fixture) -> Vec<String> {
+    f.stream(&f.keys.results)
         .await
         .iter()
         .map(|e| e.field("call_sid").unwrap().to_string())
-        .collect();
+        .collect()
+}
+
+/// What `finish_many` left of `entries`: every entry either acknowledged with its one result, or
+/// still pending with none (never acknowledged without its outcome).
+async fn assert_finished_or_untouched(f: &Fixture, sids: &[&str]) {
+    let results = result_sids(f).await;
     let pending = f.pending().await as usize;
     assert_eq!(
         results.len() + pending,
@@ -332,17 +345,9 @@ async fn a_full_redis_records_an_outcome_with_its_acknowledgement_or_neither() {
     f.run(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("1"))
         .await;
     // A dead letter first (its write is the script's first), then results alone.
-    let items: Vec<Finish> = entries
-        .iter()
-        .zip(&results)
-        .enumerate()
-        .map(|(i, (entry, result))| Finish {
-            entry,
-            result,
-            dead: (i == 0).then_some(&dead),
-        })
-        .collect();
-    let answers = q.finish_many(&items).await;
+    let answers = q
+        .finish_many(&items(&entries, &results, Some((0, &dead))))
+        .await;
     f.run(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("0"))
         .await;
     assert_finished_or_untouched(&f, &sids).await;
@@ -357,16 +362,7 @@ async fn a_full_redis_records_an_outcome_with_its_acknowledgement_or_neither() {
     let results: Vec<EventResult> = ["CA4", "CA5"].map(delivered).into();
     f.run(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("1"))
         .await;
-    let items: Vec<Finish> = entries
-        .iter()
-        .zip(&results)
-        .map(|(entry, result)| Finish {
-            entry,
-            result,
-            dead: None,
-        })
-        .collect();
-    q.finish_many(&items).await;
+    q.finish_many(&items(&entries, &results, None)).await;
     f.run(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("0"))
         .await;
     assert_finished_or_untouched(&f, &["CA1", "CA2", "CA3", "CA4", "CA5"]).await;
@@ -388,16 +384,7 @@ async fn a_user_refused_xadd_leaves_entries_pending_not_acknowledged_without_out
     let conn = callpush::redis_conn::connect(&settings).await.unwrap();
     let q = queue_on(&settings, conn, f.keys.clone(), options("c1")).await;
     let results: Vec<EventResult> = sids.map(delivered).into();
-    let items: Vec<Finish> = entries
-        .iter()
-        .zip(&results)
-        .map(|(entry, result)| Finish {
-            entry,
-            result,
-            dead: None,
-        })
-        .collect();
-    let answers = q.finish_many(&items).await;
+    let answers = q.finish_many(&items(&entries, &results, None)).await;
 
     assert!(answers.iter().all(|a| a.is_err()), "{answers:?}");
     assert_eq!(f.pending().await, 2, "both entries still pending");
