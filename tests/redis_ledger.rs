@@ -252,6 +252,31 @@ async fn a_call_s_claims_only_ever_live_longer_and_never_forever() {
             ttl > 3_000_000,
             "{way}: the longer life stays, {ttl} ms left"
         );
+        // The other way round: a later event with a later deadline lengthens the call's life,
+        // and gets its claim.
+        for (me, requests, expire_at_ms) in [
+            (&first, &near, now + 60_000),
+            (&second, &far, now + 3_600_000),
+        ] {
+            let claims = ledger
+                .claim_many(&[ClaimCall {
+                    call_sid: "CA2",
+                    me,
+                    requests,
+                    expire_at_ms,
+                }])
+                .await
+                .pop()
+                .unwrap()
+                .unwrap();
+            assert_eq!(claims, vec![Claim::Fresh], "{way}");
+        }
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(keys.sent("CA2"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 3_000_000, "{way}: lengthened, {ttl} ms left");
 
         let gone = Settlement {
             call_sid: "CA-expired".into(),

@@ -28,8 +28,8 @@ use tracing::warn;
 use super::{Acked, Claim, ClaimCall, ClaimRequest, Holder, SentLedger, Settle, Settlement};
 use crate::backend::BackendError;
 use crate::domain::now_ms;
-use crate::redis_conn::wire::{Commands, Reply};
-use crate::redis_conn::{exec_each, invoke_each, query_each, Keys, ScriptCall};
+use crate::redis_conn::wire::Commands;
+use crate::redis_conn::{exec_each, invoke_each, Keys, ScriptCall};
 
 /// The Redis-backed ledger (see the module docs for its key).
 pub struct RedisSentLedger {
@@ -269,11 +269,22 @@ impl SentLedger for RedisSentLedger {
     }
 }
 
+/// The second round trip of one call's first claim ([`lean::follow_up`]).
+struct FollowUp<'a> {
+    call: &'a ClaimCall<'a>,
+    ttl_ms: u64,
+    /// Whether the hash was there before: its life is lengthened to this event's.
+    lengthen: bool,
+    /// The devices read ([`lean::FirstClaim::to_read`]).
+    devices: Vec<&'a str>,
+}
+
 impl RedisSentLedger {
     /// The claims of many calls, each call a transaction of plain commands (only free devices),
-    /// each answered on its own; who holds the devices found held is read afterwards, for every
-    /// call at once. A device found held whose claim vanished before it was read (its holder
-    /// released it in between) is claimed again by the script.
+    /// each answered on its own; the calls that need a second round trip (a device found held,
+    /// a hash there before: [`lean::follow_up`]) share one. A device found held whose claim
+    /// vanished before it was read (its holder released it in between), or claimed in a hash
+    /// that expired in between, is claimed again by the script.
     async fn claim_many_lean(
         &self,
         calls: &[ClaimCall<'_>],
@@ -281,7 +292,7 @@ impl RedisSentLedger {
         let now = now_ms();
         let ttl_ms = |c: &ClaimCall| c.expire_at_ms.saturating_sub(now).max(1);
         let asked: Vec<&ClaimCall> = calls.iter().filter(|c| !c.requests.is_empty()).collect();
-        let claimed: Vec<Result<Vec<bool>, BackendError>> = match self.conn.wire() {
+        let firsts: Vec<Result<lean::FirstClaim, BackendError>> = match self.conn.wire() {
             Some(wire) => {
                 let mut out = Commands::with_capacity(asked.len() * 384);
                 for c in &asked {
@@ -321,97 +332,86 @@ impl RedisSentLedger {
                     .collect()
             }
         };
-        let held_by_call: Vec<(&ClaimCall, Vec<&str>)> = asked
+        let follow_ups: Vec<FollowUp> = asked
             .iter()
-            .zip(&claimed)
-            .filter_map(|(c, claimed)| {
-                let held: Vec<&str> = c
-                    .requests
-                    .iter()
-                    .zip(claimed.as_ref().ok()?)
-                    .filter(|(_, fresh)| !**fresh)
-                    .map(|(r, _)| r.device)
-                    .collect();
-                (!held.is_empty()).then_some((*c, held))
+            .zip(&firsts)
+            .filter_map(|(c, first)| {
+                let first = first.as_ref().ok().filter(|f| f.needs_follow_up())?;
+                Some(FollowUp {
+                    call: c,
+                    ttl_ms: ttl_ms(c),
+                    lengthen: !first.new_hash,
+                    devices: first.to_read(c.requests),
+                })
             })
             .collect();
-        let mut holders = self.read_held(&held_by_call).await.into_iter();
-        let mut claimed = claimed.into_iter();
+        let mut read = self.follow_up(&follow_ups).await.into_iter();
+        let mut firsts = firsts.into_iter();
         let mut answers = Vec::with_capacity(calls.len());
         for c in calls {
             if c.requests.is_empty() {
                 answers.push(Ok(Vec::new()));
                 continue;
             }
-            let claims = match claimed.next().unwrap_or_else(|| Ok(Vec::new())) {
-                Ok(fresh) if fresh.iter().all(|f| *f) => {
-                    Ok(fresh.iter().map(|_| Some(Claim::Fresh)).collect())
-                }
-                Ok(fresh) => holders
-                    .next()
-                    .unwrap_or_else(|| Ok(Vec::new()))
-                    .map(|held| {
-                        let mut held = held.into_iter();
-                        fresh
-                            .iter()
-                            .map(|f| match f {
-                                true => Some(Claim::Fresh),
-                                false => held.next().flatten(),
-                            })
-                            .collect()
-                    }),
-                Err(e) => Err(e),
-            };
+            let claims = firsts
+                .next()
+                .unwrap_or_else(|| Err(BackendError::Corrupt("a claim went unanswered".into())))
+                .and_then(|first| {
+                    let read = match first.needs_follow_up() {
+                        true => Some(read.next().unwrap_or_else(|| Ok(Vec::new()))?),
+                        false => None,
+                    };
+                    Ok(first.claims(read, &c.me.encode()))
+                });
             answers.push(self.claim_vanished(c, claims).await);
         }
         answers
     }
 
-    /// Who holds the devices of each call in `held_by_call` (devices its claim found held):
-    /// one `HMGET` per call, all in one round trip, each answered on its own.
-    async fn read_held(
+    /// The second round trips of `follow_ups`, all in one, each answered on its own: the
+    /// stored value of each device it reads.
+    async fn follow_up(
         &self,
-        held_by_call: &[(&ClaimCall<'_>, Vec<&str>)],
-    ) -> Vec<Result<Vec<Option<Claim>>, BackendError>> {
-        if held_by_call.is_empty() {
+        follow_ups: &[FollowUp<'_>],
+    ) -> Vec<Result<Vec<Option<Vec<u8>>>, BackendError>> {
+        if follow_ups.is_empty() {
             return Vec::new();
         }
         let Some(wire) = self.conn.wire() else {
-            let cmds = held_by_call
+            let blocks = follow_ups
                 .iter()
-                .map(|(c, devices)| lean::read_held(&self.keys.sent(c.call_sid), devices))
+                .map(|f| {
+                    let key = self.keys.sent(f.call.call_sid);
+                    lean::follow_up(&key, f.ttl_ms, f.lengthen, &f.devices)
+                })
                 .collect();
-            return query_each::<Vec<Option<Vec<u8>>>>(&self.conn, cmds)
+            return exec_each(&self.conn, blocks)
                 .await
                 .into_iter()
-                .map(|stored| Ok(lean::held_claims(stored?.iter().map(|s| s.as_deref()))))
+                .map(|reply| {
+                    let corrupt =
+                        || BackendError::Corrupt("a claim's follow-up answered no list".into());
+                    let Value::Array(mut replies) = reply? else {
+                        return Err(corrupt());
+                    };
+                    redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))
+                        .map_err(|_| corrupt())
+                })
                 .collect();
         };
-        let mut out = Commands::with_capacity(held_by_call.len() * 256);
-        for (c, devices) in held_by_call {
-            lean::read_held_wire(&mut out, &self.keys.sent_parts(c.call_sid), devices);
+        let mut out = Commands::with_capacity(follow_ups.len() * 256);
+        for f in follow_ups {
+            let key = self.keys.sent_parts(f.call.call_sid);
+            lean::follow_up_wire(&mut out, &key, f.ttl_ms, f.lengthen, &f.devices);
         }
         let replies = match wire.send(out).await {
             Ok(replies) => replies,
-            Err(e) => return held_by_call.iter().map(|_| Err(e.clone().into())).collect(),
+            Err(e) => return follow_ups.iter().map(|_| Err(e.clone().into())).collect(),
         };
         let mut replies = replies.iter();
-        held_by_call
+        follow_ups
             .iter()
-            .map(
-                |(_, devices)| match replies.next().map(Reply::ok).transpose()? {
-                    Some(Reply::Array(stored)) if stored.remaining() == devices.len() => {
-                        Ok(lean::held_claims(stored.map(|s| match s {
-                            Reply::Bulk(held) => Some(held),
-                            _ => None,
-                        })))
-                    }
-                    other => Err(BackendError::Corrupt(format!(
-                        "HMGET of {} held devices answered {other:?}",
-                        devices.len()
-                    ))),
-                },
-            )
+            .map(|f| lean::read_follow_up_wire(&mut replies, f.lengthen, f.devices.len()))
             .collect()
     }
 

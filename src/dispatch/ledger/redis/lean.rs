@@ -4,13 +4,18 @@
 //! Measured (docs/benchmarks.md): a script call costs Redis ~16 µs beyond the hash commands it
 //! runs, and every event made two (`claim.lua`, `settle.lua`); these commands cost 1–2 µs each.
 //! What each keeps of its script:
-//! - claim: `HSETNX` claims a free device, for every device, then `PEXPIRE NX` gives a new
-//!   hash its life and `PEXPIRE GT` only ever lengthens it — the script's rules, in one
-//!   transaction, so no other client sees a hash without an expiry. Who holds a device that
-//!   was not free is read afterwards, only for those devices (`HMGET`, [`read_held`]): most
-//!   events find every device free, and a holder read a moment later is as good as one read
-//!   in the transaction (a claim released in between reads as vanished, which the script
-//!   claims again). Take-overs (a compare-and-set on the stale value) stay with the script.
+//! - claim: `HSETNX` claims a free device, for every device, and `PEXPIRE NX` gives a new hash
+//!   its life, in one transaction, so no other client sees a hash without an expiry. That is
+//!   all most events need: every device free, the hash new. Only a hash that was there before
+//!   (another event of the call claimed in it) or a device found held needs more, in a second
+//!   round trip ([`follow_up`]): `PEXPIRE GT` lengthens the hash's life to this event's
+//!   deadline if that is later (it never shortens it), and `HMGET` reads who holds the held
+//!   devices — and, when the hash was there before, reads back the devices this claim took:
+//!   a hash that expired between the two round trips took them with it, and they are claimed
+//!   again (as vanished) instead of pushed unrecorded. A holder read a moment after the claim
+//!   is as good as one read with it (a claim released in between reads as vanished, which
+//!   the script claims again). Take-overs (a compare-and-set on the stale value) stay with
+//!   the script.
 //! - `sent`: `HSET` of `sent` is true whoever holds the claim by then (a provider accepted the
 //!   push), and `PEXPIRE NX` gives a hash that expired in between a life of
 //!   [`CLAIM_MARGIN_MS`] instead of none (the script wrote nothing then; a `sent` mark that
@@ -57,24 +62,22 @@ fn collect_text(value: &Value, out: &mut Vec<String>) {
 }
 
 /// Claim the free devices of `requests` on the ledger hash `key` for `me` (its encoded value),
-/// giving the hash at least `ttl_ms` to live: `devices + 2` commands.
+/// giving a new hash `ttl_ms` to live: `devices + 1` commands.
 pub(super) fn claim_free(key: &str, me: &str, requests: &[ClaimRequest], ttl_ms: u64) -> Vec<Cmd> {
-    let mut cmds = Vec::with_capacity(requests.len() + 2);
+    let mut cmds = Vec::with_capacity(requests.len() + 1);
     for r in requests {
         let mut cmd = redis::cmd("HSETNX");
         cmd.arg(key).arg(r.device).arg(me);
         cmds.push(cmd);
     }
-    for condition in ["NX", "GT"] {
-        let mut cmd = redis::cmd("PEXPIRE");
-        cmd.arg(key).arg(ttl_ms).arg(condition);
-        cmds.push(cmd);
-    }
+    let mut expire = redis::cmd("PEXPIRE");
+    expire.arg(key).arg(ttl_ms).arg("NX");
+    cmds.push(expire);
     cmds
 }
 
 /// [`claim_free`] as one `MULTI` … `EXEC` written into `out` (the wire connection's batch):
-/// `devices + 4` commands, whose replies [`read_claims_wire`] reads.
+/// `devices + 3` commands, whose replies [`read_claims_wire`] reads.
 pub(super) fn claim_free_wire(
     out: &mut Commands,
     key: &[&[u8]],
@@ -90,58 +93,116 @@ pub(super) fn claim_free_wire(
             .arg(r.device)
             .arg_parts(me);
     }
-    for condition in ["NX", "GT"] {
-        out.command(4)
-            .arg("PEXPIRE")
-            .arg_parts(key)
-            .arg_u64(ttl_ms)
-            .arg(condition);
-    }
+    out.command(4)
+        .arg("PEXPIRE")
+        .arg_parts(key)
+        .arg_u64(ttl_ms)
+        .arg("NX");
     out.command(1).arg("EXEC");
 }
 
-/// Which devices one [`claim_free_wire`] transaction claimed (true) and which it found held,
-/// read from its replies (taken from `replies`, which goes on to the next call's).
+/// What a first claim's transaction answered.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct FirstClaim {
+    /// Per device: claimed now (true), or found held.
+    pub(super) took: Vec<bool>,
+    /// Whether the hash got its life from this claim (it had none: it is new).
+    pub(super) new_hash: bool,
+}
+
+impl FirstClaim {
+    /// Whether the claim needs its [`follow_up`]: a device was found held, or the hash was
+    /// there before (its life may be shorter than this event needs).
+    pub(super) fn needs_follow_up(&self) -> bool {
+        !self.new_hash || self.took.iter().any(|took| !took)
+    }
+
+    /// The devices of `requests` the follow-up reads: the held ones, and the ones this claim
+    /// took when the hash was there before.
+    pub(super) fn to_read<'a>(&self, requests: &[ClaimRequest<'a>]) -> Vec<&'a str> {
+        requests
+            .iter()
+            .zip(&self.took)
+            .filter(|(_, took)| !self.new_hash || !**took)
+            .map(|(r, _)| r.device)
+            .collect()
+    }
+
+    /// The claims, once the follow-up read `read` (one per device of [`FirstClaim::to_read`],
+    /// `None` without a follow-up): a device this claim took is still fresh when it holds
+    /// `me`, vanished (`None`) when it is gone with its hash; a held device is its holder's,
+    /// or vanished when released in between.
+    pub(super) fn claims(
+        &self,
+        read: Option<Vec<Option<Vec<u8>>>>,
+        me: &str,
+    ) -> Vec<Option<Claim>> {
+        let mut read = read.unwrap_or_default().into_iter();
+        self.took
+            .iter()
+            .map(|took| match (took, self.new_hash) {
+                (true, true) => Some(Claim::Fresh),
+                (true, false) => match read.next().flatten() {
+                    Some(stored) if stored == me.as_bytes() => Some(Claim::Fresh),
+                    other => other.map(|stored| Claim::parse(&String::from_utf8_lossy(&stored))),
+                },
+                (false, _) => read
+                    .next()
+                    .flatten()
+                    .map(|stored| Claim::parse(&String::from_utf8_lossy(&stored))),
+            })
+            .collect()
+    }
+}
+
+/// The claims one [`claim_free_wire`] transaction made, read from its replies (taken from
+/// `replies`, which goes on to the next call's).
 pub(super) fn read_claims_wire(
     replies: &mut Items<'_>,
     devices: usize,
-) -> Result<Vec<bool>, BackendError> {
+) -> Result<FirstClaim, BackendError> {
     let corrupt = |what: &str| corrupt_claims(devices, what);
     // `MULTI` and each queued command answer first; a refused one makes `EXEC` refuse too.
     let exec = replies
-        .nth(devices + 3)
+        .nth(devices + 2)
         .ok_or_else(|| corrupt("too few replies"))?;
     let Some(items) = exec_items(exec)? else {
         return Err(corrupt("no list"));
     };
-    if items.remaining() != devices + 2 {
-        return Err(corrupt(&format!("{} replies", items.remaining())));
-    }
-    items
-        .take(devices)
-        .map(|set| match set {
-            Reply::Int(n) => Ok(n == 1),
-            other => Err(corrupt(&format!("{other:?} for a device"))),
+    let ints: Vec<i64> = items
+        .map(|item| match item {
+            Reply::Int(n) => Ok(n),
+            other => Err(corrupt(&format!("{other:?}"))),
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    first_claim(&ints, devices)
 }
 
 /// What a [`claim_free`] transaction answered: as [`read_claims_wire`].
-pub(super) fn read_claims(reply: Value, devices: usize) -> Result<Vec<bool>, BackendError> {
+pub(super) fn read_claims(reply: Value, devices: usize) -> Result<FirstClaim, BackendError> {
     let corrupt = |what: &str| corrupt_claims(devices, what);
     let Value::Array(items) = reply else {
         return Err(corrupt("no list"));
     };
-    if items.len() != devices + 2 {
-        return Err(corrupt(&format!("{} replies", items.len())));
-    }
-    items[..devices]
+    let ints: Vec<i64> = items
         .iter()
-        .map(|set| match set {
-            Value::Int(n) => Ok(*n == 1),
-            other => Err(corrupt(&format!("{other:?} for a device"))),
+        .map(|item| match item {
+            Value::Int(n) => Ok(*n),
+            other => Err(corrupt(&format!("{other:?}"))),
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    first_claim(&ints, devices)
+}
+
+/// The claim of `devices` from its transaction's integer answers (`HSETNX` each, `PEXPIRE`).
+fn first_claim(ints: &[i64], devices: usize) -> Result<FirstClaim, BackendError> {
+    if ints.len() != devices + 1 {
+        return Err(corrupt_claims(devices, &format!("{} replies", ints.len())));
+    }
+    Ok(FirstClaim {
+        took: ints[..devices].iter().map(|n| *n == 1).collect(),
+        new_hash: ints[devices] == 1,
+    })
 }
 
 fn corrupt_claims(devices: usize, what: &str) -> BackendError {
@@ -150,30 +211,65 @@ fn corrupt_claims(devices: usize, what: &str) -> BackendError {
     ))
 }
 
-/// Read who holds `devices` of the ledger hash `key` (the devices a claim found held): one
-/// `HMGET`.
-pub(super) fn read_held(key: &str, devices: &[&str]) -> Cmd {
-    let mut cmd = redis::cmd("HMGET");
-    cmd.arg(key).arg(devices);
-    cmd
+/// The second round trip of a claim that needs one ([`FirstClaim::needs_follow_up`]) on the
+/// ledger hash `key`: `PEXPIRE GT` to `ttl_ms` when the hash was there before (`lengthen`),
+/// then `HMGET` of `devices` ([`FirstClaim::to_read`]). The lengthening goes first, so a
+/// device read back as this claim's was in the hash the expiry was set on.
+pub(super) fn follow_up(key: &str, ttl_ms: u64, lengthen: bool, devices: &[&str]) -> Vec<Cmd> {
+    let mut cmds = Vec::with_capacity(2);
+    if lengthen {
+        let mut expire = redis::cmd("PEXPIRE");
+        expire.arg(key).arg(ttl_ms).arg("GT");
+        cmds.push(expire);
+    }
+    let mut read = redis::cmd("HMGET");
+    read.arg(key).arg(devices);
+    cmds.push(read);
+    cmds
 }
 
-/// [`read_held`] written into `out`.
-pub(super) fn read_held_wire(out: &mut Commands, key: &[&[u8]], devices: &[&str]) {
+/// [`follow_up`] written into `out` as plain commands (one connection keeps their order).
+pub(super) fn follow_up_wire(
+    out: &mut Commands,
+    key: &[&[u8]],
+    ttl_ms: u64,
+    lengthen: bool,
+    devices: &[&str],
+) {
+    if lengthen {
+        out.command(4)
+            .arg("PEXPIRE")
+            .arg_parts(key)
+            .arg_u64(ttl_ms)
+            .arg("GT");
+    }
     out.command(2 + devices.len()).arg("HMGET").arg_parts(key);
     for device in devices {
         out.arg(device);
     }
 }
 
-/// The claims of a [`read_held`] answer, one per device asked: `None` for a device held when
-/// claimed and free when read (its holder released it in between).
-pub(super) fn held_claims<'a>(
-    stored: impl Iterator<Item = Option<&'a [u8]>>,
-) -> Vec<Option<Claim>> {
-    stored
-        .map(|held| held.map(|held| Claim::parse(&String::from_utf8_lossy(held))))
-        .collect()
+/// What one [`follow_up_wire`] read, taken from `replies`: the stored value of each device.
+pub(super) fn read_follow_up_wire(
+    replies: &mut Items<'_>,
+    lengthen: bool,
+    devices: usize,
+) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+    if lengthen {
+        replies
+            .next()
+            .ok_or_else(|| corrupt_claims(devices, "no expiry reply"))?
+            .ok()?;
+    }
+    match replies.next().map(Reply::ok).transpose()? {
+        Some(Reply::Array(stored)) if stored.remaining() == devices => Ok(stored
+            .map(|s| match s {
+                Reply::Bulk(held) => Some(held.to_vec()),
+                _ => None,
+            })
+            .collect()),
+        other => Err(corrupt_claims(devices, &format!("{other:?} to HMGET"))),
+    }
 }
 
 /// Mark `devices` (all [`Settle::Sent`]) sent by the stream entry `entry` on the ledger hash
@@ -270,25 +366,63 @@ mod tests {
     }
 
     #[test]
-    fn claim_replies_read_as_claimed_or_held_and_held_claims_as_holder_sent_or_vanished() {
-        let reply = Value::Array(vec![
-            Value::Int(1),
-            Value::Int(0),
-            Value::Int(0),
-            Value::Int(1),
-            Value::Int(0),
-        ]);
-        assert_eq!(read_claims(reply, 3).unwrap(), vec![true, false, false]);
+    fn claim_replies_read_as_claimed_held_and_whether_the_hash_is_new() {
+        let reply = Value::Array(vec![Value::Int(1), Value::Int(0), Value::Int(1)]);
+        let first = read_claims(reply, 2).unwrap();
+        assert_eq!(
+            first,
+            FirstClaim {
+                took: vec![true, false],
+                new_hash: true
+            }
+        );
         assert!(read_claims(Value::Array(vec![Value::Int(1)]), 4).is_err());
         assert!(read_claims(Value::Nil, 1).is_err());
-        let bad = Value::Array(vec![Value::Nil, Value::Int(1), Value::Int(0)]);
+        let bad = Value::Array(vec![Value::Nil, Value::Int(1)]);
         assert!(read_claims(bad, 1).is_err());
+    }
 
+    #[test]
+    fn a_claim_needs_a_follow_up_only_for_a_held_device_or_an_older_hash() {
+        let requests = [
+            ClaimRequest {
+                device: "a",
+                take_over: None,
+            },
+            ClaimRequest {
+                device: "b",
+                take_over: None,
+            },
+        ];
+        let claim = |took: Vec<bool>, new_hash| FirstClaim { took, new_hash };
+        let all_new = claim(vec![true, true], true);
+        assert!(!all_new.needs_follow_up());
+        assert_eq!(
+            all_new.claims(None, "me"),
+            vec![Some(Claim::Fresh), Some(Claim::Fresh)]
+        );
+        let one_held = claim(vec![true, false], true);
+        assert!(one_held.needs_follow_up());
+        assert_eq!(one_held.to_read(&requests), vec!["b"]);
         let held = "sending|1|i-1|1-0|c1";
-        let stored: [Option<&[u8]>; 3] = [Some(held.as_bytes()), Some(b"sent|1-0"), None];
-        let claims = held_claims(stored.into_iter());
-        assert!(matches!(&claims[0], Some(Claim::Held(Some(h))) if h.entry == "1-0"));
-        assert_eq!(claims[1], Some(Claim::Sent));
-        assert_eq!(claims[2], None);
+        let claims = one_held.claims(Some(vec![Some(held.into())]), "me");
+        assert_eq!(claims[0], Some(Claim::Fresh));
+        assert!(matches!(&claims[1], Some(Claim::Held(Some(h))) if h.entry == "1-0"));
+        assert_eq!(one_held.claims(Some(vec![None]), "me")[1], None, "released");
+
+        // The hash was there before: what this claim took is read back.
+        let older = claim(vec![true, false], false);
+        assert!(older.needs_follow_up());
+        assert_eq!(older.to_read(&requests), vec!["a", "b"]);
+        let read = vec![Some(b"me".to_vec()), Some(b"sent|1-0".to_vec())];
+        assert_eq!(
+            older.claims(Some(read), "me"),
+            vec![Some(Claim::Fresh), Some(Claim::Sent)]
+        );
+        // It expired in between: what this claim took vanished with it, or another took it.
+        let read = vec![None, Some(held.into())];
+        let claims = older.claims(Some(read), "me");
+        assert_eq!(claims[0], None);
+        assert!(matches!(&claims[1], Some(Claim::Held(Some(_)))));
     }
 }
