@@ -191,7 +191,8 @@ impl SentLedger for RedisSentLedger {
             .collect();
         let marked = async {
             if let Some(wire) = self.conn.wire() {
-                let mut out = Commands::with_capacity(marks.len() * 256);
+                // ~300 bytes a mark (key, device key, entry id): room for all of them at once.
+                let mut out = Commands::with_capacity(marks.len() * 320);
                 for i in &marks {
                     let s = batch[*i];
                     let key = self.keys.sent_parts(&s.call_sid);
