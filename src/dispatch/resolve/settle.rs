@@ -32,10 +32,10 @@ pub(super) async fn settle(
         .iter()
         .zip(ends)
         .filter_map(|(t, r)| match r.end {
-            DeviceEnd::Delivered if record_sent => Some((t.device.clone(), Settle::Sent)),
+            DeviceEnd::Delivered if record_sent => Some((t.device.to_string(), Settle::Sent)),
             // Accepted (recorded already), or possibly rung: the claim stays.
             DeviceEnd::Delivered | DeviceEnd::Aborted { in_flight: true } => None,
-            _ => Some((t.device.clone(), Settle::Release)),
+            _ => Some((t.device.to_string(), Settle::Release)),
         })
         .collect();
     for (target, report) in claimed.fresh.iter().zip(ends) {
@@ -51,7 +51,7 @@ pub(super) fn release_all(event: &CallEvent, claimed: Claimed<'_>) -> Settlement
     let all = claimed
         .fresh
         .iter()
-        .map(|t| (t.device.clone(), Settle::Release))
+        .map(|t| (t.device.to_string(), Settle::Release))
         .collect();
     settlement(event, claimed, all)
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::super::ledger::device_key;
+use super::super::ledger::{device_key, DeviceKey};
 use super::super::outage::StoreFailure;
 use super::super::Shared;
 use crate::bindings::Binding;
@@ -21,7 +21,7 @@ pub(in crate::dispatch) struct Target {
     pub(in crate::dispatch) binding: Binding,
     pub(in crate::dispatch) provider: Arc<dyn Provider>,
     /// The device's key in the ledger.
-    pub(in crate::dispatch) device: String,
+    pub(in crate::dispatch) device: DeviceKey,
 }
 
 /// One event's request for its callee's bindings, served with others ([`serve`]).
