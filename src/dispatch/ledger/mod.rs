@@ -179,8 +179,8 @@ pub enum Settle {
 /// ([`SentLedger::settle_many`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
-    /// The call.
-    pub call_sid: String,
+    /// The call (shared with the event's call).
+    pub call_sid: Arc<str>,
     /// The attempt that made the claims.
     pub me: Holder,
     /// Device keys and how each ended.

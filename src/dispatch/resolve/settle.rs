@@ -62,7 +62,7 @@ fn settlement(
     devices: Vec<(String, Settle)>,
 ) -> Settlement {
     Settlement {
-        call_sid: event.call_sid().to_string(),
+        call_sid: event.call.call_sid.clone(),
         me: claimed.me,
         devices,
     }
