@@ -115,30 +115,27 @@ impl RedisBindingStore {
 
         // The device keys are the authority on ownership: skip bindings whose token moved on
         // (left behind by an interrupted registration, see the module docs).
-        let owners = self.owners(&lives).await;
-        let mut owners = owners.iter().map(|owner| match owner {
-            Ok(owner) => Ok(owner.as_deref()),
-            Err(e) => Err(e.clone()),
-        });
+        let mut owners = self.new_owners(&lives).await.into_iter();
         for (identity, live) in identities.iter().zip(&mut lives) {
             let Ok(bindings) = live else {
                 continue;
             };
-            let mut kept = Vec::with_capacity(bindings.len());
             let mut failed = None;
-            for b in std::mem::take(bindings) {
-                let owner = match owners.next() {
-                    Some(Ok(owner)) => owner,
-                    Some(Err(e)) => {
-                        failed = Some(e);
-                        continue;
-                    }
-                    None => None,
-                };
-                let owner = owner.unwrap_or_default();
-                if owner.is_empty() || owner_is(owner, &b.identity, &b.binding_id) {
-                    kept.push(b);
-                } else if let Err(e) = self
+            let mut moved = Vec::new();
+            // In place: the bindings kept are most of them, and this runs for every event.
+            bindings.retain(|b| match owners.next() {
+                Some(Err(e)) => {
+                    failed = Some(e);
+                    false
+                }
+                Some(Ok(Some(owner))) => {
+                    moved.push((b.clone(), owner));
+                    false
+                }
+                Some(Ok(None)) | None => true,
+            });
+            for (b, owner) in moved {
+                if let Err(e) = self
                     .remove_if_token(
                         identity,
                         &b.binding_id,
@@ -151,23 +148,26 @@ impl RedisBindingStore {
                     warn!(error = %e, binding_id = %b.binding_id, "could not remove a binding whose token moved on");
                 }
             }
-            *live = match failed {
-                Some(e) => Err(e.into()),
-                None => Ok(kept),
-            };
+            if let Some(e) = failed {
+                *live = Err(e.into());
+            }
         }
         lives
     }
 }
 
 impl RedisBindingStore {
-    /// The owner of each binding of `lives` (its device key's value), in order: one `GET`
-    /// each, in one round trip.
-    async fn owners(
+    /// For each binding of `lives`, in order, the owner its device key names (its value) when
+    /// that is another binding — the token moved on — and `None` when it names this binding or
+    /// nobody: one `GET` each, in one round trip. Only an owner that moved is copied out.
+    async fn new_owners(
         &self,
         lives: &[Result<Vec<Binding>, BackendError>],
     ) -> Vec<Result<Option<String>, RedisError>> {
         let bindings = || lives.iter().flatten().flatten();
+        let moved = |owner: &str, b: &Binding| {
+            !owner.is_empty() && !owner_is(owner, &b.identity, &b.binding_id)
+        };
         let Some(wire) = self.conn.wire() else {
             let gets = bindings()
                 .map(|b| {
@@ -176,7 +176,12 @@ impl RedisBindingStore {
                     cmd
                 })
                 .collect();
-            return query_each::<Option<String>>(&self.conn, gets).await;
+            return query_each::<Option<String>>(&self.conn, gets)
+                .await
+                .into_iter()
+                .zip(bindings())
+                .map(|(owner, b)| Ok(owner?.filter(|owner| moved(owner, b))))
+                .collect();
         };
         let mut out = Commands::with_capacity(lives.len() * 128);
         for b in bindings() {
@@ -187,9 +192,13 @@ impl RedisBindingStore {
         match wire.send(out).await {
             Ok(replies) => replies
                 .iter()
-                .map(|owner| match owner.ok()? {
+                .zip(bindings())
+                .map(|(owner, b)| match owner.ok()? {
                     Reply::Nil => Ok(None),
-                    other => Ok(Some(other.text().unwrap_or_default().into_owned())),
+                    other => {
+                        let owner = other.text().unwrap_or_default();
+                        Ok(moved(&owner, b).then(|| owner.into_owned()))
+                    }
                 })
                 .collect(),
             Err(e) => (0..count).map(|_| Err(e.clone())).collect(),
