@@ -14,7 +14,7 @@ use super::super::push::DeviceEnd;
 use super::super::Shared;
 use super::claim::Claimed;
 use super::decide::DeviceReport;
-use crate::bindings::Binding;
+use crate::bindings::Device;
 use crate::domain::mask_device_token;
 use crate::event::CallEvent;
 use crate::providers::Failure;
@@ -82,10 +82,10 @@ pub(super) async fn settle_now(shared: &Shared, settlement: &Settlement) {
     }
 }
 
-async fn prune(shared: &Shared, binding: &Binding, failure: &Failure, judged_at_ms: u64) {
+async fn prune(shared: &Shared, binding: &Device, failure: &Failure, judged_at_ms: u64) {
     match shared
         .store
-        .prune(binding, judged_at_ms, &failure.reason)
+        .prune(&binding.to_binding(), judged_at_ms, &failure.reason)
         .await
     {
         Ok(true) => {
