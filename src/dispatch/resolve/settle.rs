@@ -28,8 +28,7 @@ pub(super) async fn settle(
 ) -> Settlement {
     let record_sent = !super::fanout::records_sent(&claimed);
     let devices = claimed
-        .fresh
-        .iter()
+        .fresh()
         .zip(ends)
         .filter_map(|(t, r)| match r.end {
             DeviceEnd::Delivered if record_sent => Some((t.device.to_string(), Settle::Sent)),
@@ -38,7 +37,7 @@ pub(super) async fn settle(
             _ => Some((t.device.to_string(), Settle::Release)),
         })
         .collect();
-    for (target, report) in claimed.fresh.iter().zip(ends) {
+    for (target, report) in claimed.fresh().zip(ends) {
         if let DeviceEnd::InvalidToken(failure, judged_at_ms) = &report.end {
             prune(shared, &target.binding, failure, *judged_at_ms).await;
         }
@@ -49,8 +48,7 @@ pub(super) async fn settle(
 /// Release every claim of this attempt (the event ends before anything was pushed).
 pub(super) fn release_all(event: &CallEvent, claimed: Claimed<'_>) -> Settlement {
     let all = claimed
-        .fresh
-        .iter()
+        .fresh()
         .map(|t| (t.device.to_string(), Settle::Release))
         .collect();
     settlement(event, claimed, all)
