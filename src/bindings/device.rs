@@ -96,14 +96,14 @@ impl Credentials {
 #[serde(rename = "Binding")]
 pub(crate) struct Stored<'a> {
     #[serde(borrow)]
-    pub(crate) binding_id: Cow<'a, str>,
+    binding_id: Cow<'a, str>,
     #[serde(borrow)]
-    pub(crate) identity: Cow<'a, str>,
+    identity: Cow<'a, str>,
     platform: Platform,
     #[serde(borrow)]
-    pub(crate) credential: Cow<'a, str>,
+    credential: Cow<'a, str>,
     #[serde(borrow)]
-    pub(crate) device_token: Cow<'a, str>,
+    device_token: Cow<'a, str>,
     #[serde(default)]
     target: Target,
     #[serde(default)]
@@ -111,7 +111,7 @@ pub(crate) struct Stored<'a> {
     #[serde(default)]
     environment_learned: bool,
     created_at_ms: u64,
-    pub(crate) updated_at_ms: u64,
+    updated_at_ms: u64,
     pub(crate) expires_at_ms: u64,
 }
 

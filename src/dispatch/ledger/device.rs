@@ -78,12 +78,6 @@ impl Deref for DeviceKey {
     }
 }
 
-impl AsRef<str> for DeviceKey {
-    fn as_ref(&self) -> &str {
-        self
-    }
-}
-
 impl PartialEq for DeviceKey {
     fn eq(&self, other: &DeviceKey) -> bool {
         **self == **other
@@ -91,12 +85,6 @@ impl PartialEq for DeviceKey {
 }
 
 impl Eq for DeviceKey {}
-
-impl PartialEq<str> for DeviceKey {
-    fn eq(&self, other: &str) -> bool {
-        &**self == other
-    }
-}
 
 impl PartialEq<String> for DeviceKey {
     fn eq(&self, other: &String) -> bool {
@@ -107,12 +95,6 @@ impl PartialEq<String> for DeviceKey {
 impl fmt::Debug for DeviceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl fmt::Display for DeviceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self)
     }
 }
 
