@@ -1,12 +1,16 @@
 //! Bindings: identity → device (SPEC §4). The trait is what the dispatcher, the API and the CLI
 //! use; `redis` is the production store (its module header documents the keys).
 
+mod device;
 pub mod feed;
 pub mod redis;
 mod token;
 pub mod webhook;
 
+pub use device::{Credentials, Device};
 pub use token::{normalize_device_token, normalize_fid, FID_LEN};
+
+use std::sync::Arc;
 
 use crate::backend::BackendError;
 use crate::domain::{mask_device_token, ApnsEnvironment, Platform, Target};
@@ -121,6 +125,29 @@ pub trait BindingStore: Send + Sync + 'static {
             answers.push(self.list(identity).await);
         }
         answers
+    }
+
+    /// [`BindingStore::list_many`] as the event path reads it, for every event: [`Device`]s,
+    /// whose strings are shared rather than copied. The default converts what `list_many`
+    /// lists.
+    async fn list_devices(
+        &self,
+        identities: &[Arc<str>],
+    ) -> Vec<Result<Vec<Device>, BackendError>> {
+        let names: Vec<&str> = identities.iter().map(|i| &**i).collect();
+        let mut credentials = Credentials::default();
+        let lists = self.list_many(&names).await;
+        lists
+            .into_iter()
+            .zip(identities)
+            .map(|(listed, identity)| {
+                let bindings = listed?;
+                let devices = bindings
+                    .iter()
+                    .map(|b| Device::of(b, identity, &mut credentials));
+                Ok(devices.collect())
+            })
+            .collect()
     }
 
     /// Stored bindings skipped since start because they did not decode (written by another

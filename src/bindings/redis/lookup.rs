@@ -1,15 +1,18 @@
 //! Looking bindings up in the Redis store: an identity's hash read, each binding checked
 //! against its device key (the authority on ownership), the expired ones removed with their
-//! feed events, and the rest listed most recently updated first.
+//! feed events, and the rest listed most recently updated first. The bindings are read in
+//! place and listed as [`Device`]s (this runs for every event).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use redis::RedisError;
 use tracing::warn;
 
-use super::{decode, owner_is, RedisBindingStore};
+use super::{owner_is, RedisBindingStore};
 use crate::backend::BackendError;
-use crate::bindings::Binding;
+use crate::bindings::device::Stored;
+use crate::bindings::{Credentials, Device};
 use crate::redis_conn::wire::{Commands, Items, Reply};
 use crate::redis_conn::{query_each, Answers};
 
@@ -19,17 +22,23 @@ impl RedisBindingStore {
     /// ([`Undecodable`](super::Undecodable)).
     pub(super) fn live_bindings<'h>(
         &self,
-        identity: &str,
+        identity: &Arc<str>,
         hash: impl Iterator<Item = (Cow<'h, str>, &'h [u8])>,
         now_ms: u64,
-    ) -> (Vec<Binding>, Vec<String>) {
+        credentials: &mut Credentials,
+    ) -> (Vec<Device>, Vec<String>) {
         let mut live = Vec::with_capacity(hash.size_hint().0);
         let mut expired = Vec::new();
         for (binding_id, json) in hash {
-            match decode(json) {
-                Ok(b) if b.expires_at_ms > now_ms => live.push(b),
+            match serde_json::from_slice::<Stored>(json) {
+                Ok(b) if b.expires_at_ms > now_ms => {
+                    live.push(b.into_device(identity, credentials))
+                }
                 Ok(_) => expired.push(binding_id.into_owned()),
-                Err(e) => self.undecodable.note(identity, &binding_id, &e),
+                Err(e) => {
+                    let e = BackendError::Corrupt(e.to_string());
+                    self.undecodable.note(identity, &binding_id, &e)
+                }
             }
         }
         live.sort_by(newest_first);
@@ -40,30 +49,33 @@ impl RedisBindingStore {
     /// expired bindings added to `expired` (removed once the batch is read).
     fn listed<'i, 'h>(
         &self,
-        identity: &'i str,
+        identity: &'i Arc<str>,
         hash: impl Iterator<Item = (Cow<'h, str>, &'h [u8])>,
         now_ms: u64,
+        credentials: &mut Credentials,
         expired: &mut Vec<(&'i str, Vec<String>)>,
-    ) -> Vec<Binding> {
-        let (live, gone) = self.live_bindings(identity, hash, now_ms);
+    ) -> Vec<Device> {
+        let (live, gone) = self.live_bindings(identity, hash, now_ms, credentials);
         if !gone.is_empty() {
             expired.push((identity, gone));
         }
         live
     }
 
-    /// [`BindingStore::list_many`](crate::bindings::BindingStore::list_many) in two round trips for
-    /// the whole lot: every identity's `HGETALL`, then every live binding's device key. Each
-    /// identity's answer is its own: a hash that cannot be read (`WRONGTYPE`) or a device key whose
-    /// node does not answer fails that identity alone, and a binding that does not decode is
-    /// skipped ([`Undecodable`](super::Undecodable)) while the identity's others are listed.
+    /// [`BindingStore::list_devices`](crate::bindings::BindingStore::list_devices) in two round
+    /// trips for the whole lot: every identity's `HGETALL`, then every live binding's device
+    /// key. Each identity's answer is its own: a hash that cannot be read (`WRONGTYPE`) or a
+    /// device key whose node does not answer fails that identity alone, and a binding that does
+    /// not decode is skipped ([`Undecodable`](super::Undecodable)) while the identity's others
+    /// are listed.
     pub(super) async fn lookup_many(
         &self,
-        identities: &[&str],
-    ) -> Vec<Result<Vec<Binding>, BackendError>> {
+        identities: &[Arc<str>],
+    ) -> Vec<Result<Vec<Device>, BackendError>> {
         let now = crate::domain::now_ms();
         let mut expired = Vec::new();
-        let mut lives: Vec<Result<Vec<Binding>, BackendError>> = match self.conn.wire() {
+        let mut credentials = Credentials::default();
+        let mut lives: Vec<Result<Vec<Device>, BackendError>> = match self.conn.wire() {
             Some(wire) => {
                 let mut out = Commands::with_capacity(identities.len() * 64);
                 for identity in identities {
@@ -80,7 +92,13 @@ impl RedisBindingStore {
                                     "HGETALL answered no list".to_string(),
                                 ));
                             };
-                            Ok(self.listed(identity, pairs(items), now, &mut expired))
+                            Ok(self.listed(
+                                identity,
+                                pairs(items),
+                                now,
+                                &mut credentials,
+                                &mut expired,
+                            ))
                         })
                         .collect(),
                     Err(e) => identities.iter().map(|_| Err(e.clone().into())).collect(),
@@ -104,7 +122,7 @@ impl RedisBindingStore {
                         let fields = hash
                             .iter()
                             .map(|(id, json)| (Cow::Borrowed(id.as_str()), json.as_bytes()));
-                        Ok(self.listed(identity, fields, now, &mut expired))
+                        Ok(self.listed(identity, fields, now, &mut credentials, &mut expired))
                     })
                     .collect()
             }
@@ -115,34 +133,31 @@ impl RedisBindingStore {
 
         // The device keys are the authority on ownership: skip bindings whose token moved on
         // (left behind by an interrupted registration, see the module docs).
-        let owners = self.owners(&lives).await;
-        let mut owners = owners.iter().map(|owner| match owner {
-            Ok(owner) => Ok(owner.as_deref()),
-            Err(e) => Err(e.clone()),
-        });
+        let mut owners = self.new_owners(&lives).await.into_iter();
         for (identity, live) in identities.iter().zip(&mut lives) {
             let Ok(bindings) = live else {
                 continue;
             };
-            let mut kept = Vec::with_capacity(bindings.len());
             let mut failed = None;
-            for b in std::mem::take(bindings) {
-                let owner = match owners.next() {
-                    Some(Ok(owner)) => owner,
-                    Some(Err(e)) => {
-                        failed = Some(e);
-                        continue;
-                    }
-                    None => None,
-                };
-                let owner = owner.unwrap_or_default();
-                if owner.is_empty() || owner_is(owner, &b.identity, &b.binding_id) {
-                    kept.push(b);
-                } else if let Err(e) = self
+            let mut moved = Vec::new();
+            // In place: the bindings kept are most of them, and this runs for every event.
+            bindings.retain(|b| match owners.next() {
+                Some(Err(e)) => {
+                    failed = Some(e);
+                    false
+                }
+                Some(Ok(Some(owner))) => {
+                    moved.push((b.clone(), owner));
+                    false
+                }
+                Some(Ok(None)) | None => true,
+            });
+            for (b, owner) in moved {
+                if let Err(e) = self
                     .remove_if_token(
                         identity,
                         &b.binding_id,
-                        (&b.credential, &b.device_token),
+                        (&*b.credential, &*b.device_token),
                         None,
                         ("moved", "", owner.split('\n').next().unwrap_or_default()),
                     )
@@ -151,23 +166,26 @@ impl RedisBindingStore {
                     warn!(error = %e, binding_id = %b.binding_id, "could not remove a binding whose token moved on");
                 }
             }
-            *live = match failed {
-                Some(e) => Err(e.into()),
-                None => Ok(kept),
-            };
+            if let Some(e) = failed {
+                *live = Err(e.into());
+            }
         }
         lives
     }
 }
 
 impl RedisBindingStore {
-    /// The owner of each binding of `lives` (its device key's value), in order: one `GET`
-    /// each, in one round trip.
-    async fn owners(
+    /// For each binding of `lives`, in order, the owner its device key names (its value) when
+    /// that is another binding — the token moved on — and `None` when it names this binding or
+    /// nobody: one `GET` each, in one round trip. Only an owner that moved is copied out.
+    async fn new_owners(
         &self,
-        lives: &[Result<Vec<Binding>, BackendError>],
+        lives: &[Result<Vec<Device>, BackendError>],
     ) -> Vec<Result<Option<String>, RedisError>> {
         let bindings = || lives.iter().flatten().flatten();
+        let moved = |owner: &str, b: &Device| {
+            !owner.is_empty() && !owner_is(owner, &b.identity, &b.binding_id)
+        };
         let Some(wire) = self.conn.wire() else {
             let gets = bindings()
                 .map(|b| {
@@ -176,7 +194,12 @@ impl RedisBindingStore {
                     cmd
                 })
                 .collect();
-            return query_each::<Option<String>>(&self.conn, gets).await;
+            return query_each::<Option<String>>(&self.conn, gets)
+                .await
+                .into_iter()
+                .zip(bindings())
+                .map(|(owner, b)| Ok(owner?.filter(|owner| moved(owner, b))))
+                .collect();
         };
         let mut out = Commands::with_capacity(lives.len() * 128);
         for b in bindings() {
@@ -187,9 +210,13 @@ impl RedisBindingStore {
         match wire.send(out).await {
             Ok(replies) => replies
                 .iter()
-                .map(|owner| match owner.ok()? {
+                .zip(bindings())
+                .map(|(owner, b)| match owner.ok()? {
                     Reply::Nil => Ok(None),
-                    other => Ok(Some(other.text().unwrap_or_default().into_owned())),
+                    other => {
+                        let owner = other.text().unwrap_or_default();
+                        Ok(moved(&owner, b).then(|| owner.into_owned()))
+                    }
                 })
                 .collect(),
             Err(e) => (0..count).map(|_| Err(e.clone())).collect(),
@@ -206,7 +233,7 @@ fn pairs<'a>(mut items: Items<'a>) -> impl Iterator<Item = (Cow<'a, str>, &'a [u
 }
 
 /// The order bindings are listed in: most recently updated first, ties by binding id.
-fn newest_first(a: &Binding, b: &Binding) -> std::cmp::Ordering {
+fn newest_first(a: &Device, b: &Device) -> std::cmp::Ordering {
     b.updated_at_ms
         .cmp(&a.updated_at_ms)
         .then_with(|| a.binding_id.cmp(&b.binding_id))

@@ -51,11 +51,13 @@
 //! second; a crash between leaves a device key naming a binding that no longer exists, the case
 //! of "after 3" above.
 
+use std::sync::Arc;
+
 use crate::redis_conn::RedisConn;
 use redis::Script;
 
 use super::feed::{self, FeedEvent};
-use super::{Binding, BindingStore, NewBinding, Registered};
+use super::{Binding, BindingStore, Device, NewBinding, Registered};
 use crate::backend::BackendError;
 use crate::domain::ApnsEnvironment;
 use crate::redis_conn::Keys;
@@ -197,6 +199,18 @@ impl BindingStore for RedisBindingStore {
     }
 
     async fn list_many(&self, identities: &[&str]) -> Vec<Result<Vec<Binding>, BackendError>> {
+        let identities: Vec<Arc<str>> = identities.iter().map(|i| Arc::from(*i)).collect();
+        let lists = self.lookup_many(&identities).await;
+        lists
+            .into_iter()
+            .map(|listed| Ok(listed?.iter().map(Device::to_binding).collect()))
+            .collect()
+    }
+
+    async fn list_devices(
+        &self,
+        identities: &[Arc<str>],
+    ) -> Vec<Result<Vec<Device>, BackendError>> {
         self.lookup_many(identities).await
     }
 

@@ -26,16 +26,15 @@
 //! [`redis::RedisSentLedger`] is the production ledger (its header documents the key);
 //! [`memory::MemoryLedger`] serves one process.
 
+mod device;
 pub mod memory;
 pub mod redis;
 
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use crate::backend::BackendError;
-use crate::domain::PushKind;
 
+pub use device::{device_key, DeviceKey};
 pub use memory::MemoryLedger;
 
 /// How long a claim outlives the event's deadline: redeliveries past the deadline end `expired`
@@ -180,8 +179,8 @@ pub enum Settle {
 /// ([`SentLedger::settle_many`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
-    /// The call.
-    pub call_sid: String,
+    /// The call (shared with the event's call).
+    pub call_sid: Arc<str>,
     /// The attempt that made the claims.
     pub me: Holder,
     /// Device keys and how each ended.
@@ -241,25 +240,6 @@ pub fn liveness(
         entry: held.entry.clone(),
         consumer: held.consumer.to_string(),
     }
-}
-
-/// The key of one device within a call: the push kind, the credential and a digest of the
-/// device token (the ledger never stores device tokens).
-pub fn device_key(kind: PushKind, credential: &str, device_token: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(device_token.as_bytes());
-    let kind = kind.as_str();
-    // One string of the right size (once per device of every event).
-    let mut key = String::with_capacity(kind.len() + credential.len() + 2 + 32);
-    key.push_str(kind);
-    key.push(':');
-    key.push_str(credential);
-    key.push(':');
-    for byte in &digest[..16] {
-        key.push(char::from(HEX[usize::from(byte >> 4)]));
-        key.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
-    key
 }
 
 /// Remembers which devices each call already pushed.

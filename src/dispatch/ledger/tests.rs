@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::PushKind;
 
 fn holder(consumer: &str, instance: &str, entry: &str) -> Holder {
     Holder {

@@ -26,18 +26,34 @@ use crate::event::CallEvent;
 pub(in crate::dispatch) struct Claimed<'t> {
     /// Who this attempt is in the ledger.
     pub(in crate::dispatch) me: Holder,
-    /// The devices this attempt holds now and pushes.
-    pub(in crate::dispatch) fresh: Vec<&'t Target>,
+    /// The event's targets, and what the claim of each found (in the same order).
+    targets: &'t [Target],
+    claims: Vec<Claim>,
+    /// How many of `claims` are fresh.
+    fresh: usize,
     /// Devices an earlier attempt delivered.
     pub(in crate::dispatch) earlier_sent: usize,
-    /// Devices in all.
-    pub(in crate::dispatch) devices: usize,
 }
 
-impl Claimed<'_> {
+impl<'t> Claimed<'t> {
+    /// The devices this attempt holds now and pushes, in order (read off the claims rather than
+    /// listed apart: this runs for every event).
+    pub(in crate::dispatch) fn fresh(&self) -> impl Iterator<Item = &'t Target> + '_ {
+        self.targets
+            .iter()
+            .zip(&self.claims)
+            .filter(|(_, c)| **c == Claim::Fresh)
+            .map(|(t, _)| t)
+    }
+
+    /// How many devices this attempt pushes.
+    pub(in crate::dispatch) fn fresh_count(&self) -> usize {
+        self.fresh
+    }
+
     /// Devices not pushed by this attempt: delivered earlier, or being pushed by a live one.
     pub(in crate::dispatch) fn skipped(&self) -> usize {
-        self.devices - self.fresh.len()
+        self.targets.len() - self.fresh
     }
 }
 
@@ -91,17 +107,13 @@ pub(super) async fn claim<'t>(
         }
     }
     let earlier_sent = claims.iter().filter(|c| **c == Claim::Sent).count();
-    let fresh = targets
-        .iter()
-        .zip(&claims)
-        .filter(|(_, c)| **c == Claim::Fresh)
-        .map(|(t, _)| t)
-        .collect();
+    let fresh = claims.iter().filter(|c| **c == Claim::Fresh).count();
     Ok(Claimed {
         me,
+        targets: targets.as_slice(),
+        claims,
         fresh,
         earlier_sent,
-        devices: targets.len(),
     })
 }
 

@@ -64,16 +64,17 @@ pub(super) async fn fan_out<'t>(
         }
     };
     // Most events go to one device: no futures to join for it.
-    match claimed.fresh.as_slice() {
-        [only] => vec![push_one(only).await],
-        many => join_all(many.iter().map(|&t| push_one(t))).await,
+    let mut fresh = claimed.fresh();
+    match (fresh.next(), fresh.next()) {
+        (Some(only), None) => vec![push_one(only).await],
+        _ => join_all(claimed.fresh().map(push_one)).await,
     }
 }
 
 /// Whether the fan-out records accepted pushes itself: with several devices; the push of a
 /// single device is recorded with the outcome.
 pub(super) fn records_sent(claimed: &Claimed<'_>) -> bool {
-    claimed.fresh.len() > 1
+    claimed.fresh_count() > 1
 }
 
 /// Mark `device` sent, retrying through a Redis outage; false when the daemon stops hard

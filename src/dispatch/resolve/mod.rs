@@ -116,7 +116,7 @@ pub(super) async fn resolve_timed(
     };
     clock.lap(Stage::Claim);
     let devices = targets.len();
-    if claimed.fresh.is_empty() {
+    if claimed.fresh_count() == 0 {
         info!(
             devices,
             "every device was pushed by an earlier attempt; not pushed again"

@@ -14,7 +14,7 @@ use super::super::push::DeviceEnd;
 use super::super::Shared;
 use super::claim::Claimed;
 use super::decide::DeviceReport;
-use crate::bindings::Binding;
+use crate::bindings::Device;
 use crate::domain::mask_device_token;
 use crate::event::CallEvent;
 use crate::providers::Failure;
@@ -28,17 +28,16 @@ pub(super) async fn settle(
 ) -> Settlement {
     let record_sent = !super::fanout::records_sent(&claimed);
     let devices = claimed
-        .fresh
-        .iter()
+        .fresh()
         .zip(ends)
         .filter_map(|(t, r)| match r.end {
-            DeviceEnd::Delivered if record_sent => Some((t.device.clone(), Settle::Sent)),
+            DeviceEnd::Delivered if record_sent => Some((t.device.to_string(), Settle::Sent)),
             // Accepted (recorded already), or possibly rung: the claim stays.
             DeviceEnd::Delivered | DeviceEnd::Aborted { in_flight: true } => None,
-            _ => Some((t.device.clone(), Settle::Release)),
+            _ => Some((t.device.to_string(), Settle::Release)),
         })
         .collect();
-    for (target, report) in claimed.fresh.iter().zip(ends) {
+    for (target, report) in claimed.fresh().zip(ends) {
         if let DeviceEnd::InvalidToken(failure, judged_at_ms) = &report.end {
             prune(shared, &target.binding, failure, *judged_at_ms).await;
         }
@@ -49,9 +48,8 @@ pub(super) async fn settle(
 /// Release every claim of this attempt (the event ends before anything was pushed).
 pub(super) fn release_all(event: &CallEvent, claimed: Claimed<'_>) -> Settlement {
     let all = claimed
-        .fresh
-        .iter()
-        .map(|t| (t.device.clone(), Settle::Release))
+        .fresh()
+        .map(|t| (t.device.to_string(), Settle::Release))
         .collect();
     settlement(event, claimed, all)
 }
@@ -62,7 +60,7 @@ fn settlement(
     devices: Vec<(String, Settle)>,
 ) -> Settlement {
     Settlement {
-        call_sid: event.call_sid().to_string(),
+        call_sid: event.call.call_sid.clone(),
         me: claimed.me,
         devices,
     }
@@ -82,10 +80,10 @@ pub(super) async fn settle_now(shared: &Shared, settlement: &Settlement) {
     }
 }
 
-async fn prune(shared: &Shared, binding: &Binding, failure: &Failure, judged_at_ms: u64) {
+async fn prune(shared: &Shared, binding: &Device, failure: &Failure, judged_at_ms: u64) {
     match shared
         .store
-        .prune(binding, judged_at_ms, &failure.reason)
+        .prune(&binding.to_binding(), judged_at_ms, &failure.reason)
         .await
     {
         Ok(true) => {

@@ -8,20 +8,20 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::super::ledger::device_key;
+use super::super::ledger::{device_key, DeviceKey};
 use super::super::outage::StoreFailure;
 use super::super::Shared;
-use crate::bindings::Binding;
+use crate::bindings::Device;
 use crate::domain::PushKind;
 use crate::event::CallEvent;
 use crate::providers::Provider;
 
 /// One device the event goes to.
 pub(in crate::dispatch) struct Target {
-    pub(in crate::dispatch) binding: Binding,
+    pub(in crate::dispatch) binding: Device,
     pub(in crate::dispatch) provider: Arc<dyn Provider>,
     /// The device's key in the ledger.
-    pub(in crate::dispatch) device: String,
+    pub(in crate::dispatch) device: DeviceKey,
 }
 
 /// One event's request for its callee's bindings, served with others ([`serve`]).
@@ -29,22 +29,22 @@ pub(in crate::dispatch) struct Lookup {
     /// Shared with the event.
     pub(in crate::dispatch) identity: Arc<str>,
     /// The bindings, or why they could not be read (an outage is logged once, by [`serve`]).
-    pub(in crate::dispatch) answer: oneshot::Sender<Result<Vec<Binding>, StoreFailure>>,
+    pub(in crate::dispatch) answer: oneshot::Sender<Result<Vec<Device>, StoreFailure>>,
 }
 
-/// Read the bindings of every identity `batch` asks for in one [`BindingStore::list_many`]
+/// Read the bindings of every identity `batch` asks for in one [`BindingStore::list_devices`]
 /// (each identity once) and answer each request.
 ///
-/// [`BindingStore::list_many`]: crate::bindings::BindingStore::list_many
+/// [`BindingStore::list_devices`]: crate::bindings::BindingStore::list_devices
 pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<Lookup>) {
     let mut position: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
-    let mut distinct: Vec<&str> = Vec::with_capacity(batch.len());
+    let mut distinct: Vec<Arc<str>> = Vec::with_capacity(batch.len());
     let mut askers: Vec<usize> = Vec::with_capacity(batch.len());
     let index: Vec<usize> = batch
         .iter()
         .map(|l| {
             let i = *position.entry(&*l.identity).or_insert_with(|| {
-                distinct.push(&*l.identity);
+                distinct.push(l.identity.clone());
                 askers.push(0);
                 distinct.len() - 1
             });
@@ -52,8 +52,8 @@ pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<Lookup>) {
             i
         })
         .collect();
-    let lists = shared.store.list_many(&distinct).await;
-    let mut lists: Vec<Option<Result<Vec<Binding>, StoreFailure>>> = shared
+    let lists = shared.store.list_devices(&distinct).await;
+    let mut lists: Vec<Option<Result<Vec<Device>, StoreFailure>>> = shared
         .outage
         .judge_all("list_bindings", "resolving bindings", lists)
         .into_iter()
@@ -74,7 +74,7 @@ pub(in crate::dispatch) async fn serve(shared: &Shared, batch: Vec<Lookup>) {
 
 /// The callee's bindings: through the lookup stage when the pool runs one, else served alone
 /// here (the unit tests' pools).
-async fn bindings(shared: &Shared, identity: Arc<str>) -> Result<Vec<Binding>, StoreFailure> {
+async fn bindings(shared: &Shared, identity: Arc<str>) -> Result<Vec<Device>, StoreFailure> {
     let (answer, got) = oneshot::channel();
     let lookup = Lookup { identity, answer };
     match shared.batches.as_ref() {
@@ -101,7 +101,12 @@ pub(super) async fn resolve(
         })?;
     Ok(bindings
         .into_iter()
-        .filter(|b| event.credential.as_ref().is_none_or(|c| *c == b.credential))
+        .filter(|b| {
+            event
+                .credential
+                .as_ref()
+                .is_none_or(|c| **c == *b.credential)
+        })
         .filter_map(|b| {
             let provider = shared.providers.get(&b.credential)?.clone();
             let device = device_key(event.kind(), &b.credential, &b.device_token);
