@@ -232,3 +232,36 @@ fn an_entry_keeps_its_fields_in_order_empty_and_repeated_ones_included() {
     assert_eq!(StreamEntry::from_slice("1-0", &owned), e);
     assert!(StreamEntry::of("2-0", &[]).is_empty());
 }
+
+#[test]
+fn a_known_field_given_twice_is_malformed_and_named() {
+    let twice = CallEvent::parse(&entry(&[
+        ("type", "incoming"),
+        ("to", "alice"),
+        ("call_sid", "CA1"),
+        ("to", "bob"),
+    ]))
+    .unwrap_err();
+    assert_eq!(twice.field, "to");
+    assert_eq!(twice.problem, "is given 2 times");
+    let thrice = CallEvent::parse(&entry(&[
+        ("type", "incoming"),
+        ("to", "alice"),
+        ("call_sid", "CA1"),
+        ("ttl_ms", "1000"),
+        ("ttl_ms", "2000"),
+        ("ttl_ms", "3000"),
+    ]))
+    .unwrap_err();
+    assert_eq!(thrice.field, "ttl_ms");
+    assert_eq!(thrice.problem, "is given 3 times");
+    // An unknown field may repeat: it is only kept.
+    let repeated_unknown = entry(&[
+        ("type", "incoming"),
+        ("to", "alice"),
+        ("call_sid", "CA1"),
+        ("extra", "1"),
+        ("extra", "2"),
+    ]);
+    assert!(CallEvent::parse(&repeated_unknown).is_ok());
+}
