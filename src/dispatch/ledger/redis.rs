@@ -362,7 +362,7 @@ impl RedisSentLedger {
                         true => Some(read.next().unwrap_or_else(|| Ok(Vec::new()))?),
                         false => None,
                     };
-                    Ok(first.claims(read, &c.me.encode()))
+                    Ok(first.claims(read, c.me))
                 });
             answers.push(self.claim_vanished(c, claims).await);
         }

@@ -29,7 +29,7 @@ use redis::{Cmd, Value};
 
 use crate::redis_conn::wire::{Commands, Items, Reply};
 
-use super::super::{Claim, ClaimRequest, Settle, CLAIM_MARGIN_MS};
+use super::super::{Claim, ClaimRequest, Holder, Settle, CLAIM_MARGIN_MS};
 use crate::backend::BackendError;
 
 /// Whether an `INFO server` answer (one server's text, or one per node of a cluster) says Redis
@@ -135,15 +135,17 @@ impl FirstClaim {
     pub(super) fn claims(
         &self,
         read: Option<Vec<Option<Vec<u8>>>>,
-        me: &str,
+        me: &Holder,
     ) -> Vec<Option<Claim>> {
+        // Only a hash that was there before has devices of this claim read back.
+        let mine = (!self.new_hash).then(|| me.encode());
         let mut read = read.unwrap_or_default().into_iter();
         self.took
             .iter()
-            .map(|took| match (took, self.new_hash) {
-                (true, true) => Some(Claim::Fresh),
-                (true, false) => match read.next().flatten() {
-                    Some(stored) if stored == me.as_bytes() => Some(Claim::Fresh),
+            .map(|took| match (took, &mine) {
+                (true, None) => Some(Claim::Fresh),
+                (true, Some(mine)) => match read.next().flatten() {
+                    Some(stored) if stored == mine.as_bytes() => Some(Claim::Fresh),
                     other => other.map(|stored| Claim::parse(&String::from_utf8_lossy(&stored))),
                 },
                 (false, _) => read
@@ -169,13 +171,11 @@ pub(super) fn read_claims_wire(
     let Some(items) = exec_items(exec)? else {
         return Err(corrupt("no list"));
     };
-    let ints: Vec<i64> = items
-        .map(|item| match item {
-            Reply::Int(n) => Ok(n),
-            other => Err(corrupt(&format!("{other:?}"))),
-        })
-        .collect::<Result<_, _>>()?;
-    first_claim(&ints, devices)
+    let ints = items.map(|item| match item {
+        Reply::Int(n) => Ok(n),
+        other => Err(corrupt(&format!("{other:?}"))),
+    });
+    first_claim(ints, devices)
 }
 
 /// What a [`claim_free`] transaction answered: as [`read_claims_wire`].
@@ -184,25 +184,33 @@ pub(super) fn read_claims(reply: Value, devices: usize) -> Result<FirstClaim, Ba
     let Value::Array(items) = reply else {
         return Err(corrupt("no list"));
     };
-    let ints: Vec<i64> = items
-        .iter()
-        .map(|item| match item {
-            Value::Int(n) => Ok(*n),
-            other => Err(corrupt(&format!("{other:?}"))),
-        })
-        .collect::<Result<_, _>>()?;
-    first_claim(&ints, devices)
+    let ints = items.iter().map(|item| match item {
+        Value::Int(n) => Ok(*n),
+        other => Err(corrupt(&format!("{other:?}"))),
+    });
+    first_claim(ints, devices)
 }
 
 /// The claim of `devices` from its transaction's integer answers (`HSETNX` each, `PEXPIRE`).
-fn first_claim(ints: &[i64], devices: usize) -> Result<FirstClaim, BackendError> {
-    if ints.len() != devices + 1 {
-        return Err(corrupt_claims(devices, &format!("{} replies", ints.len())));
+fn first_claim(
+    ints: impl Iterator<Item = Result<i64, BackendError>>,
+    devices: usize,
+) -> Result<FirstClaim, BackendError> {
+    let mut took = Vec::with_capacity(devices);
+    let mut new_hash = None;
+    let mut replies = 0;
+    for n in ints {
+        let n = n?;
+        match replies < devices {
+            true => took.push(n == 1),
+            false => new_hash = Some(n == 1),
+        }
+        replies += 1;
     }
-    Ok(FirstClaim {
-        took: ints[..devices].iter().map(|n| *n == 1).collect(),
-        new_hash: ints[devices] == 1,
-    })
+    match new_hash {
+        Some(new_hash) if replies == devices + 1 => Ok(FirstClaim { took, new_hash }),
+        _ => Err(corrupt_claims(devices, &format!("{replies} replies"))),
+    }
 }
 
 fn corrupt_claims(devices: usize, what: &str) -> BackendError {
@@ -395,33 +403,39 @@ mod tests {
             },
         ];
         let claim = |took: Vec<bool>, new_hash| FirstClaim { took, new_hash };
+        let me = Holder {
+            consumer: "c2".into(),
+            instance: "i-2".into(),
+            entry: "2-0".into(),
+            since_ms: 2,
+        };
         let all_new = claim(vec![true, true], true);
         assert!(!all_new.needs_follow_up());
         assert_eq!(
-            all_new.claims(None, "me"),
+            all_new.claims(None, &me),
             vec![Some(Claim::Fresh), Some(Claim::Fresh)]
         );
         let one_held = claim(vec![true, false], true);
         assert!(one_held.needs_follow_up());
         assert_eq!(one_held.to_read(&requests), vec!["b"]);
         let held = "sending|1|i-1|1-0|c1";
-        let claims = one_held.claims(Some(vec![Some(held.into())]), "me");
+        let claims = one_held.claims(Some(vec![Some(held.into())]), &me);
         assert_eq!(claims[0], Some(Claim::Fresh));
         assert!(matches!(&claims[1], Some(Claim::Held(Some(h))) if h.entry == "1-0"));
-        assert_eq!(one_held.claims(Some(vec![None]), "me")[1], None, "released");
+        assert_eq!(one_held.claims(Some(vec![None]), &me)[1], None, "released");
 
         // The hash was there before: what this claim took is read back.
         let older = claim(vec![true, false], false);
         assert!(older.needs_follow_up());
         assert_eq!(older.to_read(&requests), vec!["a", "b"]);
-        let read = vec![Some(b"me".to_vec()), Some(b"sent|1-0".to_vec())];
+        let read = vec![Some(me.encode().into_bytes()), Some(b"sent|1-0".to_vec())];
         assert_eq!(
-            older.claims(Some(read), "me"),
+            older.claims(Some(read), &me),
             vec![Some(Claim::Fresh), Some(Claim::Sent)]
         );
         // It expired in between: what this claim took vanished with it, or another took it.
         let read = vec![None, Some(held.into())];
-        let claims = older.claims(Some(read), "me");
+        let claims = older.claims(Some(read), &me);
         assert_eq!(claims[0], None);
         assert!(matches!(&claims[1], Some(Claim::Held(Some(_)))));
     }
