@@ -15,12 +15,13 @@
 --   write an entry's own fields could make fail), then the result, then the XACK: the entry
 --   whose write fails has nothing written, the ones before it are finished, the ones after it
 --   untouched;
--- - an entry with a result alone (the common case) is acknowledged first, and XACK's answer is
---   its pending check (one command fewer than XPENDING + XACK). Its result cannot fail after
---   that: its fields are the few short ones callpush writes, the checks above ran, and once a
---   script has written, Redis no longer refuses its writes for memory (maxmemory), a read-only
---   replica or a disk error (script.c, scriptVerifyOOM and scriptVerifyWriteCommandAllow:
---   "we can't stop in the middle"). XACK is such a write.
+-- - an entry with a result alone (the common case) is acknowledged first, on Redis 7.0 and
+--   later (which have the permission check), and XACK's answer is its pending check (one
+--   command fewer than XPENDING + XACK). Its result cannot fail after that: its fields are the
+--   few short ones callpush writes, the checks above ran, and once a script has written, Redis
+--   no longer refuses its writes for memory (maxmemory), a read-only replica or a disk error
+--   (script.c, scriptVerifyOOM and scriptVerifyWriteCommandAllow: "we can't stop in the
+--   middle"). XACK is such a write.
 local writes = {[2] = false, [3] = false}
 local i = 4
 while i <= #ARGV do
@@ -36,12 +37,14 @@ for k, written in pairs(writes) do
     if kind ~= 'stream' and kind ~= 'none' then
       return redis.error_reply('WRONGTYPE ' .. KEYS[k] .. ' holds a ' .. kind .. ', not a stream')
     end
-    -- Redis 7.0 and later; older servers check each XADD as it comes (pending first there).
     if redis.acl_check_cmd and not redis.acl_check_cmd('XADD', KEYS[k], '*', 'f', 'v') then
       return redis.error_reply('NOPERM this user has no permission to XADD to ' .. KEYS[k])
     end
   end
 end
+-- Acknowledging first needs the permission check above, which came with Redis 7.0: an older
+-- server keeps the pending check first for every entry.
+local ack_first = redis.acl_check_cmd ~= nil
 local out = {}
 i = 4
 while i <= #ARGV do
@@ -50,7 +53,7 @@ while i <= #ARGV do
   local n_dead = tonumber(ARGV[i + 2])
   local first = i + 3
   i = first + n_result + n_dead
-  if n_dead == 0 then
+  if n_dead == 0 and ack_first then
     if redis.call('XACK', KEYS[1], ARGV[1], id) == 0 then
       out[#out + 1] = 0
     else
