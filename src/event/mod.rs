@@ -210,7 +210,12 @@ const REPLACEMENT: char = char::REPLACEMENT_CHARACTER;
 struct Known<'a> {
     values: [Option<&'a str>; KNOWN.len()],
     counts: [u32; KNOWN.len()],
+    /// Whether a `twi_*` field is there (most entries have none: no second pass for them).
+    twi: bool,
 }
+
+/// The prefix of a Twilio field added as a stream field of its own (`twi_to`, …).
+const TWI: &str = "twi_";
 
 /// The names [`Known`] reads, in the order of its arrays.
 const KNOWN: [&str; 8] = [
@@ -229,12 +234,14 @@ impl<'a> Known<'a> {
         let mut known = Known {
             values: [None; KNOWN.len()],
             counts: [0; KNOWN.len()],
+            twi: false,
         };
         for (name, value) in entry.fields() {
             if let Some(i) = KNOWN.iter().position(|k| *k == name) {
                 known.counts[i] += 1;
                 known.values[i].get_or_insert(value);
             }
+            known.twi |= name.starts_with(TWI);
         }
         known
     }
@@ -305,9 +312,10 @@ pub fn check_params(raw: &str) -> Result<String, String> {
 /// (an earlier callpush's webhook, a call server's own XADD), every `twi_*` stream field.
 fn twilio_fields(entry: &StreamEntry, known: &Known) -> Result<Vec<(String, String)>, Malformed> {
     match known.get("twilio")? {
+        None | Some("") if !known.twi => Ok(Vec::new()),
         None | Some("") => Ok(entry
             .fields()
-            .filter(|(k, _)| k.starts_with("twi_"))
+            .filter(|(k, _)| k.starts_with(TWI))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()),
         Some(raw) if raw.len() > MAX_TWILIO_BYTES => Err(malformed(
