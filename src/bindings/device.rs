@@ -40,7 +40,8 @@ pub struct Device {
 }
 
 impl Device {
-    /// A push of `call` to this device (see [`Binding::push`]); it shares the device token.
+    /// A push of `call` to this device: its address, its target, and its environment when it
+    /// knows one. It shares the device token.
     pub fn push(&self, call: Arc<CallContent>) -> Push {
         Push {
             call,
@@ -249,13 +250,12 @@ mod tests {
         });
         let push = devices[1].push(call.clone());
         assert!(Arc::ptr_eq(&push.device_token, &devices[1].device_token));
-        let from_binding = bindings[1].push(call);
         assert_eq!(
             (push.target, push.environment, &*push.device_token),
             (
-                from_binding.target,
-                from_binding.environment,
-                &*from_binding.device_token
+                bindings[1].target,
+                bindings[1].environment,
+                bindings[1].device_token.as_str()
             )
         );
     }

@@ -233,17 +233,6 @@ pub fn new_binding_id() -> String {
 }
 
 impl Binding {
-    /// A push of `call` to this device: its address, its target, and its environment when it
-    /// knows one.
-    pub fn push(&self, call: std::sync::Arc<crate::domain::CallContent>) -> crate::domain::Push {
-        crate::domain::Push {
-            call,
-            device_token: self.device_token.as_str().into(),
-            target: self.target,
-            environment: self.environment,
-        }
-    }
-
     /// The binding as the API and the CLI show it (SPEC §4): RFC 3339 times, device token masked,
     /// for FCM its `target` (`token` or `fid`), and for APNs its `environment` — registered,
     /// else learned, else `default_environment` (the credential's) — and where that came from
