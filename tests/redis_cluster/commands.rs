@@ -5,11 +5,13 @@
 use std::time::Duration;
 
 use callpush::api;
+use callpush::redis_conn::slots::key_slot;
 use callpush::redis_conn::Keys;
 use http::{Method, StatusCode};
 use serde_json::json;
 
 use crate::support::api::{call, token, ADMIN_TOKEN};
+use crate::support::cluster_slots::{ask, slot_map_from};
 use crate::support::cluster_world::ClusterWorld;
 use crate::support::redis_cluster::RedisCluster;
 use crate::support::redis_server::{pause_clients, unique_prefix, SLOW_ANSWER};
@@ -182,4 +184,72 @@ async fn the_ledger_claims_with_plain_commands_on_a_cluster() {
     }
     assert_eq!(hsetnx, 24, "two devices of six calls, twice");
     assert_eq!(evalsha, 0, "no script on Redis 7");
+}
+
+/// A resharding while callpush's cluster connection is busy: slot after slot moves to another
+/// master (`CLUSTER SETSLOT … NODE`, as `redis-cli --cluster reshard` ends a move) while a
+/// burst of reads is in flight on the connection, so the first `MOVED` starts the client's slot
+/// refresh with hundreds of requests queued behind it. Every read is answered, and the
+/// connection still answers afterwards. With tokio 1.54 it wedged here for good (Cargo.toml,
+/// docs/operations.md "Pinned: tokio 1.53"): every command timed out from the first refresh on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_refresh_under_a_burst_never_wedges_the_connection() {
+    const MOVES: usize = 6;
+    const BURST: usize = 1_500;
+    let w = ClusterWorld::start().await;
+    let conn = callpush::redis_conn::connect(&w.settings.redis)
+        .await
+        .unwrap();
+    let masters = w.cluster.ports();
+    let mut ids = Vec::new();
+    for &port in &masters {
+        let id = ask(port, &["CLUSTER", "MYID"]).await.expect("CLUSTER MYID");
+        ids.push(redis::from_redis_value::<String>(id).unwrap());
+    }
+    let prefix = &w.settings.redis.key_prefix;
+    let keys: Vec<String> = (0..BURST).map(|i| format!("{prefix}reshard-{i}")).collect();
+    let get = move |key: String| {
+        let mut conn = conn.clone();
+        async move {
+            let got: Result<Option<String>, _> =
+                redis::cmd("GET").arg(&key).query_async(&mut conn).await;
+            got.map_err(|e| format!("GET {key}: {e}"))
+        }
+    };
+    // The connection learns the slot map before the first move.
+    get(keys[0].clone()).await.unwrap();
+    for round in 0..MOVES {
+        // An empty slot (its keys are only ever read), moved to the next master.
+        let slot = key_slot(&keys[round]);
+        let map = slot_map_from(&masters).await.expect("the slot map");
+        let from = map.master_of_slot(slot);
+        let to_index = (masters.iter().position(|&p| p == from).unwrap() + 1) % masters.len();
+        let to = masters[to_index];
+        let mut order: Vec<u16> = vec![to, from];
+        order.extend(masters.iter().filter(|&&p| p != to && p != from));
+        let burst = tokio::spawn({
+            let keys = keys.clone();
+            let get = get.clone();
+            async move { futures::future::join_all(keys.into_iter().map(get)).await }
+        });
+        for port in order {
+            let slot = slot.to_string();
+            let moved = ask(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &ids[to_index]]).await;
+            assert!(moved.is_some(), "SETSLOT {slot} on {port}");
+        }
+        let answers = burst.await.unwrap();
+        let failed: Vec<&String> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+        assert!(
+            failed.is_empty(),
+            "round {round} (slot {slot} moved from {from} to {to}): {} of {BURST} reads \
+             failed, the first: {:?}",
+            failed.len(),
+            failed.first()
+        );
+    }
+    let after = get(keys[0].clone()).await;
+    assert!(
+        after.is_ok(),
+        "the connection answers after the moves: {after:?}"
+    );
 }
