@@ -140,7 +140,8 @@ impl TokenSource {
                 return self.unexpired().ok_or_else(|| outcome.clone());
             }
         }
-        match self.fetch().await {
+        // Boxed: inline, the fetch's ~5 KB future would be part of every push's future.
+        match Box::pin(self.fetch()).await {
             Ok(token) => {
                 self.refreshes.succeeded();
                 *last_failure = None;

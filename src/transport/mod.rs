@@ -27,7 +27,6 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use http::uri::{self, PathAndQuery};
 use http::{HeaderMap, Request, StatusCode, Uri};
-use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
 
 use exchange::{decide, exchange, read_body, Failed, Next};
@@ -137,7 +136,26 @@ struct Conn {
 /// retries of streams the peer refused.
 const MAX_SEND_ATTEMPTS: u32 = 4;
 
-/// One open connection of a slot (scheme, host, port).
+/// One connection place of the pool: the connection it holds, read without waiting on every
+/// request, and the lock whoever opens a new one holds, so requests racing for an empty slot
+/// open one connection, not one each.
+#[derive(Default)]
+struct Slot {
+    conn: std::sync::Mutex<Option<Conn>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    /// The slot's connection, unless it has none or it closed.
+    fn open(&self) -> Option<Conn> {
+        let conn = self.conn.lock().expect("slot lock");
+        conn.as_ref()
+            .filter(|c| !c.closed.load(Ordering::Acquire))
+            .cloned()
+    }
+}
+
+/// A pool of connections to one origin (scheme, host, port).
 ///
 /// Each slot holds at most one connection. A connection at its peer's
 /// `SETTINGS_MAX_CONCURRENT_STREAMS` stays in its slot: h2 queues further requests on it
@@ -153,7 +171,7 @@ pub struct H2Pool {
     port: u16,
     tls: Option<TlsConnector>,
     options: PoolOptions,
-    slots: Vec<Mutex<Option<Conn>>>,
+    slots: Vec<Slot>,
     next: AtomicUsize,
     /// The generation the next connection gets.
     generations: AtomicU64,
@@ -210,7 +228,7 @@ impl H2Pool {
             host,
             port,
             tls,
-            slots: (0..connections).map(|_| Mutex::new(None)).collect(),
+            slots: (0..connections).map(|_| Slot::default()).collect(),
             options,
             next: AtomicUsize::new(0),
             generations: AtomicU64::new(0),
@@ -277,7 +295,7 @@ impl H2Pool {
                 Err(failure) => failure,
             };
             if failure.error.is_go_away() || failure.error.is_io() {
-                self.forget(slot, conn.generation).await;
+                self.forget(slot, conn.generation);
             }
             let next = decide(
                 Failed::of(&failure.error, failure.sent),
@@ -317,36 +335,40 @@ impl H2Pool {
     }
 
     /// The connection of `slot`, opening one when there is none or it closed. Requests racing
-    /// for an empty slot wait on its lock, so they all get the one connection the first opens.
+    /// for an empty slot wait on its connect lock, so they all get the one connection the first
+    /// opens.
     async fn sender(&self, slot: usize) -> Result<Conn, TransportError> {
-        let mut guard = self.slots[slot].lock().await;
-        if let Some(conn) = guard.as_ref() {
-            if !conn.closed.load(Ordering::Acquire) {
-                return Ok(conn.clone());
-            }
+        let slot = &self.slots[slot];
+        if let Some(conn) = slot.open() {
+            return Ok(conn);
         }
-        let (sender, closed) = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
-            .await
-            .map_err(|_| TransportError::Connect {
-                authority: self.authority.to_string(),
-                reason: format!("no connection within {CONNECT_TIMEOUT:?}"),
-            })??;
+        let _connecting = slot.connecting.lock().await;
+        if let Some(conn) = slot.open() {
+            return Ok(conn);
+        }
+        // Boxed: the connect future is ~3 KB, and inline it would make every request's future
+        // that much larger (moved and copied on every push) for a path a request rarely takes.
+        let connect = Box::pin(tokio::time::timeout(CONNECT_TIMEOUT, self.connect()));
+        let (sender, closed) = connect.await.map_err(|_| TransportError::Connect {
+            authority: self.authority.to_string(),
+            reason: format!("no connection within {CONNECT_TIMEOUT:?}"),
+        })??;
         let conn = Conn {
             sender,
             generation: self.generations.fetch_add(1, Ordering::Relaxed),
             closed,
         };
-        *guard = Some(conn.clone());
+        *slot.conn.lock().expect("slot lock") = Some(conn.clone());
         Ok(conn)
     }
 
     /// A request on connection `generation` of `slot` failed: empty the slot if it still holds
     /// that connection, so the next request opens a new one. A newer connection someone else
     /// opened meanwhile is left alone.
-    async fn forget(&self, slot: usize, generation: u64) {
-        let mut guard = self.slots[slot].lock().await;
-        if guard.as_ref().is_some_and(|c| c.generation == generation) {
-            *guard = None;
+    fn forget(&self, slot: usize, generation: u64) {
+        let mut conn = self.slots[slot].conn.lock().expect("slot lock");
+        if conn.as_ref().is_some_and(|c| c.generation == generation) {
+            *conn = None;
         }
     }
 }
