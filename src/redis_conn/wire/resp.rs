@@ -167,8 +167,29 @@ fn line_end(buf: &[u8], at: usize) -> Option<usize> {
     (buf.get(cr + 1) == Some(&b'\n')).then_some(cr)
 }
 
-fn parse_int(digits: &[u8]) -> Option<i64> {
-    std::str::from_utf8(digits).ok()?.parse().ok()
+/// An integer line's value (`-` allowed, nothing else but digits), read off the bytes: two or
+/// three of these are read per reply, too often to go through a UTF-8 check and `str::parse`.
+fn parse_int(line: &[u8]) -> Option<i64> {
+    let (negative, digits) = match line {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, line),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let d = i64::from(d - b'0');
+        // Negative values are built downwards, so `i64::MIN` reads too.
+        value = match negative {
+            true => value.checked_mul(10)?.checked_sub(d)?,
+            false => value.checked_mul(10)?.checked_add(d)?,
+        };
+    }
+    Some(value)
 }
 
 /// The replies to one batch of [`Commands`], one per command, in order, read in place.
@@ -341,6 +362,26 @@ fn read(buf: &[u8], at: usize) -> Option<(Reply<'_>, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_lines_read_as_redis_writes_them_and_nothing_else() {
+        assert_eq!(parse_int(b"0"), Some(0));
+        assert_eq!(parse_int(b"1500"), Some(1500));
+        assert_eq!(parse_int(b"-1"), Some(-1));
+        assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_int(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"12a",
+            b" 1",
+            b"1.5",
+            b"+1",
+            b"9223372036854775808",
+        ] {
+            assert_eq!(parse_int(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn commands_are_written_as_resp_arrays_of_bulk_strings() {
