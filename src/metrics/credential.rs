@@ -5,13 +5,15 @@
 
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec};
 
+use super::sharded::ShardedVec;
+
 use super::{environment_labels, prune_reasons, retry_reasons, CredentialHandles};
 use crate::domain::Platform;
 
 /// The metric families that hold per-credential series.
 pub(super) struct Families {
-    pub(super) pushes: IntCounterVec,
-    pub(super) push_duration: HistogramVec,
+    pub(super) pushes: ShardedVec<IntCounterVec>,
+    pub(super) push_duration: ShardedVec<HistogramVec>,
     pub(super) connections: IntGaugeVec,
     pub(super) pauses: IntCounterVec,
     pub(super) paused: IntGaugeVec,
@@ -25,19 +27,23 @@ impl Families {
         for env in envs {
             for reason in retry_reasons(platform) {
                 self.pushes
+                    .any()
                     .with_label_values(&[p, sid, env, "retry", reason]);
             }
             for reason in prune_reasons(platform) {
                 self.pushes
+                    .any()
                     .with_label_values(&[p, sid, env, "invalid_token", reason]);
             }
         }
         CredentialHandles {
             delivered: envs.map(|env| {
                 self.pushes
-                    .with_label_values(&[p, sid, env, "delivered", ""])
+                    .handle(|v| v.with_label_values(&[p, sid, env, "delivered", ""]))
             }),
-            duration: self.push_duration.with_label_values(&[p, sid]),
+            duration: self
+                .push_duration
+                .handle(|v| v.with_label_values(&[p, sid])),
             connections: envs.map(|env| self.connections.with_label_values(&[p, sid, env])),
             pauses: self.pauses.with_label_values(&[p, sid]),
             paused: self.paused.with_label_values(&[p, sid]),

@@ -26,12 +26,15 @@ mod labels;
 mod provider;
 mod register;
 pub(crate) mod sampler;
+mod sharded;
 mod stage;
 mod twilio;
 
 use std::collections::HashMap;
 
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge};
+
+use sharded::{Sharded, ShardedVec};
 
 pub use feed::FeedPost;
 pub use labels::{prune_reasons, retry_reasons, RateScope};
@@ -47,8 +50,8 @@ use register::{counter, histogram};
 /// credential's two are the same series, with an empty `environment`.
 #[derive(Clone)]
 pub(crate) struct CredentialHandles {
-    pub(crate) delivered: [IntCounter; 2],
-    pub(crate) duration: Histogram,
+    pub(crate) delivered: [Sharded<IntCounter>; 2],
+    pub(crate) duration: Sharded<Histogram>,
     pub(crate) connections: [IntGauge; 2],
     /// `callpush_credential_pauses_total`: quota pauses begun or extended.
     pub(crate) pauses: IntCounter,
@@ -78,12 +81,12 @@ pub(crate) fn environment_index(environment: Option<ApnsEnvironment>) -> usize {
 
 /// Every metric of the daemon, registered on one registry.
 pub struct Metrics {
-    events: HashMap<(&'static str, &'static str), IntCounter>,
-    events_vec: IntCounterVec,
-    event_latency: HashMap<&'static str, Histogram>,
-    pub(crate) pushes: IntCounterVec,
-    pub(crate) push_duration: HistogramVec,
-    pub(crate) in_flight: IntGauge,
+    events: HashMap<(&'static str, &'static str), Sharded<IntCounter>>,
+    events_vec: ShardedVec<IntCounterVec>,
+    event_latency: HashMap<&'static str, Sharded<Histogram>>,
+    pub(crate) pushes: ShardedVec<IntCounterVec>,
+    pub(crate) push_duration: ShardedVec<HistogramVec>,
+    pub(crate) in_flight: Sharded<IntGauge>,
     retries: IntCounterVec,
     pruned: IntCounterVec,
     rate_limited: Vec<(RateScope, IntCounter)>,
@@ -144,10 +147,11 @@ impl Metrics {
     /// An event reached its one outcome. `kind` and `outcome` are the SPEC §5 names.
     pub fn event(&self, kind: &str, outcome: &str) {
         match self.events.get(&(kind, outcome)) {
-            Some(c) => c.inc(),
+            Some(c) => c.local().inc(),
             // Not one of the fixed names: still counted, under `unknown` so labels stay bounded.
             None => self
                 .events_vec
+                .any()
                 .with_label_values(&["unknown", outcome])
                 .inc(),
         }
@@ -156,7 +160,7 @@ impl Metrics {
     /// The first device of an event accepted its push, `seconds` after the stream-id time.
     pub fn event_latency(&self, kind: &str, seconds: f64) {
         if let Some(h) = self.event_latency.get(kind) {
-            h.observe(seconds.max(0.0));
+            h.local().observe(seconds.max(0.0));
         }
     }
 

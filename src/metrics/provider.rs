@@ -54,7 +54,7 @@ pub struct MeteredProvider {
     inner: Arc<dyn Provider>,
     handles: Option<CredentialHandles>,
     pushes: IntCounterVec,
-    in_flight: IntGauge,
+    in_flight: super::Sharded<IntGauge>,
     fallback_duration: prometheus::HistogramVec,
 }
 
@@ -64,9 +64,9 @@ impl MeteredProvider {
         MeteredProvider {
             handles: metrics.credential(inner.credential()),
             inner,
-            pushes: metrics.pushes.clone(),
+            pushes: metrics.pushes.any().clone(),
             in_flight: metrics.in_flight.clone(),
-            fallback_duration: metrics.push_duration.clone(),
+            fallback_duration: metrics.push_duration.any().clone(),
         }
     }
 
@@ -75,13 +75,6 @@ impl MeteredProvider {
         self.inner
             .environments()
             .map(|envs: ApnsEnvironments| envs.of(push.environment))
-    }
-
-    fn delivered(&self, environment: Option<ApnsEnvironment>) -> IntCounter {
-        match &self.handles {
-            Some(h) => h.delivered[environment_index(environment)].clone(),
-            None => self.labelled(environment, "delivered", ""),
-        }
     }
 
     fn labelled(
@@ -103,11 +96,12 @@ impl MeteredProvider {
 }
 
 /// Keeps `callpush_pushes_in_flight` right when the dispatcher drops a request at its deadline.
-struct InFlight<'a>(&'a IntGauge);
+/// The thread that ends the request counts it down in its own copy (see [`super::sharded`]).
+struct InFlight<'a>(&'a super::Sharded<IntGauge>);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.local().dec();
     }
 }
 
@@ -130,13 +124,13 @@ impl Provider for MeteredProvider {
     }
 
     async fn send(&self, push: &Push) -> Outcome {
-        self.in_flight.inc();
+        self.in_flight.local().inc();
         let _guard = InFlight(&self.in_flight);
         let started = Instant::now();
         let outcome = self.inner.send(push).await;
         let seconds = started.elapsed().as_secs_f64();
         match &self.handles {
-            Some(h) => h.duration.observe(seconds),
+            Some(h) => h.duration.local().observe(seconds),
             None => self
                 .fallback_duration
                 .with_label_values(&[self.inner.platform().as_str(), self.inner.credential()])
@@ -144,7 +138,10 @@ impl Provider for MeteredProvider {
         }
         let env = self.environment(push);
         match &outcome {
-            Outcome::Delivered => self.delivered(env).inc(),
+            Outcome::Delivered => match &self.handles {
+                Some(h) => h.delivered[environment_index(env)].local().inc(),
+                None => self.labelled(env, "delivered", "").inc(),
+            },
             Outcome::InvalidToken { failure, .. } => {
                 self.labelled(env, "invalid_token", &failure.reason).inc()
             }

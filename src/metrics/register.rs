@@ -13,6 +13,7 @@ use super::labels::{
     prune_reasons, retry_reasons, RateScope, DEAD_REASONS, EVENT_OUTCOMES, EVENT_TYPES, REDIS_OPS,
     REGISTRATION_OUTCOMES,
 };
+use super::sharded::ShardedVec;
 use super::{acks, credential, feed, stage, twilio, Metrics};
 use crate::domain::Platform;
 
@@ -38,6 +39,34 @@ pub(super) fn counter(
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(c.clone()))?;
     Ok(c)
+}
+
+/// [`counter`], split per thread ([`ShardedVec`]): for series the event path updates.
+pub(super) fn sharded_counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<ShardedVec<IntCounterVec>> {
+    ShardedVec::register(registry, || {
+        IntCounterVec::new(Opts::new(name, help), labels)
+    })
+}
+
+/// [`histogram`], split per thread ([`ShardedVec`]): for series the event path updates.
+pub(super) fn sharded_histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> prometheus::Result<ShardedVec<HistogramVec>> {
+    ShardedVec::register(registry, || {
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            labels,
+        )
+    })
 }
 
 pub(super) fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -69,7 +98,7 @@ impl Metrics {
         registry: &Registry,
         credentials: impl IntoIterator<Item = (Platform, &'a str)>,
     ) -> prometheus::Result<Arc<Metrics>> {
-        let events_vec = counter(
+        let events_vec = sharded_counter(
             registry,
             "callpush_events_total",
             "Call events by type and final outcome (SPEC §5).",
@@ -78,10 +107,10 @@ impl Metrics {
         let mut events = HashMap::new();
         for t in EVENT_TYPES {
             for o in EVENT_OUTCOMES {
-                events.insert((t, o), events_vec.with_label_values(&[t, o]));
+                events.insert((t, o), events_vec.handle(|v| v.with_label_values(&[t, o])));
             }
         }
-        let latency = histogram(
+        let latency = sharded_histogram(
             registry,
             "callpush_event_latency_seconds",
             "From the event's stream-id time to the first device's push accepted.",
@@ -90,10 +119,10 @@ impl Metrics {
         )?;
         let event_latency = ["incoming", "cancel"]
             .into_iter()
-            .map(|t| (t, latency.with_label_values(&[t])))
+            .map(|t| (t, latency.handle(|v| v.with_label_values(&[t]))))
             .collect();
-        let pushes = counter(registry, "callpush_pushes_total", "Provider requests by answer: outcome is delivered, invalid_token, retry or rejected; reason is the provider's; environment is the APNs host's (production, sandbox), empty for FCM.", &["platform", "credential", "environment", "outcome", "reason"])?;
-        let push_duration = histogram(
+        let pushes = sharded_counter(registry, "callpush_pushes_total", "Provider requests by answer: outcome is delivered, invalid_token, retry or rejected; reason is the provider's; environment is the APNs host's (production, sandbox), empty for FCM.", &["platform", "credential", "environment", "outcome", "reason"])?;
+        let push_duration = sharded_histogram(
             registry,
             "callpush_push_duration_seconds",
             "One provider request, from send to answer.",
@@ -236,11 +265,14 @@ impl Metrics {
             event_latency,
             pushes,
             push_duration,
-            in_flight: gauge(
-                registry,
-                "callpush_pushes_in_flight",
-                "Provider requests waiting for an answer now.",
-            )?,
+            // Each thread counts up and down in its own copy; the copies add up to the number.
+            in_flight: ShardedVec::register(registry, || {
+                IntGauge::new(
+                    "callpush_pushes_in_flight",
+                    "Provider requests waiting for an answer now.",
+                )
+            })?
+            .handle(IntGauge::clone),
             retries,
             pruned,
             rate_limited,

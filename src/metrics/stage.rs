@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use prometheus::{Histogram, Registry};
 
+use super::sharded::Sharded;
+
 /// Stage durations, seconds: 100 µs to 30 s.
 const STAGE_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -52,12 +54,12 @@ impl Stage {
 
 /// The five cached histogram handles.
 pub(crate) struct StageMetrics {
-    handles: [Histogram; 5],
+    handles: [Sharded<Histogram>; 5],
 }
 
 impl StageMetrics {
     pub(crate) fn new(registry: &Registry) -> prometheus::Result<StageMetrics> {
-        let vec = super::histogram(
+        let vec = super::register::sharded_histogram(
             registry,
             "callpush_stage_seconds",
             "Time an event spends in each dispatcher stage: read (stream-id time to read), resolve (bindings), claim (push ledger), push (providers' final answers), finish (settle, record, acknowledge).",
@@ -65,13 +67,15 @@ impl StageMetrics {
             STAGE_BUCKETS,
         )?;
         Ok(StageMetrics {
-            handles: Stage::ALL.map(|s| vec.with_label_values(&[s.as_str()])),
+            handles: Stage::ALL.map(|s| vec.handle(|v| v.with_label_values(&[s.as_str()]))),
         })
     }
 
     /// Observe `seconds` spent in `stage`.
     pub(crate) fn observe(&self, stage: Stage, seconds: f64) {
-        self.handles[stage as usize].observe(seconds.max(0.0));
+        self.handles[stage as usize]
+            .local()
+            .observe(seconds.max(0.0));
     }
 
     /// A clock for one event's stages, started now.
@@ -91,6 +95,11 @@ pub(crate) struct StageClock<'a> {
 }
 
 impl StageClock<'_> {
+    /// When the stage now under way began.
+    pub(crate) fn since(&self) -> Instant {
+        self.since
+    }
+
     /// `stage` ended now.
     pub(crate) fn lap(&mut self, stage: Stage) {
         let now = Instant::now();
