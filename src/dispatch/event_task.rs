@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
-use tracing::info;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::in_flight::InFlight;
 use super::resolve::{self, Resolution};
@@ -11,18 +10,19 @@ use super::{finish, Shared};
 use crate::domain::now_ms;
 use crate::event::{stream_id_ms, StreamEntry};
 use crate::metrics::Stage;
-use crate::outcome::EventOutcome;
 
-/// Take one event to its outcome and hand it to the finish stage; return once it is recorded
-/// and the entry acknowledged (or the daemon stopped hard first).
+/// Take one event to its outcome and hand it to the finish stage, which records it and
+/// acknowledges the entry. The task ends there: the event's slot and its place in the in-flight
+/// set go with the outcome ([`finish::Held`]) and are given back once it is recorded (or the
+/// daemon stopped hard first), so no task waits, and is woken, for every event's round trip.
 pub(super) async fn handle(
     shared: Arc<Shared>,
     jobs: mpsc::Sender<finish::Job>,
     entry: StreamEntry,
     id: Arc<str>,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 ) {
-    let _in_flight = InFlight(&shared, id);
+    let in_flight = InFlight(shared.clone(), id);
     if let Some(at) = stream_id_ms(&entry.id) {
         let waited = now_ms().saturating_sub(at) as f64 / 1000.0;
         shared.metrics.stages.observe(Stage::Read, waited);
@@ -33,24 +33,17 @@ pub(super) async fn handle(
         Resolution::Final(result, dead, settlement) => (result, dead, settlement),
         Resolution::LeavePending => return,
     };
-    let (outcome, devices, delivered) = (result.outcome, result.devices, result.delivered);
-    let (done, recorded) = oneshot::channel();
     let job = finish::Job {
         entry,
         result,
         dead,
         settlement,
-        done,
+        held: finish::Held {
+            since: clock.since(),
+            _slot: slot,
+            _in_flight: in_flight,
+        },
     };
-    // Either fails only when the finish stage stopped hard: the entry stays pending.
-    if jobs.send(job).await.is_err() || recorded.await.is_err() {
-        return;
-    }
-    clock.lap(Stage::Finish);
-    // Delivered is the common case: keep it out of the default log volume.
-    if outcome == EventOutcome::Delivered {
-        tracing::debug!(devices, delivered, "event delivered");
-    } else {
-        info!(%outcome, devices, "event finished");
-    }
+    // Fails only when the finish stage stopped hard: the entry stays pending.
+    let _ = jobs.send(job).await;
 }

@@ -16,22 +16,27 @@
 //! something else) is logged and counted, and the outcome is recorded all the same: there is
 //! nothing better to do with that call's ledger. Event tasks wait for their outcome to be
 //! recorded: they hold their event slot and stay in flight (touched, [`super::heartbeat`])
-//! until then.
+//! until then; rather than waiting for the answer, each task hands over its slot and its place
+//! in the in-flight set with its outcome ([`Held`]), and this stage gives them back.
 //!
 //! [`CallQueue::finish_many`]: crate::ingest::CallQueue::finish_many
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use std::time::Instant;
 
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::in_flight::InFlight;
 use super::ledger::Settlement;
 use super::outage::{Backoff, StoreFailure};
 use super::{batch, sleep_or_stop, Shared};
 use crate::event::StreamEntry;
 use crate::ingest::Finish;
-use crate::outcome::{DeadLetter, EventResult};
+use crate::metrics::Stage;
+use crate::outcome::{DeadLetter, EventOutcome, EventResult};
 
 /// One event's outcome, on its way to be recorded.
 pub(super) struct Job {
@@ -40,23 +45,40 @@ pub(super) struct Job {
     pub(super) dead: Option<DeadLetter>,
     /// How the event's claims end; `None` once recorded (or when there is nothing to settle).
     pub(super) settlement: Option<Settlement>,
-    /// Answered once the outcome is recorded; dropped when the daemon stopped hard first.
-    pub(super) done: oneshot::Sender<()>,
+    /// What the event holds until its outcome is recorded, given back when the job is dropped
+    /// (recorded, or the daemon stopped hard first).
+    pub(super) held: Held,
+}
+
+/// What an event holds from its read until its outcome is recorded.
+pub(super) struct Held {
+    /// When the finish stage began for it (`callpush_stage_seconds{stage="finish"}`).
+    pub(super) since: Instant,
+    /// Its event slot: reading pauses while every slot is taken.
+    pub(super) _slot: OwnedSemaphorePermit,
+    /// Its entry in the in-flight set, touched by the heartbeat so no consumer reclaims it.
+    pub(super) _in_flight: InFlight,
 }
 
 /// Record the jobs `jobs` brings, up to `max` per round trip and [`batch::IN_FLIGHT`] batches
-/// at once (each job alone with `split`, see [`batch::run`]), until `all_done` (every event
-/// task has ended, so none waits).
+/// at once (each job alone with `split`, see [`batch::run`]), until every sender is gone (the
+/// reader and every event task ended, so every outcome handed over is recorded) or the daemon
+/// stops hard (`hard_stop`: the jobs not recorded yet stay pending).
 pub(super) async fn run(
     shared: Arc<Shared>,
     jobs: mpsc::Receiver<Job>,
     max: usize,
     split: bool,
-    all_done: CancellationToken,
+    hard_stop: CancellationToken,
 ) {
-    batch::run(jobs, max, batch::IN_FLIGHT, split, all_done, move |batch| {
-        finish(shared.clone(), batch)
-    })
+    batch::run(
+        jobs,
+        max,
+        batch::IN_FLIGHT,
+        split,
+        hard_stop,
+        move |batch| finish(shared.clone(), batch),
+    )
     .await
 }
 
@@ -82,7 +104,7 @@ enum Fate {
 }
 
 /// Try `jobs` again with backoff until every one is recorded or the daemon stops hard (their
-/// entries then stay pending and their tasks see the answer dropped).
+/// entries then stay pending).
 async fn record_until_done(shared: Arc<Shared>, mut jobs: Vec<Job>) {
     let mut backoff = Backoff::default();
     while !jobs.is_empty() {
@@ -146,16 +168,12 @@ async fn record(shared: &Shared, mut jobs: Vec<Job>) -> Vec<Job> {
     let mut left = Vec::new();
     for (job, fate) in jobs.into_iter().zip(fates) {
         match fate {
-            Fate::Recorded => {
-                let kind = job.entry.field("type").unwrap_or("unknown");
-                shared.metrics.event(kind, job.result.outcome.as_str());
-                let _ = job.done.send(());
-            }
+            Fate::Recorded => recorded(shared, job),
             Fate::Waiting => left.push(job),
             // Refused even as a dead letter without the event's fields: the shard's own streams
             // are broken (`crate::ingest::redis`). Retrying would only wait for an operator;
-            // the entry stays pending instead (its task ends, its slot is freed) and is
-            // reclaimed after `stream.claim_idle_ms`.
+            // the entry stays pending instead (its slot is freed) and is reclaimed after
+            // `stream.claim_idle_ms`.
             Fate::Refused => drop(job),
         }
     }
@@ -166,4 +184,20 @@ async fn record(shared: &Shared, mut jobs: Vec<Job>) -> Vec<Job> {
         );
     }
     left
+}
+
+/// `job`'s outcome is recorded and its entry acknowledged: count it, and give back what it held.
+fn recorded(shared: &Shared, job: Job) {
+    let kind = job.entry.field("type").unwrap_or("unknown");
+    shared.metrics.event(kind, job.result.outcome.as_str());
+    let waited = job.held.since.elapsed().as_secs_f64();
+    shared.metrics.stages.observe(Stage::Finish, waited);
+    let (outcome, devices, delivered) =
+        (job.result.outcome, job.result.devices, job.result.delivered);
+    // Delivered is the common case: keep it out of the default log volume.
+    if outcome == EventOutcome::Delivered {
+        debug!(stream_id = %job.entry.id, call_sid = %job.result.call_sid, devices, delivered, "event delivered");
+    } else {
+        info!(stream_id = %job.entry.id, call_sid = %job.result.call_sid, %outcome, devices, "event finished");
+    }
 }

@@ -28,10 +28,11 @@ impl Shared {
     }
 }
 
-/// Forgets an entry from the in-flight set however its task ends.
-pub(super) struct InFlight<'a>(pub(super) &'a Shared, pub(super) Arc<str>);
+/// Forgets an entry from the in-flight set however its work ends: it goes from the event's task
+/// to the finish stage with the event's outcome, and is dropped once the outcome is recorded.
+pub(super) struct InFlight(pub(super) Arc<Shared>, pub(super) Arc<str>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0
             .in_flight

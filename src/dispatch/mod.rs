@@ -223,14 +223,14 @@ impl Dispatcher {
             self.options.claim_idle / 3,
             all_done.clone(),
         ));
-        // Bounded by the event slots already: a job is sent only by a task holding one.
+        // Bounded by the event slots already: a job holds one.
         let (jobs, finished) = mpsc::channel(self.options.max_in_flight.max(1));
-        life.spawn(finish::run(
+        let finishing = life.spawn(finish::run(
             self.shared.clone(),
             finished,
             self.options.batch_size.max(1),
             self.options.split_batches,
-            all_done.clone(),
+            self.shared.hard_stop.clone(),
         ));
         if let Some(inboxes) = self.inboxes.take() {
             self.serve_batches(
@@ -320,8 +320,11 @@ impl Dispatcher {
                 "stopping: finishing events in flight"
             );
         }
-        // Events watch the hard stop themselves and return at once when it comes.
+        // Events watch the hard stop themselves and return at once when it comes; the outcomes
+        // they handed over are recorded before the stages stop.
         tracker.wait().await;
+        drop(jobs);
+        let _ = finishing.await;
         all_done.cancel();
     }
 
