@@ -400,3 +400,47 @@ async fn refused_case(
     );
     assert!(stats.contains("cmdstat_evalsha:"), "{way}: {stats}");
 }
+
+#[tokio::test]
+async fn marks_of_many_calls_share_a_round_trip_and_one_refused_fails_alone() {
+    // The finish stage marks the devices of many single-device events at once. A call whose
+    // ledger key holds something else (written by hand, another program) is refused; the
+    // other calls of the batch are marked all the same.
+    let redis = RedisServer::start().await;
+    let mut conn = redis.conn().await;
+    for (way, ledger, keys) in both_ledgers(&redis).await {
+        let far = callpush::domain::now_ms() + 3_600_000;
+        let calls = ["CA1", "CA2", "CA3"];
+        let holders: Vec<Holder> = ["1-0", "2-0", "3-0"].into_iter().map(holder).collect();
+        for (call, me) in calls.iter().zip(&holders) {
+            let claims = ledger.claim(call, me, &[free("x")], far).await.unwrap();
+            assert_eq!(claims, vec![Claim::Fresh], "{way}");
+        }
+        redis::cmd("SET")
+            .arg(keys.sent("CA2"))
+            .arg("not a ledger hash")
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        let settlements: Vec<Settlement> = calls
+            .iter()
+            .zip(&holders)
+            .map(|(call, me)| Settlement {
+                call_sid: (*call).into(),
+                me: me.clone(),
+                devices: vec![("x".into(), Settle::Sent)],
+            })
+            .collect();
+        let answers = ledger
+            .settle_many(&settlements.iter().collect::<Vec<_>>())
+            .await;
+        assert!(answers[0].is_ok(), "{way}: {answers:?}");
+        assert!(answers[1].is_err(), "{way}: {answers:?}");
+        assert!(answers[2].is_ok(), "{way}: {answers:?}");
+        let later = holder("4-0");
+        for call in ["CA1", "CA3"] {
+            let seen = ledger.claim(call, &later, &[free("x")], far).await.unwrap();
+            assert_eq!(seen, vec![Claim::Sent], "{way}: {call} was marked");
+        }
+    }
+}

@@ -191,21 +191,24 @@ impl SentLedger for RedisSentLedger {
             .collect();
         let marked = async {
             if let Some(wire) = self.conn.wire() {
+                if marks.is_empty() {
+                    return Vec::new();
+                }
                 // ~300 bytes a mark (key, device key, entry id): room for all of them at once.
                 let mut out = Commands::with_capacity(marks.len() * 320);
-                for i in &marks {
-                    let s = batch[*i];
-                    let key = self.keys.sent_parts(&s.call_sid);
-                    lean::mark_sent_wire(&mut out, &key, &s.me.entry, &s.devices);
-                }
+                let keys: Vec<_> = marks
+                    .iter()
+                    .map(|i| self.keys.sent_parts(&batch[*i].call_sid))
+                    .collect();
+                lean::marks_sent_wire(
+                    &mut out,
+                    marks.iter().zip(&keys).map(|(i, key)| {
+                        let s = batch[*i];
+                        (&key[..], s.me.entry.as_str(), s.devices.as_slice())
+                    }),
+                );
                 return match wire.send(out).await {
-                    Ok(replies) => {
-                        let mut replies = replies.iter();
-                        marks
-                            .iter()
-                            .map(|_| lean::read_exec_wire(&mut replies, 2))
-                            .collect()
-                    }
+                    Ok(replies) => lean::read_marks_wire(&mut replies.iter(), marks.len()),
                     Err(e) => marks.iter().map(|_| Err(e.clone().into())).collect(),
                 };
             }

@@ -294,38 +294,71 @@ pub(super) fn mark_sent(key: &str, entry: &str, devices: &[(String, Settle)]) ->
     vec![hset, expire]
 }
 
-/// [`mark_sent`] as one `MULTI` … `EXEC` written into `out`: 4 commands, whose `EXEC` reply
-/// [`read_exec_wire`] reads.
-pub(super) fn mark_sent_wire(
+/// The `sent` marks of many events in one transaction: `MULTI`, then for each event its `HSET`
+/// (every device of the event `sent|<entry>`) and `PEXPIRE … NX` (a hash that expired since the
+/// claim is not left without an expiry), then one `EXEC`, which [`read_marks_wire`] reads. One
+/// transaction, not one per event: each event's two commands still run together, and a command
+/// refused as it runs (`WRONGTYPE`) fails only its own event; a command refused as it is queued
+/// (`OOM`) fails them all, as it would each event's own transaction.
+pub(super) fn marks_sent_wire<'a>(
     out: &mut Commands,
-    key: &[&[u8]],
-    entry: &str,
-    devices: &[(String, Settle)],
+    marks: impl Iterator<Item = (&'a [&'a [u8]], &'a str, &'a [(String, Settle)])>,
 ) {
-    let sent = super::super::sent_value_parts(entry);
     out.command(1).arg("MULTI");
-    out.command(2 + 2 * devices.len())
-        .arg("HSET")
-        .arg_parts(key);
-    for (device, _) in devices {
-        out.arg(device).arg_parts(&sent);
+    for (key, entry, devices) in marks {
+        let sent = super::super::sent_value_parts(entry);
+        out.command(2 + 2 * devices.len())
+            .arg("HSET")
+            .arg_parts(key);
+        for (device, _) in devices {
+            out.arg(device).arg_parts(&sent);
+        }
+        out.command(4)
+            .arg("PEXPIRE")
+            .arg_parts(key)
+            .arg_u64(CLAIM_MARGIN_MS)
+            .arg("NX");
     }
-    out.command(4)
-        .arg("PEXPIRE")
-        .arg_parts(key)
-        .arg_u64(CLAIM_MARGIN_MS)
-        .arg("NX");
     out.command(1).arg("EXEC");
 }
 
-/// Whether one [`mark_sent_wire`] transaction went through (its `EXEC` refused: the server's
-/// error), taken from `replies`.
-pub(super) fn read_exec_wire(replies: &mut Items<'_>, commands: usize) -> Result<(), BackendError> {
-    let exec = replies.nth(commands + 1).ok_or_else(|| {
-        BackendError::Corrupt("a transaction answered too few replies".to_string())
-    })?;
-    exec_items(exec)?;
-    Ok(())
+/// Whether each of the `marks` events of one [`marks_sent_wire`] transaction was marked: the
+/// transaction's error for all of them when it was refused (`EXECABORT`), else each event's own
+/// (the error of its `HSET` or its `PEXPIRE`).
+pub(super) fn read_marks_wire(
+    replies: &mut Items<'_>,
+    marks: usize,
+) -> Vec<Result<(), BackendError>> {
+    let exec = match replies.nth(2 * marks + 1) {
+        Some(exec) => exec,
+        None => {
+            let e = BackendError::Corrupt("a transaction answered too few replies".to_string());
+            return (0..marks).map(|_| Err(e.clone())).collect();
+        }
+    };
+    let mut items = match exec.ok() {
+        Ok(Reply::Array(items)) => items,
+        Ok(_) => {
+            let e = BackendError::Corrupt("EXEC answered something other than a list".to_string());
+            return (0..marks).map(|_| Err(e.clone())).collect();
+        }
+        Err(e) => {
+            let e = BackendError::from(e);
+            return (0..marks).map(|_| Err(e.clone())).collect();
+        }
+    };
+    (0..marks)
+        .map(|_| {
+            let (Some(set), Some(expire)) = (items.next(), items.next()) else {
+                return Err(BackendError::Corrupt(
+                    "EXEC answered fewer replies than commands".to_string(),
+                ));
+            };
+            set.ok()?;
+            expire.ok()?;
+            Ok(())
+        })
+        .collect()
 }
 
 /// The items of an `EXEC` reply (`None` when it is not a list), or the error the transaction
