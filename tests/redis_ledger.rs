@@ -411,17 +411,12 @@ async fn marks_of_many_calls_share_a_round_trip_and_one_refused_fails_alone() {
     for (way, ledger, keys) in both_ledgers(&redis).await {
         let far = callpush::domain::now_ms() + 3_600_000;
         let calls = ["CA1", "CA2", "CA3"];
-        let holders: Vec<Holder> = ["1-0", "2-0", "3-0"].into_iter().map(holder).collect();
+        let holders = three_holders();
         for (call, me) in calls.iter().zip(&holders) {
             let claims = ledger.claim(call, me, &[free("x")], far).await.unwrap();
             assert_eq!(claims, vec![Claim::Fresh], "{way}");
         }
-        redis::cmd("SET")
-            .arg(keys.sent("CA2"))
-            .arg("not a ledger hash")
-            .query_async::<()>(&mut conn)
-            .await
-            .unwrap();
+        spoil(&mut conn, &keys, "CA2").await;
         let settlements: Vec<Settlement> = calls
             .iter()
             .zip(&holders)
@@ -443,4 +438,65 @@ async fn marks_of_many_calls_share_a_round_trip_and_one_refused_fails_alone() {
             assert_eq!(seen, vec![Claim::Sent], "{way}: {call} was marked");
         }
     }
+}
+
+#[tokio::test]
+async fn claims_of_many_calls_share_a_round_trip_and_one_refused_fails_alone() {
+    // The claim stage claims the devices of many events at once. A call whose ledger key holds
+    // something else is refused; the other calls of the batch claim their devices all the same.
+    let redis = RedisServer::start().await;
+    let mut conn = redis.conn().await;
+    for (way, ledger, keys) in both_ledgers(&redis).await {
+        let far = callpush::domain::now_ms() + 3_600_000;
+        spoil(&mut conn, &keys, "CA2").await;
+        let holders = three_holders();
+        let requests = [free("x"), free("y")];
+        let calls: Vec<ClaimCall> = ["CA1", "CA2", "CA3"]
+            .into_iter()
+            .zip(&holders)
+            .map(|(call_sid, me)| ClaimCall {
+                call_sid,
+                me,
+                requests: &requests,
+                expire_at_ms: far,
+            })
+            .collect();
+        let answers = ledger.claim_many(&calls).await;
+        assert_eq!(
+            answers[0].as_ref().ok(),
+            Some(&vec![Claim::Fresh, Claim::Fresh]),
+            "{way}: {answers:?}"
+        );
+        assert!(answers[1].is_err(), "{way}: {answers:?}");
+        assert_eq!(
+            answers[2].as_ref().ok(),
+            Some(&vec![Claim::Fresh, Claim::Fresh]),
+            "{way}: {answers:?}"
+        );
+        // The claims were made: another attempt finds them held by their own attempts.
+        let later = holder("4-0");
+        let seen = ledger
+            .claim("CA3", &later, &[free("x")], far)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&seen[0], Claim::Held(Some(h)) if h.entry == "3-0"),
+            "{way}: {seen:?}"
+        );
+    }
+}
+
+/// Put a string where the ledger hash of `call_sid` goes (written by hand, another program).
+async fn spoil(conn: &mut redis::aio::ConnectionManager, keys: &Keys, call_sid: &str) {
+    redis::cmd("SET")
+        .arg(keys.sent(call_sid))
+        .arg("not a ledger hash")
+        .query_async::<()>(conn)
+        .await
+        .unwrap();
+}
+
+/// The attempts of three calls' entries.
+fn three_holders() -> Vec<Holder> {
+    ["1-0", "2-0", "3-0"].into_iter().map(holder).collect()
 }

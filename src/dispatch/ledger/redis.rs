@@ -299,20 +299,26 @@ impl RedisSentLedger {
         let firsts: Vec<Result<lean::FirstClaim, BackendError>> = match self.conn.wire() {
             Some(wire) => {
                 let mut out = Commands::with_capacity(asked.len() * 384);
-                for c in &asked {
-                    let key = self.keys.sent_parts(c.call_sid);
-                    let mut since = [0; 20];
-                    let me = c.me.encode_parts(&mut since);
-                    lean::claim_free_wire(&mut out, &key, &me, c.requests, ttl_ms(c));
-                }
+                let keys: Vec<_> = asked
+                    .iter()
+                    .map(|c| self.keys.sent_parts(c.call_sid))
+                    .collect();
+                let mut since = vec![[0u8; 20]; asked.len()];
+                let holders: Vec<_> = asked
+                    .iter()
+                    .zip(since.iter_mut())
+                    .map(|(c, since)| c.me.encode_parts(since))
+                    .collect();
+                lean::claims_free_wire(
+                    &mut out,
+                    asked
+                        .iter()
+                        .zip(keys.iter().zip(&holders))
+                        .map(|(c, (key, me))| (&key[..], &me[..], c.requests, ttl_ms(c))),
+                );
+                let devices: Vec<usize> = asked.iter().map(|c| c.requests.len()).collect();
                 match wire.send(out).await {
-                    Ok(replies) => {
-                        let mut replies = replies.iter();
-                        asked
-                            .iter()
-                            .map(|c| lean::read_claims_wire(&mut replies, c.requests.len()))
-                            .collect()
-                    }
+                    Ok(replies) => lean::read_claims_wire(&mut replies.iter(), &devices),
                     Err(e) => asked.iter().map(|_| Err(e.clone().into())).collect(),
                 }
             }

@@ -27,7 +27,7 @@
 
 use redis::{Cmd, Value};
 
-use crate::redis_conn::wire::{Commands, Items, Reply};
+use crate::redis_conn::wire::{server_error, Commands, Items, Reply};
 
 use super::super::{Claim, ClaimRequest, Holder, Settle, CLAIM_MARGIN_MS};
 use crate::backend::BackendError;
@@ -76,28 +76,30 @@ pub(super) fn claim_free(key: &str, me: &str, requests: &[ClaimRequest], ttl_ms:
     cmds
 }
 
-/// [`claim_free`] as one `MULTI` … `EXEC` written into `out` (the wire connection's batch):
-/// `devices + 3` commands, whose replies [`read_claims_wire`] reads.
-pub(super) fn claim_free_wire(
+/// The [`claim_free`]s of many calls in one `MULTI` … `EXEC` written into `out` (the wire
+/// connection's batch): per call its `HSETNX`s and its `PEXPIRE … NX`, which run together, and
+/// one `MULTI` and `EXEC` for them all; [`read_claims_wire`] reads each call's answers. A command
+/// refused as it runs (`WRONGTYPE`) fails only its own call; one refused as it is queued (`OOM`)
+/// fails them all, as it would each call's own transaction.
+pub(super) fn claims_free_wire<'a>(
     out: &mut Commands,
-    key: &[&[u8]],
-    me: &[&[u8]],
-    requests: &[ClaimRequest],
-    ttl_ms: u64,
+    calls: impl Iterator<Item = (&'a [&'a [u8]], &'a [&'a [u8]], &'a [ClaimRequest<'a>], u64)>,
 ) {
     out.command(1).arg("MULTI");
-    for r in requests {
+    for (key, me, requests, ttl_ms) in calls {
+        for r in requests {
+            out.command(4)
+                .arg("HSETNX")
+                .arg_parts(key)
+                .arg(r.device)
+                .arg_parts(me);
+        }
         out.command(4)
-            .arg("HSETNX")
+            .arg("PEXPIRE")
             .arg_parts(key)
-            .arg(r.device)
-            .arg_parts(me);
+            .arg_u64(ttl_ms)
+            .arg("NX");
     }
-    out.command(4)
-        .arg("PEXPIRE")
-        .arg_parts(key)
-        .arg_u64(ttl_ms)
-        .arg("NX");
     out.command(1).arg("EXEC");
 }
 
@@ -157,25 +159,45 @@ impl FirstClaim {
     }
 }
 
-/// The claims one [`claim_free_wire`] transaction made, read from its replies (taken from
-/// `replies`, which goes on to the next call's).
+/// The claims of each call of one [`claims_free_wire`] transaction (`devices`: how many
+/// devices each call claimed), read from its replies: the transaction's error for every call
+/// when it was refused (`EXECABORT`), else each call's own answers or the error one of its
+/// commands was refused with.
 pub(super) fn read_claims_wire(
     replies: &mut Items<'_>,
-    devices: usize,
-) -> Result<FirstClaim, BackendError> {
-    let corrupt = |what: &str| corrupt_claims(devices, what);
+    devices: &[usize],
+) -> Vec<Result<FirstClaim, BackendError>> {
+    let all = |e: BackendError| devices.iter().map(|_| Err(e.clone())).collect();
     // `MULTI` and each queued command answer first; a refused one makes `EXEC` refuse too.
-    let exec = replies
-        .nth(devices + 2)
-        .ok_or_else(|| corrupt("too few replies"))?;
-    let Some(items) = exec_items(exec)? else {
-        return Err(corrupt("no list"));
+    let queued: usize = devices.iter().map(|d| d + 1).sum();
+    let Some(exec) = replies.nth(queued + 1) else {
+        return all(BackendError::Corrupt(
+            "a claim transaction answered too few replies".into(),
+        ));
     };
-    let ints = items.map(|item| match item {
-        Reply::Int(n) => Ok(n),
-        other => Err(corrupt(&format!("{other:?}"))),
-    });
-    first_claim(ints, devices)
+    let mut items = match exec.ok() {
+        Ok(Reply::Array(items)) => items,
+        Ok(other) => {
+            return all(BackendError::Corrupt(format!(
+                "a claim transaction's EXEC answered {other:?}"
+            )))
+        }
+        Err(e) => return all(e.into()),
+    };
+    devices
+        .iter()
+        .map(|&d| {
+            // Every reply of the call is taken, whatever it says, so the next call reads its own.
+            let replies: Vec<Option<Reply<'_>>> = (0..=d).map(|_| items.next()).collect();
+            let ints = replies.into_iter().map(|item| match item {
+                Some(Reply::Int(n)) => Ok(n),
+                Some(Reply::Error(line)) => Err(server_error(line).into()),
+                Some(other) => Err(corrupt_claims(d, &format!("{other:?}"))),
+                None => Err(corrupt_claims(d, "too few replies")),
+            });
+            first_claim(ints, d)
+        })
+        .collect()
 }
 
 /// What a [`claim_free`] transaction answered: as [`read_claims_wire`].
@@ -359,19 +381,6 @@ pub(super) fn read_marks_wire(
             Ok(())
         })
         .collect()
-}
-
-/// The items of an `EXEC` reply (`None` when it is not a list), or the error the transaction
-/// or one of its commands was refused with (`EXECABORT`, `WRONGTYPE`), as the client reports
-/// it.
-fn exec_items(exec: Reply<'_>) -> Result<Option<Items<'_>>, BackendError> {
-    let Reply::Array(items) = exec.ok()? else {
-        return Ok(None);
-    };
-    for item in items.clone() {
-        item.ok()?;
-    }
-    Ok(Some(items))
 }
 
 #[cfg(test)]
