@@ -6,7 +6,7 @@
 //! an entry is acknowledged only once its accepted push is recorded, so a later attempt of the
 //! call never pushes that device again.
 //!
-//! A batch shares its round trips, never its fate: each event is answered as soon as its own
+//! A batch shares its round trips, never its fate: each event is let go as soon as its own
 //! outcome is recorded, and the events whose settlement or outcome could not be recorded
 //! (transient failures: an outage, a hung node) are tried again on their own, with backoff,
 //! until they are recorded or the daemon stops hard — then they stay pending, as an event does
@@ -14,15 +14,13 @@
 //! (the shard's own streams are broken, `crate::ingest::redis`) is not retried here: the entry
 //! stays pending and is reclaimed after `stream.claim_idle_ms`. A settlement the store refuses for good (its ledger key holds
 //! something else) is logged and counted, and the outcome is recorded all the same: there is
-//! nothing better to do with that call's ledger. Event tasks wait for their outcome to be
-//! recorded: they hold their event slot and stay in flight (touched, [`super::heartbeat`])
-//! until then; rather than waiting for the answer, each task hands over its slot and its place
-//! in the in-flight set with its outcome ([`Held`]), and this stage gives them back.
+//! nothing better to do with that call's ledger. An event holds its event slot and stays in
+//! flight (touched, [`super::heartbeat`]) until its outcome is recorded: its task hands both
+//! over with the outcome ([`Held`]) and ends there, and this stage gives them back.
 //!
 //! [`CallQueue::finish_many`]: crate::ingest::CallQueue::finish_many
 
 use std::sync::Arc;
-
 use std::time::Instant;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
