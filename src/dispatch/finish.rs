@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use super::in_flight::InFlight;
@@ -69,31 +70,38 @@ pub(super) async fn run(
     split: bool,
     hard_stop: CancellationToken,
 ) {
+    // The jobs a batch could not record are retried on their own tasks; the stage ends only
+    // once they are recorded too (or the daemon stops hard), so a graceful stop during an
+    // outage keeps their entries in flight (touched) until then.
+    let retries = TaskTracker::new();
+    let retrying = retries.clone();
     batch::run(
         jobs,
         max,
         batch::IN_FLIGHT,
         split,
         hard_stop,
-        move |batch| finish(shared.clone(), batch),
+        move |batch| finish(shared.clone(), batch, retrying.clone()),
     )
-    .await
+    .await;
+    retries.close();
+    retries.wait().await;
 }
 
-/// Record one batch, answering each event as soon as its outcome is recorded; the events that
-/// could not be recorded are tried again on their own, so the next batch does not wait for
-/// them.
-async fn finish(shared: Arc<Shared>, batch: Vec<Job>) {
+/// Record one batch, letting each event go as soon as its outcome is recorded; the events that
+/// could not be recorded are tried again on their own (on `retries`), so the next batch does
+/// not wait for them.
+async fn finish(shared: Arc<Shared>, batch: Vec<Job>, retries: TaskTracker) {
     let left = record(&shared, batch).await;
     if !left.is_empty() {
-        tokio::spawn(record_until_done(shared, left));
+        retries.spawn(record_until_done(shared, left));
     }
 }
 
 /// Where one job stands after a try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fate {
-    /// Recorded: its task is told.
+    /// Recorded: the event is let go.
     Recorded,
     /// Not yet: the store did not answer, or its settlement waits; tried again.
     Waiting,
