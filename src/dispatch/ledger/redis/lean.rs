@@ -167,29 +167,15 @@ pub(super) fn read_claims_wire(
     replies: &mut Items<'_>,
     devices: &[usize],
 ) -> Vec<Result<FirstClaim, BackendError>> {
-    let all = |e: BackendError| devices.iter().map(|_| Err(e.clone())).collect();
-    // `MULTI` and each queued command answer first; a refused one makes `EXEC` refuse too.
-    let queued: usize = devices.iter().map(|d| d + 1).sum();
-    let Some(exec) = replies.nth(queued + 1) else {
-        return all(BackendError::Corrupt(
-            "a claim transaction answered too few replies".into(),
-        ));
-    };
-    let mut items = match exec.ok() {
-        Ok(Reply::Array(items)) => items,
-        Ok(other) => {
-            return all(BackendError::Corrupt(format!(
-                "a claim transaction's EXEC answered {other:?}"
-            )))
-        }
-        Err(e) => return all(e.into()),
+    let queued = devices.iter().map(|d| d + 1).sum();
+    let mut items = match batch_exec(replies, queued) {
+        Ok(items) => items,
+        Err(e) => return devices.iter().map(|_| Err(e.clone())).collect(),
     };
     devices
         .iter()
         .map(|&d| {
-            // Every reply of the call is taken, whatever it says, so the next call reads its own.
-            let replies: Vec<Option<Reply<'_>>> = (0..=d).map(|_| items.next()).collect();
-            let ints = replies.into_iter().map(|item| match item {
+            let ints = per_call(&mut items, d + 1).map(|item| match item {
                 Some(Reply::Int(n)) => Ok(n),
                 Some(Reply::Error(line)) => Err(server_error(line).into()),
                 Some(other) => Err(corrupt_claims(d, &format!("{other:?}"))),
@@ -198,6 +184,35 @@ pub(super) fn read_claims_wire(
             first_claim(ints, d)
         })
         .collect()
+}
+
+/// The items of the `EXEC` that ends one transaction of `queued` commands (after `MULTI` and
+/// their `QUEUED`s), or why there are none: `EXECABORT` (a command refused as it was queued),
+/// or an answer that is not a list.
+fn batch_exec<'a>(replies: &mut Items<'a>, queued: usize) -> Result<Items<'a>, BackendError> {
+    let exec = replies.nth(queued + 1).ok_or_else(|| {
+        BackendError::Corrupt("a transaction answered too few replies".to_string())
+    })?;
+    match exec.ok()? {
+        Reply::Array(items) => Ok(items),
+        other => Err(BackendError::Corrupt(format!(
+            "a transaction's EXEC answered {other:?}"
+        ))),
+    }
+}
+
+/// The next `count` replies of `items`, one call's (`None` past the end), taken off `items`
+/// whatever they say, so the next call reads its own even when a reader stops early.
+fn per_call<'a>(
+    items: &mut Items<'a>,
+    count: usize,
+) -> impl Iterator<Item = Option<Reply<'a>>> + 'a {
+    let mine = items.clone();
+    for _ in 0..count {
+        items.next();
+    }
+    let mut mine = mine.take(count);
+    (0..count).map(move |_| mine.next())
 }
 
 /// What a [`claim_free`] transaction answered: as [`read_claims_wire`].
@@ -351,33 +366,19 @@ pub(super) fn read_marks_wire(
     replies: &mut Items<'_>,
     marks: usize,
 ) -> Vec<Result<(), BackendError>> {
-    let exec = match replies.nth(2 * marks + 1) {
-        Some(exec) => exec,
-        None => {
-            let e = BackendError::Corrupt("a transaction answered too few replies".to_string());
-            return (0..marks).map(|_| Err(e.clone())).collect();
-        }
-    };
-    let mut items = match exec.ok() {
-        Ok(Reply::Array(items)) => items,
-        Ok(_) => {
-            let e = BackendError::Corrupt("EXEC answered something other than a list".to_string());
-            return (0..marks).map(|_| Err(e.clone())).collect();
-        }
-        Err(e) => {
-            let e = BackendError::from(e);
-            return (0..marks).map(|_| Err(e.clone())).collect();
-        }
+    let mut items = match batch_exec(replies, 2 * marks) {
+        Ok(items) => items,
+        Err(e) => return (0..marks).map(|_| Err(e.clone())).collect(),
     };
     (0..marks)
         .map(|_| {
-            let (Some(set), Some(expire)) = (items.next(), items.next()) else {
-                return Err(BackendError::Corrupt(
-                    "EXEC answered fewer replies than commands".to_string(),
-                ));
-            };
-            set.ok()?;
-            expire.ok()?;
+            for reply in per_call(&mut items, 2) {
+                reply
+                    .ok_or_else(|| {
+                        BackendError::Corrupt("EXEC answered fewer replies than commands".into())
+                    })?
+                    .ok()?;
+            }
             Ok(())
         })
         .collect()
